@@ -1,0 +1,38 @@
+"""A dataset held as tensors: the chunk format scenarios produce and the fast path loaders use."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+
+class TensorChunk(Dataset):
+    """``(inputs[i], targets[i])`` — or with ``task_ids``, ``(inputs[i], targets[i], task_ids[i])``.
+
+    ``targets`` is public so that scenarios and ``mask_unused_classes`` read labels without
+    iterating the data.
+    """
+
+    def __init__(self, inputs: Tensor, targets: Tensor, task_ids: Tensor | None = None) -> None:
+        if inputs.shape[0] != targets.shape[0]:
+            raise ValueError(f"{inputs.shape[0]} inputs but {targets.shape[0]} targets")
+        if task_ids is not None and task_ids.shape[0] != targets.shape[0]:
+            raise ValueError(f"{task_ids.shape[0]} task ids for {targets.shape[0]} samples")
+        self.inputs = inputs
+        self.targets = targets
+        self.task_ids = task_ids
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        if self.task_ids is None:
+            return self.inputs[index], self.targets[index]
+        return self.inputs[index], self.targets[index], self.task_ids[index]
+
+    def subset(self, index: Tensor) -> TensorChunk:
+        """The samples at ``index``, as a new chunk with its own (contiguous) storage."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        task_ids = None if self.task_ids is None else self.task_ids[index]
+        return TensorChunk(self.inputs[index], self.targets[index], task_ids)

@@ -1,0 +1,21 @@
+"""The library's exceptions: each names the offending value and what was expected."""
+
+
+class RetentiveError(Exception):
+    """Base class of every error retentive raises on purpose."""
+
+
+class StateError(RetentiveError):
+    """A state folder is missing, unreadable, tampered with, or of an unknown format."""
+
+
+class MemoryShapeError(RetentiveError, ValueError):
+    """A sample does not fit the memory: other keys, shapes or dtypes than those stored."""
+
+
+class DataError(RetentiveError, ValueError):
+    """A training chunk is unusable: empty, mislabelled, or incompatible with the model."""
+
+
+class NonFiniteLossError(RetentiveError, FloatingPointError):
+    """Training produced a NaN or infinite loss; the update stops and writes nothing."""

@@ -1,0 +1,24 @@
+"""Reference models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """A ReLU MLP on flattened inputs; ``MLP()`` is the DER paper's MNIST net, 784-100-100-10."""
+
+    def __init__(self, in_features: int = 784, hidden: Sequence[int] = (100, 100), num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,178 @@
+"""The state folder (format v1): the one place that reads and writes it.
+
+    manifest.json   format and version, updater class and hyperparameters, tasks seen, and the
+                    sha256 and size of every other file
+    model.pt        the model's state_dict
+    learner.pt      counters and every component's state_dict
+    memory.pt       the replay memory's tensors
+
+Every ``.pt`` holds tensors and plain containers only and is read with
+``torch.load(weights_only=True)``: loading a state folder can never run code. A folder is written
+beside its target and renamed into place, so it appears whole or not at all; the input folder is
+only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retentive._version import __version__
+from retentive.errors import StateError
+
+FORMAT = "retentive-state"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PAYLOADS = ("model.pt", "learner.pt", "memory.pt")
+STAGING_PREFIX = ".retentive-staging-"
+
+
+@dataclass
+class State:
+    """A loaded state folder: three payloads and the manifest that vouched for them."""
+
+    model: dict[str, Any]
+    learner: dict[str, Any]
+    memory: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_payload(path: Path, payload: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with open(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.PathLike[str] | None) -> Path:
+    """Refuse an output folder that exists or is the input folder, before any training is done."""
+    out = Path(output)
+    if input_folder is not None and out.resolve() == Path(input_folder).resolve():
+        raise StateError(
+            f"output_state_folder {str(out)!r} is the input_state_folder; the input is never modified, "
+            "so write the new state to another folder"
+        )
+    if out.exists():
+        raise StateError(f"output_state_folder {str(out)!r} already exists; a state folder is never overwritten")
+    return out
+
+
+def save_state(folder: str | os.PathLike[str], state: State) -> Path:
+    """Write ``state`` atomically to ``folder``, which must not exist yet."""
+    target = Path(folder)
+    check_output_folder(target, None)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        files: dict[str, dict[str, Any]] = {}
+        for name, payload in zip(PAYLOADS, (state.model, state.learner, state.memory)):
+            _write_payload(staging / name, payload)
+            files[name] = {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "retentive_version": __version__,
+            "torch_version": torch.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **state.manifest,
+            "files": files,
+        }
+        with open(staging / MANIFEST, "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_dir(staging)
+        if target.exists():
+            raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written")
+        os.rename(staging, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a folder's manifest (format and version), without reading the payloads."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StateError(f"{str(manifest_path)!r} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise StateError(f"{str(manifest_path)!r} is not a retentive manifest (expected format {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise StateError(f"{str(manifest_path)!r} has no integer format_version (got {version!r})")
+    if version > FORMAT_VERSION:
+        raise StateError(
+            f"{str(path)!r} is state format v{version}, newer than this retentive ({__version__}) reads "
+            f"(v{FORMAT_VERSION}); upgrade retentive to load it"
+        )
+    if version < 1:
+        raise StateError(f"{str(path)!r} has state format v{version}; no such format was ever written")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != set(PAYLOADS):
+        raise StateError(f"{str(manifest_path)!r} must list exactly the files {list(PAYLOADS)}, got {files!r}")
+    return manifest
+
+
+def load_state(folder: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> State:
+    """Verify every file against the manifest, then read the payloads without running any code."""
+    path = Path(folder)
+    manifest = read_manifest(path)
+    payloads: list[dict[str, Any]] = []
+    for name in PAYLOADS:
+        file_path = path / name
+        entry = manifest["files"][name]
+        if not file_path.is_file():
+            raise StateError(f"state file {str(file_path)!r} is missing")
+        size = file_path.stat().st_size
+        if not isinstance(entry, dict) or size != entry.get("bytes") or _sha256(file_path) != entry.get("sha256"):
+            raise StateError(
+                f"state file {str(file_path)!r} does not match its manifest checksum "
+                f"({size} bytes on disk, {entry.get('bytes') if isinstance(entry, dict) else '?'} expected): "
+                "it was modified or truncated"
+            )
+        try:
+            payload = torch.load(file_path, map_location=map_location, weights_only=True)
+        except Exception as error:  # an unpickler refusal or a corrupt archive
+            raise StateError(f"state file {str(file_path)!r} could not be read safely: {error}") from error
+        if not isinstance(payload, dict):
+            raise StateError(f"state file {str(file_path)!r} holds {type(payload).__name__}, expected a dict")
+        payloads.append(payload)
+    return State(model=payloads[0], learner=payloads[1], memory=payloads[2], manifest=manifest)

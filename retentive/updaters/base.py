@@ -1,0 +1,339 @@
+"""ModelUpdater: the life cycle of one update — load state, fit with Lightning, save state.
+
+Subclasses choose the loss components (and the memory); everything else — batching, seeding,
+the Trainer, validation of the input, and the state folder — lives here once.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from retentive.components.base import Component
+from retentive.errors import DataError, MemoryShapeError, StateError
+from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
+from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.policies import InsertionPolicy
+from retentive.state import State, check_output_folder, load_state, save_state
+
+DEFAULT_BATCH_MEMORY_FRAC = 0.5
+
+
+def split_batch(
+    batch_size: int, memory_size: int, batch_memory_frac: float | None, memory_batch_size: int | None
+) -> tuple[int, int]:
+    """Return ``(new samples, memory samples)`` per step.
+
+    Renate's convention (default): ``batch_size`` is the whole step and ``batch_memory_frac`` of
+    it comes from memory: ``m = min(memory_size, int(frac * batch_size))``, ``new = batch_size - m``.
+    The DER paper's convention (e.g. 10 new + 128 memory): pass ``memory_batch_size``; then
+    ``batch_size`` counts the new samples alone and ``m = min(memory_size, memory_batch_size)``.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if memory_batch_size is not None:
+        if batch_memory_frac is not None:
+            raise ValueError("pass either batch_memory_frac (Renate's split) or memory_batch_size (new + memory), not both")
+        if memory_batch_size < 0:
+            raise ValueError(f"memory_batch_size must be >= 0, got {memory_batch_size}")
+        return batch_size, min(memory_size, memory_batch_size)
+    frac = DEFAULT_BATCH_MEMORY_FRAC if batch_memory_frac is None else float(batch_memory_frac)
+    if not 0.0 <= frac < 1.0:
+        raise ValueError(f"batch_memory_frac must lie in [0, 1), got {frac}")
+    memory = min(memory_size, int(frac * batch_size))
+    if batch_size - memory < 1:
+        raise ValueError(f"batch_size={batch_size} with batch_memory_frac={frac} leaves no room for new samples")
+    return batch_size - memory, memory
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able record of a hyperparameter (callables by their qualified name)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    func = getattr(value, "func", None)  # functools.partial
+    if func is not None:
+        return {"callable": getattr(func, "__qualname__", repr(func)), "kwargs": _plain(getattr(value, "keywords", {}))}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return getattr(value, "__qualname__", None) or type(value).__qualname__
+
+
+class ModelUpdater:
+    """Updates a model on one data chunk per :meth:`update` call without forgetting the earlier ones.
+
+    Args:
+        model: any ``nn.Module`` returning logits. With ``input_state_folder`` its weights are
+            replaced by the saved ones, so build it the same way as for the first chunk.
+        loss_fn: the task loss, e.g. ``nn.CrossEntropyLoss()`` (mean-reduced).
+        optimizer: a callable taking the parameters, e.g. ``partial(torch.optim.SGD, lr=0.03)``;
+            a fresh optimizer is built for each update, as in Renate.
+        components: the weighted loss terms (subclasses fill this in).
+        memory_size: replay memory capacity in samples (0: no memory).
+        batch_size, batch_memory_frac, memory_batch_size: the step's batch; see :func:`split_batch`.
+        loss_weight: the weight of the loss on new data.
+        loss_normalization: divide the total loss by the sum of the weights (Renate's default).
+        ema_memory_update_gamma: EMA refresh of stored metadata for replayed samples (1: off).
+        mask_unused_classes: mask logits of classes absent from the chunk in the new-data loss.
+        learning_rate_scheduler: optional callable building a scheduler from the optimizer.
+        memory_policy: how the memory chooses what to keep (reservoir by default).
+        input_state_folder: the previous update's output; ``None`` for the first chunk.
+        output_state_folder: where this update's state goes (must not exist); ``None``: not saved.
+        max_epochs, accelerator, devices, strategy, precision, num_nodes: Lightning Trainer settings.
+        seed: makes each update reproducible; update ``k`` uses ``seed + k``.
+        logger: a Lightning logger; default a ``TensorBoardLogger("tb_logs")`` made here; ``False``
+            disables logging.
+        enable_progress_bar: Lightning's progress bar.
+        log_every_n_steps: how often training losses are logged.
+        num_workers: DataLoader workers.
+        callbacks: extra Lightning callbacks.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        optimizer: OptimizerFactory,
+        components: Sequence[Component] = (),
+        memory_size: int = 0,
+        batch_size: int = 32,
+        batch_memory_frac: float | None = None,
+        memory_batch_size: int | None = None,
+        loss_weight: float = 1.0,
+        loss_normalization: bool = True,
+        ema_memory_update_gamma: float = 1.0,
+        mask_unused_classes: bool = False,
+        learning_rate_scheduler: SchedulerFactory | None = None,
+        memory_policy: InsertionPolicy | None = None,
+        input_state_folder: str | os.PathLike[str] | None = None,
+        output_state_folder: str | os.PathLike[str] | None = None,
+        max_epochs: int = 1,
+        accelerator: str = "auto",
+        devices: int | str | list[int] = 1,
+        strategy: str | Any = "auto",
+        precision: str | int = "32",
+        num_nodes: int = 1,
+        seed: int = 0,
+        logger: Logger | bool | None = None,
+        enable_progress_bar: bool = True,
+        log_every_n_steps: int = 50,
+        num_workers: int = 0,
+        callbacks: Sequence[pl.Callback] = (),
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(optimizer):
+            raise TypeError(f"optimizer must be a callable taking the parameters, got {type(optimizer).__name__}")
+        if not isinstance(memory_size, int) or isinstance(memory_size, bool) or memory_size < 0:
+            raise ValueError(f"memory_size must be an int >= 0, got {memory_size!r}")
+        if not isinstance(max_epochs, int) or max_epochs < 1:
+            raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
+        self.new_batch_size, self.memory_batch_size = split_batch(
+            batch_size, memory_size, batch_memory_frac, memory_batch_size
+        )
+        self.model = model
+        self.input_state_folder = None if input_state_folder is None else Path(input_state_folder)
+        self.output_state_folder = None if output_state_folder is None else Path(output_state_folder)
+        if self.output_state_folder is not None:
+            check_output_folder(self.output_state_folder, self.input_state_folder)
+        self.memory = ReplayBuffer(memory_size, policy=memory_policy, seed=seed)
+        self.learner = Learner(
+            model=model,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            components=components,
+            memory=self.memory,
+            memory_batch_size=self.memory_batch_size,
+            loss_weight=loss_weight,
+            loss_normalization=loss_normalization,
+            ema_memory_update_gamma=ema_memory_update_gamma,
+            mask_unused_classes=mask_unused_classes,
+            lr_scheduler=learning_rate_scheduler,
+            log_every_n_steps=log_every_n_steps,
+        )
+        self.trainer_kwargs: dict[str, Any] = dict(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            precision=precision,
+            num_nodes=num_nodes,
+            enable_progress_bar=enable_progress_bar,
+        )
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+        self.callbacks = list(callbacks)
+        if logger is None or logger is True:
+            logger = TensorBoardLogger(save_dir="tb_logs", name=type(self).__name__)
+        self.logger: Logger | None = logger or None
+        self.hyperparameters: dict[str, Any] = {
+            "memory_size": memory_size,
+            "batch_size": batch_size,
+            "batch_memory_frac": batch_memory_frac,
+            "memory_batch_size": memory_batch_size,
+            "loss_weight": loss_weight,
+            "loss_normalization": loss_normalization,
+            "ema_memory_update_gamma": ema_memory_update_gamma,
+            "mask_unused_classes": mask_unused_classes,
+            "max_epochs": max_epochs,
+            "precision": str(precision),
+            "seed": seed,
+            "optimizer": _plain(optimizer),
+            "loss_fn": _plain(loss_fn),
+        }
+        self.updates_done = 0
+        self.tasks_seen: dict[str, int] = {}
+        if self.input_state_folder is not None:
+            self._restore(load_state(self.input_state_folder))
+
+    # ---------------------------------------------------------------- state
+    def _restore(self, state: State) -> None:
+        folder = self.input_state_folder
+        try:
+            self.model.load_state_dict(state.model)
+        except RuntimeError as error:
+            raise StateError(f"the model in {str(folder)!r} does not fit the model passed in: {error}") from error
+        try:
+            self.learner.load_extra_state(state.learner["learner"])
+            self.memory.load_state_dict(state.memory)
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise StateError(f"the state in {str(folder)!r} does not fit this updater: {error}") from error
+        missing = set(self.learner.memory_keys) - set(self.memory.keys)
+        if self.memory.keys and missing:
+            raise StateError(
+                f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
+            )
+        counters = state.learner["updater"]
+        self.updates_done = int(counters["updates_done"])
+        self.tasks_seen = {str(k): int(v) for k, v in counters["tasks_seen"].items()}
+
+    def _state(self) -> State:
+        return State(
+            model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            learner={
+                "learner": self.learner.extra_state(),
+                "updater": {"updates_done": self.updates_done, "tasks_seen": dict(self.tasks_seen)},
+            },
+            memory=self.memory.state_dict(),
+            manifest={
+                "updater": type(self).__name__,
+                "hyperparameters": self.hyperparameters,
+                "updates_done": self.updates_done,
+                "tasks_seen": dict(self.tasks_seen),
+                "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
+            },
+        )
+
+    # ---------------------------------------------------------------- input checks
+    def _check_dataset(self, dataset: Dataset, role: str) -> None:
+        try:
+            n = len(dataset)  # type: ignore[arg-type]
+        except TypeError as error:
+            raise DataError(f"the {role} dataset must be a map-style Dataset with a length") from error
+        if n == 0:
+            raise DataError(f"the {role} dataset is empty; an update needs at least one sample")
+        sample = dataset[0]
+        if not isinstance(sample, (tuple, list)) or len(sample) not in (2, 3):
+            raise DataError(f"{role} samples must be (x, y) or (x, y, task_id) tuples, got {type(sample).__name__}")
+        x = sample[0]
+        if not torch.is_tensor(x):
+            raise DataError(f"{role} inputs must be tensors, got {type(x).__name__}")
+        stored = self.memory.storage.get("inputs")
+        if stored is not None and (x.shape != stored.shape[1:] or x.dtype != stored.dtype):
+            raise MemoryShapeError(
+                f"{role} inputs have shape {tuple(x.shape)} and dtype {x.dtype}, but the memory holds inputs "
+                f"of shape {tuple(stored.shape[1:])} and dtype {stored.dtype}"
+            )
+
+    @staticmethod
+    def _classes(dataset: Dataset) -> Tensor:
+        targets = getattr(dataset, "targets", None)
+        if torch.is_tensor(targets):
+            return torch.unique(targets.long())
+        return torch.unique(torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))]))  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------- the update
+    def _loader(self, dataset: Dataset, shuffle: bool, seed: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.new_batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _trainer(self) -> pl.Trainer:
+        return pl.Trainer(
+            logger=self.logger if self.logger is not None else False,
+            callbacks=list(self.callbacks),
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=self.learner.log_every_n_steps,
+            **self.trainer_kwargs,
+        )
+
+    def update(self, train_dataset: Dataset, val_dataset: Dataset | None = None, task_id: int | None = None) -> nn.Module:
+        """Train on one chunk, save the new state, and return the updated model.
+
+        On any failure (bad data, a NaN loss, an interrupted fit) the model and memory are put back
+        as they were before the call and nothing is written.
+        """
+        if self.output_state_folder is not None:
+            check_output_folder(self.output_state_folder, self.input_state_folder)
+        self._check_dataset(train_dataset, "training")
+        if val_dataset is not None:
+            self._check_dataset(val_dataset, "validation")
+        task = self.updates_done if task_id is None else task_id
+        if not isinstance(task, int) or isinstance(task, bool) or task < 0:
+            raise DataError(f"task_id must be an int >= 0, got {task!r}")
+        seed = self.seed + self.updates_done
+        pl.seed_everything(seed, workers=True, verbose=False)
+        self.learner.task_id = task
+        if self.learner.mask_unused_classes:
+            self.learner.set_chunk_classes(self._classes(train_dataset))
+        backup = (
+            copy.deepcopy(self.model.state_dict()),
+            self.memory.state_dict(),
+            copy.deepcopy(self.learner.extra_state()),
+            (self.updates_done, dict(self.tasks_seen)),
+        )
+        try:
+            trainer = self._trainer()
+            trainer.fit(
+                self.learner,
+                train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed),
+                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed),
+            )
+            if trainer.interrupted:
+                raise RuntimeError("the update was interrupted before it finished; nothing was written")
+            self.updates_done += 1
+            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
+            self._log_memory()
+            if self.output_state_folder is not None:
+                save_state(self.output_state_folder, self._state())
+        except BaseException:
+            self.model.load_state_dict(backup[0])
+            self.memory.load_state_dict(backup[1])
+            self.learner.load_extra_state(backup[2])
+            self.updates_done, self.tasks_seen = backup[3]
+            raise
+        return self.model
+
+    def _log_memory(self) -> None:
+        if isinstance(self.logger, TensorBoardLogger) and len(self.memory):
+            targets = self.memory.storage["targets"][: len(self.memory)].cpu()
+            self.logger.experiment.add_histogram("memory/classes", targets, self.learner.total_steps)
+            self.logger.experiment.flush()
