@@ -1,0 +1,1 @@
+"""The subcommands of the ``retentive`` command line, one per module."""

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install retentive with the pinned, tested versions.
+#   bash scripts/setup.sh        the library and its runtime dependencies
+#   bash scripts/setup.sh dev    plus the test dependencies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || python3 -m venv .venv
+extra=""
+[ "${1:-}" = "dev" ] && extra="[dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".${extra}"
