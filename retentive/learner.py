@@ -206,7 +206,7 @@ class Learner(pl.LightningModule):
         total = normalized_total(self.loss_weight, new_loss, terms, self.loss_normalization)
         if not bool(torch.isfinite(total)):
             raise NonFiniteLossError(
-                f"the training loss became {float(total)} at step {self.total_steps} (task {self.task_id}); "
+                f"the training loss became {float(total.detach())} at step {self.total_steps} (task {self.task_id}); "
                 "the update was stopped and nothing was written"
             )
         self._terms["loss/total"] = total.detach()

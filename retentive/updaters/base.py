@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -312,11 +313,16 @@ class ModelUpdater:
         )
         try:
             trainer = self._trainer()
-            trainer.fit(
-                self.learner,
-                train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed),
-                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed),
-            )
+            with warnings.catch_warnings():
+                # Lightning's notices that do not apply here: validation is optional per update, and
+                # its own pytree helper trips a torch deprecation.
+                warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+                trainer.fit(
+                    self.learner,
+                    train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed),
+                    val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed),
+                )
             if trainer.interrupted:
                 raise RuntimeError("the update was interrupted before it finished; nothing was written")
             self.updates_done += 1
