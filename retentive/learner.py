@@ -4,6 +4,10 @@ Per step: draw a memory batch, run ONE forward pass over new and memory samples 
 the task loss on the new samples with each component's weighted term, and after the optimizer
 step offer the new samples (with the metadata the components asked for) to the memory. The
 Learner knows nothing of files: the updater loads and saves its state.
+
+The step drives its optimizer itself (Lightning's manual optimisation): Lightning's closure
+machinery costs more per step than a small model's whole forward and backward. A learning-rate
+scheduler is therefore stepped once per epoch, by the Learner.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Learner(pl.LightningModule):
         log_every_n_steps: int = 50,
     ) -> None:
         super().__init__()
+        self.automatic_optimization = False  # see the module docstring
         if not 0.0 <= ema_memory_update_gamma <= 1.0:
             raise ValueError(f"ema_memory_update_gamma must lie in [0, 1], got {ema_memory_update_gamma}")
         if loss_weight < 0:
@@ -104,8 +109,6 @@ class Learner(pl.LightningModule):
         ) + tuple(layer for c in components for layer in getattr(c, "feature_layers", ()))
         self.feature_layers = tuple(dict.fromkeys(self.feature_layers))
         self._taps: FeatureTaps | None = None
-        self._ctx: StepContext | None = None
-        self._terms: dict[str, Tensor] = {}
         self._val_correct = 0
         self._val_total = 0
 
@@ -136,7 +139,6 @@ class Learner(pl.LightningModule):
         if self._taps is not None:
             self._taps.remove()
             self._taps = None
-        self._ctx = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -166,6 +168,21 @@ class Learner(pl.LightningModule):
             )
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss, ctx = self.step_loss(batch)
+        self.manual_backward(loss)
+        optimizer.step()
+        self.after_step(ctx)
+        return loss.detach()
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    def step_loss(self, batch: Any) -> tuple[Tensor, StepContext]:
+        """The total loss of one step, and the context the after-step work reads."""
         x, y, t = self._unpack(batch)
         n = x.shape[0]
         memory = self.memory.sample(self.memory_batch_size) if self.memory_batch_size else None
@@ -197,33 +214,29 @@ class Learner(pl.LightningModule):
             new_logits = new_logits.masked_fill(~keep, torch.finfo(new_logits.dtype).min)
         new_loss = self.loss_fn(new_logits, y)
         terms: list[tuple[float, Tensor]] = []
-        self._terms = {"loss/new": new_loss.detach()}
+        named: dict[str, Tensor] = {"loss/new": new_loss}
         for i, component in enumerate(self.components):
             term = component.loss(ctx)
             if term is not None:
                 terms.append((component.weight, term))
-                self._terms[f"loss/{i}_{type(component).__name__}"] = term.detach()
+                named[f"loss/{i}_{type(component).__name__}"] = term
         total = normalized_total(self.loss_weight, new_loss, terms, self.loss_normalization)
         if not bool(torch.isfinite(total)):
             raise NonFiniteLossError(
                 f"the training loss became {float(total.detach())} at step {self.total_steps} (task {self.task_id}); "
                 "the update was stopped and nothing was written"
             )
-        self._terms["loss/total"] = total.detach()
-        self._ctx = ctx
-        return total
+        if (self.total_steps + 1) % self.log_every_n_steps == 0:
+            named["loss/total"] = total
+            self._log_training({k: float(v.detach()) for k, v in named.items()})
+        return total, ctx
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        ctx = self._ctx
-        if ctx is None:
-            return
+    def after_step(self, ctx: StepContext) -> None:
+        """After the optimizer step: offer the new samples to memory, then the component hooks."""
         self._store(ctx)
         for component in self.components:
             component.on_after_step(ctx)
         self.total_steps += 1
-        if self.total_steps % self.log_every_n_steps == 0:
-            self._log_training()
-        self._ctx = None
 
     def _metadata(self, outputs: Tensor, features: dict[str, Tensor]) -> dict[str, Tensor]:
         meta: dict[str, Tensor] = {}
@@ -249,15 +262,14 @@ class Learner(pl.LightningModule):
                 self.memory.refresh(ctx.memory.indices, key, value, self.ema_memory_update_gamma)
         self.memory.add(batch)
 
-    def _log_training(self) -> None:
+    def _log_training(self, metrics: dict[str, float]) -> None:
         if self.logger is None:
             return
-        metrics = {k: float(v) for k, v in self._terms.items()}
         optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
         if optimizer is not None:
             metrics["lr"] = float(optimizer.param_groups[0]["lr"])
         metrics["memory/size"] = float(len(self.memory))
-        self.logger.log_metrics(metrics, step=self.total_steps)
+        self.logger.log_metrics(metrics, step=self.total_steps + 1)
 
     # ---------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:

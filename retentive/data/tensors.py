@@ -11,8 +11,12 @@ class TensorChunk(Dataset):
     """``(inputs[i], targets[i])`` — or with ``task_ids``, ``(inputs[i], targets[i], task_ids[i])``.
 
     ``targets`` is public so that scenarios and ``mask_unused_classes`` read labels without
-    iterating the data.
+    iterating the data. Indexing with a tensor or list of indices returns a whole batch at once,
+    which lets the updater's loader skip per-sample fetching and collation
+    (``supports_batch_indexing``).
     """
+
+    supports_batch_indexing = True
 
     def __init__(self, inputs: Tensor, targets: Tensor, task_ids: Tensor | None = None) -> None:
         if inputs.shape[0] != targets.shape[0]:
@@ -26,7 +30,7 @@ class TensorChunk(Dataset):
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
-    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+    def __getitem__(self, index: int | list[int] | Tensor) -> tuple[Tensor, ...]:
         if self.task_ids is None:
             return self.inputs[index], self.targets[index]
         return self.inputs[index], self.targets[index], self.task_ids[index]

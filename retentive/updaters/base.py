@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from retentive.components.base import Component
 from retentive.errors import DataError, MemoryShapeError, StateError
@@ -266,6 +266,16 @@ class ModelUpdater:
     # ---------------------------------------------------------------- the update
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
+        if getattr(dataset, "supports_batch_indexing", False):
+            # One indexing op per batch instead of per-sample fetches and a collate.
+            order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+            return DataLoader(
+                dataset,
+                sampler=BatchSampler(order, batch_size=self.new_batch_size, drop_last=False),
+                batch_size=None,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         return DataLoader(
             dataset,
             batch_size=self.new_batch_size,
