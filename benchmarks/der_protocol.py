@@ -3,7 +3,7 @@
 Protocol (Buzzega et al., 2020; REFERENCE.md): 5 tasks of 2 digits, MLP 784-100-100-10, SGD
 without momentum, 1 epoch per task, 10 new samples a step plus the paper's memory minibatch,
 inputs in [0, 1], reservoir memory updated every step, the paper's best hyperparameters per
-memory size. Each chunk is one ``update()`` by a new updater that resumes from the previous
+memory size, and Mammoth's Xavier initialisation of the MLP. Each chunk is one ``update()`` by a new updater that resumes from the previous
 chunk's state folder, as a pipeline runs. The score is the mean accuracy over the five tasks'
 test sets after the last task.
 
@@ -49,7 +49,7 @@ QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=Fal
 
 
 def make_updater(method: str, memory: int | None, seed: int, input_state: Path | None, output_state: Path):
-    model = MLP()
+    model = MLP(init="xavier")  # Mammoth's initialisation of this net
     loss = torch.nn.CrossEntropyLoss()
     folders = dict(input_state_folder=input_state, output_state_folder=output_state, seed=seed, **QUIET)
     if method in ("sgd", "joint"):

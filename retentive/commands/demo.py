@@ -21,6 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate [0.1]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model init and every update [0]")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process [1]")
+    parser.add_argument("--samples-per-chunk", type=int, default=None, help="train on only the first N samples of each chunk (a quick look) [all]")
     parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files [see retentive.data.mnist]")
     parser.add_argument("--chunk", type=int, default=None, help=argparse.SUPPRESS)  # the worker process
 
@@ -31,6 +32,7 @@ def _state(output: Path, index: int) -> Path:
 
 def _run_chunk(args: argparse.Namespace) -> int:
     """One pipeline step: resume, update on chunk ``args.chunk``, save, evaluate."""
+    import logging
     from functools import partial
 
     import torch
@@ -42,8 +44,11 @@ def _run_chunk(args: argparse.Namespace) -> int:
     from retentive.models import MLP
 
     torch.set_num_threads(args.threads)
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # the demo prints its own summary
     i = args.chunk
     train = split_mnist(load_mnist("train", root=args.data))
+    if args.samples_per_chunk is not None:
+        train = [chunk.subset(torch.arange(min(args.samples_per_chunk, len(chunk)))) for chunk in train]
     test = split_mnist(load_mnist("test", root=args.data))
     torch.manual_seed(args.seed)
     updater = DarkExperienceReplayModelUpdater(
@@ -91,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
                    "--threads", str(args.threads)]
         if args.data is not None:
             command += ["--data", str(args.data)]
+        if args.samples_per_chunk is not None:
+            command += ["--samples-per-chunk", str(args.samples_per_chunk)]
         begun = time.perf_counter()
         subprocess.run(command, check=True)
         result = json.loads((args.output / f"row_{i:03d}.json").read_text())
