@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from retentive.data import TensorChunk, load_mnist, split_mnist
+from retentive.data import TensorChunk, split_mnist
 from retentive.data.export import export_split_mnist
 from retentive.data.files import read_chunk, write_chunk
 from retentive.errors import DataError

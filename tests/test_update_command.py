@@ -168,4 +168,27 @@ def test_retentive_errors_exit_1_with_the_reason(chunk_files, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["update", "--config", good, *common, "--set", "optimizer.init_args.lr=fast"]) == 1
     assert "(with --set optimizer.init_args.lr): optimizer.init_args.lr: expected float" in capsys.readouterr().err
+    table = tmp_path / "table.csv"
+    table.write_text("a,b,c,target\n0.5,1,2,1\n0.1,3,4,0\n")
+    assert main(["update", "--config", good, "--data", str(table), "--output-state", str(tmp_path / "out")]) == 1
+    assert f"{table}: inputs of shape (3,) and dtype torch.float32 do not fit the model MLP" in capsys.readouterr().err
     assert not (tmp_path / "out").exists(), "nothing is written on an error"
+    (tmp_path / "taken").mkdir()
+    assert main(["update", "--config", good, "--data", str(table), "--output-state", str(tmp_path / "taken")]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_a_csv_chunk_trains_through_the_command(split_small, chunk_files, tmp_path, capsys):
+    """Tabular data: MNIST pixels as 784 CSV feature columns, through the shipped ER config."""
+    train, _ = split_small
+    pixels = train[0].subset(torch.arange(64))
+    table = write_chunk(tmp_path / "pixels.csv", type(pixels)(pixels.inputs.flatten(1), pixels.targets))
+    out = tmp_path / "state"
+    argv = ["update", "--config", str(ROOT / "configs" / "er.yaml"), "--data", str(table), "--output-state", str(out),
+            "--task-id", "7", "--set", "logger=false", "--summary", str(tmp_path / "summary.json")]
+    assert main(argv) == 0
+    manifest = load_state(out).manifest
+    assert manifest["tasks_seen"] == {"7": 64} and manifest["memory"]["size"] == 64
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["task_id"] == 7 and summary["samples"] == 64 and summary["val_accuracy"] is None
+    assert f"state -> {out}" in capsys.readouterr().out

@@ -31,14 +31,14 @@ example, one chunk after another:
 """
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
 
 
-def _task_id(text: str) -> int:
+def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
@@ -63,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="where this update's state folder goes; it must not exist yet and appears whole or not at all",
     )
     parser.add_argument(
-        "--task-id", type=_task_id, default=None, metavar="N",
+        "--task-id", type=non_negative_int, default=None, metavar="N",
         help="the chunk's task id (samples with their own task_ids keep them) [default: the number of updates done before]",
     )
     parser.add_argument(
@@ -79,7 +79,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--summary", type=Path, default=None, metavar="FILE",
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]")
     # --resume (finish an interrupted update from its checkpoint) arrives with ModelUpdater(resume=True):
     # add the flag here and pass it on in runtime_arguments() below; config.RUNTIME_KEYS reserves it.
 
@@ -90,14 +90,37 @@ def runtime_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _quiet_lightning() -> None:
-    """Drop Lightning's per-run banner (which devices exist) and a deprecation notice that the pinned
-    Lightning raises inside itself; keep every other warning."""
+    """Drop Lightning's per-run banner (which devices exist), a deprecation notice the pinned
+    Lightning raises inside itself, and its note that no validation data was given (optional
+    here); keep every other warning."""
     import logging
     import warnings
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")  # no --val-data
+
+
+def check_fits(model: Any, chunk: Any, path: Path) -> None:
+    """Run the model on one sample before training, so that data of the wrong shape or dtype is a
+    one-line error naming the file rather than a traceback from inside the training loop."""
+    import torch
+
+    from retentive.errors import DataError
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(chunk.inputs[:1])
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        raise DataError(
+            f"{path}: inputs of shape {tuple(chunk.inputs.shape[1:])} and dtype {chunk.inputs.dtype} do not fit "
+            f"the model {type(model).__name__}: {error}"
+        ) from error
+    finally:
+        model.train(was_training)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,9 +134,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     _quiet_lightning()
     config = load_config(args.config, args.overrides)
+    updater = build_updater(config, **runtime_arguments(args))  # checks the state folders first
     train = read_chunk(args.data)
-    val = None if args.val_data is None else read_chunk(args.val_data)
-    updater = build_updater(config, **runtime_arguments(args))
+    check_fits(updater.model, train, args.data)
+    val = None
+    if args.val_data is not None:
+        val = read_chunk(args.val_data)
+        check_fits(updater.model, val, args.val_data)
     start = time.perf_counter()
     model = updater.update(train, val_dataset=val, task_id=args.task_id)
     seconds = time.perf_counter() - start
@@ -126,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "updater": type(updater).__name__,
         "data": str(args.data),
         "samples": len(train),
-        "task_id": args.task_id,
+        "task_id": updater.learner.task_id,
         "updates_done": updater.updates_done,
         "seconds": round(seconds, 3),
         "val_data": None if args.val_data is None else str(args.val_data),
