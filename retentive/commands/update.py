@@ -1,0 +1,171 @@
+"""``retentive update``: one update on one data chunk, configured by a YAML file.
+
+A retraining pipeline runs this once per new chunk, each time in a new process: it resumes from
+the state folder the previous run wrote (``--input-state``) and writes a new one
+(``--output-state``); the input is never modified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+DATA_HELP = (
+    "a chunk file (.npz, .pt or .csv) or a folder of them, concatenated in name order. "
+    ".npz/.pt: arrays 'inputs' (N, ...), 'targets' (N,) integer classes, optional 'task_ids' (N,); "
+    ".pt is read with torch.load(weights_only=True). uint8 inputs are images, scaled to [0, 1]. "
+    ".csv: a header row; column 'target' is the class, optional 'task_id', every other column a float feature"
+)
+
+EPILOG = """\
+exit codes: 0 the update finished and the new state folder is written; 1 a retentive error (bad
+config, data or state folder; nothing is written); 2 bad usage of the command line.
+
+example, one chunk after another:
+  retentive update --config configs/der.yaml --data chunks/day1.npz --output-state state/day1
+  retentive update --config configs/der.yaml --data chunks/day2.npz --input-state state/day1 \\
+      --output-state state/day2 --val-data chunks/val/
+"""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument(
+        "--config", required=True, type=Path, metavar="CONFIG",
+        help="YAML config naming the updater, model, loss, optimizer, scheduler, trainer settings and "
+        "logger by class_path/init_args (see configs/)",
+    )
+    parser.add_argument("--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP)
+    parser.add_argument(
+        "--input-state", type=Path, default=None, metavar="DIR",
+        help="the state folder the previous update wrote (model, memory, learner state); omit it for the first chunk",
+    )
+    parser.add_argument(
+        "--output-state", required=True, type=Path, metavar="DIR",
+        help="where this update's state folder goes; it must not exist yet and appears whole or not at all",
+    )
+    parser.add_argument(
+        "--task-id", type=non_negative_int, default=None, metavar="N",
+        help="the chunk's task id (samples with their own task_ids keep them) [default: the number of updates done before]",
+    )
+    parser.add_argument(
+        "--val-data", type=Path, default=None, metavar="CHUNK",
+        help="a validation chunk, same format as --data: its accuracy is logged after each epoch and printed at the end",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override one config value, by dotted key; VALUE is YAML (repeatable), "
+        "e.g. --set optimizer.init_args.lr=0.01 --set logger.init_args.save_dir=runs",
+    )
+    parser.add_argument(
+        "--summary", type=Path, default=None, metavar="FILE",
+        help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
+    )
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]")
+    # --resume (finish an interrupted update from its checkpoint) arrives with ModelUpdater(resume=True):
+    # add the flag here and pass it on in runtime_arguments() below; config.RUNTIME_KEYS reserves it.
+
+
+def runtime_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The updater arguments the command line decides, not the config."""
+    return {"input_state_folder": args.input_state, "output_state_folder": args.output_state}
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's per-run banner (which devices exist), a deprecation notice the pinned
+    Lightning raises inside itself, and its note that no validation data was given (optional
+    here); keep every other warning."""
+    import logging
+    import warnings
+
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")  # no --val-data
+
+
+def check_fits(model: Any, chunk: Any, path: Path) -> None:
+    """Run the model on one sample before training, so that data of the wrong shape or dtype is a
+    one-line error naming the file rather than a traceback from inside the training loop."""
+    import torch
+
+    from retentive.errors import DataError
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(chunk.inputs[:1])
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:
+        raise DataError(
+            f"{path}: inputs of shape {tuple(chunk.inputs.shape[1:])} and dtype {chunk.inputs.dtype} do not fit "
+            f"the model {type(model).__name__}: {error}"
+        ) from error
+    finally:
+        model.train(was_training)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from retentive.config import build_updater, load_config
+    from retentive.data.files import read_chunk
+    from retentive.evaluation import accuracy
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    _quiet_lightning()
+    config = load_config(args.config, args.overrides)
+    updater = build_updater(config, **runtime_arguments(args))  # checks the state folders first
+    train = read_chunk(args.data)
+    check_fits(updater.model, train, args.data)
+    val = None
+    if args.val_data is not None:
+        val = read_chunk(args.val_data)
+        check_fits(updater.model, val, args.val_data)
+    start = time.perf_counter()
+    model = updater.update(train, val_dataset=val, task_id=args.task_id)
+    seconds = time.perf_counter() - start
+    val_accuracy = None
+    if val is not None:
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        val_accuracy = accuracy(model, val, device=device)
+    summary = {
+        "config": str(args.config),
+        "updater": type(updater).__name__,
+        "data": str(args.data),
+        "samples": len(train),
+        "task_id": updater.learner.task_id,
+        "updates_done": updater.updates_done,
+        "seconds": round(seconds, 3),
+        "val_data": None if args.val_data is None else str(args.val_data),
+        "val_accuracy": val_accuracy,
+        "input_state": None if args.input_state is None else str(args.input_state),
+        "output_state": str(args.output_state),
+    }
+    line = f"retentive update: {summary['updater']}, update {updater.updates_done}, {len(train)} samples in {seconds:.1f} s"
+    if val_accuracy is not None:
+        line += f"; validation accuracy {100 * val_accuracy:.2f}% on {len(val)} samples"  # type: ignore[arg-type]
+    print(f"{line}; state -> {args.output_state}", flush=True)
+    if args.summary is not None:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return 0
