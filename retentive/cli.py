@@ -16,6 +16,7 @@ from retentive.errors import RetentiveError
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("retentive.commands.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
+    "inspect": ("retentive.commands.inspect", "Show a state folder's manifest, files, memory classes and verification result"),
 }
 
 
