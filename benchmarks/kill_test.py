@@ -207,8 +207,8 @@ def leftovers(workdir: Path, output: Path) -> list[str]:
     return sorted(p.name for p in workdir.iterdir() if p.name.startswith(".retentive-") and output.name in p.name)
 
 
-def prepare(workdir: Path, samples: int, epochs: int, memory_size: int) -> Setup:
-    train = split_mnist(load_mnist("train"))
+def prepare(workdir: Path, samples: int, epochs: int, memory_size: int, mnist: TensorChunk | None = None) -> Setup:
+    train = split_mnist(mnist if mnist is not None else load_mnist("train"))
     g = torch.Generator().manual_seed(0)
     chunk0 = train[0].subset(torch.randperm(len(train[0]), generator=g)[:samples])
     chunk1 = train[1].subset(torch.randperm(len(train[1]), generator=g)[:samples])
@@ -219,13 +219,13 @@ def prepare(workdir: Path, samples: int, epochs: int, memory_size: int) -> Setup
 
 
 def run_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epochs: int = 4,
-                  memory_size: int = 2000, log: Any = None) -> dict[str, Any]:
-    """Run ``kills`` trials; return the counts (``corrupt`` must be 0)."""
+                  memory_size: int = 2000, log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
+    """Run ``kills`` trials; return the counts (``corrupt`` must be 0). ``mnist``: the training set, if loaded."""
     torch.set_num_threads(1)
     _quiet()
     rng = random.Random(seed)
     say = log or (lambda *a: None)
-    setup = prepare(workdir, samples, epochs, memory_size)
+    setup = prepare(workdir, samples, epochs, memory_size, mnist)
     input_digest = tree_digest(setup.input_state)
     reference = workdir / "reference"
     timing = run_clean(setup, reference)

@@ -279,11 +279,12 @@ def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint |
 class EpochCheckpointer(pl.Callback):
     """Writes a checkpoint at the start of every epoch after the first (the previous one is then
     complete: validated, scheduler stepped) and, when resuming, restores the Trainer's side of the
-    checkpoint once the components' ``on_update_start`` hooks have run."""
+    checkpoint once the components' ``on_update_start`` hooks have run. ``save`` is ``None`` in a
+    process that does not write (a DDP rank other than zero)."""
 
     def __init__(
         self,
-        save: Callable[[pl.Trainer, int], None],
+        save: Callable[[pl.Trainer, int], None] | None,
         epochs_before: int,
         restore: Callable[[pl.Trainer], None] | None = None,
     ) -> None:
@@ -296,5 +297,5 @@ class EpochCheckpointer(pl.Callback):
             self.restore(trainer)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.current_epoch > 0:
+        if trainer.current_epoch > 0 and self.save is not None and trainer.is_global_zero:
             self.save(trainer, self.epochs_before + trainer.current_epoch)

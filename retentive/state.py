@@ -87,7 +87,11 @@ def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.P
             f"output_state_folder {str(out)!r} is the input_state_folder; the input is never modified, "
             "so write the new state to another folder"
         )
-    if out.exists():
+    try:
+        exists = out.exists()
+    except OSError as error:
+        raise StateError(f"output_state_folder {str(out)!r} cannot be checked: {error}") from error
+    if exists:
         raise StateError(f"output_state_folder {str(out)!r} already exists; a state folder is never overwritten")
     return out
 
@@ -165,10 +169,10 @@ def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False
             f"{str(path)!r} is a staging folder left by an interrupted write ({STAGING_PREFIX}*), not a "
             "state; the next update writing that output removes it"
         )
-    if not path.is_dir():
-        raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder")
     manifest_path = path / MANIFEST
     try:
+        if not path.is_dir():
+            raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder")
         if not manifest_path.is_file():
             if all((path / name).is_file() for name in RENATE_FILES):
                 raise StateError(
@@ -177,12 +181,12 @@ def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False
                     "instead (load them yourself, in a process you trust, into the model you pass in)"
                 )
             raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
-        text = manifest_path.read_text(encoding="utf-8")
+        raw = manifest_path.read_bytes()
     except OSError as error:
-        raise StateError(f"{str(manifest_path)!r} cannot be read: {error}") from error
+        raise StateError(f"state folder {str(path)!r} cannot be read: {error}") from error
     try:
-        manifest = json.loads(text)
-    except (ValueError, RecursionError) as error:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise StateError(f"{str(manifest_path)!r} is not valid JSON: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StateError(f"{str(manifest_path)!r} is not a retentive manifest (expected format {FORMAT!r})")

@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -335,7 +336,10 @@ class ModelUpdater:
         before the call and no output is written; with ``resume=True`` the epochs completed so far
         stay in the checkpoint for the next attempt.
         """
-        lock = None if self.output_state_folder is None else OutputLock(self.output_state_folder).acquire()
+        # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
+        # launcher the other ranks run this same call and must not contend for the lock.
+        writer = self.output_state_folder is not None and rank_zero_only.rank == 0
+        lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         try:
             return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
@@ -359,7 +363,7 @@ class ModelUpdater:
         checkpoint: Checkpoint | None = None
         fingerprint: dict[str, Any] = {}
         if self.resume:
-            assert self.output_state_folder is not None and lock is not None
+            assert self.output_state_folder is not None
             fingerprint = update_fingerprint(
                 type(self).__name__, self.hyperparameters,
                 None if self.input_state_folder is None else self.input_state_folder / MANIFEST,
@@ -384,7 +388,7 @@ class ModelUpdater:
             self.updates_done += 1
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
-            if self.output_state_folder is not None:
+            if self.output_state_folder is not None and lock is not None:
                 save_state(self.output_state_folder, self._state(), lock=lock)
                 discard_checkpoints(self.output_state_folder)
         except BaseException:
@@ -405,13 +409,12 @@ class ModelUpdater:
         epochs_before = 0
         callbacks: list[pl.Callback] = []
         if self.resume:
-            assert lock is not None
             restore = None
             if checkpoint is not None:
                 epochs_before = checkpoint.epochs_done
                 train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
                 restore = partial(self._resume_training, checkpoint)
-            save = partial(self._write_checkpoint, lock, fingerprint, train_loader)
+            save = None if lock is None else partial(self._write_checkpoint, lock, fingerprint, train_loader)
             callbacks.append(EpochCheckpointer(save, epochs_before, restore))
         trainer = self._trainer(max_epochs=self.trainer_kwargs["max_epochs"] - epochs_before, callbacks=callbacks)
         trainer.fit(
@@ -421,8 +424,7 @@ class ModelUpdater:
         )
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
-        if self.resume:
-            assert lock is not None
+        if self.resume and lock is not None:
             self._write_checkpoint(lock, fingerprint, train_loader, None, self.trainer_kwargs["max_epochs"])
 
     def _write_checkpoint(
