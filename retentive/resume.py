@@ -38,6 +38,7 @@ from retentive.locking import OutputLock
 from retentive.state import KIND_CHECKPOINT, State, load_state, save_state
 
 RESUME_PREFIX = ".retentive-resume-"
+_TRAINING_KEYS = ("optimizers", "schedulers", "rng", "loader_generator")
 _EPOCH = re.compile(r"epoch-(\d{4,})$")
 
 
@@ -257,6 +258,9 @@ def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint |
             training = state.learner.get("resume")
             if not isinstance(record, dict) or not isinstance(training, dict):
                 raise StateError(f"{str(folder)!r} records no resume information")
+            missing = [] if record.get("complete") else sorted(set(_TRAINING_KEYS) - set(training))
+            if missing:
+                raise StateError(f"{str(folder)!r} lacks the training state {missing}")
         except StateError as error:
             warnings.warn(f"skipping the resume checkpoint {str(folder)!r}: {error}", ResumeWarning, stacklevel=3)
             continue

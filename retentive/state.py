@@ -70,13 +70,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_payload(path: Path, payload: dict[str, Any]) -> None:
+def _write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Write and flush one payload; return its manifest entry (hashed from memory, not re-read)."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
+    data = buffer.getbuffer()
     with open(path, "wb") as handle:
-        handle.write(buffer.getbuffer())
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.PathLike[str] | None) -> Path:
@@ -126,8 +129,7 @@ def _write_staged(target: Path, state: State) -> None:
         staging.mkdir()
         files: dict[str, dict[str, Any]] = {}
         for name, payload in zip(PAYLOADS, (state.model, state.learner, state.memory)):
-            _write_payload(staging / name, payload)
-            files[name] = {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
+            files[name] = _write_payload(staging / name, payload)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -144,7 +144,7 @@ def test_a_failing_write_leaves_no_output_and_puts_everything_back(state0, chunk
             path.write_bytes(b"\0" * 100)
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         written.append(path)
-        real_write(path, payload)
+        return real_write(path, payload)
 
     monkeypatch.setattr(state_module, "_write_payload", disk_full)
     with pytest.raises(StateError, match="No space left on device.*nothing was written"):

@@ -412,7 +412,10 @@ class ModelUpdater:
             restore = None
             if checkpoint is not None:
                 epochs_before = checkpoint.epochs_done
-                train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+                try:
+                    train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+                except (RuntimeError, TypeError) as error:
+                    raise StateError(f"the checkpoint {str(checkpoint.folder)!r} does not fit this update: {error}") from error
                 restore = partial(self._resume_training, checkpoint)
             save = None if lock is None else partial(self._write_checkpoint, lock, fingerprint, train_loader)
             callbacks.append(EpochCheckpointer(save, epochs_before, restore))
