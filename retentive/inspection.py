@@ -55,7 +55,8 @@ class StateReport:
 
 def _file_report(folder: Path, name: str, manifest: dict[str, Any] | None) -> FileReport:
     path = folder / name
-    entry = (manifest or {}).get("files", {}).get(name) if isinstance((manifest or {}).get("files"), dict) else None
+    files = (manifest or {}).get("files")
+    entry = files.get(name) if isinstance(files, dict) else None
     entry = entry if isinstance(entry, dict) else {}
     expected_bytes, expected_sha = entry.get("bytes"), entry.get("sha256")
     try:
@@ -133,6 +134,7 @@ def format_report(report: StateReport) -> str:
     """The report as ``retentive inspect`` prints it."""
     m = report.manifest or {}
     lines = [f"state folder    {report.path}"]
+    hyper = m.get("hyperparameters")
     if report.manifest is not None:
         lines.append(
             f"format          {m.get('format')} v{m.get('format_version')} (kind {m.get('kind', 'state')}), written by "
@@ -140,7 +142,6 @@ def format_report(report: StateReport) -> str:
         )
         lines.append(f"updater         {m.get('updater')}; updates done {m.get('updates_done')}; "
                      f"tasks seen (task: samples) {m.get('tasks_seen')}")
-        hyper = m.get("hyperparameters")
         if isinstance(hyper, dict):
             lines.append("hyperparameters " + ", ".join(f"{k}={v}" for k, v in sorted(hyper.items())))
         if isinstance(m.get("resume"), dict):
@@ -154,7 +155,7 @@ def format_report(report: StateReport) -> str:
     lines.append(f"  {'total':<14}{_size(report.total_bytes):>12}")
     memory = m.get("memory")
     if isinstance(memory, dict):
-        capacity = (m.get("hyperparameters") or {}).get("memory_size") if isinstance(m.get("hyperparameters"), dict) else None
+        capacity = hyper.get("memory_size") if isinstance(hyper, dict) else None
         lines.append(f"memory          {memory.get('size')} samples (capacity {capacity}, offered {memory.get('seen')}), "
                      f"keys {memory.get('keys')}")
     if report.memory_classes:

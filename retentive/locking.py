@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from retentive.errors import StateError, StateLockedError
 
 LOCK_PREFIX = ".retentive-lock-"
 _ATTEMPTS = 20
+#: A lock found busy is retried this long: :func:`lock_is_held` probes hold it for microseconds.
+_PATIENCE_S = 0.1
 
 
 def lock_path(target: str | os.PathLike[str]) -> Path:
@@ -72,6 +75,18 @@ def _describe(record: dict[str, Any]) -> str:
     return text
 
 
+def _flock_patiently(fd: int) -> None:
+    deadline = time.monotonic() + _PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class OutputLock:
     """Holds the lock on one output folder; use as a context manager or with acquire/release.
 
@@ -108,7 +123,7 @@ class OutputLock:
                     f"(creating the lock file {str(self.path)!r} failed: {error})"
                 ) from error
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_patiently(fd)
             except BlockingIOError:
                 record = read_holder(self.path)
                 os.close(fd)

@@ -227,9 +227,13 @@ def write_checkpoint(
     if folder.exists():  # left by a run killed after writing it but before moving on
         shutil.rmtree(folder)
     save_state(folder, payload, lock=lock)
-    for entry in root.iterdir():
-        if entry != folder:
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    for entry in root.iterdir():  # older checkpoints and staging debris
+        if entry == folder:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
     return folder
 
 
