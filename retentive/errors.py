@@ -19,3 +19,7 @@ class DataError(RetentiveError, ValueError):
 
 class NonFiniteLossError(RetentiveError, FloatingPointError):
     """Training produced a NaN or infinite loss; the update stops and writes nothing."""
+
+
+class StateLockedError(StateError):
+    """Another live update holds the lock on the output folder; this one wrote nothing."""
