@@ -16,6 +16,8 @@ from retentive.errors import RetentiveError
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("retentive.commands.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
+    "benchmark": ("retentive.commands.benchmark", "benchmark methods x scenarios x seeds through state folders"),
+    "evaluate": ("retentive.commands.evaluate", "evaluate saved state folders on a scenario's test data"),
 }
 
 
