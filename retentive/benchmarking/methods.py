@@ -163,13 +163,15 @@ def _protocol(entries: Mapping[str, dict[str, Any]]) -> Mapping[str, MethodSpec]
 
 
 #: The DER paper's best settings at memory 500 (Buzzega et al. 2020; Mammoth's ``best_args``):
-#: SGD without momentum, one epoch, the plain (unnormalised) loss sum, B new + M memory samples.
+#: SGD without momentum, one epoch, B new + M memory samples. DER/DER++ use the plain loss sum, as
+#: Mammoth does; Mammoth's ER takes one cross-entropy over the concatenated new and memory batch,
+#: which for B == M is exactly Renate's normalised total (CE_new + CE_memory) / 2.
 PROTOCOLS: Mapping[str, Mapping[str, MethodSpec]] = MappingProxyType(
     {
         "seq-mnist": _protocol(
             {
                 "fine-tuning": _der("FineTuningModelUpdater", 0.03, 10),
-                "er": _der("ExperienceReplayModelUpdater", 0.1, 10, 10, alpha=1.0),
+                "er": _der("ExperienceReplayModelUpdater", 0.1, 10, 10, alpha=1.0, loss_normalization=True),
                 "der": _der("DarkExperienceReplayModelUpdater", 0.03, 10, 128, alpha=1.0, beta=0.0),
                 "der++": _der("DarkExperienceReplayModelUpdater", 0.03, 10, 10, alpha=1.0, beta=0.5),
             }
@@ -177,7 +179,7 @@ PROTOCOLS: Mapping[str, Mapping[str, MethodSpec]] = MappingProxyType(
         "perm-mnist": _protocol(
             {
                 "fine-tuning": _der("FineTuningModelUpdater", 0.2, 128),
-                "er": _der("ExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0),
+                "er": _der("ExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, loss_normalization=True),
                 "der": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, beta=0.0),
                 "der++": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, beta=0.5),
             }
@@ -185,7 +187,7 @@ PROTOCOLS: Mapping[str, Mapping[str, MethodSpec]] = MappingProxyType(
         "rot-mnist": _protocol(
             {
                 "fine-tuning": _der("FineTuningModelUpdater", 0.2, 128),
-                "er": _der("ExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0),
+                "er": _der("ExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, loss_normalization=True),
                 "der": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=0.5, beta=0.0),
                 "der++": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=0.5, beta=1.0),
             }
