@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from retentive._version import __version__
-from retentive.benchmarking.heatmap import write_heatmap
+from retentive.benchmarking.heatmap import CAPTION, write_heatmap
 from retentive.benchmarking.methods import PROTOCOLS, MethodSpec
 from retentive.benchmarking.orders import ORDERS, chunk_difficulty, task_order
 from retentive.benchmarking.progress import Progress
@@ -163,6 +163,7 @@ def write_heatmaps(folder: str | os.PathLike[str], summary: Sequence[SummaryRow]
         groups.setdefault((row.scenario, row.view, row.order), {})[row.method] = row.mean_matrix
     return [
         write_heatmap(Path(folder) / _heatmap_name(scenario, view, order),
-                      {method: torch.tensor(m) for method, m in matrices.items()})
+                      {method: torch.tensor(m) for method, m in matrices.items()},
+                      caption=f"{scenario} {view}" + ("" if order == "given" else f" {order}") + ": " + CAPTION)
         for (scenario, view, order), matrices in groups.items()
     ]
