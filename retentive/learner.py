@@ -61,6 +61,8 @@ class Learner(pl.LightningModule):
             current chunk (set with :meth:`set_chunk_classes`).
         lr_scheduler: optional callable building a scheduler from the optimizer.
         log_every_n_steps: how often the training losses go to the logger.
+        update_memory_every_step: offer each new batch to the memory after its step (the online
+            ER family); ``False`` leaves the memory to the updater (Offline-ER, GDumb, Joint).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Learner(pl.LightningModule):
         mask_unused_classes: bool = False,
         lr_scheduler: SchedulerFactory | None = None,
         log_every_n_steps: int = 50,
+        update_memory_every_step: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= ema_memory_update_gamma <= 1.0:
@@ -95,6 +98,7 @@ class Learner(pl.LightningModule):
         self.ema_memory_update_gamma = float(ema_memory_update_gamma)
         self.mask_unused_classes = mask_unused_classes
         self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.update_memory_every_step = bool(update_memory_every_step)
         self.total_steps = 0
         self.task_id = 0
         self.chunk_classes: Tensor | None = None
@@ -238,6 +242,8 @@ class Learner(pl.LightningModule):
 
     def _store(self, ctx: StepContext) -> None:
         """Offer the new samples to memory; EMA-refresh the metadata of the samples replayed."""
+        if not self.update_memory_every_step:
+            return
         if self.memory.capacity == 0:
             self.memory.seen += int(ctx.inputs.shape[0])
             return

@@ -8,7 +8,11 @@ from torch import Tensor, nn
 
 
 class MLP(nn.Module):
-    """A ReLU MLP on flattened inputs; ``MLP()`` is the DER paper's MNIST net, 784-100-100-10."""
+    """A ReLU MLP on flattened inputs; ``MLP()`` is the DER paper's MNIST net, 784-100-100-10.
+
+    ``feature_layers`` names the hidden ReLU outputs (``features.2``, ``features.4``, ...) for the
+    components that distil hidden features (POD).
+    """
 
     def __init__(self, in_features: int = 784, hidden: Sequence[int] = (100, 100), num_classes: int = 10) -> None:
         super().__init__()
@@ -19,6 +23,7 @@ class MLP(nn.Module):
             width = size
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width, num_classes)
+        self.feature_layers: tuple[str, ...] = tuple(f"features.{2 * (i + 1)}" for i in range(len(hidden)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))

@@ -146,7 +146,7 @@ class ModelUpdater:
         self.output_state_folder = None if output_state_folder is None else Path(output_state_folder)
         if self.output_state_folder is not None:
             check_output_folder(self.output_state_folder, self.input_state_folder)
-        self.memory = ReplayBuffer(memory_size, policy=memory_policy, seed=seed)
+        self.memory = self._build_memory(memory_size, memory_policy, seed)
         self.learner = Learner(
             model=model,
             loss_fn=loss_fn,
@@ -262,6 +262,18 @@ class ModelUpdater:
             return torch.unique(targets.long())
         return torch.unique(torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))]))  # type: ignore[arg-type]
 
+    # ---------------------------------------------------------------- hooks for subclasses
+    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
+        """The memory this updater keeps (Joint keeps an unbounded one)."""
+        return ReplayBuffer(memory_size, policy=policy, seed=seed)
+
+    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+        """What the fit iterates over; the chunk itself unless a subclass trains on its memory."""
+        return train_dataset
+
+    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        """After a successful fit, before the state is saved (Offline-ER fills its memory here)."""
+
     # ---------------------------------------------------------------- the update
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
@@ -302,8 +314,6 @@ class ModelUpdater:
         seed = self.seed + self.updates_done
         pl.seed_everything(seed, workers=True, verbose=False)
         self.learner.task_id = task
-        if self.learner.mask_unused_classes:
-            self.learner.set_chunk_classes(self._classes(train_dataset))
         backup = (
             copy.deepcopy(self.model.state_dict()),
             self.memory.state_dict(),
@@ -311,14 +321,18 @@ class ModelUpdater:
             (self.updates_done, dict(self.tasks_seen)),
         )
         try:
+            fit_dataset = self._training_data(train_dataset, task)
+            if self.learner.mask_unused_classes:
+                self.learner.set_chunk_classes(self._classes(fit_dataset))
             trainer = self._trainer()
             trainer.fit(
                 self.learner,
-                train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed),
+                train_dataloaders=self._loader(fit_dataset, shuffle=True, seed=seed),
                 val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed),
             )
             if trainer.interrupted:
                 raise RuntimeError("the update was interrupted before it finished; nothing was written")
+            self._after_fit(train_dataset, task)
             self.updates_done += 1
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
