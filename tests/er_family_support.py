@@ -58,3 +58,19 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
         same = expected.shape == actual.shape and expected.dtype == actual.dtype and torch.equal(expected, actual)
         return [] if same else [f"{path}: tensors differ"]
     return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
+
+
+def start(learner: R.Learner) -> torch.optim.Optimizer:
+    """Begin an update by hand, as ``Trainer.fit`` would: hooks first, then the optimizer."""
+    learner.on_fit_start()
+    return learner.configure_optimizers()
+
+
+def manual_step(learner: R.Learner, optimizer: torch.optim.Optimizer, batch: tuple) -> torch.Tensor:
+    """One training step as Lightning runs it: loss, backward, optimizer step, batch-end hook."""
+    optimizer.zero_grad()
+    loss = learner.training_step(batch, 0)
+    loss.backward()
+    optimizer.step()
+    learner.on_train_batch_end(None, batch, 0)
+    return loss.detach()
