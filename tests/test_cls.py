@@ -3,6 +3,8 @@ teachers' life as submodules (device/dtype, state, modes, hooks)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -131,7 +133,11 @@ def test_teachers_run_in_eval_mode_and_do_not_fire_the_models_hooks():
     ctx = _context(nn.Sequential(nn.Linear(4, 2)), inputs, torch.zeros(8, dtype=torch.long))
     fired.clear()
     assert torch.equal(cls.loss(ctx), cls.loss(ctx))  # dropout off: deterministic targets
-    assert fired == [] and cls.plastic_model.training  # the mode is left as the learner set it
+    assert fired == []
+    # Back to the learner's mode when the update ends, so that Lightning finds no module left in
+    # eval mode when the next fit starts.
+    cls.on_update_end(SimpleNamespace(training=True, model=model))
+    assert cls.plastic_model.training and cls.stable_model.training
 
 
 def test_constraints_are_checked():

@@ -118,3 +118,13 @@ def test_component_weights_the_mean_over_layers():
     assert pod.loss(ctx).item() == pytest.approx(expected, rel=1e-6)
     ctx.memory = None
     assert pod.loss(ctx) is None
+
+
+@pytest.mark.parametrize("kind", list(HAND))
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("shape", [(3, 2, 3, 4), (3, 5)])
+def test_gradient_is_the_numerical_one(kind, normalize, shape):
+    g = torch.Generator().manual_seed(1)
+    current = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    stored = torch.randn(*shape, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda c: pod_distance(c, stored, kind, normalize), (current,))

@@ -20,12 +20,16 @@ model at each teacher update rather than averaged.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext
+
+if TYPE_CHECKING:
+    from retentive.learner import Learner
 
 
 def ema_decay(step: int, weight: float) -> float:
@@ -34,17 +38,26 @@ def ema_decay(step: int, weight: float) -> float:
 
 
 @torch.no_grad()
-def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``ema <- decay*ema + (1-decay)*model`` for every parameter; buffers are copied."""
-    ema_params = list(ema.parameters())
-    params = [p.detach().to(q.dtype) for p, q in zip(model.parameters(), ema_params)]
+def _ema_tensors_(ema: list[Tensor], source: list[Tensor], ema_buffers: list[Tensor], buffers: list[Tensor], decay: float) -> None:
+    if ema:
+        torch._foreach_lerp_(ema, source, 1.0 - decay)  # ema + (1-decay)*(p - ema)
+    for ema_buffer, buffer in zip(ema_buffers, buffers):
+        ema_buffer.copy_(buffer)
+
+
+def _pairs(ema: nn.Module, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    ema_params, params = list(ema.parameters()), list(model.parameters())
     if len(ema_params) != len(params):
         raise ValueError(f"the teacher has {len(ema_params)} parameters but the model {len(params)}")
-    if ema_params:
-        torch._foreach_mul_(ema_params, decay)
-        torch._foreach_add_(ema_params, params, alpha=1.0 - decay)
-    for ema_buffer, buffer in zip(ema.buffers(), model.buffers()):
-        ema_buffer.copy_(buffer)
+    mismatched = [i for i, (e, p) in enumerate(zip(ema_params, params)) if e.shape != p.shape or e.dtype != p.dtype]
+    if mismatched:
+        raise ValueError(f"teacher and model parameters {mismatched} differ in shape or dtype")
+    return ema_params, [p.detach() for p in params], list(ema.buffers()), list(model.buffers())
+
+
+def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema <- decay*ema + (1-decay)*model`` for every parameter; buffers are copied."""
+    _ema_tensors_(*_pairs(ema, model), decay)
 
 
 def select_teacher_logits(plastic_logits: Tensor, stable_logits: Tensor, targets: Tensor) -> Tensor:
@@ -65,17 +78,6 @@ def _teacher(model: nn.Module) -> nn.Module:
     for param in teacher.parameters():
         param.requires_grad_(False)
     return teacher
-
-
-def _eval_forward(model: nn.Module, inputs: Tensor) -> Tensor:
-    """``model(inputs)`` in eval mode, leaving the mode as it was (Lightning warns about modules
-    left in eval mode at fit start, so the teachers follow the learner's mode between calls)."""
-    training = model.training
-    model.train(False)
-    try:
-        return model(inputs)
-    finally:
-        model.train(training)
 
 
 class CLSConsistency(Component):
@@ -126,25 +128,49 @@ class CLSConsistency(Component):
         self.plastic_model = _teacher(model)
         self.stable_model = _teacher(model)
         self.add_state("iteration", torch.tensor(0, dtype=torch.int64))
+        self._cache: dict[str, tuple] = {}
+
+    def _teachers_to_eval(self) -> None:
+        # Switched lazily at the first step of a fit and back at its end: Lightning warns about
+        # modules found in eval mode when a fit starts, and toggling at every step costs time.
+        if self.plastic_model.training or self.stable_model.training:
+            self.plastic_model.eval()
+            self.stable_model.eval()
 
     def loss(self, ctx: StepContext) -> Tensor | None:
         if ctx.memory is None or ctx.memory_outputs is None:
             return None
+        self._teachers_to_eval()
         inputs = ctx.memory.inputs
         with torch.no_grad():
             target = select_teacher_logits(
-                _eval_forward(self.plastic_model, inputs), _eval_forward(self.stable_model, inputs), ctx.memory.targets
+                self.plastic_model(inputs), self.stable_model(inputs), ctx.memory.targets
             ).to(ctx.memory_outputs.dtype)
         return self.weight * F.mse_loss(ctx.memory_outputs, target)
 
+    def on_update_start(self, learner: Learner) -> None:
+        # Parameter lists are fixed for the length of a fit; build them once, not every step.
+        self._cache = {
+            "plastic": _pairs(self.plastic_model, learner.model),
+            "stable": _pairs(self.stable_model, learner.model),
+        }
+
     def on_after_step(self, ctx: StepContext) -> None:
-        self.iteration += 1
+        self.iteration.add_(1)
         step = int(self.iteration)
-        draws = torch.rand(2)
-        if float(draws[0]) < self.plastic_model_update_probability:
-            ema_update_(self.plastic_model, ctx.model, ema_decay(step, self.plastic_model_update_weight))
-        if float(draws[1]) < self.stable_model_update_probability:
-            ema_update_(self.stable_model, ctx.model, ema_decay(step, self.stable_model_update_weight))
+        draws = torch.rand(2).tolist()
+        for name, draw, probability, weight in (
+            ("plastic", draws[0], self.plastic_model_update_probability, self.plastic_model_update_weight),
+            ("stable", draws[1], self.stable_model_update_probability, self.stable_model_update_weight),
+        ):
+            if draw < probability:
+                pairs = self._cache.get(name) or _pairs(getattr(self, f"{name}_model"), ctx.model)
+                _ema_tensors_(*pairs, ema_decay(step, weight))
+
+    def on_update_end(self, learner: Learner) -> None:
+        self._cache = {}
+        self.plastic_model.train(learner.training)
+        self.stable_model.train(learner.training)
 
     def extra_repr(self) -> str:
         return (

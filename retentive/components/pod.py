@@ -27,10 +27,10 @@ non-scalar loss that cannot be back-propagated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from retentive.components.base import Component, StepContext
@@ -38,23 +38,27 @@ from retentive.components.base import Component, StepContext
 DISTILLATION_TYPES = ("spatial", "channel", "width", "height", "gap", "pixel")
 
 
-def _as_maps(features: Tensor) -> Tensor:
-    if features.dim() == 4:
-        return features
-    if features.dim() == 2:
-        return features[:, :, None, None]
-    raise ValueError(
-        f"POD distils features of shape (B, C, H, W) or (B, D), got shape {tuple(features.shape)}"
-    )
+def _normalized(pooled: Tensor) -> Tensor:
+    # F.normalize's x / max(|x|, eps).
+    return pooled / torch.linalg.vector_norm(pooled, ord=2, dim=1, keepdim=True).clamp_min(1e-12)
 
 
 def pod_pool(features: Tensor, distillation_type: str = "spatial", normalize: bool = True) -> Tensor:
     """Square, pool and flatten ``features`` per sample: a (B, D) tensor (see the module docstring)."""
     if distillation_type not in DISTILLATION_TYPES:
         raise ValueError(f"unknown distillation_type {distillation_type!r}; expected one of {list(DISTILLATION_TYPES)}")
-    a = _as_maps(features).pow(2)
+    if features.dim() not in (2, 4):
+        raise ValueError(f"POD distils features of shape (B, C, H, W) or (B, D), got shape {tuple(features.shape)}")
+    a = features.pow(2)
     b = a.shape[0]
-    if distillation_type == "spatial":
+    if a.dim() == 2:  # (B, D) read as (B, D, 1, 1): pooling over the unit axes is the identity
+        if distillation_type == "channel":
+            pooled = a.sum(dim=1, keepdim=True)
+        elif distillation_type == "spatial":
+            pooled = torch.cat([a, a], dim=1)
+        else:
+            pooled = a
+    elif distillation_type == "spatial":
         pooled = torch.cat([a.sum(dim=3).reshape(b, -1), a.sum(dim=2).reshape(b, -1)], dim=1)
     elif distillation_type == "channel":
         pooled = a.sum(dim=1).reshape(b, -1)
@@ -66,21 +70,26 @@ def pod_pool(features: Tensor, distillation_type: str = "spatial", normalize: bo
         pooled = a.mean(dim=(2, 3))
     else:
         pooled = a.reshape(b, -1)
-    return F.normalize(pooled, p=2.0, dim=1) if normalize else pooled
+    return _normalized(pooled) if normalize else pooled
 
 
 def pod_distance(
     current: Tensor, stored: Tensor, distillation_type: str = "spatial", normalize: bool = True
 ) -> Tensor:
-    """Mean over the batch of the per-sample L2 distance between the pooled features."""
+    """Mean over the batch of the per-sample L2 distance between the pooled features; ``stored``
+    is a constant (no gradient flows to it)."""
     if current.shape != stored.shape:
         raise ValueError(
             f"current features have shape {tuple(current.shape)} but the stored ones {tuple(stored.shape)}"
         )
-    difference = pod_pool(current, distillation_type, normalize) - pod_pool(
-        stored.to(current.dtype), distillation_type, normalize
-    )
-    return torch.linalg.vector_norm(difference, ord=2, dim=1).mean()
+    scale = 1.0
+    if current.dim() == 2 and distillation_type == "spatial":
+        # Flat spatial pooling is the pixel vector twice over: the same distance once normalised,
+        # sqrt(2) times it otherwise. Skipping the concatenation saves ops at every step.
+        distillation_type, scale = "pixel", (1.0 if normalize else math.sqrt(2.0))
+    target = pod_pool(stored.detach().to(current.dtype), distillation_type, normalize)
+    distance = torch.linalg.vector_norm(pod_pool(current, distillation_type, normalize) - target, ord=2, dim=1).mean()
+    return distance if scale == 1.0 else scale * distance
 
 
 class PooledOutputDistillation(Component):
