@@ -78,9 +78,10 @@ def method_spec(method: str, memory: int, protocol_memory: int | None = None) ->
         )
     if method == "cls_er":
         return R.CLSExperienceReplayModelUpdater, er_lr, dict(common, memory_size=memory, memory_batch_size=er_mb)
-    if method == "super_er":
+    if method.startswith("super_er"):
+        without = ABLATIONS[method]
         return R.SuperExperienceReplayModelUpdater, pp_lr, dict(
-            common, memory_size=memory, memory_batch_size=pp_mb, der_alpha=pp_alpha, der_beta=pp_beta
+            common, memory_size=memory, memory_batch_size=pp_mb, der_alpha=pp_alpha, der_beta=pp_beta, **without
         )
     if method == "offline_er":
         common.pop("loss_normalization")
@@ -88,12 +89,21 @@ def method_spec(method: str, memory: int, protocol_memory: int | None = None) ->
     raise ValueError(f"unknown method {method!r}")
 
 
+#: Super-ER with one of its additions to DER++ switched off (the ablation part).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "super_er": {},
+    "super_er-sp": dict(sp_shrink_factor=1.0, sp_sigma=0.0),
+    "super_er-cls": dict(cls_alpha=0.0),
+    "super_er-pod": dict(pod_alpha=0.0),
+}
 GRID_METHODS = ["finetune", "er", "der", "derpp", "super_er", "cls_er", "pod_er", "offline_er", "gdumb", "joint"]
 MEMORY_FREE = {"finetune", "joint"}
-CNN_METHODS = ["er", "derpp", "pod_er", "super_er"]
+CNN_METHODS = ["derpp", "super_er", "pod_er", "er"]
 NAMES = {
     "finetune": "Fine-tuning", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++", "pod_er": "POD-ER",
     "cls_er": "CLS-ER", "super_er": "Super-ER", "offline_er": "Offline-ER", "gdumb": "GDumb",
+    "super_er-sp": "Super-ER without shrink-and-perturb", "super_er-cls": "Super-ER without CLS",
+    "super_er-pod": "Super-ER without POD",
 }
 MODELS = {"mlp": MLP, "cnn": SmallCNN}
 #: The CNN runs use the memory-500 arguments at every memory size (10 + 10 samples a step): the
@@ -295,6 +305,24 @@ def _table(model: str, methods: list[str], memories: list[int], published: bool)
     return lines
 
 
+def _paired(model: str, method: str, baseline: str, memories: list[int]) -> list[str]:
+    """Per-seed differences in ACC, method minus baseline (the seeds share data order and init)."""
+    runs = _load(model)
+    lines = []
+    for memory in memories:
+        a = {r["seed"]: r["average_accuracy"] for r in runs.get((method, memory), [])}
+        b = {r["seed"]: r["average_accuracy"] for r in runs.get((baseline, memory), [])}
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        differences = [100 * (a[seed] - b[seed]) for seed in seeds]
+        lines.append(
+            f"{NAMES[method]} minus {NAMES[baseline]}, {model.upper()} memory {memory}, per seed {seeds}: "
+            + ", ".join(f"{d:+.2f}" for d in differences) + f" points (mean {statistics.mean(differences):+.2f})."
+        )
+    return lines
+
+
 def report() -> str:
     lines = [SECTION_START, "## Renate ER family (retentive/updaters/replay.py, baselines.py)", ""]
     lines += [
@@ -334,6 +362,18 @@ def report() -> str:
         "",
     ]
     lines += _table("cnn", CNN_METHODS, [200, 500], published=False)
+    lines += ["", *_paired("cnn", "super_er", "derpp", [200, 500])]
+    for model in MODELS:
+        if any(RESULTS.glob(f"{model}_super_er-*.json")):
+            lines += [
+                "",
+                f"### Super-ER ablation ({model.upper()}, memory 500)",
+                "",
+                "Super-ER with one of its additions to DER++ switched off (`sp_shrink_factor=1, sp_sigma=0`;",
+                "`cls_alpha=0`; `pod_alpha=0`), same protocol and seeds as above.",
+                "",
+            ]
+            lines += _table(model, ["derpp", *ABLATIONS], [500], published=False)
     step_path = RESULTS / "step_time.json"
     if step_path.exists():
         runs = json.loads(step_path.read_text())
@@ -373,17 +413,20 @@ def write_section(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["grid", "cnn", "steptime", "report"])
+    parser.add_argument("part", choices=["grid", "cnn", "ablation", "steptime", "report"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--memory", type=int, nargs="+", default=[200, 500])
     parser.add_argument("--methods", nargs="+", default=None, help="subset of the methods to run")
     parser.add_argument("--repeats", type=int, default=3, help="step-time repetitions")
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp", help="the ablation's model")
     parser.add_argument("--write", type=Path, default=None, help="markdown file whose er-family section to replace")
     args = parser.parse_args(argv)
     if args.part == "grid":
         run_grid("mlp", args.methods or GRID_METHODS, args.memory, args.seeds)
     elif args.part == "cnn":
         run_grid("cnn", args.methods or CNN_METHODS, args.memory, args.seeds)
+    elif args.part == "ablation":
+        run_grid(args.model, args.methods or list(ABLATIONS)[1:], args.memory, args.seeds)
     elif args.part == "steptime":
         run_step_time(args.repeats)
     else:

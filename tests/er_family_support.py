@@ -14,7 +14,9 @@ QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_
 
 #: name -> (updater class, its arguments) for the small end-to-end runs.
 UPDATERS: dict[str, tuple[type, dict[str, Any]]] = {
-    "pod_er": (R.PooledOutputDistillationExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20, alpha=1.0)),
+    "pod_er": (
+        R.PooledOutputDistillationExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20, alpha=1.0)
+    ),
     "cls_er": (R.CLSExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20)),
     "super_er": (R.SuperExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20, ema_memory_update_gamma=0.9)),
     "offline_er": (R.OfflineExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20)),
@@ -27,7 +29,8 @@ def build(name: str, **kwargs: Any) -> R.ModelUpdater:
     """A fresh MLP and the named updater (SGD lr 0.1, seed 0) with ``kwargs`` on top."""
     cls, arguments = UPDATERS[name]
     torch.manual_seed(0)
-    return cls(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), seed=0, **arguments, **QUIET, **kwargs)
+    optimizer = partial(torch.optim.SGD, lr=0.1)
+    return cls(MLP(), torch.nn.CrossEntropyLoss(), optimizer, seed=0, **arguments, **QUIET, **kwargs)
 
 
 def snapshot(updater: R.ModelUpdater) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def test_ema_refresh_of_stored_logits_and_features():
     optimizer.zero_grad()
     loss = learner.training_step(batch, 0)
     ctx = learner._ctx
-    fresh = {"logits": ctx.memory_outputs.detach(), **{f"features.{k}": v.detach() for k, v in ctx.memory_features.items()}}
+    fresh = {f"features.{k}": v.detach() for k, v in ctx.memory_features.items()}
+    fresh["logits"] = ctx.memory_outputs.detach()
     loss.backward()
     optimizer.step()
     learner.on_train_batch_end(None, batch, 0)

@@ -91,7 +91,9 @@ def test_offline_er_fixed_weight_and_refused_arguments(chunks):
     with pytest.raises(TypeError, match="loss_weight"):
         OfflineExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=5, loss_weight=2.0)
     with pytest.raises(ValueError, match="1.5"):
-        OfflineExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=5, loss_weight_new_data=1.5)
+        OfflineExperienceReplayModelUpdater(
+            MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=5, loss_weight_new_data=1.5
+        )
 
 
 def _expected_reinit(seed: int) -> dict[str, torch.Tensor]:
@@ -107,8 +109,10 @@ def test_reinitialised_and_trained_on_memory_only(chunks, tmp_path, kind):
     recorder = Recorder()
     seen = 0
     for i, chunk in enumerate((first, second)):
-        arguments = dict(batch_size=10, callbacks=[recorder], seed=7, input_state_folder=tmp_path / f"s{i - 1}" if i else None,
-                         output_state_folder=tmp_path / f"s{i}", **QUIET)
+        arguments = dict(
+            batch_size=10, callbacks=[recorder], seed=7, input_state_folder=tmp_path / f"s{i - 1}" if i else None,
+            output_state_folder=tmp_path / f"s{i}", **QUIET,
+        )
         if kind == "gdumb":
             updater = GDumbModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=40, max_epochs=3, **arguments)
         else:

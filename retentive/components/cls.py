@@ -38,7 +38,9 @@ def ema_decay(step: int, weight: float) -> float:
 
 
 @torch.no_grad()
-def _ema_tensors_(ema: list[Tensor], source: list[Tensor], ema_buffers: list[Tensor], buffers: list[Tensor], decay: float) -> None:
+def _ema_tensors_(
+    ema: list[Tensor], source: list[Tensor], ema_buffers: list[Tensor], buffers: list[Tensor], decay: float
+) -> None:
     if ema:
         torch._foreach_lerp_(ema, source, 1.0 - decay)  # ema + (1-decay)*(p - ema)
     for ema_buffer, buffer in zip(ema_buffers, buffers):
@@ -129,6 +131,7 @@ class CLSConsistency(Component):
         self.stable_model = _teacher(model)
         self.add_state("iteration", torch.tensor(0, dtype=torch.int64))
         self._cache: dict[str, tuple] = {}
+        self._step: int | None = None  # a host copy of `iteration`: no device sync per step
 
     def _teachers_to_eval(self) -> None:
         # Switched lazily at the first step of a fit and back at its end: Lightning warns about
@@ -154,10 +157,12 @@ class CLSConsistency(Component):
             "plastic": _pairs(self.plastic_model, learner.model),
             "stable": _pairs(self.stable_model, learner.model),
         }
+        self._step = int(self.iteration)
 
     def on_after_step(self, ctx: StepContext) -> None:
         self.iteration.add_(1)
-        step = int(self.iteration)
+        self._step = (int(self.iteration) - 1 if self._step is None else self._step) + 1
+        step = self._step
         draws = torch.rand(2).tolist()
         for name, draw, probability, weight in (
             ("plastic", draws[0], self.plastic_model_update_probability, self.plastic_model_update_weight),
@@ -169,6 +174,7 @@ class CLSConsistency(Component):
 
     def on_update_end(self, learner: Learner) -> None:
         self._cache = {}
+        self._step = None
         self.plastic_model.train(learner.training)
         self.stable_model.train(learner.training)
 

@@ -138,4 +138,7 @@ class PooledOutputDistillation(Component):
         return self.weight * torch.stack(distances).mean()
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}, layers={list(self.layers)}, type={self.distillation_type}, normalize={self.normalize}"
+        return (
+            f"weight={self.weight}, layers={list(self.layers)}, type={self.distillation_type}, "
+            f"normalize={self.normalize}"
+        )
