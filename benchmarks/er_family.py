@@ -3,7 +3,8 @@ class-incremental run on SmallCNN (POD-ER and Super-ER against DER++), and Super
 against ER's.
 
     PYTHONPATH=. python benchmarks/er_family.py grid       # MLP, every updater, memory 200/500, seeds 0-2
-    PYTHONPATH=. python benchmarks/er_family.py cnn        # SmallCNN: DER++, POD-ER, Super-ER (and ER)
+    PYTHONPATH=. python benchmarks/er_family.py cnn        # SmallCNN: DER++, Super-ER, POD-ER
+    PYTHONPATH=. python benchmarks/er_family.py ablation --model cnn --memory 500   # Super-ER minus each addition
     PYTHONPATH=. python benchmarks/er_family.py steptime   # ER vs Super-ER step, side by side
     PYTHONPATH=. python benchmarks/er_family.py report --write BENCHMARKS.md
 
@@ -98,7 +99,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 GRID_METHODS = ["finetune", "er", "der", "derpp", "super_er", "cls_er", "pod_er", "offline_er", "gdumb", "joint"]
 MEMORY_FREE = {"finetune", "joint"}
-CNN_METHODS = ["derpp", "super_er", "pod_er", "er"]
+CNN_METHODS = ["derpp", "super_er", "pod_er"]
 NAMES = {
     "finetune": "Fine-tuning", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++", "pod_er": "POD-ER",
     "cls_er": "CLS-ER", "super_er": "Super-ER", "offline_er": "Offline-ER", "gdumb": "GDumb",
@@ -326,13 +327,16 @@ def _paired(model: str, method: str, baseline: str, memories: list[int]) -> list
 def report() -> str:
     lines = [SECTION_START, "## Renate ER family (retentive/updaters/replay.py, baselines.py)", ""]
     lines += [
-        "Commands (one torch thread; each run's JSON lands in `benchmarks/results/er_family/`):",
+        "The commands that produced everything below, in this order (one torch thread, one process;",
+        "each run's JSON lands in `benchmarks/results/er_family/`; wall times on this shared 2-core machine):",
         "```",
-        "PYTHONPATH=. python benchmarks/er_family.py grid       # MLP grid",
-        "PYTHONPATH=. python benchmarks/er_family.py cnn        # SmallCNN runs",
-        "PYTHONPATH=. python benchmarks/er_family.py steptime   # step times",
+        "PYTHONPATH=. python benchmarks/er_family.py grid                               # MLP grid, 54 runs, ~27 min",
+        "PYTHONPATH=. python benchmarks/er_family.py cnn                                # SmallCNN, 18 runs, ~40 min",
+        "PYTHONPATH=. python benchmarks/er_family.py ablation --model cnn --memory 500  # 9 runs, ~10 min",
+        "PYTHONPATH=. python benchmarks/er_family.py steptime --repeats 3               # ~5 min",
         "PYTHONPATH=. python benchmarks/er_family.py report --write BENCHMARKS.md",
         "```",
+        "Not run, for time: ER on the CNN, and the ablation on the MLP or at memory 200.",
         "",
         "### Seq-MNIST class-IL, DER protocol",
         "",
