@@ -19,3 +19,7 @@ class DataError(RetentiveError, ValueError):
 
 class NonFiniteLossError(RetentiveError, FloatingPointError):
     """Training produced a NaN or infinite loss; the update stops and writes nothing."""
+
+
+class ReplicaMismatchError(RetentiveError, RuntimeError):
+    """Under data parallelism the ranks' models, component states or memories differ."""

@@ -16,10 +16,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from retentive.components.base import Component
+from retentive.data.sharding import ShardedBatchSampler
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.memory.buffer import ReplayBuffer
@@ -88,9 +90,14 @@ class ModelUpdater:
         mask_unused_classes: mask logits of classes absent from the chunk in the new-data loss.
         learning_rate_scheduler: optional callable building a scheduler from the optimizer.
         memory_policy: how the memory chooses what to keep (reservoir by default).
+        memory_input_dtype: store the memory's inputs compactly: ``"uint8"`` (exact for images
+            with values ``k/255``, 4x smaller than float32), ``"float16"`` or ``"bfloat16"``
+            (lossy); ``None`` stores them as given. The model always sees them as given.
         input_state_folder: the previous update's output; ``None`` for the first chunk.
         output_state_folder: where this update's state goes (must not exist); ``None``: not saved.
         max_epochs, accelerator, devices, strategy, precision, num_nodes: Lightning Trainer settings.
+            With ``strategy="ddp"`` and several devices or nodes, ``batch_size`` is per device and
+            every rank keeps an identical replica of the memory (docs/ddp.md).
         seed: makes each update reproducible; update ``k`` uses ``seed + k``.
         logger: a Lightning logger; default a ``TensorBoardLogger("tb_logs")`` made here; ``False``
             disables logging.
@@ -116,6 +123,7 @@ class ModelUpdater:
         mask_unused_classes: bool = False,
         learning_rate_scheduler: SchedulerFactory | None = None,
         memory_policy: InsertionPolicy | None = None,
+        memory_input_dtype: str | None = None,
         input_state_folder: str | os.PathLike[str] | None = None,
         output_state_folder: str | os.PathLike[str] | None = None,
         max_epochs: int = 1,
@@ -147,7 +155,7 @@ class ModelUpdater:
         self.output_state_folder = None if output_state_folder is None else Path(output_state_folder)
         if self.output_state_folder is not None:
             check_output_folder(self.output_state_folder, self.input_state_folder)
-        self.memory = ReplayBuffer(memory_size, policy=memory_policy, seed=seed)
+        self.memory = ReplayBuffer(memory_size, policy=memory_policy, seed=seed, input_dtype=memory_input_dtype)
         self.learner = Learner(
             model=model,
             loss_fn=loss_fn,
@@ -188,12 +196,14 @@ class ModelUpdater:
             "mask_unused_classes": mask_unused_classes,
             "max_epochs": max_epochs,
             "precision": str(precision),
+            "memory_input_dtype": memory_input_dtype,
             "seed": seed,
             "optimizer": _plain(optimizer),
             "loss_fn": _plain(loss_fn),
         }
         self.updates_done = 0
         self.tasks_seen: dict[str, int] = {}
+        self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
         if self.input_state_folder is not None:
             self._restore(load_state(self.input_state_folder))
 
@@ -231,6 +241,7 @@ class ModelUpdater:
                 "hyperparameters": self.hyperparameters,
                 "updates_done": self.updates_done,
                 "tasks_seen": dict(self.tasks_seen),
+                "world_size": self.world_size,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
             },
         )
@@ -249,11 +260,11 @@ class ModelUpdater:
         x = sample[0]
         if not torch.is_tensor(x):
             raise DataError(f"{role} inputs must be tensors, got {type(x).__name__}")
-        stored = self.memory.storage.get("inputs")
-        if stored is not None and (x.shape != stored.shape[1:] or x.dtype != stored.dtype):
+        stored = self.memory.spec("inputs")
+        if stored is not None and (x.shape != stored[0] or x.dtype != stored[1]):
             raise MemoryShapeError(
                 f"{role} inputs have shape {tuple(x.shape)} and dtype {x.dtype}, but the memory holds inputs "
-                f"of shape {tuple(stored.shape[1:])} and dtype {stored.dtype}"
+                f"of shape {tuple(stored[0])} and dtype {stored[1]}"
             )
 
     @staticmethod
@@ -264,8 +275,16 @@ class ModelUpdater:
         return torch.unique(torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))]))  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- the update
-    def _loader(self, dataset: Dataset, shuffle: bool, seed: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
+        if world_size > 1:
+            # each rank its own share of every step, no sample repeated (retentive.data.sharding)
+            batches = ShardedBatchSampler(len(dataset), self.new_batch_size, rank, world_size, shuffle, generator)  # type: ignore[arg-type]
+            if getattr(dataset, "supports_batch_indexing", False):
+                return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers,
+                                  persistent_workers=self.num_workers > 0)
+            return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
+                              persistent_workers=self.num_workers > 0)
         if getattr(dataset, "supports_batch_indexing", False):
             # One indexing op per batch instead of per-sample fetches and a collate.
             order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
@@ -293,6 +312,8 @@ class ModelUpdater:
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=self.learner.log_every_n_steps,
+            use_distributed_sampler=False,  # the loaders shard the data themselves
+
             **self.trainer_kwargs,
         )
 
@@ -323,6 +344,9 @@ class ModelUpdater:
         )
         try:
             trainer = self._trainer()
+            self._check_launcher(trainer)
+            self.world_size = trainer.world_size
+            ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
             with warnings.catch_warnings():
                 # Lightning's notices that do not apply here: validation is optional per update, and
                 # its own pytree helper trips a torch deprecation.
@@ -330,8 +354,8 @@ class ModelUpdater:
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
                 trainer.fit(
                     self.learner,
-                    train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed),
-                    val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed),
+                    train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed, **ranks),
+                    val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
                 )
             if trainer.interrupted:
                 raise RuntimeError("the update was interrupted before it finished; nothing was written")
@@ -339,7 +363,7 @@ class ModelUpdater:
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
             if self.output_state_folder is not None:
-                save_state(self.output_state_folder, self._state())
+                self._save(trainer)
         except BaseException:
             self.model.load_state_dict(backup[0])
             self.memory.load_state_dict(backup[1])
@@ -347,6 +371,38 @@ class ModelUpdater:
             self.updates_done, self.tasks_seen = backup[3]
             raise
         return self.model
+
+    def _check_launcher(self, trainer: pl.Trainer) -> None:
+        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+            raise ValueError(
+                f"strategy={self.trainer_kwargs['strategy']!r} trains in processes it starts and then discards, so "
+                "the memory and component state they build would be lost; use strategy='ddp' (one process "
+                "per device, started by Lightning or by torchrun/SLURM), which runs this script on every rank"
+            )
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        """Write the state folder: under data parallelism rank 0 writes and the others wait for it.
+
+        Every replica holds the same state (the Learner checked at the end of the fit), so rank 0's
+        folder is everyone's. Its outcome is broadcast, so that a failed write fails every rank
+        instead of leaving the others waiting or believing it was written.
+        """
+        folder = self.output_state_folder
+        assert folder is not None
+        if trainer.world_size == 1:
+            save_state(folder, self._state())
+            return
+        failure: BaseException | None = None
+        if trainer.is_global_zero:
+            try:
+                save_state(folder, self._state())
+            except Exception as error:  # reported to every rank below, then re-raised here
+                failure = error
+        message = trainer.strategy.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}", src=0)
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
 
     def _log_memory(self) -> None:
         if isinstance(self.logger, TensorBoardLogger) and len(self.memory):
