@@ -35,6 +35,19 @@ def mix_seed(*values: int) -> int:
     return int.from_bytes(digest[:8], "little") & _MASK_63
 
 
+def all_gather_stacked(tensor: Tensor) -> Tensor:
+    """All ranks' ``tensor`` (equal shapes) stacked as ``(world_size, ...)``, in one collective.
+
+    ``all_gather_into_tensor`` on the default group, which Lightning's DDP strategies use: about
+    half the latency of Lightning's autograd-aware ``strategy.all_gather`` on gloo, measured here.
+    """
+    world_size = torch.distributed.get_world_size()
+    tensor = tensor.contiguous()
+    out = tensor.new_empty((world_size * tensor.shape[0], *tensor.shape[1:]) if tensor.dim() else (world_size,))
+    torch.distributed.all_gather_into_tensor(out, tensor if tensor.dim() else tensor.reshape(1))
+    return out.reshape(world_size, *tensor.shape)
+
+
 @contextmanager
 def shared_rng(seed: int | None, device: torch.device) -> Iterator[None]:
     """Run the block under a global RNG seeded with ``seed`` (``None``: leave the RNG alone).

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext
-from retentive.distributed import broadcast_buffers, check_identical, mix_seed, shared_rng
+from retentive.distributed import all_gather_stacked, broadcast_buffers, check_identical, mix_seed, shared_rng
 from retentive.errors import DataError, NonFiniteLossError
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
@@ -145,7 +145,8 @@ class Learner(pl.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             strategy = trainer.strategy
-            self._exchange = Exchange(trainer.global_rank, trainer.world_size, strategy.all_gather, self.device)
+            gather = all_gather_stacked if torch.distributed.is_initialized() else strategy.all_gather
+            self._exchange = Exchange(trainer.global_rank, trainer.world_size, gather, self.device)
             self._shared_seed = int(strategy.broadcast(torch.initial_seed(), src=0))
         if self.feature_layers:
             self._taps = FeatureTaps(self.model, self.feature_layers)
@@ -183,7 +184,7 @@ class Learner(pl.LightningModule):
                 "component state": self.extra_state(),
                 "memory": self.memory.state_dict(),
             },
-            strategy.all_gather,
+            exchange.gather,
             self.device,
         )
         self._exchange = None

@@ -204,6 +204,7 @@ class ModelUpdater:
         self.updates_done = 0
         self.tasks_seen: dict[str, int] = {}
         self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
+        self.global_rank = 0  # this process's rank in the last update
         if self.input_state_folder is not None:
             self._restore(load_state(self.input_state_folder))
 
@@ -345,7 +346,7 @@ class ModelUpdater:
         try:
             trainer = self._trainer()
             self._check_launcher(trainer)
-            self.world_size = trainer.world_size
+            self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
             ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
             with warnings.catch_warnings():
                 # Lightning's notices that do not apply here: validation is optional per update, and
