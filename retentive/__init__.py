@@ -2,7 +2,14 @@
 
 from retentive._version import __version__
 from retentive.components import Component, LogitMSE, MemoryCrossEntropy, StepContext
-from retentive.errors import DataError, MemoryShapeError, NonFiniteLossError, RetentiveError, StateError
+from retentive.errors import (
+    DataError,
+    MemoryShapeError,
+    NonFiniteLossError,
+    RetentiveError,
+    StateError,
+    StateLockedError,
+)
 from retentive.evaluation import (
     accuracy,
     accuracy_row,
@@ -37,6 +44,7 @@ __all__ = [
     "ReservoirPolicy",
     "RetentiveError",
     "StateError",
+    "StateLockedError",
     "StepContext",
     "__version__",
     "accuracy",

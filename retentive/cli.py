@@ -17,6 +17,7 @@ from retentive.errors import RetentiveError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("retentive.commands.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
     "update": ("retentive.commands.update", "update a model on one data chunk, configured by a YAML file"),
+    "inspect": ("retentive.commands.inspect", "Show a state folder's manifest, files, memory classes and verification result"),
 }
 
 

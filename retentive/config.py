@@ -69,8 +69,7 @@ TRAINER_KEYS = (
     "num_workers",
     "callbacks",
 )
-#: the updater arguments the command line sets (``--input-state``, ``--output-state``; ``resume`` is
-#: reserved for ``--resume``)
+#: the updater arguments the command line sets (``--input-state``, ``--output-state``, ``--resume``)
 RUNTIME_KEYS = ("input_state_folder", "output_state_folder", "resume")
 SPEC_KEYS = ("class_path", "init_args")
 
@@ -678,7 +677,7 @@ def build_updater(config: UpdateConfig, **runtime: Any) -> Any:
     """Build the model (seeded with ``config.seed``), its collaborators, and the updater.
 
     ``runtime`` holds what the command line decides: ``input_state_folder``,
-    ``output_state_folder`` (and, once the updater supports it, ``resume``).
+    ``output_state_folder`` and ``resume``.
     """
     import torch
 

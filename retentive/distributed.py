@@ -35,6 +35,15 @@ def mix_seed(*values: int) -> int:
     return int.from_bytes(digest[:8], "little") & _MASK_63
 
 
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s picklable ``obj`` on every rank (``obj`` itself without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return obj
+    holder = [obj]
+    torch.distributed.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
 def all_gather_stacked(tensor: Tensor) -> Tensor:
     """All ranks' ``tensor`` (equal shapes) stacked as ``(world_size, ...)``, in one collective.
 

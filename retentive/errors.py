@@ -21,5 +21,9 @@ class NonFiniteLossError(RetentiveError, FloatingPointError):
     """Training produced a NaN or infinite loss; the update stops and writes nothing."""
 
 
+class StateLockedError(StateError):
+    """Another live update holds the lock on the output folder; this one wrote nothing."""
+
+
 class ReplicaMismatchError(RetentiveError, RuntimeError):
     """Under data parallelism the ranks' models, component states or memories differ."""

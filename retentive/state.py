@@ -8,8 +8,9 @@
 
 Every ``.pt`` holds tensors and plain containers only and is read with
 ``torch.load(weights_only=True)``: loading a state folder can never run code. A folder is written
-beside its target and renamed into place, so it appears whole or not at all; the input folder is
-only ever read.
+beside its target (:mod:`retentive.staging`) under the target's lock (:mod:`retentive.locking`)
+and renamed into place, so it appears whole or not at all; the input folder is only ever read.
+Every failure to read or write surfaces as :class:`~retentive.errors.StateError` naming the path.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import io
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,12 +29,19 @@ import torch
 
 from retentive._version import __version__
 from retentive.errors import StateError
+from retentive.locking import OutputLock
+from retentive.staging import STAGING_PREFIX, is_staging, new_staging_folder, remove_stale_staging
 
 FORMAT = "retentive-state"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PAYLOADS = ("model.pt", "learner.pt", "memory.pt")
-STAGING_PREFIX = ".retentive-staging-"
+#: ``manifest["kind"]``: a finished update's state, or a resume checkpoint of an unfinished one.
+KIND_STATE = "state"
+KIND_CHECKPOINT = "checkpoint"
+#: The files of a Renate state folder, recognised only to refuse them with a helpful message.
+RENATE_FILES = ("learner.ckpt", "model.ckpt")
+__all__ = ["STAGING_PREFIX", "State", "check_output_folder", "load_state", "read_manifest", "save_state"]
 
 
 @dataclass
@@ -63,13 +70,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_payload(path: Path, payload: dict[str, Any]) -> None:
+def _write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Write and flush one payload; return its manifest entry (hashed from memory, not re-read)."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
+    data = buffer.getbuffer()
     with open(path, "wb") as handle:
-        handle.write(buffer.getbuffer())
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.PathLike[str] | None) -> Path:
@@ -80,26 +90,50 @@ def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.P
             f"output_state_folder {str(out)!r} is the input_state_folder; the input is never modified, "
             "so write the new state to another folder"
         )
-    if out.exists():
+    try:
+        exists = out.exists()
+    except OSError as error:
+        raise StateError(f"output_state_folder {str(out)!r} cannot be checked: {error}") from error
+    if exists:
         raise StateError(f"output_state_folder {str(out)!r} already exists; a state folder is never overwritten")
     return out
 
 
-def save_state(folder: str | os.PathLike[str], state: State) -> Path:
-    """Write ``state`` atomically to ``folder``, which must not exist yet."""
+def save_state(folder: str | os.PathLike[str], state: State, lock: OutputLock | None = None) -> Path:
+    """Write ``state`` atomically to ``folder``, which must not exist yet.
+
+    ``lock`` is the target's :class:`~retentive.locking.OutputLock` when the caller already holds
+    it (an update holds it from start to finish); otherwise it is taken here. Staging folders a
+    crashed writer left for this target are removed first. Any OS error (disk full, permissions)
+    leaves no trace and is raised as :class:`StateError`.
+    """
     target = Path(folder)
-    check_output_folder(target, None)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
+    own_lock = lock is None
+    if lock is None:
+        lock = OutputLock(target).acquire()
+    elif not lock.held:
+        raise StateError(f"save_state was given a lock on {str(lock.target)!r} that is not held")
     try:
+        check_output_folder(target, None)
+        remove_stale_staging(target)
+        _write_staged(target, state)
+    finally:
+        if own_lock:
+            lock.release()
+    return target
+
+
+def _write_staged(target: Path, state: State) -> None:
+    staging = new_staging_folder(target)
+    try:
+        staging.mkdir()
         files: dict[str, dict[str, Any]] = {}
         for name, payload in zip(PAYLOADS, (state.model, state.learner, state.memory)):
-            _write_payload(staging / name, payload)
-            files[name] = {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
+            files[name] = _write_payload(staging / name, payload)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "kind": KIND_STATE,
             "retentive_version": __version__,
             "torch_version": torch.__version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -115,28 +149,51 @@ def save_state(folder: str | os.PathLike[str], state: State) -> Path:
             raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written")
         os.rename(staging, target)
         _fsync_dir(target.parent)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StateError(
+            f"writing the state to {str(target)!r} failed ({error}); nothing was written there"
+        ) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
 
 
-def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a folder's manifest (format and version), without reading the payloads."""
+def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False) -> dict[str, Any]:
+    """Read and check a folder's manifest (format, version, kind), without reading the payloads.
+
+    A staging folder (an unfinished write) and a resume checkpoint (an unfinished update) are
+    refused: neither is a state. ``allow_checkpoint`` is for :mod:`retentive.resume` alone.
+    """
     path = Path(folder)
-    if not path.is_dir():
-        raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder")
+    if is_staging(path):
+        raise StateError(
+            f"{str(path)!r} is a staging folder left by an interrupted write ({STAGING_PREFIX}*), not a "
+            "state; the next update writing that output removes it"
+        )
     manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        if not path.is_dir():
+            raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder")
+        if not manifest_path.is_file():
+            if all((path / name).is_file() for name in RENATE_FILES):
+                raise StateError(
+                    f"{str(path)!r} is a Renate state folder ({', '.join(RENATE_FILES)}); retentive does not "
+                    "read it, because its pickles can run code when loaded: start from the model's weights "
+                    "instead (load them yourself, in a process you trust, into the model you pass in)"
+                )
+            raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
+        raw = manifest_path.read_bytes()
+    except OSError as error:
+        raise StateError(f"state folder {str(path)!r} cannot be read: {error}") from error
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise StateError(f"{str(manifest_path)!r} is not valid JSON: {error}") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StateError(f"{str(manifest_path)!r} is not a retentive manifest (expected format {FORMAT!r})")
     version = manifest.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise StateError(f"{str(manifest_path)!r} has no integer format_version (got {version!r})")
     if version > FORMAT_VERSION:
         raise StateError(
@@ -144,25 +201,42 @@ def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
             f"(v{FORMAT_VERSION}); upgrade retentive to load it"
         )
     if version < 1:
-        raise StateError(f"{str(path)!r} has state format v{version}; no such format was ever written")
+        raise StateError(
+            f"{str(path)!r} has state format v{version}, older than any retentive wrote (v1 is the first); "
+            "there is no migration from it"
+        )
+    kind = manifest.get("kind", KIND_STATE)
+    if kind == KIND_CHECKPOINT and not allow_checkpoint:
+        raise StateError(
+            f"{str(path)!r} is a resume checkpoint of an unfinished update, not a state; rerun that update "
+            "with resume=True to finish it"
+        )
+    if kind not in (KIND_STATE, KIND_CHECKPOINT):
+        raise StateError(f"{str(manifest_path)!r} has kind {kind!r}; expected {KIND_STATE!r}")
     files = manifest.get("files")
     if not isinstance(files, dict) or set(files) != set(PAYLOADS):
         raise StateError(f"{str(manifest_path)!r} must list exactly the files {list(PAYLOADS)}, got {files!r}")
     return manifest
 
 
-def load_state(folder: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> State:
+def load_state(
+    folder: str | os.PathLike[str], map_location: str | torch.device = "cpu", allow_checkpoint: bool = False
+) -> State:
     """Verify every file against the manifest, then read the payloads without running any code."""
     path = Path(folder)
-    manifest = read_manifest(path)
+    manifest = read_manifest(path, allow_checkpoint=allow_checkpoint)
     payloads: list[dict[str, Any]] = []
     for name in PAYLOADS:
         file_path = path / name
         entry = manifest["files"][name]
-        if not file_path.is_file():
-            raise StateError(f"state file {str(file_path)!r} is missing")
-        size = file_path.stat().st_size
-        if not isinstance(entry, dict) or size != entry.get("bytes") or _sha256(file_path) != entry.get("sha256"):
+        try:
+            if not file_path.is_file():
+                raise StateError(f"state file {str(file_path)!r} is missing")
+            size = file_path.stat().st_size
+            digest = _sha256(file_path)
+        except OSError as error:
+            raise StateError(f"state file {str(file_path)!r} cannot be read: {error}") from error
+        if not isinstance(entry, dict) or size != entry.get("bytes") or digest != entry.get("sha256"):
             raise StateError(
                 f"state file {str(file_path)!r} does not match its manifest checksum "
                 f"({size} bytes on disk, {entry.get('bytes') if isinstance(entry, dict) else '?'} expected): "

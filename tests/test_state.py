@@ -94,6 +94,6 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("retentive.state._write_payload", boom)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StateError, match="No space left on device.*nothing was written"):
         save_state(tmp_path / "s", _state())
     assert list(tmp_path.iterdir()) == []

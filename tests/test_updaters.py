@@ -187,7 +187,7 @@ def test_label_outside_the_model_outputs(first_state, tmp_path):
     seen = updater.memory.seen
     labels = torch.full((40,), 3, dtype=torch.long)
     labels[25] = 12
-    with pytest.raises(DataError, match="label 12 is outside the model's 10 outputs"):
+    with pytest.raises(DataError, match=r"label 12 .*is outside the model's 10 outputs"):
         updater.update(TensorChunk(torch.rand(40, 1, 28, 28), labels))
     assert not (tmp_path / "out").exists()
     # the failed update is rolled back: weights and memory as before the call
@@ -198,8 +198,8 @@ def test_label_outside_the_model_outputs(first_state, tmp_path):
 def test_nan_loss_stops_and_keeps_the_input_state(first_state, tmp_path):
     before = _snapshot(first_state)
     x = torch.rand(64, 1, 28, 28)
-    x[40] = float("nan")
-    with pytest.raises(NonFiniteLossError, match="nan"):
+    x[40] = 3e38  # finite inputs whose logits overflow: the loss, not the data, goes non-finite
+    with pytest.raises(NonFiniteLossError, match="nan|inf"):
         _er(tmp_path, first_state).update(TensorChunk(x, torch.zeros(64, dtype=torch.long)))
     assert not (tmp_path / "out").exists() and _snapshot(first_state) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".retentive-staging")]

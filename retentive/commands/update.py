@@ -80,13 +80,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]")
-    # --resume (finish an interrupted update from its checkpoint) arrives with ModelUpdater(resume=True):
-    # add the flag here and pass it on in runtime_arguments() below; config.RUNTIME_KEYS reserves it.
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="write a checkpoint after every epoch beside --output-state, and if an earlier run of this same "
+        "update was interrupted, continue from its last completed epoch instead of starting over",
+    )
 
 
 def runtime_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The updater arguments the command line decides, not the config."""
-    return {"input_state_folder": args.input_state, "output_state_folder": args.output_state}
+    return {"input_state_folder": args.input_state, "output_state_folder": args.output_state, "resume": args.resume}
 
 
 def _quiet_lightning() -> None:

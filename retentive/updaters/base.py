@@ -10,6 +10,7 @@ import copy
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,30 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from retentive.components.base import Component
 from retentive.data.sharding import ShardedBatchSampler
+from retentive.distributed import broadcast_object
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
+from retentive.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
-from retentive.state import State, check_output_folder, load_state, save_state
+from retentive.resume import (
+    Checkpoint,
+    EpochCheckpointer,
+    capture_training,
+    discard_checkpoints,
+    latest_checkpoint,
+    restore_training,
+    update_fingerprint,
+    write_checkpoint,
+)
+from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
+from retentive.validation import check_chunk
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
@@ -105,6 +120,9 @@ class ModelUpdater:
         log_every_n_steps: how often training losses are logged.
         num_workers: DataLoader workers.
         callbacks: extra Lightning callbacks.
+        resume: keep a checkpoint after every epoch beside the output folder and, if an earlier run
+            of this same update was interrupted, continue from its last completed epoch (see
+            :mod:`retentive.resume`). Needs ``output_state_folder``.
     """
 
     def __init__(
@@ -138,6 +156,7 @@ class ModelUpdater:
         log_every_n_steps: int = 50,
         num_workers: int = 0,
         callbacks: Sequence[pl.Callback] = (),
+        resume: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -155,6 +174,9 @@ class ModelUpdater:
         self.output_state_folder = None if output_state_folder is None else Path(output_state_folder)
         if self.output_state_folder is not None:
             check_output_folder(self.output_state_folder, self.input_state_folder)
+        if resume and self.output_state_folder is None:
+            raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
+        self.resume = bool(resume)
         self.memory = ReplayBuffer(memory_size, policy=memory_policy, seed=seed, input_dtype=memory_input_dtype)
         self.learner = Learner(
             model=model,
@@ -210,24 +232,42 @@ class ModelUpdater:
 
     # ---------------------------------------------------------------- state
     def _restore(self, state: State) -> None:
-        folder = self.input_state_folder
+        """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
+        backup = (copy.deepcopy(self.model.state_dict()), self.memory.state_dict(),
+                  copy.deepcopy(self.learner.extra_state()), (self.updates_done, dict(self.tasks_seen)))
+        try:
+            self._apply_state(state, self.input_state_folder)
+        except BaseException:
+            self._put_back(backup)
+            raise
+
+    def _apply_state(self, state: State, folder: Path | None) -> None:
         try:
             self.model.load_state_dict(state.model)
-        except RuntimeError as error:
+        except Exception as error:
             raise StateError(f"the model in {str(folder)!r} does not fit the model passed in: {error}") from error
         try:
             self.learner.load_extra_state(state.learner["learner"])
             self.memory.load_state_dict(state.memory)
-        except (KeyError, ValueError, RuntimeError) as error:
-            raise StateError(f"the state in {str(folder)!r} does not fit this updater: {error}") from error
+            counters = state.learner["updater"]
+            updates_done = int(counters["updates_done"])
+            tasks_seen = {str(k): int(v) for k, v in counters["tasks_seen"].items()}
+        except Exception as error:  # any malformed payload: the folder does not fit this updater
+            raise StateError(
+                f"the state in {str(folder)!r} does not fit this updater: {type(error).__name__}: {error}"
+            ) from error
         missing = set(self.learner.memory_keys) - set(self.memory.keys)
         if self.memory.keys and missing:
             raise StateError(
                 f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
             )
-        counters = state.learner["updater"]
-        self.updates_done = int(counters["updates_done"])
-        self.tasks_seen = {str(k): int(v) for k, v in counters["tasks_seen"].items()}
+        self.updates_done, self.tasks_seen = updates_done, tasks_seen
+
+    def _put_back(self, backup: tuple[Any, ...]) -> None:
+        self.model.load_state_dict(backup[0])
+        self.memory.load_state_dict(backup[1])
+        self.learner.load_extra_state(backup[2])
+        self.updates_done, self.tasks_seen = backup[3]
 
     def _state(self) -> State:
         return State(
@@ -281,11 +321,16 @@ class ModelUpdater:
         if world_size > 1:
             # each rank its own share of every step, no sample repeated (retentive.data.sharding)
             batches = ShardedBatchSampler(len(dataset), self.new_batch_size, rank, world_size, shuffle, generator)  # type: ignore[arg-type]
-            if getattr(dataset, "supports_batch_indexing", False):
-                return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=self.num_workers,
-                                  persistent_workers=self.num_workers > 0)
-            return DataLoader(dataset, batch_sampler=batches, num_workers=self.num_workers,
-                              persistent_workers=self.num_workers > 0)
+            by_index = getattr(dataset, "supports_batch_indexing", False)
+            return DataLoader(
+                dataset,
+                sampler=batches if by_index else None,
+                batch_sampler=None if by_index else batches,
+                batch_size=None if by_index else 1,
+                generator=generator,  # the sampler's: a resume checkpoint saves and restores it
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         if getattr(dataset, "supports_batch_indexing", False):
             # One indexing op per batch instead of per-sample fetches and a collate.
             order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
@@ -293,6 +338,7 @@ class ModelUpdater:
                 dataset,
                 sampler=BatchSampler(order, batch_size=self.new_batch_size, drop_last=False),
                 batch_size=None,
+                generator=generator,  # the sampler's: a resume checkpoint saves and restores it
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
             )
@@ -305,34 +351,64 @@ class ModelUpdater:
             persistent_workers=self.num_workers > 0,
         )
 
-    def _trainer(self) -> pl.Trainer:
+    def _trainer(self, max_epochs: int | None = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+        kwargs = dict(self.trainer_kwargs)
+        if max_epochs is not None:
+            kwargs["max_epochs"] = max_epochs
         return pl.Trainer(
             logger=self.logger if self.logger is not None else False,
-            callbacks=list(self.callbacks),
+            callbacks=list(self.callbacks) + list(callbacks),
             enable_checkpointing=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=self.learner.log_every_n_steps,
-            use_distributed_sampler=False,  # the loaders shard the data themselves
-
-            **self.trainer_kwargs,
+            use_distributed_sampler=False,  # under DDP the loaders shard the data themselves
+            **kwargs,
         )
 
     def update(self, train_dataset: Dataset, val_dataset: Dataset | None = None, task_id: int | None = None) -> nn.Module:
         """Train on one chunk, save the new state, and return the updated model.
 
-        On any failure (bad data, a NaN loss, an interrupted fit) the model and memory are put back
-        as they were before the call and nothing is written.
+        The output folder is locked for the whole call: a second update writing the same folder
+        fails at once with :class:`~retentive.errors.StateLockedError`. On any failure (bad data, a
+        NaN loss, an interrupted fit, a failed write) the model and memory are put back as they were
+        before the call and no output is written; with ``resume=True`` the epochs completed so far
+        stay in the checkpoint for the next attempt.
         """
+        # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
+        # launcher the other ranks run this same call and must not contend for the lock.
+        writer = self.output_state_folder is not None and rank_zero_only.rank == 0
+        lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
+        try:
+            return self._update(train_dataset, val_dataset, task_id, lock)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _update(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | None, lock: OutputLock | None
+    ) -> nn.Module:
         if self.output_state_folder is not None:
             check_output_folder(self.output_state_folder, self.input_state_folder)
+        if task_id is not None and (not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 0):
+            raise DataError(f"task_id must be an int >= 0, got {task_id!r}")
+        task = self.updates_done if task_id is None else task_id
         self._check_dataset(train_dataset, "training")
+        check_chunk(self.model, train_dataset, "training", task_id, task)
         if val_dataset is not None:
             self._check_dataset(val_dataset, "validation")
-        task = self.updates_done if task_id is None else task_id
-        if not isinstance(task, int) or isinstance(task, bool) or task < 0:
-            raise DataError(f"task_id must be an int >= 0, got {task!r}")
+            check_chunk(self.model, val_dataset, "validation", None, task)
         seed = self.seed + self.updates_done
+        checkpoint: Checkpoint | None = None
+        fingerprint: dict[str, Any] = {}
+        if self.resume:
+            assert self.output_state_folder is not None
+            fingerprint = update_fingerprint(
+                type(self).__name__, self.hyperparameters,
+                None if self.input_state_folder is None else self.input_state_folder / MANIFEST,
+                task, seed, train_dataset,
+            )
+            checkpoint = latest_checkpoint(self.output_state_folder, fingerprint)
         pl.seed_everything(seed, workers=True, verbose=False)
         self.learner.task_id = task
         if self.learner.mask_unused_classes:
@@ -344,34 +420,66 @@ class ModelUpdater:
             (self.updates_done, dict(self.tasks_seen)),
         )
         try:
-            trainer = self._trainer()
-            self._check_launcher(trainer)
-            self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
-            ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
-            with warnings.catch_warnings():
-                # Lightning's notices that do not apply here: validation is optional per update, and
-                # its own pytree helper trips a torch deprecation.
-                warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-                warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-                trainer.fit(
-                    self.learner,
-                    train_dataloaders=self._loader(train_dataset, shuffle=True, seed=seed, **ranks),
-                    val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
-                )
-            if trainer.interrupted:
-                raise RuntimeError("the update was interrupted before it finished; nothing was written")
+            if checkpoint is not None and checkpoint.complete:
+                self._apply_state(checkpoint.state, checkpoint.folder)  # trained; only the save was lost
+            else:
+                self._fit(train_dataset, val_dataset, seed, checkpoint, fingerprint, lock)
             self.updates_done += 1
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
             if self.output_state_folder is not None:
-                self._save(trainer)
+                self._save(lock)
         except BaseException:
-            self.model.load_state_dict(backup[0])
-            self.memory.load_state_dict(backup[1])
-            self.learner.load_extra_state(backup[2])
-            self.updates_done, self.tasks_seen = backup[3]
+            self._put_back(backup)
             raise
         return self.model
+
+    def _fit(
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        seed: int,
+        checkpoint: Checkpoint | None,
+        fingerprint: dict[str, Any],
+        lock: OutputLock | None,
+    ) -> None:
+        epochs_before = 0
+        callbacks: list[pl.Callback] = []
+        if self.resume:
+            restore = None
+            if checkpoint is not None:
+                epochs_before = checkpoint.epochs_done
+                restore = partial(self._resume_training, checkpoint)
+
+            def save(trainer: pl.Trainer | None, epochs_done: int) -> None:  # runs during the fit
+                self._write_checkpoint(lock, fingerprint, train_loader, trainer, epochs_done)  # type: ignore[arg-type]
+
+            callbacks.append(EpochCheckpointer(None if lock is None else save, epochs_before, restore))
+        trainer = self._trainer(max_epochs=self.trainer_kwargs["max_epochs"] - epochs_before, callbacks=callbacks)
+        self._check_launcher(trainer)
+        # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
+        self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
+        ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
+        train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
+        if checkpoint is not None and self.resume:
+            try:
+                train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+            except (RuntimeError, TypeError) as error:
+                raise StateError(f"the checkpoint {str(checkpoint.folder)!r} does not fit this update: {error}") from error
+        with warnings.catch_warnings():
+            # Lightning's notices that do not apply here: validation is optional per update, and
+            # its own pytree helper trips a torch deprecation.
+            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            trainer.fit(
+                self.learner,
+                train_dataloaders=train_loader,
+                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
+            )
+        if trainer.interrupted:
+            raise RuntimeError("the update was interrupted before it finished; nothing was written")
+        if self.resume and lock is not None:
+            self._write_checkpoint(lock, fingerprint, train_loader, None, self.trainer_kwargs["max_epochs"])
 
     def _check_launcher(self, trainer: pl.Trainer) -> None:
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
@@ -381,29 +489,42 @@ class ModelUpdater:
                 "per device, started by Lightning or by torchrun/SLURM), which runs this script on every rank"
             )
 
-    def _save(self, trainer: pl.Trainer) -> None:
-        """Write the state folder: under data parallelism rank 0 writes and the others wait for it.
+    def _save(self, lock: OutputLock | None) -> None:
+        """Write the state folder: the rank holding the lock (rank 0) writes, the others wait for it.
 
         Every replica holds the same state (the Learner checked at the end of the fit), so rank 0's
-        folder is everyone's. Its outcome is broadcast, so that a failed write fails every rank
-        instead of leaving the others waiting or believing it was written.
+        folder is everyone's. Under data parallelism its outcome is broadcast, so that the other
+        ranks return only once the folder exists, and a failed write fails every rank.
         """
         folder = self.output_state_folder
         assert folder is not None
-        if trainer.world_size == 1:
-            save_state(folder, self._state())
-            return
-        failure: BaseException | None = None
-        if trainer.is_global_zero:
+        failure: Exception | None = None
+        if lock is not None:
             try:
-                save_state(folder, self._state())
-            except Exception as error:  # reported to every rank below, then re-raised here
+                save_state(folder, self._state(), lock=lock)
+                discard_checkpoints(folder)
+            except Exception as error:  # reported to the other ranks below, then re-raised here
                 failure = error
-        message = trainer.strategy.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}", src=0)
+        if self.world_size > 1:
+            message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
+            if failure is None and message is not None:
+                raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
         if failure is not None:
             raise failure
-        if message is not None:
-            raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
+
+    def _write_checkpoint(
+        self, lock: OutputLock, fingerprint: dict[str, Any], loader: DataLoader, trainer: pl.Trainer | None,
+        epochs_done: int,
+    ) -> None:
+        """After ``epochs_done`` epochs; ``trainer=None`` marks the final one (training over)."""
+        assert self.output_state_folder is not None
+        training = {} if trainer is None else capture_training(trainer, loader)
+        write_checkpoint(self.output_state_folder, lock, self._state(), training, fingerprint, epochs_done,
+                         complete=trainer is None)
+
+    def _resume_training(self, checkpoint: Checkpoint, trainer: pl.Trainer) -> None:
+        self._apply_state(checkpoint.state, checkpoint.folder)
+        restore_training(trainer, checkpoint.training, checkpoint.folder)
 
     def _log_memory(self) -> None:
         if isinstance(self.logger, TensorBoardLogger) and len(self.memory):

@@ -1,0 +1,57 @@
+"""Staging folders: where a state is written before it is renamed into place.
+
+A state is written to ``.retentive-staging-<name>-<12 hex>`` beside its target and renamed to
+``<name>`` once complete, so a crash leaves at most a staging folder, never a half-written target.
+Only the holder of the target's lock (:mod:`retentive.locking`) writes its staging folders, so any
+staging folder found while holding that lock is debris of a crashed writer and is removed. Loading
+a staging folder as a state is refused (:func:`retentive.state.read_manifest`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+STAGING_PREFIX = ".retentive-staging-"
+_STAGING = re.compile(re.escape(STAGING_PREFIX) + r"(?P<name>.+)-(?P<tag>[0-9a-f]{12})$")
+
+
+def new_staging_folder(target: str | os.PathLike[str]) -> Path:
+    """A fresh, unused staging path beside ``target`` (not created)."""
+    target = Path(target)
+    return target.parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:12]}"
+
+
+def staging_target_name(path: str | os.PathLike[str]) -> str | None:
+    """The name of the target a staging folder was writing, or ``None`` if ``path`` is not one."""
+    match = _STAGING.match(Path(path).name)
+    return match.group("name") if match else None
+
+
+def is_staging(path: str | os.PathLike[str]) -> bool:
+    return Path(path).name.startswith(STAGING_PREFIX)
+
+
+def staging_folders(parent: str | os.PathLike[str], target_name: str | None = None) -> list[Path]:
+    """Every staging folder in ``parent`` (only those for ``target_name`` when given)."""
+    try:
+        entries = sorted(Path(parent).iterdir())
+    except OSError:
+        return []
+    return [
+        p for p in entries
+        if is_staging(p) and (target_name is None or staging_target_name(p) == target_name)
+    ]
+
+
+def remove_stale_staging(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the staging folders a crashed writer left for ``target``; the caller holds its lock."""
+    target = Path(target)
+    removed = []
+    for folder in staging_folders(target.parent, target.name):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed

@@ -1,0 +1,30 @@
+"""The kill test in reduced form: SIGKILL an update during training and during the save; the input
+stays byte-identical, the output is absent or complete, and resuming ends in the clean run's state.
+The full 30-kill run is ``python benchmarks/kill_test.py`` (BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+
+def _kill_test_module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "kill_test.py"
+    spec = importlib.util.spec_from_file_location("retentive_kill_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sigkill_during_training_and_save_never_corrupts(tmp_path, mnist_train):
+    kill_test = _kill_test_module()
+    counts = kill_test.run_kill_test(kills=4, seed=1, workdir=tmp_path, samples=400, epochs=3, memory_size=400,
+                                   mnist=mnist_train)
+    assert counts["problems"] == []
+    assert counts["corrupt"] == 0 and counts["input_modified"] == 0
+    assert counts["during_training"] == 2 and counts["during_save"] == 2
+    assert counts["output_absent"] + counts["output_complete"] == 4
+    assert counts["resumed_identical"] == counts["output_absent"]  # every interrupted update finished identically
+    assert counts["resume_failed"] == 0 and counts["leftovers"] == 0
