@@ -2,8 +2,8 @@
 
 Streams 1,000,000 MNIST-sized samples (float32 1x28x28 images from the real training set, with
 labels and task ids) through ``ReplayBuffer.add`` in batches of 256, into a 500-slot memory. The
-per-sample loop is Mammoth's style (one ``reservoir()`` draw and one row copy per sample); it is
-run on a 50,000-sample stream, which is enough for its rate. One torch thread; medians of runs.
+per-sample loop is Mammoth's ``Buffer.add_data`` (a Python loop over the batch, one NumPy draw and
+one row copy per accepted sample); it is run on a 50,000-sample stream, enough for its rate. One torch thread; medians of runs.
 
     python benchmarks/memory_insert.py [--samples 1000000] [--runs 3]
 """
@@ -11,10 +11,10 @@ run on a 50,000-sample stream, which is enough for its rate. One torch thread; m
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from retentive.data import load_mnist
@@ -36,21 +36,34 @@ def vectorised(images: torch.Tensor, labels: torch.Tensor, samples: int) -> floa
     return n_batches * BATCH / seconds
 
 
+def _reservoir(seen: int, capacity: int) -> int:
+    """Mammoth's per-sample draw: the slot for sample number ``seen``, or -1."""
+    if seen < capacity:
+        return seen
+    draw = np.random.randint(0, seen + 1)
+    return draw if draw < capacity else -1
+
+
 def per_sample(images: torch.Tensor, labels: torch.Tensor, samples: int) -> float:
+    """Mammoth's ``Buffer.add_data``: a Python loop over the batch, one draw and one copy per sample."""
     mem_x = torch.zeros(CAPACITY, *images.shape[1:])
     mem_y = torch.zeros(CAPACITY, dtype=torch.long)
-    rng = random.Random(0)
+    mem_t = torch.zeros(CAPACITY, dtype=torch.long)
+    task = torch.zeros(BATCH, dtype=torch.long)
+    device = torch.device("cpu")
+    np.random.seed(0)
     seen = 0
     start = time.perf_counter()
     for b in range(samples // BATCH):
         i = (b * BATCH) % (len(labels) - BATCH)
         x, y = images[i : i + BATCH], labels[i : i + BATCH]
-        for j in range(BATCH):
-            slot = seen if seen < CAPACITY else rng.randint(0, seen)
-            if slot < CAPACITY:
-                mem_x[slot] = x[j]
-                mem_y[slot] = y[j]
+        for j in range(x.shape[0]):
+            slot = _reservoir(seen, CAPACITY)
             seen += 1
+            if slot >= 0:
+                mem_x[slot] = x[j].to(device)
+                mem_y[slot] = y[j].to(device)
+                mem_t[slot] = task[j].to(device)
     return seen / (time.perf_counter() - start)
 
 

@@ -8,7 +8,8 @@ retentive's step is measured two ways: (1) steady state — the time between the
 consecutive training batches, which includes data loading, Lightning's loop, the memory insert
 and the optimizer step; (2) the whole ``update()`` call divided by its steps, which also pays for
 building the Trainer and the DataLoader. A third run resumes from a state folder to show that
-steps after a reload are as fast as before it.
+steps after a reload are as fast as before it. A fourth measurement runs the plain loop's ER math
+as a bare LightningModule, to split the gap into Lightning's share and retentive's.
 
     python benchmarks/step_speed.py [--rounds 5] [--steps 300]
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.data import load_mnist, split_mnist
@@ -92,6 +94,61 @@ def plain_loop(x_all: torch.Tensor, y_all: torch.Tensor, steps: int, der: bool, 
     return statistics.median(times[10:])
 
 
+class BareLightning(pl.LightningModule):
+    """The plain loop's ER math as a LightningModule (manual optimisation, memory inline): what
+    Lightning's loop alone costs, so the gap splits into Lightning's share and retentive's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = MLP()
+        self.g = torch.Generator().manual_seed(0)
+        self.mem_x = torch.zeros(CAPACITY, 1, 28, 28)
+        self.mem_y = torch.zeros(CAPACITY, dtype=torch.long)
+        self.size = self.seen = 0
+
+    def configure_optimizers(self):  # noqa: ANN201
+        return torch.optim.SGD(self.model.parameters(), lr=LR)
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        x, y = batch
+        opt = self.optimizers()
+        opt.zero_grad()
+        if self.size:
+            m = torch.rand(self.size, generator=self.g).topk(min(MEM, self.size)).indices
+            out = self.model(torch.cat([x, self.mem_x[m]]))
+            loss = (F.cross_entropy(out[: len(y)], y) + F.cross_entropy(out[len(y) :], self.mem_y[m])) / 2.0
+        else:
+            loss = F.cross_entropy(self.model(x), y)
+        self.manual_backward(loss)
+        opt.step()
+        n = len(y)
+        pos = torch.arange(self.seen, self.seen + n)
+        slots = torch.where(pos < CAPACITY, pos, (torch.rand(n, generator=self.g, dtype=torch.float64) * (pos + 1)).long())
+        keep = slots < CAPACITY
+        self.mem_x[slots[keep]] = x[keep]
+        self.mem_y[slots[keep]] = y[keep]
+        self.size = min(CAPACITY, self.seen + n)
+        self.seen += n
+
+
+def bare_lightning(chunk, seed: int) -> float:
+    torch.manual_seed(seed)
+    clock = StepClock()
+    module = BareLightning()
+    loader = DataLoader(
+        chunk, sampler=BatchSampler(RandomSampler(chunk), batch_size=NEW, drop_last=False), batch_size=None
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, callbacks=[clock],
+    )
+    trainer.fit(module, loader)  # epoch 1 fills the memory; the clock keeps only the second epoch
+    n = len(clock.starts) // 2
+    clock.starts = clock.starts[n:]
+    return clock.median_step()
+
+
 def make_updater(der: bool, seed: int, clock: StepClock, input_state: Path | None = None, output_state: Path | None = None):
     torch.manual_seed(seed)
     common = dict(
@@ -135,7 +192,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.rounds} rounds of {args.steps} steps")
     for der in (False, True):
         name = "DER++" if der else "ER"
-        rows: dict[str, list[float]] = {k: [] for k in ("plain", "steady", "update", "reload", "r_steady", "r_update", "r_reload")}
+        rows: dict[str, list[float]] = {
+            k: [] for k in ("plain", "bare", "steady", "update", "reload", "r_bare", "r_steady", "r_update", "r_reload")
+        }
         for r in range(args.rounds):
             first, second = chunks[0].subset(torch.arange(args.steps * NEW)), chunks[1].subset(torch.arange(args.steps * NEW))
             with tempfile.TemporaryDirectory() as tmp:
@@ -145,9 +204,12 @@ def main() -> None:
                 in_process = make_updater(der, r, clock)
                 in_process.update(first)  # fills the memory: every step measured below replays
                 plain = plain_loop(x_all, y_all, args.steps, der, r)
+                bare = bare_lightning(second, r) if not der else float("nan")
                 steady, per_update = timed_update(in_process, clock, second)
                 reload_steady, _ = timed_update(make_updater(der, r, clock, input_state=state), clock, second)
             rows["plain"].append(plain)
+            rows["bare"].append(bare)
+            rows["r_bare"].append(bare / plain)
             rows["steady"].append(steady)
             rows["update"].append(per_update)
             rows["reload"].append(reload_steady)
@@ -161,6 +223,9 @@ def main() -> None:
             f"after reload {1e3 * med['reload']:.2f} ms ({med['r_reload']:.2f}x)"
         )
         print(f"       per-round steady ratios: {', '.join(f'{v:.2f}' for v in rows['r_steady'])}")
+        if not der:
+            print(f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "
+                  f"({med['r_bare']:.2f}x the plain loop)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from retentive.evaluation import (
     backward_transfer,
     forgetting,
     forward_transfer,
+    micro_average_accuracy,
 )
 from retentive.learner import Learner
 from retentive.loading import load_model
@@ -54,4 +55,5 @@ __all__ = [
     "forgetting",
     "forward_transfer",
     "load_model",
+    "micro_average_accuracy",
 ]

@@ -17,7 +17,9 @@ from retentive.errors import RetentiveError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("retentive.commands.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
     "update": ("retentive.commands.update", "update a model on one data chunk, configured by a YAML file"),
-    "inspect": ("retentive.commands.inspect", "Show a state folder's manifest, files, memory classes and verification result"),
+    "inspect": ("retentive.commands.inspect", "show a state folder's manifest, files, memory classes and verification result"),
+    "benchmark": ("retentive.commands.benchmark", "benchmark methods x scenarios x seeds through state folders"),
+    "evaluate": ("retentive.commands.evaluate", "evaluate saved state folders on a scenario's test data"),
 }
 
 

@@ -6,37 +6,93 @@ functions are pure functions of that matrix, so they are tested against hand-com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from torchmetrics.classification import MulticlassAccuracy
+
+from retentive.data.tensors import TensorChunk
+from retentive.models.routing import forward_routed
+
+
+def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
+    """Batches of ``(x, y[, task_ids])``: tensor slices for a TensorChunk, a DataLoader otherwise."""
+    if isinstance(dataset, TensorChunk):
+        for start in range(0, len(dataset), batch_size):
+            stop = start + batch_size
+            task_ids = None if dataset.task_ids is None else dataset.task_ids[start:stop]
+            batch = (dataset.inputs[start:stop], dataset.targets[start:stop])
+            yield batch if task_ids is None else (*batch, task_ids)
+        return
+    yield from DataLoader(dataset, batch_size=batch_size)
+
+
+def chunk_classes(dataset: Dataset) -> Tensor:
+    """The labels present in ``dataset`` (from ``targets`` when it has them)."""
+    targets = getattr(dataset, "targets", None)
+    if not torch.is_tensor(targets):
+        targets = torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])  # type: ignore[arg-type]
+    return torch.unique(targets.long())
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 1024, device: str | torch.device = "cpu") -> float:
-    """Top-1 accuracy of ``model`` on ``dataset`` (micro-averaged over samples)."""
+def accuracy(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+    classes: Sequence[int] | Tensor | None = None,
+) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` (micro-averaged over samples).
+
+    A task-routed model (:func:`retentive.models.takes_task_ids`) is called with the samples' task
+    ids when the dataset yields ``(x, y, task_id)``, and with ``None`` (every head) otherwise.
+    ``classes`` restricts the prediction to those labels: task-aware evaluation of a single-head
+    model, as the DER paper's Task-IL figures are measured (mask the logits of other tasks).
+    """
     was_training = model.training
     model.eval()
-    metric: MulticlassAccuracy | None = None
+    correct = total = 0
+    keep: Tensor | None = None
     try:
-        for batch in DataLoader(dataset, batch_size=batch_size):
-            x, y = batch[0].to(device), batch[1].to(device)
-            logits = model(x)
-            if metric is None:
-                metric = MulticlassAccuracy(num_classes=logits.shape[-1], average="micro").to(device)
-            metric.update(logits, y)
+        for batch in _batches(dataset, batch_size):
+            x, y = batch[0].to(device), batch[1].to(device).long()
+            task_ids = batch[2].to(device) if len(batch) > 2 else None
+            logits = forward_routed(model, x, task_ids)
+            if classes is not None:
+                if keep is None:
+                    keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+                    keep[torch.as_tensor(classes, dtype=torch.long, device=logits.device)] = True
+                logits = logits.masked_fill(~keep, float("-inf"))
+            correct += int((logits.argmax(dim=-1) == y).sum())
+            total += int(y.numel())
     finally:
         model.train(was_training)
-    if metric is None:
+    if total == 0:
         raise ValueError("cannot measure accuracy on an empty dataset")
-    return float(metric.compute())
+    return correct / total
 
 
-def accuracy_row(model: nn.Module, test_chunks: Sequence[Dataset], batch_size: int = 1024) -> Tensor:
-    """One row of the accuracy matrix: the model's accuracy on every chunk's test data."""
-    return torch.tensor([accuracy(model, chunk, batch_size) for chunk in test_chunks], dtype=torch.float64)
+def accuracy_row(
+    model: nn.Module,
+    test_chunks: Sequence[Dataset],
+    batch_size: int = 1024,
+    task_aware: bool = False,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """One row of the accuracy matrix: the model's accuracy on every chunk's test data.
+
+    ``task_aware`` masks each chunk's prediction to the classes present in that chunk (Task-IL
+    evaluation of a single-head model).
+    """
+    return torch.tensor(
+        [
+            accuracy(model, chunk, batch_size, device, classes=chunk_classes(chunk) if task_aware else None)
+            for chunk in test_chunks
+        ],
+        dtype=torch.float64,
+    )
 
 
 def _square(matrix: Tensor) -> Tensor:
@@ -82,18 +138,44 @@ def forward_transfer(matrix: Tensor, random_init_accuracy: Sequence[float] | Ten
     return float((a[idx - 1, idx] - b[1:]).mean())
 
 
-def summarize(matrix: Tensor) -> dict[str, float]:
-    """The headline metrics of a run."""
-    return {
+def micro_average_accuracy(matrix: Tensor, counts: Sequence[int] | Tensor) -> float:
+    """Accuracy over all test samples pooled after the last update: ``sum_j n_j A[T, j] / sum_j n_j``.
+
+    Differs from :func:`average_accuracy` when the chunks' test sets differ in size.
+    """
+    a = _square(matrix)
+    n = torch.as_tensor(counts, dtype=torch.float64)
+    if n.shape != (a.shape[1],):
+        raise ValueError(f"need one test-set size per chunk ({a.shape[1]}), got shape {tuple(n.shape)}")
+    if bool((n < 0).any()) or float(n.sum()) <= 0:
+        raise ValueError(f"test-set sizes must be >= 0 with a positive total, got {n.tolist()}")
+    return float((a[-1] * n).sum() / n.sum())
+
+
+def summarize(
+    matrix: Tensor,
+    random_init_accuracy: Sequence[float] | Tensor | None = None,
+    counts: Sequence[int] | Tensor | None = None,
+) -> dict[str, float]:
+    """The headline metrics of a run; FWT needs the random-init accuracies, the micro-average the
+    test-set sizes."""
+    metrics = {
         "average_accuracy": average_accuracy(matrix),
         "forgetting": forgetting(matrix),
         "bwt": backward_transfer(matrix),
     }
+    if counts is not None:
+        metrics["micro_average_accuracy"] = micro_average_accuracy(matrix, counts)
+    if random_init_accuracy is not None:
+        metrics["fwt"] = forward_transfer(matrix, random_init_accuracy)
+    return metrics
 
 
 def format_matrix(matrix: Tensor) -> str:
-    """The accuracy matrix as a fixed-width table of percentages."""
-    a = _square(matrix)
+    """The accuracy matrix (or its first rows, while updates remain) as a fixed-width table of percentages."""
+    a = torch.as_tensor(matrix, dtype=torch.float64)
+    if a.dim() != 2:
+        raise ValueError(f"the accuracy matrix must be 2-d (updates x chunks), got shape {tuple(a.shape)}")
     header = "after update | " + " ".join(f"chunk {j:>2}" for j in range(a.shape[1]))
     rows = [f"{i:>12} | " + " ".join(f"{100 * v:8.2f}" for v in a[i].tolist()) for i in range(a.shape[0])]
     return "\n".join([header, "-" * len(header), *rows])

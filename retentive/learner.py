@@ -31,6 +31,7 @@ from retentive.distributed import all_gather_stacked, broadcast_buffers, check_i
 from retentive.errors import DataError, NonFiniteLossError
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
+from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -242,7 +243,10 @@ class Learner(pl.LightningModule):
                 f"new inputs have shape {tuple(x.shape[1:])} but the memory holds {tuple(memory.inputs.shape[1:])}"
             )
         inputs = x if memory is None else torch.cat([x, memory.inputs.to(x.dtype)])
-        outputs = self.model(inputs)
+        routes = None
+        if takes_task_ids(self.model):  # a multi-head model: memory samples go to their own task's head
+            routes = t if memory is None else torch.cat([t, memory.task_ids.to(t.device).long()])
+        outputs = forward_routed(self.model, inputs, routes)
         self._check_targets(y, outputs.shape[-1])
         features = self._taps.outputs if self._taps is not None else {}
         ctx = StepContext(
@@ -335,8 +339,8 @@ class Learner(pl.LightningModule):
         self._val_total = 0
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, _ = self._unpack(batch)
-        predictions = self.model(x).argmax(dim=-1)
+        x, y, t = self._unpack(batch)
+        predictions = forward_routed(self.model, x, t).argmax(dim=-1)
         self._val_correct += int((predictions == y).sum())
         self._val_total += int(y.numel())
 

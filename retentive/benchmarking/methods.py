@@ -1,0 +1,196 @@
+"""Method specs: a method name -> an updater class, its optimizer and its arguments.
+
+A spec is plain data (so it prints, saves to JSON and loads from YAML) and builds a fresh updater
+for each chunk, as a pipeline does. The DER paper's tuned settings at memory 500 ship as
+:data:`PROTOCOLS`, one method set per benchmark family. A YAML file holds more methods::
+
+    er:                                   # the method's name in tables and paths
+      updater: ExperienceReplayModelUpdater   # a name in retentive.updaters, or "package.module.Class"
+      optimizer: SGD                      # a class in torch.optim
+      optimizer_args: {lr: 0.1}
+      args: {memory_size: 500, batch_size: 10, memory_batch_size: 10, loss_normalization: false}
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from retentive.updaters.base import ModelUpdater
+
+SPEC_KEYS = ("updater", "optimizer", "optimizer_args", "args")
+#: Arguments the harness sets itself for every update; a spec may not set them.
+RESERVED_ARGS = ("model", "loss_fn", "optimizer", "input_state_folder", "output_state_folder", "seed", "logger")
+
+
+def _resolve_updater(name: str) -> type[ModelUpdater]:
+    if "." in name:
+        module_name, _, attribute = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"updater {name!r} could not be imported: {error}") from error
+    else:
+        import retentive.updaters as updaters
+
+        cls = getattr(updaters, name, None)
+        if cls is None:
+            known = sorted(n for n in dir(updaters) if n.endswith("ModelUpdater") and n != "ModelUpdater")
+            raise ValueError(f"unknown updater {name!r}; expected one of {known} or a dotted import path")
+    if not (isinstance(cls, type) and issubclass(cls, ModelUpdater)):
+        raise ValueError(f"updater {name!r} is not a ModelUpdater subclass")
+    return cls
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One continual-learning method as the benchmark runs it.
+
+    Args:
+        name: the label in tables, files and TensorBoard.
+        updater: a class name exported by :mod:`retentive.updaters`, or a dotted import path.
+        optimizer: a class name in :mod:`torch.optim`.
+        optimizer_args: its keyword arguments (``lr``, ``momentum``, ...).
+        args: the updater's keyword arguments (``memory_size``, ``batch_size``, ``alpha``, ...).
+    """
+
+    name: str
+    updater: str
+    optimizer: str = "SGD"
+    optimizer_args: Mapping[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or os.sep in self.name:
+            raise ValueError(f"a method name must be non-empty and contain no path separator, got {self.name!r}")
+        reserved = sorted(set(self.args) & set(RESERVED_ARGS))
+        if reserved:
+            raise ValueError(f"method {self.name!r}: the benchmark sets {reserved} itself; remove them from args")
+        if not isinstance(getattr(torch.optim, self.optimizer, None), type):
+            raise ValueError(f"method {self.name!r}: unknown optimizer {self.optimizer!r}; expected a class in torch.optim")
+        _resolve_updater(self.updater)
+
+    @property
+    def updater_class(self) -> type[ModelUpdater]:
+        return _resolve_updater(self.updater)
+
+    def build(
+        self,
+        model: nn.Module,
+        *,
+        input_state_folder: str | os.PathLike[str] | None,
+        output_state_folder: str | os.PathLike[str] | None,
+        seed: int,
+        logger: Any = False,
+        loss_fn: nn.Module | None = None,
+        **overrides: Any,
+    ) -> ModelUpdater:
+        """A fresh updater for one chunk, resuming from ``input_state_folder``."""
+        kwargs: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+        kwargs.update(self.args)
+        kwargs.update(overrides)
+        optimizer_class = getattr(torch.optim, self.optimizer)
+        return self.updater_class(
+            model=model,
+            loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
+            optimizer=partial(optimizer_class, **dict(self.optimizer_args)),
+            input_state_folder=input_state_folder,
+            output_state_folder=output_state_folder,
+            seed=seed,
+            logger=logger,
+            **kwargs,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "updater": self.updater,
+            "optimizer": self.optimizer,
+            "optimizer_args": dict(self.optimizer_args),
+            "args": dict(self.args),
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> MethodSpec:
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"method {name!r} must be a mapping with keys {list(SPEC_KEYS)}, got {type(spec).__name__}")
+        unknown = sorted(set(spec) - set(SPEC_KEYS))
+        if unknown:
+            raise ValueError(f"method {name!r} has unknown keys {unknown}; expected {list(SPEC_KEYS)}")
+        if "updater" not in spec:
+            raise ValueError(f"method {name!r} needs an 'updater'")
+        for key in ("optimizer_args", "args"):
+            if not isinstance(spec.get(key, {}), Mapping):
+                raise ValueError(f"method {name!r}: {key} must be a mapping, got {spec[key]!r}")
+        return cls(
+            name=str(name),
+            updater=str(spec["updater"]),
+            optimizer=str(spec.get("optimizer", "SGD")),
+            optimizer_args=dict(spec.get("optimizer_args", {})),
+            args=dict(spec.get("args", {})),
+        )
+
+
+def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
+    """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries."""
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError(f"{str(path)!r} must map method names to specs, got {type(data).__name__}")
+    return {str(name): MethodSpec.from_dict(str(name), spec) for name, spec in data.items()}
+
+
+def _der(updater: str, lr: float, batch: int, memory_batch: int | None = None, **extra: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"batch_size": batch, "max_epochs": 1, "loss_normalization": False}
+    if memory_batch is not None:
+        args.update(memory_size=500, memory_batch_size=memory_batch)
+    args.update(extra)
+    return {"updater": updater, "optimizer": "SGD", "optimizer_args": {"lr": lr}, "args": args}
+
+
+def _protocol(entries: Mapping[str, dict[str, Any]]) -> Mapping[str, MethodSpec]:
+    return MappingProxyType({name: MethodSpec.from_dict(name, spec) for name, spec in entries.items()})
+
+
+#: The DER paper's best settings at memory 500 (Buzzega et al. 2020; Mammoth's ``best_args``):
+#: SGD without momentum, one epoch, B new + M memory samples. DER/DER++ use the plain loss sum, as
+#: Mammoth does; Mammoth's ER takes one cross-entropy over the concatenated new and memory batch,
+#: which for B == M is exactly Renate's normalised total (CE_new + CE_memory) / 2.
+PROTOCOLS: Mapping[str, Mapping[str, MethodSpec]] = MappingProxyType(
+    {
+        "seq-mnist": _protocol(
+            {
+                "fine-tuning": _der("FineTuningModelUpdater", 0.03, 10),
+                "er": _der("ExperienceReplayModelUpdater", 0.1, 10, 10, alpha=1.0, loss_normalization=True),
+                "der": _der("DarkExperienceReplayModelUpdater", 0.03, 10, 128, alpha=1.0, beta=0.0),
+                "der++": _der("DarkExperienceReplayModelUpdater", 0.03, 10, 10, alpha=1.0, beta=0.5),
+            }
+        ),
+        "perm-mnist": _protocol(
+            {
+                "fine-tuning": _der("FineTuningModelUpdater", 0.2, 128),
+                "er": _der("ExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, loss_normalization=True),
+                "der": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, beta=0.0),
+                "der++": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, beta=0.5),
+            }
+        ),
+        "rot-mnist": _protocol(
+            {
+                "fine-tuning": _der("FineTuningModelUpdater", 0.2, 128),
+                "er": _der("ExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, loss_normalization=True),
+                "der": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=0.5, beta=0.0),
+                "der++": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=0.5, beta=1.0),
+            }
+        ),
+    }
+)

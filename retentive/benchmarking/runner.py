@@ -1,0 +1,117 @@
+"""Run a method on a scenario exactly as a retraining pipeline would, and measure it.
+
+Each chunk is one ``update()`` of a freshly built updater and a freshly built model, resuming
+from the state folder the previous chunk wrote (nothing is carried over in memory), and the
+accuracy row after each update is measured on a model loaded back from that state folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from retentive.benchmarking.methods import MethodSpec
+from retentive.benchmarking.progress import Progress
+from retentive.benchmarking.quiet import quiet_lightning
+from retentive.benchmarking.resources import Measure
+from retentive.benchmarking.results import RunResult, ViewResult
+from retentive.benchmarking.scenarios import Scenario
+from retentive.evaluation import accuracy_row
+from retentive.loading import load_model
+
+KEEP_STATES = ("all", "last", "none")
+
+
+def _task_id(chunk: object, position: int) -> int:
+    task_ids = getattr(chunk, "task_ids", None)
+    return int(task_ids[0]) if task_ids is not None and len(task_ids) else position
+
+
+def run_scenario(
+    method: MethodSpec,
+    scenario: Scenario,
+    seed: int,
+    workdir: str | Path,
+    tensorboard_dir: str | Path | None = None,
+    keep_states: str = "last",
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train ``method`` on every chunk of ``scenario`` in order and return the measurements.
+
+    State folders go to ``workdir/chunk_NNN``; ``keep_states`` keeps ``all`` of them, the
+    ``last`` one (default) or ``none``. With ``tensorboard_dir`` the updates log their training
+    curves under ``training/`` and the evaluation is written by the caller
+    (:func:`retentive.benchmarking.tensorboard.write_run`).
+    """
+    if keep_states not in KEEP_STATES:
+        raise ValueError(f"keep_states must be one of {KEEP_STATES}, got {keep_states!r}")
+    workdir = Path(workdir)
+    started = time.perf_counter()
+    torch.manual_seed(int(seed))
+    model = scenario.model_factory()
+    random_init = {view: accuracy_row(model, scenario.test, task_aware=aware) for view, aware in scenario.views.items()}
+    rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
+    update_seconds, rates, peaks, eval_seconds, train_counts = [], [], [], [], []
+    scope = "update"
+    previous: Path | None = None
+    label = f"{scenario.name} | {method.name} | {scenario.order_name} | seed {seed}"
+    if progress is not None:
+        progress.start_run(label)
+    with quiet_lightning():
+        for i in range(scenario.num_chunks):
+            train = scenario.train[i]
+            folder = workdir / f"chunk_{i:03d}"
+            logger = False
+            if tensorboard_dir is not None:
+                from pytorch_lightning.loggers import TensorBoardLogger
+
+                logger = TensorBoardLogger(save_dir=str(tensorboard_dir), name="", version="training")
+            if i > 0:
+                model = scenario.model_factory()  # a pipeline rebuilds the model; the state restores it
+            with Measure() as measure:
+                updater = method.build(
+                    model, input_state_folder=previous, output_state_folder=folder, seed=seed, logger=logger
+                )
+                updater.update(train, task_id=_task_id(train, i))
+            del updater
+            scope = measure.scope
+            update_seconds.append(measure.seconds)
+            train_counts.append(len(train))
+            rates.append(len(train) / measure.seconds)
+            peaks.append(measure.peak_rss_bytes)
+            begun = time.perf_counter()
+            evaluated = load_model(scenario.model_factory(), folder)
+            for view, aware in scenario.views.items():
+                rows[view].append(accuracy_row(evaluated, scenario.test, task_aware=aware))
+            eval_seconds.append(time.perf_counter() - begun)
+            if previous is not None and keep_states != "all":
+                shutil.rmtree(previous)
+            previous = folder
+            if progress is not None:
+                first = rows[next(iter(scenario.views))][-1]
+                progress.update_done(i, scenario.num_chunks, measure.seconds, float(first[: i + 1].mean()))
+    if keep_states == "none" and previous is not None:
+        shutil.rmtree(previous)
+    counts = scenario.test_counts()
+    return RunResult(
+        scenario=scenario.name,
+        method=method.name,
+        seed=int(seed),
+        order=scenario.order_name,
+        chunk_order=list(scenario.order),
+        chunk_names=list(scenario.chunk_names),
+        method_spec=method.to_dict(),
+        views={view: ViewResult.from_rows(rows[view], random_init[view], counts) for view in scenario.views},
+        train_counts=train_counts,
+        test_counts=counts,
+        update_seconds=update_seconds,
+        samples_per_second=rates,
+        peak_rss_bytes=peaks,
+        memory_scope=scope,
+        evaluation_seconds=eval_seconds,
+        final_state=str(previous) if keep_states != "none" and previous is not None else None,
+        total_seconds=time.perf_counter() - started,
+    )

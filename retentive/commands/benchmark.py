@@ -1,0 +1,72 @@
+"""``retentive benchmark``: methods x scenarios x seeds, each chunk one ``update()`` through state
+folders, reported as a mean ± std table, CSV, JSON, heatmaps and TensorBoard logs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from retentive.benchmarking.orders import ORDERS
+    from retentive.benchmarking.runner import KEEP_STATES
+    from retentive.benchmarking.scenarios import SCENARIOS
+
+    parser.add_argument("--scenario", nargs="+", default=["seq-mnist"], choices=sorted(SCENARIOS), metavar="NAME",
+                        help=f"scenarios to run [seq-mnist]; one of {', '.join(sorted(SCENARIOS))}")
+    parser.add_argument("--method", nargs="+", default=["fine-tuning", "er", "der++"], metavar="NAME",
+                        help="methods: names in the scenario's DER-protocol set (fine-tuning, er, der, der++) "
+                             "or in --methods-file [fine-tuning er der++]")
+    parser.add_argument("--methods-file", type=Path, default=None, metavar="YAML",
+                        help="YAML mapping method names to {updater, optimizer, optimizer_args, args}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds [0]")
+    parser.add_argument("--orders", nargs="+", default=["given"], choices=ORDERS, metavar="ORDER",
+                        help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]")
+    parser.add_argument("--tasks", type=int, default=None, help="number of chunks [the scenario's own: 5 or 20]")
+    parser.add_argument("--train-per-chunk", type=int, default=None, metavar="N",
+                        help="at most N training samples per chunk, for quick runs [all]")
+    parser.add_argument("--test-per-chunk", type=int, default=None, metavar="N",
+                        help="at most N test samples per chunk [all]")
+    parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
+    parser.add_argument("--output", type=Path, default=Path("benchmark_output"),
+                        help="results folder; must not hold results yet [benchmark_output]")
+    parser.add_argument("--keep-states", default="last", choices=KEEP_STATES,
+                        help="state folders to keep per run [last]")
+    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from retentive.benchmarking import ScenarioOptions, load_methods, run_benchmark
+
+    torch.set_num_threads(args.threads)
+    try:
+        custom = load_methods(args.methods_file) if args.methods_file is not None else {}
+        report = run_benchmark(
+            scenarios=args.scenario,
+            methods=args.method,
+            seeds=args.seeds,
+            output=args.output,
+            orders=args.orders,
+            options=ScenarioOptions(args.tasks, args.train_per_chunk, args.test_per_chunk, args.data),
+            custom_methods=custom,
+            tensorboard=not args.no_tensorboard,
+            keep_states=args.keep_states,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"retentive benchmark: error: {error}", file=sys.stderr)
+        return 2
+    print()
+    print(report.table(markdown=args.markdown))
+    out = report.output
+    print(f"\nresults: {out / 'results.json'}, {out / 'runs.csv'}, {out / 'summary.csv'}")
+    print(f"heatmaps: {out / 'heatmaps'}")
+    if not args.no_tensorboard:
+        print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
+    return 0

@@ -1,0 +1,77 @@
+"""``retentive benchmark`` and ``retentive evaluate`` through the command line entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retentive.benchmarking.png import SIGNATURE
+from retentive.cli import main
+
+QUICK = ["--tasks", "3", "--train-per-chunk", "300", "--test-per-chunk", "80"]
+
+
+@pytest.fixture(scope="module")
+def benchmarked(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "bench"
+    methods = out.parent / "methods.yaml"
+    methods.write_text(
+        "small-er:\n  updater: ExperienceReplayModelUpdater\n  optimizer_args: {lr: 0.1}\n"
+        "  args: {memory_size: 60, batch_size: 20, batch_memory_frac: 0.5}\n"
+    )
+    code = main(["benchmark", "--scenario", "seq-mnist", "--method", "fine-tuning", "small-er", "--methods-file",
+                 str(methods), "--orders", "given", "random", "--keep-states", "all", "--no-tensorboard", "--quiet",
+                 "--output", str(out), *QUICK])
+    return code, out
+
+
+def test_benchmark_command_writes_results_and_prints_the_table(benchmarked, capsys):
+    code, out = benchmarked
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    assert {(r["method"], r["order"]) for r in data["runs"]} == {
+        ("fine-tuning", "given"), ("fine-tuning", "random"), ("small-er", "given"), ("small-er", "random")}
+    assert data["settings"]["methods"]["seq-mnist"]["small-er"]["args"]["memory_size"] == 60
+    assert (out / "heatmaps" / "seq-mnist_class-il_random.png").read_bytes().startswith(SIGNATURE)
+    assert not (out / "tensorboard").exists()
+    states = sorted(p.name for p in (out / "states" / "seq-mnist" / "small-er" / "given" / "seed_0").iterdir())
+    assert states == ["chunk_000", "chunk_001", "chunk_002"]
+
+
+def test_evaluate_rebuilds_the_matrix_from_the_state_folders(benchmarked, tmp_path, capsys):
+    _, out = benchmarked
+    folder = out / "states" / "seq-mnist" / "small-er" / "given" / "seed_0"
+    states = [str(folder / f"chunk_00{i}") for i in range(3)]
+    report = tmp_path / "eval.json"
+    heatmap = tmp_path / "eval.png"
+    code = main(["evaluate", *states, "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "80",
+                 "--json", str(report), "--heatmap", str(heatmap)])
+    assert code == 0
+    evaluated = json.loads(report.read_text())["views"]["class-il"]
+    run = next(r for r in json.loads((out / "results.json").read_text())["runs"]
+               if r["method"] == "small-er" and r["order"] == "given")
+    flat = [v for row in evaluated["matrix"] for v in row]
+    assert flat == pytest.approx([v for row in run["views"]["class-il"]["matrix"] for v in row])
+    assert evaluated["metrics"]["forgetting"] == pytest.approx(run["views"]["class-il"]["metrics"]["forgetting"])
+    assert heatmap.read_bytes().startswith(SIGNATURE)
+    printed = capsys.readouterr().out
+    assert "ExperienceReplayModelUpdater, 3 updates" in printed and "metrics over all chunks" in printed
+
+
+def test_evaluate_one_state_reports_the_chunks_seen_so_far(benchmarked, capsys):
+    _, out = benchmarked
+    state = out / "states" / "seq-mnist" / "small-er" / "given" / "seed_0" / "chunk_000"
+    assert main(["evaluate", str(state), "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "80"]) == 0
+    assert "the first 1 of 3 chunks" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_state(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--scenario", "seq-mnist", "--test-per-chunk", "10"]) == 1
+    assert "manifest.json is missing" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_with_usage_errors(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--scenario", "seq-mnist", "--model", "nocolon"]) == 2
+    assert main(["benchmark", "--method", "no-such-method", "--output", str(tmp_path / "x"), *QUICK]) == 2
+    assert "unknown method 'no-such-method'" in capsys.readouterr().err
