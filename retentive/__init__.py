@@ -1,7 +1,15 @@
 """retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."""
 
 from retentive._version import __version__
-from retentive.components import Component, LogitMSE, MemoryCrossEntropy, StepContext
+from retentive.components import (
+    CLSConsistency,
+    Component,
+    LogitMSE,
+    MemoryCrossEntropy,
+    PooledOutputDistillation,
+    ShrinkAndPerturb,
+    StepContext,
+)
 from retentive.errors import (
     DataError,
     MemoryShapeError,
@@ -21,32 +29,49 @@ from retentive.evaluation import (
 )
 from retentive.learner import Learner
 from retentive.loading import load_model
-from retentive.memory import ReplayBuffer, ReservoirPolicy
+from retentive.memory import GreedyClassBalancedPolicy, ReplayBuffer, ReservoirPolicy, UnboundedBuffer
 from retentive.updaters import (
+    CLSExperienceReplayModelUpdater,
     DarkExperienceReplayModelUpdater,
     ExperienceReplayModelUpdater,
     FineTuningModelUpdater,
+    GDumbModelUpdater,
+    JointModelUpdater,
     ModelUpdater,
+    OfflineExperienceReplayModelUpdater,
+    PooledOutputDistillationExperienceReplayModelUpdater,
+    SuperExperienceReplayModelUpdater,
 )
 
 __all__ = [
+    "CLSConsistency",
+    "CLSExperienceReplayModelUpdater",
     "Component",
     "DarkExperienceReplayModelUpdater",
     "DataError",
     "ExperienceReplayModelUpdater",
     "FineTuningModelUpdater",
+    "GDumbModelUpdater",
+    "GreedyClassBalancedPolicy",
+    "JointModelUpdater",
     "Learner",
     "LogitMSE",
     "MemoryCrossEntropy",
     "MemoryShapeError",
     "ModelUpdater",
     "NonFiniteLossError",
+    "OfflineExperienceReplayModelUpdater",
+    "PooledOutputDistillation",
+    "PooledOutputDistillationExperienceReplayModelUpdater",
     "ReplayBuffer",
     "ReservoirPolicy",
     "RetentiveError",
+    "ShrinkAndPerturb",
     "StateError",
     "StateLockedError",
     "StepContext",
+    "SuperExperienceReplayModelUpdater",
+    "UnboundedBuffer",
     "__version__",
     "accuracy",
     "accuracy_row",

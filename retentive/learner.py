@@ -75,6 +75,8 @@ class Learner(pl.LightningModule):
             current chunk (set with :meth:`set_chunk_classes`).
         lr_scheduler: optional callable building a scheduler from the optimizer.
         log_every_n_steps: how often the training losses go to the logger.
+        update_memory_every_step: offer each new batch to the memory after its step (the online
+            ER family); ``False`` leaves the memory to the updater (Offline-ER, GDumb, Joint).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Learner(pl.LightningModule):
         mask_unused_classes: bool = False,
         lr_scheduler: SchedulerFactory | None = None,
         log_every_n_steps: int = 50,
+        update_memory_every_step: bool = True,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False  # see the module docstring
@@ -110,6 +113,7 @@ class Learner(pl.LightningModule):
         self.ema_memory_update_gamma = float(ema_memory_update_gamma)
         self.mask_unused_classes = mask_unused_classes
         self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.update_memory_every_step = bool(update_memory_every_step)
         self.total_steps = 0
         self.task_id = 0
         self.chunk_classes: Tensor | None = None
@@ -218,14 +222,15 @@ class Learner(pl.LightningModule):
                 f"(expected 0..{num_outputs - 1})"
             )
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         optimizer = self.optimizers()
         optimizer.zero_grad()
         loss, ctx = self.step_loss(batch)
         self.manual_backward(loss)
         optimizer.step()
         self.after_step(ctx)
-        return loss.detach()
+        # Lightning hands this to every callback's on_train_batch_end as ``outputs``.
+        return {"loss": loss.detach(), "losses": {name: value.detach() for name, value in ctx.losses.items()}}
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -269,7 +274,8 @@ class Learner(pl.LightningModule):
             new_logits = new_logits.masked_fill(~keep, torch.finfo(new_logits.dtype).min)
         new_loss = self.loss_fn(new_logits, y)
         terms: list[tuple[float, Tensor]] = []
-        named: dict[str, Tensor] = {"loss/new": new_loss}
+        named = ctx.losses
+        named["loss/new"] = new_loss
         for i, component in enumerate(self.components):
             term = component.loss(ctx)
             if term is not None:
@@ -281,8 +287,8 @@ class Learner(pl.LightningModule):
                 f"the training loss became {float(total.detach())} at step {self.total_steps} (task {self.task_id}); "
                 "the update was stopped and nothing was written"
             )
+        named["loss/total"] = total
         if (self.total_steps + 1) % self.log_every_n_steps == 0:
-            named["loss/total"] = total
             self._log_training({k: float(v.detach()) for k, v in named.items()})
         return total, ctx
 
@@ -307,6 +313,8 @@ class Learner(pl.LightningModule):
 
     def _store(self, ctx: StepContext) -> None:
         """Offer the new samples to memory; EMA-refresh the metadata of the samples replayed."""
+        if not self.update_memory_every_step:
+            return
         if self.memory.capacity == 0:
             self.memory.seen += int(ctx.inputs.shape[0])
             return

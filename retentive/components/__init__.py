@@ -1,6 +1,25 @@
 """Loss components: one weighted term each, combined by the Learner."""
 
 from retentive.components.base import Component, StepContext
+from retentive.components.cls import CLSConsistency, ema_decay, ema_update_, select_teacher_logits
+from retentive.components.pod import DISTILLATION_TYPES, PooledOutputDistillation, pod_distance, pod_pool
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy, logit_mse
+from retentive.components.shrink_perturb import ShrinkAndPerturb, shrink_perturb_
 
-__all__ = ["Component", "LogitMSE", "MemoryCrossEntropy", "StepContext", "logit_mse"]
+__all__ = [
+    "CLSConsistency",
+    "Component",
+    "DISTILLATION_TYPES",
+    "LogitMSE",
+    "MemoryCrossEntropy",
+    "PooledOutputDistillation",
+    "ShrinkAndPerturb",
+    "StepContext",
+    "ema_decay",
+    "ema_update_",
+    "logit_mse",
+    "pod_distance",
+    "pod_pool",
+    "select_teacher_logits",
+    "shrink_perturb_",
+]

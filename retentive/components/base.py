@@ -38,6 +38,9 @@ class StepContext:
     memory: MemoryBatch | None = None
     memory_outputs: Tensor | None = None
     memory_features: dict[str, Tensor] = field(default_factory=dict)
+    #: the step's loss terms by name (``loss/new``, ``loss/<i>_<Component>``, ``loss/total``),
+    #: filled in once they are computed
+    losses: dict[str, Tensor] = field(default_factory=dict)
 
 
 class Component(nn.Module):

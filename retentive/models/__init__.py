@@ -1,8 +1,19 @@
-"""Reference models, the multi-head wrapper, task routing and feature taps."""
+"""Reference models, the multi-head wrapper, task routing, feature taps and re-initialisation."""
 
+from retentive.models.cnn import SmallCNN
 from retentive.models.mlp import MLP
 from retentive.models.multihead import MultiHeadClassifier
+from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
 
-__all__ = ["MLP", "FeatureTaps", "MultiHeadClassifier", "forward_routed", "takes_task_ids"]
+__all__ = [
+    "MLP",
+    "FeatureTaps",
+    "MultiHeadClassifier",
+    "SmallCNN",
+    "check_reinitializable",
+    "forward_routed",
+    "reinitialize_",
+    "takes_task_ids",
+]

@@ -10,6 +10,9 @@ from torch import Tensor, nn
 class MLP(nn.Module):
     """A ReLU MLP on flattened inputs; ``MLP()`` is the DER paper's MNIST net, 784-100-100-10.
 
+    ``feature_layers`` names the hidden ReLU outputs (``features.2``, ``features.4``, ...) for the
+    components that distil hidden features (POD).
+
     ``init="xavier"`` initialises every linear layer as Mammoth's MNIST MLP does (Xavier-uniform
     weights, zero biases), for benchmarks that follow the DER paper's protocol; ``"torch"`` keeps
     PyTorch's default.
@@ -33,6 +36,7 @@ class MLP(nn.Module):
                 if isinstance(module, nn.Linear):
                     nn.init.xavier_uniform_(module.weight)
                     nn.init.zeros_(module.bias)
+        self.feature_layers: tuple[str, ...] = tuple(f"features.{2 * (i + 1)}" for i in range(len(hidden)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))

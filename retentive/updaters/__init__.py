@@ -1,13 +1,26 @@
 """Model updaters: the load → fit → save life cycle around a Learner."""
 
 from retentive.updaters.base import ModelUpdater, split_batch
-from retentive.updaters.baselines import FineTuningModelUpdater
-from retentive.updaters.replay import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
+from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
+from retentive.updaters.replay import (
+    CLSExperienceReplayModelUpdater,
+    DarkExperienceReplayModelUpdater,
+    ExperienceReplayModelUpdater,
+    OfflineExperienceReplayModelUpdater,
+    PooledOutputDistillationExperienceReplayModelUpdater,
+    SuperExperienceReplayModelUpdater,
+)
 
 __all__ = [
+    "CLSExperienceReplayModelUpdater",
     "DarkExperienceReplayModelUpdater",
     "ExperienceReplayModelUpdater",
     "FineTuningModelUpdater",
+    "GDumbModelUpdater",
+    "JointModelUpdater",
     "ModelUpdater",
+    "OfflineExperienceReplayModelUpdater",
+    "PooledOutputDistillationExperienceReplayModelUpdater",
+    "SuperExperienceReplayModelUpdater",
     "split_batch",
 ]

@@ -177,7 +177,8 @@ class ModelUpdater:
         if resume and self.output_state_folder is None:
             raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
         self.resume = bool(resume)
-        self.memory = ReplayBuffer(memory_size, policy=memory_policy, seed=seed, input_dtype=memory_input_dtype)
+        self.memory_input_dtype = memory_input_dtype
+        self.memory = self._build_memory(memory_size, memory_policy, seed)
         self.learner = Learner(
             model=model,
             loss_fn=loss_fn,
@@ -315,6 +316,18 @@ class ModelUpdater:
             return torch.unique(targets.long())
         return torch.unique(torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))]))  # type: ignore[arg-type]
 
+    # ---------------------------------------------------------------- hooks for subclasses
+    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
+        """The memory this updater keeps (Joint keeps an unbounded one)."""
+        return ReplayBuffer(memory_size, policy=policy, seed=seed, input_dtype=self.memory_input_dtype)
+
+    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+        """What the fit iterates over; the chunk itself unless a subclass trains on its memory."""
+        return train_dataset
+
+    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        """After a successful fit, before the state is saved (Offline-ER fills its memory here)."""
+
     # ---------------------------------------------------------------- the update
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
@@ -411,8 +424,6 @@ class ModelUpdater:
             checkpoint = latest_checkpoint(self.output_state_folder, fingerprint)
         pl.seed_everything(seed, workers=True, verbose=False)
         self.learner.task_id = task
-        if self.learner.mask_unused_classes:
-            self.learner.set_chunk_classes(self._classes(train_dataset))
         backup = (
             copy.deepcopy(self.model.state_dict()),
             self.memory.state_dict(),
@@ -420,10 +431,14 @@ class ModelUpdater:
             (self.updates_done, dict(self.tasks_seen)),
         )
         try:
+            fit_dataset = self._training_data(train_dataset, task)
+            if self.learner.mask_unused_classes:
+                self.learner.set_chunk_classes(self._classes(fit_dataset))
             if checkpoint is not None and checkpoint.complete:
                 self._apply_state(checkpoint.state, checkpoint.folder)  # trained; only the save was lost
             else:
-                self._fit(train_dataset, val_dataset, seed, checkpoint, fingerprint, lock)
+                self._fit(fit_dataset, val_dataset, seed, checkpoint, fingerprint, lock)
+            self._after_fit(train_dataset, task)
             self.updates_done += 1
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()

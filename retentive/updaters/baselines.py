@@ -1,10 +1,25 @@
-"""Baselines: fine-tuning, the lower bound of every continual-learning comparison."""
+"""Baselines: fine-tuning (the lower bound), Joint (the upper bound) and GDumb."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from torch.utils.data import Dataset
+
+from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.policies import GreedyClassBalancedPolicy, InsertionPolicy
+from retentive.memory.unbounded import UnboundedBuffer
+from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.chunks import add_chunk, memory_dataset
+
+_MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+
+
+def _refuse(updater: str, kwargs: dict[str, Any], names: tuple[str, ...], why: str) -> None:
+    for name in names:
+        if name in kwargs:
+            raise TypeError(f"{updater} {why}; drop the argument {name!r}")
 
 
 class FineTuningModelUpdater(ModelUpdater):
@@ -19,3 +34,59 @@ class FineTuningModelUpdater(ModelUpdater):
             if name in kwargs:
                 raise TypeError(f"FineTuningModelUpdater keeps no memory; drop the argument {name!r}")
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
+
+
+class GDumbModelUpdater(ModelUpdater):
+    """GDumb (Prabhu et al., ECCV 2020): a greedy class-balanced memory, and a model re-initialised
+    at each update and trained on that memory alone.
+
+    Each update first offers the whole chunk to the memory (see
+    :class:`~retentive.memory.policies.GreedyClassBalancedPolicy`), then resets every layer with
+    its ``reset_parameters()`` and trains ``max_epochs`` epochs on the memory, ``batch_size``
+    samples a step. GDumb learns from ``memory_size`` samples only, so it usually needs many more
+    epochs than the online methods.
+
+    Args:
+        memory_size: the memory's capacity (required).
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
+            batching ones and ``memory_policy``.
+    """
+
+    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, **kwargs: Any) -> None:
+        _refuse("GDumbModelUpdater", kwargs, _MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone")
+        if isinstance(memory_size, int) and memory_size < 1:
+            raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
+        check_reinitializable(model)
+        super().__init__(
+            model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_memory_frac=0.0,
+            memory_policy=GreedyClassBalancedPolicy(), **kwargs,
+        )
+        self.learner.update_memory_every_step = False
+
+    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+        add_chunk(self.memory, train_dataset, task_id)
+        reinitialize_(self.model)
+        return memory_dataset(self.memory)
+
+
+class JointModelUpdater(ModelUpdater):
+    """Joint training, the upper bound: at each update the model is re-initialised and trained on
+    every sample seen so far (kept in an unbounded memory that the state folder holds).
+
+    Args:
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
+    """
+
+    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
+        _refuse("JointModelUpdater", kwargs, ("memory_size",) + _MEMORY_ARGUMENTS, "keeps all data seen")
+        check_reinitializable(model)
+        super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
+        self.learner.update_memory_every_step = False
+
+    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
+        return UnboundedBuffer(seed=seed)
+
+    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+        add_chunk(self.memory, train_dataset, task_id)
+        reinitialize_(self.model)
+        return memory_dataset(self.memory)

@@ -1,0 +1,65 @@
+"""A memory that keeps every sample offered: the joint-training baseline's store of all data seen.
+
+Same tensors-per-key storage and state format as :class:`ReplayBuffer`; the capacity grows (by
+doubling, so appending stays amortised O(1) per sample) instead of samples being replaced.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from retentive.memory.buffer import ReplayBuffer
+
+
+class AppendPolicy:
+    """Write incoming samples to the slots after the last filled one (the buffer makes room first)."""
+
+    name = "append"
+
+    def select(
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        if size + n > capacity:
+            raise ValueError(f"append needs {size + n} slots but the memory has {capacity}")
+        return torch.arange(n, dtype=torch.int64), torch.arange(size, size + n, dtype=torch.int64)
+
+
+class UnboundedBuffer(ReplayBuffer):
+    """Keeps everything it is offered, in arrival order.
+
+    Args:
+        seed: seeds the sampler, as for :class:`ReplayBuffer`.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(0, policy=AppendPolicy(), seed=seed)
+
+    def _reserve(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        capacity = max(needed, 2 * self.capacity)
+        for key, value in self.storage.items():
+            grown = torch.zeros((capacity, *value.shape[1:]), dtype=value.dtype, device=value.device)
+            grown[: self.size] = value[: self.size]
+            self.storage[key] = grown
+        self.capacity = capacity
+
+    def add(self, batch: dict[str, Tensor]) -> Tensor:
+        n = self._check(batch)
+        if n == 0:
+            return torch.empty(0, dtype=torch.int64)
+        self._reserve(self.size + n)
+        return super().add(batch)
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Any saved capacity fits: the buffer takes the saved one."""
+        self.capacity = int(state["capacity"])  # type: ignore[arg-type]
+        super().load_state_dict(state)

@@ -1,0 +1,43 @@
+"""Moving whole chunks into a memory, and a memory out as a dataset (Offline-ER, GDumb, Joint)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from retentive.data.tensors import TensorChunk
+from retentive.memory.buffer import ReplayBuffer
+
+
+def chunk_batches(dataset: Dataset, task_id: int, batch_size: int = 4096) -> Iterator[dict[str, Tensor]]:
+    """The chunk in order, as memory batches (``inputs``, ``targets``, ``task_ids``)."""
+    if isinstance(dataset, TensorChunk):
+        batches: Iterator = (
+            (dataset.inputs[i : i + batch_size], dataset.targets[i : i + batch_size])
+            + (() if dataset.task_ids is None else (dataset.task_ids[i : i + batch_size],))
+            for i in range(0, len(dataset), batch_size)
+        )
+    else:
+        batches = iter(DataLoader(dataset, batch_size=batch_size, shuffle=False))
+    for batch in batches:
+        inputs, targets = batch[0], torch.as_tensor(batch[1]).long()
+        task_ids = torch.as_tensor(batch[2]).long() if len(batch) == 3 else torch.full_like(targets, task_id)
+        yield {"inputs": inputs, "targets": targets, "task_ids": task_ids}
+
+
+def add_chunk(memory: ReplayBuffer, dataset: Dataset, task_id: int) -> None:
+    """Offer every sample of ``dataset`` to ``memory`` in order (its policy decides what stays)."""
+    for batch in chunk_batches(dataset, task_id):
+        memory.add(batch)
+
+
+def memory_dataset(memory: ReplayBuffer) -> TensorChunk:
+    """The samples the memory holds, as a dataset yielding ``(x, y, task_id)`` (on the CPU)."""
+    n = len(memory)
+    if n == 0:
+        raise ValueError("the memory is empty; there is nothing to train on")
+    storage = memory.storage  # inputs decoded: a compact memory stores them as uint8 or float16
+    return TensorChunk(memory.decoded("inputs").cpu(), storage["targets"][:n].cpu(), storage["task_ids"][:n].cpu())
