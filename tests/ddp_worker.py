@@ -9,7 +9,9 @@ label and logits) and, after each update, dumps its model, learner state and mem
 
 Updates: ``ddp0`` (chunk 0, 999 samples: uneven last batches) from scratch; ``ddp1`` (chunk 1)
 resuming ``ddp0``; ``from1`` (chunk 1) resuming the single-process folder, in bf16-mixed with
-an EMA refresh of stored logits and uint8 inputs.
+an EMA refresh of stored logits and uint8 inputs; ``super0`` and ``super1`` (chunks 0 and 1):
+Super-ER — CLS-ER's randomly updated EMA teachers, shrink-and-perturb's noise, POD's stored
+features — on a model with dropout, whose random draws depend on each rank's batch size.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ FINGERPRINT_SEED = 1234
 def build_model() -> nn.Module:
     """A small MLP with batch norm, whose running statistics each rank updates on its own batch."""
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def build_dropout_model() -> nn.Module:
+    """Batch norm and dropout: each rank draws dropout masks for its own (uneven) batches."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.2), nn.Linear(64, 10)
+    )
 
 
 def fingerprints(inputs: Tensor) -> Tensor:
@@ -71,6 +80,18 @@ def make_updater(input_state: Path | None, output_state: Path | None, devices: i
         enable_progress_bar=False,
         seed=0,
         **extra,
+    )
+
+
+def make_super_updater(input_state: Path | None, output_state: Path):
+    from retentive import SuperExperienceReplayModelUpdater
+
+    torch.manual_seed(0)
+    return SuperExperienceReplayModelUpdater(
+        build_dropout_model(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05),
+        memory_size=300, batch_size=64, batch_memory_frac=0.5, feature_layers=["3"],
+        input_state_folder=input_state, output_state_folder=output_state,
+        accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False, seed=0,
     )
 
 
@@ -126,6 +147,11 @@ def main() -> None:
     updater = make_updater(args.single_state, args.out / "from1", devices=2, **extra)
     dump(args.out, "from1_loaded", updater, None, None)
     dump(args.out, "from1", updater, None, updater.update(data[1], task_id=1))
+
+    updater = make_super_updater(None, args.out / "super0")
+    dump(args.out, "super0", updater, None, updater.update(data[0], task_id=0))
+    updater = make_super_updater(args.out / "super0", args.out / "super1")
+    dump(args.out, "super1", updater, None, updater.update(data[1], task_id=1))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def _assert_equal(a, b, where: str) -> None:
         pytest.fail(f"{where} differs")
 
 
-@pytest.mark.parametrize("name", ["ddp0", "ddp1", "from1_loaded", "from1"])
+@pytest.mark.parametrize("name", ["ddp0", "ddp1", "from1_loaded", "from1", "super0", "super1"])
 def test_both_ranks_hold_identical_models_components_and_memories(run, name):
     rank0, rank1 = _dumps(run, name)
     assert rank0["world_size"] == rank1["world_size"] == 2
@@ -83,6 +83,24 @@ def test_both_ranks_hold_identical_models_components_and_memories(run, name):
         _assert_equal(state.model, rank0["model"], f"{name} folder model")
         assert state.manifest["world_size"] == 2
     assert not list(run.glob(".retentive-staging-*"))
+
+
+def test_random_component_state_agrees_across_ranks_and_was_exercised(run):
+    """CLS-ER flips coins after every step and shrink-and-perturb draws noise at every update
+    start; with dropout and uneven batches the ranks' global RNGs differ, yet (previous test) the
+    teachers, the counters and the perturbed model are bit-identical. Here: they really moved."""
+    first, second = _dumps(run, "super0")[0], _dumps(run, "super1")[0]
+    types = second["learner"]["component_types"]
+    assert {"CLSConsistency", "ShrinkAndPerturb", "PooledOutputDistillation"} <= set(types)
+    cls = second["learner"]["components"][types.index("CLSConsistency")]
+    assert int(cls["iteration"]) == second["learner"]["total_steps"] > first["learner"]["total_steps"]
+    plastic = {k[len("plastic_model."):]: v for k, v in cls.items() if k.startswith("plastic_model.")}
+    stable = {k[len("stable_model."):]: v for k, v in cls.items() if k.startswith("stable_model.")}
+    weight = "5.weight"
+    # the teachers were updated on different random steps, so they differ from each other and the model
+    assert not torch.equal(plastic[weight], stable[weight])
+    assert not torch.equal(plastic[weight], second["model"][weight])
+    assert "features.3" in second["memory"]["storage"]  # POD's features travel with their samples
 
 
 def _hypergeometric_sd(draws: int, good: int, total: int) -> float:

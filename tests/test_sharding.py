@@ -47,3 +47,36 @@ def test_bad_arguments_are_named():
         ShardedBatchSampler(10, 2, 2, 2, True)
     with pytest.raises(ValueError, match="batch_size"):
         ShardedBatchSampler(10, 0, 0, 1, True)
+
+
+class _PlainDataset(torch.utils.data.Dataset):
+    """A dataset without batch indexing: the loader fetches and collates sample by sample."""
+
+    def __init__(self, n: int) -> None:
+        self.x = torch.arange(n, dtype=torch.float32).unsqueeze(1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], torch.tensor(int(self.x[i]) % 10)
+
+
+@pytest.mark.parametrize("batch_indexing", [True, False])
+def test_updater_loaders_shard_both_kinds_of_dataset(batch_indexing):
+    from torch import nn
+
+    from retentive import ExperienceReplayModelUpdater
+    from retentive.data import TensorChunk
+
+    n = 77
+    dataset = TensorChunk(torch.arange(n, dtype=torch.float32).unsqueeze(1), torch.arange(n) % 10) if batch_indexing else _PlainDataset(n)
+    updater = ExperienceReplayModelUpdater(nn.Linear(1, 10), nn.CrossEntropyLoss(), lambda p: torch.optim.SGD(p, lr=0.1),
+                                           memory_size=10, batch_size=16, logger=False)
+    seen = []
+    for rank in range(2):
+        batches = list(updater._loader(dataset, shuffle=True, seed=3, rank=rank, world_size=2))
+        assert len(batches) == 5  # 77 samples, 8 new a rank and step -> 5 steps on both ranks
+        seen += [int(v) for x, y in batches for v in x[:, 0]]
+        assert all(torch.equal(y, x[:, 0].long() % 10) for x, y in batches)
+    assert sorted(seen) == list(range(n))
