@@ -23,3 +23,7 @@ class NonFiniteLossError(RetentiveError, FloatingPointError):
 
 class StateLockedError(StateError):
     """Another live update holds the lock on the output folder; this one wrote nothing."""
+
+
+class ReplicaMismatchError(RetentiveError, RuntimeError):
+    """Under data parallelism the ranks' models, component states or memories differ."""

@@ -8,11 +8,18 @@ Learner knows nothing of files: the updater loads and saves its state.
 The step drives its optimizer itself (Lightning's manual optimisation): Lightning's closure
 machinery costs more per step than a small model's whole forward and backward. A learning-rate
 scheduler is therefore stepped once per epoch, by the Learner.
+
+Under data parallelism (``Trainer(strategy="ddp", devices=N)``) every rank keeps an identical
+replica of the memory: the ranks exchange their new samples after each step
+(:mod:`retentive.memory.exchange`), replay disjoint shares of one memory draw, run component hooks
+under a shared RNG, and check at the end of the fit that their replicas agree
+(:mod:`retentive.distributed`). See docs/ddp.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,8 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext
+from retentive.distributed import all_gather_stacked, broadcast_buffers, check_identical, mix_seed, shared_rng
 from retentive.errors import DataError, NonFiniteLossError
 from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.exchange import Exchange, Refresh, distributed_add
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
 
@@ -116,6 +125,9 @@ class Learner(pl.LightningModule):
         self._taps: FeatureTaps | None = None
         self._val_correct = 0
         self._val_total = 0
+        self._exchange: Exchange | None = None  # set for the length of a data-parallel fit
+        self._shared_seed: int | None = None
+        self._seen_at_fit_start = 0
 
     # ---------------------------------------------------------------- setup and hooks
     def set_chunk_classes(self, classes: Tensor | None) -> None:
@@ -133,17 +145,55 @@ class Learner(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.memory.to(self.device)
+        self._seen_at_fit_start = self.memory.seen
+        self._exchange, self._shared_seed = None, None
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            strategy = trainer.strategy
+            gather = all_gather_stacked if torch.distributed.is_initialized() else strategy.all_gather
+            self._exchange = Exchange(trainer.global_rank, trainer.world_size, gather, self.device)
+            self._shared_seed = int(strategy.broadcast(torch.initial_seed(), src=0))
         if self.feature_layers:
             self._taps = FeatureTaps(self.model, self.feature_layers)
-        for component in self.components:
-            component.on_update_start(self)
+        with self._component_rng(-1):
+            for component in self.components:
+                component.on_update_start(self)
 
     def on_fit_end(self) -> None:
-        for component in self.components:
-            component.on_update_end(self)
+        with self._component_rng(-2):
+            for component in self.components:
+                component.on_update_end(self)
         if self._taps is not None:
             self._taps.remove()
             self._taps = None
+        if self._exchange is not None:
+            self._end_distributed_fit(self._exchange)
+
+    @contextmanager
+    def _component_rng(self, step: int) -> Iterator[None]:
+        """Under data parallelism, component hooks draw from an RNG seeded alike on every rank."""
+        seed = None if self._shared_seed is None else mix_seed(self._shared_seed, step)
+        with shared_rng(seed, self.device):
+            yield
+
+    def _end_distributed_fit(self, exchange: Exchange) -> None:
+        """Agree on the memory's count, take rank 0's buffers, then check the replicas are equal."""
+        strategy = self.trainer.strategy
+        if self.memory.capacity == 0:  # counted locally during the fit (no per-step exchange)
+            local = torch.tensor(self.memory.seen - self._seen_at_fit_start, dtype=torch.int64, device=self.device)
+            self.memory.seen = self._seen_at_fit_start + int(strategy.reduce(local, reduce_op="sum"))
+        broadcast_buffers([self.model, self.components])
+        check_identical(
+            {
+                "model": self.model.state_dict(),
+                "component state": self.extra_state(),
+                "memory": self.memory.state_dict(),
+            },
+            exchange.gather,
+            self.device,
+        )
+        self._exchange = None
+        self._shared_seed = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -191,7 +241,8 @@ class Learner(pl.LightningModule):
         """The total loss of one step, and the context the after-step work reads."""
         x, y, t = self._unpack(batch)
         n = x.shape[0]
-        memory = self.memory.sample(self.memory_batch_size) if self.memory_batch_size else None
+        rank, world_size = (0, 1) if self._exchange is None else (self._exchange.rank, self._exchange.world_size)
+        memory = self.memory.sample(self.memory_batch_size, rank, world_size) if self.memory_batch_size else None
         if memory is not None and memory.inputs.shape[1:] != x.shape[1:]:
             raise DataError(
                 f"new inputs have shape {tuple(x.shape[1:])} but the memory holds {tuple(memory.inputs.shape[1:])}"
@@ -244,8 +295,9 @@ class Learner(pl.LightningModule):
     def after_step(self, ctx: StepContext) -> None:
         """After the optimizer step: offer the new samples to memory, then the component hooks."""
         self._store(ctx)
-        for component in self.components:
-            component.on_after_step(ctx)
+        with self._component_rng(self.total_steps):
+            for component in self.components:
+                component.on_after_step(ctx)
         self.total_steps += 1
 
     def _metadata(self, outputs: Tensor, features: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -268,10 +320,16 @@ class Learner(pl.LightningModule):
             return
         batch = {"inputs": ctx.inputs.detach(), "targets": ctx.targets, "task_ids": ctx.task_ids}
         batch.update(self._metadata(ctx.outputs, ctx.features))
+        refresh = None
         if ctx.memory is not None and self.ema_memory_update_gamma < 1.0 and ctx.memory_outputs is not None:
             fresh = self._metadata(ctx.memory_outputs, ctx.memory_features)
-            for key, value in fresh.items():
-                self.memory.refresh(ctx.memory.indices, key, value, self.ema_memory_update_gamma)
+            refresh = Refresh(ctx.memory.indices, fresh, self.ema_memory_update_gamma)
+        if self._exchange is not None:  # every replica takes every rank's refresh and samples
+            distributed_add(self.memory, batch, self._exchange, refresh)
+            return
+        if refresh is not None:
+            for key, value in refresh.values.items():
+                self.memory.refresh(refresh.indices, key, value, refresh.gamma)
         self.memory.add(batch)
 
     def _log_training(self, metrics: dict[str, float]) -> None:
@@ -295,6 +353,9 @@ class Learner(pl.LightningModule):
         self._val_total += int(y.numel())
 
     def on_validation_epoch_end(self) -> None:
+        if self._trainer is not None and self.trainer.world_size > 1:  # each rank validated its shard
+            counts = torch.tensor([self._val_correct, self._val_total], dtype=torch.int64, device=self.device)
+            self._val_correct, self._val_total = self.trainer.strategy.reduce(counts, reduce_op="sum").tolist()
         if self._val_total and self.logger is not None:
             accuracy = self._val_correct / self._val_total
             self.logger.log_metrics({"val/accuracy": accuracy}, step=self.total_steps)

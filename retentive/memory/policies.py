@@ -15,7 +15,11 @@ from torch import Tensor
 
 
 class InsertionPolicy(Protocol):
-    """Chooses memory slots for a batch of ``n`` incoming samples."""
+    """Chooses memory slots for a batch of ``n`` incoming samples.
+
+    A policy that never reads ``targets`` may say so with a class attribute
+    ``uses_targets = False``, which spares a distributed insert one all-gather per step.
+    """
 
     name: str
 
@@ -54,6 +58,8 @@ class ReservoirPolicy:
     """
 
     name = "reservoir"
+    #: it never reads the targets, so a distributed insert need not gather them
+    uses_targets = False
 
     def select(
         self,

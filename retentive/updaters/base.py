@@ -17,11 +17,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from retentive.components.base import Component
+from retentive.data.sharding import ShardedBatchSampler
+from retentive.distributed import broadcast_object
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.locking import OutputLock
@@ -102,9 +105,14 @@ class ModelUpdater:
         mask_unused_classes: mask logits of classes absent from the chunk in the new-data loss.
         learning_rate_scheduler: optional callable building a scheduler from the optimizer.
         memory_policy: how the memory chooses what to keep (reservoir by default).
+        memory_input_dtype: store the memory's inputs compactly: ``"uint8"`` (exact for images
+            with values ``k/255``, 4x smaller than float32), ``"float16"`` or ``"bfloat16"``
+            (lossy); ``None`` stores them as given. The model always sees them as given.
         input_state_folder: the previous update's output; ``None`` for the first chunk.
         output_state_folder: where this update's state goes (must not exist); ``None``: not saved.
         max_epochs, accelerator, devices, strategy, precision, num_nodes: Lightning Trainer settings.
+            With ``strategy="ddp"`` and several devices or nodes, ``batch_size`` is per device and
+            every rank keeps an identical replica of the memory (docs/ddp.md).
         seed: makes each update reproducible; update ``k`` uses ``seed + k``.
         logger: a Lightning logger; default a ``TensorBoardLogger("tb_logs")`` made here; ``False``
             disables logging.
@@ -133,6 +141,7 @@ class ModelUpdater:
         mask_unused_classes: bool = False,
         learning_rate_scheduler: SchedulerFactory | None = None,
         memory_policy: InsertionPolicy | None = None,
+        memory_input_dtype: str | None = None,
         input_state_folder: str | os.PathLike[str] | None = None,
         output_state_folder: str | os.PathLike[str] | None = None,
         max_epochs: int = 1,
@@ -168,6 +177,7 @@ class ModelUpdater:
         if resume and self.output_state_folder is None:
             raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
         self.resume = bool(resume)
+        self.memory_input_dtype = memory_input_dtype
         self.memory = self._build_memory(memory_size, memory_policy, seed)
         self.learner = Learner(
             model=model,
@@ -209,12 +219,15 @@ class ModelUpdater:
             "mask_unused_classes": mask_unused_classes,
             "max_epochs": max_epochs,
             "precision": str(precision),
+            "memory_input_dtype": memory_input_dtype,
             "seed": seed,
             "optimizer": _plain(optimizer),
             "loss_fn": _plain(loss_fn),
         }
         self.updates_done = 0
         self.tasks_seen: dict[str, int] = {}
+        self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
+        self.global_rank = 0  # this process's rank in the last update
         if self.input_state_folder is not None:
             self._restore(load_state(self.input_state_folder))
 
@@ -270,6 +283,7 @@ class ModelUpdater:
                 "hyperparameters": self.hyperparameters,
                 "updates_done": self.updates_done,
                 "tasks_seen": dict(self.tasks_seen),
+                "world_size": self.world_size,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
             },
         )
@@ -288,11 +302,11 @@ class ModelUpdater:
         x = sample[0]
         if not torch.is_tensor(x):
             raise DataError(f"{role} inputs must be tensors, got {type(x).__name__}")
-        stored = self.memory.storage.get("inputs")
-        if stored is not None and (x.shape != stored.shape[1:] or x.dtype != stored.dtype):
+        stored = self.memory.spec("inputs")
+        if stored is not None and (x.shape != stored[0] or x.dtype != stored[1]):
             raise MemoryShapeError(
                 f"{role} inputs have shape {tuple(x.shape)} and dtype {x.dtype}, but the memory holds inputs "
-                f"of shape {tuple(stored.shape[1:])} and dtype {stored.dtype}"
+                f"of shape {tuple(stored[0])} and dtype {stored[1]}"
             )
 
     @staticmethod
@@ -305,7 +319,7 @@ class ModelUpdater:
     # ---------------------------------------------------------------- hooks for subclasses
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         """The memory this updater keeps (Joint keeps an unbounded one)."""
-        return ReplayBuffer(memory_size, policy=policy, seed=seed)
+        return ReplayBuffer(memory_size, policy=policy, seed=seed, input_dtype=self.memory_input_dtype)
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         """What the fit iterates over; the chunk itself unless a subclass trains on its memory."""
@@ -315,8 +329,21 @@ class ModelUpdater:
         """After a successful fit, before the state is saved (Offline-ER fills its memory here)."""
 
     # ---------------------------------------------------------------- the update
-    def _loader(self, dataset: Dataset, shuffle: bool, seed: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
+        if world_size > 1:
+            # each rank its own share of every step, no sample repeated (retentive.data.sharding)
+            batches = ShardedBatchSampler(len(dataset), self.new_batch_size, rank, world_size, shuffle, generator)  # type: ignore[arg-type]
+            by_index = getattr(dataset, "supports_batch_indexing", False)
+            return DataLoader(
+                dataset,
+                sampler=batches if by_index else None,
+                batch_sampler=None if by_index else batches,
+                batch_size=None if by_index else 1,
+                generator=generator,  # the sampler's: a resume checkpoint saves and restores it
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
         if getattr(dataset, "supports_batch_indexing", False):
             # One indexing op per batch instead of per-sample fetches and a collate.
             order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
@@ -348,6 +375,7 @@ class ModelUpdater:
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=self.learner.log_every_n_steps,
+            use_distributed_sampler=False,  # under DDP the loaders shard the data themselves
             **kwargs,
         )
 
@@ -414,9 +442,8 @@ class ModelUpdater:
             self.updates_done += 1
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
-            if self.output_state_folder is not None and lock is not None:
-                save_state(self.output_state_folder, self._state(), lock=lock)
-                discard_checkpoints(self.output_state_folder)
+            if self.output_state_folder is not None:
+                self._save(lock)
         except BaseException:
             self._put_back(backup)
             raise
@@ -431,21 +458,29 @@ class ModelUpdater:
         fingerprint: dict[str, Any],
         lock: OutputLock | None,
     ) -> None:
-        train_loader = self._loader(train_dataset, shuffle=True, seed=seed)
         epochs_before = 0
         callbacks: list[pl.Callback] = []
         if self.resume:
             restore = None
             if checkpoint is not None:
                 epochs_before = checkpoint.epochs_done
-                try:
-                    train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
-                except (RuntimeError, TypeError) as error:
-                    raise StateError(f"the checkpoint {str(checkpoint.folder)!r} does not fit this update: {error}") from error
                 restore = partial(self._resume_training, checkpoint)
-            save = None if lock is None else partial(self._write_checkpoint, lock, fingerprint, train_loader)
-            callbacks.append(EpochCheckpointer(save, epochs_before, restore))
+
+            def save(trainer: pl.Trainer | None, epochs_done: int) -> None:  # runs during the fit
+                self._write_checkpoint(lock, fingerprint, train_loader, trainer, epochs_done)  # type: ignore[arg-type]
+
+            callbacks.append(EpochCheckpointer(None if lock is None else save, epochs_before, restore))
         trainer = self._trainer(max_epochs=self.trainer_kwargs["max_epochs"] - epochs_before, callbacks=callbacks)
+        self._check_launcher(trainer)
+        # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
+        self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
+        ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
+        train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
+        if checkpoint is not None and self.resume:
+            try:
+                train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+            except (RuntimeError, TypeError) as error:
+                raise StateError(f"the checkpoint {str(checkpoint.folder)!r} does not fit this update: {error}") from error
         with warnings.catch_warnings():
             # Lightning's notices that do not apply here: validation is optional per update, and
             # its own pytree helper trips a torch deprecation.
@@ -454,12 +489,43 @@ class ModelUpdater:
             trainer.fit(
                 self.learner,
                 train_dataloaders=train_loader,
-                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed),
+                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
             )
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
         if self.resume and lock is not None:
             self._write_checkpoint(lock, fingerprint, train_loader, None, self.trainer_kwargs["max_epochs"])
+
+    def _check_launcher(self, trainer: pl.Trainer) -> None:
+        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+            raise ValueError(
+                f"strategy={self.trainer_kwargs['strategy']!r} trains in processes it starts and then discards, so "
+                "the memory and component state they build would be lost; use strategy='ddp' (one process "
+                "per device, started by Lightning or by torchrun/SLURM), which runs this script on every rank"
+            )
+
+    def _save(self, lock: OutputLock | None) -> None:
+        """Write the state folder: the rank holding the lock (rank 0) writes, the others wait for it.
+
+        Every replica holds the same state (the Learner checked at the end of the fit), so rank 0's
+        folder is everyone's. Under data parallelism its outcome is broadcast, so that the other
+        ranks return only once the folder exists, and a failed write fails every rank.
+        """
+        folder = self.output_state_folder
+        assert folder is not None
+        failure: Exception | None = None
+        if lock is not None:
+            try:
+                save_state(folder, self._state(), lock=lock)
+                discard_checkpoints(folder)
+            except Exception as error:  # reported to the other ranks below, then re-raised here
+                failure = error
+        if self.world_size > 1:
+            message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
+            if failure is None and message is not None:
+                raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
+        if failure is not None:
+            raise failure
 
     def _write_checkpoint(
         self, lock: OutputLock, fingerprint: dict[str, Any], loader: DataLoader, trainer: pl.Trainer | None,

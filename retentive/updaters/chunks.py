@@ -39,5 +39,5 @@ def memory_dataset(memory: ReplayBuffer) -> TensorChunk:
     n = len(memory)
     if n == 0:
         raise ValueError("the memory is empty; there is nothing to train on")
-    storage = memory.storage
-    return TensorChunk(storage["inputs"][:n].cpu(), storage["targets"][:n].cpu(), storage["task_ids"][:n].cpu())
+    storage = memory.storage  # inputs decoded: a compact memory stores them as uint8 or float16
+    return TensorChunk(memory.decoded("inputs").cpu(), storage["targets"][:n].cpu(), storage["task_ids"][:n].cpu())

@@ -1,0 +1,58 @@
+"""Replica helpers: shared component randomness, state fingerprints, the cross-rank check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from rank_threads import run_ranks
+
+from retentive.distributed import check_identical, fingerprint, mix_seed, shared_rng
+from retentive.errors import ReplicaMismatchError
+
+
+def test_shared_rng_seeds_the_block_and_restores_the_stream_outside_it():
+    torch.manual_seed(0)
+    expected_outside = torch.rand(3)
+    torch.manual_seed(0)
+    with shared_rng(mix_seed(7, 3), torch.device("cpu")):
+        inside = torch.rand(2)
+    assert torch.equal(torch.rand(3), expected_outside)  # the model's own stream is untouched
+    torch.manual_seed(123)  # another rank, whose stream is elsewhere
+    with shared_rng(mix_seed(7, 3), torch.device("cpu")):
+        assert torch.equal(torch.rand(2), inside)
+    with shared_rng(None, torch.device("cpu")):  # single process: no forking at all
+        torch.rand(1)
+
+
+def test_mixed_seeds_are_stable_and_distinct():
+    assert mix_seed(1, 2) == mix_seed(1, 2)
+    assert len({mix_seed(s, step) for s in range(5) for step in range(-2, 50)}) == 5 * 52
+    assert 0 <= mix_seed(2**62, -1) < 2**63
+
+
+def test_fingerprint_tells_apart_values_dtypes_and_structure():
+    a = {"w": torch.arange(4.0), "n": 3, "list": [torch.zeros(2, dtype=torch.int64)]}
+    assert fingerprint(a) == fingerprint({"list": [torch.zeros(2, dtype=torch.int64)], "n": 3, "w": torch.arange(4.0)})
+    for changed in (
+        {**a, "w": torch.tensor([0.0, 1.0, 2.0, 3.0000002])},
+        {**a, "w": torch.arange(4.0, dtype=torch.float64)},
+        {**a, "n": 4},
+        {**a, "list": [torch.zeros(2, dtype=torch.int64)] * 2},
+        {**a, "w": torch.arange(4.0).reshape(2, 2)},
+    ):
+        assert fingerprint(changed) != fingerprint(a)
+    assert fingerprint(torch.tensor(1.5, dtype=torch.bfloat16)) != fingerprint(torch.tensor(1.5))
+
+
+def test_check_identical_names_the_parts_that_differ():
+    def same(rank, exchange):
+        check_identical({"model": {"w": torch.ones(3)}, "memory": [1, 2]}, exchange.gather, torch.device("cpu"))
+
+    run_ranks(2, same)
+
+    def drifted(rank, exchange):
+        parts = {"model": {"w": torch.ones(3)}, "memory": {"seen": 10 + rank}, "component state": []}
+        check_identical(parts, exchange.gather, torch.device("cpu"))
+
+    with pytest.raises(ReplicaMismatchError, match=r"different memory \(compared by sha256\)"):
+        run_ranks(3, drifted)
