@@ -93,16 +93,13 @@ def runtime_arguments(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _quiet_lightning() -> None:
-    """Drop Lightning's per-run banner (which devices exist), a deprecation notice the pinned
-    Lightning raises inside itself, and its note that no validation data was given (optional
-    here); keep every other warning."""
+    """Drop Lightning's per-run banner (which devices exist). Its pytree deprecation notice and its
+    note that no validation data was given are already dropped by the updater around the fit;
+    every other warning is kept."""
     import logging
-    import warnings
 
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")  # no --val-data
 
 
 def check_fits(model: Any, chunk: Any, path: Path) -> None:

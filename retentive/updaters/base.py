@@ -234,8 +234,7 @@ class ModelUpdater:
     # ---------------------------------------------------------------- state
     def _restore(self, state: State) -> None:
         """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
-        backup = (copy.deepcopy(self.model.state_dict()), self.memory.state_dict(),
-                  copy.deepcopy(self.learner.extra_state()), (self.updates_done, dict(self.tasks_seen)))
+        backup = self._snapshot()
         try:
             self._apply_state(state, self.input_state_folder)
         except BaseException:
@@ -263,6 +262,15 @@ class ModelUpdater:
                 f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
             )
         self.updates_done, self.tasks_seen = updates_done, tasks_seen
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""
+        return (
+            copy.deepcopy(self.model.state_dict()),
+            self.memory.state_dict(),
+            copy.deepcopy(self.learner.extra_state()),
+            (self.updates_done, dict(self.tasks_seen)),
+        )
 
     def _put_back(self, backup: tuple[Any, ...]) -> None:
         self.model.load_state_dict(backup[0])
@@ -424,12 +432,7 @@ class ModelUpdater:
             checkpoint = latest_checkpoint(self.output_state_folder, fingerprint)
         pl.seed_everything(seed, workers=True, verbose=False)
         self.learner.task_id = task
-        backup = (
-            copy.deepcopy(self.model.state_dict()),
-            self.memory.state_dict(),
-            copy.deepcopy(self.learner.extra_state()),
-            (self.updates_done, dict(self.tasks_seen)),
-        )
+        backup = self._snapshot()
         try:
             fit_dataset = self._training_data(train_dataset, task)
             if self.learner.mask_unused_classes:
