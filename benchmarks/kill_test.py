@@ -14,7 +14,7 @@ the stage it interrupted. After each kill it checks that
 * a rerun with ``resume=True`` finishes, continuing from the last completed epoch, and writes the
   same state as the uninterrupted run, leaving no staging folder, lock file or checkpoint behind
   (a kill after the save, while the checkpoints are being removed, leaves them as debris that
-  :func:`retentive.housekeeping.remove_leftovers` clears; that is counted, not corrupt).
+  :func:`retentive.state.housekeeping.remove_leftovers` clears; that is counted, not corrupt).
 
 A corrupt outcome is any violation. Run (about 2-3 minutes on 2 cores):
 
@@ -46,9 +46,9 @@ import torch
 
 from retentive import DarkExperienceReplayModelUpdater, StateError
 from retentive.data import TensorChunk, load_mnist, split_mnist
-from retentive.housekeeping import remove_leftovers
+from retentive.state.housekeeping import remove_leftovers
 from retentive.models import MLP
-from retentive.resume import checkpoint_root
+from retentive.state.resume import checkpoint_root
 from retentive.state import load_state
 
 FIT_START, FIT_END, DONE, FAILED = b"F", b"E", b"D", b"X"

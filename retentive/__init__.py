@@ -29,7 +29,7 @@ from retentive.evaluation import (
     micro_average_accuracy,
 )
 from retentive.learner import Learner
-from retentive.loading import load_model
+from retentive.state.loading import load_model
 from retentive.memory import GreedyClassBalancedPolicy, ReplayBuffer, ReservoirPolicy, UnboundedBuffer
 from retentive.updaters import (
     CLSExperienceReplayModelUpdater,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retentive import StateError, load_model
-from retentive.inspection import inspect_state
+from retentive.state.inspection import inspect_state
 from retentive.models import MLP
 from retentive.state import load_state
 from state_helpers import der, rehash

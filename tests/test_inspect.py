@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from retentive.cli import main
-from retentive.housekeeping import find_leftovers, remove_leftovers
-from retentive.inspection import inspect_state
-from retentive.locking import OutputLock
+from retentive.state.housekeeping import find_leftovers, remove_leftovers
+from retentive.state.inspection import inspect_state
+from retentive.state.locking import OutputLock
 from state_helpers import der, hidden_entries
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from retentive.errors import StateError, StateLockedError
-from retentive.locking import OutputLock, lock_is_held, lock_path
+from retentive.state.locking import OutputLock, lock_is_held, lock_path
 from retentive.state import load_state
 from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 

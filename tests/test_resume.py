@@ -12,7 +12,7 @@ import torch
 
 import retentive.updaters.base as base_module
 from retentive import StateError
-from retentive.resume import ResumeWarning, checkpoint_root, discard_checkpoints, has_checkpoint
+from retentive.state.resume import ResumeWarning, checkpoint_root, discard_checkpoints, has_checkpoint
 from retentive.state import load_state
 from state_helpers import der, hidden_entries, same_snapshot, snapshot
 

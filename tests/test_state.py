@@ -93,7 +93,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("retentive.state._write_payload", boom)
+    monkeypatch.setattr("retentive.state.format._write_payload", boom)
     with pytest.raises(StateError, match="No space left on device.*nothing was written"):
         save_state(tmp_path / "s", _state())
     assert list(tmp_path.iterdir()) == []

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import retentive.state as state_module
+import retentive.state.format as state_module
 from retentive import StateError, load_model
-from retentive.inspection import inspect_state
+from retentive.state.inspection import inspect_state
 from retentive.models import MLP
 from retentive.state import load_state, read_manifest, save_state
 from state_helpers import der, edit_manifest, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
@@ -159,7 +159,7 @@ def test_a_failing_write_leaves_no_output_and_puts_everything_back(state0, chunk
 
 
 def test_save_state_refuses_a_lock_it_does_not_hold(state0, tmp_path):
-    from retentive.locking import OutputLock
+    from retentive.state.locking import OutputLock
 
     with pytest.raises(StateError, match="not held"):
         save_state(tmp_path / "x", load_state(state0), lock=OutputLock(tmp_path / "x"))

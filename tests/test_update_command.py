@@ -19,7 +19,7 @@ from retentive.cli import main
 from retentive.config import instantiate, load_config
 from retentive.data.files import read_chunk, write_chunk
 from retentive.evaluation import accuracy
-from retentive.loading import load_model
+from retentive.state.loading import load_model
 from retentive.state import load_state
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from retentive.data.files import write_chunk
-from retentive.resume import checkpoint_root, has_checkpoint
+from retentive.state.resume import checkpoint_root, has_checkpoint
 from retentive.state import load_state
 
 ROOT = Path(__file__).resolve().parents[1]

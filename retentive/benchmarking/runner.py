@@ -20,7 +20,7 @@ from retentive.benchmarking.resources import Measure
 from retentive.benchmarking.results import RunResult, ViewResult
 from retentive.benchmarking.scenarios import Scenario
 from retentive.evaluation import accuracy_row
-from retentive.loading import load_model
+from retentive.state.loading import load_model
 
 KEEP_STATES = ("all", "last", "none")
 

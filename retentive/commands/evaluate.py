@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from retentive.benchmarking.heatmap import write_heatmap
     from retentive.benchmarking.scenarios import ScenarioOptions, build_scenario
     from retentive.evaluation import accuracy_row, format_matrix, summarize
-    from retentive.loading import load_model
+    from retentive.state.loading import load_model
     from retentive.state import read_manifest
 
     torch.set_num_threads(args.threads)

@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retentive.inspection import format_report, inspect_state
+    from retentive.state.inspection import format_report, inspect_state
 
     report = inspect_state(args.state)
     if args.json:

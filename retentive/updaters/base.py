@@ -27,10 +27,10 @@ from retentive.data.sharding import ShardedBatchSampler
 from retentive.distributed import broadcast_object
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
-from retentive.locking import OutputLock
+from retentive.state.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
-from retentive.resume import (
+from retentive.state.resume import (
     Checkpoint,
     EpochCheckpointer,
     capture_training,
@@ -41,7 +41,7 @@ from retentive.resume import (
     write_checkpoint,
 )
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
-from retentive.validation import check_chunk
+from retentive.updaters.validation import check_chunk
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
@@ -122,7 +122,7 @@ class ModelUpdater:
         callbacks: extra Lightning callbacks.
         resume: keep a checkpoint after every epoch beside the output folder and, if an earlier run
             of this same update was interrupted, continue from its last completed epoch (see
-            :mod:`retentive.resume`). Needs ``output_state_folder``.
+            :mod:`retentive.state.resume`). Needs ``output_state_folder``.
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 A state is written to ``.retentive-staging-<name>-<12 hex>`` beside its target and renamed to
 ``<name>`` once complete, so a crash leaves at most a staging folder, never a half-written target.
-Only the holder of the target's lock (:mod:`retentive.locking`) writes its staging folders, so any
+Only the holder of the target's lock (:mod:`retentive.state.locking`) writes its staging folders, so any
 staging folder found while holding that lock is debris of a crashed writer and is removed. Loading
 a staging folder as a state is refused (:func:`retentive.state.read_manifest`).
 """

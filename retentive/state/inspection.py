@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from retentive.errors import StateError
-from retentive.housekeeping import find_leftovers
-from retentive.state import MANIFEST, PAYLOADS, _sha256, load_state, read_manifest
+from retentive.state.housekeeping import find_leftovers
+from retentive.state.format import MANIFEST, PAYLOADS, _sha256, load_state, read_manifest
 
 
 @dataclass

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retentive.errors import StateError
-from retentive.locking import LOCK_PREFIX, OutputLock, lock_is_held, read_holder
-from retentive.resume import RESUME_PREFIX
-from retentive.staging import STAGING_PREFIX, staging_target_name
+from retentive.state.locking import LOCK_PREFIX, OutputLock, lock_is_held, read_holder
+from retentive.state.resume import RESUME_PREFIX
+from retentive.state.staging import STAGING_PREFIX, staging_target_name
 
 
 @dataclass

@@ -8,7 +8,7 @@ import os
 from torch import nn
 
 from retentive.errors import StateError
-from retentive.state import load_state
+from retentive.state.format import load_state
 
 
 def load_model(model: nn.Module, folder: str | os.PathLike[str]) -> nn.Module:

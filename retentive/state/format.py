@@ -8,7 +8,7 @@
 
 Every ``.pt`` holds tensors and plain containers only and is read with
 ``torch.load(weights_only=True)``: loading a state folder can never run code. A folder is written
-beside its target (:mod:`retentive.staging`) under the target's lock (:mod:`retentive.locking`)
+beside its target (:mod:`retentive.state.staging`) under the target's lock (:mod:`retentive.state.locking`)
 and renamed into place, so it appears whole or not at all; the input folder is only ever read.
 Every failure to read or write surfaces as :class:`~retentive.errors.StateError` naming the path.
 """
@@ -29,8 +29,8 @@ import torch
 
 from retentive._version import __version__
 from retentive.errors import StateError
-from retentive.locking import OutputLock
-from retentive.staging import STAGING_PREFIX, is_staging, new_staging_folder, remove_stale_staging
+from retentive.state.locking import OutputLock
+from retentive.state.staging import STAGING_PREFIX, is_staging, new_staging_folder, remove_stale_staging
 
 FORMAT = "retentive-state"
 FORMAT_VERSION = 1
@@ -102,7 +102,7 @@ def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.P
 def save_state(folder: str | os.PathLike[str], state: State, lock: OutputLock | None = None) -> Path:
     """Write ``state`` atomically to ``folder``, which must not exist yet.
 
-    ``lock`` is the target's :class:`~retentive.locking.OutputLock` when the caller already holds
+    ``lock`` is the target's :class:`~retentive.state.locking.OutputLock` when the caller already holds
     it (an update holds it from start to finish); otherwise it is taken here. Staging folders a
     crashed writer left for this target are removed first. Any OS error (disk full, permissions)
     leaves no trace and is raised as :class:`StateError`.
@@ -163,7 +163,7 @@ def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False
     """Read and check a folder's manifest (format, version, kind), without reading the payloads.
 
     A staging folder (an unfinished write) and a resume checkpoint (an unfinished update) are
-    refused: neither is a state. ``allow_checkpoint`` is for :mod:`retentive.resume` alone.
+    refused: neither is a state. ``allow_checkpoint`` is for :mod:`retentive.state.resume` alone.
     """
     path = Path(folder)
     if is_staging(path):

@@ -34,8 +34,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.errors import StateError
-from retentive.locking import OutputLock
-from retentive.state import KIND_CHECKPOINT, State, load_state, save_state
+from retentive.state.locking import OutputLock
+from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 
 RESUME_PREFIX = ".retentive-resume-"
 _TRAINING_KEYS = ("optimizers", "schedulers", "rng", "loader_generator")
