@@ -1,0 +1,115 @@
+"""Nested inputs: a sample's ``x`` is a tensor or a dict/tuple/list of tensors (tokenised text).
+
+Every path that handles inputs (the Learner's step, the memory, the DDP exchange, the state
+folder, chunk checks) goes through these few functions, so a nested input is handled the same way
+everywhere. A nested value is flattened to ``{path: leaf}`` with paths such as ``""`` (a plain
+tensor), ``"input_ids"`` or ``"0.pixels"``; :func:`structure` records the containers so that
+:func:`unflatten` rebuilds the same value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+Nested = Union[Tensor, Mapping[str, Any], Sequence[Any]]
+
+SEPARATOR = "."
+
+
+def is_nested(x: Any) -> bool:
+    """True for a dict, tuple or list (of tensors or further containers)."""
+    return isinstance(x, (Mapping, tuple, list))
+
+
+def flatten(x: Any, prefix: str = "") -> dict[str, Tensor]:
+    """``{path: leaf}`` in a fixed order (dict keys sorted); a plain tensor is ``{"": x}``."""
+    if torch.is_tensor(x):
+        return {prefix: x}
+    if isinstance(x, Mapping):
+        out: dict[str, Tensor] = {}
+        for key in sorted(x):
+            if not isinstance(key, str) or not key or SEPARATOR in key:
+                raise TypeError(f"nested input keys must be non-empty strings without {SEPARATOR!r}, got {key!r}")
+            out.update(flatten(x[key], f"{prefix}{SEPARATOR}{key}" if prefix else key))
+        return out
+    if isinstance(x, (tuple, list)):
+        if not x:
+            raise TypeError("a nested input container must not be empty")
+        out = {}
+        for i, item in enumerate(x):
+            out.update(flatten(item, f"{prefix}{SEPARATOR}{i}" if prefix else str(i)))
+        return out
+    raise TypeError(f"inputs must be tensors or dicts/tuples/lists of tensors, got {type(x).__name__}")
+
+
+def structure(x: Any) -> Any:
+    """The containers of ``x`` with every leaf replaced by ``None``: plain data, JSON-able."""
+    if torch.is_tensor(x):
+        return None
+    if isinstance(x, Mapping):
+        return {"dict": {key: structure(x[key]) for key in sorted(x)}}
+    if isinstance(x, (tuple, list)):
+        return {type(x).__name__: [structure(item) for item in x]}
+    raise TypeError(f"inputs must be tensors or dicts/tuples/lists of tensors, got {type(x).__name__}")
+
+
+def unflatten(flat: Mapping[str, Tensor], spec: Any, prefix: str = "") -> Any:
+    """Rebuild the value that :func:`flatten` and :func:`structure` took apart."""
+    if spec is None:
+        return flat[prefix]
+    (kind, children), = spec.items()
+    if kind == "dict":
+        return {
+            key: unflatten(flat, child, f"{prefix}{SEPARATOR}{key}" if prefix else key)
+            for key, child in children.items()
+        }
+    items = [
+        unflatten(flat, child, f"{prefix}{SEPARATOR}{i}" if prefix else str(i)) for i, child in enumerate(children)
+    ]
+    return tuple(items) if kind == "tuple" else items
+
+
+def tree_map(fn: Callable[[Tensor], Tensor], x: Any) -> Any:
+    """``fn`` applied to every leaf, the containers kept."""
+    if torch.is_tensor(x):
+        return fn(x)
+    flat = flatten(x)
+    return unflatten({path: fn(leaf) for path, leaf in flat.items()}, structure(x))
+
+
+def batch_size(x: Any) -> int:
+    """The leading dimension shared by every leaf (an error naming the leaves if they disagree)."""
+    sizes = {path or "inputs": int(leaf.shape[0]) if leaf.dim() else -1 for path, leaf in flatten(x).items()}
+    if len(set(sizes.values())) != 1 or -1 in sizes.values():
+        raise ValueError(f"every input leaf must share the batch dimension, got sizes {sizes}")
+    return next(iter(sizes.values()))
+
+
+def cat(values: Sequence[Any]) -> Any:
+    """Concatenate nested batches of one structure along the batch dimension."""
+    if torch.is_tensor(values[0]):
+        return torch.cat(list(values))
+    flats = [flatten(v) for v in values]
+    keys = list(flats[0])
+    for other in flats[1:]:
+        if list(other) != keys:
+            raise ValueError(f"nested batches differ in their leaves: {keys} against {list(other)}")
+    return unflatten({k: torch.cat([f[k] for f in flats]) for k in keys}, structure(values[0]))
+
+
+def index(x: Any, idx: Tensor | slice) -> Any:
+    """The rows ``idx`` of every leaf."""
+    return tree_map(lambda leaf: leaf[idx], x)
+
+
+def to(x: Any, device: torch.device | str) -> Any:
+    """Every leaf moved to ``device``."""
+    return tree_map(lambda leaf: leaf.to(device), x)
+
+
+def detach(x: Any) -> Any:
+    return tree_map(lambda leaf: leaf.detach(), x)
