@@ -36,7 +36,8 @@ def stream(seed: int, steps: int, world_size: int, sizes=None):
 
 def assert_same_memory(a: ReplayBuffer, b: ReplayBuffer) -> None:
     assert (a.size, a.seen) == (b.size, b.seen)
-    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    assert torch.equal(a.insert_generator.get_state(), b.insert_generator.get_state())
+    assert torch.equal(a.sample_generator.get_state(), b.sample_generator.get_state())
     assert a.keys == b.keys or set(a.keys) == set(b.keys)
     for key in a.storage:
         assert a.storage[key].dtype == b.storage[key].dtype, key
@@ -112,10 +113,10 @@ def test_refresh_of_replayed_metadata_is_applied_by_every_replica_in_rank_order(
     single = ReplayBuffer(30, seed=11)
     gens = [torch.Generator().manual_seed(100 + r) for r in range(2)]
     for per_rank in batches:
-        state = single.generator.get_state()
+        state = single.sample_generator.get_state()
         drawn = []
         for r in range(2):
-            single.generator.set_state(state)
+            single.sample_generator.set_state(state)
             drawn.append(single.sample(6, rank=r, world_size=2))
         for r, d in enumerate(drawn):
             if d is not None:
@@ -127,23 +128,23 @@ def test_refresh_of_replayed_metadata_is_applied_by_every_replica_in_rank_order(
 def test_ranks_replay_disjoint_samples_while_the_memory_is_large_enough():
     memory = ReplayBuffer(100, seed=0)
     memory.add(stream(0, 1, 1, sizes=lambda s, r: 100)[0][0])
-    state = memory.generator.get_state()
+    state = memory.sample_generator.get_state()
     draws = []
     for rank in range(3):
-        memory.generator.set_state(state)
+        memory.sample_generator.set_state(state)
         draws.append(memory.sample(30, rank=rank, world_size=3).indices)
-    after = memory.generator.get_state()
+    after = memory.sample_generator.get_state()
     assert torch.cat(draws).unique().numel() == 90
     # too small for disjoint shares: each rank still gets min(n, size) distinct samples
     for rank in range(3):
-        memory.generator.set_state(after)
+        memory.sample_generator.set_state(after)
         idx = memory.sample(40, rank=rank, world_size=3).indices
         assert idx.unique().numel() == 40
     # one rank alone draws exactly as before the world_size argument existed
-    memory.generator.set_state(state)
+    memory.sample_generator.set_state(state)
     solo = memory.sample(30).indices
-    memory.generator.set_state(state)
-    assert torch.equal(solo, torch.rand(100, generator=memory.generator).topk(30).indices)
+    memory.sample_generator.set_state(state)
+    assert torch.equal(solo, torch.rand(100, generator=memory.sample_generator).topk(30).indices)
 
 
 def test_mismatched_replicas_are_refused():

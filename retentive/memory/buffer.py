@@ -24,6 +24,7 @@ from torch import Tensor
 from retentive.errors import MemoryShapeError
 from retentive.memory.compact import decode, dtype_from_name, dtype_name, encode, parse_input_dtype
 from retentive.memory.policies import InsertionPolicy, ReservoirPolicy
+from retentive.streams import memory_seeds
 
 #: Keys every memory stores; everything else is metadata a component asked for.
 CORE_KEYS = ("inputs", "targets", "task_ids")
@@ -58,8 +59,10 @@ class ReplayBuffer:
     Args:
         capacity: the number of samples kept (0 disables the memory).
         policy: chooses slots for incoming samples; reservoir by default.
-        seed: seeds the buffer's own generator, so insertion and sampling are reproducible and
-            independent of the global RNG. The generator state is part of ``state_dict``.
+        seed: seeds the buffer's two generators (insertion decisions and replay draws, each its
+            own stream, see :mod:`retentive.streams`), so both are reproducible and independent
+            of the global RNG and of each other. An updater re-seeds them at the start of every
+            update with :meth:`reseed`; their states are part of ``state_dict``.
         input_dtype: store the inputs compactly: ``"uint8"`` (exact for images ``k/255``),
             ``"float16"`` or ``"bfloat16"``; ``None`` (default) stores them as offered.
             :meth:`sample` returns them in the dtype they were offered in.
@@ -76,7 +79,9 @@ class ReplayBuffer:
             raise ValueError(f"memory capacity must be an int >= 0, got {capacity!r}")
         self.capacity = capacity
         self.policy: InsertionPolicy = policy or ReservoirPolicy()
-        self.generator = torch.Generator().manual_seed(seed)
+        self.insert_generator = torch.Generator()
+        self.sample_generator = torch.Generator()
+        self.reseed(*memory_seeds(seed, 0))
         self.input_dtype = parse_input_dtype(input_dtype)
         self.storage: dict[str, Tensor] = {}
         #: the dtype each key is offered and sampled in (the storage differs for compact inputs)
@@ -87,6 +92,11 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         return self.size
+
+    def reseed(self, insert_seed: int, sample_seed: int) -> None:
+        """Restart the insertion and the replay-draw streams (done by the updater per update)."""
+        self.insert_generator.manual_seed(insert_seed)
+        self.sample_generator.manual_seed(sample_seed)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -145,7 +155,7 @@ class ReplayBuffer:
     def choose_slots(self, n: int, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """The policy's ``(source, slots)`` for ``n`` samples offered after the ``seen`` so far."""
         stored_targets = self.storage["targets"][: self.size] if "targets" in self.storage else None
-        return self.policy.select(n, self.seen, self.size, self.capacity, targets, stored_targets, self.generator)
+        return self.policy.select(n, self.seen, self.size, self.capacity, targets, stored_targets, self.insert_generator)
 
     def write(self, rows: dict[str, Tensor], slots: Tensor) -> None:
         """Store encoded ``rows`` (see :meth:`encode`) into ``slots``, one row per slot."""
@@ -179,7 +189,7 @@ class ReplayBuffer:
         """Draw ``min(n, len(self))`` distinct samples uniformly; ``None`` when empty or ``n == 0``.
 
         Under data parallelism every rank calls this with its ``rank`` and makes the same draw, so
-        the generator stays identical everywhere: the ``world_size * k`` samples of one uniform
+        the replay generator stays identical everywhere: the ``world_size * k`` samples of one uniform
         draw are split between the ranks, which replay disjoint samples (as one process with the
         ranks' batches together would). A memory too small for that gives each rank its own
         independent uniform ``k``-subset.
@@ -192,15 +202,15 @@ class ReplayBuffer:
         if world_size * k <= self.size:
             total = world_size * k
             if total == self.size:
-                order = torch.randperm(self.size, generator=self.generator)
+                order = torch.randperm(self.size, generator=self.sample_generator)
             else:
                 # the top-k of uniform noise is a uniform k-subset, in uniformly random order
-                order = torch.rand(self.size, generator=self.generator).topk(total).indices
+                order = torch.rand(self.size, generator=self.sample_generator).topk(total).indices
             idx = order[rank * k : (rank + 1) * k]
         elif k == self.size:
-            idx = torch.stack([torch.randperm(self.size, generator=self.generator) for _ in range(world_size)])[rank]
+            idx = torch.stack([torch.randperm(self.size, generator=self.sample_generator) for _ in range(world_size)])[rank]
         else:
-            idx = torch.rand(world_size, self.size, generator=self.generator).topk(k, dim=1).indices[rank]
+            idx = torch.rand(world_size, self.size, generator=self.sample_generator).topk(k, dim=1).indices[rank]
         idx = idx.to(self.device)
         data = {key: value[idx] for key, value in self.storage.items()}
         if "inputs" in data:
@@ -243,7 +253,7 @@ class ReplayBuffer:
             "policy": self.policy.name,
             "size": self.size,
             "seen": self.seen,
-            "generator": self.generator.get_state(),
+            "generators": {"insert": self.insert_generator.get_state(), "sample": self.sample_generator.get_state()},
             "storage": {k: v[: self.size].detach().cpu().contiguous().clone() for k, v in self.storage.items()},
             "dtypes": {k: dtype_name(v) for k, v in self.dtypes.items()},
         }
@@ -257,7 +267,11 @@ class ReplayBuffer:
             )
         self.size = int(state["size"])  # type: ignore[arg-type]
         self.seen = int(state["seen"])  # type: ignore[arg-type]
-        self.generator.set_state(state["generator"])  # type: ignore[arg-type]
+        generators = state.get("generators")
+        if generators is None:  # written before the streams were split: one generator served both
+            generators = {"insert": state["generator"], "sample": state["generator"]}
+        self.insert_generator.set_state(generators["insert"])  # type: ignore[index]
+        self.sample_generator.set_state(generators["sample"])  # type: ignore[index]
         storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
         # folders written before compact inputs existed store every key as offered
         offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]
