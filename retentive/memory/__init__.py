@@ -1,16 +1,41 @@
 """Replay memory: preallocated tensor storage and the policies that fill it."""
 
 from retentive.memory.buffer import CORE_KEYS, MemoryBatch, ReplayBuffer
-from retentive.memory.policies import GreedyClassBalancedPolicy, InsertionPolicy, ReservoirPolicy, policy_from_name
+from retentive.memory.policies import (
+    ClassBalancedReservoirPolicy,
+    GreedyClassBalancedPolicy,
+    InsertionPolicy,
+    ReservoirPolicy,
+    RingBufferPolicy,
+    policy_from_name,
+)
 from retentive.memory.unbounded import UnboundedBuffer
+from retentive.memory.update_end import (
+    ChunkContext,
+    ForgettingPolicy,
+    GradientDiversityPolicy,
+    HerdingPolicy,
+    KCenterPolicy,
+    UpdateEndPolicy,
+    run_update_end,
+)
 
 __all__ = [
     "CORE_KEYS",
+    "ChunkContext",
+    "ClassBalancedReservoirPolicy",
+    "ForgettingPolicy",
+    "GradientDiversityPolicy",
     "GreedyClassBalancedPolicy",
+    "HerdingPolicy",
     "InsertionPolicy",
+    "KCenterPolicy",
     "MemoryBatch",
     "ReplayBuffer",
     "ReservoirPolicy",
+    "RingBufferPolicy",
     "UnboundedBuffer",
+    "UpdateEndPolicy",
     "policy_from_name",
+    "run_update_end",
 ]

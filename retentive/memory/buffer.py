@@ -79,6 +79,8 @@ class ReplayBuffer:
             raise ValueError(f"memory capacity must be an int >= 0, got {capacity!r}")
         self.capacity = capacity
         self.policy: InsertionPolicy = policy or ReservoirPolicy()
+        if hasattr(self.policy, "check"):  # e.g. a class-balanced memory smaller than its classes
+            self.policy.check(capacity)
         self.insert_generator = torch.Generator()
         self.sample_generator = torch.Generator()
         self.reseed(*memory_seeds(seed, 0))
@@ -256,6 +258,7 @@ class ReplayBuffer:
             "generators": {"insert": self.insert_generator.get_state(), "sample": self.sample_generator.get_state()},
             "storage": {k: v[: self.size].detach().cpu().contiguous().clone() for k, v in self.storage.items()},
             "dtypes": {k: dtype_name(v) for k, v in self.dtypes.items()},
+            **({"policy_state": self.policy.state_dict()} if hasattr(self.policy, "state_dict") else {}),
         }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
@@ -272,6 +275,8 @@ class ReplayBuffer:
             generators = {"insert": state["generator"], "sample": state["generator"]}
         self.insert_generator.set_state(generators["insert"])  # type: ignore[index]
         self.sample_generator.set_state(generators["sample"])  # type: ignore[index]
+        if hasattr(self.policy, "load_state_dict"):  # the policy's own counters (absent: fresh)
+            self.policy.load_state_dict(state.get("policy_state") or {})  # type: ignore[arg-type]
         storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
         # folders written before compact inputs existed store every key as offered
         offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]

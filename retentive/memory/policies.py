@@ -8,6 +8,7 @@ follows is well defined.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 import torch
@@ -135,9 +136,219 @@ class GreedyClassBalancedPolicy:
         return _keep_last_per_slot(torch.tensor(source, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64))
 
 
+def _check_labels(targets: Tensor | None, policy: str) -> list[int]:
+    if targets is None:
+        raise ValueError(f"the {policy} policy needs the targets of the incoming samples")
+    labels = targets.detach().to("cpu", torch.int64)
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"the {policy} policy needs class targets >= 0, got {int(labels.min())}")
+    return labels.tolist()
+
+
+def _check_room(capacity: int, num_classes: int, policy: str) -> None:
+    if 0 < capacity < num_classes:
+        raise ValueError(
+            f"a {policy} memory needs at least one slot per class: memory_size={capacity} is smaller "
+            f"than the {num_classes} classes"
+        )
+
+
+class ClassBalancedReservoirPolicy:
+    """Class-balancing reservoir sampling (CBRS; Chrysakis & Moens, ICML 2020, Algorithm 1).
+
+    Every class gets an equal share of the memory, rebalanced as classes appear, and within its
+    share each class is a reservoir sample of its own stream. While the memory has free slots
+    every sample is kept. Once it is full, a class is *full* if it is, or has been since the
+    memory filled, a largest class in memory. A sample of a class that is not full replaces a
+    uniformly drawn sample of a uniformly drawn largest class; a sample of a full class ``c``
+    replaces a uniformly drawn sample of ``c`` with probability ``m_c / n_c`` (``m_c`` samples of
+    ``c`` stored, ``n_c`` seen), which is reservoir sampling within the class.
+
+    Consequence (tested): a class that is not full keeps every sample it offered, and full
+    classes hold the largest count ``M`` or ``M - 1``, so the memory is as balanced as the stream
+    allows. The state beyond the stored targets, saved with the memory under ``policy_state``,
+    is the per-class seen counts ``n_c`` and full flags.
+
+    Each decision depends on the counts the previous left, so decisions run in arrival order on
+    Python integers (microseconds per sample); the random numbers are drawn in one call and the
+    data are written in one vectorised scatter. Reading the targets costs one host transfer per
+    step, as for any class-aware online policy.
+
+    Args:
+        num_classes: the number of classes, if known; then a memory with fewer slots is refused
+            when the updater is built (:meth:`check`). Otherwise it is refused at the insert that
+            brings more classes than slots.
+    """
+
+    name = "class_balanced_reservoir"
+
+    def __init__(self, num_classes: int | None = None) -> None:
+        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
+            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.seen_per_class = torch.zeros(0, dtype=torch.int64)
+        self.full = torch.zeros(0, dtype=torch.bool)
+
+    def check(self, capacity: int, model: object = None) -> None:
+        """Refuse a memory smaller than the number of classes (before anything is trained)."""
+        if self.num_classes is not None:
+            _check_room(capacity, self.num_classes, "class-balanced reservoir")
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"seen_per_class": self.seen_per_class.clone(), "full": self.full.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.seen_per_class = state.get("seen_per_class", torch.zeros(0, dtype=torch.int64)).to("cpu", torch.int64).clone()
+        self.full = state.get("full", torch.zeros(0, dtype=torch.bool)).to("cpu", torch.bool).clone()
+
+    def select(
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        labels = _check_labels(targets, "class-balanced reservoir")
+        stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
+        classes = max([len(self.seen_per_class) - 1, *labels, *stored]) + 1 if (labels or stored) else 0
+        seen_c = self.seen_per_class.tolist() + [0] * (classes - len(self.seen_per_class))
+        full = self.full.tolist() + [False] * (classes - len(self.full))
+        by_class: dict[int, list[int]] = {}
+        for slot, label in enumerate(stored):
+            by_class.setdefault(int(label), []).append(slot)
+        for c, members in by_class.items():  # a state saved by another policy: at least what is stored
+            seen_c[c] = max(seen_c[c], len(members))
+        draws = torch.rand(3 * n, generator=generator, dtype=torch.float64).tolist()
+        source: list[int] = []
+        slots: list[int] = []
+        for k, label in enumerate(labels):
+            seen_c[label] += 1
+            members = by_class.setdefault(label, [])
+            if size < capacity:
+                slot = size
+                size += 1
+            else:
+                _check_room(capacity, len(by_class), "class-balanced reservoir")
+                largest = max(len(v) for v in by_class.values())
+                candidates = [c for c, v in by_class.items() if len(v) == largest]
+                for c in candidates:
+                    full[c] = True
+                if not full[label]:
+                    victims = by_class[candidates[int(draws[3 * k] * len(candidates))]]
+                elif draws[3 * k] * seen_c[label] < len(members):  # u < m_c / n_c
+                    victims = members
+                else:
+                    continue
+                j = int(draws[3 * k + 1] * len(victims))
+                victims[j], victims[-1] = victims[-1], victims[j]
+                slot = victims.pop()
+            members.append(slot)
+            source.append(k)
+            slots.append(slot)
+        self.seen_per_class = torch.tensor(seen_c, dtype=torch.int64)
+        self.full = torch.tensor(full, dtype=torch.bool)
+        return _keep_last_per_slot(torch.tensor(source, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64))
+
+
+class RingBufferPolicy:
+    """A FIFO per class (the ring buffer of Chaudhry et al., "On Tiny Episodic Memories in
+    Continual Learning", 2019), with the per-class share rebalanced as classes appear.
+
+    While the memory has free slots every sample is kept. Once it is full, a sample of class
+    ``c`` replaces the oldest sample of ``c`` if ``c`` already holds its share
+    ``capacity // K`` (``K`` the classes seen so far); otherwise it replaces the oldest sample of
+    the largest class (ties: the class whose oldest sample is oldest). So each class keeps its
+    most recent samples and the classes stay within one of each other once each has offered its
+    share. Fully deterministic: it draws no random numbers.
+
+    The state beyond the stored targets, saved with the memory under ``policy_state``, is the
+    arrival position of the sample in each slot (the FIFO order). Decisions run in arrival order
+    on Python integers, as they depend on one another; the data are written in one scatter.
+
+    Args:
+        num_classes: the number of classes, if known: a smaller memory is refused up front.
+    """
+
+    name = "ring_buffer"
+
+    def __init__(self, num_classes: int | None = None) -> None:
+        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
+            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
+        self.num_classes = num_classes
+        #: arrival position (stream index) of the sample in each slot; -1 where empty
+        self.arrival = torch.zeros(0, dtype=torch.int64)
+
+    def check(self, capacity: int, model: object = None) -> None:
+        if self.num_classes is not None:
+            _check_room(capacity, self.num_classes, "ring-buffer")
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"arrival": self.arrival.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.arrival = state.get("arrival", torch.zeros(0, dtype=torch.int64)).to("cpu", torch.int64).clone()
+
+    def select(
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        labels = _check_labels(targets, "ring-buffer")
+        stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
+        arrival = self.arrival
+        if arrival.numel() != capacity:  # first use, or a memory filled by another policy: slot order
+            arrival = torch.cat([arrival, torch.full((max(0, capacity - arrival.numel()),), -1, dtype=torch.int64)])[:capacity]
+            unknown = (arrival[:size] < 0).nonzero().squeeze(1)
+            arrival[unknown] = unknown - size - (1 << 40)  # older than anything seen
+        times = arrival.tolist()
+        queues: dict[int, deque[int]] = {}
+        for slot in sorted(range(size), key=times.__getitem__):
+            queues.setdefault(int(stored[slot]), deque()).append(slot)
+        source: list[int] = []
+        slots: list[int] = []
+        for k, label in enumerate(labels):
+            own = queues.setdefault(label, deque())
+            if size < capacity:
+                slot = size
+                size += 1
+            else:
+                _check_room(capacity, len(queues), "ring-buffer")
+                if len(own) >= capacity // len(queues):
+                    slot = own.popleft()
+                else:
+                    largest = max(len(q) for q in queues.values())
+                    victim = min((q for q in queues.values() if len(q) == largest), key=lambda q: times[q[0]])
+                    slot = victim.popleft()
+            own.append(slot)
+            times[slot] = seen + k
+            source.append(k)
+            slots.append(slot)
+        self.arrival = torch.tensor(times, dtype=torch.int64)
+        return _keep_last_per_slot(torch.tensor(source, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64))
+
+
 def policy_from_name(name: str) -> InsertionPolicy:
-    """Look up a policy by its config name."""
-    policies: dict[str, type] = {"reservoir": ReservoirPolicy, "greedy_class_balanced": GreedyClassBalancedPolicy}
+    """Look up a policy by its config name (built with its default arguments)."""
+    from retentive.memory import update_end  # the update-end policies import torch.func; only on demand
+
+    policies: dict[str, type] = {
+        "reservoir": ReservoirPolicy,
+        "greedy_class_balanced": GreedyClassBalancedPolicy,
+        "class_balanced_reservoir": ClassBalancedReservoirPolicy,
+        "ring_buffer": RingBufferPolicy,
+        "herding": update_end.HerdingPolicy,
+        "k_center": update_end.KCenterPolicy,
+        "gradient_diversity": update_end.GradientDiversityPolicy,
+        "forgetting": update_end.ForgettingPolicy,
+    }
     if name not in policies:
         raise ValueError(f"unknown memory policy {name!r}; expected one of {sorted(policies)}")
     return policies[name]()

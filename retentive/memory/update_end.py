@@ -1,0 +1,541 @@
+"""Update-end selection policies: herding, k-center, gradient diversity, forgetting.
+
+These policies keep nothing while an update trains (``select`` accepts no sample, so the memory
+replays only earlier chunks, as iCaRL and Avalanche do). When the update ends,
+:meth:`UpdateEndPolicy.on_update_end` looks at the whole chunk (every data-parallel rank the
+whole chunk, not its shard) plus the current memory, in batches on the training device, chooses
+which ``capacity`` samples to keep, and rewrites the memory with them, class by class in the
+order chosen. Metadata the components store (``logits``, ``features.<layer>``) is computed for
+the new rows in the same pass, in eval mode; kept rows keep theirs.
+
+Memory bound (each policy's docstring refines it): with ``N = len(chunk) + len(memory)``, one
+``(N, D)`` float32 matrix of features or gradient sketches on the device, plus one batch of
+activations, plus the ``capacity`` chosen rows; the chunk's inputs are never held at once.
+
+The hook reads a context with ``model``, ``memory``, ``device``, ``update``, ``loss_fn``,
+``chunk_batches(batch_size)`` and ``memory_batches(batch_size)`` (yielding ``(x, y, task_ids)``),
+as :class:`retentive.components.base.UpdateContext` provides; :class:`ChunkContext` builds one
+from a dataset for use outside the Learner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from retentive.memory.buffer import CORE_KEYS, ReplayBuffer
+from retentive.memory.selection import (
+    class_quotas,
+    forgetting_events,
+    forgetting_scores,
+    herding,
+    k_center_greedy,
+    last_parameters,
+    per_sample_gradients,
+)
+from retentive.models.routing import forward_routed
+
+
+# ------------------------------------------------------------------------------------ context
+@dataclass
+class ChunkContext:
+    """A minimal update-end context over a map-style dataset of ``(x, y[, task_id])``."""
+
+    model: nn.Module
+    memory: ReplayBuffer
+    chunk: Dataset
+    task_id: int = 0
+    update: int = 0
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = nn.functional.cross_entropy
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    rank: int = 0
+    world_size: int = 1
+
+    def chunk_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        inputs, targets = getattr(self.chunk, "inputs", None), getattr(self.chunk, "targets", None)
+        if torch.is_tensor(inputs) and torch.is_tensor(targets):
+            task_ids = getattr(self.chunk, "task_ids", None)
+            batches: Iterator[Any] = (
+                (inputs[i : i + batch_size], targets[i : i + batch_size])
+                + (() if task_ids is None else (task_ids[i : i + batch_size],))
+                for i in range(0, len(targets), batch_size)
+            )
+        else:
+            batches = iter(DataLoader(self.chunk, batch_size=batch_size, shuffle=False))
+        for batch in batches:
+            y = torch.as_tensor(batch[1]).long()
+            t = torch.as_tensor(batch[2]).long() if len(batch) == 3 else torch.full_like(y, self.task_id)
+            yield batch[0].to(self.device), y.to(self.device), t.to(self.device)
+
+    def memory_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        n = len(self.memory)
+        if n == 0:
+            return
+        inputs = self.memory.decoded("inputs")
+        for i in range(0, n, batch_size):
+            j = min(i + batch_size, n)
+            yield (
+                inputs[i:j].to(self.device),
+                self.memory.storage["targets"][i:j].to(self.device).long(),
+                self.memory.storage["task_ids"][i:j].to(self.device).long(),
+            )
+
+
+def run_update_end(memory: ReplayBuffer, ctx: Any) -> None:
+    """Call the memory policy's ``on_update_end(ctx)`` if it has one (the Learner's hook)."""
+    hook = getattr(memory.policy, "on_update_end", None)
+    if hook is not None and memory.capacity > 0:
+        hook(ctx)
+
+
+# ------------------------------------------------------------------------------------ features
+class _Penultimate:
+    """Captures the input of the last submodule owning parameters (the classifier's input)."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[str] | None) -> None:
+        modules = dict(model.named_modules())
+        if layers:
+            names = list(dict.fromkeys(layers))
+            missing = [n for n in names if n not in modules]
+            if missing:
+                raise ValueError(
+                    f"feature layers {missing} are not submodules of {type(model).__name__}; it has "
+                    f"{[n for n in modules if n]}"
+                )
+            self.handles = [modules[n].register_forward_hook(self._store(n, output=True)) for n in names]
+        else:
+            head = last_parameters(model)
+            if not head:
+                raise ValueError(f"{type(model).__name__} has no trainable submodule whose input is the penultimate layer; pass feature_layers=[...]")
+            names = [head[0].rpartition(".")[0]]
+            self.handles = [modules[names[0]].register_forward_pre_hook(self._store(names[0], output=False))]
+        self.names = names
+        self.outputs: dict[str, Tensor] = {}
+
+    def _store(self, name: str, output: bool) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any = None) -> None:
+            value = out if output else args[0]
+            if not torch.is_tensor(value):
+                raise TypeError(f"feature layer {name!r} gave {type(value).__name__}, expected a Tensor")
+            self.outputs[name] = value
+
+        return hook if output else (lambda module, args: hook(module, args))
+
+    def features(self) -> Tensor:
+        return torch.cat([self.outputs[n].detach().flatten(1).float() for n in self.names], dim=1)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def check_feature_layers(model: nn.Module, layers: Sequence[str] | None) -> None:
+    """Raise ``ValueError`` now if the feature layers cannot be tapped on ``model``."""
+    _Penultimate(model, layers).remove()
+
+
+class _EvalMode:
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.was = model, model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was)
+
+
+def _batches(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
+    """The memory (slot order) then the chunk, tagged."""
+    for x, y, t in ctx.memory_batches(batch_size):
+        yield "memory", x, y, t
+    for x, y, t in ctx.chunk_batches(batch_size):
+        yield "chunk", x, y, t
+
+
+def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) -> tuple[Tensor, Tensor, int]:
+    """``(features (N, D), targets (N,), memory rows M)`` of memory then chunk, no gradients."""
+    taps = _Penultimate(ctx.model, layers)
+    feats, targets, m = [], [], 0
+    try:
+        with _EvalMode(ctx.model), torch.no_grad():
+            for where, x, y, t in _batches(ctx, batch_size):
+                forward_routed(ctx.model, x, t)
+                feats.append(taps.features())
+                targets.append(y.long())
+                m += int(y.shape[0]) if where == "memory" else 0
+    finally:
+        taps.remove()
+    return torch.cat(feats), torch.cat(targets), m
+
+
+# ------------------------------------------------------------------------------------ rewrite
+def _metadata(model: nn.Module, keys: Sequence[str], x: Tensor, t: Tensor) -> dict[str, Tensor]:
+    layers = [k[len("features.") :] for k in keys if k.startswith("features.")]
+    unknown = [k for k in keys if k != "logits" and not k.startswith("features.")]
+    if unknown:
+        raise KeyError(f"update-end selection cannot produce the memory metadata {unknown}; it makes 'logits' and 'features.<layer>'")
+    taps = _Penultimate(model, layers) if layers else None
+    try:
+        logits = forward_routed(model, x, t)
+        out = {"logits": logits.detach().float()} if "logits" in keys else {}
+        if taps is not None:
+            out.update({f"features.{n}": taps.outputs[n].detach().float() for n in layers})
+    finally:
+        if taps is not None:
+            taps.remove()
+    return out
+
+
+def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) -> None:
+    """Make the memory hold the union rows ``chosen``, in that order, in slots ``0..len-1``.
+
+    Union row ``i < memory_rows`` is memory slot ``i``; row ``memory_rows + j`` is chunk sample
+    ``j``. The chunk is read once more, keeping only the chosen rows (the capacity bounds them).
+    """
+    memory: ReplayBuffer = ctx.memory
+    chosen = chosen.to("cpu", torch.int64)
+    if chosen.numel() > memory.capacity or chosen.numel() < len(memory) or chosen.unique().numel() != chosen.numel():
+        raise ValueError(f"a selection must keep between {len(memory)} and {memory.capacity} distinct rows, got {chosen.numel()}")
+    from_memory = chosen < memory_rows
+    mem_slots = chosen[from_memory]
+    chunk_rows, order = torch.sort(chosen[~from_memory] - memory_rows)  # read in chunk order
+    extra = [k for k in memory.keys if k not in CORE_KEYS] or list(getattr(ctx, "memory_keys", ()))
+    pieces: list[dict[str, Tensor]] = []
+    offset, pointer = 0, 0
+    with _EvalMode(ctx.model), torch.no_grad():
+        for x, y, t in ctx.chunk_batches(batch_size) if chunk_rows.numel() else ():
+            b = int(y.shape[0])
+            stop = int(torch.searchsorted(chunk_rows, offset + b))
+            if stop > pointer:
+                local = (chunk_rows[pointer:stop] - offset).to(x.device)
+                xs, ts = x[local], t[local]
+                rows = {"inputs": xs, "targets": y[local].long(), "task_ids": ts.long(), **_metadata(ctx.model, extra, xs, ts)}
+                if not memory.storage:
+                    memory.allocate(rows)
+                pieces.append(memory.encode({k: v.to(memory.dtypes[k]) for k, v in rows.items()}))
+                pointer = stop
+            offset += b
+            if pointer == chunk_rows.numel():
+                break
+    n = int(chosen.numel())
+    if n == 0:
+        return
+    positions = torch.arange(n)
+    mem_pos, chunk_pos = positions[from_memory], positions[~from_memory][order]
+    new: dict[str, Tensor] = {}
+    for key, stored in memory.storage.items():
+        rows = stored.new_zeros((n, *stored.shape[1:]))
+        rows[mem_pos.to(stored.device)] = stored[mem_slots.to(stored.device)]
+        if pieces:
+            rows[chunk_pos.to(stored.device)] = torch.cat([p[key] for p in pieces]).to(stored.device, stored.dtype)
+        new[key] = rows
+    memory.write(new, torch.arange(n))
+
+
+# ------------------------------------------------------------------------------------ policies
+class UpdateEndPolicy:
+    """Base of the update-end policies: nothing is kept online; :meth:`choose` picks at update end.
+
+    Subclasses implement ``choose(ctx) -> (chosen union rows, memory rows)`` and may declare state
+    with :meth:`state_dict` / :meth:`load_state_dict` (saved with the memory as ``policy_state``).
+    """
+
+    name = "update_end"
+    #: online inserts keep nothing, so a distributed insert need not gather targets
+    uses_targets = False
+
+    def __init__(self, batch_size: int = 1024) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
+
+    def select(
+        self, n: int, seen: int, size: int, capacity: int, targets: Tensor | None, stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty
+
+    def check(self, capacity: int, model: nn.Module | None = None) -> None:
+        """Refuse a model this policy cannot read, before anything is trained."""
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass
+
+    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+        raise NotImplementedError
+
+    def on_update_end(self, ctx: Any) -> None:
+        """Choose the samples to keep among the memory and the whole chunk, and rewrite the memory."""
+        if ctx.memory.capacity == 0:
+            return
+        self.check(ctx.memory.capacity, ctx.model)
+        chosen, memory_rows = self.choose(ctx)
+        rewrite_memory(ctx, chosen, memory_rows, self.batch_size)
+
+
+class HerdingPolicy(UpdateEndPolicy):
+    """iCaRL's exemplar memory (Rebuffi et al., CVPR 2017): per class, herding in feature space.
+
+    At update end every class seen gets an equal share of the memory (:func:`class_quotas`).
+    A class with samples in the chunk is herded afresh over its chunk samples and its stored
+    exemplars with the current model (:func:`~retentive.memory.selection.herding`, on
+    L2-normalised features, iCaRL's ConstructExemplarSet); a class absent from the chunk keeps
+    the first exemplars of its herding order (iCaRL's ReduceExemplarSet). The memory stores each
+    class's exemplars in herding order, so the prefix rule holds across updates.
+
+    Args:
+        feature_layers: layers whose outputs are the features (flattened, concatenated);
+            ``None``: the penultimate layer (the input of the last submodule with parameters).
+        batch_size: samples per forward pass.
+
+    Memory: ``N x D`` floats of features (``N`` = chunk + memory), plus the padded per-class
+    copy herding uses, ``classes x max class size x D``.
+    """
+
+    name = "herding"
+
+    def __init__(self, feature_layers: Sequence[str] | None = None, normalize: bool = True, batch_size: int = 1024) -> None:
+        super().__init__(batch_size)
+        self.feature_layers = None if feature_layers is None else list(feature_layers)
+        self.normalize = bool(normalize)
+
+    def check(self, capacity: int, model: nn.Module | None = None) -> None:
+        if model is not None:
+            check_feature_layers(model, self.feature_layers)
+
+    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+        features, targets, m = candidate_features(ctx, self.feature_layers, self.batch_size)
+        targets = targets.cpu()
+        classes = int(targets.max()) + 1 if targets.numel() else 0
+        available = torch.bincount(targets, minlength=classes)
+        quotas = class_quotas(available, ctx.memory.capacity)
+        in_chunk = torch.zeros(classes, dtype=torch.bool)
+        in_chunk[targets[m:]] = True
+        herd = in_chunk[targets]  # the rows of classes the chunk brings
+        picked = herding(features[herd.to(features.device)], targets[herd], torch.where(in_chunk, quotas, 0), self.normalize)
+        herded = herd.nonzero().squeeze(1)[picked.cpu()]
+        # classes only in memory: the first quota_c exemplars in slot (herding) order
+        rank = torch.zeros_like(targets)
+        old = (~herd).nonzero().squeeze(1)
+        if old.numel():
+            order = torch.argsort(targets[old], stable=True)
+            sorted_t = targets[old][order]
+            first = torch.searchsorted(sorted_t, sorted_t, right=False)
+            rank[old[order]] = torch.arange(old.numel()) - first
+        kept_old = old[rank[old] < quotas[targets[old]]]
+        chosen = torch.cat([kept_old, herded])
+        return chosen[torch.argsort(targets[chosen], stable=True)], m
+
+
+class KCenterPolicy(UpdateEndPolicy):
+    """A k-center coreset of the chunk and the memory in feature space (Sener & Savarese, ICLR
+    2018): greedy farthest-point selection, within twice the optimal covering radius.
+
+    Class-agnostic, as in the paper: the memory covers the feature space, not the label set.
+
+    Args:
+        feature_layers: as for :class:`HerdingPolicy` (penultimate layer by default).
+        batch_size: samples per forward pass.
+
+    Memory: ``N x D`` floats of features and ``O(N)`` distances; time ``O(N * D * capacity)``.
+    """
+
+    name = "k_center"
+
+    def __init__(self, feature_layers: Sequence[str] | None = None, batch_size: int = 1024) -> None:
+        super().__init__(batch_size)
+        self.feature_layers = None if feature_layers is None else list(feature_layers)
+
+    def check(self, capacity: int, model: nn.Module | None = None) -> None:
+        if model is not None:
+            check_feature_layers(model, self.feature_layers)
+
+    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+        features, targets, m = candidate_features(ctx, self.feature_layers, self.batch_size)
+        chosen = k_center_greedy(features, ctx.memory.capacity).cpu()
+        return chosen[torch.argsort(targets.cpu()[chosen], stable=True)], m
+
+
+class GradientDiversityPolicy(UpdateEndPolicy):
+    """A memory of diverse gradients: Aljundi et al.'s gradient-based sample selection objective
+    (GSS, NeurIPS 2019: keep samples whose loss gradients have low cosine similarity to one
+    another), solved at update end by greedy k-center on L2-normalised per-sample gradients.
+
+    For unit vectors ``||g_i - g_j||^2 = 2 - 2 cos(g_i, g_j)``, so each farthest-point step adds
+    the candidate whose largest cosine similarity to those already kept is smallest. Per-sample
+    gradients come from ``torch.func`` (``vmap`` of ``grad`` over ``functional_call``), one batch
+    at a time, in eval mode.
+
+    Args:
+        parameters: ``"last"`` [default] the parameters of the last submodule that has any (the
+            classifier: cheap, ``D = classes x (features + 1)``), ``"all"`` every trainable
+            parameter, or a list of parameter names.
+        sketch_dim: gradients longer than this are count-sketched to ``sketch_dim`` dimensions
+            (a fixed random hash and sign per coordinate, which preserves inner products in
+            expectation) so that the ``N x D`` matrix stays bounded; ``None`` never sketches.
+        batch_size: samples per vmapped gradient batch.
+
+    Memory: ``N x min(D, sketch_dim)`` floats, plus one batch of per-sample gradients
+    (``batch_size x D``).
+    """
+
+    name = "gradient_diversity"
+
+    def __init__(self, parameters: str | Sequence[str] = "last", sketch_dim: int | None = 1024, batch_size: int = 256) -> None:
+        super().__init__(batch_size)
+        if isinstance(parameters, str) and parameters not in ("last", "all"):
+            raise ValueError(f"parameters must be 'last', 'all' or a list of parameter names, got {parameters!r}")
+        if sketch_dim is not None and (not isinstance(sketch_dim, int) or sketch_dim < 1):
+            raise ValueError(f"sketch_dim must be an int >= 1 or None, got {sketch_dim!r}")
+        self.parameters = parameters if isinstance(parameters, str) else list(parameters)
+        self.sketch_dim = sketch_dim
+
+    def parameter_names(self, model: nn.Module) -> list[str]:
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError(
+                f"the gradient-diversity memory policy needs trainable parameters, but {type(model).__name__} has none "
+                "(all have requires_grad=False)"
+            )
+        if self.parameters == "all":
+            return trainable
+        if self.parameters == "last":
+            return last_parameters(model)
+        missing = [n for n in self.parameters if n not in trainable]
+        if missing:
+            raise ValueError(f"parameters {missing} are not trainable parameters of {type(model).__name__}; it has {trainable}")
+        return list(self.parameters)
+
+    def check(self, capacity: int, model: nn.Module | None = None) -> None:
+        if model is not None:
+            self.parameter_names(model)
+
+    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+        names = self.parameter_names(ctx.model)
+        sketch: tuple[Tensor, Tensor] | None = None
+        rows, targets, m = [], [], 0
+        with _EvalMode(ctx.model):
+            for where, x, y, t in _batches(ctx, self.batch_size):
+                g = per_sample_gradients(ctx.model, ctx.loss_fn, x, y.long(), names, t)
+                if self.sketch_dim is not None and g.shape[1] > self.sketch_dim:
+                    if sketch is None:
+                        gen = torch.Generator().manual_seed(0x5EED)  # the same hash on every replica
+                        bucket = torch.randint(self.sketch_dim, (g.shape[1],), generator=gen)
+                        sign = torch.randint(2, (g.shape[1],), generator=gen).float() * 2 - 1
+                        sketch = (bucket.to(g.device), sign.to(g.device))
+                    g = g.new_zeros(g.shape[0], self.sketch_dim).index_add_(1, sketch[0], g * sketch[1])
+                rows.append(nn.functional.normalize(g.detach().float(), dim=1))
+                targets.append(y.long())
+                m += int(y.shape[0]) if where == "memory" else 0
+        gradients, labels = torch.cat(rows), torch.cat(targets).cpu()
+        chosen = k_center_greedy(gradients, ctx.memory.capacity).cpu()
+        return chosen[torch.argsort(labels[chosen], stable=True)], m
+
+
+class ForgettingPolicy(UpdateEndPolicy):
+    """Keep the samples forgotten most often (Toneva et al., ICLR 2019), class-balanced.
+
+    A forgetting event is a sample classified correctly at one evaluation and wrongly at the
+    next. The policy evaluates the memory and the whole chunk at every epoch end it is given
+    (:meth:`on_train_epoch_end`) and at update end; memory samples are evaluated again at every
+    later update, so forgetting across updates counts. A sample never classified correctly
+    counts as forgotten infinitely often (Toneva et al.). Each class keeps its quota
+    (:func:`class_quotas`) of the highest counts; ties are broken by a random order drawn from
+    the update index, the same on every replica.
+
+    State (saved with the memory): per memory slot the sample id (``update << 32 | index`` in
+    its chunk), its count, whether it was correct at the last evaluation and whether it was ever
+    correct; during an update the same for the chunk's samples.
+
+    Memory: ``O(N)`` counters and one batch of logits.
+    """
+
+    name = "forgetting"
+    _KEYS = ("ids", "counts", "last", "learned")
+
+    def __init__(self, batch_size: int = 1024) -> None:
+        super().__init__(batch_size)
+        self.slots = self._empty(0)
+        self.chunk = self._empty(0)
+        self.chunk_update = -1
+
+    @staticmethod
+    def _empty(n: int) -> dict[str, Tensor]:
+        return {
+            "ids": torch.full((n,), -1, dtype=torch.int64),
+            "counts": torch.zeros(n, dtype=torch.int64),
+            "last": torch.zeros(n, dtype=torch.bool),
+            "learned": torch.zeros(n, dtype=torch.bool),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "slots": {k: v.clone() for k, v in self.slots.items()},
+            "chunk": {k: v.clone() for k, v in self.chunk.items()},
+            "chunk_update": torch.tensor(self.chunk_update, dtype=torch.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.slots = {k: state["slots"][k].cpu().clone() for k in self._KEYS} if "slots" in state else self._empty(0)
+        self.chunk = {k: state["chunk"][k].cpu().clone() for k in self._KEYS} if "chunk" in state else self._empty(0)
+        self.chunk_update = int(state.get("chunk_update", torch.tensor(-1)))
+
+    def _evaluate(self, ctx: Any) -> tuple[Tensor, int]:
+        """Update the counters from one evaluation of memory then chunk; return all targets."""
+        correct, targets, m = [], [], 0
+        with _EvalMode(ctx.model), torch.no_grad():
+            for where, x, y, t in _batches(ctx, self.batch_size):
+                correct.append((forward_routed(ctx.model, x, t).argmax(1) == y).cpu())
+                targets.append(y.long().cpu())
+                m += int(y.shape[0]) if where == "memory" else 0
+        now = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
+        if self.slots["ids"].numel() != m:  # filled by another policy: unknown history
+            self.slots = self._empty(m)
+        n_chunk = now.numel() - m
+        if self.chunk_update != int(ctx.update) or self.chunk["ids"].numel() != n_chunk:
+            self.chunk = self._empty(n_chunk)
+            self.chunk["ids"] = (int(ctx.update) << 32) + torch.arange(n_chunk, dtype=torch.int64)
+            self.chunk_update = int(ctx.update)
+        for state, c in ((self.slots, now[:m]), (self.chunk, now[m:])):
+            state["counts"] += forgetting_events(state["last"], c).long()
+            state["learned"] |= c
+            state["last"] = c.clone()
+        return (torch.cat(targets) if targets else torch.zeros(0, dtype=torch.int64)), m
+
+    def on_train_epoch_end(self, ctx: Any) -> None:
+        """One evaluation point (call it at each epoch end for Toneva's per-epoch counting)."""
+        if ctx.memory.capacity:
+            self._evaluate(ctx)
+
+    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+        targets, m = self._evaluate(ctx)
+        union = {k: torch.cat([self.slots[k], self.chunk[k]]) for k in self._KEYS}
+        score = forgetting_scores(union["counts"], union["learned"])
+        classes = int(targets.max()) + 1 if targets.numel() else 0
+        quotas = class_quotas(torch.bincount(targets, minlength=classes), ctx.memory.capacity)
+        gen = torch.Generator().manual_seed(0xF0 + int(ctx.update))
+        tie = torch.randperm(targets.numel(), generator=gen)
+        # by class, then score descending, then the random tie order: one lexicographic sort
+        order = tie[torch.argsort(-score[tie], stable=True)]
+        order = order[torch.argsort(targets[order], stable=True)]
+        sorted_t = targets[order]
+        rank = torch.arange(order.numel()) - torch.searchsorted(sorted_t, sorted_t)
+        chosen = order[rank < quotas[sorted_t]]
+        self._chosen = {k: v[chosen].clone() for k, v in union.items()}
+        return chosen, m
+
+    def on_update_end(self, ctx: Any) -> None:
+        super().on_update_end(ctx)
+        if ctx.memory.capacity:
+            self.slots, self.chunk, self.chunk_update = self._chosen, self._empty(0), -1
+            del self._chosen
