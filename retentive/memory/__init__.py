@@ -18,6 +18,7 @@ from retentive.memory.update_end import (
     KCenterPolicy,
     UpdateEndPolicy,
     run_update_end,
+    with_update_end_selection,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "UpdateEndPolicy",
     "policy_from_name",
     "run_update_end",
+    "with_update_end_selection",
 ]

@@ -258,11 +258,12 @@ class RingBufferPolicy:
     Continual Learning", 2019), with the per-class share rebalanced as classes appear.
 
     While the memory has free slots every sample is kept. Once it is full, a sample of class
-    ``c`` replaces the oldest sample of ``c`` if ``c`` already holds its share
-    ``capacity // K`` (``K`` the classes seen so far); otherwise it replaces the oldest sample of
-    the largest class (ties: the class whose oldest sample is oldest). So each class keeps its
-    most recent samples and the classes stay within one of each other once each has offered its
-    share. Fully deterministic: it draws no random numbers.
+    ``c`` replaces the oldest sample of the largest class (ties: the class whose oldest sample
+    is oldest) if ``c`` holds at least two fewer than it, and the oldest sample of ``c``
+    otherwise. So each class keeps its most recent samples (evictions always take a class's
+    oldest), the largest count never grows, and every class either keeps all it offered or holds
+    the largest count or one less: with a fixed set of classes this is Chaudhry et al.'s equal
+    split. Fully deterministic: it draws no random numbers.
 
     The state beyond the stored targets, saved with the memory under ``policy_state``, is the
     arrival position of the sample in each slot (the FIFO order). Decisions run in arrival order
@@ -321,10 +322,10 @@ class RingBufferPolicy:
                 size += 1
             else:
                 _check_room(capacity, len(queues), "ring-buffer")
-                if len(own) >= capacity // len(queues):
+                largest = max(len(q) for q in queues.values())
+                if len(own) >= largest - 1:  # moving a slot over would not balance anything
                     slot = own.popleft()
                 else:
-                    largest = max(len(q) for q in queues.values())
                     victim = min((q for q in queues.values() if len(q) == largest), key=lambda q: times[q[0]])
                     slot = victim.popleft()
             own.append(slot)

@@ -539,3 +539,54 @@ class ForgettingPolicy(UpdateEndPolicy):
         if ctx.memory.capacity:
             self.slots, self.chunk, self.chunk_update = self._chosen, self._empty(0), -1
             del self._chosen
+
+
+# ------------------------------------------------------------------------------------ adapter
+def with_update_end_selection(updater_class: type) -> type:
+    """A subclass of ``updater_class`` that runs the memory policy's update-end hooks itself.
+
+    The stop-gap until the Learner calls ``memory.policy.check``/``on_train_epoch_end``/
+    ``on_update_end`` (see the module docstring): the policy's :meth:`~UpdateEndPolicy.check`
+    runs when the updater is built (before anything is trained or written), its
+    ``on_train_epoch_end`` after every epoch and its ``on_update_end`` after the fit, before the
+    state is saved, each over the whole chunk on the training device.
+    """
+    import pytorch_lightning as pl
+
+    class _EpochEnd(pl.Callback):
+        def __init__(self, updater: Any) -> None:
+            self.updater = updater
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            hook = getattr(self.updater.memory.policy, "on_train_epoch_end", None)
+            if hook is not None and self.updater._chunk is not None:
+                hook(self.updater._update_context(self.updater._chunk, self.updater.learner.task_id))
+
+    class Selecting(updater_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            check = getattr(self.memory.policy, "check", None)
+            if check is not None:
+                check(self.memory.capacity, self.model)
+            self._chunk: Dataset | None = None
+            self.callbacks.append(_EpochEnd(self))
+
+        def _update_context(self, dataset: Dataset, task_id: int) -> ChunkContext:
+            device = next(self.model.parameters(), torch.empty(0)).device
+            return ChunkContext(
+                self.model, self.memory, dataset, task_id=task_id, update=self.updates_done,
+                loss_fn=self.learner.loss_fn, device=device, rank=self.global_rank, world_size=self.world_size,
+            )
+
+        def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+            self._chunk = train_dataset
+            return super()._training_data(train_dataset, task_id)
+
+        def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+            super()._after_fit(train_dataset, task_id)
+            run_update_end(self.memory, self._update_context(train_dataset, task_id))
+            self._chunk = None
+
+    Selecting.__name__ = Selecting.__qualname__ = updater_class.__name__
+    Selecting.__module__ = updater_class.__module__
+    return Selecting
