@@ -51,7 +51,7 @@ def class_quotas(available: Tensor, capacity: int) -> Tensor:
 def herding(features: Tensor, labels: Tensor, quotas: Tensor, normalize: bool = True) -> Tensor:
     """iCaRL herding, per class: the rows whose running mean stays closest to the class mean.
 
-    For class ``c`` with mean ``mu_c`` of its (L2-normalised, as in iCaRL) features, the ``k``-th
+    For class ``c`` with mean ``mu_c`` of its features (each L2-normalised, as in iCaRL), the ``k``-th
     exemplar is ``argmin_x ||mu_c - (x + sum_{j<k} p_j) / k||`` over the rows not yet chosen.
     All classes are herded together: one padded ``(classes, n_max, d)`` tensor, one batched
     matrix-vector product per exemplar rank, so the Python loop runs ``max(quotas)`` times.
@@ -88,9 +88,9 @@ def herding(features: Tensor, labels: Tensor, quotas: Tensor, normalize: bool = 
     index = torch.full((classes, n_max), -1, dtype=torch.int64, device=x.device)
     index[labels[order], rank] = order
     valid = index >= 0
+    # the plain mean of the (normalised) features, as in iCaRL's ConstructExemplarSet (only its
+    # nearest-mean classifier renormalises the means)
     mu = padded.sum(1) / counts.clamp_min(1).to(x)[:, None]  # (classes, d)
-    if normalize:
-        mu = nn.functional.normalize(mu, dim=1)
     norms = padded.pow(2).sum(2)  # (classes, n_max)
     running = torch.zeros_like(mu)
     chosen = torch.full((classes, int(quotas.max())), -1, dtype=torch.int64, device=x.device)
