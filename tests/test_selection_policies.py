@@ -82,6 +82,28 @@ def test_herding_mean_is_closer_to_the_class_mean_than_random_selection():
         assert herd_error < float(random_errors.min()), (herd_error, float(random_errors.min()))
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), classes=st.integers(1, 4), normalize=st.booleans())
+def test_batched_herding_equals_the_per_class_loop_of_icarl(seed, classes, normalize):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (60,), generator=g)
+    x = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    counts = torch.bincount(labels, minlength=classes)
+    quotas = torch.minimum(counts, torch.randint(0, 12, (classes,), generator=g))
+    expected = []
+    for c in range(classes):  # iCaRL's ConstructExemplarSet, one class and one exemplar at a time
+        rows = (labels == c).nonzero().squeeze(1).tolist()
+        f = {i: (x[i] / x[i].norm() if normalize else x[i]) for i in rows}
+        mu = sum(f.values()) / len(rows) if rows else None
+        chosen, total = [], torch.zeros(5, dtype=torch.float64)
+        for k in range(1, int(quotas[c]) + 1):
+            best = min((i for i in rows if i not in chosen), key=lambda i: float((mu - (total + f[i]) / k).norm()))
+            chosen.append(best)
+            total = total + f[best]
+        expected += chosen
+    assert herding(x, labels, quotas, normalize=normalize).tolist() == expected
+
+
 def test_herding_refuses_quotas_above_the_class_counts():
     with pytest.raises(ValueError, match="exceed the class counts"):
         herding(torch.zeros(3, 2), torch.tensor([0, 0, 1]), torch.tensor([1, 2]))
@@ -198,6 +220,9 @@ def test_update_end_policies_over_chunks(name):
     torch.manual_seed(0)
     model = MLP()
     memory = ReplayBuffer(30, policy=POLICIES[name]())
+    with pytest.raises(RuntimeError, match="nothing calls its on_update_end"):
+        _online(memory, _chunk([0], 16, 0), 0, logits=True)
+    memory.policy.attach(model, 30)
     chunks = [_chunk([0, 1], 120, 0), _chunk([2, 3], 120, 1), _chunk([4, 5, 0], 120, 2)]
     for task, chunk in enumerate(chunks):
         _online(memory, chunk, task, logits=True)
@@ -228,6 +253,7 @@ def test_herding_memory_matches_icarl_construct_and_reduce():
     torch.manual_seed(0)
     model = MLP()
     memory = ReplayBuffer(20, policy=HerdingPolicy())
+    memory.policy.attach(model, 20)
     first = _chunk([0, 1], 100, 0)
     _online(memory, first, 0, logits=False)
     run_update_end(memory, ChunkContext(model, memory, first))

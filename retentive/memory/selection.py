@@ -73,7 +73,7 @@ def herding(features: Tensor, labels: Tensor, quotas: Tensor, normalize: bool = 
     counts = torch.bincount(labels.cpu(), minlength=len(quotas))
     if len(counts) > len(quotas) or bool((quotas > counts).any()):
         raise ValueError(f"herding quotas {quotas.tolist()} exceed the class counts {counts.tolist()}")
-    x = features.float()
+    x = features if features.dtype == torch.float64 else features.float()
     if normalize:
         x = nn.functional.normalize(x, dim=1)
     classes, n_max = len(quotas), int(counts.max()) if counts.numel() else 0
@@ -125,7 +125,7 @@ def k_center_greedy(features: Tensor, k: int, centers: Tensor | None = None) -> 
         raise ValueError(f"k-center needs (n, d) features, got shape {tuple(features.shape)}")
     n = int(features.shape[0])
     k = min(int(k), n)
-    x = features.float()
+    x = features if features.dtype == torch.float64 else features.float()
     sq = x.pow(2).sum(1)
     chosen = torch.zeros(max(k, 0), dtype=torch.int64, device=x.device)
     if k <= 0:

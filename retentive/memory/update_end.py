@@ -255,12 +255,27 @@ class UpdateEndPolicy:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         self.batch_size = batch_size
 
+    #: set by :meth:`attach` once an updater promises to call :meth:`on_update_end`
+    attached = False
+
     def select(
         self, n: int, seen: int, size: int, capacity: int, targets: Tensor | None, stored_targets: Tensor | None,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
+        if not self.attached and capacity > 0:
+            raise RuntimeError(
+                f"{type(self).__name__} chooses the memory at the end of an update, but nothing calls its "
+                "on_update_end: the memory would stay empty. Build the updater with "
+                "retentive.memory.with_update_end_selection(UpdaterClass), or call policy.attach(model, capacity) "
+                "where on_update_end(ctx) is called"
+            )
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
+
+    def attach(self, model: nn.Module, capacity: int) -> None:
+        """Check ``model`` (:meth:`check`) and record that the caller runs the update-end hook."""
+        self.check(capacity, model)
+        self.attached = True
 
     def check(self, capacity: int, model: nn.Module | None = None) -> None:
         """Refuse a model this policy cannot read, before anything is trained."""
@@ -565,9 +580,11 @@ def with_update_end_selection(updater_class: type) -> type:
     class Selecting(updater_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            check = getattr(self.memory.policy, "check", None)
-            if check is not None:
-                check(self.memory.capacity, self.model)
+            policy = self.memory.policy
+            if hasattr(policy, "attach"):
+                policy.attach(self.model, self.memory.capacity)
+            elif hasattr(policy, "check"):
+                policy.check(self.memory.capacity, self.model)
             self._chunk: Dataset | None = None
             self.callbacks.append(_EpochEnd(self))
 
