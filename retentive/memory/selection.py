@@ -142,8 +142,8 @@ def k_center_greedy(features: Tensor, k: int, centers: Tensor | None = None) -> 
     for i in range(m, k):
         u = nearest.argmax()
         chosen[i] = u
-        nearest = torch.minimum(nearest, (sq - 2.0 * (x @ x[u]) + sq[u]).clamp_min(0))
-        nearest[chosen[: i + 1]] = -1.0
+        nearest = torch.minimum(nearest, (sq - 2.0 * (x @ x[u]) + sq[u]).clamp_min_(0))
+        nearest[u] = -1.0  # chosen rows stay at -1 (the minimum keeps it): never chosen twice
     return chosen
 
 
