@@ -14,7 +14,7 @@ from retentive.components.cls import CLSConsistency
 from retentive.components.pod import PooledOutputDistillation
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
-from retentive.updaters.base import ModelUpdater
+from retentive.updaters.base import ModelUpdater, with_user_components
 from retentive.updaters.chunks import add_chunk
 
 
@@ -29,9 +29,8 @@ class ExperienceReplayModelUpdater(ModelUpdater):
 
     def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, alpha: float = 1.0, **kwargs: Any) -> None:
         super().__init__(
-            model, loss_fn, optimizer, components=[MemoryCrossEntropy(alpha)], memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components([MemoryCrossEntropy(alpha)], kwargs), memory_size=memory_size, **kwargs
         )
-        self.hyperparameters["alpha"] = alpha
 
 
 class DarkExperienceReplayModelUpdater(ModelUpdater):
@@ -55,8 +54,9 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
         **kwargs: Any,
     ) -> None:
         components = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(alpha=alpha, beta=beta)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+        )
 
 
 def resolve_feature_layers(model: nn.Module, feature_layers: Sequence[str] | None) -> tuple[str, ...]:
@@ -109,10 +109,10 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
     ) -> None:
         layers = resolve_feature_layers(model, feature_layers)
         component = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
-        super().__init__(model, loss_fn, optimizer, components=[component], memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(
-            alpha=alpha, distillation_type=distillation_type, normalize=bool(normalize), feature_layers=list(layers)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components([component], kwargs), memory_size=memory_size, **kwargs
         )
+        self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
 class CLSExperienceReplayModelUpdater(ModelUpdater):
@@ -149,8 +149,9 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
             plastic_model_update_probability=plastic_model_update_probability,
         )
         components = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(alpha=alpha, beta=beta, **teachers)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+        )
 
 
 class SuperExperienceReplayModelUpdater(ModelUpdater):
@@ -216,22 +217,10 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         if pod_alpha > 0:
             layers = resolve_feature_layers(model, feature_layers)
             components.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(
-            der_alpha=der_alpha,
-            der_beta=der_beta,
-            sp_shrink_factor=sp_shrink_factor,
-            sp_sigma=sp_sigma,
-            cls_alpha=cls_alpha,
-            cls_stable_model_update_weight=cls_stable_model_update_weight,
-            cls_plastic_model_update_weight=cls_plastic_model_update_weight,
-            cls_stable_model_update_probability=cls_stable_model_update_probability,
-            cls_plastic_model_update_probability=cls_plastic_model_update_probability,
-            pod_alpha=pod_alpha,
-            pod_distillation_type=pod_distillation_type,
-            pod_normalize=bool(pod_normalize),
-            feature_layers=list(layers),
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
         )
+        self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
 class OfflineExperienceReplayModelUpdater(ModelUpdater):
@@ -272,7 +261,6 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         )
         self.learner.update_memory_every_step = False
         self.loss_weight_new_data = None if loss_weight_new_data is None else float(loss_weight_new_data)
-        self.hyperparameters["loss_weight_new_data"] = self.loss_weight_new_data
 
     def new_data_weight(self, num_new: int) -> float:
         """``a`` for an update on ``num_new`` samples, given everything the memory has been offered."""
