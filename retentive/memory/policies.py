@@ -188,6 +188,8 @@ class ClassBalancedReservoirPolicy:
     """
 
     name = "class_balanced_reservoir"
+    #: it fills free slots first, so the buffer knows its size without reading the slots
+    fills_free_slots_first = True
 
     def __init__(self, num_classes: int | None = None) -> None:
         if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
@@ -281,6 +283,8 @@ class RingBufferPolicy:
     """
 
     name = "ring_buffer"
+    #: it fills free slots first, so the buffer knows its size without reading the slots
+    fills_free_slots_first = True
 
     def __init__(self, num_classes: int | None = None) -> None:
         if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):

@@ -13,13 +13,16 @@ Memory bound (each policy's docstring refines it): with ``N = len(chunk) + len(m
 activations, plus the ``capacity`` chosen rows; the chunk's inputs are never held at once.
 
 The hook reads a context with ``model``, ``memory``, ``device``, ``update``, ``loss_fn``,
-``chunk_batches(batch_size)`` and ``memory_batches(batch_size)`` (yielding ``(x, y, task_ids)``),
-as :class:`retentive.components.base.UpdateContext` provides; :class:`ChunkContext` builds one
-from a dataset for use outside the Learner.
+``forward(x, task_ids)``, ``chunk_batches(batch_size)`` and ``memory_batches(batch_size)``
+(yielding ``(x, y, task_ids)``), as :class:`retentive.components.base.UpdateContext` provides;
+:class:`ChunkContext` builds one from a dataset for use outside the Learner. An updater runs the
+hooks through :func:`with_update_end_selection`; a policy that nothing hooks refuses the first
+insert (:meth:`UpdateEndPolicy.select`) rather than leave the memory silently empty.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +74,10 @@ class ChunkContext:
             y = torch.as_tensor(batch[1]).long()
             t = torch.as_tensor(batch[2]).long() if len(batch) == 3 else torch.full_like(y, self.task_id)
             yield batch[0].to(self.device), y.to(self.device), t.to(self.device)
+
+    def forward(self, inputs: Tensor, task_ids: Tensor) -> Tensor:
+        """The model's logits, routed by task id as in training."""
+        return forward_routed(self.model, inputs.to(self.device), task_ids.to(self.device))
 
     def memory_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         n = len(self.memory)
@@ -151,11 +158,16 @@ class _EvalMode:
 
 
 def _batches(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
-    """The memory (slot order) then the chunk, tagged."""
-    for x, y, t in ctx.memory_batches(batch_size):
-        yield "memory", x, y, t
+    """The memory (slot order) then the chunk, tagged, on the context's device."""
+    device = ctx.device
+    for where, batches in (("memory", ctx.memory_batches(batch_size)), ("chunk", ctx.chunk_batches(batch_size))):
+        for x, y, t in batches:
+            yield where, x.to(device), torch.as_tensor(y).to(device).long(), torch.as_tensor(t).to(device).long()
+
+
+def _chunk_only(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
     for x, y, t in ctx.chunk_batches(batch_size):
-        yield "chunk", x, y, t
+        yield "chunk", x.to(ctx.device), torch.as_tensor(y).to(ctx.device).long(), torch.as_tensor(t).to(ctx.device).long()
 
 
 def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) -> tuple[Tensor, Tensor, int]:
@@ -165,7 +177,7 @@ def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) 
     try:
         with _EvalMode(ctx.model), torch.no_grad():
             for where, x, y, t in _batches(ctx, batch_size):
-                forward_routed(ctx.model, x, t)
+                ctx.forward(x, t)
                 feats.append(taps.features())
                 targets.append(y.long())
                 m += int(y.shape[0]) if where == "memory" else 0
@@ -175,14 +187,14 @@ def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) 
 
 
 # ------------------------------------------------------------------------------------ rewrite
-def _metadata(model: nn.Module, keys: Sequence[str], x: Tensor, t: Tensor) -> dict[str, Tensor]:
+def _metadata(ctx: Any, keys: Sequence[str], x: Tensor, t: Tensor) -> dict[str, Tensor]:
     layers = [k[len("features.") :] for k in keys if k.startswith("features.")]
     unknown = [k for k in keys if k != "logits" and not k.startswith("features.")]
     if unknown:
         raise KeyError(f"update-end selection cannot produce the memory metadata {unknown}; it makes 'logits' and 'features.<layer>'")
-    taps = _Penultimate(model, layers) if layers else None
+    taps = _Penultimate(ctx.model, layers) if layers else None
     try:
-        logits = forward_routed(model, x, t)
+        logits = ctx.forward(x, t)
         out = {"logits": logits.detach().float()} if "logits" in keys else {}
         if taps is not None:
             out.update({f"features.{n}": taps.outputs[n].detach().float() for n in layers})
@@ -209,13 +221,13 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
     pieces: list[dict[str, Tensor]] = []
     offset, pointer = 0, 0
     with _EvalMode(ctx.model), torch.no_grad():
-        for x, y, t in ctx.chunk_batches(batch_size) if chunk_rows.numel() else ():
+        for _, x, y, t in _chunk_only(ctx, batch_size) if chunk_rows.numel() else ():
             b = int(y.shape[0])
             stop = int(torch.searchsorted(chunk_rows, offset + b))
             if stop > pointer:
                 local = (chunk_rows[pointer:stop] - offset).to(x.device)
                 xs, ts = x[local], t[local]
-                rows = {"inputs": xs, "targets": y[local].long(), "task_ids": ts.long(), **_metadata(ctx.model, extra, xs, ts)}
+                rows = {"inputs": xs, "targets": y[local], "task_ids": ts, **_metadata(ctx, extra, xs, ts)}
                 if not memory.storage:
                     memory.allocate(rows)
                 pieces.append(memory.encode({k: v.to(memory.dtypes[k]) for k, v in rows.items()}))
@@ -235,7 +247,7 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
         if pieces:
             rows[chunk_pos.to(stored.device)] = torch.cat([p[key] for p in pieces]).to(stored.device, stored.dtype)
         new[key] = rows
-    memory.write(new, torch.arange(n))
+    memory.write(new, torch.arange(n), size=n)
 
 
 # ------------------------------------------------------------------------------------ policies
@@ -256,13 +268,13 @@ class UpdateEndPolicy:
         self.batch_size = batch_size
 
     #: set by :meth:`attach` once an updater promises to call :meth:`on_update_end`
-    attached = False
+    _attached = False
 
     def select(
         self, n: int, seen: int, size: int, capacity: int, targets: Tensor | None, stored_targets: Tensor | None,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
-        if not self.attached and capacity > 0:
+        if not self._attached and capacity > 0:
             raise RuntimeError(
                 f"{type(self).__name__} chooses the memory at the end of an update, but nothing calls its "
                 "on_update_end: the memory would stay empty. Build the updater with "
@@ -275,7 +287,7 @@ class UpdateEndPolicy:
     def attach(self, model: nn.Module, capacity: int) -> None:
         """Check ``model`` (:meth:`check`) and record that the caller runs the update-end hook."""
         self.check(capacity, model)
-        self.attached = True
+        self._attached = True
 
     def check(self, capacity: int, model: nn.Module | None = None) -> None:
         """Refuse a model this policy cannot read, before anything is trained."""
@@ -510,7 +522,7 @@ class ForgettingPolicy(UpdateEndPolicy):
         correct, targets, m = [], [], 0
         with _EvalMode(ctx.model), torch.no_grad():
             for where, x, y, t in _batches(ctx, self.batch_size):
-                correct.append((forward_routed(ctx.model, x, t).argmax(1) == y).cpu())
+                correct.append((ctx.forward(x, t).argmax(1) == y).cpu())
                 targets.append(y.long().cpu())
                 m += int(y.shape[0]) if where == "memory" else 0
         now = torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool)
@@ -558,13 +570,15 @@ class ForgettingPolicy(UpdateEndPolicy):
 
 # ------------------------------------------------------------------------------------ adapter
 def with_update_end_selection(updater_class: type) -> type:
-    """A subclass of ``updater_class`` that runs the memory policy's update-end hooks itself.
+    """A subclass of ``updater_class`` that runs the memory policy's hooks itself.
 
-    The stop-gap until the Learner calls ``memory.policy.check``/``on_train_epoch_end``/
-    ``on_update_end`` (see the module docstring): the policy's :meth:`~UpdateEndPolicy.check`
-    runs when the updater is built (before anything is trained or written), its
-    ``on_train_epoch_end`` after every epoch and its ``on_update_end`` after the fit, before the
-    state is saved, each over the whole chunk on the training device.
+    ``with_update_end_selection(ExperienceReplayModelUpdater)(..., memory_policy=HerdingPolicy())``
+    works with every replay updater. The stop-gap until the Learner calls the policy's hooks
+    beside the components' (see the report for the exact lines): the policy's
+    :meth:`~UpdateEndPolicy.attach` (its checks) runs when the updater is built, before anything
+    is trained or written; ``on_train_epoch_end`` after every epoch; ``on_update_end`` after the
+    fit, before the state is saved, with the Learner's
+    :class:`~retentive.components.base.UpdateContext` (the whole chunk on every rank).
     """
     import pytorch_lightning as pl
 
@@ -574,8 +588,8 @@ def with_update_end_selection(updater_class: type) -> type:
 
         def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             hook = getattr(self.updater.memory.policy, "on_train_epoch_end", None)
-            if hook is not None and self.updater._chunk is not None:
-                hook(self.updater._update_context(self.updater._chunk, self.updater.learner.task_id))
+            if hook is not None and self.updater.memory.capacity:
+                hook(self.updater.learner.update_context(epoch=trainer.current_epoch))
 
     class Selecting(updater_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -585,25 +599,15 @@ def with_update_end_selection(updater_class: type) -> type:
                 policy.attach(self.model, self.memory.capacity)
             elif hasattr(policy, "check"):
                 policy.check(self.memory.capacity, self.model)
-            self._chunk: Dataset | None = None
             self.callbacks.append(_EpochEnd(self))
-
-        def _update_context(self, dataset: Dataset, task_id: int) -> ChunkContext:
-            device = next(self.model.parameters(), torch.empty(0)).device
-            return ChunkContext(
-                self.model, self.memory, dataset, task_id=task_id, update=self.updates_done,
-                loss_fn=self.learner.loss_fn, device=device, rank=self.global_rank, world_size=self.world_size,
-            )
-
-        def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
-            self._chunk = train_dataset
-            return super()._training_data(train_dataset, task_id)
 
         def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
             super()._after_fit(train_dataset, task_id)
-            run_update_end(self.memory, self._update_context(train_dataset, task_id))
-            self._chunk = None
+            # the Learner's UpdateContext: the whole chunk (not the rank's shard) and the memory
+            run_update_end(self.memory, self.learner.update_context())
 
+    # the constructor's signature, so that the updater records its arguments by name
+    Selecting.__init__.__signature__ = inspect.signature(updater_class.__init__)  # type: ignore[attr-defined]
     Selecting.__name__ = Selecting.__qualname__ = updater_class.__name__
     Selecting.__module__ = updater_class.__module__
     return Selecting
