@@ -10,16 +10,8 @@ from retentive.memory.policies import (
     policy_from_name,
 )
 from retentive.memory.unbounded import UnboundedBuffer
-from retentive.memory.update_end import (
-    ChunkContext,
-    ForgettingPolicy,
-    GradientDiversityPolicy,
-    HerdingPolicy,
-    KCenterPolicy,
-    UpdateEndPolicy,
-    run_update_end,
-    with_update_end_selection,
-)
+from retentive.memory.selection_policies import ForgettingPolicy, GradientDiversityPolicy, HerdingPolicy, KCenterPolicy
+from retentive.memory.update_end import ChunkContext, UpdateEndPolicy, run_update_end, with_update_end_selection
 
 __all__ = [
     "CORE_KEYS",

@@ -349,7 +349,7 @@ class RingBufferPolicy:
 
 def policy_from_name(name: str) -> InsertionPolicy:
     """Look up a policy by its config name (built with its default arguments)."""
-    from retentive.memory import update_end  # the update-end policies import torch.func; only on demand
+    from retentive.memory import selection_policies as update_end  # imported on demand (no cycle)
 
     policies: dict[str, type] = {
         "reservoir": ReservoirPolicy,
