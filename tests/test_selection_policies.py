@@ -364,3 +364,35 @@ def test_feature_policies_refuse_a_missing_layer_and_gradient_policy_a_frozen_mo
         GradientDiversityPolicy(parameters=["nope"]).check(10, model)
     with pytest.raises(ValueError, match="parameters must be 'last', 'all'"):
         GradientDiversityPolicy(parameters="first")
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_second_call_in_the_same_update_selects_nothing_more(name):
+    torch.manual_seed(0)
+    model = MLP()
+    memory = ReplayBuffer(10, policy=POLICIES[name]())
+    chunk = _chunk([0, 1], 60, 0)
+    run_update_end(memory, ChunkContext(model, memory, chunk))
+    once = memory.state_dict()
+    run_update_end(memory, ChunkContext(model, memory, chunk))  # e.g. the Learner's hook and the adapter
+    assert str(memory.state_dict()) == str(once)
+    memory.load_state_dict(ReplayBuffer(10, policy=POLICIES[name]()).state_dict() | {"capacity": 10})
+    run_update_end(memory, ChunkContext(model, memory, chunk))  # rolled back: selects again
+    assert len(memory) == 10
+
+
+def test_compact_uint8_memory_keeps_exact_inputs():
+    torch.manual_seed(0)
+    model = MLP()
+    memory = ReplayBuffer(8, policy=HerdingPolicy(), input_dtype="uint8")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (40, 784), generator=g).float() / 255
+    chunk = TensorChunk(x, torch.arange(40) % 2)
+    run_update_end(memory, ChunkContext(model, memory, chunk))
+    assert memory.storage["inputs"].dtype == torch.uint8
+    stored = memory.decoded("inputs")
+    assert bool((stored[:, None] == x[None]).all(2).any(1).all())
+    nxt = TensorChunk(torch.randint(0, 256, (40, 784), generator=g).float() / 255, torch.arange(40) % 2 + 2)
+    run_update_end(memory, ChunkContext(model, memory, nxt, update=1))
+    kept_old = (memory.decoded("inputs")[:, None] == x[None]).all(2).any(1)
+    assert int(kept_old.sum()) == 4 and memory.class_counts().tolist() == [2, 2, 2, 2]

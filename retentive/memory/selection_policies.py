@@ -223,12 +223,14 @@ class ForgettingPolicy(UpdateEndPolicy):
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            **super().state_dict(),
             "slots": {k: v.clone() for k, v in self.slots.items()},
             "chunk": {k: v.clone() for k, v in self.chunk.items()},
             "chunk_update": torch.tensor(self.chunk_update, dtype=torch.int64),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.slots = {k: state["slots"][k].cpu().clone() for k in self._KEYS} if "slots" in state else self._empty(0)
         self.chunk = {k: state["chunk"][k].cpu().clone() for k in self._KEYS} if "chunk" in state else self._empty(0)
         self.chunk_update = int(state.get("chunk_update", torch.tensor(-1)))
@@ -278,7 +280,8 @@ class ForgettingPolicy(UpdateEndPolicy):
         return chosen, m
 
     def on_update_end(self, ctx: Any) -> None:
+        done = self.selected_update
         super().on_update_end(ctx)
-        if ctx.memory.capacity:
+        if ctx.memory.capacity and self.selected_update != done:
             self.slots, self.chunk, self.chunk_update = self._chosen, self._empty(0), -1
             del self._chosen

@@ -285,22 +285,26 @@ class UpdateEndPolicy:
     def check(self, capacity: int, model: nn.Module | None = None) -> None:
         """Refuse a model this policy cannot read, before anything is trained."""
 
-    def state_dict(self) -> dict[str, Tensor]:
-        return {}
+    #: the update whose selection is done (saved, so a rolled-back update selects again)
+    selected_update = -1
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        pass
+    def state_dict(self) -> dict[str, Any]:
+        return {"selected_update": torch.tensor(self.selected_update, dtype=torch.int64)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.selected_update = int(state.get("selected_update", torch.tensor(-1)))
 
     def choose(self, ctx: Any) -> tuple[Tensor, int]:
         raise NotImplementedError
 
     def on_update_end(self, ctx: Any) -> None:
         """Choose the samples to keep among the memory and the whole chunk, and rewrite the memory."""
-        if ctx.memory.capacity == 0:
-            return
+        if ctx.memory.capacity == 0 or int(ctx.update) == self.selected_update:
+            return  # a second call in the same update (two hooks) must not select twice
         self.check(ctx.memory.capacity, ctx.model)
         chosen, memory_rows = self.choose(ctx)
         rewrite_memory(ctx, chosen, memory_rows, self.batch_size)
+        self.selected_update = int(ctx.update)
 
 
 # ------------------------------------------------------------------------------------ adapter
