@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -39,12 +40,19 @@ UPDATE_END = ("herding", "k_center", "gradient_diversity", "forgetting")
 ALL_POLICIES = ("reservoir", "class_balanced_reservoir", "ring_buffer", *UPDATE_END)
 
 
-def _median_seconds(work, repeats: int) -> float:
-    times = []
+CPU_SECONDS: dict[str, float] = {}
+
+
+def _median_seconds(work, repeats: int, label: str | None = None) -> float:
+    """Median wall seconds of ``work``; the median CPU seconds of this process go to ``CPU_SECONDS``."""
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         work()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    if label is not None:
+        CPU_SECONDS[label] = statistics.median(cpu)
     return statistics.median(times)
 
 
@@ -55,22 +63,23 @@ def timing(repeats: int) -> dict:
     model = MLP(init="xavier").eval()
     memory = ReplayBuffer(500, policy=policy_from_name("herding"))
     ctx = ChunkContext(model, memory, chunk)
-    out: dict = {"samples": len(chunk), "feature_dim": 100, "batch_size": 1024, "repeats": repeats, "rows": []}
-    features_s = _median_seconds(lambda: candidate_features(ctx, None, 1024), repeats)
+    load = os.getloadavg()
+    out: dict = {"load_average_before": load, "samples": len(chunk), "feature_dim": 100, "batch_size": 1024, "repeats": repeats, "rows": []}
+    features_s = _median_seconds(lambda: candidate_features(ctx, None, 1024), repeats, "features")
     features, targets, _ = candidate_features(ctx, None, 1024)
     out["features_seconds"] = features_s
     for capacity in (500, 2000):
         quotas = class_quotas(torch.bincount(targets), capacity)
         row = {"capacity": capacity}
-        row["herding_s"] = _median_seconds(lambda: herding(features, targets, quotas), repeats)
-        row["k_center_s"] = _median_seconds(lambda: k_center_greedy(features, capacity), repeats)
+        row["herding_s"] = _median_seconds(lambda: herding(features, targets, quotas), repeats, f"herding_{capacity}")
+        row["k_center_s"] = _median_seconds(lambda: k_center_greedy(features, capacity), repeats, f"k_center_{capacity}")
         for name in ("herding", "k_center"):
             def policy_run(name=name, capacity=capacity) -> None:
                 mem = ReplayBuffer(capacity, policy=policy_from_name(name))
                 mem.policy.attach(model, capacity)
                 mem.policy.on_update_end(ChunkContext(model, mem, chunk))
 
-            row[f"{name}_policy_s"] = _median_seconds(policy_run, repeats)
+            row[f"{name}_policy_s"] = _median_seconds(policy_run, repeats, f"{name}_policy_{capacity}")
         # the bound: features N x D float32, herding's padded per-class copy, k-center's distances
         per_class = int(torch.bincount(targets).max())
         row["bound_mb"] = {
@@ -80,6 +89,9 @@ def timing(repeats: int) -> dict:
         }
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
+    out["cpu_seconds"] = dict(CPU_SECONDS)
+    out["load_average_after"] = os.getloadavg()
+    print(json.dumps(out["cpu_seconds"]), flush=True)
     return out
 
 
