@@ -88,8 +88,9 @@ def spec_mismatch(key: str, shape: torch.Size, dtype: torch.dtype, stored: Spec)
     stored_shape, stored_dtype = stored
     if shape == stored_shape and dtype == stored_dtype:
         return None
+    what = "input leaf" if key != INPUTS and is_input_key(key) else "key"
     message = (
-        f"memory key {key!r} holds samples of shape {tuple(stored_shape)} and dtype {stored_dtype}, "
+        f"memory {what} {key!r} holds samples of shape {tuple(stored_shape)} and dtype {stored_dtype}, "
         f"got shape {tuple(shape)} and dtype {dtype}"
     )
     if is_input_key(key) and len(shape) == len(stored_shape) and shape != stored_shape:
