@@ -155,7 +155,7 @@ class ReplayBuffer:
             return self.input_dtype
         return dtype
 
-    def rows(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], int]:
+    def prepare(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], int]:
         """``batch`` flattened to storage keys (one per input leaf) and its size, after checking
         that it fits the storage: the same keys and input leaves, per-sample shapes and dtypes.
 
@@ -174,8 +174,8 @@ class ReplayBuffer:
         return flat, n
 
     def check(self, batch: Mapping[str, Any]) -> int:
-        """The batch size of ``batch``, after checking it fits the storage (see :meth:`rows`)."""
-        return self.rows(batch)[1]
+        """The batch size of ``batch``, after checking it fits the storage (see :meth:`prepare`)."""
+        return self.prepare(batch)[1]
 
     def allocate(self, batch: Mapping[str, Any]) -> None:
         """Create the storage from a batch's shapes and dtypes (done by the first insert)."""
@@ -213,7 +213,7 @@ class ReplayBuffer:
         leaf must have the same leading batch size; on the first insert the storage is allocated
         from these shapes and dtypes, afterwards they must match (nothing is written otherwise).
         """
-        flat, n = self.rows(batch)
+        flat, n = self.prepare(batch)
         if self.capacity == 0:
             self.seen += n
             return torch.empty(0, dtype=torch.int64)
@@ -267,6 +267,17 @@ class ReplayBuffer:
         if leaves:
             data[INPUTS] = nested.unflatten(leaves, self.input_structure, INPUTS)
         return data
+
+    def gather(self, indices: Tensor) -> MemoryBatch:
+        """The samples in slots ``indices``, inputs decoded (in their offered structure)."""
+        idx = indices.to(self.device)
+        return MemoryBatch(indices=idx, data=self._gather(idx))
+
+    def rows(self, start: int, stop: int) -> MemoryBatch:
+        """The filled slots ``start:stop`` in order, inputs decoded (update-level passes read these)."""
+        stop = min(stop, self.size)
+        idx = torch.arange(start, stop, device=self.device)
+        return MemoryBatch(indices=idx, data=self._gather(slice(start, stop)))
 
     def decoded(self, key: str) -> Any:
         """The filled rows of ``key`` in the dtype they were offered in (inputs decoded).

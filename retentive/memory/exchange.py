@@ -138,7 +138,7 @@ def distributed_add(
     :meth:`ReplayBuffer.add`. Every rank must call this at the same step. Returns the slots
     written, the same on all ranks.
     """
-    flat, n = memory.rows(batch)
+    flat, n = memory.prepare(batch)
     if not memory.storage and memory.capacity:
         memory.allocate(batch)
     row_bytes = sum(_numel(stored.shape[1:]) * stored.element_size() for stored in memory.storage.values())
