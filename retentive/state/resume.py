@@ -33,6 +33,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from retentive.data import nested
 from retentive.errors import StateError
 from retentive.state.locking import OutputLock
 from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
@@ -86,8 +87,9 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
     if torch.is_tensor(targets):
         digest.update(_tensor_bytes(targets))
     for index in sorted({0, n // 2, n - 1}):
-        for part in dataset[index]:
-            digest.update(_tensor_bytes(part))
+        for part in dataset[index]:  # nested inputs: every leaf, in flatten's order, with its path
+            for path, leaf in (nested.flatten(part).items() if nested.is_nested(part) else [("", part)]):
+                digest.update(path.encode() + _tensor_bytes(leaf))
     return {"samples": n, "sha256": digest.hexdigest()}
 
 
