@@ -112,7 +112,10 @@ def unpack(packed: Tensor, layout: list[tuple[str, torch.Size, torch.dtype, int]
     k = int(packed.shape[0])
     rows, start = {}, 0
     for key, shape, dtype, nbytes in layout:
-        rows[key] = packed[:, start : start + nbytes].contiguous().view(dtype).reshape(k, *shape)
+        # a fresh (k, nbytes) tensor: offset 0 and row stride nbytes, whatever the column range and
+        # k (``.contiguous()`` keeps a one-row slice's stride, which ``view(dtype)`` refuses)
+        column = torch.empty((k, nbytes), dtype=torch.uint8, device=packed.device).copy_(packed[:, start : start + nbytes])
+        rows[key] = column.view(dtype).reshape(k, *shape)
         start += nbytes
     return rows
 
