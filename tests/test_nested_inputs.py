@@ -407,3 +407,146 @@ def test_the_report_shows_each_input_leaf():
     text = format_report(report)
     assert "    inputs.attention_mask  (16,) int64\n" in text
     assert "    inputs.pixels          (1, 4, 4) float32, stored as uint8" in text
+
+
+# ---------------------------------------------------------------- end to end: a Hugging Face classifier
+def _rows_offered(memory_inputs: dict, memory_targets: torch.Tensor, chunks: list) -> torch.Tensor:
+    """Per memory row, whether some offered sample has exactly its leaves and its label."""
+    found = torch.zeros(memory_targets.shape[0], dtype=torch.bool)
+    for chunk in chunks:
+        same = torch.ones(memory_targets.shape[0], len(chunk), dtype=torch.bool)
+        for key, stored in memory_inputs.items():
+            same &= (stored[:, None, :] == chunk.inputs[key][None, :, :]).all(-1)
+        same &= memory_targets[:, None] == chunk.targets[None, :]
+        found |= same.any(1)
+    return found
+
+
+@pytest.fixture(scope="module")
+def updater_takes_dict_inputs():
+    """xfail (naming why) while ``ModelUpdater.update`` still runs its tensor-only dataset check.
+
+    Probed without training: a dict chunk with an out-of-range label passes
+    :func:`check_dataset` and is refused by the label check; the old check refuses the dict.
+    """
+    from text_worker import make_updater, tokenised_chunk
+
+    chunk = tokenised_chunk((0,), 2, seed=0)
+    chunk.targets[:] = 99
+    with pytest.raises(DataError) as refused:
+        make_updater(None, None).update(chunk, task_id=0)
+    if "inputs must be tensors, got dict" in str(refused.value):
+        pytest.xfail("ModelUpdater.update must call retentive.updaters.validation.check_dataset (base.py, the lead's)")
+    assert "label 99" in str(refused.value), refused.value
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, updater_takes_dict_inputs):
+    """DER++ on a tiny BERT over two chunks of tokenised text, each update a new updater that
+    loads the previous state folder; and the same without a memory, for comparison."""
+    from text_worker import chunks, make_updater
+    from retentive.evaluation import accuracy
+
+    out = tmp_path_factory.mktemp("text")
+    train, test = chunks()
+    make_updater(None, out / "s0").update(train[0], task_id=0)
+    updater = make_updater(out / "s0", out / "s1")
+    updater.update(train[1], task_id=1)
+    make_updater(None, out / "f0", memory_size=0).update(train[0], task_id=0)
+    forgetful = make_updater(out / "f0", None, memory_size=0)
+    forgetful.update(train[1], task_id=1)
+    return {
+        "out": out, "train": train, "test": test, "updater": updater,
+        "accuracy": [accuracy(updater.model, c) for c in test],
+        "forgetful_accuracy": [accuracy(forgetful.model, c) for c in test],
+    }
+
+
+def test_der_updates_a_hugging_face_text_classifier_on_dict_inputs_through_state_folders(text_run):
+    from text_worker import MAX_LENGTH, TextClassifier
+    from retentive import load_model
+    from retentive.state import load_state
+    from retentive.state.inspection import inspect_state
+
+    train, test, out = text_run["train"], text_run["test"], text_run["out"]
+    assert set(train[0].inputs) == {"input_ids", "attention_mask"}  # what the tokenizer gave
+    # it learnt the new topics and, thanks to the replayed dict samples, kept the old ones
+    assert min(text_run["accuracy"]) > 0.8, text_run["accuracy"]
+    assert text_run["forgetful_accuracy"][0] < 0.2, text_run["forgetful_accuracy"]
+
+    memory = load_state(out / "s1").memory  # read with weights_only=True
+    assert memory["input_structure"] == {"dict": {"attention_mask": None, "input_ids": None}}
+    stored = {key.removeprefix("inputs."): memory["storage"][key] for key in ("inputs.input_ids", "inputs.attention_mask")}
+    assert stored["input_ids"].shape == (80, MAX_LENGTH) and stored["input_ids"].dtype == torch.int64
+    assert bool(_rows_offered(stored, memory["storage"]["targets"], train).all())
+    assert set(memory["storage"]["targets"].tolist()) == {0, 1, 2, 3}
+    assert memory["storage"]["logits"].shape == (80, 4)
+
+    model = load_model(TextClassifier(), out / "s1")
+    model.eval(), text_run["updater"].model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(test[0].inputs), text_run["updater"].model(test[0].inputs))
+
+    report = inspect_state(out / "s1")
+    assert report.verified and report.memory_inputs == {
+        key: {"shape": [MAX_LENGTH], "dtype": "int64", "stored_dtype": "int64"}
+        for key in ("inputs.attention_mask", "inputs.input_ids")
+    }
+
+
+def test_text_of_another_padded_length_or_keys_is_refused_and_nothing_changes(text_run, tmp_path):
+    from state_helpers import same_snapshot, snapshot
+    from text_worker import make_updater, tokenised_chunk
+
+    longer = tokenised_chunk((2, 3), 8, seed=5)
+    longer.inputs = {k: torch.nn.functional.pad(v, (0, 4)) for k, v in longer.inputs.items()}  # padded to 20
+    no_mask = tokenised_chunk((2, 3), 8, seed=5)
+    del no_mask.inputs["attention_mask"]
+    for chunk, match in (
+        (longer, r"'inputs.attention_mask' holds samples of shape \(16,\).*length 20 .* stores length 16"),
+        (no_mask, r"leaves \[inputs.attention_mask, inputs.input_ids\] but the training inputs have \[inputs.input_ids\]"),
+    ):
+        updater = make_updater(text_run["out"] / "s1", tmp_path / "s2")
+        before = snapshot(updater)
+        with pytest.raises(MemoryShapeError, match=match):
+            updater.update(chunk, task_id=2)
+        assert same_snapshot(snapshot(updater), before)
+        assert not (tmp_path / "s2").exists()
+
+
+def _ddp_dumps(out: Path, name: str) -> list[dict]:
+    return [torch.load(out / f"{name}.rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def test_the_text_classifier_under_two_process_ddp(tmp_path, updater_takes_dict_inputs):
+    from text_worker import EPOCHS, TextClassifier, chunks, make_updater
+    from retentive import load_model
+    from retentive.evaluation import accuracy
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "text_worker.py"), "--out", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    for name in ("ddp0", "ddp1"):
+        rank0, rank1 = _ddp_dumps(tmp_path, name)
+        assert rank0["world_size"] == rank1["world_size"] == 2
+        assert _same(rank0["model"], rank1["model"]) and _same(rank0["memory"], rank1["memory"]), name
+    memory = _ddp_dumps(tmp_path, "ddp1")[0]["memory"]
+    train, test = chunks()
+    assert memory["input_structure"] == {"dict": {"attention_mask": None, "input_ids": None}}
+    stored = {key: memory["storage"][f"inputs.{key}"] for key in ("input_ids", "attention_mask")}
+    # every epoch offered every sample of both ranks' shards to every replica
+    assert memory["size"] == 80 and memory["seen"] == EPOCHS * (len(train[0]) + len(train[1]))
+    assert bool(_rows_offered(stored, memory["storage"]["targets"], train).all())
+    assert set(memory["storage"]["targets"].tolist()) == {0, 1, 2, 3}
+    # the folder written by two ranks loads in one process, for inference and to update further
+    model = load_model(TextClassifier(), tmp_path / "ddp1")
+    assert _same(model.state_dict(), _ddp_dumps(tmp_path, "ddp1")[0]["model"])
+    accuracies = [accuracy(model, c) for c in test]
+    assert min(accuracies) > 0.6, accuracies
+    single = make_updater(tmp_path / "ddp1", tmp_path / "single2", max_epochs=1)
+    assert _same(single.memory.state_dict(), memory)
+    single.update(train[0].subset(torch.arange(32)), task_id=0)
+    assert (tmp_path / "single2" / "memory.pt").exists() and single.memory.seen == memory["seen"] + 32

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MAX_LENGTH = 16
+EPOCHS = 8
 TOPICS = 4
 WORDS_PER_TOPIC = 6
 FILLER = [f"w{i}" for i in range(12)]
@@ -115,7 +116,7 @@ def make_updater(input_state: Path | None, output_state: Path | None, devices: i
 
     torch.manual_seed(0)
     settings: dict[str, Any] = dict(
-        memory_size=80, batch_size=32, batch_memory_frac=0.5, alpha=0.5, beta=1.0, max_epochs=6, seed=0,
+        memory_size=80, batch_size=32, batch_memory_frac=0.5, alpha=0.5, beta=1.0, max_epochs=EPOCHS, seed=0,
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
         logger=False, enable_progress_bar=False,
     )
