@@ -64,6 +64,11 @@ def flat_rows(batch: Mapping[str, Any]) -> dict[str, Tensor]:
 
 def batch_size(rows: Mapping[str, Tensor]) -> int:
     """The leading size every key shares (an error naming each key's size if they disagree)."""
+    first = next(iter(rows.values()), None)
+    if first is not None and first.dim():
+        n = first.shape[0]
+        if all(value.dim() and value.shape[0] == n for value in rows.values()):  # the per-step path
+            return int(n)
     sizes = {key: int(value.shape[0]) if value.dim() else -1 for key, value in rows.items()}
     if len(set(sizes.values())) != 1 or -1 in sizes.values():
         raise MemoryShapeError(f"memory batch keys disagree on the batch size: {sizes}")
@@ -109,6 +114,10 @@ def check_rows(rows: Mapping[str, Tensor], specs: Mapping[str, Spec]) -> None:
     ``specs`` empty means nothing is stored yet, and anything fits.
     """
     if not specs:
+        return
+    if rows.keys() == specs.keys() and all(
+        value.shape[1:] == specs[key][0] and value.dtype == specs[key][1] for key, value in rows.items()
+    ):  # the per-step path: everything fits
         return
     offered_inputs = sorted(k for k in rows if is_input_key(k))
     stored_inputs = sorted(k for k in specs if is_input_key(k))
