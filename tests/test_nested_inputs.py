@@ -224,6 +224,28 @@ def test_unbounded_memory_grows_every_leaf():
     assert torch.equal(memory.decoded("inputs")["extra"][0], text_batch(0, 56)["inputs"]["extra"][0])
 
 
+def test_a_nested_chunk_moves_into_a_memory_and_back_out_as_a_dataset():
+    """What Offline-ER, GDumb and Joint do with a chunk and their memory."""
+    from retentive.updaters.chunks import add_chunk, memory_dataset
+
+    memory = UnboundedBuffer()
+    chunk = text_chunk(0, 23)
+    add_chunk(memory, chunk, task_id=2)
+    back = memory_dataset(memory)
+    assert torch.equal(back.inputs["input_ids"], chunk.inputs["input_ids"]) and isinstance(back.inputs["extra"], tuple)
+    assert torch.equal(back.targets, chunk.targets) and bool((back.task_ids == 2).all())
+
+
+def test_the_resume_fingerprint_reads_every_leaf():
+    from retentive.state.resume import dataset_fingerprint
+
+    chunk = text_chunk(0, 9)
+    same = dataset_fingerprint(text_chunk(0, 9))
+    assert dataset_fingerprint(chunk) == same
+    chunk.inputs["attention_mask"][4, 0] = 7  # the middle sample, one leaf
+    assert dataset_fingerprint(chunk) != same
+
+
 # ---------------------------------------------------------------- the DDP exchange
 def test_replicas_of_a_nested_memory_equal_one_process_inserting_the_union():
     world_size, steps = 2, 12
