@@ -173,10 +173,6 @@ class ReplayBuffer:
                 )
         return flat, n
 
-    def check(self, batch: Mapping[str, Any]) -> int:
-        """The batch size of ``batch``, after checking it fits the storage (see :meth:`prepare`)."""
-        return self.prepare(batch)[1]
-
     def allocate(self, batch: Mapping[str, Any]) -> None:
         """Create the storage from a batch's shapes and dtypes (done by the first insert)."""
         self.input_structure = nested.structure(batch[INPUTS]) if INPUTS in batch else None

@@ -56,7 +56,7 @@ class UnboundedBuffer(ReplayBuffer):
         self.capacity = capacity
 
     def add(self, batch: Mapping[str, Any]) -> Tensor:
-        n = self.check(batch)
+        n = self.prepare(batch)[1]
         if n == 0:
             return torch.empty(0, dtype=torch.int64)
         self._reserve(self.size + n)
