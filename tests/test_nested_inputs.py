@@ -517,8 +517,11 @@ def test_der_updates_a_hugging_face_text_classifier_on_dict_inputs_through_state
 
 
 def test_text_of_another_padded_length_or_keys_is_refused_and_nothing_changes(text_run, tmp_path):
-    from state_helpers import same_snapshot, snapshot
+    from state_helpers import hidden_entries, same_snapshot, snapshot, tree_digest
     from text_worker import make_updater, tokenised_chunk
+
+    state1 = text_run["out"] / "s1"
+    digest = tree_digest(state1)
 
     longer = tokenised_chunk((2, 3), 8, seed=5)
     longer.inputs = {k: torch.nn.functional.pad(v, (0, 4)) for k, v in longer.inputs.items()}  # padded to 20
@@ -528,12 +531,13 @@ def test_text_of_another_padded_length_or_keys_is_refused_and_nothing_changes(te
         (longer, r"'inputs.attention_mask' holds samples of shape \(16,\).*length 20 .* stores length 16"),
         (no_mask, r"leaves \[inputs.attention_mask, inputs.input_ids\] but the training inputs have \[inputs.input_ids\]"),
     ):
-        updater = make_updater(text_run["out"] / "s1", tmp_path / "s2")
+        updater = make_updater(state1, tmp_path / "s2")
         before = snapshot(updater)
         with pytest.raises(MemoryShapeError, match=match):
             updater.update(chunk, task_id=2)
         assert same_snapshot(snapshot(updater), before)
-        assert not (tmp_path / "s2").exists()
+        assert not (tmp_path / "s2").exists() and hidden_entries(tmp_path) == []
+    assert tree_digest(state1) == digest
 
 
 def _ddp_dumps(out: Path, name: str) -> list[dict]:
