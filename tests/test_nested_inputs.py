@@ -292,6 +292,24 @@ def test_replicas_with_other_leaves_of_the_same_row_size_are_refused():
         run_ranks(2, work)
 
 
+def test_a_batch_one_rank_cannot_store_is_refused_on_every_rank_before_anything_is_written():
+    def work(rank, exchange):
+        memory = ReplayBuffer(10, seed=2)
+        distributed_add(memory, text_batch(rank * 4, 4), exchange)
+        before = _snapshot(memory)
+        bad = text_batch(8 + rank * 4, 4, length=8 if rank == 0 else 9)  # rank 1's text is one token longer
+        try:
+            distributed_add(memory, bad, exchange)
+        except MemoryShapeError as error:
+            return str(error), _same(_snapshot(memory), before)
+        return None, False
+
+    (message0, unchanged0), (message1, unchanged1) = run_ranks(2, work)
+    assert message0 == "rank(s) [1] offered samples that do not fit the memory (their error names the key)"
+    assert "length 9" in message1 and "stores length 8" in message1
+    assert unchanged0 and unchanged1
+
+
 # ---------------------------------------------------------------- chunk checks
 class DictModel(nn.Module):
     """Mean of token embeddings under the mask, plus a floating side input: dict in, logits out."""

@@ -6,7 +6,8 @@ sample of its own shard (and Renate saved only rank 0's). Instead the ranks agre
 
 1. one all-gather of a small header per rank: its batch size, its bytes per stored row and a
    checksum of its row layout (the replicas must store the same keys, input leaves, shapes and
-   dtypes), and its count of replayed samples;
+   dtypes), its count of replayed samples, and whether its batch fits its memory (a batch that
+   does not is refused on every rank at once, before anything is written);
 2. (only for a policy that reads the targets) one all-gather of the targets;
 3. every rank runs the policy on the union with the buffer's generator, whose state is the same
    everywhere, so every rank computes the same ``(source, slots)``;
@@ -141,14 +142,25 @@ def distributed_add(
     :meth:`ReplayBuffer.add`. Every rank must call this at the same step. Returns the slots
     written, the same on all ranks.
     """
-    flat, n = memory.prepare(batch)
-    if not memory.storage and memory.capacity:
+    # A batch that does not fit is refused on every rank together: a rank raising alone would
+    # leave the others waiting in the next all-gather.
+    problem: MemoryShapeError | None = None
+    try:
+        flat, n = memory.prepare(batch)
+    except MemoryShapeError as error:
+        problem, flat, n = error, {}, 0
+    if problem is None and not memory.storage and memory.capacity:
         memory.allocate(batch)
     row_bytes = sum(_numel(stored.shape[1:]) * stored.element_size() for stored in memory.storage.values())
     n_refresh = 0 if refresh is None else int(refresh.indices.numel())
-    header = torch.tensor([n, row_bytes, n_refresh, _layout_checksum(memory)], dtype=torch.int64, device=exchange.device)
-    headers = exchange.gather(header).cpu()
-    counts, widths, refresh_counts, layouts = (headers[:, i].tolist() for i in range(4))
+    header = [n, row_bytes, n_refresh, _layout_checksum(memory), int(problem is not None)]
+    headers = exchange.gather(torch.tensor(header, dtype=torch.int64, device=exchange.device)).cpu()
+    counts, widths, refresh_counts, layouts, refused = (headers[:, i].tolist() for i in range(5))
+    if problem is not None:
+        raise problem
+    if any(refused):
+        ranks = [r for r, bad in enumerate(refused) if bad]
+        raise MemoryShapeError(f"rank(s) {ranks} offered samples that do not fit the memory (their error names the key)")
     if memory.capacity and (len(set(widths)) != 1 or len(set(layouts)) != 1):
         raise MemoryShapeError(
             f"the ranks' memories store rows of different sizes or layouts ({widths} bytes per rank, layout checksums "
