@@ -344,6 +344,10 @@ def test_check_dataset_accepts_fitting_nested_chunks_and_names_what_differs():
         check_dataset(missing, "validation", memory)
     with pytest.raises(MemoryShapeError, match=r"inputs have \[inputs\]"):
         check_dataset(TensorChunk(torch.zeros(5, 8), torch.zeros(5, dtype=torch.long)), "training", memory)
+    as_dict = text_chunk(5, 5)
+    as_dict.inputs["extra"] = {"0": as_dict.inputs["extra"][0]}  # the same leaf names, a dict for a tuple
+    with pytest.raises(MemoryShapeError, match=r"structured as .*'extra': \{'tuple'.* are .*'extra': \{'dict'"):
+        check_dataset(as_dict, "training", memory)
     plain = ReplayBuffer(10)
     plain.add({"inputs": torch.zeros(2, 1, 28, 28), "targets": torch.zeros(2, dtype=torch.long), "task_ids": torch.zeros(2, dtype=torch.long)})
     with pytest.raises(MemoryShapeError, match=r"training inputs have shape \(1, 14, 14\) .* memory holds inputs of shape \(1, 28, 28\)"):

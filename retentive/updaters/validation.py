@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from retentive.data import nested
 from retentive.errors import DataError, MemoryShapeError
 from retentive.memory.buffer import ReplayBuffer
-from retentive.memory.layout import INPUTS, leaves_mismatch, spec_mismatch
+from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
 
 
 def _tensor_attr(dataset: Dataset, name: str, length: int) -> Tensor | None:
@@ -68,7 +68,7 @@ def check_dataset(dataset: Dataset, role: str, memory: ReplayBuffer) -> None:
     whose inputs do not fit what ``memory`` stores.
 
     ``x`` is a tensor or a dict/tuple/list of tensors; each leaf's per-sample shape and dtype must
-    equal the memory's (:meth:`ReplayBuffer.input_spec`), so text must keep the padded length the
+    equal the memory's (:meth:`ReplayBuffer.specs`), so text must keep the padded length the
     memory stored. Raises :class:`DataError` (not a dataset of samples) or
     :class:`MemoryShapeError` (naming the leaf, its shape or length and the stored one) before
     anything is trained or written. ``role`` names the dataset in messages ("training").
@@ -86,9 +86,12 @@ def check_dataset(dataset: Dataset, role: str, memory: ReplayBuffer) -> None:
     stored = memory.specs()
     if not stored:
         return
-    stored_inputs = sorted(k for k in stored if k == INPUTS or k.startswith(INPUTS + nested.SEPARATOR))
+    stored_inputs = sorted(k for k in stored if is_input_key(k))
     if sorted(leaves) != stored_inputs:
         raise MemoryShapeError(leaves_mismatch(sorted(leaves), stored_inputs, f"the {role}"))
+    offered = nested.structure(sample[0])
+    if not nested.same_layout(offered, memory.input_structure):  # same paths, other containers
+        raise MemoryShapeError(f"the memory holds inputs structured as {memory.input_structure} but the {role} inputs are {offered}")
     for key, leaf in leaves.items():
         shape, dtype = stored[key]
         if leaf.shape == shape and leaf.dtype == dtype:
