@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from retentive.components.base import Batch, Component
 from retentive.data.loaders import training_loader
 from retentive.distributed import broadcast_object
-from retentive.errors import DataError, MemoryShapeError, StateError
+from retentive.errors import DataError, StateError
 from retentive.evaluation import chunk_classes
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.learner.passes import insert_chunk, refresh_metadata
@@ -44,7 +44,7 @@ from retentive.updaters.arguments import (
     split_batch,
 )
 from retentive.updaters.chunks import chunk_batches
-from retentive.updaters.validation import check_chunk, probe_model
+from retentive.updaters.validation import check_chunk, check_dataset, probe_model
 
 MEMORY_INSERTION = ("step", "update_end")
 
@@ -319,26 +319,6 @@ class ModelUpdater:
         )
 
     # ---------------------------------------------------------------- input checks
-    def _check_dataset(self, dataset: Dataset, role: str) -> None:
-        try:
-            n = len(dataset)  # type: ignore[arg-type]
-        except TypeError as error:
-            raise DataError(f"the {role} dataset must be a map-style Dataset with a length") from error
-        if n == 0:
-            raise DataError(f"the {role} dataset is empty; an update needs at least one sample")
-        sample = dataset[0]
-        if not isinstance(sample, (tuple, list)) or len(sample) not in (2, 3):
-            raise DataError(f"{role} samples must be (x, y) or (x, y, task_id) tuples, got {type(sample).__name__}")
-        x = sample[0]
-        if not torch.is_tensor(x):
-            raise DataError(f"{role} inputs must be tensors, got {type(x).__name__}")
-        stored = self.memory.spec("inputs")
-        if stored is not None and (x.shape != stored[0] or x.dtype != stored[1]):
-            raise MemoryShapeError(
-                f"{role} inputs have shape {tuple(x.shape)} and dtype {x.dtype}, but the memory holds inputs "
-                f"of shape {tuple(stored[0])} and dtype {stored[1]}"
-            )
-
     def _check_transforms(self, dataset: Dataset, task: int | str) -> None:
         """Refuse, before training, a transform whose output the model cannot run on."""
         sample = dataset[0][0]  # type: ignore[index]
@@ -440,10 +420,10 @@ class ModelUpdater:
         # a growing model grows for the task first (idempotent per task): the checks probe it, and
         # the rollback snapshot below then covers its new structure
         self._adapt_model([task])
-        self._check_dataset(train_dataset, "training")
+        check_dataset(train_dataset, "training", self.memory)
         check_chunk(self.model, train_dataset, "training", task_id, task)
         if val_dataset is not None:
-            self._check_dataset(val_dataset, "validation")
+            check_dataset(val_dataset, "validation", self.memory)
             check_chunk(self.model, val_dataset, "validation", None, task)
         self._check_transforms(train_dataset, task)
         update = self.updates_done
