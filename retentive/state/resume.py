@@ -67,6 +67,16 @@ def has_checkpoint(output: str | os.PathLike[str]) -> bool:
     return bool(_checkpoint_folders(output))
 
 
+def leftover_epochs(output: str | os.PathLike[str]) -> int | None:
+    """The epochs completed by the newest checkpoint an interrupted update left for ``output``, or
+    ``None`` when there is none (not verified here: :func:`latest_checkpoint` does that on resume).
+
+    The command line reads it to refuse starting over silently and to say where a resume begins.
+    """
+    found = _checkpoint_folders(output)
+    return found[0][0] if found else None
+
+
 def discard_checkpoints(output: str | os.PathLike[str]) -> None:
     """Remove every checkpoint kept for ``output`` (after its update finished, or to start over)."""
     shutil.rmtree(checkpoint_root(output), ignore_errors=True)
@@ -237,13 +247,31 @@ def write_checkpoint(
     return folder
 
 
+def _leaf_differences(recorded: Any, expected: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, recorded, expected)`` for every leaf where two nested mappings differ."""
+    if isinstance(recorded, dict) and isinstance(expected, dict):
+        found: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(recorded) | set(expected), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in recorded or key not in expected:
+                found.append((name, recorded.get(key, "<absent>"), expected.get(key, "<absent>")))
+            else:
+                found.extend(_leaf_differences(recorded[key], expected[key], name))
+        return found
+    return [] if recorded == expected else [(prefix or "fingerprint", recorded, expected)]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _differences(recorded: Any, expected: dict[str, Any]) -> str:
+    """Only the keys that differ, by dotted name (``hyperparameters.lr: checkpoint 0.1, this update 0.05``)."""
     if not isinstance(recorded, dict):
-        return f"it records no fingerprint ({recorded!r})"
-    keys = sorted(set(recorded) | set(expected))
+        return f"it records no fingerprint ({_short(recorded)})"
     return "; ".join(
-        f"{key}: checkpoint {recorded.get(key)!r}, this update {expected.get(key)!r}"
-        for key in keys if recorded.get(key) != expected.get(key)
+        f"{key}: checkpoint {_short(old)}, this update {_short(new)}" for key, old, new in _leaf_differences(recorded, expected)
     )
 
 
