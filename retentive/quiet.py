@@ -17,7 +17,10 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-#: Loggers whose INFO lines are the per-Trainer banner and tips; raised to WARNING.
+#: Loggers whose INFO lines are the per-Trainer banner and tips; raised to WARNING. The
+#: ``rank_zero`` children carry the lines and matter most: importing Lightning resets its top-level
+#: logger to INFO, but leaves its children's levels alone, so the block holds even when Lightning is
+#: first imported inside it.
 NOISY_LOGGERS = (
     "pytorch_lightning",
     "pytorch_lightning.utilities.rank_zero",
@@ -49,9 +52,7 @@ def quiet_lightning() -> Iterator[None]:
     levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
     try:
         for name in NOISY_LOGGERS:
-            logger = logging.getLogger(name)
-            if logger.getEffectiveLevel() < logging.WARNING:
-                logger.setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.WARNING)
         with warnings.catch_warnings():
             for message in IRRELEVANT_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)

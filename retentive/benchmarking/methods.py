@@ -139,15 +139,65 @@ class MethodSpec:
         )
 
 
-def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
-    """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries."""
-    import yaml
+def check_method(name: str, spec: Any, source: Any) -> None:
+    """Check one method of a methods file with the checker ``retentive update --config`` uses.
 
-    text = Path(path).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    Its updater is imported and each of ``args`` is checked by name and type against the updater's
+    signature (following ``**kwargs`` to its parents), ``optimizer_args`` against the optimizer's;
+    an error is a :class:`~retentive.cli.config.ConfigError` naming the file and the dotted key
+    (``my-er.args.memory_sise: unknown argument ... (did you mean 'memory_size'?)``).
+    """
+    from retentive.cli.config import check_arguments, signature_of
+    from retentive.cli.config.hints import describe_value, suggest
+
+    if not isinstance(spec, Mapping):
+        raise source.error(name, f"expected a mapping with keys {', '.join(SPEC_KEYS)}, got {describe_value(spec)}")
+    for key in spec:
+        if key not in SPEC_KEYS:
+            raise source.error(f"{name}.{key}", f"unknown keys{suggest(str(key), SPEC_KEYS)}; expected {', '.join(SPEC_KEYS)}")
+    if not isinstance(spec.get("updater"), str):
+        raise source.error(f"{name}.updater", "needs a name in retentive.updaters or a dotted import path, "
+                           f"got {describe_value(spec.get('updater'))}")
+    try:
+        updater = _resolve_updater(spec["updater"])
+    except ValueError as error:
+        raise source.error(f"{name}.updater", str(error)) from error
+    for key in ("optimizer_args", "args"):
+        if not isinstance(spec.get(key, {}), Mapping):
+            raise source.error(f"{name}.{key}", f"expected a mapping, got {describe_value(spec.get(key))}")
+    args = dict(spec.get("args", {}))
+    for key in args:
+        if key in RESERVED_ARGS:
+            raise source.error(f"{name}.args.{key}", "is set by the benchmark for every update; remove it")
+    check_arguments(signature_of(updater), args, f"{name}.args", source, supplied=RESERVED_ARGS)
+    optimizer = spec.get("optimizer", "SGD")
+    if not isinstance(optimizer, str) or not isinstance(getattr(torch.optim, optimizer, None), type):
+        raise source.error(f"{name}.optimizer", f"unknown optimizer {optimizer!r}; expected a class in torch.optim")
+    optimizer_class = getattr(torch.optim, optimizer)
+    check_arguments(signature_of(optimizer_class, skip_first=True), dict(spec.get("optimizer_args", {})),
+                    f"{name}.optimizer_args", source)
+
+
+def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
+    """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries, each checked
+    by :func:`check_method` before anything runs (so a misspelled argument costs no training)."""
+    from retentive.cli.config import ConfigError, Source, parse_yaml
+
+    label = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(label, "", f"cannot read the methods file: {error}") from error
+    data = parse_yaml(text, label)
     if not isinstance(data, Mapping) or not data:
-        raise ValueError(f"{str(path)!r} must map method names to specs, got {type(data).__name__}")
-    return {str(name): MethodSpec.from_dict(str(name), spec) for name, spec in data.items()}
+        raise ConfigError(label, "", f"must map method names to specs, got {type(data).__name__}")
+    source = Source(label)
+    for name, spec in data.items():
+        check_method(str(name), spec, source)
+    try:
+        return {str(name): MethodSpec.from_dict(str(name), spec) for name, spec in data.items()}
+    except ValueError as error:
+        raise ConfigError(label, "", str(error)) from error
 
 
 def _der(updater: str, lr: float, batch: int, memory_batch: int | None = None, **extra: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def _raised_by_retentive(error: BaseException) -> bool:
         return False
 
 
-def _is_lightning_configuration_error(error: BaseException) -> bool:
+def is_lightning_configuration_error(error: BaseException) -> bool:
     return any(klass.__name__ == "MisconfigurationException" for klass in type(error).__mro__)
 
 
@@ -51,7 +51,7 @@ def one_line(error: BaseException, flags: Mapping[str, str] = {}) -> str | None:
         return "interrupted; nothing was written"
     if isinstance(error, RetentiveError):
         text = str(error)
-    elif _is_lightning_configuration_error(error):
+    elif is_lightning_configuration_error(error):
         text = f"the Trainer settings were refused: {error}"
     elif isinstance(error, ValueError) and _raised_by_retentive(error):
         text = str(error)

@@ -196,6 +196,25 @@ def check_fits(model: Any, chunk: Any, path: Path) -> None:
         model.train(was_training)
 
 
+def trainer_refusal(error: Exception, config: Any) -> Exception | None:
+    """A Trainer setting this machine cannot run, as a config error naming the key and its value
+    (``trainer.accelerator``, with ``--set`` named when the value came from the command line)."""
+    from retentive.cli.failures import is_lightning_configuration_error
+
+    text = " ".join(str(error).split())
+    settings = config.trainer
+    if "strategy=" in text and isinstance(error, ValueError):
+        return config.source.error("trainer.strategy", f"{settings.get('strategy')!r} is refused: {text}")
+    if not is_lightning_configuration_error(error):
+        return None
+    named = [key for key in ("accelerator", "devices", "strategy", "precision", "num_nodes") if key in settings]
+    key = next((k for k in named if str(settings[k]).lower() in text.lower() or k in text.lower()), None)
+    if key is None:
+        key = named[0] if named else ""
+    shown = ", ".join(f"{k}={settings[k]!r}" for k in named) or "the updater's defaults"
+    return config.source.error(f"trainer.{key}" if key else "trainer", f"Lightning refused the Trainer settings ({shown}): {text}")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -223,6 +242,11 @@ def run(args: argparse.Namespace) -> int:
         text = str(error)
         path = args.val_data if text.startswith("validation") and args.val_data is not None else args.data
         raise DataError(text if str(path) in text else f"{path}: {text}") from error
+    except Exception as error:
+        refusal = trainer_refusal(error, config)
+        if refusal is None:
+            raise
+        raise refusal from error
     seconds = time.perf_counter() - start
     val_accuracy = None
     if val is not None:
