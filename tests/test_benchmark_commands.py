@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from retentive.benchmarking.png import SIGNATURE
 from retentive.cli import main
 
+SIGNATURE = b"\x89PNG\r\n\x1a\n"  # every PNG file starts with these bytes
 QUICK = ["--tasks", "3", "--train-per-chunk", "300", "--test-per-chunk", "80"]
 
 
