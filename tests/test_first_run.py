@@ -57,3 +57,14 @@ def test_fresh_clone_with_an_unreachable_mirror_fails_in_one_line(clone, tmp_pat
     assert "Traceback" not in result.stderr
     assert not (clone / "offline_output").exists()  # nothing left behind
     assert not any((tmp_path / "home").rglob("*.gz"))
+
+
+def test_4_the_pipeline_example_without_data_is_one_line(clone, tmp_path):
+    """Finding 4 of issue 16: examples/split_mnist_pipeline.sh without data ended in a traceback."""
+    env = newcomer_env(tmp_path / "home", closed_port_url())
+    env.update(PYTHON=sys.executable, PYTHONPATH=str(clone))  # the clone's code, even for the export script
+    result = subprocess.run(["bash", "examples/split_mnist_pipeline.sh", "--output", str(tmp_path / "out")], cwd=clone,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("export_split_mnist.py: error: MNIST is not on this machine")
