@@ -225,5 +225,6 @@ def test_8_load_model_returns_eval_mode(tmp_path, chunks, capsys):
 
 def test_8_readme_shows_how_to_reach_the_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "source .venv/bin/activate" in readme  # `retentive` and `tensorboard` are then on PATH
+    setup = readme.split("## Set up and run", 1)[1].split("\n## ", 1)[0]
+    assert "source .venv/bin/activate" in setup  # `retentive` and `tensorboard` are then on PATH
     assert "--samples-per-chunk" in readme and "RETENTIVE_MNIST_MIRROR" in readme
