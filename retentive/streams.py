@@ -18,7 +18,7 @@ import enum
 import numpy as np
 
 #: recorded in the manifest: how the per-consumer seeds were derived
-STREAMS_SCHEME = "numpy-seedsequence-v1: SeedSequence(seed, spawn_key=(update, purpose)).generate_state(2, uint64)[0] >> 1"
+STREAMS_SCHEME = "numpy-seedsequence-v1: SeedSequence(seed, spawn_key=(update, purpose)).generate_state(2, uint64)[0] >> (64 - bits), bits 63 (32 for the global RNG)"
 
 
 class Purpose(enum.IntEnum):
@@ -30,14 +30,18 @@ class Purpose(enum.IntEnum):
     COMPONENTS = 4  #: component hooks (CLS-ER's coin flips, shrink-and-perturb's noise)
     GLOBAL = 5  #: torch's global RNG: model initialisation in the update, dropout
     SHARED = 6  #: the stream every data-parallel rank shares
+    COMPONENT_COINS = 7  #: component hooks' Python-level coin flips (no tensor read back per step)
 
 
-def stream_seed(seed: int, update: int, purpose: Purpose) -> int:
-    """A 63-bit seed for ``purpose`` in update ``update`` (0-based) of a run seeded ``seed``."""
+def stream_seed(seed: int, update: int, purpose: Purpose, bits: int = 63) -> int:
+    """A ``bits``-bit seed for ``purpose`` in update ``update`` (0-based) of a run seeded ``seed``.
+
+    Seeds for NumPy's and Python's global generators (``pl.seed_everything``) need ``bits=32``.
+    """
     if seed < 0 or update < 0:
         raise ValueError(f"seed and update must be >= 0, got seed={seed}, update={update}")
     sequence = np.random.SeedSequence(int(seed), spawn_key=(int(update), int(purpose)))
-    return int(sequence.generate_state(2, np.uint64)[0]) >> 1
+    return int(sequence.generate_state(2, np.uint64)[0]) >> (64 - bits)
 
 
 def memory_seeds(seed: int, update: int) -> tuple[int, int]:

@@ -71,7 +71,7 @@ def test_consistency_term_by_hand():
     ctx = _context(model, inputs, torch.tensor([0, 1]))
     # teacher logits: plastic [2, 0], stable [0, 2]; sample 0 -> plastic, sample 1 -> stable;
     # the model outputs 0, so MSE = mean([4, 0, 0, 4]) = 2.
-    assert cls.loss(ctx).item() == pytest.approx(0.3 * 2.0)
+    assert (cls.weight * cls.loss(ctx)).item() == pytest.approx(0.3 * 2.0)  # v2: the Learner applies the weight
     ctx.memory = None
     assert cls.loss(ctx) is None
 
@@ -136,7 +136,7 @@ def test_teachers_run_in_eval_mode_and_do_not_fire_the_models_hooks():
     assert fired == []
     # Back to the learner's mode when the update ends, so that Lightning finds no module left in
     # eval mode when the next fit starts.
-    cls.on_update_end(SimpleNamespace(training=True, model=model))
+    cls.on_update_end(SimpleNamespace(model=model))
     assert cls.plastic_model.training and cls.stable_model.training
 
 

@@ -32,7 +32,8 @@ def test_memory_cross_entropy_by_hand():
     logits = torch.tensor([[0.0, torch.log(torch.tensor(3.0))], [0.0, torch.log(torch.tensor(3.0))]])
     ctx = _ctx(logits, torch.tensor([1, 0]))
     expected = 0.5 * 0.5 * (-torch.log(torch.tensor(0.75)) - torch.log(torch.tensor(0.25)))
-    assert torch.allclose(MemoryCrossEntropy(0.5).loss(ctx), expected)
+    term = MemoryCrossEntropy(0.5)
+    assert torch.allclose(term.weight * term.loss(ctx), expected)  # v2: the Learner applies the weight
 
 
 def test_logit_mse_by_hand():
@@ -40,7 +41,8 @@ def test_logit_mse_by_hand():
     stored = torch.tensor([[0.0, 2.0], [3.0, 6.0]])
     # squared errors 1, 0, 0, 4 -> mean 1.25, weight 0.2 -> 0.25
     ctx = _ctx(outputs, torch.tensor([0, 1]), stored)
-    assert torch.allclose(LogitMSE(0.2).loss(ctx), torch.tensor(0.25))
+    term = LogitMSE(0.2)
+    assert torch.allclose(term.weight * term.loss(ctx), torch.tensor(0.25))  # v2: the Learner applies the weight
     assert LogitMSE.memory_keys == ("logits",)
 
 

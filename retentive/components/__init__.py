@@ -1,12 +1,15 @@
 """Loss components: one weighted term each, combined by the Learner."""
 
-from retentive.components.base import Component, StepContext
+from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
 from retentive.components.cls import CLSConsistency, ema_decay, ema_update_, select_teacher_logits
 from retentive.components.pod import DISTILLATION_TYPES, PooledOutputDistillation, pod_distance, pod_pool
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy, logit_mse
 from retentive.components.shrink_perturb import ShrinkAndPerturb, shrink_perturb_
 
 __all__ = [
+    "Batch",
+    "UpdateContext",
+    "reduce_task_loss",
     "CLSConsistency",
     "Component",
     "DISTILLATION_TYPES",

@@ -8,7 +8,7 @@ updated with ``decay = min(1 - 1/(t + 1), w)`` (``t`` counts steps over all upda
 
 On a memory batch, each sample takes its target logits from the teacher whose softmax gives the
 true class the higher probability (the plastic one on ties), and the term is
-``beta * mean((f(x_m) - z_teacher)^2)``.
+``mean((f(x_m) - z_teacher)^2)`` (weighted by ``beta`` in the Learner).
 
 The teachers are submodules of this component, so they move with ``.to()`` (Renate never moved
 them to the device), save in the state folder with the step counter, and are never trained by
@@ -20,16 +20,13 @@ model at each teacher update rather than averaged.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+import random
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retentive.components.base import Component, StepContext
-
-if TYPE_CHECKING:
-    from retentive.learner import Learner
+from retentive.components.base import Component, StepContext, UpdateContext
 
 
 def ema_decay(step: int, weight: float) -> float:
@@ -144,18 +141,18 @@ class CLSConsistency(Component):
         if ctx.memory is None or ctx.memory_outputs is None:
             return None
         self._teachers_to_eval()
-        inputs = ctx.memory.inputs
+        inputs = ctx.memory_inputs if ctx.memory_inputs is not None else ctx.memory.inputs
         with torch.no_grad():
             target = select_teacher_logits(
                 self.plastic_model(inputs), self.stable_model(inputs), ctx.memory.targets
             ).to(ctx.memory_outputs.dtype)
-        return self.weight * F.mse_loss(ctx.memory_outputs, target)
+        return F.mse_loss(ctx.memory_outputs, target)
 
-    def on_update_start(self, learner: Learner) -> None:
+    def on_update_start(self, ctx: UpdateContext) -> None:
         # Parameter lists are fixed for the length of a fit; build them once, not every step.
         self._cache = {
-            "plastic": _pairs(self.plastic_model, learner.model),
-            "stable": _pairs(self.stable_model, learner.model),
+            "plastic": _pairs(self.plastic_model, ctx.model),
+            "stable": _pairs(self.stable_model, ctx.model),
         }
         self._step = int(self.iteration)
 
@@ -163,7 +160,9 @@ class CLSConsistency(Component):
         self.iteration.add_(1)
         self._step = (int(self.iteration) - 1 if self._step is None else self._step) + 1
         step = self._step
-        draws = torch.rand(2).tolist()
+        # coin flips from the component stream's Python RNG: no tensor is read back per step
+        rng = ctx.rng if ctx.rng is not None else random
+        draws = (rng.random(), rng.random())
         for name, draw, probability, weight in (
             ("plastic", draws[0], self.plastic_model_update_probability, self.plastic_model_update_weight),
             ("stable", draws[1], self.stable_model_update_probability, self.stable_model_update_weight),
@@ -172,11 +171,11 @@ class CLSConsistency(Component):
                 pairs = self._cache.get(name) or _pairs(getattr(self, f"{name}_model"), ctx.model)
                 _ema_tensors_(*pairs, ema_decay(step, weight))
 
-    def on_update_end(self, learner: Learner) -> None:
+    def on_update_end(self, ctx: UpdateContext) -> None:
         self._cache = {}
         self._step = None
-        self.plastic_model.train(learner.training)
-        self.stable_model.train(learner.training)
+        self.plastic_model.train(ctx.model.training)
+        self.stable_model.train(ctx.model.training)
 
     def extra_repr(self) -> str:
         return (

@@ -135,7 +135,7 @@ class PooledOutputDistillation(Component):
             )
             for layer, key in zip(self.layers, self.memory_keys)
         ]
-        return self.weight * torch.stack(distances).mean()
+        return torch.stack(distances).mean()
 
     def extra_repr(self) -> str:
         return (

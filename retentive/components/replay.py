@@ -1,8 +1,9 @@
 """Replay loss terms: cross-entropy on memory samples (ER) and logit matching (DER).
 
-ER (Chaudhry et al., 2019):      c = alpha * CE(f(x_m), y_m)
-DER (Buzzega et al., 2020):      c = alpha * mean((f(x_m) - z_m)^2), z_m stored at insertion
-DER++ adds an ER term with weight beta on the same memory batch.
+ER (Chaudhry et al., 2019):      L = CE(f(x_m), y_m)
+DER (Buzzega et al., 2020):      L = mean((f(x_m) - z_m)^2), z_m stored at insertion
+DER++ adds an ER term on the same memory batch. Each returns the raw term; the Learner applies
+the weight (``alpha``, ``beta``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class MemoryCrossEntropy(Component):
     def loss(self, ctx: StepContext) -> Tensor | None:
         if ctx.memory is None or ctx.memory_outputs is None:
             return None
-        return self.weight * ctx.loss_fn(ctx.memory_outputs, ctx.memory.targets)
+        return ctx.task_loss(ctx.memory_outputs, ctx.memory.targets)
 
 
 class LogitMSE(Component):
@@ -35,4 +36,4 @@ class LogitMSE(Component):
     def loss(self, ctx: StepContext) -> Tensor | None:
         if ctx.memory is None or ctx.memory_outputs is None:
             return None
-        return self.weight * logit_mse(ctx.memory_outputs, ctx.memory.data["logits"])
+        return logit_mse(ctx.memory_outputs, ctx.memory.data["logits"])

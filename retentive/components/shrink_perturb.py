@@ -11,15 +11,12 @@ freezing them says they must not change; Renate perturbed every parameter.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from retentive.components.base import Component
+from retentive.components.base import Component, UpdateContext
 
-if TYPE_CHECKING:
-    from retentive.learner import Learner
 
 
 @torch.no_grad()
@@ -52,8 +49,9 @@ class ShrinkAndPerturb(Component):
         self.shrink_factor = float(shrink_factor)
         self.sigma = float(sigma)
 
-    def on_update_start(self, learner: Learner) -> None:
-        shrink_perturb_((p for p in learner.model.parameters() if p.requires_grad), self.shrink_factor, self.sigma)
+    def on_update_start(self, ctx: UpdateContext) -> None:
+        trainable = (p for p in ctx.model.parameters() if p.requires_grad)
+        shrink_perturb_(trainable, self.shrink_factor, self.sigma, ctx.generator)
 
     def extra_repr(self) -> str:
         return f"shrink_factor={self.shrink_factor}, sigma={self.sigma}"

@@ -217,6 +217,23 @@ class ReplayBuffer:
             data["inputs"] = decode(data["inputs"], self.dtypes["inputs"])
         return MemoryBatch(indices=idx, data=data)
 
+    def gather(self, indices: Tensor) -> MemoryBatch:
+        """The samples in slots ``indices``, inputs decoded."""
+        idx = indices.to(self.device)
+        data = {key: value[idx] for key, value in self.storage.items()}
+        if "inputs" in data:
+            data["inputs"] = decode(data["inputs"], self.dtypes["inputs"])
+        return MemoryBatch(indices=idx, data=data)
+
+    def rows(self, start: int, stop: int) -> MemoryBatch:
+        """The filled slots ``start:stop`` in order, inputs decoded (update-level passes read these)."""
+        stop = min(stop, self.size)
+        idx = torch.arange(start, stop, device=self.device)
+        data = {key: value[start:stop] for key, value in self.storage.items()}
+        if "inputs" in data:
+            data["inputs"] = decode(data["inputs"], self.dtypes["inputs"])
+        return MemoryBatch(indices=idx, data=data)
+
     def decoded(self, key: str) -> Tensor:
         """The filled rows of ``key`` in the dtype they were offered in (inputs decoded)."""
         rows = self.storage[key][: self.size]

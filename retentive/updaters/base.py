@@ -7,9 +7,10 @@ the Trainer, validation of the input, and the state folder — lives here once.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from retentive.components.base import Component
+from retentive.components.base import Batch, Component
 from retentive.data.sharding import ShardedBatchSampler
 from retentive.distributed import broadcast_object
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
+from retentive.learner.passes import insert_chunk, refresh_metadata
+from retentive.learner.transforms import Transform
 from retentive.state.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
@@ -41,9 +44,17 @@ from retentive.state.resume import (
     write_checkpoint,
 )
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
+from retentive.streams import STREAMS_SCHEME, Purpose, memory_seeds, stream_seed
+from retentive.updaters.chunks import chunk_batches
 from retentive.updaters.validation import check_chunk
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
+
+#: constructor arguments that say where and how to run, not what is learned: not hyperparameters
+_NOT_HYPERPARAMETERS = frozenset(
+    {"model", "input_state_folder", "output_state_folder", "logger", "callbacks", "enable_progress_bar", "resume"}
+)
+MEMORY_INSERTION = ("step", "update_end")
 
 
 def split_batch(
@@ -84,7 +95,49 @@ def _plain(value: Any) -> Any:
         return {"callable": getattr(func, "__qualname__", repr(func)), "kwargs": _plain(getattr(value, "keywords", {}))}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
-    return getattr(value, "__qualname__", None) or type(value).__qualname__
+    if hasattr(value, "__qualname__"):  # a function or a class
+        return value.__qualname__
+    settings = {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_") and _is_plain(v)}
+    if isinstance(value, Component):
+        settings = {"weight": value.weight, **settings}
+    return {"class": type(value).__qualname__, **settings} if settings else type(value).__qualname__
+
+
+def _is_plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_is_plain(v) for v in value)
+
+
+def captured_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Every constructor argument of ``cls`` as called, defaults filled in along the class chain.
+
+    A subclass that passes ``**kwargs`` on to its base gets the base's defaults for the rest, so
+    the record names every argument the updater was built with, including the scheduler and the
+    memory policy; the resume fingerprint and the manifest read it.
+    """
+    bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    captured: dict[str, Any] = {}
+    for name, value in list(bound.arguments.items())[1:]:
+        kind = inspect.signature(cls.__init__).parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            captured.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            captured[name] = value
+    for base in cls.__mro__[1:]:
+        if not (isinstance(base, type) and issubclass(base, ModelUpdater)):
+            continue
+        for name, parameter in inspect.signature(base.__init__).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                captured.setdefault(name, parameter.default)
+    return captured
+
+
+def _exposes_targets(dataset: Dataset) -> bool:
+    """Whether the chunk's labels were all checked before training (a ``targets`` tensor)."""
+    targets = getattr(dataset, "targets", None)
+    return torch.is_tensor(targets) and targets.dim() == 1 and targets.shape[0] == len(dataset)  # type: ignore[arg-type]
 
 
 class ModelUpdater:
@@ -123,7 +176,28 @@ class ModelUpdater:
         resume: keep a checkpoint after every epoch beside the output folder and, if an earlier run
             of this same update was interrupted, continue from its last completed epoch (see
             :mod:`retentive.state.resume`). Needs ``output_state_folder``.
+        train_transform, train_target_transform: applied to each new batch on the fly (Renate's
+            names); the memory stores the samples untransformed.
+        test_transform, test_target_transform: applied to validation batches and to the passes
+            that update-end hooks make over the chunk and the memory.
+        buffer_transform, buffer_target_transform: applied to each replayed batch.
+        memory_insertion: ``"step"`` [Renate's]: the new samples are offered to the memory after
+            every step; ``"update_end"``: the whole chunk is offered once the update has trained
+            (as Offline-ER and Avalanche's replay do), so replay batches hold earlier chunks only.
+            Metadata (DER's logits) are then computed by the trained model in eval mode.
+        refresh_memory_metadata: at the end of each update, recompute the stored metadata (DER's
+            logits, POD's features) of the samples this update inserted, with the trained model in
+            eval mode (as Avalanche's DER stores end-of-task logits) [False: keep the values
+            computed at insertion, Renate's and the DER paper's].
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ModelUpdater:
+        self = super().__new__(cls)
+        try:
+            self._arguments = captured_arguments(cls, args, kwargs)
+        except TypeError:
+            self._arguments = {}  # __init__ raises the precise TypeError itself
+        return self
 
     def __init__(
         self,
@@ -157,6 +231,14 @@ class ModelUpdater:
         num_workers: int = 0,
         callbacks: Sequence[pl.Callback] = (),
         resume: bool = False,
+        train_transform: Transform | None = None,
+        train_target_transform: Transform | None = None,
+        test_transform: Transform | None = None,
+        test_target_transform: Transform | None = None,
+        buffer_transform: Transform | None = None,
+        buffer_target_transform: Transform | None = None,
+        memory_insertion: str = "step",
+        refresh_memory_metadata: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -177,9 +259,13 @@ class ModelUpdater:
         if resume and self.output_state_folder is None:
             raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
         self.resume = bool(resume)
+        if memory_insertion not in MEMORY_INSERTION:
+            raise ValueError(f"memory_insertion must be one of {MEMORY_INSERTION}, got {memory_insertion!r}")
+        self.memory_insertion = memory_insertion
+        self.refresh_memory_metadata = bool(refresh_memory_metadata)
         self.memory_input_dtype = memory_input_dtype
         self.memory = self._build_memory(memory_size, memory_policy, seed)
-        self.learner = Learner(
+        self.learner = self._build_learner(
             model=model,
             loss_fn=loss_fn,
             optimizer=optimizer,
@@ -192,6 +278,13 @@ class ModelUpdater:
             mask_unused_classes=mask_unused_classes,
             lr_scheduler=learning_rate_scheduler,
             log_every_n_steps=log_every_n_steps,
+            update_memory_every_step=memory_insertion == "step",
+            train_transform=train_transform,
+            train_target_transform=train_target_transform,
+            buffer_transform=buffer_transform,
+            buffer_target_transform=buffer_target_transform,
+            test_transform=test_transform,
+            test_target_transform=test_target_transform,
         )
         self.trainer_kwargs: dict[str, Any] = dict(
             max_epochs=max_epochs,
@@ -208,24 +301,15 @@ class ModelUpdater:
         if logger is None or logger is True:
             logger = TensorBoardLogger(save_dir="tb_logs", name=type(self).__name__)
         self.logger: Logger | None = logger or None
+        arguments = getattr(self, "_arguments", {})
         self.hyperparameters: dict[str, Any] = {
-            "memory_size": memory_size,
-            "batch_size": batch_size,
-            "batch_memory_frac": batch_memory_frac,
-            "memory_batch_size": memory_batch_size,
-            "loss_weight": loss_weight,
-            "loss_normalization": loss_normalization,
-            "ema_memory_update_gamma": ema_memory_update_gamma,
-            "mask_unused_classes": mask_unused_classes,
-            "max_epochs": max_epochs,
-            "precision": str(precision),
-            "memory_input_dtype": memory_input_dtype,
-            "seed": seed,
-            "optimizer": _plain(optimizer),
-            "loss_fn": _plain(loss_fn),
+            name: _plain(value) for name, value in arguments.items() if name not in _NOT_HYPERPARAMETERS
         }
+        self.hyperparameters["precision"] = str(precision)
+        self.effective_precision: str | None = None
         self.updates_done = 0
         self.tasks_seen: dict[str, int] = {}
+        self.task_order: list[int | str] = []  # the task of each update, in order (growing models replay it)
         self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
         self.global_rank = 0  # this process's rank in the last update
         if self.input_state_folder is not None:
@@ -242,6 +326,8 @@ class ModelUpdater:
             raise
 
     def _apply_state(self, state: State, folder: Path | None) -> None:
+        task_order = list(state.learner.get("updater", {}).get("task_order", []))
+        self._adapt_model(task_order)  # a growing model rebuilds its structure before weights load
         try:
             self.model.load_state_dict(state.model)
         except Exception as error:
@@ -261,7 +347,14 @@ class ModelUpdater:
             raise StateError(
                 f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
             )
-        self.updates_done, self.tasks_seen = updates_done, tasks_seen
+        self.updates_done, self.tasks_seen, self.task_order = updates_done, tasks_seen, task_order
+
+    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+        """Let a model that grows per task (``model.adapt(task_id)``) grow for each of ``tasks``."""
+        adapt = getattr(self.model, "adapt", None)
+        if callable(adapt):
+            for task in tasks:
+                adapt(task)
 
     def _snapshot(self) -> tuple[Any, ...]:
         """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""
@@ -269,21 +362,25 @@ class ModelUpdater:
             copy.deepcopy(self.model.state_dict()),
             self.memory.state_dict(),
             copy.deepcopy(self.learner.extra_state()),
-            (self.updates_done, dict(self.tasks_seen)),
+            (self.updates_done, dict(self.tasks_seen), list(self.task_order)),
         )
 
     def _put_back(self, backup: tuple[Any, ...]) -> None:
         self.model.load_state_dict(backup[0])
         self.memory.load_state_dict(backup[1])
         self.learner.load_extra_state(backup[2])
-        self.updates_done, self.tasks_seen = backup[3]
+        self.updates_done, self.tasks_seen, self.task_order = backup[3]
 
     def _state(self) -> State:
         return State(
             model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             learner={
                 "learner": self.learner.extra_state(),
-                "updater": {"updates_done": self.updates_done, "tasks_seen": dict(self.tasks_seen)},
+                "updater": {
+                    "updates_done": self.updates_done,
+                    "tasks_seen": dict(self.tasks_seen),
+                    "task_order": list(self.task_order),
+                },
             },
             memory=self.memory.state_dict(),
             manifest={
@@ -291,7 +388,10 @@ class ModelUpdater:
                 "hyperparameters": self.hyperparameters,
                 "updates_done": self.updates_done,
                 "tasks_seen": dict(self.tasks_seen),
+                "task_order": list(self.task_order),
                 "world_size": self.world_size,
+                "effective_precision": self.effective_precision,
+                "random_streams": STREAMS_SCHEME,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
             },
         )
@@ -333,8 +433,28 @@ class ModelUpdater:
         """What the fit iterates over; the chunk itself unless a subclass trains on its memory."""
         return train_dataset
 
+    def _build_learner(self, **kwargs: Any) -> Learner:
+        """The Learner of this updater; a method that changes the optimisation loop itself (MER,
+        online meta-learning) returns its Learner subclass here."""
+        return Learner(**kwargs)
+
     def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        """After a successful fit, before the state is saved (Offline-ER fills its memory here)."""
+        """After a successful fit, before the state is saved: update-end memory work.
+
+        With ``memory_insertion="update_end"`` the chunk is offered to the memory now, with
+        metadata from the trained model; with ``refresh_memory_metadata`` the metadata of the
+        samples this update inserted are recomputed by the trained model.
+        """
+        if self.memory_insertion == "update_end" and self.memory.capacity:
+            insert_chunk(self.learner, self._batches(train_dataset, task_id))
+        elif self.refresh_memory_metadata and self.learner.inserted_slots:
+            refresh_metadata(self.learner, torch.cat([s.cpu() for s in self.learner.inserted_slots]))
+
+    def _batches(self, dataset: Dataset, task_id: int | str, batch_size: int = 1024) -> Iterator[Batch]:
+        """The whole chunk in order, as batches (what update-level hooks iterate)."""
+        default = task_id if isinstance(task_id, int) else 0
+        for rows in chunk_batches(dataset, default, batch_size):
+            yield Batch(rows["inputs"], rows["targets"], rows["task_ids"])
 
     # ---------------------------------------------------------------- the update
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
@@ -419,7 +539,8 @@ class ModelUpdater:
         if val_dataset is not None:
             self._check_dataset(val_dataset, "validation")
             check_chunk(self.model, val_dataset, "validation", None, task)
-        seed = self.seed + self.updates_done
+        update = self.updates_done
+        seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         checkpoint: Checkpoint | None = None
         fingerprint: dict[str, Any] = {}
         if self.resume:
@@ -430,11 +551,14 @@ class ModelUpdater:
                 task, seed, train_dataset,
             )
             checkpoint = latest_checkpoint(self.output_state_folder, fingerprint)
-        pl.seed_everything(seed, workers=True, verbose=False)
-        self.learner.task_id = task
+        self._adapt_model([task])  # before the snapshot: a failed update keeps the grown structure idle
         backup = self._snapshot()
+        pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
+        self.memory.reseed(*memory_seeds(self.seed, update))
+        self.learner.begin_update(self.seed, update, task, partial(self._batches, train_dataset, task))
         try:
             fit_dataset = self._training_data(train_dataset, task)
+            self.learner.check_labels_per_step = not _exposes_targets(fit_dataset)
             if self.learner.mask_unused_classes:
                 self.learner.set_chunk_classes(self._classes(fit_dataset))
             if checkpoint is not None and checkpoint.complete:
@@ -443,6 +567,7 @@ class ModelUpdater:
                 self._fit(fit_dataset, val_dataset, seed, checkpoint, fingerprint, lock)
             self._after_fit(train_dataset, task)
             self.updates_done += 1
+            self.task_order.append(task)
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
             if self.output_state_folder is not None:
@@ -475,6 +600,9 @@ class ModelUpdater:
             callbacks.append(EpochCheckpointer(None if lock is None else save, epochs_before, restore))
         trainer = self._trainer(max_epochs=self.trainer_kwargs["max_epochs"] - epochs_before, callbacks=callbacks)
         self._check_launcher(trainer)
+        self.effective_precision = str(trainer.precision)  # Lightning may fall back (16-mixed on CPU)
+        if self.logger is not None:
+            self.logger.log_hyperparams(self.hyperparameters)
         # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}

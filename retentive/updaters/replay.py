@@ -31,7 +31,6 @@ class ExperienceReplayModelUpdater(ModelUpdater):
         super().__init__(
             model, loss_fn, optimizer, components=[MemoryCrossEntropy(alpha)], memory_size=memory_size, **kwargs
         )
-        self.hyperparameters["alpha"] = alpha
 
 
 class DarkExperienceReplayModelUpdater(ModelUpdater):
@@ -56,7 +55,6 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
     ) -> None:
         components = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
         super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(alpha=alpha, beta=beta)
 
 
 def resolve_feature_layers(model: nn.Module, feature_layers: Sequence[str] | None) -> tuple[str, ...]:
@@ -110,9 +108,7 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
         layers = resolve_feature_layers(model, feature_layers)
         component = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
         super().__init__(model, loss_fn, optimizer, components=[component], memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(
-            alpha=alpha, distillation_type=distillation_type, normalize=bool(normalize), feature_layers=list(layers)
-        )
+        self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
 class CLSExperienceReplayModelUpdater(ModelUpdater):
@@ -150,7 +146,6 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         )
         components = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
         super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(alpha=alpha, beta=beta, **teachers)
 
 
 class SuperExperienceReplayModelUpdater(ModelUpdater):
@@ -217,21 +212,7 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
             layers = resolve_feature_layers(model, feature_layers)
             components.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
         super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
-        self.hyperparameters.update(
-            der_alpha=der_alpha,
-            der_beta=der_beta,
-            sp_shrink_factor=sp_shrink_factor,
-            sp_sigma=sp_sigma,
-            cls_alpha=cls_alpha,
-            cls_stable_model_update_weight=cls_stable_model_update_weight,
-            cls_plastic_model_update_weight=cls_plastic_model_update_weight,
-            cls_stable_model_update_probability=cls_stable_model_update_probability,
-            cls_plastic_model_update_probability=cls_plastic_model_update_probability,
-            pod_alpha=pod_alpha,
-            pod_distillation_type=pod_distillation_type,
-            pod_normalize=bool(pod_normalize),
-            feature_layers=list(layers),
-        )
+        self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
 class OfflineExperienceReplayModelUpdater(ModelUpdater):
@@ -272,7 +253,6 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         )
         self.learner.update_memory_every_step = False
         self.loss_weight_new_data = None if loss_weight_new_data is None else float(loss_weight_new_data)
-        self.hyperparameters["loss_weight_new_data"] = self.loss_weight_new_data
 
     def new_data_weight(self, num_new: int) -> float:
         """``a`` for an update on ``num_new`` samples, given everything the memory has been offered."""

@@ -1,0 +1,527 @@
+"""The Learner: one training step of continual learning, as a LightningModule.
+
+One step, in order (DESIGN.md's data flow):
+
+1. the new batch gets ``train_transform`` / ``train_target_transform``; a memory batch is drawn
+   and gets ``buffer_transform`` / ``buffer_target_transform``;
+2. ONE forward pass over new and memory samples together;
+3. the task loss on the new samples (``loss_fn`` mean- or un-reduced), each component's raw term
+   times its weight, combined by Renate's normaliser (components with ``normalized = False`` are
+   added after it);
+4. backward; ``on_before_optimizer_step`` (gradients present: project, mask, record);
+   the optimizer step;
+5. the raw new samples (untransformed) and the metadata the components declared go to the
+   memory; ``on_after_step``.
+
+Update-level hooks (``on_update_start``, ``on_train_epoch_end``, ``on_update_end``) get an
+:class:`~retentive.components.base.UpdateContext` that can iterate the chunk and the memory.
+
+The step drives its optimizer itself (Lightning's manual optimisation): Lightning's closure
+machinery costs more per step than a small model's whole forward and backward. It never waits on
+the host: its checks accumulate as tensors (:mod:`retentive.learner.checks`) and are read when
+losses are logged and at each epoch's end.
+
+Under data parallelism every rank keeps an identical replica of the memory: the ranks exchange
+their new samples after each step (:mod:`retentive.memory.exchange`), replay disjoint shares of
+one memory draw, run component hooks under shared randomness, and check at the end of the fit
+that their replicas agree (:mod:`retentive.distributed`). See docs/ddp.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
+from retentive.data import nested
+from retentive.distributed import all_gather_stacked, broadcast_buffers, check_identical, mix_seed, shared_rng
+from retentive.errors import DataError
+from retentive.learner.checks import StepChecks
+from retentive.learner.transforms import Transform, apply_transform
+from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.exchange import Exchange, Refresh, distributed_add
+from retentive.models.routing import forward_routed, takes_task_ids
+from retentive.models.taps import FeatureTaps
+from retentive.streams import Purpose, stream_seed
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+ChunkBatches = Callable[[int], Iterator[Batch]]
+
+
+def normalized_total(
+    loss_weight: float, new_loss: Tensor, terms: Sequence[tuple[float, Tensor]], normalize: bool
+) -> Tensor:
+    """Renate's total: ``(w*L_new + sum c_i) / (w + sum weight_i)`` over the terms present.
+
+    Each ``c_i`` already carries its weight; terms absent this step (``None``) are not passed, so
+    the first chunk, with an empty memory, trains on exactly ``L_new``.
+    """
+    total = loss_weight * new_loss
+    for _, term in terms:
+        total = total + term
+    if not normalize:
+        return total
+    denominator = loss_weight + sum(weight for weight, _ in terms)
+    return total / denominator if denominator > 0 else total
+
+
+class Learner(pl.LightningModule):
+    """Trains ``model`` on new batches plus replayed memory under weighted components.
+
+    Args:
+        model: any module returning logits.
+        loss_fn: task loss on (logits, targets), mean-reduced or per sample
+            (``nn.CrossEntropyLoss(reduction="none")``, Renate's form).
+        optimizer: callable taking the parameters and returning an optimizer.
+        components: the loss terms and gradient rules.
+        memory: the replay memory (may have capacity 0).
+        memory_batch_size: memory samples drawn per step.
+        loss_weight: the weight ``w`` of the new-data loss.
+        loss_normalization: divide the total by the sum of the weights present (Renate's default).
+        ema_memory_update_gamma: refresh stored metadata of replayed samples with
+            ``m <- gamma*m + (1-gamma)*new``; 1 keeps the metadata stored at insertion.
+        mask_unused_classes: in the new-data loss, mask the logits of classes absent from the
+            current chunk (set with :meth:`set_chunk_classes`).
+        lr_scheduler: optional callable building a scheduler from the optimizer.
+        log_every_n_steps: how often the training losses go to the logger.
+        update_memory_every_step: offer each new batch to the memory after its step (the online
+            ER family); ``False`` leaves the memory to the updater (Offline-ER, GDumb, Joint).
+        train_transform, train_target_transform: applied to each new batch.
+        buffer_transform, buffer_target_transform: applied to each replayed batch.
+        test_transform, test_target_transform: applied to validation batches and to the batches
+            update-level hooks iterate.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        optimizer: OptimizerFactory,
+        components: Sequence[Component] = (),
+        memory: ReplayBuffer | None = None,
+        memory_batch_size: int = 0,
+        loss_weight: float = 1.0,
+        loss_normalization: bool = True,
+        ema_memory_update_gamma: float = 1.0,
+        mask_unused_classes: bool = False,
+        lr_scheduler: SchedulerFactory | None = None,
+        log_every_n_steps: int = 50,
+        update_memory_every_step: bool = True,
+        train_transform: Transform | None = None,
+        train_target_transform: Transform | None = None,
+        buffer_transform: Transform | None = None,
+        buffer_target_transform: Transform | None = None,
+        test_transform: Transform | None = None,
+        test_target_transform: Transform | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False  # see the module docstring
+        if not 0.0 <= ema_memory_update_gamma <= 1.0:
+            raise ValueError(f"ema_memory_update_gamma must lie in [0, 1], got {ema_memory_update_gamma}")
+        if loss_weight < 0:
+            raise ValueError(f"loss_weight must be >= 0, got {loss_weight}")
+        for component in components:
+            if not isinstance(component, Component):
+                raise TypeError(f"components must be retentive Components, got {type(component).__name__}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.components = nn.ModuleList(components)
+        self.memory = memory if memory is not None else ReplayBuffer(0)
+        self.memory_batch_size = int(memory_batch_size)
+        self.loss_weight = float(loss_weight)
+        self.loss_normalization = loss_normalization
+        self.ema_memory_update_gamma = float(ema_memory_update_gamma)
+        self.mask_unused_classes = mask_unused_classes
+        self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.update_memory_every_step = bool(update_memory_every_step)
+        self.transforms = {
+            "train": (train_transform, train_target_transform),
+            "buffer": (buffer_transform, buffer_target_transform),
+            "test": (test_transform, test_target_transform),
+        }
+        self.total_steps = 0
+        self.task_id: int | str = 0
+        self.update_index = 0
+        self.seed = 0
+        self.chunk_classes: Tensor | None = None
+        #: set by the updater when the chunk's labels could not be checked before training
+        self.check_labels_per_step = True
+        self.memory_keys = tuple(dict.fromkeys(k for c in components for k in c.memory_keys))
+        self._producers = {key: next(c for c in components if key in c.memory_keys) for key in self.memory_keys}
+        self.feature_layers = tuple(dict.fromkeys(layer for c in components for layer in c.feature_layers))
+        self.generator = torch.Generator()
+        self.rng = random.Random(0)
+        self.checks = StepChecks()
+        self._chunk: ChunkBatches | None = None
+        self._taps: FeatureTaps | None = None
+        self._val_correct = 0
+        self._val_total = 0
+        self._exchange: Exchange | None = None  # set for the length of a data-parallel fit
+        self._shared_seed: int | None = None
+        self._seen_at_fit_start = 0
+        self._last_losses: dict[str, Tensor] = {}
+        #: the memory slots written by this update's steps (for an update-end metadata refresh)
+        self.inserted_slots: list[Tensor] = []
+
+    # ---------------------------------------------------------------- setup
+    def begin_update(self, seed: int, update: int, task_id: int | str, chunk: ChunkBatches | None) -> None:
+        """Set the update's task, its component streams and the chunk update-level hooks iterate.
+
+        Called by the updater before the fit (a resume checkpoint restored during the fit then
+        overrides the generator states with those it saved).
+        """
+        self.seed, self.update_index, self.task_id, self._chunk = int(seed), int(update), task_id, chunk
+        self.inserted_slots: list[Tensor] = []
+        self.generator.manual_seed(stream_seed(self.seed, self.update_index, Purpose.COMPONENTS))
+        self.rng.seed(stream_seed(self.seed, self.update_index, Purpose.COMPONENT_COINS))
+
+    def set_chunk_classes(self, classes: Tensor | None) -> None:
+        """The classes present in the current chunk, for ``mask_unused_classes``."""
+        self.chunk_classes = None if classes is None else classes.long()
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must build a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+
+    def update_context(self, epoch: int | None = None) -> UpdateContext:
+        """The context of the update-level hooks (and of update-end selection)."""
+        rank, world_size = self._ranks()
+        return UpdateContext(
+            model=self.model,
+            memory=self.memory,
+            task_id=self.task_id,  # type: ignore[arg-type]
+            update=self.update_index,
+            device=self.device,
+            loss_fn=self.loss_fn,
+            batch_size=max(1, self.memory_batch_size, 256),
+            rank=rank,
+            world_size=world_size,
+            generator=self.generator,
+            rng=self.rng,
+            epoch=epoch,
+            _chunk=self._chunk,
+            _forward=self._forward_eval,
+            all_reduce_mean=self._all_reduce_mean,
+        )
+
+    def _forward_eval(self, inputs: Any, task_ids: Tensor) -> Tensor:
+        inputs = apply_transform(self.transforms["test"][0], nested.to(inputs, self.device), "test_transform")
+        return forward_routed(self.model, inputs, task_ids.to(self.device))
+
+    def _all_reduce_mean(self, tensor: Tensor) -> Tensor:
+        if self._exchange is None:
+            return tensor
+        return self.trainer.strategy.reduce(tensor, reduce_op="mean")
+
+    def _ranks(self) -> tuple[int, int]:
+        return (0, 1) if self._exchange is None else (self._exchange.rank, self._exchange.world_size)
+
+    def on_fit_start(self) -> None:
+        self.memory.to(self.device)
+        self._seen_at_fit_start = self.memory.seen
+        self._exchange, self._shared_seed = None, None
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            strategy = trainer.strategy
+            gather = all_gather_stacked if torch.distributed.is_initialized() else strategy.all_gather
+            self._exchange = Exchange(trainer.global_rank, trainer.world_size, gather, self.device)
+            shared = stream_seed(self.seed, self.update_index, Purpose.SHARED)
+            self._shared_seed = int(strategy.broadcast(shared, src=0))
+        for component in self.components:
+            component.init_parameter_state(self.model)
+            component.to(self.device)
+        if self.feature_layers:
+            self._taps = FeatureTaps(self.model, self.feature_layers)
+        self.checks.reset(self.device, self.total_steps)
+        with self._component_rng(-1):
+            ctx = self.update_context()
+            for component in self.components:
+                component.on_update_start(ctx)
+
+    def on_fit_end(self) -> None:
+        self.checks.raise_if_failed(self.task_id)
+        self._log_last_losses()
+        with self._component_rng(-2):
+            ctx = self.update_context()
+            for component in self.components:
+                component.on_update_end(ctx)
+        if self._taps is not None:
+            self._taps.remove()
+            self._taps = None
+        if self._exchange is not None:
+            self._end_distributed_fit(self._exchange)
+
+    def on_train_epoch_end(self) -> None:
+        self.checks.raise_if_failed(self.task_id)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        with self._component_rng(-3 - self.current_epoch):
+            ctx = self.update_context(epoch=self.current_epoch)
+            for component in self.components:
+                component.on_train_epoch_end(ctx)
+
+    @contextmanager
+    def _component_rng(self, step: int) -> Iterator[None]:
+        """Under data parallelism, component hooks draw from a global RNG seeded alike on every rank."""
+        seed = None if self._shared_seed is None else mix_seed(self._shared_seed, step)
+        with shared_rng(seed, self.device):
+            yield
+
+    def _end_distributed_fit(self, exchange: Exchange) -> None:
+        """Agree on the memory's count, take rank 0's buffers, then check the replicas are equal."""
+        strategy = self.trainer.strategy
+        if self.memory.capacity == 0:  # counted locally during the fit (no per-step exchange)
+            local = torch.tensor(self.memory.seen - self._seen_at_fit_start, dtype=torch.int64, device=self.device)
+            self.memory.seen = self._seen_at_fit_start + int(strategy.reduce(local, reduce_op="sum"))
+        broadcast_buffers([self.model, self.components])
+        check_identical(
+            {"model": self.model.state_dict(), "component state": self.extra_state(), "memory": self.memory.state_dict()},
+            exchange.gather,
+            self.device,
+        )
+        self._exchange = None
+        self._shared_seed = None
+
+    def forward(self, x: Any) -> Tensor:
+        return self.model(x)
+
+    # ---------------------------------------------------------------- the step
+    def _unpack(self, batch: Any) -> tuple[Any, Tensor, Tensor]:
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise DataError(
+                f"a training batch must be (inputs, targets) or (inputs, targets, task_ids), got {type(batch).__name__}"
+                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            )
+        x, y = batch[0], batch[1]
+        if not torch.is_tensor(y) or y.dtype.is_floating_point or y.dim() != 1:
+            raise DataError(
+                f"targets must be a 1-d integer tensor of class indices, got "
+                f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}"
+            )
+        t = batch[2] if len(batch) == 3 else torch.full_like(y, self.task_id if isinstance(self.task_id, int) else 0)
+        return x, y.long(), t.long()
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss, ctx = self.step_loss(batch)
+        self.manual_backward(loss)
+        with self._component_rng(self.total_steps):
+            for component in self.components:
+                component.on_before_optimizer_step(ctx)
+        optimizer.step()
+        self.after_step(ctx)
+        # Lightning hands this to every callback's on_train_batch_end as ``outputs``.
+        return {"loss": loss.detach(), "losses": {name: value.detach() for name, value in ctx.losses.items()}}
+
+    def _draw_memory(self, x: Any) -> tuple[Any, Tensor | None, Any]:
+        """A memory batch (or ``None``) and its transformed inputs and targets."""
+        rank, world_size = self._ranks()
+        memory = self.memory.sample(self.memory_batch_size, rank, world_size) if self.memory_batch_size else None
+        if memory is None:
+            return None, None, None
+        stored, given = nested.flatten(memory.inputs), nested.flatten(x)
+        if {k: v.shape[1:] for k, v in stored.items()} != {k: v.shape[1:] for k, v in given.items()}:
+            raise DataError(
+                f"new inputs have shape {_shapes(given)} but the memory holds {_shapes(stored)}"
+            )
+        transform, target_transform = self.transforms["buffer"]
+        inputs = apply_transform(transform, memory.inputs, "buffer_transform")
+        targets = apply_transform(target_transform, memory.targets, "buffer_target_transform")
+        return memory, targets, inputs
+
+    def step_loss(self, batch: Any) -> tuple[Tensor, StepContext]:
+        """The total loss of one step, and the context the later hooks read."""
+        raw_x, raw_y, t = self._unpack(batch)
+        transform, target_transform = self.transforms["train"]
+        x = apply_transform(transform, raw_x, "train_transform")
+        y = apply_transform(target_transform, raw_y, "train_target_transform")
+        n = int(y.shape[0])
+        memory, memory_targets, memory_inputs = self._draw_memory(raw_x)
+        if memory is None:
+            inputs = x
+        elif torch.is_tensor(x):
+            inputs = torch.cat([x, memory_inputs.to(x.dtype)])
+        else:
+            inputs = nested.cat([x, memory_inputs])
+        routes = None
+        if takes_task_ids(self.model):  # a multi-head model: memory samples go to their own task's head
+            routes = t if memory is None else torch.cat([t, memory.task_ids.to(t.device).long()])
+        outputs = forward_routed(self.model, inputs, routes)
+        if self.check_labels_per_step:
+            y = self.checks.labels(y, outputs.shape[-1])
+        features = self._taps.outputs if self._taps is not None else {}
+        if memory is not None:
+            memory.data["targets"] = memory_targets  # the components see the transformed targets
+        rank, world_size = self._ranks()
+        ctx = StepContext(
+            inputs=x, targets=y, task_ids=t, outputs=outputs[:n], loss_fn=self.loss_fn, model=self.model,
+            step=self.total_steps, features={k: v[:n] for k, v in features.items()}, memory=memory,
+            memory_inputs=memory_inputs, memory_outputs=None if memory is None else outputs[n:],
+            memory_features={} if memory is None else {k: v[n:] for k, v in features.items()},
+            raw_inputs=raw_x, raw_targets=raw_y, generator=self.generator, rng=self.rng, rank=rank, world_size=world_size,
+            all_reduce_mean=self._all_reduce_mean,
+        )
+        total = self._total(ctx)
+        self.checks.loss(total)
+        if (self.total_steps + 1) % self.log_every_n_steps == 0:
+            self.checks.raise_if_failed(self.task_id)
+            self._log_training({k: float(v.detach()) for k, v in ctx.losses.items()})
+        else:
+            self._last_losses = ctx.losses
+        return total, ctx
+
+    def _total(self, ctx: StepContext) -> Tensor:
+        """Task loss plus each component's raw term times its weight (normalised as Renate does)."""
+        new_logits = ctx.outputs
+        if self.mask_unused_classes and self.chunk_classes is not None:
+            keep = torch.zeros(new_logits.shape[-1], dtype=torch.bool, device=new_logits.device)
+            keep[self.chunk_classes.to(new_logits.device)] = True
+            new_logits = new_logits.masked_fill(~keep, torch.finfo(new_logits.dtype).min)
+        new_loss, ctx.new_loss_per_sample = reduce_task_loss(self.loss_fn(new_logits, ctx.targets), ctx.targets.shape[0])
+        normalized: list[tuple[float, Tensor]] = []
+        penalties: list[Tensor] = []
+        named = ctx.losses
+        named["loss/new"] = new_loss
+        for i, component in enumerate(self.components):
+            term = component.loss(ctx)
+            if term is None:
+                continue
+            if not torch.is_tensor(term) or term.dim() != 0:
+                shape = tuple(term.shape) if torch.is_tensor(term) else type(term).__name__
+                raise ValueError(f"{type(component).__name__}.loss must return a scalar tensor or None, got {shape}")
+            weighted = component.weight * term
+            if component.normalized:
+                normalized.append((component.weight, weighted))
+            else:
+                penalties.append(weighted)
+            named[f"loss/{i}_{type(component).__name__}"] = weighted
+        total = normalized_total(self.loss_weight, new_loss, normalized, self.loss_normalization)
+        for penalty in penalties:
+            total = total + penalty
+        named["loss/total"] = total
+        return total
+
+    def after_step(self, ctx: StepContext) -> None:
+        """After the optimizer step: offer the new samples to memory, then the component hooks."""
+        self._store(ctx)
+        with self._component_rng(self.total_steps):
+            for component in self.components:
+                component.on_after_step(ctx)
+        self.total_steps += 1
+
+    def metadata(self, outputs: Tensor, features: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The memory metadata the components declared, each made by the component that needs it."""
+        return {key: self._producers[key].metadata(key, outputs, features) for key in self.memory_keys}
+
+    def _store(self, ctx: StepContext) -> None:
+        """Offer the raw new samples to memory; EMA-refresh the metadata of the samples replayed."""
+        if not self.update_memory_every_step:
+            return
+        if self.memory.capacity == 0:
+            self.memory.seen += int(ctx.targets.shape[0])
+            return
+        batch = {"inputs": nested.detach(ctx.raw_inputs), "targets": ctx.raw_targets, "task_ids": ctx.task_ids}
+        batch.update(self.metadata(ctx.outputs, ctx.features))
+        refresh = None
+        if ctx.memory is not None and self.ema_memory_update_gamma < 1.0 and ctx.memory_outputs is not None:
+            fresh = self.metadata(ctx.memory_outputs, ctx.memory_features)
+            refresh = Refresh(ctx.memory.indices, fresh, self.ema_memory_update_gamma)
+        if self._exchange is not None:  # every replica takes every rank's refresh and samples
+            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))
+            return
+        if refresh is not None:
+            for key, value in refresh.values.items():
+                self.memory.refresh(refresh.indices, key, value, refresh.gamma)
+        self.inserted_slots.append(self.memory.add(batch))
+
+    def _log_last_losses(self) -> None:
+        """At the end of an update, the last step's losses (even for updates shorter than the interval)."""
+        if self._last_losses and self.total_steps % self.log_every_n_steps != 0:
+            self._log_training({k: float(v.detach()) for k, v in self._last_losses.items()}, step=self.total_steps)
+        self._last_losses = {}
+
+    def _log_training(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.logger is None:
+            return
+        optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        if optimizer is not None:
+            metrics["lr"] = float(optimizer.param_groups[0]["lr"])
+        metrics["memory/size"] = float(len(self.memory))
+        self.logger.log_metrics(metrics, step=self.total_steps + 1 if step is None else step)
+
+    # ---------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_correct = 0
+        self._val_total = 0
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y, t = self._unpack(batch)
+        transform, target_transform = self.transforms["test"]
+        x = apply_transform(transform, x, "test_transform")
+        y = apply_transform(target_transform, y, "test_target_transform")
+        predictions = forward_routed(self.model, x, t).argmax(dim=-1)
+        self._val_correct += int((predictions == y).sum())
+        self._val_total += int(y.numel())
+
+    def on_validation_epoch_end(self) -> None:
+        if self._trainer is not None and self.trainer.world_size > 1:  # each rank validated its shard
+            counts = torch.tensor([self._val_correct, self._val_total], dtype=torch.int64, device=self.device)
+            self._val_correct, self._val_total = self.trainer.strategy.reduce(counts, reduce_op="sum").tolist()
+        if self._val_total and self.logger is not None:
+            accuracy = self._val_correct / self._val_total
+            self.logger.log_metrics({"val/accuracy": accuracy}, step=self.total_steps)
+
+    # ---------------------------------------------------------------- state
+    def extra_state(self) -> dict[str, Any]:
+        """Counters, component state and component randomness: all but the weights and the memory."""
+        return {
+            "total_steps": self.total_steps,
+            "components": [c.state_dict() for c in self.components],
+            "component_types": [type(c).__name__ for c in self.components],
+            "generator": self.generator.get_state(),
+            "rng": _rng_state(self.rng),
+        }
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        types = [type(c).__name__ for c in self.components]
+        if list(state["component_types"]) != types:
+            raise ValueError(f"the state holds components {state['component_types']} but the learner has {types}")
+        self.total_steps = int(state["total_steps"])
+        for component, component_state in zip(self.components, state["components"]):
+            component.load_state_dict(component_state)
+        if "generator" in state:  # states written before the component streams existed lack them
+            self.generator.set_state(state["generator"])
+            self.rng.setstate(_rng_from_state(state["rng"]))
+
+
+def _shapes(flat: dict[str, Tensor]) -> Any:
+    if list(flat) == [""]:
+        return tuple(flat[""].shape[1:])
+    return {k: tuple(v.shape[1:]) for k, v in flat.items()}
+
+
+def _rng_state(rng: random.Random) -> list[Any]:
+    """A Python RNG's state as plain data (``torch.load(weights_only=True)`` reads it)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_state(state: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = state
+    return (int(version), tuple(int(v) for v in internal), gauss)
