@@ -35,6 +35,10 @@ def load_model(model: nn.Module, folder: str | os.PathLike[str], eval_mode: bool
     and mode) and :class:`StateError` names what differs.
     """
     state = load_state(folder)
+    adapt = getattr(model, "adapt", None)
+    if callable(adapt):  # a growing model rebuilds its structure (e.g. progressive columns) first
+        for task in state.learner.get("updater", {}).get("task_order", []):
+            adapt(task)
     backup = copy.deepcopy(model.state_dict())
     try:
         model.load_state_dict(state.model)

@@ -29,7 +29,8 @@ from retentive.distributed import broadcast_object
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.learner.passes import insert_chunk, refresh_metadata
-from retentive.learner.transforms import Transform
+from retentive.data import nested
+from retentive.learner.transforms import Transform, apply_transform
 from retentive.state.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
@@ -46,7 +47,7 @@ from retentive.state.resume import (
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
 from retentive.streams import STREAMS_SCHEME, Purpose, memory_seeds, stream_seed
 from retentive.updaters.chunks import chunk_batches
-from retentive.updaters.validation import check_chunk
+from retentive.updaters.validation import check_chunk, probe_model
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
@@ -132,6 +133,23 @@ def captured_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any])
             if parameter.default is not inspect.Parameter.empty:
                 captured.setdefault(name, parameter.default)
     return captured
+
+
+def _shape(x: Any) -> Any:
+    flat = nested.flatten(x) if not torch.is_tensor(x) else {"": x}
+    return tuple(flat[""].shape) if list(flat) == [""] else {k: tuple(v.shape) for k, v in flat.items()}
+
+
+def with_user_components(own: Sequence[Component], kwargs: dict[str, Any]) -> list[Component]:
+    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC).
+
+    Pops ``components`` from ``kwargs``, so the method's ``super().__init__`` receives one list.
+    """
+    extra = list(kwargs.pop("components", None) or ())
+    for component in extra:
+        if not isinstance(component, Component):
+            raise TypeError(f"components must be retentive Components, got {type(component).__name__}")
+    return list(own) + extra
 
 
 def _exposes_targets(dataset: Dataset) -> bool:
@@ -417,6 +435,26 @@ class ModelUpdater:
                 f"of shape {tuple(stored[0])} and dtype {stored[1]}"
             )
 
+    def _check_transforms(self, dataset: Dataset, task: int | str) -> None:
+        """Refuse, before training, a transform whose output the model cannot run on."""
+        sample = dataset[0][0]  # type: ignore[index]
+        one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), sample)
+        route = task if isinstance(task, int) else 0
+        for role, (transform, _) in self.learner.transforms.items():
+            name = f"{role}_transform"
+            if transform is None:
+                continue
+            try:
+                out = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, name))
+                probe_model(self.model, out, route, name)
+            except DataError as error:
+                raise DataError(
+                    f"{name} turns a sample of shape {_shape(sample)} into shape {_shape(out)}, which the "
+                    f"model cannot run on: {error}"
+                ) from error
+            except Exception as error:
+                raise DataError(f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}") from error
+
     @staticmethod
     def _classes(dataset: Dataset) -> Tensor:
         targets = getattr(dataset, "targets", None)
@@ -534,11 +572,15 @@ class ModelUpdater:
         if task_id is not None and (not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 0):
             raise DataError(f"task_id must be an int >= 0, got {task_id!r}")
         task = self.updates_done if task_id is None else task_id
+        # a growing model grows for the task first (idempotent per task): the checks probe it, and
+        # the rollback snapshot below then covers its new structure
+        self._adapt_model([task])
         self._check_dataset(train_dataset, "training")
         check_chunk(self.model, train_dataset, "training", task_id, task)
         if val_dataset is not None:
             self._check_dataset(val_dataset, "validation")
             check_chunk(self.model, val_dataset, "validation", None, task)
+        self._check_transforms(train_dataset, task)
         update = self.updates_done
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         checkpoint: Checkpoint | None = None
@@ -551,7 +593,6 @@ class ModelUpdater:
                 task, seed, train_dataset,
             )
             checkpoint = latest_checkpoint(self.output_state_folder, fingerprint)
-        self._adapt_model([task])  # before the snapshot: a failed update keeps the grown structure idle
         backup = self._snapshot()
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
