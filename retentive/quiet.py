@@ -29,6 +29,8 @@ NOISY_LOGGERS = (
     "lightning_fabric",
     "lightning_fabric.utilities.rank_zero",
     "lightning",
+    "lightning_fabric.utilities.distributed",  # "Initializing distributed: GLOBAL_RANK: ..." on every rank
+    "lightning.fabric.utilities.distributed",
 )
 #: Warnings known not to apply to retentive's use of Lightning (regular expressions on the message).
 IRRELEVANT_WARNINGS = (
