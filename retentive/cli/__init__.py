@@ -27,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("retentive.cli.benchmark", "benchmark methods x scenarios x seeds through state folders"),
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
 }
+DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
+EPILOG = (
+    "exit codes: 0 success; 1 an error you can fix (bad config, data, state folder, missing MNIST, Trainer "
+    "settings this machine cannot run), one line on stderr; 2 bad usage. `retentive COMMAND --help` explains a command."
+)
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"
 
 
@@ -40,7 +45,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     """The parser; only ``command``'s options are configured (``"*"``: every command's)."""
-    parser = argparse.ArgumentParser(prog="retentive", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="retentive", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"retentive {__version__}")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
