@@ -228,3 +228,24 @@ def test_8_readme_shows_how_to_reach_the_commands():
     setup = readme.split("## Set up and run", 1)[1].split("\n## ", 1)[0]
     assert "source .venv/bin/activate" in setup  # `retentive` and `tensorboard` are then on PATH
     assert "--samples-per-chunk" in readme and "RETENTIVE_MNIST_MIRROR" in readme
+
+
+def test_8_the_demo_validates_on_every_chunk_seen_so_far(tmp_path, monkeypatch, mnist_available):
+    """The demo's val/accuracy covered only the current chunk's digits, hiding forgetting."""
+    import retentive
+    from retentive.models import MLP
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            seen["output"] = kwargs["output_state_folder"]
+
+        def update(self, train, val_dataset=None, task_id=None):
+            seen["val"] = sorted(set(val_dataset.targets.tolist()))
+            seen["train"] = sorted(set(train.targets.tolist()))
+            return MLP()
+
+    monkeypatch.setattr(retentive, "DarkExperienceReplayModelUpdater", Recorder)
+    assert main(["demo", "--chunk", "2", "--output", str(tmp_path), "--samples-per-chunk", "20"]) == 0
+    assert seen["train"] == [4, 5] and seen["val"] == [0, 1, 2, 3, 4, 5]
