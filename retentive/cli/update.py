@@ -137,6 +137,9 @@ def check_pipeline(args: argparse.Namespace) -> None:
 
     if args.resume and args.fresh:
         raise StateError("--resume continues an interrupted update and --fresh discards it: pass one of them")
+    if args.from_scratch and args.input_state is not None:
+        raise StateError(f"--from-scratch starts a new model, but --input-state {str(args.input_state)!r} continues one: "
+                         "pass one of them")
     epochs = leftover_epochs(args.output_state)
     if epochs is not None and not args.resume and not args.fresh:
         raise StateError(
