@@ -8,8 +8,10 @@ the state folder the previous run wrote (``--input-state``) and writes a new one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +162,7 @@ def check_pipeline(args: argparse.Namespace) -> None:
 
 
 def _announce_resume(args: argparse.Namespace) -> None:
-    from retentive.state.resume import checkpoint_root, leftover_epochs
+    from retentive.state.resume import leftover_epochs
 
     epochs = leftover_epochs(args.output_state)
     if args.fresh and epochs is not None:
@@ -168,9 +170,25 @@ def _announce_resume(args: argparse.Namespace) -> None:
 
         discard_checkpoints(args.output_state)
         print(f"retentive update: discarded the checkpoint after epoch {epochs}; starting the update over", flush=True)
-    elif args.resume and epochs is not None:
-        print(f"retentive update: resuming from the checkpoint after epoch {epochs} "
-              f"({checkpoint_root(args.output_state)})", flush=True)
+
+@contextlib.contextmanager
+def _report_resume() -> Iterator[None]:
+    """Print the resume module's INFO line (which checkpoint, after which epoch) once it is verified."""
+    import logging
+    import sys
+
+    from retentive.state import resume
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("retentive update: %(message)s"))
+    previous = resume.log.level
+    resume.log.addHandler(handler)
+    resume.log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        resume.log.removeHandler(handler)
+        resume.log.setLevel(previous)
 
 
 def runtime_arguments(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
     _announce_resume(args)
     start = time.perf_counter()
     try:
-        model = updater.update(train, val_dataset=val, task_id=args.task_id)
+        with _report_resume():
+            model = updater.update(train, val_dataset=val, task_id=args.task_id)
     except DataError as error:  # the chunk checks speak of "training" and "validation": name the file
         text = str(error)
         path = args.val_data if text.startswith("validation") and args.val_data is not None else args.data

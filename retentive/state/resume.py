@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import random
 import re
@@ -38,6 +39,8 @@ from retentive.state.locking import OutputLock
 from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 
 RESUME_PREFIX = ".retentive-resume-"
+#: Says which checkpoint an update resumes from (INFO); the command line prints it.
+log = logging.getLogger(__name__)
 _TRAINING_KEYS = ("optimizers", "schedulers", "rng", "loader_generator")
 _EPOCH = re.compile(r"epoch-(\d{4,})$")
 
@@ -267,12 +270,23 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _differences(recorded: Any, expected: dict[str, Any]) -> str:
-    """Only the keys that differ, by dotted name (``hyperparameters.lr: checkpoint 0.1, this update 0.05``)."""
+    """Per top-level key that differs, only the leaves that differ, by dotted name:
+    ``task_id: checkpoint 1, this update 2; hyperparameters: checkpoint {optimizer.lr: 0.1}, this update {optimizer.lr: 0.05}``."""
     if not isinstance(recorded, dict):
         return f"it records no fingerprint ({_short(recorded)})"
-    return "; ".join(
-        f"{key}: checkpoint {_short(old)}, this update {_short(new)}" for key, old, new in _leaf_differences(recorded, expected)
-    )
+    parts = []
+    for key in sorted(set(recorded) | set(expected), key=str):
+        old, new = recorded.get(key, "<absent>"), expected.get(key, "<absent>")
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            leaves = _leaf_differences(old, new)
+            old_text = "{" + ", ".join(f"{name}: {_short(a)}" for name, a, _ in leaves) + "}"
+            new_text = "{" + ", ".join(f"{name}: {_short(b)}" for name, _, b in leaves) + "}"
+            parts.append(f"{key}: checkpoint {old_text}, this update {new_text}")
+        else:
+            parts.append(f"{key}: checkpoint {_short(old)}, this update {_short(new)}")
+    return "; ".join(parts)
 
 
 def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint | None:
@@ -300,8 +314,10 @@ def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint |
             raise StateError(
                 f"cannot resume from {str(folder)!r}: it was written by a different update "
                 f"({_differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
-                f"or remove {str(checkpoint_root(output))!r} to start over"
+                f"or discard the checkpoint to start over (remove {str(checkpoint_root(output))!r}; --fresh on the "
+                "command line)"
             )
+        log.info("resuming from the checkpoint after epoch %d (%s)", epochs_done, folder)
         return Checkpoint(folder, epochs_done, bool(record.get("complete")), state, training)
     if candidates:
         warnings.warn(
