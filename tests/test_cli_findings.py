@@ -250,3 +250,22 @@ def test_8_the_demo_validates_on_every_chunk_seen_so_far(tmp_path, monkeypatch, 
     monkeypatch.setattr(retentive, "DarkExperienceReplayModelUpdater", Recorder)
     assert main(["demo", "--chunk", "2", "--output", str(tmp_path), "--samples-per-chunk", "20"]) == 0
     assert seen["train"] == [4, 5] and seen["val"] == [0, 1, 2, 3, 4, 5]
+
+
+def test_4_a_method_in_the_update_config_form_is_checked_the_same_way(tmp_path):
+    """One description of a method: the sections of an update config also serve as a benchmark method."""
+    from retentive.benchmarking.methods import load_methods
+    from retentive.cli.config import ConfigError
+
+    methods = tmp_path / "methods.yaml"
+    methods.write_text("der:\n  updater: {class_path: retentive.DarkExperienceReplayModelUpdater, init_args: {memory_size: 50, beta: 0.5}}\n"
+                       "  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.03}}\n  trainer: {max_epochs: 2}\n")
+    spec = load_methods(methods)["der"]
+    assert spec.updater_class.__name__ == "DarkExperienceReplayModelUpdater" and spec.optimizer == "SGD"
+    assert dict(spec.args) == {"memory_size": 50, "beta": 0.5, "max_epochs": 2} and dict(spec.optimizer_args) == {"lr": 0.03}
+    methods.write_text(methods.read_text().replace("lr: 0.03", "lrr: 0.03"))
+    with pytest.raises(ConfigError, match=r"der\.optimizer\.init_args\.lrr: unknown argument of SGD \(did you mean 'lr'\?\)"):
+        load_methods(methods)
+    methods.write_text("x:\n  updater: {class_path: retentive.ExperienceReplayModelUpdater}\n  trainer: {max_epochs: one}\n")
+    with pytest.raises(ConfigError, match=r"x\.updater\.init_args\.max_epochs: expected int"):
+        load_methods(methods)
