@@ -14,7 +14,8 @@ from retentive.components.cls import CLSConsistency
 from retentive.components.pod import PooledOutputDistillation
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
-from retentive.updaters.base import ModelUpdater, with_user_components
+from retentive.updaters.arguments import with_user_components
+from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
 
 
