@@ -15,9 +15,7 @@ uninterrupted one. The checkpoints are removed once the output is in place.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 import os
 import random
@@ -32,9 +30,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from retentive.errors import StateError
+from retentive.state.fingerprint import dataset_fingerprint, differences, update_fingerprint  # noqa: F401 - re-exported
 from retentive.state.locking import OutputLock
 from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 
@@ -83,48 +82,6 @@ def leftover_epochs(output: str | os.PathLike[str]) -> int | None:
 def discard_checkpoints(output: str | os.PathLike[str]) -> None:
     """Remove every checkpoint kept for ``output`` (after its update finished, or to start over)."""
     shutil.rmtree(checkpoint_root(output), ignore_errors=True)
-
-
-# ---------------------------------------------------------------- which update a checkpoint belongs to
-def _tensor_bytes(value: Any) -> bytes:
-    tensor = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous()
-    return tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-
-
-def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
-    """Length plus a hash of the labels (when exposed as a tensor) and of three samples: O(1) reads."""
-    n = len(dataset)  # type: ignore[arg-type]
-    digest = hashlib.sha256()
-    targets = getattr(dataset, "targets", None)
-    if torch.is_tensor(targets):
-        digest.update(_tensor_bytes(targets))
-    for index in sorted({0, n // 2, n - 1}):
-        for part in dataset[index]:
-            digest.update(_tensor_bytes(part))
-    return {"samples": n, "sha256": digest.hexdigest()}
-
-
-def update_fingerprint(
-    updater: str,
-    hyperparameters: dict[str, Any],
-    input_manifest: Path | None,
-    task_id: int,
-    seed: int,
-    dataset: Dataset,
-) -> dict[str, Any]:
-    """What identifies one update; a checkpoint is resumed only by an update with the same one."""
-    input_state = None
-    if input_manifest is not None:
-        input_state = hashlib.sha256(input_manifest.read_bytes()).hexdigest()
-    record = {
-        "updater": updater,
-        "hyperparameters": hyperparameters,
-        "input_state": input_state,
-        "task_id": task_id,
-        "seed": seed,
-        "data": dataset_fingerprint(dataset),
-    }
-    return json.loads(json.dumps(record, sort_keys=True))  # the form it takes once read back
 
 
 # ---------------------------------------------------------------- random generators
@@ -250,45 +207,6 @@ def write_checkpoint(
     return folder
 
 
-def _leaf_differences(recorded: Any, expected: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, recorded, expected)`` for every leaf where two nested mappings differ."""
-    if isinstance(recorded, dict) and isinstance(expected, dict):
-        found: list[tuple[str, Any, Any]] = []
-        for key in sorted(set(recorded) | set(expected), key=str):
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key not in recorded or key not in expected:
-                found.append((name, recorded.get(key, "<absent>"), expected.get(key, "<absent>")))
-            else:
-                found.extend(_leaf_differences(recorded[key], expected[key], name))
-        return found
-    return [] if recorded == expected else [(prefix or "fingerprint", recorded, expected)]
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _differences(recorded: Any, expected: dict[str, Any]) -> str:
-    """Per top-level key that differs, only the leaves that differ, by dotted name:
-    ``task_id: checkpoint 1, this update 2; hyperparameters: checkpoint {optimizer.lr: 0.1}, this update {optimizer.lr: 0.05}``."""
-    if not isinstance(recorded, dict):
-        return f"it records no fingerprint ({_short(recorded)})"
-    parts = []
-    for key in sorted(set(recorded) | set(expected), key=str):
-        old, new = recorded.get(key, "<absent>"), expected.get(key, "<absent>")
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            leaves = _leaf_differences(old, new)
-            old_text = "{" + ", ".join(f"{name}: {_short(a)}" for name, a, _ in leaves) + "}"
-            new_text = "{" + ", ".join(f"{name}: {_short(b)}" for name, _, b in leaves) + "}"
-            parts.append(f"{key}: checkpoint {old_text}, this update {new_text}")
-        else:
-            parts.append(f"{key}: checkpoint {_short(old)}, this update {_short(new)}")
-    return "; ".join(parts)
-
-
 def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint | None:
     """The newest checkpoint of ``output`` that verifies, or ``None`` (start from the beginning).
 
@@ -313,7 +231,7 @@ def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint |
         if record.get("fingerprint") != fingerprint:
             raise StateError(
                 f"cannot resume from {str(folder)!r}: it was written by a different update "
-                f"({_differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
+                f"({differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
                 f"or discard the checkpoint to start over (remove {str(checkpoint_root(output))!r}; --fresh on the "
                 "command line)"
             )
