@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from retentive.data import nested
+
 
 def _tensor_bytes(value: Any) -> bytes:
     tensor = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous()
@@ -30,8 +32,9 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
     if torch.is_tensor(targets):
         digest.update(_tensor_bytes(targets))
     for index in sorted({0, n // 2, n - 1}):
-        for part in dataset[index]:
-            digest.update(_tensor_bytes(part))
+        for part in dataset[index]:  # nested inputs: every leaf, in flatten's order, with its path
+            for path, leaf in (nested.flatten(part).items() if nested.is_nested(part) else [("", part)]):
+                digest.update(path.encode() + _tensor_bytes(leaf))
     return {"samples": n, "sha256": digest.hexdigest()}
 
 
