@@ -206,12 +206,11 @@ def test_8_quiet_lightning_silences_the_banner_and_tip_in_one_place(split_small,
     text = captured.out + captured.err
     assert "GPU available" not in text and "litlogger" not in text and "logging interval" not in text
     assert logging.getLogger("pytorch_lightning.utilities.rank_zero").level == level  # put back
-    # one place: no other module quiets a Lightning logger or filters warnings (the updater's own
-    # two filters in updaters/base.py move to quiet_lightning with the lead's rewrite of that file)
+    # one place: no other module quiets a Lightning logger or filters warnings
     pattern = re.compile(r"""warnings\.filterwarnings\(|getLogger\(\s*["'](pytorch_lightning|lightning)""")
     sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "retentive").rglob("*.py")
                      if pattern.search(p.read_text(encoding="utf-8")))
-    assert set(sources) - {"retentive/updaters/base.py"} == {"retentive/quiet.py"}
+    assert set(sources) == {"retentive/quiet.py"}
 
 
 def test_8_load_model_returns_eval_mode(tmp_path, chunks, capsys):

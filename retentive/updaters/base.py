@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -33,6 +32,7 @@ from retentive.data import nested
 from retentive.learner.transforms import Transform, apply_transform
 from retentive.state.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
+from retentive.quiet import quiet_lightning
 from retentive.memory.policies import InsertionPolicy
 from retentive.state.resume import ResumeSession, discard_checkpoints, update_fingerprint
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
@@ -404,7 +404,8 @@ class ModelUpdater:
         writer = self.output_state_folder is not None and rank_zero_only.rank == 0
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         try:
-            return self._update(train_dataset, val_dataset, task_id, lock)
+            with quiet_lightning():  # Lightning's banner, tips and notices that do not apply
+                return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
             if lock is not None:
                 lock.release()
@@ -478,16 +479,11 @@ class ModelUpdater:
         train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
         if session is not None:
             session.attach_loader(train_loader)
-        with warnings.catch_warnings():
-            # Lightning's notices that do not apply here: validation is optional per update, and
-            # its own pytree helper trips a torch deprecation.
-            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            trainer.fit(
-                self.learner,
-                train_dataloaders=train_loader,
-                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
-            )
+        trainer.fit(
+            self.learner,
+            train_dataloaders=train_loader,
+            val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
+        )
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
         if session is not None:
