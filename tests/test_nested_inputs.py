@@ -468,19 +468,14 @@ def _rows_offered(memory_inputs: dict, memory_targets: torch.Tensor, chunks: lis
 
 @pytest.fixture(scope="module")
 def updater_takes_dict_inputs():
-    """xfail (naming why) while ``ModelUpdater.update`` still runs its tensor-only dataset check.
-
-    Probed without training: a dict chunk with an out-of-range label passes
-    :func:`check_dataset` and is refused by the label check; the old check refuses the dict.
-    """
+    """A dict chunk passes the updater's dataset check (:func:`check_dataset`) and reaches the
+    label check, which refuses its out-of-range label; probed without training."""
     from text_worker import make_updater, tokenised_chunk
 
     chunk = tokenised_chunk((0,), 2, seed=0)
     chunk.targets[:] = 99
     with pytest.raises(DataError) as refused:
         make_updater(None, None).update(chunk, task_id=0)
-    if "inputs must be tensors, got dict" in str(refused.value):
-        pytest.xfail("ModelUpdater.update must call retentive.updaters.validation.check_dataset (base.py, the lead's)")
     assert "label 99" in str(refused.value), refused.value
 
 

@@ -94,6 +94,21 @@ def _class_histogram(memory: dict[str, Any]) -> dict[int, int] | None:
     return {int(v): int(c) for v, c in zip(values, counts)}
 
 
+#: advice written for Python callers -> how it reads for both audiences (``retentive inspect`` is a CLI)
+_ADVICE = {
+    "rerun it with resume=True to continue": (
+        "rerun the same `retentive update` command with --resume to continue from its last completed epoch "
+        "(resume=True from Python), or with --fresh to discard it"
+    ),
+}
+
+
+def _advice(note: str) -> str:
+    for python, both in _ADVICE.items():
+        note = note.replace(python, both)
+    return note
+
+
 def _input_leaves(memory: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """``{leaf key: {"shape", "dtype", "stored_dtype"}}`` for the memory's input tensors."""
     storage, dtypes = memory.get("storage"), memory.get("dtypes")
@@ -111,7 +126,7 @@ def _input_leaves(memory: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
 
 def leftovers_beside(folder: str | os.PathLike[str]) -> list[str]:
     """Describe the debris interrupted runs left in ``folder``'s parent (one line each)."""
-    return [f"{item.path.name}: {item.kind} of {item.target!r}: {item.note}" for item in find_leftovers(Path(folder).parent)]
+    return [f"{item.path.name}: {item.kind} of {item.target!r}: {_advice(item.note)}" for item in find_leftovers(Path(folder).parent)]
 
 
 def inspect_state(folder: str | os.PathLike[str]) -> StateReport:
