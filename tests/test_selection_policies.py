@@ -396,3 +396,38 @@ def test_compact_uint8_memory_keeps_exact_inputs():
     run_update_end(memory, ChunkContext(model, memory, nxt, update=1))
     kept_old = (memory.decoded("inputs")[:, None] == x[None]).all(2).any(1)
     assert int(kept_old.sum()) == 4 and memory.class_counts().tolist() == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_nested_dict_inputs(name):
+    class Text(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(20, 6)
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            mask = x["attention_mask"].unsqueeze(-1).float()
+            return self.head((self.embed(x["input_ids"]) * mask).sum(1) / mask.sum(1).clamp_min(1))
+
+    torch.manual_seed(0)
+    model = Text()
+    g = torch.Generator().manual_seed(0)
+    x = {"input_ids": torch.randint(0, 20, (30, 5), generator=g), "attention_mask": torch.ones(30, 5, dtype=torch.int64)}
+
+    class Chunk(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 30
+
+        def __getitem__(self, i):
+            return {k: v[i] for k, v in x.items()}, int(i % 3)
+
+    memory = ReplayBuffer(6, policy=POLICIES[name]())
+    memory.policy.attach(model, 6)
+    run_update_end(memory, ChunkContext(model, memory, Chunk()))
+    assert len(memory) == 6 and set(memory.keys) == {"inputs.input_ids", "inputs.attention_mask", "targets", "task_ids"}
+    ids = memory.decoded("inputs")["input_ids"]
+    assert bool((ids[:, None] == x["input_ids"][None]).all(2).any(1).all())
+    assert torch.equal(memory.storage["targets"][:6], torch.tensor([(x["input_ids"] == r).all(1).nonzero()[0, 0] % 3 for r in ids]))
+    run_update_end(memory, ChunkContext(model, memory, Chunk(), update=1))  # memory batches are nested too
+    assert len(memory) == 6

@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from retentive.data import nested
+
 
 def class_quotas(available: Tensor, capacity: int) -> Tensor:
     """Per-class budgets summing to ``min(capacity, available.sum())``, as equal as possible.
@@ -189,14 +191,15 @@ def per_sample_gradients(
     routed = bool(getattr(model, "takes_task_ids", False))
 
     def one(p: dict[str, Tensor], x: Tensor, y: Tensor, t: Tensor) -> Tensor:
-        args = (x.unsqueeze(0), t.unsqueeze(0)) if routed else (x.unsqueeze(0),)
+        one_x = nested.tree_map(lambda v: v.unsqueeze(0), x)  # a tensor or nested inputs
+        args = (one_x, t.unsqueeze(0)) if routed else (one_x,)
         out = functional_call(model, p, args, strict=False)
         loss = loss_fn(out, y.unsqueeze(0))
         return loss.mean() if loss.dim() else loss
 
     t = task_ids if task_ids is not None else torch.zeros_like(targets)
     grads = vmap(grad(one), in_dims=(None, 0, 0, 0), randomness="different")(params, inputs, targets, t)
-    return torch.cat([grads[n].reshape(inputs.shape[0], -1) for n in names], dim=1)
+    return torch.cat([grads[n].reshape(targets.shape[0], -1) for n in names], dim=1)
 
 
 def forgetting_events(previous: Tensor, current: Tensor) -> Tensor:

@@ -32,7 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from retentive.data import nested
 from retentive.memory.buffer import CORE_KEYS, ReplayBuffer
+from retentive.memory.layout import flat_rows, is_input_key
 from retentive.memory.selection import last_parameters
 from retentive.models.routing import forward_routed
 
@@ -66,11 +68,11 @@ class ChunkContext:
         for batch in batches:
             y = torch.as_tensor(batch[1]).long()
             t = torch.as_tensor(batch[2]).long() if len(batch) == 3 else torch.full_like(y, self.task_id)
-            yield batch[0].to(self.device), y.to(self.device), t.to(self.device)
+            yield nested.to(batch[0], self.device), y.to(self.device), t.to(self.device)
 
     def forward(self, inputs: Tensor, task_ids: Tensor) -> Tensor:
         """The model's logits, routed by task id as in training."""
-        return forward_routed(self.model, inputs.to(self.device), task_ids.to(self.device))
+        return forward_routed(self.model, nested.to(inputs, self.device), task_ids.to(self.device))
 
     def memory_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         n = len(self.memory)
@@ -80,7 +82,7 @@ class ChunkContext:
         for i in range(0, n, batch_size):
             j = min(i + batch_size, n)
             yield (
-                inputs[i:j].to(self.device),
+                nested.to(nested.index(inputs, slice(i, j)), self.device),
                 self.memory.storage["targets"][i:j].to(self.device).long(),
                 self.memory.storage["task_ids"][i:j].to(self.device).long(),
             )
@@ -155,12 +157,12 @@ def all_batches(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor
     device = ctx.device
     for where, batches in (("memory", ctx.memory_batches(batch_size)), ("chunk", ctx.chunk_batches(batch_size))):
         for x, y, t in batches:
-            yield where, x.to(device), torch.as_tensor(y).to(device).long(), torch.as_tensor(t).to(device).long()
+            yield where, nested.to(x, device), torch.as_tensor(y).to(device).long(), torch.as_tensor(t).to(device).long()
 
 
 def _chunk_only(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
     for x, y, t in ctx.chunk_batches(batch_size):
-        yield "chunk", x.to(ctx.device), torch.as_tensor(y).to(ctx.device).long(), torch.as_tensor(t).to(ctx.device).long()
+        yield "chunk", nested.to(x, ctx.device), torch.as_tensor(y).to(ctx.device).long(), torch.as_tensor(t).to(ctx.device).long()
 
 
 def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) -> tuple[Tensor, Tensor, int]:
@@ -210,7 +212,8 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
     from_memory = chosen < memory_rows
     mem_slots = chosen[from_memory]
     chunk_rows, order = torch.sort(chosen[~from_memory] - memory_rows)  # read in chunk order
-    extra = [k for k in memory.keys if k not in CORE_KEYS] or list(getattr(ctx, "memory_keys", ()))
+    # metadata keys (not the input leaves ``inputs.<path>`` of nested inputs)
+    extra = [k for k in memory.keys if k not in CORE_KEYS and not is_input_key(k)] or list(getattr(ctx, "memory_keys", ()))
     pieces: list[dict[str, Tensor]] = []
     offset, pointer = 0, 0
     with EvalMode(ctx.model), torch.no_grad():
@@ -218,12 +221,13 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
             b = int(y.shape[0])
             stop = int(torch.searchsorted(chunk_rows, offset + b))
             if stop > pointer:
-                local = (chunk_rows[pointer:stop] - offset).to(x.device)
-                xs, ts = x[local], t[local]
+                local = (chunk_rows[pointer:stop] - offset).to(y.device)
+                xs, ts = nested.index(x, local), t[local]
                 rows = {"inputs": xs, "targets": y[local], "task_ids": ts, **_metadata(ctx, extra, xs, ts)}
                 if not memory.storage:
                     memory.allocate(rows)
-                pieces.append(memory.encode({k: v.to(memory.dtypes[k]) for k, v in rows.items()}))
+                flat = flat_rows(rows)  # one storage key per input leaf
+                pieces.append(memory.encode({k: v.to(memory.dtypes[k]) for k, v in flat.items()}))
                 pointer = stop
             offset += b
             if pointer == chunk_rows.numel():
