@@ -349,17 +349,17 @@ class RingBufferPolicy:
 
 def policy_from_name(name: str) -> InsertionPolicy:
     """Look up a policy by its config name (built with its default arguments)."""
-    from retentive.memory import selection_policies as update_end  # imported on demand (no cycle)
+    from retentive.memory import selection_policies as chosen_at_end  # imported on demand (no cycle)
 
     policies: dict[str, type] = {
         "reservoir": ReservoirPolicy,
         "greedy_class_balanced": GreedyClassBalancedPolicy,
         "class_balanced_reservoir": ClassBalancedReservoirPolicy,
         "ring_buffer": RingBufferPolicy,
-        "herding": update_end.HerdingPolicy,
-        "k_center": update_end.KCenterPolicy,
-        "gradient_diversity": update_end.GradientDiversityPolicy,
-        "forgetting": update_end.ForgettingPolicy,
+        "herding": chosen_at_end.HerdingPolicy,
+        "k_center": chosen_at_end.KCenterPolicy,
+        "gradient_diversity": chosen_at_end.GradientDiversityPolicy,
+        "forgetting": chosen_at_end.ForgettingPolicy,
     }
     if name not in policies:
         raise ValueError(f"unknown memory policy {name!r}; expected one of {sorted(policies)}")
