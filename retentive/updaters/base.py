@@ -538,10 +538,10 @@ class ModelUpdater:
         backup = self._snapshot()
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
-        self.learner.begin_update(self.seed, update, task, partial(self._batches, train_dataset, task))
+        self.learner.begin_update(self.seed, update, task, partial(self._batches, train_dataset, route))
         try:
             self.chunk_size = len(train_dataset)  # type: ignore[arg-type]
-            fit_dataset = self._training_data(train_dataset, task)
+            fit_dataset = self._training_data(train_dataset, route)
             self.learner.check_labels_per_step = not _exposes_targets(fit_dataset)
             if self.learner.mask_unused_classes:
                 self.learner.set_chunk_classes(chunk_classes(fit_dataset))
@@ -549,7 +549,7 @@ class ModelUpdater:
                 self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
             else:
                 self._fit(fit_dataset, val_dataset, seed, session)
-            self._after_fit(train_dataset, task)
+            self._after_fit(train_dataset, route)
             self.updates_done += 1
             self.task_order.append(task)
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
