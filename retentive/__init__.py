@@ -24,9 +24,14 @@ from retentive.evaluation import (
     accuracy_row,
     average_accuracy,
     backward_transfer,
+    flip_metrics,
     forgetting,
     forward_transfer,
     micro_average_accuracy,
+    negative_flip_impact,
+    negative_flip_rate,
+    positive_flip_impact,
+    positive_flip_rate,
 )
 from retentive.learner import Learner
 from retentive.state.loading import load_model
@@ -79,8 +84,13 @@ __all__ = [
     "accuracy_row",
     "average_accuracy",
     "backward_transfer",
+    "flip_metrics",
     "forgetting",
     "forward_transfer",
     "load_model",
     "micro_average_accuracy",
+    "negative_flip_impact",
+    "negative_flip_rate",
+    "positive_flip_impact",
+    "positive_flip_rate",
 ]
