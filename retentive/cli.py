@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("retentive.commands.inspect", "show a state folder's manifest, files, memory classes and verification result"),
     "benchmark": ("retentive.commands.benchmark", "benchmark methods x scenarios x seeds through state folders"),
     "evaluate": ("retentive.commands.evaluate", "evaluate saved state folders on a scenario's test data"),
+    "import-renate": ("retentive.commands.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
+    "rollback": ("retentive.commands.rollback", "undo the last in-place update of a state folder"),
 }
 
 
