@@ -15,9 +15,8 @@ uninterrupted one. The checkpoints are removed once the output is in place.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
+import logging
 import os
 import random
 import re
@@ -31,13 +30,16 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from retentive.errors import StateError
+from retentive.state.fingerprint import dataset_fingerprint, differences, update_fingerprint  # noqa: F401 - re-exported
 from retentive.state.locking import OutputLock
 from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 
 RESUME_PREFIX = ".retentive-resume-"
+#: Says which checkpoint an update resumes from (INFO); the command line prints it.
+log = logging.getLogger(__name__)
 _TRAINING_KEYS = ("optimizers", "schedulers", "rng", "loader_generator")
 _EPOCH = re.compile(r"epoch-(\d{4,})$")
 
@@ -67,51 +69,19 @@ def has_checkpoint(output: str | os.PathLike[str]) -> bool:
     return bool(_checkpoint_folders(output))
 
 
+def leftover_epochs(output: str | os.PathLike[str]) -> int | None:
+    """The epochs completed by the newest checkpoint an interrupted update left for ``output``, or
+    ``None`` when there is none (not verified here: :func:`latest_checkpoint` does that on resume).
+
+    The command line reads it to refuse starting over silently and to say where a resume begins.
+    """
+    found = _checkpoint_folders(output)
+    return found[0][0] if found else None
+
+
 def discard_checkpoints(output: str | os.PathLike[str]) -> None:
     """Remove every checkpoint kept for ``output`` (after its update finished, or to start over)."""
     shutil.rmtree(checkpoint_root(output), ignore_errors=True)
-
-
-# ---------------------------------------------------------------- which update a checkpoint belongs to
-def _tensor_bytes(value: Any) -> bytes:
-    tensor = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous()
-    return tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-
-
-def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
-    """Length plus a hash of the labels (when exposed as a tensor) and of three samples: O(1) reads."""
-    n = len(dataset)  # type: ignore[arg-type]
-    digest = hashlib.sha256()
-    targets = getattr(dataset, "targets", None)
-    if torch.is_tensor(targets):
-        digest.update(_tensor_bytes(targets))
-    for index in sorted({0, n // 2, n - 1}):
-        for part in dataset[index]:
-            digest.update(_tensor_bytes(part))
-    return {"samples": n, "sha256": digest.hexdigest()}
-
-
-def update_fingerprint(
-    updater: str,
-    hyperparameters: dict[str, Any],
-    input_manifest: Path | None,
-    task_id: int,
-    seed: int,
-    dataset: Dataset,
-) -> dict[str, Any]:
-    """What identifies one update; a checkpoint is resumed only by an update with the same one."""
-    input_state = None
-    if input_manifest is not None:
-        input_state = hashlib.sha256(input_manifest.read_bytes()).hexdigest()
-    record = {
-        "updater": updater,
-        "hyperparameters": hyperparameters,
-        "input_state": input_state,
-        "task_id": task_id,
-        "seed": seed,
-        "data": dataset_fingerprint(dataset),
-    }
-    return json.loads(json.dumps(record, sort_keys=True))  # the form it takes once read back
 
 
 # ---------------------------------------------------------------- random generators
@@ -237,16 +207,6 @@ def write_checkpoint(
     return folder
 
 
-def _differences(recorded: Any, expected: dict[str, Any]) -> str:
-    if not isinstance(recorded, dict):
-        return f"it records no fingerprint ({recorded!r})"
-    keys = sorted(set(recorded) | set(expected))
-    return "; ".join(
-        f"{key}: checkpoint {recorded.get(key)!r}, this update {expected.get(key)!r}"
-        for key in keys if recorded.get(key) != expected.get(key)
-    )
-
-
 def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint | None:
     """The newest checkpoint of ``output`` that verifies, or ``None`` (start from the beginning).
 
@@ -271,9 +231,11 @@ def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint |
         if record.get("fingerprint") != fingerprint:
             raise StateError(
                 f"cannot resume from {str(folder)!r}: it was written by a different update "
-                f"({_differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
-                f"or remove {str(checkpoint_root(output))!r} to start over"
+                f"({differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
+                f"or discard the checkpoint to start over (remove {str(checkpoint_root(output))!r}; --fresh on the "
+                "command line)"
             )
+        log.info("resuming from the checkpoint after epoch %d (%s)", epochs_done, folder)
         return Checkpoint(folder, epochs_done, bool(record.get("complete")), state, training)
     if candidates:
         warnings.warn(

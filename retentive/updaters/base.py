@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from retentive.components.base import Batch, Component
 from retentive.data.loaders import training_loader
 from retentive.distributed import broadcast_object
-from retentive.errors import DataError, MemoryShapeError, StateError
+from retentive.errors import DataError, StateError
 from retentive.evaluation import chunk_classes
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.learner.passes import insert_chunk, refresh_metadata
@@ -33,6 +32,7 @@ from retentive.data import nested
 from retentive.learner.transforms import Transform, apply_transform
 from retentive.state.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
+from retentive.quiet import quiet_lightning
 from retentive.memory.policies import InsertionPolicy
 from retentive.state.resume import ResumeSession, discard_checkpoints, update_fingerprint
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
@@ -54,7 +54,7 @@ from retentive.updaters.arguments import (
 from retentive.updaters.collate import CollatedView
 from retentive.updaters.monitoring import BestEpoch
 from retentive.updaters.chunks import chunk_batches
-from retentive.updaters.validation import check_chunk, probe_model
+from retentive.updaters.validation import check_chunk, check_dataset, probe_model
 
 MEMORY_INSERTION = ("step", "update_end")
 
@@ -366,26 +366,6 @@ class ModelUpdater:
         )
 
     # ---------------------------------------------------------------- input checks
-    def _check_dataset(self, dataset: Dataset, role: str) -> None:
-        try:
-            n = len(dataset)  # type: ignore[arg-type]
-        except TypeError as error:
-            raise DataError(f"the {role} dataset must be a map-style Dataset with a length") from error
-        if n == 0:
-            raise DataError(f"the {role} dataset is empty; an update needs at least one sample")
-        sample = dataset[0]
-        if not isinstance(sample, (tuple, list)) or len(sample) not in (2, 3):
-            raise DataError(f"{role} samples must be (x, y) or (x, y, task_id) tuples, got {type(sample).__name__}")
-        x = sample[0]
-        if not torch.is_tensor(x):
-            raise DataError(f"{role} inputs must be tensors, got {type(x).__name__}")
-        stored = self.memory.spec("inputs")
-        if stored is not None and (x.shape != stored[0] or x.dtype != stored[1]):
-            raise MemoryShapeError(
-                f"{role} inputs have shape {tuple(x.shape)} and dtype {x.dtype}, but the memory holds inputs "
-                f"of shape {tuple(stored[0])} and dtype {stored[1]}"
-            )
-
     def _check_transforms(self, dataset: Dataset, task: int | str) -> None:
         """Refuse, before training, a transform whose output the model cannot run on."""
         sample = dataset[0][0]  # type: ignore[index]
@@ -493,7 +473,8 @@ class ModelUpdater:
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
-            return self._update(train_dataset, val_dataset, task_id, lock)
+            with quiet_lightning():  # Lightning's banner, tips and notices that do not apply
+                return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
             if lock is not None:
                 lock.release()
@@ -517,10 +498,10 @@ class ModelUpdater:
         # a growing model grows for the task first (idempotent per task): the checks probe it, and
         # the rollback snapshot below then covers its new structure
         self._adapt_model([task])
-        self._check_dataset(train_dataset, "training")
+        check_dataset(train_dataset, "training", self.memory)
         check_chunk(self.model, train_dataset, "training", task_id if isinstance(task_id, int) else None, route)
         if val_dataset is not None:
-            self._check_dataset(val_dataset, "validation")
+            check_dataset(val_dataset, "validation", self.memory)
             check_chunk(self.model, val_dataset, "validation", None, route)
         self._check_transforms(train_dataset, task)
         update = self.updates_done
@@ -588,16 +569,11 @@ class ModelUpdater:
         train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
         if session is not None:
             session.attach_loader(train_loader)
-        with warnings.catch_warnings():
-            # Lightning's notices that do not apply here: validation is optional per update, and
-            # its own pytree helper trips a torch deprecation.
-            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            trainer.fit(
-                self.learner,
-                train_dataloaders=train_loader,
-                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
-            )
+        trainer.fit(
+            self.learner,
+            train_dataloaders=train_loader,
+            val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
+        )
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
         if session is not None:

@@ -8,8 +8,10 @@ the state folder the previous run wrote (``--input-state``) and writes a new one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,15 @@ DATA_HELP = (
 
 EPILOG = """\
 exit codes: 0 the update finished and the new state folder is written; 1 a retentive error (bad
-config, data or state folder; nothing is written); 2 bad usage of the command line.
+config, data or state folder, or Trainer settings this machine cannot run; one line on stderr,
+nothing is written); 2 bad usage of the command line.
+
+the first chunk of a pipeline: omit --input-state. If the folder of --output-state already holds
+other state folders (a pipeline's earlier chunks), a missing --input-state is almost always a
+mistake and is refused; pass --from-scratch to start a new model there on purpose.
+
+an interrupted update run with --resume leaves a checkpoint beside --output-state: rerun the same
+command with --resume to continue from its last completed epoch, or with --fresh to discard it.
 
 example, one chunk after another:
   retentive update --config configs/der.yaml --data chunks/day1.npz --output-state state/day1
@@ -43,6 +53,24 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
+
+
+#: Python argument names in library messages -> the flags a user of this command types
+FLAGS = {
+    "output_state_folder": "--output-state",
+    "input_state_folder": "--input-state",
+    "resume=True": "--resume",
+    "val_dataset": "--val-data",
+    "train_dataset": "--data",
+}
+
+
+def override(text: str) -> str:
+    """``--set KEY=VALUE``: the shape is checked here (bad usage, exit 2); the value when the config loads."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a dotted KEY, e.g. optimizer.init_args.lr=0.01, got {text!r}")
+    return text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +99,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a validation chunk, same format as --data: its accuracy is logged after each epoch and printed at the end",
     )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", type=override,
         help="override one config value, by dotted key; VALUE is YAML (repeatable), "
         "e.g. --set optimizer.init_args.lr=0.01 --set logger.init_args.save_dir=runs",
     )
@@ -85,21 +113,87 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="write a checkpoint after every epoch beside --output-state, and if an earlier run of this same "
         "update was interrupted, continue from its last completed epoch instead of starting over",
     )
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="discard the checkpoint an interrupted run left beside --output-state and start the update over",
+    )
+    parser.add_argument(
+        "--from-scratch", action="store_true",
+        help="start a new model although the folder of --output-state holds other state folders (see below)",
+    )
+
+
+def outputs(args: argparse.Namespace) -> list[Path]:
+    """The folders a run may create; a failed run removes those it left empty."""
+    return [args.output_state.parent, Path("tb_logs"), *([args.summary.parent] if args.summary else [])]
+
+
+def check_pipeline(args: argparse.Namespace) -> None:
+    """Refuse to start over silently: a leftover checkpoint, or a second chunk without its input.
+
+    Runs before anything is built, so that a refusal costs nothing and changes nothing.
+    """
+    from retentive.errors import StateError
+    from retentive.state.format import MANIFEST
+    from retentive.state.resume import checkpoint_root, leftover_epochs
+
+    if args.resume and args.fresh:
+        raise StateError("--resume continues an interrupted update and --fresh discards it: pass one of them")
+    if args.from_scratch and args.input_state is not None:
+        raise StateError(f"--from-scratch starts a new model, but --input-state {str(args.input_state)!r} continues one: "
+                         "pass one of them")
+    epochs = leftover_epochs(args.output_state)
+    if epochs is not None and not args.resume and not args.fresh:
+        raise StateError(
+            f"an interrupted run of this update left a checkpoint after epoch {epochs} in "
+            f"{str(checkpoint_root(args.output_state))!r}: pass --resume to continue from epoch {epochs}, "
+            "or --fresh to discard it"
+        )
+    if args.input_state is None and not args.from_scratch:
+        parent = args.output_state.parent
+        siblings = sorted(p.name for p in parent.glob("*") if p != args.output_state and (p / MANIFEST).is_file())
+        if siblings:
+            shown = ", ".join(siblings[-3:])
+            raise StateError(
+                f"no --input-state, but {str(parent)!r} holds state folders of earlier updates ({shown}): pass "
+                f"--input-state {str(parent / siblings[-1])!r} to continue the pipeline, or --from-scratch to "
+                "start a new model"
+            )
+
+
+def _announce_resume(args: argparse.Namespace) -> None:
+    from retentive.state.resume import leftover_epochs
+
+    epochs = leftover_epochs(args.output_state)
+    if args.fresh and epochs is not None:
+        from retentive.state.resume import discard_checkpoints
+
+        discard_checkpoints(args.output_state)
+        print(f"retentive update: discarded the checkpoint after epoch {epochs}; starting the update over", flush=True)
+
+@contextlib.contextmanager
+def _report_resume() -> Iterator[None]:
+    """Print the resume module's INFO line (which checkpoint, after which epoch) once it is verified."""
+    import logging
+    import sys
+
+    from retentive.state import resume
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("retentive update: %(message)s"))
+    previous = resume.log.level
+    resume.log.addHandler(handler)
+    resume.log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        resume.log.removeHandler(handler)
+        resume.log.setLevel(previous)
 
 
 def runtime_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The updater arguments the command line decides, not the config."""
     return {"input_state_folder": args.input_state, "output_state_folder": args.output_state, "resume": args.resume}
-
-
-def _quiet_lightning() -> None:
-    """Drop Lightning's per-run banner (which devices exist). Its pytree deprecation notice and its
-    note that no validation data was given are already dropped by the updater around the fit;
-    every other warning is kept."""
-    import logging
-
-    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_fits(model: Any, chunk: Any, path: Path) -> None:
@@ -123,16 +217,36 @@ def check_fits(model: Any, chunk: Any, path: Path) -> None:
         model.train(was_training)
 
 
+def trainer_refusal(error: Exception, config: Any) -> Exception | None:
+    """A Trainer setting this machine cannot run, as a config error naming the key and its value
+    (``trainer.accelerator``, with ``--set`` named when the value came from the command line)."""
+    from retentive.cli.failures import is_lightning_configuration_error
+
+    text = " ".join(str(error).split())
+    settings = config.trainer
+    if "strategy=" in text and isinstance(error, ValueError):
+        return config.source.error("trainer.strategy", f"{settings.get('strategy')!r} is refused: {text}")
+    if not is_lightning_configuration_error(error):
+        return None
+    named = [key for key in ("accelerator", "devices", "strategy", "precision", "num_nodes") if key in settings]
+    key = next((k for k in named if str(settings[k]).lower() in text.lower() or k in text.lower()), None)
+    if key is None:
+        key = named[0] if named else ""
+    shown = ", ".join(f"{k}={settings[k]!r}" for k in named) or "the updater's defaults"
+    return config.source.error(f"trainer.{key}" if key else "trainer", f"Lightning refused the Trainer settings ({shown}): {text}")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from retentive.config import build_updater, load_config
+    from retentive.cli.config import build_updater, load_config
     from retentive.data.files import read_chunk
+    from retentive.errors import DataError
     from retentive.evaluation import accuracy
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    _quiet_lightning()
+    check_pipeline(args)
     config = load_config(args.config, args.overrides)
     updater = build_updater(config, **runtime_arguments(args))  # checks the state folders first
     train = read_chunk(args.data)
@@ -141,8 +255,20 @@ def run(args: argparse.Namespace) -> int:
     if args.val_data is not None:
         val = read_chunk(args.val_data)
         check_fits(updater.model, val, args.val_data)
+    _announce_resume(args)
     start = time.perf_counter()
-    model = updater.update(train, val_dataset=val, task_id=args.task_id)
+    try:
+        with _report_resume():
+            model = updater.update(train, val_dataset=val, task_id=args.task_id)
+    except DataError as error:  # the chunk checks speak of "training" and "validation": name the file
+        text = str(error)
+        path = args.val_data if text.startswith("validation") and args.val_data is not None else args.data
+        raise DataError(text if str(path) in text else f"{path}: {text}") from error
+    except Exception as error:
+        refusal = trainer_refusal(error, config)
+        if refusal is None:
+            raise
+        raise refusal from error
     seconds = time.perf_counter() - start
     val_accuracy = None
     if val is not None:

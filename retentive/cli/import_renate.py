@@ -8,11 +8,11 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from retentive.state.renate import UPDATER_COMPONENTS
-
+    # the names of retentive.state.renate.UPDATER_COMPONENTS, spelled out: --help imports no torch
+    updaters = ["DarkExperienceReplayModelUpdater", "ExperienceReplayModelUpdater", "FineTuningModelUpdater"]
     parser.add_argument("renate_folder", type=Path, metavar="RENATE_FOLDER", help="a Renate 0.5.2 state folder")
     parser.add_argument("new_folder", type=Path, metavar="NEW_FOLDER", help="the state folder to write (must not exist)")
-    parser.add_argument("--updater", choices=sorted(UPDATER_COMPONENTS), default=None,
+    parser.add_argument("--updater", choices=updaters, default=None,
                         help="the updater that continues from it [DER with stored logits, else ER]")
 
 
