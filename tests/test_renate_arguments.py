@@ -313,3 +313,23 @@ def test_missing_input_folder_stays_an_error_even_in_place(tmp_path):
     with pytest.raises(StateError, match="does not exist"):
         FineTuningModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), input_state_folder=tmp_path / "typo",
                                output_state_folder=tmp_path / "typo", **QUIET)
+
+
+def test_replayed_samples_get_the_train_transform_unless_a_buffer_transform_is_given(split_small):
+    """Renate: ``buffer_transform = buffer_transform or train_transform``."""
+    train, _ = split_small
+    calls: list[int] = []
+
+    def spy(x):
+        calls.append(int(x.shape[0]))
+        return x
+
+    updater = ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=32, batch_size=32,
+                                           train_transform=spy, **QUIET)
+    assert updater.learner.transforms["buffer"][0] is spy
+    updater.update(train[0].subset(torch.arange(64)))
+    # per-sample transforms: 64 new samples, plus 16 replayed in each of the 3 steps after the first
+    assert len(calls) >= 64 + 3 * 16
+    other = lambda x: x  # noqa: E731
+    assert ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=32, train_transform=spy,
+                                        buffer_transform=other, **QUIET).learner.transforms["buffer"][0] is other

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -126,7 +127,8 @@ class ModelUpdater:
             names); the memory stores the samples untransformed.
         test_transform, test_target_transform: applied to validation batches and to the passes
             that update-end hooks make over the chunk and the memory.
-        buffer_transform, buffer_target_transform: applied to each replayed batch.
+        buffer_transform, buffer_target_transform: applied to each replayed batch; ``None`` [default]
+            applies the training transforms (Renate's rule).
         memory_insertion: ``"step"`` [Renate's]: the new samples are offered to the memory after
             every step; ``"update_end"``: the whole chunk is offered once the update has trained
             (as Offline-ER and Avalanche's replay do), so replay batches hold earlier chunks only.
@@ -243,8 +245,9 @@ class ModelUpdater:
             update_memory_every_step=memory_insertion == "step",
             train_transform=train_transform,
             train_target_transform=train_target_transform,
-            buffer_transform=buffer_transform,
-            buffer_target_transform=buffer_target_transform,
+            # Renate's rule: replayed samples get the training transforms unless told otherwise
+            buffer_transform=buffer_transform if buffer_transform is not None else train_transform,
+            buffer_target_transform=buffer_target_transform if buffer_target_transform is not None else train_target_transform,
             test_transform=test_transform,
             test_target_transform=test_target_transform,
             learning_rate_scheduler_interval=learning_rate_scheduler_interval,
