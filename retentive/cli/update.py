@@ -201,18 +201,20 @@ def check_fits(model: Any, chunk: Any, path: Path) -> None:
     one-line error naming the file rather than a traceback from inside the training loop."""
     import torch
 
+    from retentive.data import nested
     from retentive.errors import DataError
 
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(chunk.inputs[:1])
-    except (RuntimeError, TypeError, ValueError, IndexError) as error:
-        raise DataError(
-            f"{path}: inputs of shape {tuple(chunk.inputs.shape[1:])} and dtype {chunk.inputs.dtype} do not fit "
-            f"the model {type(model).__name__}: {error}"
-        ) from error
+            model(nested.index(chunk.inputs, slice(0, 1)))  # a tensor or nested inputs (inputs.<name> arrays)
+    except (RuntimeError, TypeError, ValueError, IndexError, KeyError) as error:
+        if torch.is_tensor(chunk.inputs):
+            what = f"inputs of shape {tuple(chunk.inputs.shape[1:])} and dtype {chunk.inputs.dtype}"
+        else:
+            what = nested.describe(nested.flatten(chunk.inputs, "inputs"), batched=True)
+        raise DataError(f"{path}: {what} do not fit the model {type(model).__name__}: {error}") from error
     finally:
         model.train(was_training)
 

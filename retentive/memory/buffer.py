@@ -104,6 +104,8 @@ class ReplayBuffer:
         #: the containers of nested inputs (:func:`retentive.data.nested.structure`); ``None`` for
         #: a plain tensor or before the first insert
         self.input_structure: Any = None
+        self._specs: dict[str, Spec] | None = None  # see specs()
+        self._input_keys: frozenset[str] = frozenset()
         self.size = 0
         self.seen = 0
         self.device = torch.device("cpu")
@@ -135,8 +137,15 @@ class ReplayBuffer:
         return None if stored is None else (stored.shape[1:], self.dtypes[key])
 
     def specs(self) -> dict[str, Spec]:
-        """Every storage key's per-sample shape and offered dtype (empty before the first insert)."""
-        return {key: (value.shape[1:], self.dtypes[key]) for key, value in self.storage.items()}
+        """Every storage key's per-sample shape and offered dtype (empty before the first insert).
+
+        Computed once per layout (the storage is (re)built only by :meth:`allocate` and
+        :meth:`load_state_dict`), since every insert checks against it; do not modify it.
+        """
+        if self._specs is None:
+            self._specs = {key: (value.shape[1:], self.dtypes[key]) for key, value in self.storage.items()}
+            self._input_keys = frozenset(key for key in self._specs if is_input_key(key))
+        return self._specs
 
     def input_spec(self) -> dict[str, Spec] | None:
         """``{leaf path: (per-sample shape, offered dtype)}`` of the stored inputs, ``None`` if empty.
@@ -176,6 +185,7 @@ class ReplayBuffer:
     def allocate(self, batch: Mapping[str, Any]) -> None:
         """Create the storage from a batch's shapes and dtypes (done by the first insert)."""
         self.input_structure = nested.structure(batch[INPUTS]) if INPUTS in batch else None
+        self._specs = None
         for key, value in flat_rows(batch).items():
             self.dtypes[key] = value.dtype
             self.storage[key] = torch.zeros(
@@ -264,8 +274,9 @@ class ReplayBuffer:
         """The rows ``idx`` of every key, inputs decoded and rebuilt in their offered structure."""
         data: dict[str, Any] = {}
         leaves: dict[str, Tensor] = {}
+        self.specs()  # the input keys, once per layout
         for key, value in self.storage.items():
-            if is_input_key(key):
+            if key in self._input_keys:
                 leaves[key] = decode(value[idx], self.dtypes[key])
             else:
                 data[key] = value[idx]
@@ -358,6 +369,7 @@ class ReplayBuffer:
         _check_saved_inputs(list(storage), structure)
         self.storage = {}
         self.dtypes = {}
+        self._specs = None
         self.input_structure = structure
         for key, rows in storage.items():
             if rows.shape[0] != self.size:
