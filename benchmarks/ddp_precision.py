@@ -108,7 +108,7 @@ def _updater(devices: int, precision: str, method: str, seed: int, previous: Pat
     common = dict(
         input_state_folder=previous, output_state_folder=state, seed=seed,
         accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", precision=precision,
-        logger=False, enable_progress_bar=False, callbacks=[clock],
+        logger=False, enable_progress_bar=False, callbacks=[clock], max_epochs=1,
     )
     sgd = partial(torch.optim.SGD, lr=0.1)
     if method == "ft":

@@ -19,6 +19,14 @@ the stage it interrupted. After each kill it checks that
 A corrupt outcome is any violation. Run (about 2-3 minutes on 2 cores):
 
     python benchmarks/kill_test.py --kills 30 --seed 0
+
+``--in-place`` kills in-place updates (input folder = output folder, Renate's pipelines) instead:
+half the trials at a random moment of the save (uniform from the end of training to the end of
+the update), half with the worker killing itself exactly after one step of the swap (the new
+state staged; the exchange; the older rollback copy renamed to debris; its removal; the old
+state renamed to the rollback copy), cycling through them. After each kill the folder must load
+and equal either the state before the update or the uninterrupted in-place run's, bit for bit,
+never a mix; when it holds the new state, ``rollback`` must restore the old one byte for byte.
 """
 
 from __future__ import annotations
@@ -222,6 +230,174 @@ def prepare(workdir: Path, samples: int, epochs: int, memory_size: int, mnist: T
     return setup
 
 
+SWAP_STEPS = ("staged", "exchanged", "debris", "discarded", "renamed")
+
+
+def _self_kill_after(step: str) -> None:
+    """In an in-place worker: SIGKILL itself right after ``step`` of the swap (see SWAP_STEPS)."""
+    import retentive.state.inplace as inplace
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def after(function: Any, name: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            if name == step:
+                die()
+            return result
+        return wrapper
+
+    inplace.write_staging = after(inplace.write_staging, "staged")
+    inplace.exchange = after(inplace.exchange, "exchanged")
+    inplace._discard = after(inplace._discard, "discarded")
+    rename = os.rename
+
+    def traced_rename(src: Any, dst: Any) -> None:
+        rename(src, dst)
+        name = Path(dst).name
+        if step == "renamed" and name.startswith(inplace.PREVIOUS_PREFIX):
+            die()
+        if step == "debris" and "discard-" in name:
+            die()
+
+    inplace.os.rename = traced_rename  # type: ignore[attr-defined]
+
+
+def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None) -> tuple[int, int]:
+    """Fork a worker running an in-place update of ``folder``; optionally it kills itself at a swap step."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_fd)
+            _quiet()
+            import retentive.updaters.base as base
+
+            swap = base.swap_in
+
+            def traced_swap(*args: Any, **kwargs: Any) -> Any:
+                os.write(write_fd, b"S")
+                result = swap(*args, **kwargs)
+                os.write(write_fd, b"s")
+                return result
+
+            base.swap_in = traced_swap
+            if kill_after is not None:
+                _self_kill_after(kill_after)
+            make_updater(setup, folder, folder, callbacks=(_Marks(write_fd),), resume=False).update(setup.chunk, task_id=1)
+            os.write(write_fd, DONE)
+        except BaseException:  # noqa: BLE001
+            code = 1
+            try:
+                os.write(write_fd, FAILED)
+            except OSError:
+                pass
+        os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _run_to_end(pid: int, fd: int, begun: float) -> tuple[dict[bytes, float], int]:
+    marks: dict[bytes, float] = {}
+    try:
+        while True:
+            mark = _read_mark(fd, 300)
+            if mark in (DONE, FAILED, b""):
+                break
+            marks.setdefault(mark, time.perf_counter() - begun)
+        marks[mark] = time.perf_counter() - begun
+    finally:
+        os.close(fd)
+        code = _wait_exit(pid)
+    return marks, code
+
+
+def run_inplace_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epochs: int = 2,
+                          memory_size: int = 2000, log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
+    """SIGKILL in-place updates during their save and swap; return the counts (``corrupt`` must be 0)."""
+    from retentive.state.inplace import previous_path, rollback
+
+    torch.set_num_threads(1)
+    _quiet()
+    rng = random.Random(seed)
+    say = log or (lambda *a: None)
+    setup = prepare(workdir, samples, epochs, memory_size, mnist)
+    old_digest = tree_digest(setup.input_state)
+    reference = workdir / "reference_inplace"
+    shutil.copytree(setup.input_state, reference)
+    begun = time.perf_counter()
+    marks, code = _run_to_end(*fork_inplace_update(setup, reference, None), begun)
+    if code != 0 or DONE not in marks:
+        raise RuntimeError("the clean in-place update failed")
+    window = marks[DONE] - marks[FIT_END]
+    say(f"clean in-place update: save and swap {window:.3f} s")
+    counts: dict[str, Any] = {"kills": kills, "random_moment": 0, "swap_step": {}, "old_state": 0, "new_state": 0,
+                              "corrupt": 0, "rolled_back_identical": 0, "rollback_failed": 0,
+                              "no_previous_refused": 0, "problems": []}
+    for trial in range(kills):
+        folder = workdir / f"inplace_{trial:03d}"
+        shutil.copytree(setup.input_state, folder)
+        step = None if trial % 2 == 0 else SWAP_STEPS[(trial // 2) % len(SWAP_STEPS)]
+        pid, fd = fork_inplace_update(setup, folder, step)
+        seen = b""
+        try:
+            if step is None:
+                counts["random_moment"] += 1
+                while FIT_END not in seen:
+                    mark = _read_mark(fd, 300)
+                    if mark in (FAILED, b""):
+                        raise RuntimeError(f"trial {trial}: the worker failed before the kill")
+                    seen += mark
+                time.sleep(rng.uniform(0.0, window))
+                os.kill(pid, signal.SIGKILL)
+            else:
+                counts["swap_step"][step] = counts["swap_step"].get(step, 0) + 1
+        finally:
+            code = _wait_exit(pid)
+            while chunk := os.read(fd, 64):
+                seen += chunk
+            os.close(fd)
+        where = step or f"random ({STAGES.get(seen[-1:], '?')})"
+        try:
+            load_state(folder)
+            make_updater(setup, None, folder)
+            is_new = states_equal(folder, reference)
+            is_old = not is_new and tree_digest(folder) == old_digest
+        except StateError as error:
+            counts["corrupt"] += 1
+            counts["problems"].append(f"trial {trial} ({where}): unloadable: {error}")
+            continue
+        if not (is_new or is_old):
+            counts["corrupt"] += 1
+            counts["problems"].append(f"trial {trial} ({where}): neither the old nor the new state")
+            continue
+        counts["new_state" if is_new else "old_state"] += 1
+        try:
+            if is_new:
+                rollback(folder)
+                if tree_digest(folder) == old_digest and not previous_path(folder).exists():
+                    counts["rolled_back_identical"] += 1
+                else:
+                    counts["rollback_failed"] += 1
+                    counts["problems"].append(f"trial {trial} ({where}): rollback did not restore the old state")
+            else:
+                try:
+                    rollback(folder)
+                    counts["rollback_failed"] += 1
+                    counts["problems"].append(f"trial {trial} ({where}): rollback of the untouched state did not refuse")
+                except StateError:
+                    counts["no_previous_refused"] += 1
+        except StateError as error:
+            counts["rollback_failed"] += 1
+            counts["problems"].append(f"trial {trial} ({where}): rollback failed: {error}")
+        say(f"trial {trial:2d}: killed at {where} -> {'new' if is_new else 'old'} state")
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(previous_path(folder), ignore_errors=True)
+    return counts
+
+
 def run_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epochs: int = 4,
                   memory_size: int = 2000, log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
     """Run ``kills`` trials; return the counts (``corrupt`` must be 0). ``mnist``: the training set, if loaded."""
@@ -322,9 +498,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the killed update [4]")
     parser.add_argument("--memory-size", type=int, default=2000, help="replay memory (makes the save longer) [2000]")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
+    parser.add_argument("--in-place", action="store_true", help="kill in-place updates during their save and swap")
     args = parser.parse_args(argv)
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="retentive-kill-") as workdir:
+        if args.in_place:
+            counts = run_inplace_kill_test(args.kills, args.seed, Path(workdir), args.samples, args.epochs,
+                                           args.memory_size, log=lambda *a: print(*a, flush=True))
+            counts["seconds"] = round(time.perf_counter() - begun, 1)
+            print(json.dumps(counts, indent=2))
+            if args.json is not None:
+                args.json.write_text(json.dumps(counts, indent=2))
+            return 0 if not (counts["corrupt"] or counts["rollback_failed"]) else 1
         counts = run_kill_test(args.kills, args.seed, Path(workdir), args.samples, args.epochs, args.memory_size,
                                log=lambda *a: print(*a, flush=True))
     counts["seconds"] = round(time.perf_counter() - begun, 1)

@@ -43,7 +43,7 @@ def main() -> None:
         folder = Path(tmp) / "state"
         updater = DarkExperienceReplayModelUpdater(
             model, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.03), memory_size=500, batch_size=64,
-            output_state_folder=folder, accelerator="cpu", logger=False, enable_progress_bar=False,
+            output_state_folder=folder, accelerator="cpu", logger=False, enable_progress_bar=False, max_epochs=1,
         )
         updater.update(dataset)
         files = {p.name: p.stat().st_size for p in sorted(folder.iterdir())}

@@ -161,6 +161,7 @@ def make_updater(der: bool, seed: int, clock: StepClock, input_state: Path | Non
         logger=False,
         enable_progress_bar=False,
         callbacks=[clock],
+        max_epochs=1,
         seed=seed,
         input_state_folder=input_state,
         output_state_folder=output_state,

@@ -47,10 +47,15 @@ _EXPORTS: dict[str, str] = {
     "accuracy_row": "retentive.evaluation",
     "average_accuracy": "retentive.evaluation",
     "backward_transfer": "retentive.evaluation",
+    "flip_metrics": "retentive.evaluation",
     "forgetting": "retentive.evaluation",
     "forward_transfer": "retentive.evaluation",
     "load_model": "retentive.state.loading",
     "micro_average_accuracy": "retentive.evaluation",
+    "negative_flip_impact": "retentive.evaluation",
+    "negative_flip_rate": "retentive.evaluation",
+    "positive_flip_impact": "retentive.evaluation",
+    "positive_flip_rate": "retentive.evaluation",
 }
 
 _SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory", "models", "state", "updaters"})
@@ -79,9 +84,14 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         accuracy_row,
         average_accuracy,
         backward_transfer,
+        flip_metrics,
         forgetting,
         forward_transfer,
         micro_average_accuracy,
+        negative_flip_impact,
+        negative_flip_rate,
+        positive_flip_impact,
+        positive_flip_rate,
     )
     from retentive.learner import Learner
     from retentive.state.loading import load_model
@@ -150,8 +160,13 @@ __all__ = [
     "accuracy_row",
     "average_accuracy",
     "backward_transfer",
+    "flip_metrics",
     "forgetting",
     "forward_transfer",
     "load_model",
     "micro_average_accuracy",
+    "negative_flip_impact",
+    "negative_flip_rate",
+    "positive_flip_impact",
+    "positive_flip_rate",
 ]

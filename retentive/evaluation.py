@@ -180,3 +180,85 @@ def format_matrix(matrix: Tensor) -> str:
     header = "after update | " + " ".join(f"chunk {j:>2}" for j in range(a.shape[1]))
     rows = [f"{i:>12} | " + " ".join(f"{100 * v:8.2f}" for v in a[i].tolist()) for i in range(a.shape[0])]
     return "\n".join([header, "-" * len(header), *rows])
+
+
+# ---------------------------------------------------------------- Renate's flip metrics
+# Regression between two versions of a model on one test set (Yan et al., CVPR 2021; Xie et al.,
+# ACL 2021), as Renate 0.5.2 defines them. A negative flip: the old model was right and the new one
+# is wrong; a positive flip the reverse. Rates divide by the test-set size, impacts by the new
+# model's errors (NFI) or its correct predictions (PFI).
+def _flips(new_predictions: Tensor, old_predictions: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    new, old, y = (torch.as_tensor(t).reshape(-1).long() for t in (new_predictions, old_predictions, labels))
+    if not new.shape == old.shape == y.shape:
+        raise ValueError(
+            f"new predictions, old predictions and labels must have the same length, got "
+            f"{new.numel()}, {old.numel()} and {y.numel()}"
+        )
+    if y.numel() == 0:
+        raise ValueError("flip metrics need at least one test sample")
+    return new == y, old == y, y
+
+
+def negative_flip_rate(new_predictions: Tensor, old_predictions: Tensor, labels: Tensor) -> float:
+    """NFR: the share of test samples the old model got right and the new one gets wrong."""
+    new_ok, old_ok, y = _flips(new_predictions, old_predictions, labels)
+    return float((old_ok & ~new_ok).sum()) / y.numel()
+
+
+def positive_flip_rate(new_predictions: Tensor, old_predictions: Tensor, labels: Tensor) -> float:
+    """PFR: the share of test samples the old model got wrong and the new one gets right."""
+    new_ok, old_ok, y = _flips(new_predictions, old_predictions, labels)
+    return float((~old_ok & new_ok).sum()) / y.numel()
+
+
+def negative_flip_impact(new_predictions: Tensor, old_predictions: Tensor, labels: Tensor) -> float:
+    """NFI: negative flips over the new model's errors (0 when it makes none; Renate gives NaN)."""
+    new_ok, old_ok, _ = _flips(new_predictions, old_predictions, labels)
+    errors = int((~new_ok).sum())
+    return float((old_ok & ~new_ok).sum()) / errors if errors else 0.0
+
+
+def positive_flip_impact(new_predictions: Tensor, old_predictions: Tensor, labels: Tensor) -> float:
+    """PFI: positive flips over the new model's correct predictions (0 when it has none)."""
+    new_ok, old_ok, _ = _flips(new_predictions, old_predictions, labels)
+    correct = int(new_ok.sum())
+    return float((~old_ok & new_ok).sum()) / correct if correct else 0.0
+
+
+@torch.no_grad()
+def predictions(
+    model: nn.Module, datasets: Sequence[Dataset], batch_size: int = 1024, device: str | torch.device = "cpu"
+) -> tuple[Tensor, Tensor]:
+    """The model's top-1 predictions and the labels over ``datasets`` pooled, in order."""
+    was_training = model.training
+    model.eval()
+    predicted, labels = [], []
+    try:
+        for dataset in datasets:
+            for batch in _batches(dataset, batch_size):
+                task_ids = batch[2].to(device) if len(batch) > 2 else None
+                predicted.append(forward_routed(model, batch[0].to(device), task_ids).argmax(dim=-1).cpu())
+                labels.append(batch[1].long().cpu())
+    finally:
+        model.train(was_training)
+    if not labels:
+        raise ValueError("flip metrics need at least one test sample")
+    return torch.cat(predicted), torch.cat(labels)
+
+
+def flip_metrics(
+    new_model: nn.Module,
+    old_model: nn.Module,
+    datasets: Sequence[Dataset],
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """NFR, PFR, NFI and PFI of ``new_model`` against ``old_model`` on ``datasets`` pooled."""
+    new, labels = predictions(new_model, datasets, batch_size, device)
+    old, _ = predictions(old_model, datasets, batch_size, device)
+    return {
+        "nfr": negative_flip_rate(new, old, labels),
+        "pfr": positive_flip_rate(new, old, labels),
+        "nfi": negative_flip_impact(new, old, labels),
+        "pfi": positive_flip_impact(new, old, labels),
+    }

@@ -78,6 +78,7 @@ def make_updater(input_state: Path | None, output_state: Path | None, devices: i
         strategy="ddp" if devices > 1 else "auto",
         logger=False,
         enable_progress_bar=False,
+        max_epochs=1,
         seed=0,
         **extra,
     )
@@ -91,7 +92,7 @@ def make_super_updater(input_state: Path | None, output_state: Path):
         build_dropout_model(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05),
         memory_size=300, batch_size=64, batch_memory_frac=0.5, feature_layers=["3"],
         input_state_folder=input_state, output_state_folder=output_state,
-        accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False, seed=0,
+        accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False, max_epochs=1, seed=0,
     )
 
 

@@ -10,7 +10,7 @@ import torch
 import retentive as R
 from retentive.models import MLP
 
-QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 
 #: name -> (updater class, its arguments) for the small end-to-end runs.
 UPDATERS: dict[str, tuple[type, dict[str, Any]]] = {
@@ -30,7 +30,7 @@ def build(name: str, **kwargs: Any) -> R.ModelUpdater:
     cls, arguments = UPDATERS[name]
     torch.manual_seed(0)
     optimizer = partial(torch.optim.SGD, lr=0.1)
-    return cls(MLP(), torch.nn.CrossEntropyLoss(), optimizer, seed=0, **arguments, **QUIET, **kwargs)
+    return cls(MLP(), torch.nn.CrossEntropyLoss(), optimizer, seed=0, **{**QUIET, **arguments, **kwargs})
 
 
 def snapshot(updater: R.ModelUpdater) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 
 
 def sgd(lr: float = 0.05):

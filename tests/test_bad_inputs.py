@@ -225,10 +225,11 @@ def test_19_memory_size_zero_trains_without_replay_and_negative_is_refused(world
 
 
 # ---------------------------------------------------------------- task ids
-@pytest.mark.parametrize("task_id", [-1, True, "1", 1.5])
+@pytest.mark.parametrize("task_id", [-1, True, "", "  ", 1.5])
 def test_20_invalid_task_id(world, refused, tmp_path, task_id):
+    # strings name tasks (Renate's form, e.g. "default_task"); an empty one names nothing
     state0, chunk = world
-    refused(der(tmp_path / "s1", state0), chunk, DataError, "task_id must be an int >= 0", task_id=task_id)
+    refused(der(tmp_path / "s1", state0), chunk, DataError, "task_id must be a non-empty string or an int >= 0", task_id=task_id)
 
 
 def test_21_task_id_contradicting_the_samples(world, refused, tmp_path):
@@ -331,8 +332,9 @@ def test_28_output_that_exists_or_is_the_input(world, tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(StateError, match="already exists; a state folder is never overwritten"):
         der(tmp_path / "taken", state0)
-    with pytest.raises(StateError, match="is the input_state_folder"):
-        der(state0, state0)
+    assert der(state0, state0).in_place  # the input folder itself: an in-place update (Renate's pipelines)
+    with pytest.raises(StateError, match="does not exist"):  # a missing input stays an error, in place too
+        der(tmp_path / "typo", tmp_path / "typo")
 
 
 def test_29_output_that_cannot_be_written_fails_before_training(world, refused, tmp_path):

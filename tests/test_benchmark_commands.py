@@ -18,7 +18,7 @@ def benchmarked(tmp_path_factory):
     methods = out.parent / "methods.yaml"
     methods.write_text(
         "small-er:\n  updater: ExperienceReplayModelUpdater\n  optimizer_args: {lr: 0.1}\n"
-        "  args: {memory_size: 60, batch_size: 20, batch_memory_frac: 0.5}\n"
+        "  args: {memory_size: 60, batch_size: 20, batch_memory_frac: 0.5, max_epochs: 1}\n"
     )
     code = main(["benchmark", "--scenario", "seq-mnist", "--method", "fine-tuning", "small-er", "--methods-file",
                  str(methods), "--orders", "given", "random", "--keep-states", "all", "--no-tensorboard", "--quiet",
@@ -57,6 +57,12 @@ def test_evaluate_rebuilds_the_matrix_from_the_state_folders(benchmarked, tmp_pa
     assert heatmap.read_bytes().startswith(SIGNATURE)
     printed = capsys.readouterr().out
     assert "ExperienceReplayModelUpdater, 3 updates" in printed and "metrics over all chunks" in printed
+    # Renate's flip metrics between consecutive states: each rate in [0, 1], as many pairs as states - 1
+    flips = json.loads(report.read_text())["flips"]
+    assert [f["to"] for f in flips] == states[1:]
+    assert all(0.0 <= f[name] <= 1.0 for f in flips for name in ("nfr", "pfr", "nfi", "pfi"))
+    assert flips[0]["nfr"] > 0  # a class-incremental update forgets: some samples flip to wrong
+    assert "flips " in printed and "NFR" in printed
 
 
 def test_evaluate_one_state_reports_the_chunks_seen_so_far(benchmarked, capsys):

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_module_per_command_and_the_entry_point():
-    assert sorted(COMMANDS) == ["benchmark", "demo", "evaluate", "inspect", "update"]
+    assert sorted(COMMANDS) == ["benchmark", "demo", "evaluate", "import-renate", "inspect", "rollback", "update"]
     for name, (module, _) in COMMANDS.items():
-        assert module == f"retentive.cli.{name}"
+        assert module == f"retentive.cli.{name.replace('-', '_')}"
         command = importlib.import_module(module)
         assert callable(command.configure) and callable(command.run)
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]

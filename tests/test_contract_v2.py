@@ -25,7 +25,7 @@ from retentive.state import load_state
 from third_party import GradientMomentumProjection, build, chunks
 
 TESTS = Path(__file__).resolve().parent
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 
 
 def _sgd(lr: float = 0.1):

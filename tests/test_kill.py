@@ -28,3 +28,17 @@ def test_sigkill_during_training_and_save_never_corrupts(tmp_path, mnist_train):
     assert counts["output_absent"] + counts["output_complete"] == 4
     assert counts["resumed_identical"] == counts["output_absent"]  # every interrupted update finished identically
     assert counts["resume_failed"] == 0 and counts["leftovers"] == 0
+
+
+def test_sigkill_during_an_in_place_swap_leaves_the_old_or_the_new_state(tmp_path, mnist_train):
+    """Two random moments of the save, and one self-kill after each step of the swap."""
+    kill_test = _kill_test_module()
+    kills = 2 + 2 * len(kill_test.SWAP_STEPS)
+    counts = kill_test.run_inplace_kill_test(kills=kills, seed=2, workdir=tmp_path, samples=300, epochs=1,
+                                             memory_size=300, mnist=mnist_train)
+    assert counts["problems"] == [] and counts["corrupt"] == 0
+    assert set(counts["swap_step"]) == set(kill_test.SWAP_STEPS)
+    # staged: the old state; every later step: the new one (and rollback restores the old)
+    assert counts["new_state"] >= 4 and counts["old_state"] >= 1
+    assert counts["rolled_back_identical"] == counts["new_state"]
+    assert counts["no_previous_refused"] == counts["old_state"]

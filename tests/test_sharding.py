@@ -72,7 +72,7 @@ def test_updater_loaders_shard_both_kinds_of_dataset(batch_indexing):
     n = 77
     dataset = TensorChunk(torch.arange(n, dtype=torch.float32).unsqueeze(1), torch.arange(n) % 10) if batch_indexing else _PlainDataset(n)
     updater = ExperienceReplayModelUpdater(nn.Linear(1, 10), nn.CrossEntropyLoss(), lambda p: torch.optim.SGD(p, lr=0.1),
-                                           memory_size=10, batch_size=16, logger=False)
+                                           memory_size=10, batch_size=16, logger=False, max_epochs=1)
     seen = []
     for rank in range(2):
         batches = list(updater._loader(dataset, shuffle=True, seed=3, rank=rank, world_size=2))

@@ -15,7 +15,7 @@ from retentive.memory.policies import ReservoirPolicy
 from retentive.models import MLP
 from retentive.streams import Purpose, memory_seeds, stream_seed
 
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 
 
 def test_every_purpose_and_update_gets_its_own_seed_and_stream():

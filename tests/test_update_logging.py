@@ -39,7 +39,7 @@ def _updater(logger, **kwargs):
     torch.manual_seed(0)
     return R.DarkExperienceReplayModelUpdater(
         MLP(hidden=(8,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=30,
-        batch_size=16, logger=logger, accelerator="cpu", devices=1, enable_progress_bar=False, **kwargs,
+        batch_size=16, logger=logger, accelerator="cpu", devices=1, enable_progress_bar=False, max_epochs=1, **kwargs,
     )
 
 

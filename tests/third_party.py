@@ -19,7 +19,7 @@ from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.data import TensorChunk
 from retentive.models import MLP
 
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 
 
 class GradientMomentumProjection(Component):

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("retentive.cli.inspect", "show a state folder's manifest, files, memory classes and verification result"),
     "benchmark": ("retentive.cli.benchmark", "benchmark methods x scenarios x seeds through state folders"),
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
+    "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
+    "rollback": ("retentive.cli.rollback", "undo the last in-place update of a state folder"),
 }
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (

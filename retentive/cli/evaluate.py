@@ -2,7 +2,8 @@
 
 One state folder gives one row of the accuracy matrix (its accuracy on every chunk of the
 scenario's test data); the state folders of a pipeline, in update order, give the matrix and the
-metrics (over the chunks seen so far while updates remain).
+metrics (over the chunks seen so far while updates remain). With two or more states, Renate's flip
+metrics (NFR, PFR, NFI, PFI) of each state against the one before it, on all the test data.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from retentive.benchmarking.heatmap import write_heatmap
     from retentive.benchmarking.scenarios import ScenarioOptions, build_scenario
-    from retentive.evaluation import accuracy_row, format_matrix, summarize
+    from retentive.evaluation import accuracy_row, flip_metrics, format_matrix, summarize
     from retentive.state.loading import load_model
     from retentive.state import read_manifest
 
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
-    states = []
+    states, flips, previous = [], [], None
     manifests = [read_manifest(folder) for folder in args.states]  # a StateError (exit 1) names a bad folder
     check_order(args.states, manifests)
     for folder, manifest in zip(args.states, manifests):
@@ -105,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
                 raise StateError(f"{error}; pass --model MODULE:FUNCTION to build the model these states were "
                                  "trained with") from error
             raise
+        if previous is not None:  # Renate's flip metrics against the state before
+            flips.append({"from": str(previous[0]), "to": str(folder), **flip_metrics(model, previous[1], scenario.test)})
+        previous = (folder, model)
         for view, aware in scenario.views.items():
             rows[view].append(accuracy_row(model, scenario.test, task_aware=aware))
         states.append({"state": str(folder), "updater": manifest.get("updater"),
@@ -126,9 +130,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{scenario.name} {view}: accuracy (%) on each chunk's test data\n{format_matrix(matrix)}")
         print(f"metrics over {scope} (average_accuracy is the ACC over them): "
               + "  ".join(f"{name} {100 * value:.2f}%" for name, value in metrics.items()))
+    for flip in flips:
+        print(f"flips {flip['from']} -> {flip['to']}: " + "  ".join(
+            f"{name.upper()} {100 * flip[name]:.2f}%" for name in ("nfr", "pfr", "nfi", "pfi")))
     if args.json is not None:
         args.json.write_text(json.dumps({"scenario": scenario.name, "seed": args.seed, "states": states,
-                                         "chunk_names": list(scenario.chunk_names), "views": results}, indent=1))
+                                         "chunk_names": list(scenario.chunk_names), "views": results,
+                                         "flips": flips}, indent=1))
         print(f"\nresults: {args.json}")
     if args.heatmap is not None:
         # the panels' ACC is the one printed above: over the chunks seen, while updates remain

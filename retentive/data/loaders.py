@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
@@ -9,20 +12,29 @@ from retentive.data.sharding import ShardedBatchSampler
 
 
 def training_loader(
-    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, num_workers: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """The loader of one update's chunk: ``batch_size`` new samples a step, shuffled by ``seed``.
 
     The loader keeps its generator (``loader.generator``), which a resume checkpoint saves and
     restores. Datasets that support batch indexing (:class:`~retentive.data.TensorChunk`) are read
     one indexing operation per batch instead of per-sample fetches and a collate; under data
-    parallelism each rank gets its own share of every step, no sample repeated.
+    parallelism each rank gets its own share of every step, no sample repeated. A ``collate_fn``
+    (Renate's ``train_dataset_collate_fn``) merges the samples of each batch, so it turns the
+    batch-indexing fast path off.
     """
     generator = torch.Generator().manual_seed(seed)
     if world_size > 1:
         # each rank its own share of every step, no sample repeated (retentive.data.sharding)
         batches = ShardedBatchSampler(len(dataset), batch_size, rank, world_size, shuffle, generator)  # type: ignore[arg-type]
-        by_index = getattr(dataset, "supports_batch_indexing", False)
+        by_index = getattr(dataset, "supports_batch_indexing", False) and collate_fn is None
         return DataLoader(
             dataset,
             sampler=batches if by_index else None,
@@ -31,8 +43,9 @@ def training_loader(
             generator=generator,  # the sampler's: a resume checkpoint saves and restores it
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            **({} if collate_fn is None else {"collate_fn": collate_fn}),
         )
-    if getattr(dataset, "supports_batch_indexing", False):
+    if getattr(dataset, "supports_batch_indexing", False) and collate_fn is None:
         # One indexing op per batch instead of per-sample fetches and a collate.
         order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         return DataLoader(
@@ -50,4 +63,5 @@ def training_loader(
         generator=generator,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        **({} if collate_fn is None else {"collate_fn": collate_fn}),
     )

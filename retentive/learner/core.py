@@ -41,6 +41,7 @@ from retentive.components.base import Batch, Component, StepContext, UpdateConte
 from retentive.data import nested
 from retentive.errors import DataError
 from retentive.learner.checks import StepChecks
+from retentive.learner.metrics import EpochMetrics
 from retentive.learner.replicas import ReplicaMixin
 from retentive.learner.state import StateMixin
 from retentive.learner.validation import ValidationMixin
@@ -54,6 +55,21 @@ from retentive.streams import Purpose, stream_seed
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 ChunkBatches = Callable[[int], Iterator[Batch]]
+
+
+SCHEDULER_INTERVALS = ("epoch", "step")
+CLIP_ALGORITHMS = (None, "norm", "value")
+
+
+def mask_logits(logits: Tensor, keep_classes: Tensor) -> Tensor:
+    """``logits`` with every class not in ``keep_classes`` set to the dtype's lowest value.
+
+    Renate fills ``-inf``; the lowest finite value gives the same softmax and cross-entropy without
+    turning an MSE on the logits (DER) into ``inf``.
+    """
+    keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    keep[keep_classes.to(logits.device)] = True
+    return logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
 
 
 def normalized_total(
@@ -98,6 +114,15 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
         buffer_transform, buffer_target_transform: applied to each replayed batch.
         test_transform, test_target_transform: applied to validation batches and to the batches
             update-level hooks iterate.
+        learning_rate_scheduler_interval: ``"epoch"`` [Renate's default] steps the scheduler after
+            every epoch, ``"step"`` after every optimizer step (the Learner steps it itself: under
+            manual optimisation Lightning does not).
+        gradient_clip_val, gradient_clip_algorithm: clip the gradients after the components'
+            ``on_before_optimizer_step`` and before the optimizer step (``"norm"`` [default] or
+            ``"value"``), as Lightning's Trainer arguments of the same names would under automatic
+            optimisation; ``None`` does not clip.
+        logged_metrics: torchmetrics metrics of (logits, targets), logged per epoch as
+            ``train_<name>`` and ``val_<name>`` (Renate's names).
     """
 
     def __init__(
@@ -121,8 +146,20 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
         buffer_target_transform: Transform | None = None,
         test_transform: Transform | None = None,
         test_target_transform: Transform | None = None,
+        learning_rate_scheduler_interval: str = "epoch",
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+        logged_metrics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if learning_rate_scheduler_interval not in SCHEDULER_INTERVALS:
+            raise ValueError(
+                f"learning_rate_scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {learning_rate_scheduler_interval!r}"
+            )
+        if gradient_clip_algorithm not in CLIP_ALGORITHMS:
+            raise ValueError(f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, got {gradient_clip_algorithm!r}")
+        if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not float(gradient_clip_val) >= 0):
+            raise ValueError(f"gradient_clip_val must be a number >= 0 or None, got {gradient_clip_val!r}")
         self.automatic_optimization = False  # see the module docstring
         if not 0.0 <= ema_memory_update_gamma <= 1.0:
             raise ValueError(f"ema_memory_update_gamma must lie in [0, 1], got {ema_memory_update_gamma}")
@@ -149,6 +186,11 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             "buffer": (buffer_transform, buffer_target_transform),
             "test": (test_transform, test_target_transform),
         }
+        self.scheduler_interval = learning_rate_scheduler_interval
+        self.gradient_clip_val = None if gradient_clip_val is None else float(gradient_clip_val)
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.epoch_metrics = EpochMetrics(logged_metrics)
+        self.memory_classes_masked = True  # Renate's mask keeps the classes in memory too
         self.total_steps = 0
         self.task_id: int | str = 0
         self.update_index = 0
@@ -186,8 +228,12 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
         self.rng.seed(stream_seed(self.seed, self.update_index, Purpose.COMPONENT_COINS))
 
     def set_chunk_classes(self, classes: Tensor | None) -> None:
-        """The classes present in the current chunk, for ``mask_unused_classes``."""
-        self.chunk_classes = None if classes is None else classes.long()
+        """The classes ``mask_unused_classes`` keeps: Renate's, those of the current chunk plus
+        those present in the memory when the update starts."""
+        if classes is not None and self.memory_classes_masked and len(self.memory):
+            stored = self.memory.storage["targets"][: len(self.memory)].to(classes.device)
+            classes = torch.cat([classes.long(), stored.long()])
+        self.chunk_classes = None if classes is None else torch.unique(classes.long())
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -196,7 +242,8 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             raise TypeError(f"optimizer must build a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if self.lr_scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+        scheduler = {"scheduler": self.lr_scheduler_factory(optimizer), "interval": self.scheduler_interval}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def update_context(self, epoch: int | None = None) -> UpdateContext:
         """The context of the update-level hooks (and of update-end selection)."""
@@ -225,6 +272,7 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.memory.to(self.device)
+        self.epoch_metrics.reset()
         self._seen_at_fit_start = self.memory.seen
         self._start_distributed_fit()
         for component in self.components:
@@ -254,8 +302,9 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.checks.raise_if_failed(self.task_id)
         scheduler = self.lr_schedulers()
-        if scheduler is not None:
+        if scheduler is not None and self.scheduler_interval == "epoch":
             scheduler.step()
+        self.epoch_metrics.log_train(self)
         with self._component_rng(-3 - self.current_epoch):
             ctx = self.update_context(epoch=self.current_epoch)
             for component in self.components:
@@ -288,7 +337,16 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
         with self._component_rng(self.total_steps):
             for component in self.components:
                 component.on_before_optimizer_step(ctx)
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm=self.gradient_clip_algorithm
+            )
         optimizer.step()
+        if self.scheduler_interval == "step":
+            scheduler = self.lr_schedulers()
+            if scheduler is not None:
+                scheduler.step()
+        self.epoch_metrics.train_step(loss.detach(), ctx)
         self.after_step(ctx)
         # Lightning hands this to every callback's on_train_batch_end as ``outputs``.
         return {"loss": loss.detach(), "losses": {name: value.detach() for name, value in ctx.losses.items()}}
@@ -334,7 +392,7 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             memory.data["targets"] = memory_targets  # the components see the transformed targets
         rank, world_size = self._ranks()
         ctx = StepContext(
-            inputs=x, targets=y, task_ids=t, outputs=outputs[:n], loss_fn=self.loss_fn, model=self.model,
+            inputs=x, targets=y, task_ids=t, outputs=outputs[:n], loss_fn=self._task_loss_fn(), model=self.model,
             step=self.total_steps, features={k: v[:n] for k, v in features.items()}, memory=memory,
             memory_inputs=memory_inputs, memory_outputs=None if memory is None else outputs[n:],
             memory_features={} if memory is None else {k: v[n:] for k, v in features.items()},
@@ -350,13 +408,20 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             self._last_losses = ctx.losses
         return total, ctx
 
+    def _task_loss_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """The loss the components' task-loss terms use (``ctx.task_loss``): with
+        ``mask_unused_classes``, the memory logits are masked as the new ones are (Renate's rule);
+        logit-matching terms (DER's MSE) read the unmasked logits."""
+        if not (self.mask_unused_classes and self.chunk_classes is not None):
+            return self.loss_fn
+        classes, loss_fn = self.chunk_classes, self.loss_fn
+        return lambda logits, targets: loss_fn(mask_logits(logits, classes), targets)
+
     def _total(self, ctx: StepContext) -> Tensor:
         """Task loss plus each component's raw term times its weight (normalised as Renate does)."""
         new_logits = ctx.outputs
         if self.mask_unused_classes and self.chunk_classes is not None:
-            keep = torch.zeros(new_logits.shape[-1], dtype=torch.bool, device=new_logits.device)
-            keep[self.chunk_classes.to(new_logits.device)] = True
-            new_logits = new_logits.masked_fill(~keep, torch.finfo(new_logits.dtype).min)
+            new_logits = mask_logits(new_logits, self.chunk_classes)
         new_loss, ctx.new_loss_per_sample = reduce_task_loss(self.loss_fn(new_logits, ctx.targets), ctx.targets.shape[0])
         normalized: list[tuple[float, Tensor]] = []
         penalties: list[Tensor] = []

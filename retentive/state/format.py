@@ -124,6 +124,25 @@ def save_state(folder: str | os.PathLike[str], state: State, lock: OutputLock | 
 
 
 def _write_staged(target: Path, state: State) -> None:
+    staging = write_staging(target, state)
+    try:
+        if target.exists():
+            raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written")
+        os.rename(staging, target)
+        _fsync_dir(target.parent)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StateError(
+            f"writing the state to {str(target)!r} failed ({error}); nothing was written there"
+        ) from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_staging(target: Path, state: State) -> Path:
+    """Write ``state`` completely (payloads, manifest, fsynced) into a new staging folder beside
+    ``target`` and return it; the caller renames it into place. On failure nothing is left."""
     staging = new_staging_folder(target)
     try:
         staging.mkdir()
@@ -145,10 +164,6 @@ def _write_staged(target: Path, state: State) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         _fsync_dir(staging)
-        if target.exists():
-            raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written")
-        os.rename(staging, target)
-        _fsync_dir(target.parent)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise StateError(
@@ -157,6 +172,7 @@ def _write_staged(target: Path, state: State) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return staging
 
 
 def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False) -> dict[str, Any]:

@@ -14,7 +14,8 @@ DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
 #: constructor arguments that say where and how to run, not what is learned: not hyperparameters
 NOT_HYPERPARAMETERS = frozenset(
-    {"model", "input_state_folder", "output_state_folder", "logger", "callbacks", "enable_progress_bar", "resume"}
+    {"model", "input_state_folder", "output_state_folder", "logger", "callbacks", "enable_progress_bar", "resume",
+     "logged_metrics"}
 )
 
 def split_batch(
@@ -104,3 +105,64 @@ def with_user_components(own: Sequence[Component], kwargs: dict[str, Any]) -> li
         if not isinstance(component, Component):
             raise TypeError(f"components must be retentive Components, got {type(component).__name__}")
     return list(own) + extra
+
+
+# ---------------------------------------------------------------- Renate's arguments
+#: Renate 0.5.2's defaults (renate/defaults.py), which retentive's updaters share
+RENATE_MAX_EPOCHS = 50
+RENATE_STRATEGY = "ddp"
+RENATE_DEVICES = 1
+RENATE_TASK_ID = "default_task"
+MODES = ("min", "max")
+
+
+def _device_count(devices: Any) -> int | None:
+    """How many devices ``devices`` names, or ``None`` when Lightning decides ("auto", -1)."""
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, int):
+        return devices if devices > 0 else None
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text.isdigit():
+            return int(text)
+        if "," in text:
+            return len([part for part in text.split(",") if part.strip()])
+    return None
+
+
+def resolve_devices_strategy(devices: Any, strategy: Any, num_nodes: int) -> tuple[Any, Any]:
+    """Renate's device rules, for Lightning 2: ``devices=None`` means one device; on one device
+    and one node the strategy is ignored and training runs in this process (Renate's
+    ``create_strategy`` returns no strategy there, so its default ``"ddp"`` costs nothing); with
+    several devices ``strategy=None`` means ``"ddp"``."""
+    devices = RENATE_DEVICES if devices is None else devices
+    single = _device_count(devices) == 1 and num_nodes == 1
+    if strategy is None:
+        strategy = "auto" if single else "ddp"
+    elif single and isinstance(strategy, str) and strategy in ("ddp", "ddp_find_unused_parameters_false"):
+        strategy = "auto"
+    return devices, strategy
+
+
+def check_monitor(metric: str | None, mode: str, names: Sequence[str]) -> None:
+    """Refuse a ``metric`` that is never logged and a ``mode`` other than min/max."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if metric is not None and metric not in names:
+        raise ValueError(f"metric {metric!r} is not logged; expected one of {', '.join(names)}")
+
+
+def check_task_id(task_id: Any) -> int | str | None:
+    """A task id as Renate takes it (a non-empty string) or as retentive does (an int >= 0)."""
+    if task_id is None:
+        return None
+    if isinstance(task_id, str):
+        if not task_id.strip():
+            raise ValueError(f"task_id must be a non-empty string or an int >= 0, got {task_id!r}")
+        return task_id
+    if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
+        raise ValueError(f"task_id must be a non-empty string or an int >= 0, got {task_id!r}")
+    return task_id

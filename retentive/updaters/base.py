@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -37,12 +38,22 @@ from retentive.memory.policies import InsertionPolicy
 from retentive.state.resume import ResumeSession, discard_checkpoints, update_fingerprint
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
 from retentive.streams import STREAMS_SCHEME, Purpose, memory_seeds, stream_seed
+from retentive.learner.metrics import check_logged_metrics, logged_metric_names
+from retentive.state.inplace import is_in_place, swap_in
 from retentive.updaters.arguments import (
     NOT_HYPERPARAMETERS,
+    RENATE_DEVICES,
+    RENATE_MAX_EPOCHS,
+    RENATE_STRATEGY,
     captured_arguments,
+    check_monitor,
+    check_task_id,
     plain,
+    resolve_devices_strategy,
     split_batch,
 )
+from retentive.updaters.collate import CollatedView
+from retentive.updaters.monitoring import BestEpoch
 from retentive.updaters.chunks import chunk_batches
 from retentive.updaters.validation import check_chunk, check_dataset, probe_model
 
@@ -82,10 +93,26 @@ class ModelUpdater:
             with values ``k/255``, 4x smaller than float32), ``"float16"`` or ``"bfloat16"``
             (lossy); ``None`` stores them as given. The model always sees them as given.
         input_state_folder: the previous update's output; ``None`` for the first chunk.
-        output_state_folder: where this update's state goes (must not exist); ``None``: not saved.
-        max_epochs, accelerator, devices, strategy, precision, num_nodes: Lightning Trainer settings.
-            With ``strategy="ddp"`` and several devices or nodes, ``batch_size`` is per device and
-            every rank keeps an identical replica of the memory (docs/ddp.md).
+        output_state_folder: where this update's state goes; ``None``: not saved. It must not exist,
+            unless it is the ``input_state_folder`` (an in-place update, as Renate pipelines run):
+            then the new state is written beside it and swapped in atomically, and the version it
+            replaced is kept for :func:`retentive.state.inplace.rollback` until the next update.
+        max_epochs, accelerator, devices, strategy, precision, num_nodes: Lightning Trainer settings,
+            with Renate's defaults (50 epochs, one device, ``"ddp"``, ``"32"``). On one device the
+            strategy is ignored and training runs in this process, as in Renate; ``devices=None``
+            means one device and ``strategy=None`` means ``"ddp"`` on several. With ``"ddp"`` on
+            several devices or nodes, ``batch_size`` is per device and every rank keeps an
+            identical replica of the memory (docs/ddp.md).
+        learning_rate_scheduler_interval: ``"epoch"`` [default] or ``"step"``: when the scheduler steps.
+        metric, mode: a logged name to monitor (``val_loss``, ``val_<logged metric>``,
+            ``val/accuracy``, ``train_loss``, ...) and ``"min"`` [default] or ``"max"``. With a
+            validation set, the state written is that of the epoch where ``metric`` was best.
+        logged_metrics: torchmetrics metrics by name, logged as ``train_<name>`` and ``val_<name>``.
+        early_stopping_enabled: stop when ``metric`` stops improving (Lightning's EarlyStopping);
+            needs ``metric`` and a validation set.
+        deterministic_trainer: Lightning's ``deterministic``.
+        gradient_clip_val, gradient_clip_algorithm: clip gradients before each optimizer step
+            (``"norm"`` by default or ``"value"``); ``None`` does not clip.
         seed: makes each update reproducible; update ``k`` uses ``seed + k``.
         logger: a Lightning logger; default a ``TensorBoardLogger("tb_logs")`` made here; ``False``
             disables logging.
@@ -100,7 +127,8 @@ class ModelUpdater:
             names); the memory stores the samples untransformed.
         test_transform, test_target_transform: applied to validation batches and to the passes
             that update-end hooks make over the chunk and the memory.
-        buffer_transform, buffer_target_transform: applied to each replayed batch.
+        buffer_transform, buffer_target_transform: applied to each replayed batch; ``None`` [default]
+            applies the training transforms (Renate's rule).
         memory_insertion: ``"step"`` [Renate's]: the new samples are offered to the memory after
             every step; ``"update_end"``: the whole chunk is offered once the update has trained
             (as Offline-ER and Avalanche's replay do), so replay batches hold earlier chunks only.
@@ -140,10 +168,10 @@ class ModelUpdater:
         memory_input_dtype: str | None = None,
         input_state_folder: str | os.PathLike[str] | None = None,
         output_state_folder: str | os.PathLike[str] | None = None,
-        max_epochs: int = 1,
+        max_epochs: int = RENATE_MAX_EPOCHS,
         accelerator: str = "auto",
-        devices: int | str | list[int] = 1,
-        strategy: str | Any = "auto",
+        devices: int | str | list[int] | None = RENATE_DEVICES,
+        strategy: str | Any | None = RENATE_STRATEGY,
         precision: str | int = "32",
         num_nodes: int = 1,
         seed: int = 0,
@@ -161,6 +189,14 @@ class ModelUpdater:
         buffer_target_transform: Transform | None = None,
         memory_insertion: str = "step",
         refresh_memory_metadata: bool = False,
+        learning_rate_scheduler_interval: str = "epoch",
+        metric: str | None = None,
+        mode: str = "min",
+        logged_metrics: dict[str, Any] | None = None,
+        early_stopping_enabled: bool = False,
+        deterministic_trainer: bool = False,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -170,13 +206,19 @@ class ModelUpdater:
             raise ValueError(f"memory_size must be an int >= 0, got {memory_size!r}")
         if not isinstance(max_epochs, int) or max_epochs < 1:
             raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
+        check_monitor(metric, mode, logged_metric_names(check_logged_metrics(logged_metrics)))
+        if early_stopping_enabled and metric is None:
+            warnings.warn("early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)")
+            early_stopping_enabled = False
+        self.metric, self.mode, self.early_stopping_enabled = metric, mode, bool(early_stopping_enabled)
         self.new_batch_size, self.memory_batch_size = split_batch(
             batch_size, memory_size, batch_memory_frac, memory_batch_size
         )
         self.model = model
         self.input_state_folder = None if input_state_folder is None else Path(input_state_folder)
         self.output_state_folder = None if output_state_folder is None else Path(output_state_folder)
-        if self.output_state_folder is not None:
+        self.in_place = self.output_state_folder is not None and is_in_place(self.input_state_folder, self.output_state_folder)
+        if self.output_state_folder is not None and not self.in_place:
             check_output_folder(self.output_state_folder, self.input_state_folder)
         if resume and self.output_state_folder is None:
             raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
@@ -203,11 +245,17 @@ class ModelUpdater:
             update_memory_every_step=memory_insertion == "step",
             train_transform=train_transform,
             train_target_transform=train_target_transform,
-            buffer_transform=buffer_transform,
-            buffer_target_transform=buffer_target_transform,
+            # Renate's rule: replayed samples get the training transforms unless told otherwise
+            buffer_transform=buffer_transform if buffer_transform is not None else train_transform,
+            buffer_target_transform=buffer_target_transform if buffer_target_transform is not None else train_target_transform,
             test_transform=test_transform,
             test_target_transform=test_target_transform,
+            learning_rate_scheduler_interval=learning_rate_scheduler_interval,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm,
+            logged_metrics=logged_metrics,
         )
+        devices, strategy = resolve_devices_strategy(devices, strategy, num_nodes)
         self.trainer_kwargs: dict[str, Any] = dict(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -216,6 +264,7 @@ class ModelUpdater:
             precision=precision,
             num_nodes=num_nodes,
             enable_progress_bar=enable_progress_bar,
+            deterministic=bool(deterministic_trainer),
         )
         self.seed = int(seed)
         self.num_workers = int(num_workers)
@@ -232,6 +281,7 @@ class ModelUpdater:
         self.updates_done = 0
         self.tasks_seen: dict[str, int] = {}
         self.task_order: list[int | str] = []  # the task of each update, in order (growing models replay it)
+        self.chunk_size = 0  # samples in the chunk of the update under way
         self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
         self.global_rank = 0  # this process's rank in the last update
         if self.input_state_folder is not None:
@@ -348,6 +398,12 @@ class ModelUpdater:
         """What the fit iterates over; the chunk itself unless a subclass trains on its memory."""
         return train_dataset
 
+    def _steps_per_epoch(self, world_size: int) -> int | None:
+        """Steps an epoch may take (``None``: one pass over the training data). Joint and GDumb
+        train on their memory for as many steps as fine-tuning on the chunk takes (Renate's
+        fine-tuning-equivalent epochs)."""
+        return None
+
     def _build_learner(self, **kwargs: Any) -> Learner:
         """The Learner of this updater; a method that changes the optimisation loop itself (MER,
         online meta-learning) returns its Learner subclass here."""
@@ -390,8 +446,20 @@ class ModelUpdater:
             **kwargs,
         )
 
-    def update(self, train_dataset: Dataset, val_dataset: Dataset | None = None, task_id: int | None = None) -> nn.Module:
+    def update(
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None = None,
+        train_dataset_collate_fn: Callable[[list[Any]], Any] | None = None,
+        val_dataset_collate_fn: Callable[[list[Any]], Any] | None = None,
+        task_id: int | str | None = None,
+    ) -> nn.Module:
         """Train on one chunk, save the new state, and return the updated model.
+
+        The signature is Renate's: the collate functions merge a list of samples into a batch
+        ``(inputs, targets[, task_ids])``; ``task_id`` names the chunk's task, a non-empty string
+        (Renate's form, recorded by name in the manifest) or an int >= 0 (the head a multi-head
+        model routes to); ``None`` uses the update's index.
 
         The output folder is locked for the whole call: a second update writing the same folder
         fails at once with :class:`~retentive.errors.StateLockedError`. On any failure (bad data, a
@@ -404,6 +472,10 @@ class ModelUpdater:
         writer = self.output_state_folder is not None and rank_zero_only.rank == 0
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         try:
+            if train_dataset_collate_fn is not None:
+                train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
+            if val_dataset is not None and val_dataset_collate_fn is not None:
+                val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
             with quiet_lightning():  # Lightning's banner, tips and notices that do not apply
                 return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
@@ -411,21 +483,29 @@ class ModelUpdater:
                 lock.release()
 
     def _update(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | None, lock: OutputLock | None
+        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: OutputLock | None
     ) -> nn.Module:
-        if self.output_state_folder is not None:
+        if self.output_state_folder is not None and not self.in_place:
             check_output_folder(self.output_state_folder, self.input_state_folder)
-        if task_id is not None and (not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 0):
-            raise DataError(f"task_id must be an int >= 0, got {task_id!r}")
+        try:
+            task_id = check_task_id(task_id)
+        except ValueError as error:
+            raise DataError(str(error)) from None
+        if self.early_stopping_enabled and val_dataset is None:
+            raise ValueError(
+                f"early_stopping_enabled=True monitors {self.metric!r} on the validation set, but no val_dataset "
+                "was passed; pass one or turn early stopping off"
+            )
         task = self.updates_done if task_id is None else task_id
+        route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         # a growing model grows for the task first (idempotent per task): the checks probe it, and
         # the rollback snapshot below then covers its new structure
         self._adapt_model([task])
         check_dataset(train_dataset, "training", self.memory)
-        check_chunk(self.model, train_dataset, "training", task_id, task)
+        check_chunk(self.model, train_dataset, "training", task_id if isinstance(task_id, int) else None, route)
         if val_dataset is not None:
             check_dataset(val_dataset, "validation", self.memory)
-            check_chunk(self.model, val_dataset, "validation", None, task)
+            check_chunk(self.model, val_dataset, "validation", None, route)
         self._check_transforms(train_dataset, task)
         update = self.updates_done
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
@@ -442,9 +522,10 @@ class ModelUpdater:
         backup = self._snapshot()
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
-        self.learner.begin_update(self.seed, update, task, partial(self._batches, train_dataset, task))
+        self.learner.begin_update(self.seed, update, task, partial(self._batches, train_dataset, route))
         try:
-            fit_dataset = self._training_data(train_dataset, task)
+            self.chunk_size = len(train_dataset)  # type: ignore[arg-type]
+            fit_dataset = self._training_data(train_dataset, route)
             self.learner.check_labels_per_step = not _exposes_targets(fit_dataset)
             if self.learner.mask_unused_classes:
                 self.learner.set_chunk_classes(chunk_classes(fit_dataset))
@@ -452,7 +533,7 @@ class ModelUpdater:
                 self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
             else:
                 self._fit(fit_dataset, val_dataset, seed, session)
-            self._after_fit(train_dataset, task)
+            self._after_fit(train_dataset, route)
             self.updates_done += 1
             self.task_order.append(task)
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
@@ -468,8 +549,20 @@ class ModelUpdater:
         self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: ResumeSession | None
     ) -> None:
         epochs = self.trainer_kwargs["max_epochs"] - (0 if session is None else session.epochs_before)
-        trainer = self._trainer(max_epochs=epochs, callbacks=[] if session is None else [session.callback()])
+        callbacks: list[pl.Callback] = [] if session is None else [session.callback()]
+        if self.metric is not None and val_dataset is not None:
+            # Renate's checkpoint rule: with a monitored metric and a validation set, the state
+            # written is the best epoch's (early stopping or not)
+            callbacks.append(BestEpoch(self.metric, self.mode, self._snapshot, self._put_back))
+            if self.early_stopping_enabled:
+                from pytorch_lightning.callbacks import EarlyStopping
+
+                callbacks.append(EarlyStopping(monitor=self.metric, mode=self.mode))
+        trainer = self._trainer(max_epochs=epochs, callbacks=callbacks)
         self._check_launcher(trainer)
+        steps = self._steps_per_epoch(trainer.world_size)
+        if steps is not None:
+            trainer.limit_train_batches = steps
         self.effective_precision = str(trainer.precision)  # Lightning may fall back (16-mixed on CPU)
         if self.logger is not None:
             self.logger.log_hyperparams(self.hyperparameters)
@@ -509,7 +602,10 @@ class ModelUpdater:
         failure: Exception | None = None
         if lock is not None:
             try:
-                save_state(folder, self._state(), lock=lock)
+                if self.in_place:  # written beside, swapped in, the old one kept for rollback
+                    swap_in(folder, self._state(), lock)
+                else:
+                    save_state(folder, self._state(), lock=lock)
                 discard_checkpoints(folder)
             except Exception as error:  # reported to the other ranks below, then re-raised here
                 failure = error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch.utils.data import Dataset
@@ -10,10 +11,24 @@ from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import GreedyClassBalancedPolicy, InsertionPolicy
 from retentive.memory.unbounded import UnboundedBuffer
 from retentive.models.reinit import check_reinitializable, reinitialize_
+from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
 
 _MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+
+
+class _FineTuningEquivalentEpochs:
+    """Renate's epoch for updaters that train on their memory (Joint, GDumb): an epoch takes as
+    many steps as fine-tuning on the chunk would (``ceil(N_chunk / step batch)``, per rank), so
+    ``max_epochs`` costs the same whatever the memory holds; a memory shorter than that is
+    passed over once."""
+
+    chunk_size: int
+    new_batch_size: int
+
+    def _steps_per_epoch(self, world_size: int) -> int | None:
+        return max(1, math.ceil(self.chunk_size / (self.new_batch_size * max(1, world_size))))
 
 
 def _refuse(updater: str, kwargs: dict[str, Any], names: tuple[str, ...], why: str) -> None:
@@ -36,29 +51,35 @@ class FineTuningModelUpdater(ModelUpdater):
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
 
-class GDumbModelUpdater(ModelUpdater):
+class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
     """GDumb (Prabhu et al., ECCV 2020): a greedy class-balanced memory, and a model re-initialised
     at each update and trained on that memory alone.
 
     Each update first offers the whole chunk to the memory (see
     :class:`~retentive.memory.policies.GreedyClassBalancedPolicy`), then resets every layer with
-    its ``reset_parameters()`` and trains ``max_epochs`` epochs on the memory, ``batch_size``
-    samples a step. GDumb learns from ``memory_size`` samples only, so it usually needs many more
-    epochs than the online methods.
+    its ``reset_parameters()`` and trains ``max_epochs`` epochs on the memory. As in Renate, a
+    step takes ``batch_size - min(memory_size, int(batch_memory_frac * batch_size))`` memory
+    samples and an epoch as many steps as fine-tuning on the chunk would (both Renate's rules).
 
     Args:
         memory_size: the memory's capacity (required).
+        batch_memory_frac: Renate's share of ``batch_size`` that its replay learners reserve for
+            the memory; GDumb's step is the rest [0.5].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones and ``memory_policy``.
     """
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, **kwargs: Any) -> None:
+    def __init__(
+        self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, batch_memory_frac: float = 0.5, **kwargs: Any
+    ) -> None:
         _refuse("GDumbModelUpdater", kwargs, _MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone")
         if isinstance(memory_size, int) and memory_size < 1:
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
         check_reinitializable(model)
+        batch_size = kwargs.pop("batch_size", 32)
+        new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
         super().__init__(
-            model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_memory_frac=0.0,
+            model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_size=new, batch_memory_frac=0.0,
             memory_policy=GreedyClassBalancedPolicy(), **kwargs,
         )
         self.learner.update_memory_every_step = False
@@ -69,9 +90,10 @@ class GDumbModelUpdater(ModelUpdater):
         return memory_dataset(self.memory)
 
 
-class JointModelUpdater(ModelUpdater):
+class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
     """Joint training, the upper bound: at each update the model is re-initialised and trained on
-    every sample seen so far (kept in an unbounded memory that the state folder holds).
+    every sample seen so far (kept in an unbounded memory that the state folder holds), an epoch
+    being as many steps as fine-tuning on the chunk takes (Renate's epochs).
 
     Args:
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.

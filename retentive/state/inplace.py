@@ -1,0 +1,165 @@
+"""In-place updates: ``input_state_folder == output_state_folder``, as Renate pipelines run.
+
+The folder is replaced crash-safely, and the version it replaced is kept beside it, as
+``.retentive-previous-<name>``, for :func:`rollback` until the next successful in-place update:
+
+1. the new state is written completely into a staging folder beside the target; its manifest
+   records ``replaces``, the sha256 of the manifest it replaces;
+2. one atomic ``renameat2(RENAME_EXCHANGE)`` swaps the staging folder and the target: from this
+   instant the target path holds the new state, and the staging path the old one;
+3. the older rollback copy is discarded and the old state is renamed to the rollback copy.
+
+A SIGKILL before step 2 leaves the old state in place (the staging folder is debris, removed by
+the next writer); after it, the new one. Between steps 2 and 3 the old state sits in a staging
+folder; :func:`recover` (run under the lock by every in-place writer and by :func:`rollback`)
+recognises it by the ``replaces`` hash and finishes step 3. A reader never sees a mix: the
+target path names one complete, verified folder at every instant. Rolling back exchanges the
+rollback copy and the target the same way, then discards the rolled-back state.
+
+The exchange is Linux's ``renameat2``; where it is missing, in-place updates are refused (two
+plain renames would leave a moment with no folder at the target path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from retentive.errors import StateError
+from retentive.state.format import MANIFEST, State, _fsync_dir, load_state, read_manifest, write_staging
+from retentive.state.locking import OutputLock
+from retentive.state.staging import new_staging_folder, remove_stale_staging, staging_folders
+
+PREVIOUS_PREFIX = ".retentive-previous-"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def previous_path(target: str | os.PathLike[str]) -> Path:
+    """Where the version an in-place update replaced is kept for :func:`rollback`."""
+    target = Path(target)
+    return target.parent / f"{PREVIOUS_PREFIX}{target.name}"
+
+
+def is_in_place(input_folder: str | os.PathLike[str] | None, output_folder: str | os.PathLike[str]) -> bool:
+    """Whether an update reads and writes the same folder."""
+    if input_folder is None:
+        return False
+    return Path(output_folder).resolve() == Path(input_folder).resolve()
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two directory entries atomically (both must exist)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError) as error:
+        raise StateError(
+            "in-place updates need an atomic exchange of two folders (Linux renameat2), which this system "
+            f"lacks ({error}); write the new state to another folder instead"
+        ) from error
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise StateError(
+            f"cannot exchange {str(a)!r} and {str(b)!r} atomically: {os.strerror(errno)}; "
+            "in-place updates need a file system with renameat2(RENAME_EXCHANGE) (ext4, xfs, btrfs, tmpfs)"
+        )
+    _fsync_dir(a.parent)
+
+
+def manifest_digest(folder: Path) -> str | None:
+    """The sha256 of ``folder``'s manifest bytes (``None`` if it has none)."""
+    try:
+        return hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _replaces(folder: Path) -> str | None:
+    try:
+        return read_manifest(folder).get("replaces")
+    except StateError:
+        return None
+
+
+def _discard(folder: Path) -> None:
+    """Remove ``folder`` by first renaming it to debris (so a crash mid-removal leaves only debris)."""
+    if not folder.exists():
+        return
+    debris = new_staging_folder(folder.parent / f"discard-{folder.name}")
+    os.rename(folder, debris)
+    shutil.rmtree(debris, ignore_errors=True)
+
+
+def recover(target: Path) -> None:
+    """Finish a swap or a rollback a crash interrupted, then drop staging debris (lock held).
+
+    - a staging folder whose manifest the target's ``replaces`` names is the state the target
+      replaced: it becomes the rollback copy (step 3 above);
+    - a rollback copy that itself replaces the target is a rolled-back version: it is discarded.
+    """
+    current = manifest_digest(target)
+    replaced = _replaces(target)
+    previous = previous_path(target)
+    for staging in staging_folders(target.parent, target.name):
+        if replaced is not None and manifest_digest(staging) == replaced:
+            _discard(previous)
+            os.rename(staging, previous)
+            _fsync_dir(target.parent)
+    if previous.exists() and current is not None and _replaces(previous) == current:
+        _discard(previous)
+    remove_stale_staging(target)
+
+
+def swap_in(target: Path, state: State, lock: OutputLock) -> Path:
+    """Replace the state folder ``target`` by ``state`` crash-safely, keeping the old one for rollback."""
+    if not lock.held:
+        raise StateError(f"swap_in was given a lock on {str(lock.target)!r} that is not held")
+    if not target.is_dir():
+        raise StateError(f"in-place update of {str(target)!r}: the folder does not exist")
+    try:
+        recover(target)
+        old_digest = manifest_digest(target)
+        staging = write_staging(target, State(state.model, state.learner, state.memory,
+                                              {**state.manifest, "replaces": old_digest}))
+        try:
+            exchange(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # target is the new state now; ``staging`` holds the old one
+        _discard(previous_path(target))
+        os.rename(staging, previous_path(target))
+        _fsync_dir(target.parent)
+    except OSError as error:
+        raise StateError(f"the in-place update of {str(target)!r} failed: {error}") from error
+    return target
+
+
+def rollback(folder: str | os.PathLike[str]) -> Path:
+    """Put back the version the last in-place update of ``folder`` replaced, bit for bit.
+
+    The rolled-back state is discarded, so a second rollback (with no older copy kept) is refused.
+    Raises :class:`StateError` before changing anything when there is no previous version or it
+    does not verify.
+    """
+    target = Path(folder)
+    with OutputLock(target) as lock:
+        assert lock.held
+        recover(target)
+        previous = previous_path(target)
+        if not previous.is_dir():
+            raise StateError(
+                f"{str(target)!r} has no previous version to roll back to: only an in-place update keeps one "
+                f"({previous.name}), until the next one succeeds"
+            )
+        load_state(previous)  # verify before touching anything
+        exchange(previous, target)
+        _discard(previous)
+        _fsync_dir(target.parent)
+    return target
