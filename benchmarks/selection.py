@@ -7,8 +7,8 @@ policy (features in batches + selection + rewriting the memory) over a chunk of 
 
 ``accuracy``: the DER paper's Seq-MNIST protocol of ``benchmarks/der_protocol.py`` (its
 hyperparameters, initialisation and state-folder chaining), ER and DER++ at memory 200 and 500,
-with each memory policy in place of the reservoir; the update-end policies run through
-:func:`retentive.memory.with_update_end_selection`. Also records the seconds each update spent
+with each memory policy in place of the reservoir (the update-end policies run in the updater's
+own update-end hook). Also records the seconds each update spent
 in the policy's update-end selection.
 
     python benchmarks/selection.py timing [--repeats 5]
@@ -31,7 +31,7 @@ import torch
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
 from retentive.evaluation import accuracy_row
-from retentive.memory import ChunkContext, ReplayBuffer, policy_from_name, with_update_end_selection
+from retentive.memory import ChunkContext, ReplayBuffer, policy_from_name
 from retentive.memory.selection import class_quotas, herding, k_center_greedy
 from retentive.memory.update_end import candidate_features
 from retentive.models import MLP
@@ -112,10 +112,9 @@ def make_updater(method: str, policy: str, memory: int, seed: int, input_state: 
         input_state_folder=input_state, output_state_folder=output_state, seed=seed, **QUIET,
     )
     if method == "er":
-        cls = with_update_end_selection(ExperienceReplayModelUpdater)
-        return cls(model, loss, partial(torch.optim.SGD, lr=lr), alpha=1.0, **common)
+        return ExperienceReplayModelUpdater(model, loss, partial(torch.optim.SGD, lr=lr), alpha=1.0, **common)
     alpha, beta = weights
-    cls = with_update_end_selection(DarkExperienceReplayModelUpdater)
+    cls = DarkExperienceReplayModelUpdater
     return cls(model, loss, partial(torch.optim.SGD, lr=lr), alpha=alpha, beta=beta, loss_normalization=False, **common)
 
 

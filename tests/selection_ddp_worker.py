@@ -26,11 +26,11 @@ MEMORY = 40
 
 def make_updater(policy: str, input_state: Path | None, output_state: Path):
     from retentive import DarkExperienceReplayModelUpdater
-    from retentive.memory import policy_from_name, with_update_end_selection
+    from retentive.memory import policy_from_name
     from retentive.models import MLP
 
     torch.manual_seed(0)
-    return with_update_end_selection(DarkExperienceReplayModelUpdater)(
+    return DarkExperienceReplayModelUpdater(
         MLP(hidden=(64,)), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=MEMORY,
         batch_size=32, batch_memory_frac=0.5, memory_policy=policy_from_name(policy),
         input_state_folder=input_state, output_state_folder=output_state, accelerator="cpu", devices=2,

@@ -9,7 +9,7 @@ import torch
 
 from retentive import DarkExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
-from retentive.memory import policy_from_name, with_update_end_selection
+from retentive.memory import policy_from_name
 from retentive.models import MLP
 
 POLICY_NAMES = (
@@ -28,7 +28,7 @@ def chunks(per_chunk: int = 120) -> list[TensorChunk]:
 
 def build(name: str, input_state: Path | None, output_state: Path | None, **kwargs):
     torch.manual_seed(0)
-    updater = with_update_end_selection(DarkExperienceReplayModelUpdater)
+    updater = DarkExperienceReplayModelUpdater
     return updater(
         MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=MEMORY, batch_size=16,
         memory_batch_size=8, memory_policy=policy_from_name(name), input_state_folder=input_state,

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from retentive.memory import ReplayBuffer
+
 from retentive import ExperienceReplayModelUpdater
 from retentive.memory import (
     ClassBalancedReservoirPolicy,
     GradientDiversityPolicy,
     HerdingPolicy,
     KCenterPolicy,
-    with_update_end_selection,
 )
 from retentive.models import MLP
 from selection_support import MEMORY, POLICY_NAMES, build, chunks
@@ -81,8 +82,8 @@ def test_update_end_memory_replays_only_earlier_chunks(tmp_path):
     assert sorted(updater.memory.class_counts().tolist()) == [6, 6, 6, 6]
 
 
-def _er(policy, tmp_path: Path, model=None, wrap: bool = True, memory_size: int = 5):
-    cls = with_update_end_selection(ExperienceReplayModelUpdater) if wrap else ExperienceReplayModelUpdater
+def _er(policy, tmp_path: Path, model=None, memory_size: int = 5):
+    cls = ExperienceReplayModelUpdater
     from functools import partial
 
     return cls(
@@ -108,12 +109,12 @@ def test_bad_input_is_refused_before_training_and_nothing_is_written(make, messa
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unhooked_update_end_policy_fails_the_update_and_writes_nothing(tmp_path):
-    first, _ = chunks()
-    updater = _er(HerdingPolicy(), tmp_path, wrap=False)
+def test_an_unhooked_update_end_policy_refuses_to_leave_a_memory_empty():
+    memory = ReplayBuffer(5, policy=HerdingPolicy())  # a memory used outside an updater, never attached
+    batch = {"inputs": torch.zeros(2, 1, 28, 28), "targets": torch.zeros(2, dtype=torch.long),
+             "task_ids": torch.zeros(2, dtype=torch.long)}
     with pytest.raises(RuntimeError, match="nothing calls its on_update_end"):
-        updater.update(first, task_id=0)
-    assert not (tmp_path / "out").exists()
+        memory.add(batch)
 
 
 def test_too_many_classes_for_an_unsized_class_balanced_memory_writes_nothing(tmp_path):

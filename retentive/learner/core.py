@@ -293,6 +293,7 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             ctx = self.update_context()
             for component in self.components:
                 component.on_update_end(ctx)
+            self._policy_hook("on_update_end", ctx)  # update-end selection (herding, k-center, ...)
         if self._taps is not None:
             self._taps.remove()
             self._taps = None
@@ -309,6 +310,14 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             ctx = self.update_context(epoch=self.current_epoch)
             for component in self.components:
                 component.on_train_epoch_end(ctx)
+            self._policy_hook("on_train_epoch_end", ctx)
+
+    def _policy_hook(self, name: str, ctx: UpdateContext) -> None:
+        """A memory policy that selects with the model (update-end policies) runs beside the
+        components, inside the replica check."""
+        hook = getattr(self.memory.policy, name, None)
+        if hook is not None and self.memory.capacity > 0:
+            hook(ctx)
 
     def forward(self, x: Any) -> Tensor:
         return self.model(x)

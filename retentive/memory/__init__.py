@@ -11,7 +11,7 @@ from retentive.memory.policies import (
 )
 from retentive.memory.unbounded import UnboundedBuffer
 from retentive.memory.selection_policies import ForgettingPolicy, GradientDiversityPolicy, HerdingPolicy, KCenterPolicy
-from retentive.memory.update_end import ChunkContext, UpdateEndPolicy, run_update_end, with_update_end_selection
+from retentive.memory.update_end import ChunkContext, UpdateEndPolicy, run_update_end
 
 __all__ = [
     "CORE_KEYS",
@@ -31,5 +31,4 @@ __all__ = [
     "UpdateEndPolicy",
     "policy_from_name",
     "run_update_end",
-    "with_update_end_selection",
 ]

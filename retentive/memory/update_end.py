@@ -16,14 +16,14 @@ activations, plus the ``capacity`` chosen rows; the chunk's inputs are never hel
 The hook reads a context with ``model``, ``memory``, ``device``, ``update``, ``loss_fn``,
 ``forward(x, task_ids)``, ``chunk_batches(batch_size)`` and ``memory_batches(batch_size)``
 (yielding ``(x, y, task_ids)``), as :class:`retentive.components.base.UpdateContext` provides;
-:class:`ChunkContext` builds one from a dataset for use outside the Learner. An updater runs the
-hooks through :func:`with_update_end_selection`; a policy that nothing hooks refuses the first
-insert (:meth:`UpdateEndPolicy.select`) rather than leave the memory silently empty.
+:class:`ChunkContext` builds one from a dataset for use outside the Learner. Every updater runs the
+hooks (the Learner calls them beside the components' and ``ModelUpdater`` attaches the policy when
+it is built); a policy that nothing hooks refuses the first insert (:meth:`UpdateEndPolicy.select`)
+rather than leave the memory silently empty.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,9 +274,8 @@ class UpdateEndPolicy:
         if not self._attached and capacity > 0:
             raise RuntimeError(
                 f"{type(self).__name__} chooses the memory at the end of an update, but nothing calls its "
-                "on_update_end: the memory would stay empty. Build the updater with "
-                "retentive.memory.with_update_end_selection(UpdaterClass), or call policy.attach(model, capacity) "
-                "where on_update_end(ctx) is called"
+                "on_update_end: the memory would stay empty. Use it through a ModelUpdater (memory_policy=...), "
+                "or call policy.attach(model, capacity) where on_update_end(ctx) is called"
             )
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
@@ -309,48 +308,3 @@ class UpdateEndPolicy:
         chosen, memory_rows = self.choose(ctx)
         rewrite_memory(ctx, chosen, memory_rows, self.batch_size)
         self.selected_update = int(ctx.update)
-
-
-# ------------------------------------------------------------------------------------ adapter
-def with_update_end_selection(updater_class: type) -> type:
-    """A subclass of ``updater_class`` that runs the memory policy's hooks itself.
-
-    ``with_update_end_selection(ExperienceReplayModelUpdater)(..., memory_policy=HerdingPolicy())``
-    works with every replay updater. The stop-gap until the Learner calls the policy's hooks
-    beside the components' (see the report for the exact lines): the policy's
-    :meth:`~UpdateEndPolicy.attach` (its checks) runs when the updater is built, before anything
-    is trained or written; ``on_train_epoch_end`` after every epoch; ``on_update_end`` after the
-    fit, before the state is saved, with the Learner's
-    :class:`~retentive.components.base.UpdateContext` (the whole chunk on every rank).
-    """
-    import pytorch_lightning as pl
-
-    class _EpochEnd(pl.Callback):
-        def __init__(self, updater: Any) -> None:
-            self.updater = updater
-
-        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            hook = getattr(self.updater.memory.policy, "on_train_epoch_end", None)
-            if hook is not None and self.updater.memory.capacity:
-                hook(self.updater.learner.update_context(epoch=trainer.current_epoch))
-
-    class Selecting(updater_class):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            policy = self.memory.policy
-            if hasattr(policy, "attach"):
-                policy.attach(self.model, self.memory.capacity)
-            elif hasattr(policy, "check"):
-                policy.check(self.memory.capacity, self.model)
-            self.callbacks.append(_EpochEnd(self))
-
-        def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-            super()._after_fit(train_dataset, task_id)
-            # the Learner's UpdateContext: the whole chunk (not the rank's shard) and the memory
-            run_update_end(self.memory, self.learner.update_context())
-
-    # the constructor's signature, so that the updater records its arguments by name
-    Selecting.__init__.__signature__ = inspect.signature(updater_class.__init__)  # type: ignore[attr-defined]
-    Selecting.__name__ = Selecting.__qualname__ = updater_class.__name__
-    Selecting.__module__ = updater_class.__module__
-    return Selecting
