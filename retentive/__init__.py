@@ -43,6 +43,7 @@ from retentive.updaters import (
     PooledOutputDistillationExperienceReplayModelUpdater,
     SuperExperienceReplayModelUpdater,
 )
+from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
 
 __all__ = [
     "CLSConsistency",
@@ -62,6 +63,8 @@ __all__ = [
     "ModelUpdater",
     "NonFiniteLossError",
     "OfflineExperienceReplayModelUpdater",
+    "PackNetModelUpdater",
+    "ProgressiveNetworkModelUpdater",
     "PooledOutputDistillation",
     "PooledOutputDistillationExperienceReplayModelUpdater",
     "ReplayBuffer",

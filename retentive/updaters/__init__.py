@@ -1,5 +1,6 @@
 """Model updaters: the load → fit → save life cycle around a Learner."""
 
+from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
 from retentive.updaters.base import ModelUpdater, split_batch
 from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
 from retentive.updaters.replay import (
@@ -20,6 +21,8 @@ __all__ = [
     "JointModelUpdater",
     "ModelUpdater",
     "OfflineExperienceReplayModelUpdater",
+    "PackNetModelUpdater",
+    "ProgressiveNetworkModelUpdater",
     "PooledOutputDistillationExperienceReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "split_batch",
