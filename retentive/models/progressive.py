@@ -142,6 +142,16 @@ class ProgressiveNetwork(nn.Module):
         self.register_buffer(f"classes_{k}", torch.tensor(self._classes(k), dtype=torch.long, device=device), persistent=False)
         self.column_tasks = torch.cat([self.column_tasks, self.column_tasks.new_tensor([task])])
 
+    def _shrink(self, count: int) -> None:
+        while self.num_columns > count:
+            k = self.num_columns - 1
+            del self.columns[k]
+            delattr(self, f"classes_{k}")
+        self.column_tasks = self.column_tasks[:count]
+        if count:  # the newest remaining column trains again, as it did before the later ones came
+            for parameter in self.columns[count - 1].parameters():
+                parameter.requires_grad_(True)
+
     def adapt(self, task_id: int | str) -> None:
         """Add a column for a task not met before (idempotent for a known task)."""
         task = int(task_id)
@@ -156,11 +166,14 @@ class ProgressiveNetwork(nn.Module):
                     f"the state holds {saved.numel()} progressive columns (tasks {saved.tolist()}) but this "
                     f"ProgressiveNetwork builds at most {self.max_columns}"
                 )
-            if saved.numel() < self.num_columns or not torch.equal(self.column_tasks, saved[: self.num_columns]):
+            common = min(saved.numel(), self.num_columns)
+            if not torch.equal(self.column_tasks[:common], saved[:common].to(self.column_tasks.device)):
                 raise StateError(
                     f"the state's columns are for tasks {saved.tolist()} but this network has columns for "
                     f"{self.column_tasks.tolist()}"
                 )
+            if saved.numel() < self.num_columns:  # a rollback to fewer columns: drop the later ones
+                self._shrink(saved.numel())
             for task in saved[self.num_columns :].tolist():
                 self._grow(int(task))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
