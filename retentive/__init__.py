@@ -44,6 +44,7 @@ from retentive.updaters import (
     SuperExperienceReplayModelUpdater,
 )
 from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
+from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
 
 __all__ = [
     "CLSConsistency",
@@ -60,9 +61,11 @@ __all__ = [
     "LogitMSE",
     "MemoryCrossEntropy",
     "MemoryShapeError",
+    "MetaExperienceReplayModelUpdater",
     "ModelUpdater",
     "NonFiniteLossError",
     "OfflineExperienceReplayModelUpdater",
+    "OnlineMetaLearningModelUpdater",
     "PackNetModelUpdater",
     "ProgressiveNetworkModelUpdater",
     "PooledOutputDistillation",

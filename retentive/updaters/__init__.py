@@ -1,6 +1,7 @@
 """Model updaters: the load → fit → save life cycle around a Learner."""
 
 from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
+from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
 from retentive.updaters.base import ModelUpdater, split_batch
 from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
 from retentive.updaters.replay import (
@@ -19,8 +20,10 @@ __all__ = [
     "FineTuningModelUpdater",
     "GDumbModelUpdater",
     "JointModelUpdater",
+    "MetaExperienceReplayModelUpdater",
     "ModelUpdater",
     "OfflineExperienceReplayModelUpdater",
+    "OnlineMetaLearningModelUpdater",
     "PackNetModelUpdater",
     "ProgressiveNetworkModelUpdater",
     "PooledOutputDistillationExperienceReplayModelUpdater",
