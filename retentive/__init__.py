@@ -2,6 +2,8 @@
 
 from retentive._version import __version__
 from retentive.components import (
+    AdversarialReplay,
+    MixupReplay,
     CLSConsistency,
     Component,
     LogitMSE,
@@ -44,9 +46,12 @@ from retentive.updaters import (
     SuperExperienceReplayModelUpdater,
 )
 from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
+from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
 from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
 
 __all__ = [
+    "AdversarialReplay",
+    "MixupReplay",
     "CLSConsistency",
     "CLSExperienceReplayModelUpdater",
     "Component",
@@ -78,6 +83,7 @@ __all__ = [
     "StateError",
     "StateLockedError",
     "StepContext",
+    "RetrospectiveAdversarialReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "UnboundedBuffer",
     "__version__",

@@ -2,6 +2,7 @@
 
 from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
 from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
+from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
 from retentive.updaters.base import ModelUpdater, split_batch
 from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
 from retentive.updaters.replay import (
@@ -27,6 +28,7 @@ __all__ = [
     "PackNetModelUpdater",
     "ProgressiveNetworkModelUpdater",
     "PooledOutputDistillationExperienceReplayModelUpdater",
+    "RetrospectiveAdversarialReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "split_batch",
 ]
