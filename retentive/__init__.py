@@ -33,6 +33,7 @@ from retentive.evaluation import (
 from retentive.learner import Learner
 from retentive.state.loading import load_model
 from retentive.memory import GreedyClassBalancedPolicy, ReplayBuffer, ReservoirPolicy, UnboundedBuffer
+from retentive.memory.generative import VariationalAutoencoder
 from retentive.updaters import (
     CLSExperienceReplayModelUpdater,
     DarkExperienceReplayModelUpdater,
@@ -47,6 +48,7 @@ from retentive.updaters import (
 )
 from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
 from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
+from retentive.updaters.generative import GenerativeReplayModelUpdater
 from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "ExperienceReplayModelUpdater",
     "FineTuningModelUpdater",
     "GDumbModelUpdater",
+    "GenerativeReplayModelUpdater",
     "GreedyClassBalancedPolicy",
     "JointModelUpdater",
     "Learner",
@@ -86,6 +89,7 @@ __all__ = [
     "RetrospectiveAdversarialReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "UnboundedBuffer",
+    "VariationalAutoencoder",
     "__version__",
     "accuracy",
     "accuracy_row",

@@ -3,6 +3,7 @@
 from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
 from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
 from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
+from retentive.updaters.generative import GenerativeReplayModelUpdater
 from retentive.updaters.base import ModelUpdater, split_batch
 from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
 from retentive.updaters.replay import (
@@ -20,6 +21,7 @@ __all__ = [
     "ExperienceReplayModelUpdater",
     "FineTuningModelUpdater",
     "GDumbModelUpdater",
+    "GenerativeReplayModelUpdater",
     "JointModelUpdater",
     "MetaExperienceReplayModelUpdater",
     "ModelUpdater",
