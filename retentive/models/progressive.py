@@ -16,6 +16,7 @@ needs, so a new process restores the network from a state folder alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -184,9 +185,13 @@ class ProgressiveNetwork(nn.Module):
 
     # ---------------------------------------------------------------- forward
     def forward(self, x: Tensor, task_ids: Tensor | None = None) -> Tensor:
-        if self.num_columns == 0:
-            raise RuntimeError("ProgressiveNetwork has no column yet; call adapt(task_id) first")
         n = int(x.shape[0])
+        expected = self.in_shape if self.kind == "cnn" else (math.prod(self.in_shape),)
+        got = tuple(x.shape[1:]) if self.kind == "cnn" else (math.prod(x.shape[1:]),)
+        if got != expected:
+            raise ValueError(f"ProgressiveNetwork ({self.kind}) takes inputs of shape {self.in_shape}, got {tuple(x.shape[1:])}")
+        if self.num_columns == 0:  # before any task: no column, every class at fill_value
+            return x.new_full((n, self.num_classes), self.fill_value)
         h = [x.flatten(1) if self.kind == "mlp" else x] * self.num_columns
         for i in range(len(self.hidden)):
             h = [column.block(i, h[k], h[:k]) for k, column in enumerate(self.columns)]
