@@ -157,14 +157,21 @@ class ReplayBuffer:
         stored_targets = self.storage["targets"][: self.size] if "targets" in self.storage else None
         return self.policy.select(n, self.seen, self.size, self.capacity, targets, stored_targets, self.insert_generator)
 
-    def write(self, rows: dict[str, Tensor], slots: Tensor) -> None:
-        """Store encoded ``rows`` (see :meth:`encode`) into ``slots``, one row per slot."""
+    def write(self, rows: dict[str, Tensor], slots: Tensor, size: int | None = None) -> None:
+        """Store encoded ``rows`` (see :meth:`encode`) into ``slots``, one row per slot.
+
+        ``size`` is the filled size afterwards when the caller knows it; otherwise it is read from
+        the slots (once the memory is full, never: nothing is read back from a tensor per step).
+        """
         if not slots.numel():
             return
         dst = slots.to(self.device)
         for key, value in rows.items():
             self.storage[key][dst] = value
-        self.size = max(self.size, int(slots.max()) + 1)
+        if size is not None:
+            self.size = size
+        elif self.size < self.capacity:
+            self.size = max(self.size, int(slots.max()) + 1)
 
     def add(self, batch: dict[str, Tensor]) -> Tensor:
         """Offer a batch to the memory; return the slots written (one per accepted sample).
@@ -181,7 +188,9 @@ class ReplayBuffer:
         source, slots = self.choose_slots(n, batch.get("targets"))
         if slots.numel():
             src = source.to(self.device)
-            self.write(self.encode({key: value.detach().to(self.device)[src] for key, value in batch.items()}), slots)
+            # a policy that fills free slots first (all built in) leaves min(capacity, size + n) filled
+            size = min(self.capacity, self.size + n) if getattr(self.policy, "fills_free_slots_first", False) else None
+            self.write(self.encode({key: value.detach().to(self.device)[src] for key, value in batch.items()}), slots, size)
         self.seen += n
         return slots
 

@@ -17,6 +17,10 @@ def load_model(model: nn.Module, folder: str | os.PathLike[str]) -> nn.Module:
     If they do not fit, ``model`` is left as it was and :class:`StateError` is raised.
     """
     state = load_state(folder)
+    adapt = getattr(model, "adapt", None)
+    if callable(adapt):  # a growing model rebuilds its structure (e.g. progressive columns) first
+        for task in state.learner.get("updater", {}).get("task_order", []):
+            adapt(task)
     backup = copy.deepcopy(model.state_dict())
     try:
         model.load_state_dict(state.model)

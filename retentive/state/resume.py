@@ -307,3 +307,76 @@ class EpochCheckpointer(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch > 0 and self.save is not None and trainer.is_global_zero:
             self.save(trainer, self.epochs_before + trainer.current_epoch)
+
+
+class ResumeSession:
+    """The resume plumbing of one update, so that the updater's life cycle stays readable.
+
+    It finds the checkpoint an interrupted run of this same update left (``checkpoint``, matched
+    by ``fingerprint``), builds the callback that writes a checkpoint after every epoch (only in
+    the process that holds ``lock``) and restores the Trainer's side on resume, puts the loader's
+    generator back, and writes the final (complete) checkpoint after the fit.
+
+    Args:
+        output: the update's output state folder (checkpoints live beside it).
+        fingerprint: what identifies the update (:func:`update_fingerprint`).
+        lock: the output lock when this process writes, else ``None`` (DDP ranks other than 0).
+        capture: returns the updater's state now (weights, learner, memory).
+        apply: puts a checkpoint's state into the updater (raises StateError if it does not fit).
+        max_epochs: the update's epochs.
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        fingerprint: dict[str, Any],
+        lock: OutputLock | None,
+        capture: Callable[[], State],
+        apply: Callable[[State, Path], None],
+        max_epochs: int,
+    ) -> None:
+        self.output, self.fingerprint, self.lock = output, fingerprint, lock
+        self.capture, self.apply, self.max_epochs = capture, apply, max_epochs
+        self.checkpoint = latest_checkpoint(output, fingerprint)
+        self._loader: DataLoader | None = None
+
+    @property
+    def epochs_before(self) -> int:
+        """Epochs the checkpoint already holds (0 without one)."""
+        return 0 if self.checkpoint is None else self.checkpoint.epochs_done
+
+    @property
+    def trained(self) -> bool:
+        """The checkpoint holds the whole trained update: only its save was lost."""
+        return self.checkpoint is not None and self.checkpoint.complete
+
+    def callback(self) -> EpochCheckpointer:
+        restore = None if self.checkpoint is None else self._restore
+        return EpochCheckpointer(None if self.lock is None else self._write, self.epochs_before, restore)
+
+    def _restore(self, trainer: pl.Trainer) -> None:
+        assert self.checkpoint is not None
+        self.apply(self.checkpoint.state, self.checkpoint.folder)
+        restore_training(trainer, self.checkpoint.training, self.checkpoint.folder)
+
+    def _write(self, trainer: pl.Trainer | None, epochs_done: int) -> None:
+        """After ``epochs_done`` epochs; ``trainer=None`` marks the final one (training over)."""
+        assert self.lock is not None and self._loader is not None
+        training = {} if trainer is None else capture_training(trainer, self._loader)
+        write_checkpoint(self.output, self.lock, self.capture(), training, self.fingerprint, epochs_done,
+                         complete=trainer is None)
+
+    def attach_loader(self, loader: DataLoader) -> None:
+        """The update's training loader: its generator is saved with, and restored from, checkpoints."""
+        self._loader = loader
+        if self.checkpoint is None:
+            return
+        try:
+            loader.generator.set_state(self.checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+        except (RuntimeError, TypeError) as error:
+            raise StateError(f"the checkpoint {str(self.checkpoint.folder)!r} does not fit this update: {error}") from error
+
+    def finish(self) -> None:
+        """After a successful fit: the complete checkpoint (a crash before the save keeps the training)."""
+        if self.lock is not None:
+            self._write(None, self.max_epochs)
