@@ -66,23 +66,7 @@ class PackNetMasking(Component):
             parameter.data = parameter.data.where(self._trainable[name], self._frozen_values[name])
 
 
-class _GrowsBeforeChecks(ModelUpdater):
-    """Grow the model for the update's task before the base class probes the chunk with it.
-
-    The base update probes the model on the chunk's first sample, routed to its task, before it
-    calls ``model.adapt``; a model that builds per-task structure (a column, a mask slot) cannot
-    run that task yet. Growing first is what the base's own comment allows: a failed update keeps
-    the grown structure idle.
-    """
-
-    def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | None, lock: Any) -> nn.Module:
-        task = self.updates_done if task_id is None else task_id
-        if isinstance(task, int) and not isinstance(task, bool) and task >= 0:
-            self._adapt_model([task])
-        return super()._update(train_dataset, val_dataset, task_id, lock)
-
-
-class PackNetModelUpdater(_GrowsBeforeChecks):
+class PackNetModelUpdater(ModelUpdater):
     """PackNet: train a task on the free weights, prune ``prune_ratio`` of them by magnitude,
     retrain the kept ones for ``post_prune_epochs``, and freeze them for good.
 
@@ -155,7 +139,7 @@ class PackNetModelUpdater(_GrowsBeforeChecks):
         return state
 
 
-class ProgressiveNetworkModelUpdater(_GrowsBeforeChecks):
+class ProgressiveNetworkModelUpdater(ModelUpdater):
     """Progressive networks: a new column per task, laterals from the frozen earlier columns.
 
     The model is a :class:`~retentive.models.ProgressiveNetwork`; the updater adds the task's
