@@ -117,7 +117,7 @@ class PackNetModelUpdater(ModelUpdater):
         self.masking.phase = "retrain"
         try:
             trainer = self._trainer(max_epochs=self.post_prune_epochs)
-            seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) + 1
+            seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) ^ 1  # not the first fit's order
             loader = self._loader(dataset, shuffle=True, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
