@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component, StepContext, UpdateContext
@@ -184,7 +184,3 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
         }
         return state
 
-
-def parameter_count(model: nn.Module) -> int:
-    """All parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters())
