@@ -14,6 +14,7 @@ from retentive._version import __version__
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
+    "AdversarialReplay": "retentive.components",
     "CLSConsistency": "retentive.components",
     "CLSExperienceReplayModelUpdater": "retentive.updaters",
     "Component": "retentive.components",
@@ -22,27 +23,35 @@ _EXPORTS: dict[str, str] = {
     "ExperienceReplayModelUpdater": "retentive.updaters",
     "FineTuningModelUpdater": "retentive.updaters",
     "GDumbModelUpdater": "retentive.updaters",
+    "GenerativeReplayModelUpdater": "retentive.updaters.generative",
     "GreedyClassBalancedPolicy": "retentive.memory",
     "JointModelUpdater": "retentive.updaters",
     "Learner": "retentive.learner",
     "LogitMSE": "retentive.components",
     "MemoryCrossEntropy": "retentive.components",
     "MemoryShapeError": "retentive.errors",
+    "MetaExperienceReplayModelUpdater": "retentive.updaters.meta",
+    "MixupReplay": "retentive.components",
     "ModelUpdater": "retentive.updaters",
     "NonFiniteLossError": "retentive.errors",
     "OfflineExperienceReplayModelUpdater": "retentive.updaters",
+    "OnlineMetaLearningModelUpdater": "retentive.updaters.meta",
+    "PackNetModelUpdater": "retentive.updaters.architectures",
     "PooledOutputDistillation": "retentive.components",
     "PooledOutputDistillationExperienceReplayModelUpdater": "retentive.updaters",
+    "ProgressiveNetworkModelUpdater": "retentive.updaters.architectures",
     "ReplayBuffer": "retentive.memory",
     "ReplicaMismatchError": "retentive.errors",
     "ReservoirPolicy": "retentive.memory",
     "RetentiveError": "retentive.errors",
+    "RetrospectiveAdversarialReplayModelUpdater": "retentive.updaters.rar",
     "ShrinkAndPerturb": "retentive.components",
     "StateError": "retentive.errors",
     "StateLockedError": "retentive.errors",
     "StepContext": "retentive.components",
     "SuperExperienceReplayModelUpdater": "retentive.updaters",
     "UnboundedBuffer": "retentive.memory",
+    "VariationalAutoencoder": "retentive.memory.generative",
     "accuracy": "retentive.evaluation",
     "accuracy_row": "retentive.evaluation",
     "average_accuracy": "retentive.evaluation",
@@ -108,6 +117,12 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         PooledOutputDistillationExperienceReplayModelUpdater,
         SuperExperienceReplayModelUpdater,
     )
+    from retentive.components import AdversarialReplay, MixupReplay
+    from retentive.memory.generative import VariationalAutoencoder
+    from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
+    from retentive.updaters.generative import GenerativeReplayModelUpdater
+    from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
+    from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
 
 
 def __getattr__(name: str) -> Any:
@@ -125,48 +140,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__all__ = [
-    "CLSConsistency",
-    "CLSExperienceReplayModelUpdater",
-    "Component",
-    "DarkExperienceReplayModelUpdater",
-    "DataError",
-    "ExperienceReplayModelUpdater",
-    "FineTuningModelUpdater",
-    "GDumbModelUpdater",
-    "GreedyClassBalancedPolicy",
-    "JointModelUpdater",
-    "Learner",
-    "LogitMSE",
-    "MemoryCrossEntropy",
-    "MemoryShapeError",
-    "ModelUpdater",
-    "NonFiniteLossError",
-    "OfflineExperienceReplayModelUpdater",
-    "PooledOutputDistillation",
-    "PooledOutputDistillationExperienceReplayModelUpdater",
-    "ReplayBuffer",
-    "ReplicaMismatchError",
-    "ReservoirPolicy",
-    "RetentiveError",
-    "ShrinkAndPerturb",
-    "StateError",
-    "StateLockedError",
-    "StepContext",
-    "SuperExperienceReplayModelUpdater",
-    "UnboundedBuffer",
-    "__version__",
-    "accuracy",
-    "accuracy_row",
-    "average_accuracy",
-    "backward_transfer",
-    "flip_metrics",
-    "forgetting",
-    "forward_transfer",
-    "load_model",
-    "micro_average_accuracy",
-    "negative_flip_impact",
-    "negative_flip_rate",
-    "positive_flip_impact",
-    "positive_flip_rate",
-]
+__all__ = sorted(_EXPORTS) + ["__version__"]

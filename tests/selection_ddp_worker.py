@@ -34,7 +34,7 @@ def make_updater(policy: str, input_state: Path | None, output_state: Path):
         MLP(hidden=(64,)), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=MEMORY,
         batch_size=32, batch_memory_frac=0.5, memory_policy=policy_from_name(policy),
         input_state_folder=input_state, output_state_folder=output_state, accelerator="cpu", devices=2,
-        strategy="ddp", logger=False, enable_progress_bar=False, seed=0,
+        strategy="ddp", logger=False, enable_progress_bar=False, seed=0, max_epochs=1,
     )
 
 

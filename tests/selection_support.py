@@ -32,6 +32,6 @@ def build(name: str, input_state: Path | None, output_state: Path | None, **kwar
     return updater(
         MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=MEMORY, batch_size=16,
         memory_batch_size=8, memory_policy=policy_from_name(name), input_state_folder=input_state,
-        output_state_folder=output_state, accelerator="cpu", logger=False, enable_progress_bar=False, seed=3,
+        output_state_folder=output_state, accelerator="cpu", logger=False, enable_progress_bar=False, seed=3, max_epochs=1,
         **kwargs,
     )

@@ -88,7 +88,7 @@ def _er(policy, tmp_path: Path, model=None, memory_size: int = 5):
 
     return cls(
         model or MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=memory_size,
-        memory_policy=policy, output_state_folder=tmp_path / "out", accelerator="cpu", logger=False,
+        memory_policy=policy, output_state_folder=tmp_path / "out", accelerator="cpu", logger=False, max_epochs=1,
         enable_progress_bar=False,
     )
 

@@ -1,5 +1,6 @@
 """Loss components: one weighted term each, combined by the Learner."""
 
+from retentive.components.adversarial import AdversarialReplay, MixupReplay, nearest_other_class, targeted_mifgsm
 from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
 from retentive.components.cls import CLSConsistency, ema_decay, ema_update_, select_teacher_logits
 from retentive.components.pod import DISTILLATION_TYPES, PooledOutputDistillation, pod_distance, pod_pool
@@ -7,6 +8,10 @@ from retentive.components.replay import LogitMSE, MemoryCrossEntropy, logit_mse
 from retentive.components.shrink_perturb import ShrinkAndPerturb, shrink_perturb_
 
 __all__ = [
+    "AdversarialReplay",
+    "MixupReplay",
+    "nearest_other_class",
+    "targeted_mifgsm",
     "Batch",
     "UpdateContext",
     "reduce_task_loss",

@@ -1,5 +1,6 @@
 """Replay memory: preallocated tensor storage and the policies that fill it."""
 
+from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.memory.buffer import CORE_KEYS, MemoryBatch, ReplayBuffer
 from retentive.memory.policies import (
     ClassBalancedReservoirPolicy,
@@ -19,6 +20,7 @@ __all__ = [
     "ClassBalancedReservoirPolicy",
     "ForgettingPolicy",
     "GradientDiversityPolicy",
+    "GenerativeMemory",
     "GreedyClassBalancedPolicy",
     "HerdingPolicy",
     "InsertionPolicy",
@@ -29,6 +31,7 @@ __all__ = [
     "RingBufferPolicy",
     "UnboundedBuffer",
     "UpdateEndPolicy",
+    "VariationalAutoencoder",
     "policy_from_name",
     "run_update_end",
 ]

@@ -1,6 +1,8 @@
 """Reference models, the multi-head wrapper, task routing, feature taps and re-initialisation."""
 
 from retentive.models.cnn import SmallCNN
+from retentive.models.masks import PackedNetwork
+from retentive.models.progressive import ProgressiveNetwork
 from retentive.models.mlp import MLP
 from retentive.models.multihead import MultiHeadClassifier
 from retentive.models.reinit import check_reinitializable, reinitialize_
@@ -11,6 +13,8 @@ __all__ = [
     "MLP",
     "FeatureTaps",
     "MultiHeadClassifier",
+    "PackedNetwork",
+    "ProgressiveNetwork",
     "SmallCNN",
     "check_reinitializable",
     "forward_routed",

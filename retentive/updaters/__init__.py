@@ -1,5 +1,9 @@
 """Model updaters: the load → fit → save life cycle around a Learner."""
 
+from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
+from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
+from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
+from retentive.updaters.generative import GenerativeReplayModelUpdater
 from retentive.updaters.base import ModelUpdater, split_batch
 from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
 from retentive.updaters.replay import (
@@ -17,10 +21,16 @@ __all__ = [
     "ExperienceReplayModelUpdater",
     "FineTuningModelUpdater",
     "GDumbModelUpdater",
+    "GenerativeReplayModelUpdater",
     "JointModelUpdater",
+    "MetaExperienceReplayModelUpdater",
     "ModelUpdater",
     "OfflineExperienceReplayModelUpdater",
+    "OnlineMetaLearningModelUpdater",
+    "PackNetModelUpdater",
+    "ProgressiveNetworkModelUpdater",
     "PooledOutputDistillationExperienceReplayModelUpdater",
+    "RetrospectiveAdversarialReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "split_batch",
 ]

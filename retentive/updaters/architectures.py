@@ -1,0 +1,186 @@
+"""Architecture methods: PackNet (Mallya & Lazebnik, 2018) and progressive networks (Rusu et al., 2016).
+
+Both leave earlier tasks' functions exactly unchanged, so they need task ids at inference
+(task-incremental learning) and no memory. PackNet shares one network out between tasks by
+pruning; a progressive network grows a column per task.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from retentive.components.base import Component, StepContext, UpdateContext
+from retentive.errors import StateError
+from retentive.models.masks import PackedNetwork
+from retentive.models.progressive import ColumnLimitError, ProgressiveNetwork
+from retentive.state import State
+from retentive.streams import Purpose, stream_seed
+from retentive.updaters.base import ModelUpdater
+
+
+class PackNetMasking(Component):
+    """PackNet's gradient rule: only the current task's trainable weights change.
+
+    Before the pruning the current task trains the free weights; after it, during the
+    post-pruning retraining, only the weights it kept. Gradients of every other prunable weight are
+    masked after backward (the paper's rule), and, because an optimizer may still move a weight
+    whose gradient is zero (weight decay, AdamW), the frozen values are written back after each
+    step: earlier tasks' weights stay bit-identical whatever the optimizer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(weight=0.0)
+        self.phase = "train"  # "retrain" during the post-pruning epochs (set by the updater)
+        self._trainable: dict[str, Tensor] = {}
+        self._frozen_values: dict[str, Tensor] = {}
+
+    def on_update_start(self, ctx: UpdateContext) -> None:
+        model = ctx.model
+        if not isinstance(model, PackedNetwork):
+            raise TypeError(f"PackNetMasking needs a PackedNetwork, got {type(model).__name__}")
+        slot = model.slot(ctx.task_id)
+        if self.phase == "train" and (slot != model.current_slot or bool(model.pruned[model.current_slot])):
+            raise ValueError(
+                f"PackNet trains each task once; task {ctx.task_id} was packed already (its weights are frozen)"
+            )
+        self._trainable = {name: mask.to(ctx.device) for name, mask in model.trainable().items()}
+        self._frozen_values = {name: p.detach().clone() for name, p, _ in model.prunable()}
+
+    def on_before_optimizer_step(self, ctx: StepContext) -> None:
+        model = ctx.model
+        assert isinstance(model, PackedNetwork)
+        for name, parameter, _ in model.prunable():
+            if parameter.grad is not None:
+                parameter.grad.mul_(self._trainable[name])
+
+    def on_after_step(self, ctx: StepContext) -> None:
+        model = ctx.model
+        assert isinstance(model, PackedNetwork)
+        for name, parameter, _ in model.prunable():
+            parameter.data = parameter.data.where(self._trainable[name], self._frozen_values[name])
+
+
+class PackNetModelUpdater(ModelUpdater):
+    """PackNet: train a task on the free weights, prune ``prune_ratio`` of them by magnitude,
+    retrain the kept ones for ``post_prune_epochs``, and freeze them for good.
+
+    The model is a :class:`~retentive.models.PackedNetwork` (per-task masks in its buffers, so in
+    ``model.pt``); at inference ``model(x, task_ids)`` applies each task's mask. Each task is
+    trained once, in one update; biases are trained with the first task only (the authors' code).
+
+    Args:
+        model: a :class:`~retentive.models.PackedNetwork`.
+        prune_ratio: the fraction of the task's free weights released for later tasks [0.5]; with
+            ``p`` the ``k``-th task keeps ``(1 - p) p^(k-1)`` of each layer.
+        post_prune_epochs: epochs of retraining after the pruning [1].
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
+    """
+
+    def __init__(
+        self, model: Any, loss_fn: Any, optimizer: Any, prune_ratio: float = 0.5, post_prune_epochs: int = 1, **kwargs: Any
+    ) -> None:
+        if not isinstance(model, PackedNetwork):
+            raise TypeError(
+                f"PackNetModelUpdater needs a retentive.models.PackedNetwork (wrap the net: PackedNetwork(model)), "
+                f"got {type(model).__name__}"
+            )
+        if not 0.0 <= float(prune_ratio) < 1.0:
+            raise ValueError(f"prune_ratio must lie in [0, 1), got {prune_ratio}")
+        if not isinstance(post_prune_epochs, int) or post_prune_epochs < 0:
+            raise ValueError(f"post_prune_epochs must be an int >= 0, got {post_prune_epochs!r}")
+        self.prune_ratio = float(prune_ratio)
+        self.post_prune_epochs = post_prune_epochs
+        self.masking = PackNetMasking()
+        super().__init__(model, loss_fn, optimizer, components=[self.masking], **kwargs)
+
+    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+        for task in tasks:
+            self.model.adapt(task, self.prune_ratio)  # type: ignore[operator]
+
+    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        super()._after_fit(train_dataset, task_id)
+        model = self.model
+        assert isinstance(model, PackedNetwork)
+        if not bool(model.pruned[model.current_slot]):
+            model.prune(self.prune_ratio)
+        if self.post_prune_epochs:
+            self._retrain(self._training_data(train_dataset, task_id))
+
+    def _retrain(self, dataset: Dataset) -> None:
+        """The post-pruning epochs: the same step, only the kept weights trainable."""
+        self.masking.phase = "retrain"
+        try:
+            trainer = self._trainer(max_epochs=self.post_prune_epochs)
+            seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) ^ 1  # not the first fit's order
+            loader = self._loader(dataset, shuffle=True, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+                trainer.fit(self.learner, train_dataloaders=loader)
+            if trainer.interrupted:
+                raise RuntimeError("the post-pruning retraining was interrupted; nothing was written")
+        finally:
+            self.masking.phase = "train"
+
+    def _state(self) -> State:
+        state = super()._state()
+        model = self.model
+        assert isinstance(model, PackedNetwork)
+        state.manifest["architecture"] = {
+            "packnet_tasks": model.task_slots.tolist(),
+            "weights_per_task": model.owned_counts(),
+            "free_weights": sum(model.free_counts().values()),
+        }
+        return state
+
+
+class ProgressiveNetworkModelUpdater(ModelUpdater):
+    """Progressive networks: a new column per task, laterals from the frozen earlier columns.
+
+    The model is a :class:`~retentive.models.ProgressiveNetwork`; the updater adds the task's
+    column before training (``adapt``), rebuilds every column from the state folder in a new
+    process, and reports the parameter growth in the manifest (``architecture``) and the log.
+
+    Args:
+        model: a :class:`~retentive.models.ProgressiveNetwork`.
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
+    """
+
+    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
+        if not isinstance(model, ProgressiveNetwork):
+            raise TypeError(f"ProgressiveNetworkModelUpdater needs a retentive.models.ProgressiveNetwork, got {type(model).__name__}")
+        super().__init__(model, loss_fn, optimizer, **kwargs)
+
+    def _apply_state(self, state: State, folder: Path | None) -> None:
+        try:
+            super()._apply_state(state, folder)
+        except ColumnLimitError as error:
+            raise StateError(f"the state in {str(folder)!r} does not fit this network: {error}") from error
+
+    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        super()._after_fit(train_dataset, task_id)
+        if self.logger is not None:
+            model = self.model
+            assert isinstance(model, ProgressiveNetwork)
+            self.logger.log_metrics(
+                {"model/columns": model.num_columns, "model/parameters": sum(model.parameter_counts())},
+                step=self.learner.total_steps,
+            )
+
+    def _state(self) -> State:
+        state = super()._state()
+        model = self.model
+        assert isinstance(model, ProgressiveNetwork)
+        counts = model.parameter_counts()
+        state.manifest["architecture"] = {
+            "column_tasks": model.column_tasks.tolist(),
+            "parameters_per_column": counts,
+            "parameters": sum(counts),
+        }
+        return state
+

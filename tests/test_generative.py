@@ -1,0 +1,116 @@
+"""Deep generative replay: replay labelled by the previous classifier and mixed at the stated
+ratio, no real input anywhere in the state folder, consolidation, and the bad inputs."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from retentive import DataError, GenerativeReplayModelUpdater, VariationalAutoencoder
+from retentive.data import load_mnist, split_mnist
+from retentive.models import MLP
+from retentive.state import load_state
+from retentive.updaters.generative import replay_count
+
+QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def chunks():
+    return [c.subset(torch.arange(120)) for c in split_mnist(load_mnist("train"))[:2]]
+
+
+def make(tmp: Path, name: str, previous: Path | None = None, **kwargs) -> GenerativeReplayModelUpdater:
+    torch.manual_seed(0)
+    generator = VariationalAutoencoder((1, 28, 28), latent_dim=8, hidden=(64,))
+    return GenerativeReplayModelUpdater(
+        MLP(hidden=(32,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), generator=generator,
+        batch_size=12, input_state_folder=previous, output_state_folder=tmp / name, **{**QUIET, **kwargs},
+    )
+
+
+def test_replay_count_makes_the_stated_share():
+    assert replay_count(12, 0.5) == 12 and replay_count(12, 0.25) == 4 and replay_count(10, 0.0) == 0
+    assert all(abs(replay_count(n, r) / (n + replay_count(n, r)) - r) < 0.5 / (n + replay_count(n, r)) + 1e-9
+               for n in (10, 32) for r in (0.2, 0.5, 0.75))
+
+
+def test_replay_is_labelled_by_the_previous_classifier_at_the_stated_ratio(tmp_path, chunks):
+    make(tmp_path, "s0").update(chunks[0])
+    updater = make(tmp_path, "s1", tmp_path / "s0", replay_ratio=0.25)
+    first = load_state(tmp_path / "s0")
+    seen: list[tuple[int, int]] = []
+    replay = updater.replay
+    original = replay.loss
+
+    def recording(ctx):
+        term = original(ctx)
+        seen.append((int(ctx.targets.shape[0]), int(replay.last["targets"].shape[0])))
+        # the labels are the previous classifier's (the model as the first update saved it)
+        solver = MLP(hidden=(32,))
+        solver.load_state_dict(first.model)
+        with torch.no_grad():
+            assert torch.equal(solver(replay.last["inputs"]).argmax(1), replay.last["targets"])
+        return term
+
+    replay.loss = recording  # type: ignore[method-assign]
+    updater.update(chunks[1])
+    assert seen and all(k == 4 for n, k in seen if n == 12), "12 new + 4 replayed: a replayed share of 0.25"
+    assert replay.weight == pytest.approx(0.25 / 0.75)
+    assert replay.last["inputs"].shape[1:] == (1, 28, 28) and 0 <= float(replay.last["inputs"].min())
+
+
+def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
+    make(tmp_path, "s0").update(chunks[0])
+    make(tmp_path, "s1", tmp_path / "s0").update(chunks[1])
+    state = load_state(tmp_path / "s1")
+    assert state.manifest["memory"]["size"] == 0 and not state.memory.get("storage")
+    real = torch.cat([c.inputs for c in chunks]).flatten(1)
+    tensors: list[torch.Tensor] = []
+
+    def collect(value):
+        if torch.is_tensor(value):
+            tensors.append(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                collect(v)
+
+    collect([state.model, state.learner, state.memory])
+    assert any(t.numel() > 10_000 for t in tensors), "the generator's weights are saved"
+    for t in tensors:
+        if t.is_floating_point() and t.numel() % 784 == 0 and t.numel():
+            rows = t.reshape(-1, 784).float()
+            assert not (torch.cdist(rows, real) < 1e-6).any(), "a real input is stored"
+    # a new process restores the generator: the same updater built from the folder samples alike
+    again = make(tmp_path, "s2", tmp_path / "s1")
+    assert torch.equal(
+        again.replay.memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
+        make(tmp_path, "s3", tmp_path / "s1").replay.memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
+    )
+
+
+def test_consolidation_takes_replay_only_steps(tmp_path, chunks):
+    plain = make(tmp_path, "a", consolidation_steps=0).update(chunks[0])
+    consolidated = make(tmp_path, "b", consolidation_steps=5, consolidation_batch_size=8).update(chunks[0])
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), consolidated.state_dict().values()))
+
+
+def test_bad_generative_inputs_are_refused_and_nothing_is_written(tmp_path, chunks):
+    torch.manual_seed(0)
+    updater = GenerativeReplayModelUpdater(
+        MLP(hidden=(32,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
+        generator=VariationalAutoencoder((3, 32, 32)), output_state_folder=tmp_path / "s", **QUIET,
+    )
+    with pytest.raises(DataError, match=r"the generator models inputs of shape \(3, 32, 32\) but the training inputs have shape \(1, 28, 28\)"):
+        updater.update(chunks[0])
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match="stores no real sample; memory_size must be 0"):
+        GenerativeReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=10, **QUIET)
+    with pytest.raises(ValueError, match=r"replay_ratio must lie in \[0, 1\), got 1.0"):
+        GenerativeReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), replay_ratio=1.0, **QUIET)
