@@ -10,6 +10,16 @@ from retentive.components import (
     ShrinkAndPerturb,
     StepContext,
 )
+from retentive.components import (
+    AveragedGradientEpisodicMemory,
+    ElasticWeightConsolidation,
+    GradientEpisodicMemory,
+    ICaRL,
+    LearningWithoutForgetting,
+    NearestMeanOfExemplars,
+    SynapticIntelligence,
+    icarl_classifier,
+)
 from retentive.errors import (
     DataError,
     MemoryShapeError,
@@ -42,6 +52,15 @@ from retentive.updaters import (
     OfflineExperienceReplayModelUpdater,
     PooledOutputDistillationExperienceReplayModelUpdater,
     SuperExperienceReplayModelUpdater,
+)
+from retentive.updaters import (
+    AveragedGradientEpisodicMemoryModelUpdater,
+    ElasticWeightConsolidationModelUpdater,
+    ExperienceReplayAvalancheModelUpdater,
+    GradientEpisodicMemoryModelUpdater,
+    ICaRLModelUpdater,
+    LearningWithoutForgettingModelUpdater,
+    SynapticIntelligenceModelUpdater,
 )
 
 __all__ = [
@@ -83,4 +102,19 @@ __all__ = [
     "forward_transfer",
     "load_model",
     "micro_average_accuracy",
+    "AveragedGradientEpisodicMemory",
+    "AveragedGradientEpisodicMemoryModelUpdater",
+    "ElasticWeightConsolidation",
+    "ElasticWeightConsolidationModelUpdater",
+    "ExperienceReplayAvalancheModelUpdater",
+    "GradientEpisodicMemory",
+    "GradientEpisodicMemoryModelUpdater",
+    "ICaRL",
+    "ICaRLModelUpdater",
+    "LearningWithoutForgetting",
+    "LearningWithoutForgettingModelUpdater",
+    "NearestMeanOfExemplars",
+    "SynapticIntelligence",
+    "SynapticIntelligenceModelUpdater",
+    "icarl_classifier",
 ]

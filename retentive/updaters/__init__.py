@@ -10,6 +10,17 @@ from retentive.updaters.replay import (
     PooledOutputDistillationExperienceReplayModelUpdater,
     SuperExperienceReplayModelUpdater,
 )
+from retentive.updaters.regularization import (
+    ElasticWeightConsolidationModelUpdater,
+    LearningWithoutForgettingModelUpdater,
+    SynapticIntelligenceModelUpdater,
+)
+from retentive.updaters.episodic import (
+    AveragedGradientEpisodicMemoryModelUpdater,
+    ExperienceReplayAvalancheModelUpdater,
+    GradientEpisodicMemoryModelUpdater,
+)
+from retentive.updaters.icarl import ICaRLModelUpdater
 
 __all__ = [
     "CLSExperienceReplayModelUpdater",
@@ -23,4 +34,11 @@ __all__ = [
     "PooledOutputDistillationExperienceReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "split_batch",
+    "AveragedGradientEpisodicMemoryModelUpdater",
+    "ElasticWeightConsolidationModelUpdater",
+    "ExperienceReplayAvalancheModelUpdater",
+    "GradientEpisodicMemoryModelUpdater",
+    "ICaRLModelUpdater",
+    "LearningWithoutForgettingModelUpdater",
+    "SynapticIntelligenceModelUpdater",
 ]
