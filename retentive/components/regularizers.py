@@ -72,7 +72,7 @@ def fisher_diagonal(
     model: nn.Module,
     batches: Iterable[Batch],
     forward: Callable[[object, Tensor], Tensor],
-    exact_jacobians: bool | None = None,
+    exact_jacobians: bool = False,
 ) -> dict[str, Tensor]:
     """The diagonal of the Fisher information of ``model``'s predictive distribution, averaged
     over the samples of ``batches``: ``mean_x Σ_c p(c|x) (∂ log p(c|x)/∂θ)²``.
@@ -86,7 +86,7 @@ def fisher_diagonal(
     """
     params = trainable_parameters(model, "the Fisher diagonal")
     linear = _linear_layers(model, params)
-    use_jacobians = exact_jacobians if exact_jacobians is not None else linear is None
+    use_jacobians = linear is None or bool(exact_jacobians)
     total = {name: torch.zeros_like(p.detach()) for name, p in params.items()}
     count = 0
     was_training = model.training
@@ -105,10 +105,14 @@ def fisher_diagonal(
     return {name: value / count for name, value in total.items()}
 
 
+def _join(module: str, parameter: str) -> str:
+    return f"{module}.{parameter}" if module else parameter
+
+
 def _linear_layers(model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict[str, nn.Linear] | None:
     """``{layer name: layer}`` when every trainable parameter is an ``nn.Linear``'s weight or bias."""
     layers = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    owned = {f"{name}.{kind}" for name, m in layers.items() for kind, p in m.named_parameters(recurse=False)}
+    owned = {_join(name, kind) for name, m in layers.items() for kind, _ in m.named_parameters(recurse=False)}
     if not set(params) <= owned or len({id(m) for m in layers.values()}) != len(layers):
         return None
     return {name: m for name, m in layers.items() if any(p.requires_grad for p in m.parameters(recurse=False))}
@@ -141,9 +145,9 @@ def _fisher_linear(
         a, w = a.reshape(-1, a.shape[-1]), w.reshape(-1, w.shape[-1])  # extra leading dims: one sample's
         layer = layers[n]
         if layer.weight.requires_grad:
-            total[f"{n}.weight"] += w.T @ a.pow(2)
+            total[_join(n, "weight")] += w.T @ a.pow(2)
         if layer.bias is not None and layer.bias.requires_grad:
-            total[f"{n}.bias"] += w.sum(0)
+            total[_join(n, "bias")] += w.sum(0)
 
 
 def _fisher_by_jacobians(
