@@ -220,3 +220,25 @@ def test_bad_arguments_are_named():
         SynapticIntelligence(1.0, epsilon=0.0)
     with pytest.raises(ValueError, match="weight must be >= 0"):
         ElasticWeightConsolidation(-1.0)
+
+
+@pytest.mark.parametrize("cls", [R.ElasticWeightConsolidationModelUpdater, R.SynapticIntelligenceModelUpdater])
+def test_a_failed_first_update_is_rolled_back_with_its_own_error(cls, tmp_path):
+    """The per-parameter state is created during the fit; putting back the state from before it
+    must drop it again rather than fail on missing keys and hide the real error."""
+    out = tmp_path / "out"
+    updater = cls(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=1e38), batch_size=10, output_state_folder=out, **QUIET)
+    with pytest.raises(NonFiniteLossError):  # the first step's weights overflow
+        updater.update(TensorChunk(torch.rand(40, 1, 28, 28), torch.randint(0, 2, (40,))), task_id=0)
+    assert not out.exists()
+    assert not any("__" in name for name, _ in updater.learner.components[0].named_buffers())
+    updater.learner.optimizer_factory = partial(torch.optim.SGD, lr=0.1)
+    updater.update(TensorChunk(torch.rand(20, 1, 28, 28), torch.randint(0, 2, (20,))), task_id=0)  # and it can go on
+    assert out.exists()
+
+
+def test_per_parameter_states_are_registered_in_declaration_order():
+    """Two DDP ranks broadcast buffers in registration order: it must not depend on the hash seed."""
+    ewc = ElasticWeightConsolidation(1.0)
+    ewc.init_parameter_state(linear_model())
+    assert [name for name, _ in ewc.named_buffers()] == ["consolidated", "fisher__weight", "fisher__bias", "anchor__weight", "anchor__bias"]

@@ -185,7 +185,10 @@ class ICaRL(_SeenClasses):
     # ------------------------------------------------------------------ update end
     def _features(self, ctx: UpdateContext, inputs: Any, task_ids: Tensor, taps: FeatureTaps) -> Tensor:
         ctx.forward(inputs, task_ids)
-        return F.normalize(taps.outputs[self.feature_layer].flatten(1).float(), dim=-1)
+        features = F.normalize(taps.outputs[self.feature_layer].flatten(1).float(), dim=-1)
+        # eval-mode features depend on each rank's batch-norm statistics until the Learner makes
+        # them rank 0's (after this hook): every replica herds and averages the ranks' mean
+        return F.normalize(ctx.all_reduce_mean(features), dim=-1)
 
     def on_update_end(self, ctx: UpdateContext) -> None:
         super().on_update_end(ctx)

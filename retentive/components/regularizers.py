@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from retentive.components.base import _PER_PARAMETER_SEP as _SEP
 from retentive.components.base import Batch, Component, StepContext, UpdateContext
 from retentive.data import nested
 from retentive.errors import NonFiniteLossError
@@ -195,7 +196,37 @@ def _check_finite(values: Mapping[str, Tensor], what: str) -> None:
         )
 
 
-class ElasticWeightConsolidation(Component):
+class _OrderedNames(dict):
+    """An insertion-ordered set of state names (``add``, ``in``, iteration)."""
+
+    def add(self, name: str) -> None:
+        self[name] = None
+
+
+class _PerParameterComponent(Component):
+    """Two repairs of the base class's per-parameter state, local until the contract has them:
+
+    * the states are created in declaration order on every process (the base keeps their names in
+      a ``set``, whose order follows the per-process string hash seed, so two DDP ranks registered
+      ``fisher__*`` and ``anchor__*`` in different orders and the end-of-fit buffer broadcast paired
+      the wrong tensors);
+    * loading a state saved before the per-parameter tensors existed (the rollback of a failed
+      first update) drops them again instead of failing on "missing keys".
+    """
+
+    def __init__(self, weight: float) -> None:
+        super().__init__(weight)
+        self._per_parameter = _OrderedNames()  # type: ignore[assignment]
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        prefixes = tuple(f"{name}{_SEP}" for name in self._per_parameter)
+        for name in [n for n in self._buffers if n.startswith(prefixes)]:
+            if prefix + name not in state_dict:
+                del self._buffers[name]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class ElasticWeightConsolidation(_PerParameterComponent):
     """Online EWC: ``λ Σ F_i (θ_i - θ*_i)²`` with a Fisher diagonal decayed by ``gamma`` per update.
 
     Args:
@@ -232,6 +263,8 @@ class ElasticWeightConsolidation(Component):
 
     def on_update_end(self, ctx: UpdateContext) -> None:
         fresh = fisher_diagonal(ctx.model, ctx.chunk_batches(self.fisher_batch_size), ctx.forward)
+        # Under DDP every rank computes it on the whole chunk, with its own batch-norm statistics;
+        # the Learner then gives every replica rank 0's (the saved model's) buffers, this included.
         _check_finite(fresh, "EWC's Fisher diagonal")
         fisher, anchor = self.parameter_state("fisher", ctx.model), self.parameter_state("anchor", ctx.model)
         with torch.no_grad():
@@ -246,7 +279,7 @@ class ElasticWeightConsolidation(Component):
         return f"weight={self.weight}, gamma={self.gamma}"
 
 
-class SynapticIntelligence(Component):
+class SynapticIntelligence(_PerParameterComponent):
     """SI: ``c Σ Ω_i (θ_i - θ*_i)²`` with Ω from the path integral of the loss along training.
 
     Args:
