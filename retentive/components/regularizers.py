@@ -250,16 +250,19 @@ class ElasticWeightConsolidation(_PerParameterComponent):
         self.add_state("anchor", per_parameter=True)
         self.add_state("consolidated", torch.tensor(False))
         self._active = False  # a host copy of ``consolidated``: the step never reads a tensor
+        self._terms: tuple[dict[str, Tensor], dict[str, Tensor]] = ({}, {})
 
     def on_update_start(self, ctx: UpdateContext) -> None:
         trainable_parameters(ctx.model, "EWC")
         self._active = bool(self.consolidated)
+        # looked up once per update: the step reads them through these lists (after .to(device))
+        self._terms = (self.parameter_state("fisher", ctx.model), self.parameter_state("anchor", ctx.model))
 
     def loss(self, ctx: StepContext) -> Tensor | None:
         if not self._active:
             return None
         params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
-        return quadratic_penalty(params, self.parameter_state("fisher", ctx.model), self.parameter_state("anchor", ctx.model))
+        return quadratic_penalty(params, *self._terms)
 
     def on_update_end(self, ctx: UpdateContext) -> None:
         fresh = fisher_diagonal(ctx.model, ctx.chunk_batches(self.fisher_batch_size), ctx.forward)
@@ -299,6 +302,8 @@ class SynapticIntelligence(_PerParameterComponent):
         self.add_state("anchor", per_parameter=True)  # θ at the start of this update (θ*)
         self.add_state("consolidated", torch.tensor(False))
         self._active = False
+        self._terms: tuple[dict[str, Tensor], dict[str, Tensor]] = ({}, {})
+        self._omega: list[Tensor] = []
         self._grads: list[Tensor] = []
         self._before: list[Tensor] = []
 
@@ -314,12 +319,14 @@ class SynapticIntelligence(_PerParameterComponent):
                 anchor[name].copy_(p)
                 omega[name].zero_()
         self._active = bool(self.consolidated)
+        self._terms = (self.parameter_state("importance", ctx.model), anchor)
+        self._omega = list(omega.values())
 
     def loss(self, ctx: StepContext) -> Tensor | None:
         if not self._active:
             return None
         params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
-        return quadratic_penalty(params, self.parameter_state("importance", ctx.model), self.parameter_state("anchor", ctx.model))
+        return quadratic_penalty(params, *self._terms)
 
     def on_before_optimizer_step(self, ctx: StepContext) -> None:
         params = ctx.parameters()
@@ -329,8 +336,7 @@ class SynapticIntelligence(_PerParameterComponent):
     def on_after_step(self, ctx: StepContext) -> None:
         if not self._before:
             return
-        omega = list(self.parameter_state("omega", ctx.model).values())
-        si_path_step_(omega, self._grads, self._before, [p.detach() for p in ctx.parameters()])
+        si_path_step_(self._omega, self._grads, self._before, [p.detach() for p in ctx.parameters()])
         self._before, self._grads = [], []
 
     def on_update_end(self, ctx: UpdateContext) -> None:
