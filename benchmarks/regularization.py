@@ -105,14 +105,14 @@ class _StepClock(pl.Callback):
     """Wall time of the training steps after the first ``skip`` (no setup, no update-end work)."""
 
     def __init__(self, skip: int = 20) -> None:
-        self.skip, self.start, self.end, self.steps = skip, 0.0, 0.0, 0
+        self.skip, self.start, self.end, self.steps = skip, (0.0, 0.0), (0.0, 0.0), 0
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: Any, batch: Any, batch_idx: int) -> None:
         if batch_idx == self.skip:
-            self.start = time.perf_counter()
+            self.start = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.end, self.steps = time.perf_counter(), batch_idx + 1 - self.skip
+        self.end, self.steps = (time.perf_counter(), time.process_time()), batch_idx + 1 - self.skip
 
 
 def step_time(names: list[str], rounds: int, train: list[TensorChunk], steps: int = 300) -> list[dict[str, Any]]:
@@ -131,9 +131,10 @@ def step_time(names: list[str], rounds: int, train: list[TensorChunk], steps: in
                 begin = time.perf_counter()
                 updater.update(train[1].subset(torch.arange(10 * steps)), task_id=1)
                 total = time.perf_counter() - begin
-                ms = 1000 * (clock.end - clock.start) / clock.steps
-                results.append({"round": r, "pair": name, "method": method, "ms_per_step": ms, "update_seconds": total})
-                print(f"round {r} {method:10s} {ms:.2f} ms/step, whole update {total:.2f} s", flush=True)
+                wall, cpu = (1000 * (clock.end[i] - clock.start[i]) / clock.steps for i in (0, 1))
+                results.append({"round": r, "pair": name, "method": method, "ms_per_step": wall, "cpu_ms_per_step": cpu,
+                                "update_seconds": total})
+                print(f"round {r} {method:10s} {wall:.2f} ms/step wall, {cpu:.2f} CPU, whole update {total:.2f} s", flush=True)
     return results
 
 
@@ -143,6 +144,7 @@ def table(results: list[dict[str, Any]]) -> str:
         if "class_il" in r:
             groups.setdefault(r["method"], []).append(r)
     lines = ["| method | memory | class-IL % | published | task-IL % | published | seeds |", "|---|---|---|---|---|---|---|"]
+    failed = [r for r in results if "failed" in r]
     for name, runs in groups.items():
         memory, *_, published = METHODS[name]
         cells = []
@@ -152,6 +154,21 @@ def table(results: list[dict[str, Any]]) -> str:
             cells.append(f"{statistics.mean(values):.2f} ± {std:.2f}")
         pub = published or ("-", "-")
         lines.append(f"| {name} | {memory or '-'} | {cells[0]} | {pub[0]} | {cells[1]} | {pub[1]} | {len(runs)} |")
+    lines += [f"\n{r['method']} seed {r['seed']} failed: {r['failed']}" for r in failed]
+    steps: dict[str, list[tuple[float, float]]] = {}
+    for r in results:
+        if "cpu_ms_per_step" in r:
+            steps.setdefault(r["pair"], []).append((r["cpu_ms_per_step"], r["ms_per_step"]))
+    if steps:
+        lines += ["", "| method | ms/step CPU (median) | ER ms/step CPU beside it | ratio | wall ratio |", "|---|---|---|---|---|"]
+        for pair in dict.fromkeys(r["pair"] for r in results if "pair" in r):
+            mine = [r for r in results if r.get("pair") == pair and r["method"] == pair]
+            er = [r for r in results if r.get("pair") == pair and r["method"] == "er500"]
+            m_cpu = statistics.median(r["cpu_ms_per_step"] for r in mine)
+            e_cpu = statistics.median(r["cpu_ms_per_step"] for r in er)
+            m_wall = statistics.median(r["ms_per_step"] for r in mine)
+            e_wall = statistics.median(r["ms_per_step"] for r in er)
+            lines.append(f"| {pair} | {m_cpu:.2f} | {e_cpu:.2f} | {m_cpu / e_cpu:.2f}x | {m_wall / e_wall:.2f}x |")
     return "\n".join(lines)
 
 
