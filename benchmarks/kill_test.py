@@ -108,6 +108,7 @@ def _quiet() -> None:
 
 def _trace(fd: int) -> None:
     """In the worker: report each stage of the save path through the pipe (instrumentation only)."""
+    import retentive.state.resume as resume
     import retentive.updaters.base as base
 
     def traced(function: Any, begin: bytes, end: bytes) -> Any:
@@ -119,7 +120,7 @@ def _trace(fd: int) -> None:
             return result
         return wrapper
 
-    base.write_checkpoint = traced(base.write_checkpoint, b"C", b"c")
+    resume.write_checkpoint = traced(resume.write_checkpoint, b"C", b"c")  # called by ResumeSession
     base.save_state = traced(base.save_state, b"S", b"s")
     base.discard_checkpoints = traced(base.discard_checkpoints, b"R", b"r")
 

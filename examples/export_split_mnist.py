@@ -4,7 +4,9 @@
 
 gives chunks/train/chunk_{0..4}.npz and chunks/test/chunk_{0..4}.npz: digits 0-1, 2-3, ..., 8-9,
 as uint8 images (N, 1, 28, 28) with their labels. MNIST is found as `retentive.data.load_mnist`
-finds it (``$RETENTIVE_DATA/mnist``, ``../shared/data/mnist``, or the download cache).
+finds it (``--data``, ``$RETENTIVE_DATA``, ``../shared/data/mnist``, or the download cache),
+and fetched into the cache when it is missing (``$RETENTIVE_MNIST_MIRROR`` overrides the mirrors).
+Without it and offline: one line on stderr, exit 1.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ def main() -> int:
     parser.add_argument("--format", choices=("npz", "pt"), default="npz", help="chunk file format [npz]")
     parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files [searched]")
     args = parser.parse_args()
+    from retentive.data.mnist import MNISTNotFoundError, ensure_mnist
+
+    try:
+        ensure_mnist(args.data)
+    except MNISTNotFoundError as error:
+        print(f"export_split_mnist.py: error: {error}", file=sys.stderr)
+        return 1
     written = export_split_mnist(args.output, limit=args.limit, suffix=f".{args.format}", root=args.data)
     for split, paths in written.items():
         print(f"{split}: {', '.join(str(p) for p in paths)}")

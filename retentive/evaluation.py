@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from retentive.data import nested
 from retentive.data.tensors import TensorChunk
 from retentive.models.routing import forward_routed
 
@@ -22,7 +23,7 @@ def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
         for start in range(0, len(dataset), batch_size):
             stop = start + batch_size
             task_ids = None if dataset.task_ids is None else dataset.task_ids[start:stop]
-            batch = (dataset.inputs[start:stop], dataset.targets[start:stop])
+            batch = (nested.index(dataset.inputs, slice(start, stop)), dataset.targets[start:stop])
             yield batch if task_ids is None else (*batch, task_ids)
         return
     yield from DataLoader(dataset, batch_size=batch_size)
@@ -57,7 +58,7 @@ def accuracy(
     keep: Tensor | None = None
     try:
         for batch in _batches(dataset, batch_size):
-            x, y = batch[0].to(device), batch[1].to(device).long()
+            x, y = nested.to(batch[0], device), batch[1].to(device).long()
             task_ids = batch[2].to(device) if len(batch) > 2 else None
             logits = forward_routed(model, x, task_ids)
             if classes is not None:

@@ -1,4 +1,10 @@
-"""Shared fixtures: one torch thread (2-core CI), real MNIST subsets, quiet Lightning."""
+"""Shared fixtures: one torch thread (2-core CI), real MNIST subsets, quiet Lightning.
+
+MNIST is found the way the library finds it (``--data``/``RETENTIVE_DATA``, the project's
+``../shared``, the cache) and, on a machine that has none, fetched once into the cache from the
+mirrors (``RETENTIVE_MNIST_MIRROR``), as the commands do: the README's test command passes on a
+fresh clone that can reach a mirror.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,21 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 @pytest.fixture(scope="session")
-def mnist_train():
+def mnist_available() -> None:
+    from retentive.data.mnist import ensure_mnist
+
+    ensure_mnist()
+
+
+@pytest.fixture(scope="session")
+def mnist_train(mnist_available):
     from retentive.data import load_mnist
 
     return load_mnist("train")
 
 
 @pytest.fixture(scope="session")
-def mnist_test():
+def mnist_test(mnist_available):
     from retentive.data import load_mnist
 
     return load_mnist("test")

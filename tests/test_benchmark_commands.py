@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from retentive.benchmarking.png import SIGNATURE
 from retentive.cli import main
 
+SIGNATURE = b"\x89PNG\r\n\x1a\n"  # every PNG file starts with these bytes
 QUICK = ["--tasks", "3", "--train-per-chunk", "300", "--test-per-chunk", "80"]
 
 
@@ -75,3 +75,58 @@ def test_bad_arguments_exit_with_usage_errors(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path), "--scenario", "seq-mnist", "--model", "nocolon"]) == 2
     assert main(["benchmark", "--method", "no-such-method", "--output", str(tmp_path / "x"), *QUICK]) == 2
     assert "unknown method 'no-such-method'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 16, finding 7: `retentive evaluate`
+def _states(out, count=3):
+    folder = out / "states" / "seq-mnist" / "small-er" / "given" / "seed_0"
+    return [str(folder / f"chunk_00{i}") for i in range(count)]
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_7_evaluate_refuses_state_folders_out_of_update_order(benchmarked, capsys):
+    _, out = benchmarked
+    first, second, third = _states(out)
+    assert main(["evaluate", second, first, third, "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20"]) == 1
+    line = _one_line(capsys)
+    assert "out of update order" in line and f"{second!r} is after 2 updates but the next one, {first!r}, after 1" in line
+
+
+def test_7_evaluate_imports_model_from_the_current_folder(benchmarked, tmp_path, monkeypatch, capsys):
+    import sys
+
+    _, out = benchmarked
+    (tmp_path / "issue16_models.py").write_text("from retentive.models import MLP\n\n\ndef build():\n    return MLP()\n")
+    monkeypatch.chdir(tmp_path)
+    # as the `retentive` script runs: the current folder is not on sys.path
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    code = main(["evaluate", *_states(out, 1), "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20",
+                 "--model", "issue16_models:build"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_7_evaluate_suggests_model_when_the_weights_do_not_fit(benchmarked, capsys):
+    _, out = benchmarked
+    code = main(["evaluate", *_states(out, 1), "--scenario", "seq-mnist-til", "--tasks", "3", "--test-per-chunk", "20"])
+    assert code == 1
+    line = _one_line(capsys)
+    assert "does not fit the model passed in (MultiHeadClassifier)" in line and "pass --model MODULE:FUNCTION" in line
+    assert len(line) < 600  # not a load_state_dict dump
+
+
+def test_7_evaluate_heatmap_shows_the_acc_it_prints(benchmarked, tmp_path, monkeypatch, capsys):
+    import retentive.benchmarking.heatmap as heatmap
+
+    _, out = benchmarked
+    recorded = {}
+    monkeypatch.setattr(heatmap, "write_heatmap", lambda path, matrices, caption=None, seen=None: recorded.update(k=seen))
+    assert main(["evaluate", *_states(out, 2), "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20",
+                 "--heatmap", str(tmp_path / "h.png")]) == 0
+    assert recorded == {"k": 2}  # the panels' ACC is over the 2 chunks seen, as the printed metrics are
+    assert "metrics over the first 2 of 3 chunks (average_accuracy is the ACC over them)" in capsys.readouterr().out

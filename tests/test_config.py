@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from retentive import DarkExperienceReplayModelUpdater, LogitMSE, MemoryCrossEntropy, ModelUpdater
-from retentive.config import (
+from retentive.cli.config import (
     ConfigError,
     Source,
     apply_override,

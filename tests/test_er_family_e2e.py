@@ -21,10 +21,12 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def chains(split_small, tmp_path_factory):
-    """Run each updater over three chunks (500 samples each), a fresh updater per chunk reading
+    """Run each updater over three chunks (1000 samples each), a fresh updater per chunk reading
     the previous chunk's state folder, as a pipeline does."""
     train, test = split_small
-    train = [chunk.subset(torch.arange(500)) for chunk in train[:CHUNKS]]
+    # 1000 samples a chunk: with 500, the middle chunk's accuracy after three updates spread from
+    # 0.23 to 0.74 across seeds for CLS-ER (both before and after the random-stream change)
+    train = train[:CHUNKS]
     root = tmp_path_factory.mktemp("er_family_states")
     results = {}
     for name in UPDATERS:
@@ -91,6 +93,6 @@ def test_component_states_are_not_trivial(chains):
     assert not torch.equal(cls.plastic_model.classifier.weight, cls.stable_model.classifier.weight)
     super_keys = set(chains["super_er"]["updater"].memory.keys)
     assert {"logits", "features.features.2", "features.features.4"} <= super_keys
-    assert len(chains["joint"]["updater"].memory) == 3 * 500
+    assert len(chains["joint"]["updater"].memory) == 3 * 1000
     counts = torch.bincount(chains["gdumb"]["updater"].memory.storage["targets"], minlength=6)
     assert int(counts.max() - counts.min()) <= 1 and int(counts.sum()) == 100

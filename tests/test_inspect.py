@@ -83,7 +83,9 @@ def test_debris_beside_a_state_is_reported_and_only_stale_debris_is_removed(stat
         out = capsys.readouterr().out
         assert "staging of 's2': left by an interrupted write" in out
         assert "lock of 's5': held by pid" in out
-        assert "resume of 's4': an unfinished update; rerun it with resume=True" in out
+        # finding 5 of issue 16: the advice is in a CLI user's terms, and still names the Python argument
+        assert "resume of 's4': an unfinished update; rerun the same `retentive update` command with --resume" in out
+        assert "(resume=True from Python), or with --fresh to discard it" in out
         removed = {p.name for p in remove_leftovers(tmp_path)}
         assert removed == {".retentive-staging-s2-0123456789ab", ".retentive-lock-s3", ".retentive-resume-s1"}
         assert hidden_entries(tmp_path) == [".retentive-lock-s5", ".retentive-resume-s4",

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import gzip
 import http.server
-import shutil
 import threading
 from pathlib import Path
 
@@ -14,9 +13,30 @@ import pytest
 import torch
 
 from retentive.data import MNISTNotFoundError, load_mnist, load_mnist_arrays, split_mnist
-from retentive.data.mnist import FILES, parse_idx, search_dirs
+from retentive.data.mnist import FILES, ensure_mnist, locate_mnist, mirrors, parse_idx, search_dirs
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+@pytest.fixture(scope="module")
+def source() -> Path:
+    """The folder the library reads MNIST from (found, or fetched, exactly as the commands do)."""
+    ensure_mnist()
+    folder = locate_mnist()
+    assert folder is not None
+    return folder
+
+
+def _file(folder: Path, name: str) -> bytes:
+    """The uncompressed bytes of ``name`` in ``folder`` (the search path may hold .gz or plain files)."""
+    gz = folder / f"{name}.gz"
+    return gzip.decompress(gz.read_bytes()) if gz.is_file() else (folder / name).read_bytes()
+
+
+def _mirror_of(source: Path, target: Path) -> Path:
+    """A mirror's layout (every file gzipped) built from ``source``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        (target / f"{name}.gz").write_bytes(gzip.compress(_file(source, name), compresslevel=1))
+    return target
 
 
 def test_real_mnist_shapes_and_label_counts(mnist_train, mnist_test):
@@ -54,20 +74,35 @@ def test_missing_files_error_lists_every_place_searched(tmp_path, monkeypatch):
     assert "download=True" in message
 
 
-def test_root_argument_and_environment_override(tmp_path, monkeypatch):
+def test_root_argument_and_environment_override(tmp_path, monkeypatch, source):
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / "env" / "mnist").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "env" / "mnist" / name).write_bytes(gzip.decompress((SHARED / f"{name}.gz").read_bytes()))
+        (tmp_path / "env" / "mnist" / name).write_bytes(_file(source, name))
     monkeypatch.setenv("RETENTIVE_DATA", str(tmp_path / "env"))
-    assert search_dirs()[0] == tmp_path / "env" / "mnist"
+    # the folder itself (what --data takes), then its mnist/ child (what earlier versions wanted)
+    assert search_dirs()[:2] == [tmp_path / "env", tmp_path / "env" / "mnist"]
     images, labels = load_mnist_arrays("test")  # plain (not gzipped) files from the environment folder
     assert images.shape == (10000, 28, 28) and labels[:3].tolist() == [7, 2, 1]
 
 
+def test_retentive_data_takes_the_folder_data_takes(tmp_path, monkeypatch, source):
+    """Finding 8 of issue 16: RETENTIVE_DATA wanted the parent of the folder --data wants."""
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(_file(source, name))
+    _isolate(tmp_path / "elsewhere", monkeypatch, keep_search=True)
+    monkeypatch.setenv("RETENTIVE_DATA", str(tmp_path))
+    assert load_mnist_arrays("test")[1][:3].tolist() == [7, 2, 1]
+    assert load_mnist_arrays("test", root=tmp_path)[1][:3].tolist() == [7, 2, 1]  # the same folder as --data
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no request log on stderr
+        pass
+
+
 @contextlib.contextmanager
 def _serve(folder: Path):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -78,17 +113,19 @@ def _serve(folder: Path):
         server.server_close()
 
 
-def _isolate(tmp_path, monkeypatch):
+def _isolate(tmp_path, monkeypatch, keep_search=False):
     monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RETENTIVE_DATA", raising=False)
-    monkeypatch.setattr("retentive.data.mnist.search_dirs", lambda root=None: [tmp_path / "cache" / "mnist"])
+    monkeypatch.delenv("RETENTIVE_MNIST_MIRROR", raising=False)
+    if not keep_search:
+        monkeypatch.setattr("retentive.data.mnist.search_dirs", lambda root=None: [tmp_path / "cache" / "mnist"])
 
 
-def test_download_into_cache_from_a_local_server(tmp_path, monkeypatch):
+def test_download_into_cache_from_a_local_server(tmp_path, monkeypatch, source):
     _isolate(tmp_path, monkeypatch)
     with pytest.raises(MNISTNotFoundError):
         load_mnist("test")  # nothing is downloaded unless asked
-    with _serve(SHARED) as url:
+    with _serve(_mirror_of(source, tmp_path / "mirror")) as url:
         data = load_mnist("test", download=True, mirror=url)
     assert len(data) == 10000 and data.targets[:3].tolist() == [7, 2, 1]
     assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == [
@@ -98,12 +135,10 @@ def test_download_into_cache_from_a_local_server(tmp_path, monkeypatch):
     assert len(load_mnist("test")) == 10000  # now found in the cache, no server needed
 
 
-def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, monkeypatch):
+def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, monkeypatch, source):
     _isolate(tmp_path, monkeypatch)
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    shutil.copy(SHARED / "t10k-images-idx3-ubyte.gz", mirror)
-    raw = bytearray(gzip.decompress((SHARED / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    mirror = _mirror_of(source, tmp_path / "mirror")
+    raw = bytearray(_file(source, "t10k-labels-idx1-ubyte"))
     raw[-1] ^= 1  # one flipped label
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
     with _serve(mirror) as url, pytest.raises(ValueError, match=FILES["t10k-labels-idx1-ubyte"]):
@@ -111,3 +146,34 @@ def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, monkeypatch):
     assert not (tmp_path / "cache" / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
     with pytest.raises(MNISTNotFoundError, match="could not download http://127.0.0.1:9/"):
         load_mnist("test", download=True, mirror="http://127.0.0.1:9/")
+
+
+def test_mirrors_come_from_the_environment_in_order(monkeypatch):
+    monkeypatch.setenv("RETENTIVE_MNIST_MIRROR", " http://a.example/x/ ,http://b.example/")
+    assert mirrors() == ("http://a.example/x/", "http://b.example/")
+    monkeypatch.setenv("RETENTIVE_MNIST_MIRROR", "")
+    assert mirrors()[0].startswith("https://")
+
+
+def test_ensure_fetches_what_is_missing_trying_each_mirror_in_order(tmp_path, monkeypatch, source, capsys):
+    _isolate(tmp_path, monkeypatch)
+    with _serve(_mirror_of(source, tmp_path / "mirror")) as url:
+        monkeypatch.setenv("RETENTIVE_MNIST_MIRROR", f"http://127.0.0.1:9/,{url}")  # the first is unreachable
+        ensure_mnist(splits=("test",))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"from http://127.0.0.1:9/ into {tmp_path / 'cache' / 'mnist'}" in err
+    assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    ensure_mnist(splits=("test",))  # present now: nothing fetched, nothing said
+    assert capsys.readouterr().err == ""
+
+
+def test_ensure_offline_says_what_was_tried_and_leaves_nothing(tmp_path, monkeypatch):
+    _isolate(tmp_path, monkeypatch)
+    monkeypatch.setenv("RETENTIVE_MNIST_MIRROR", "http://127.0.0.1:9/")
+    with pytest.raises(MNISTNotFoundError) as error:
+        ensure_mnist()
+    message = str(error.value)
+    assert "\n" not in message and "http://127.0.0.1:9/" in message
+    assert "--data" in message and "RETENTIVE_DATA" in message
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))

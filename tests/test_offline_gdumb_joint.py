@@ -14,6 +14,7 @@ from torch import nn
 from er_family_support import QUIET
 from retentive import GDumbModelUpdater, JointModelUpdater, OfflineExperienceReplayModelUpdater
 from retentive.models import MLP, reinitialize_
+from retentive.streams import Purpose, stream_seed
 
 
 class Recorder(pl.Callback):
@@ -96,9 +97,10 @@ def test_offline_er_fixed_weight_and_refused_arguments(chunks):
         )
 
 
-def _expected_reinit(seed: int) -> dict[str, torch.Tensor]:
+def _expected_reinit(seed: int, update: int) -> dict[str, torch.Tensor]:
+    """The weights a re-initialisation gives under update ``update``'s global stream (retentive.streams)."""
     model = MLP()
-    pl.seed_everything(seed, workers=True, verbose=False)
+    pl.seed_everything(stream_seed(seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
     reinitialize_(model)
     return model.state_dict()
 
@@ -120,7 +122,7 @@ def test_reinitialised_and_trained_on_memory_only(chunks, tmp_path, kind):
         steps_before = updater.learner.total_steps
         updater.update(chunk, task_id=i)
         seen += len(chunk)
-        expected = _expected_reinit(7 + i)
+        expected = _expected_reinit(7, i)
         assert all(torch.equal(recorder.start_weights[-1][k], v) for k, v in expected.items())
         steps = updater.learner.total_steps - steps_before
         if kind == "gdumb":

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from retentive.cli import main
-from retentive.config import instantiate, load_config
+from retentive.cli.config import instantiate, load_config
 from retentive.data.files import read_chunk, write_chunk
 from retentive.evaluation import accuracy
 from retentive.state.loading import load_model

@@ -16,7 +16,9 @@ from retentive.state.resume import checkpoint_root, has_checkpoint
 from retentive.state import load_state
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--config", ROOT / "configs" / "er.yaml", "--threads", "1", "--set", "trainer.max_epochs=6", "--set", "logger=false"]
+# --from-scratch: the output is a first chunk written beside another first chunk ("clean")
+ARGS = ["--config", ROOT / "configs" / "er.yaml", "--threads", "1", "--set", "trainer.max_epochs=6", "--set", "logger=false",
+        "--from-scratch"]
 
 
 def _command(data: Path, output: Path, *extra: object) -> list[str]:

@@ -6,10 +6,9 @@ the named scenarios.
 """
 
 from retentive.benchmarking.benchmark import BenchmarkReport, resolve_method, run_benchmark, write_heatmaps
-from retentive.benchmarking.heatmap import heatmap_image, render_matrix, write_heatmap
+from retentive.benchmarking.heatmap import cell_label, heatmap_figure, heatmap_image, write_heatmap
 from retentive.benchmarking.methods import PROTOCOLS, MethodSpec, load_methods
 from retentive.benchmarking.orders import ORDERS, chunk_difficulty, task_order
-from retentive.benchmarking.png import encode_png, write_png
 from retentive.benchmarking.progress import Progress
 from retentive.benchmarking.report import SummaryRow, format_table, mean_std, read_runs, summarize_runs
 from retentive.benchmarking.results import RunResult, ViewResult
@@ -30,14 +29,14 @@ __all__ = [
     "ViewResult",
     "build_scenario",
     "chunk_difficulty",
-    "encode_png",
     "format_table",
     "heatmap_image",
     "load_methods",
     "load_mnist_pair",
     "mean_std",
     "read_runs",
-    "render_matrix",
+    "cell_label",
+    "heatmap_figure",
     "resolve_method",
     "run_benchmark",
     "run_scenario",
@@ -45,5 +44,4 @@ __all__ = [
     "task_order",
     "write_heatmap",
     "write_heatmaps",
-    "write_png",
 ]

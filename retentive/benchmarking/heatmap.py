@@ -1,116 +1,117 @@
-"""Accuracy-matrix heatmaps as RGB pixel tensors: one panel per method, written as PNG.
+"""Accuracy-matrix heatmaps drawn with matplotlib: one panel per method, a colour scale, PNG out.
 
-Row ``i`` is "after update i", column ``j`` is "test chunk j"; each cell shows the accuracy in
-percent on a viridis-like scale (dark = 0 %, yellow = 100 %). Cells never measured (NaN) are grey.
+Row ``i`` is "after update i", column ``j`` is "test data of chunk j"; each cell shows the accuracy
+in percent (:func:`cell_label`, the one rounding used in the PNG, in TensorBoard and in the text)
+on the viridis scale from 0 % to 100 %, with a colour bar. Cells never measured (NaN) are grey.
+Each panel's title names which average it shows: over every chunk, or over the chunks seen.
+The same figure goes to a PNG (:func:`write_heatmap`) and to TensorBoard (:func:`heatmap_image`,
+its pixels). matplotlib is driven through its object API with the Agg canvas: no pyplot state,
+no display needed.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from retentive.benchmarking.font import draw_text, text_size
-from retentive.benchmarking.png import write_png
-
-WHITE = (255, 255, 255)
-BLACK = (0, 0, 0)
-GREY = (200, 200, 200)
-INK = (40, 40, 40)
-#: viridis at 0, 1/4, 1/2, 3/4 and 1
-_ANCHORS = torch.tensor(
-    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=torch.float64
-)
+CAPTION = "row i: after update i, column j: test data of chunk j, cell: accuracy %"
+COLOURS = "viridis"
+#: where the text in a cell turns from white to black (the colour's luminance, 0..1)
+_DARK = 0.5
 
 
-def colormap(values: Tensor) -> Tensor:
-    """Map values in [0, 1] (clamped) to uint8 RGB, shape ``values.shape + (3,)``."""
-    v = torch.as_tensor(values, dtype=torch.float64).clamp(0.0, 1.0) * (len(_ANCHORS) - 1)
-    low = v.floor().long().clamp(max=len(_ANCHORS) - 2)
-    frac = (v - low).unsqueeze(-1)
-    rgb = _ANCHORS[low] * (1 - frac) + _ANCHORS[low + 1] * frac
-    return rgb.round().to(torch.uint8)
+def cell_label(value: float, digits: int = 0) -> str:
+    """An accuracy in [0, 1] as the percent a cell shows, rounded half up (0.665 -> "67").
+
+    Half-up on the decimal text of ``100 * value`` so that the PNG, TensorBoard and any text agree,
+    whatever binary rounding ``round()`` would do.
+    """
+    if math.isnan(value):
+        return ""
+    exponent = Decimal(1).scaleb(-digits)
+    return str(Decimal(repr(100 * float(value))).quantize(exponent, rounding=ROUND_HALF_UP))
 
 
-def _text_colour(rgb: Tensor) -> tuple[int, int, int]:
-    luminance = 0.299 * float(rgb[0]) + 0.587 * float(rgb[1]) + 0.114 * float(rgb[2])
-    return BLACK if luminance > 140 else WHITE
+def _title(label: str, matrix: np.ndarray, seen: int | None) -> str:
+    last = matrix[-1]
+    cols = matrix.shape[1]
+    if seen is None or seen >= cols:
+        return f"{label}\nACC over all {cols} chunks: {cell_label(float(np.nanmean(last)), 1)}%"
+    return f"{label}\nACC over the {seen} chunks seen: {cell_label(float(np.nanmean(last[:seen])), 1)}%"
 
 
-def render_matrix(matrix: Tensor, title: str = "", cell: int | None = None) -> Tensor:
-    """One panel: ``title`` above the cells, chunk indices along the top and the left side."""
-    a = torch.as_tensor(matrix, dtype=torch.float64)
-    if a.dim() != 2 or a.numel() == 0:
-        raise ValueError(f"a heatmap needs a non-empty 2-d matrix, got shape {tuple(a.shape)}")
-    rows, cols = a.shape
-    cell = cell or (40 if max(rows, cols) <= 10 else 24)
-    text_scale = 2 if cell >= 26 else 1
-    label_w = text_size(str(rows - 1), text_scale)[0] + 8
-    title_h = text_size(title, 2)[1] + 10 if title else 0
-    header_h = text_size("0", text_scale)[1] + 6
-    height = title_h + header_h + rows * cell + 2
-    width = max(label_w + cols * cell + 2, text_size(title, 2)[0] + 4)
-    canvas = torch.full((height, width, 3), 255, dtype=torch.uint8)
-    if title:
-        draw_text(canvas, title, 2, 2, INK, scale=2)
-    top = title_h + header_h
-    for j in range(cols):
-        w, _ = text_size(str(j), text_scale)
-        draw_text(canvas, str(j), label_w + j * cell + (cell - w) // 2, title_h, INK, text_scale)
-    for i in range(rows):
-        w, h = text_size(str(i), text_scale)
-        draw_text(canvas, str(i), label_w - w - 4, top + i * cell + (cell - h) // 2, INK, text_scale)
-    colours = colormap(torch.nan_to_num(a, nan=0.0))
-    for i in range(rows):
-        for j in range(cols):
-            y, x = top + i * cell, label_w + j * cell
-            value = float(a[i, j])
-            rgb = colours[i, j] if not math.isnan(value) else torch.tensor(GREY, dtype=torch.uint8)
-            canvas[y + 1 : y + cell, x + 1 : x + cell] = rgb
-            if math.isnan(value):
-                continue
-            text = str(int(round(100 * value)))
-            scale = text_scale if text_size(text, text_scale)[0] <= cell - 4 else 1
-            w, h = text_size(text, scale)
-            draw_text(canvas, text, x + 1 + (cell - 1 - w) // 2, y + 1 + (cell - 1 - h) // 2, _text_colour(rgb), scale)
-    return canvas
+def heatmap_figure(
+    matrices: Mapping[str, Any], caption: str = CAPTION, seen: int | None = None
+) -> Any:
+    """A matplotlib ``Figure``: one panel per ``label -> matrix`` (values in [0, 1]) and one colour bar.
 
+    ``seen``: the panels' ACC is over the first ``seen`` chunks (an evaluation before the last
+    update), else over all of them.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-def compose(panels: Sequence[Tensor], gap: int = 16, caption: str = "") -> Tensor:
-    """Panels side by side on white, top-aligned, with an optional caption underneath."""
-    if not panels:
-        raise ValueError("nothing to compose")
-    panels_w = sum(p.shape[1] for p in panels) + gap * (len(panels) + 1)
-    cap_scale = 2 if text_size(caption, 2)[0] + 2 * gap <= panels_w else 1
-    cap_w, cap_h = text_size(caption, cap_scale)
-    height = max(p.shape[0] for p in panels) + (cap_h + 12 if caption else 0) + gap
-    width = max(panels_w, cap_w + 2 * gap)
-    canvas = torch.full((height, width, 3), 255, dtype=torch.uint8)
-    x = gap
-    for panel in panels:
-        canvas[gap // 2 : gap // 2 + panel.shape[0], x : x + panel.shape[1]] = panel
-        x += panel.shape[1] + gap
-    if caption:
-        draw_text(canvas, caption, gap, height - cap_h - 8, INK, cap_scale)
-    return canvas
-
-
-CAPTION = "ROW I: AFTER UPDATE I  COLUMN J: TEST DATA OF CHUNK J  CELL: ACCURACY %"
-
-
-def heatmap_image(matrices: dict[str, Tensor], caption: str = CAPTION) -> Tensor:
-    """One panel per entry (``label -> matrix``), labelled with the label and the final average."""
-    panels = []
+    if not matrices:
+        raise ValueError("nothing to draw: no matrices")
+    arrays = {}
     for label, matrix in matrices.items():
-        a = torch.as_tensor(matrix, dtype=torch.float64)
-        panels.append(render_matrix(a, f"{label}  ACC {100 * float(a[-1].nanmean()):.1f}%"))
-    return compose(panels, caption=caption)
+        a = torch.as_tensor(matrix, dtype=torch.float64).numpy()
+        if a.ndim != 2 or a.size == 0:
+            raise ValueError(f"a heatmap needs a non-empty 2-d matrix, got shape {tuple(a.shape)} for {label!r}")
+        arrays[label] = a
+    largest = max(max(a.shape) for a in arrays.values())
+    side = min(max(3.2, 0.55 * largest + 1.4), 9.0)
+    figure = Figure(figsize=(side * len(arrays) + 1.2, side + 0.9), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(arrays), squeeze=False)[0]
+    colours = __import__("matplotlib").colormaps[COLOURS].with_extremes(bad="#c8c8c8")
+    image = None
+    for ax, (label, a) in zip(axes, arrays.items()):
+        rows, cols = a.shape
+        image = ax.imshow(np.ma.masked_invalid(a), cmap=colours, vmin=0.0, vmax=1.0, aspect="equal")
+        ax.set_title(_title(label, a, seen), fontsize=10)
+        ax.set_xlabel("test data of chunk")
+        ax.set_ylabel("after update")
+        step = 1 if max(rows, cols) <= 10 else 2
+        ax.set_xticks(range(0, cols, step))
+        ax.set_yticks(range(0, rows, step))
+        size = 9 if largest <= 10 else 6
+        for i in range(rows):
+            for j in range(cols):
+                if math.isnan(a[i, j]):
+                    continue
+                r, g, b, _ = colours(float(a[i, j]))
+                ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > _DARK else "white"
+                ax.text(j, i, cell_label(float(a[i, j])), ha="center", va="center", fontsize=size, color=ink)
+    bar = figure.colorbar(image, ax=list(axes), shrink=0.85)
+    bar.set_label("accuracy %")
+    bar.set_ticks([0, 0.25, 0.5, 0.75, 1.0], labels=["0", "25", "50", "75", "100"])
+    if caption:
+        figure.supxlabel(caption, fontsize=9)
+    return figure
 
 
-def write_heatmap(path: str | os.PathLike[str], matrices: dict[str, Tensor], caption: str = CAPTION) -> Path:
-    """Render :func:`heatmap_image` and write it as a PNG."""
-    return write_png(path, heatmap_image(matrices, caption))
+def heatmap_image(matrices: Mapping[str, Any], caption: str = CAPTION, seen: int | None = None) -> Tensor:
+    """:func:`heatmap_figure` as RGB pixels, uint8 ``(H, W, 3)``: what TensorBoard shows."""
+    figure = heatmap_figure(matrices, caption, seen)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    return torch.from_numpy(pixels)
+
+
+def write_heatmap(
+    path: str | os.PathLike[str], matrices: Mapping[str, Any], caption: str = CAPTION, seen: int | None = None
+) -> Path:
+    """Write :func:`heatmap_figure` as a PNG (its parent folder is created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    heatmap_figure(matrices, caption, seen).savefig(path, format="png")
+    return path

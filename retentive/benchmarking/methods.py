@@ -6,9 +6,16 @@ for each chunk, as a pipeline does. The DER paper's tuned settings at memory 500
 
     er:                                   # the method's name in tables and paths
       updater: ExperienceReplayModelUpdater   # a name in retentive.updaters, or "package.module.Class"
-      optimizer: SGD                      # a class in torch.optim
+      optimizer: SGD                      # a class in torch.optim, or "package.module.Class"
       optimizer_args: {lr: 0.1}
       args: {memory_size: 500, batch_size: 10, memory_batch_size: 10, loss_normalization: false}
+    der:                                  # or the sections of an update config (configs/*.yaml)
+      updater: {class_path: retentive.DarkExperienceReplayModelUpdater, init_args: {memory_size: 500}}
+      optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.03}}
+      trainer: {max_epochs: 1}
+
+Either form is checked by :func:`check_method`, with the checker ``retentive update --config``
+uses, before anything runs.
 """
 
 from __future__ import annotations
@@ -51,6 +58,21 @@ def _resolve_updater(name: str) -> type[ModelUpdater]:
     return cls
 
 
+def _resolve_optimizer(name: str) -> type:
+    """A class in :mod:`torch.optim` by name (``SGD``), or any optimizer class by import path."""
+    if "." in name:
+        module_name, _, attribute = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"optimizer {name!r} could not be imported: {error}") from error
+    else:
+        cls = getattr(torch.optim, name, None)
+    if not isinstance(cls, type):
+        raise ValueError(f"unknown optimizer {name!r}; expected a class in torch.optim or a dotted import path")
+    return cls
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One continual-learning method as the benchmark runs it.
@@ -75,8 +97,10 @@ class MethodSpec:
         reserved = sorted(set(self.args) & set(RESERVED_ARGS))
         if reserved:
             raise ValueError(f"method {self.name!r}: the benchmark sets {reserved} itself; remove them from args")
-        if not isinstance(getattr(torch.optim, self.optimizer, None), type):
-            raise ValueError(f"method {self.name!r}: unknown optimizer {self.optimizer!r}; expected a class in torch.optim")
+        try:
+            _resolve_optimizer(self.optimizer)
+        except ValueError as error:
+            raise ValueError(f"method {self.name!r}: {error}") from error
         _resolve_updater(self.updater)
 
     @property
@@ -98,7 +122,7 @@ class MethodSpec:
         kwargs: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
         kwargs.update(self.args)
         kwargs.update(overrides)
-        optimizer_class = getattr(torch.optim, self.optimizer)
+        optimizer_class = _resolve_optimizer(self.optimizer)
         return self.updater_class(
             model=model,
             loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
@@ -139,15 +163,98 @@ class MethodSpec:
         )
 
 
-def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
-    """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries."""
-    import yaml
+CONFIG_FORM_KEYS = ("updater", "optimizer", "trainer")
 
-    text = Path(path).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+
+def from_config_form(name: str, spec: Mapping[str, Any], source: Any) -> dict[str, Any]:
+    """A method written as the sections of an update config (``updater`` and ``optimizer`` as
+    ``class_path``/``init_args``, optional ``trainer``), in the short form; one description of a
+    method serves both ``retentive update --config`` and ``retentive benchmark --methods-file``."""
+    from retentive.cli.config import parse_spec
+    from retentive.cli.config.hints import describe_value, suggest
+
+    for key in spec:
+        if key not in CONFIG_FORM_KEYS:
+            raise source.error(f"{name}.{key}", f"unknown section{suggest(str(key), CONFIG_FORM_KEYS)}; a method takes "
+                               f"{', '.join(CONFIG_FORM_KEYS)} (the model, loss and data are the scenario's)")
+    updater = parse_spec(spec["updater"], f"{name}.updater", source, shorthand=True)
+    optimizer = parse_spec(spec.get("optimizer") or "torch.optim.SGD", f"{name}.optimizer", source, shorthand=True)
+    trainer = spec.get("trainer") or {}
+    if not isinstance(trainer, Mapping):
+        raise source.error(f"{name}.trainer", f"expected a mapping of Trainer settings, got {describe_value(trainer)}")
+    path = optimizer.class_path
+    short = path[len("torch.optim."):] if path.startswith("torch.optim.") and path.count(".") == 2 else path
+    return {"updater": updater.class_path, "optimizer": short, "optimizer_args": dict(optimizer.init_args),
+            "args": {**dict(updater.init_args), **dict(trainer)}}
+
+
+def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -> None:
+    """Check one method of a methods file with the checker ``retentive update --config`` uses.
+
+    Its updater is imported and each of ``args`` is checked by name and type against the updater's
+    signature (following ``**kwargs`` to its parents), ``optimizer_args`` against the optimizer's;
+    an error is a :class:`~retentive.cli.config.ConfigError` naming the file and the dotted key
+    (``my-er.args.memory_sise: unknown argument ... (did you mean 'memory_size'?)``).
+    """
+    from retentive.cli.config import check_arguments, signature_of
+    from retentive.cli.config.hints import describe_value, suggest
+
+    if not isinstance(spec, Mapping):
+        raise source.error(name, f"expected a mapping with keys {', '.join(SPEC_KEYS)}, got {describe_value(spec)}")
+    for key in spec:
+        if key not in SPEC_KEYS:
+            raise source.error(f"{name}.{key}", f"unknown keys{suggest(str(key), SPEC_KEYS)}; expected {', '.join(SPEC_KEYS)}")
+    if not isinstance(spec.get("updater"), str):
+        raise source.error(f"{name}.updater", "needs a name in retentive.updaters or a dotted import path, "
+                           f"got {describe_value(spec.get('updater'))}")
+    try:
+        updater = _resolve_updater(spec["updater"])
+    except ValueError as error:
+        raise source.error(f"{name}.updater", str(error)) from error
+    for key in ("optimizer_args", "args"):
+        if not isinstance(spec.get(key, {}), Mapping):
+            raise source.error(f"{name}.{key}", f"expected a mapping, got {describe_value(spec.get(key))}")
+    args = dict(spec.get("args", {}))
+    for key in args:
+        if key in RESERVED_ARGS:
+            raise source.error(f"{name}.args.{key}", "is set by the benchmark for every update; remove it")
+    args_key, optimizer_key = (f"{name}.updater.init_args", f"{name}.optimizer.init_args") if config_form else (
+        f"{name}.args", f"{name}.optimizer_args")
+    check_arguments(signature_of(updater), args, args_key, source, supplied=RESERVED_ARGS)
+    optimizer = spec.get("optimizer", "SGD")
+    try:
+        optimizer_class = _resolve_optimizer(optimizer if isinstance(optimizer, str) else repr(optimizer))
+    except ValueError as error:
+        raise source.error(f"{name}.optimizer", str(error)) from error
+    check_arguments(signature_of(optimizer_class, skip_first=True), dict(spec.get("optimizer_args", {})),
+                    optimizer_key, source)
+
+
+def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
+    """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries, each checked
+    by :func:`check_method` before anything runs (so a misspelled argument costs no training)."""
+    from retentive.cli.config import ConfigError, Source, parse_yaml
+
+    label = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(label, "", f"cannot read the methods file: {error}") from error
+    data = parse_yaml(text, label)
     if not isinstance(data, Mapping) or not data:
-        raise ValueError(f"{str(path)!r} must map method names to specs, got {type(data).__name__}")
-    return {str(name): MethodSpec.from_dict(str(name), spec) for name, spec in data.items()}
+        raise ConfigError(label, "", f"must map method names to specs, got {type(data).__name__}")
+    source = Source(label)
+    short = {}
+    for name, spec in data.items():
+        config_form = isinstance(spec, Mapping) and isinstance(spec.get("updater"), Mapping)
+        if config_form:
+            spec = from_config_form(str(name), spec, source)
+        check_method(str(name), spec, source, config_form)
+        short[str(name)] = spec
+    try:
+        return {name: MethodSpec.from_dict(name, spec) for name, spec in short.items()}
+    except ValueError as error:
+        raise ConfigError(label, "", str(error)) from error
 
 
 def _der(updater: str, lr: float, batch: int, memory_batch: int | None = None, **extra: Any) -> dict[str, Any]:

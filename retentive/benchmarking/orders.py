@@ -15,7 +15,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from retentive.benchmarking.quiet import quiet_lightning
+from retentive.quiet import quiet_lightning
 from retentive.benchmarking.scenarios import Scenario
 from retentive.data.scenarios import concatenate
 from retentive.data.tensors import TensorChunk

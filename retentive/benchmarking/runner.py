@@ -15,7 +15,7 @@ import torch
 
 from retentive.benchmarking.methods import MethodSpec
 from retentive.benchmarking.progress import Progress
-from retentive.benchmarking.quiet import quiet_lightning
+from retentive.quiet import quiet_lightning
 from retentive.benchmarking.resources import Measure
 from retentive.benchmarking.results import RunResult, ViewResult
 from retentive.benchmarking.scenarios import Scenario

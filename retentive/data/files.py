@@ -9,6 +9,14 @@ A chunk is one file, or a folder whose data files (sorted by name) are concatena
     No other keys. Input dtypes: floating point -> float32; ``uint8`` means images -> float32
     divided by 255 (as torchvision's ``ToTensor``); other integers -> int64 (e.g. token ids);
     bool -> float32.
+
+    Several input arrays (a model fed a dict, e.g. tokenised text) replace ``inputs`` by one
+    key per array, ``inputs.<name>``: ``inputs.input_ids`` (N, L) and
+    ``inputs.attention_mask`` (N, L) give each sample ``x = {"input_ids": ..., "attention_mask":
+    ...}``; a dotted name nests further (``inputs.text.input_ids`` -> ``x["text"]["input_ids"]``).
+    Every array has N rows and follows the dtype rules above, each on its own (store token ids
+    and masks as integers, not ``uint8``, which means images). Text is padded to one fixed
+    length per array (``padding="max_length"``): the memory stores one shape per input.
 ``.csv`` (tabular data)
     A header row; the column ``target`` holds the class index, the optional column ``task_id`` the
     task id, and every other column, in file order, is one float32 feature: inputs are (N, F).
@@ -23,17 +31,21 @@ import csv
 import io
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from retentive.data import nested
 from retentive.data.tensors import TensorChunk
 from retentive.errors import DataError
 
 SUFFIXES = (".npz", ".pt", ".csv")
 KEYS = ("inputs", "targets", "task_ids")
+INPUT_PREFIX = "inputs" + nested.SEPARATOR
 TARGET_COLUMN = "target"
 TASK_COLUMN = "task_id"
 
@@ -60,26 +72,60 @@ def _labels(values: Tensor, key: str, source: str, n: int) -> Tensor:
     return values
 
 
+def _unflatten_dicts(leaves: Mapping[str, Tensor]) -> dict[str, Any]:
+    """``{"a.b": t, "c": u}`` -> ``{"a": {"b": t}, "c": u}`` (file keys name nested dict inputs)."""
+    out: dict[str, Any] = {}
+    for path, leaf in leaves.items():
+        node = out
+        *parents, last = path.split(nested.SEPARATOR)
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[last] = leaf
+    return out
+
+
+def _split_inputs(tensors: Mapping[str, Any], source: str) -> Any:
+    """The file's inputs: the tensor ``inputs``, or the dict the ``inputs.<name>`` keys make."""
+    named = {key[len(INPUT_PREFIX) :]: value for key, value in tensors.items() if key.startswith(INPUT_PREFIX)}
+    if not named:
+        return tensors.get("inputs")
+    if "inputs" in tensors:
+        raise DataError(f"{source}: holds both 'inputs' and {sorted(INPUT_PREFIX + k for k in named)}; use one form")
+    bad = sorted(k for k in named if any(not part for part in k.split(nested.SEPARATOR)))
+    clash = sorted(k for k in named if any(other.startswith(k + nested.SEPARATOR) for other in named))
+    if bad or clash:
+        raise DataError(f"{source}: the input names {bad + clash} are empty or both an array and a group")
+    return _unflatten_dicts(dict(sorted(named.items())))
+
+
 def chunk_from_tensors(tensors: dict[str, Tensor], source: str) -> TensorChunk:
-    """Check a ``{inputs, targets[, task_ids]}`` dict and convert it to a :class:`TensorChunk`."""
-    unknown = sorted(set(tensors) - set(KEYS))
+    """Check a ``{inputs | inputs.<name>..., targets[, task_ids]}`` dict and make a :class:`TensorChunk`."""
+    unknown = sorted(k for k in tensors if k not in KEYS and not k.startswith(INPUT_PREFIX))
     if unknown:
-        raise DataError(f"{source}: unexpected keys {unknown}; a chunk holds only {list(KEYS)}")
-    for key in ("inputs", "targets"):
-        if key not in tensors:
-            raise DataError(f"{source}: the key {key!r} is missing; a chunk holds inputs, targets and optionally task_ids")
+        raise DataError(
+            f"{source}: unexpected keys {unknown}; a chunk holds only {list(KEYS)} (or 'inputs.<name>' per input array)"
+        )
     for key, value in tensors.items():
         if not torch.is_tensor(value):
             raise DataError(f"{source}: {key} is a {type(value).__name__}; expected a tensor")
-    inputs = tensors["inputs"]
-    if inputs.dim() < 1 or inputs.shape[0] == 0:
-        raise DataError(f"{source}: inputs have shape {tuple(inputs.shape)}; expected at least one sample")
-    n = int(inputs.shape[0])
+    inputs = _split_inputs(tensors, source)
+    for key, value in (("inputs", inputs), ("targets", tensors.get("targets"))):
+        if value is None:
+            raise DataError(f"{source}: the key {key!r} is missing; a chunk holds inputs, targets and optionally task_ids")
+    leaves = nested.flatten(inputs, "inputs")
+    first = next(iter(leaves.values()))
+    if first.dim() < 1 or first.shape[0] == 0:
+        raise DataError(f"{source}: {next(iter(leaves))} have shape {tuple(first.shape)}; expected at least one sample")
+    n = int(first.shape[0])
+    for key, leaf in leaves.items():
+        if leaf.dim() < 1 or leaf.shape[0] != n:
+            raise DataError(f"{source}: {key} have shape {tuple(leaf.shape)}; expected {n} rows, as {next(iter(leaves))}")
     targets = _labels(tensors["targets"], "targets", source, n)
     task_ids = tensors.get("task_ids")
     if task_ids is not None:
         task_ids = _labels(task_ids, "task_ids", source, n)
-    return TensorChunk(convert_inputs(inputs, source).contiguous(), targets, task_ids)
+    converted = nested.tree_map(lambda leaf: convert_inputs(leaf, source).contiguous(), inputs)
+    return TensorChunk(converted, targets, task_ids)
 
 
 def _read_npz(path: Path) -> dict[str, Tensor]:
@@ -169,18 +215,26 @@ def chunk_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def concatenate(parts: list[TensorChunk], source: str) -> TensorChunk:
-    """One chunk from several with the same input shape and dtype, all with or all without task ids."""
+    """One chunk from several with the same input arrays (per-sample shapes, dtypes), all with or
+    all without task ids."""
     first = parts[0]
+    first_leaves = nested.flatten(first.inputs, "inputs")
     for index, part in enumerate(parts[1:], start=1):
-        if part.inputs.shape[1:] != first.inputs.shape[1:] or part.inputs.dtype != first.inputs.dtype:
-            raise DataError(
-                f"{source}: file {index} has inputs of shape {tuple(part.inputs.shape[1:])} and dtype "
-                f"{part.inputs.dtype}, file 0 has {tuple(first.inputs.shape[1:])} and {first.inputs.dtype}"
-            )
+        leaves = nested.flatten(part.inputs, "inputs")
+        if list(leaves) != list(first_leaves):
+            raise DataError(f"{source}: file {index} has the input arrays {list(leaves)}, file 0 has {list(first_leaves)}")
+        for key, leaf in leaves.items():
+            expected = first_leaves[key]
+            if leaf.shape[1:] != expected.shape[1:] or leaf.dtype != expected.dtype:
+                what = "inputs" if key == "inputs" else key
+                raise DataError(
+                    f"{source}: file {index} has {what} of shape {tuple(leaf.shape[1:])} and dtype "
+                    f"{leaf.dtype}, file 0 has {tuple(expected.shape[1:])} and {expected.dtype}"
+                )
         if (part.task_ids is None) != (first.task_ids is None):
             raise DataError(f"{source}: some files have task_ids and others do not; give them to all or none")
     task_ids = None if first.task_ids is None else torch.cat([p.task_ids for p in parts])  # type: ignore[misc]
-    return TensorChunk(torch.cat([p.inputs for p in parts]), torch.cat([p.targets for p in parts]), task_ids)
+    return TensorChunk(nested.cat([p.inputs for p in parts]), torch.cat([p.targets for p in parts]), task_ids)
 
 
 def read_chunk(path: str | os.PathLike[str]) -> TensorChunk:
@@ -196,6 +250,8 @@ def read_chunk(path: str | os.PathLike[str]) -> TensorChunk:
 
 
 def _csv_bytes(chunk: TensorChunk, path: Path) -> bytes:
+    if not torch.is_tensor(chunk.inputs):
+        raise DataError(f"{path}: CSV holds one tabular (N, F) input; write inputs with several arrays as .pt or .npz")
     if chunk.inputs.dim() != 2:
         raise DataError(f"{path}: CSV holds tabular (N, F) inputs; these have shape {tuple(chunk.inputs.shape)}")
     text = io.StringIO()
@@ -211,17 +267,27 @@ def _csv_bytes(chunk: TensorChunk, path: Path) -> bytes:
     return text.getvalue().encode("utf-8")
 
 
+def _dicts_only(x: Any) -> bool:
+    if torch.is_tensor(x):
+        return True
+    return isinstance(x, Mapping) and all(_dicts_only(v) for v in x.values())
+
+
 def write_chunk(path: str | os.PathLike[str], chunk: TensorChunk) -> Path:
     """Write ``chunk`` in the format its suffix names, atomically (written beside, then renamed).
 
     Inputs are stored with their dtype, so ``uint8`` images stay compact and read back as floats
-    in [0, 1].
+    in [0, 1]. Dict inputs (nested dicts too) are written as one ``inputs.<name>`` array each;
+    tuple or list inputs cannot be named that way and are refused.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"{path}: unknown chunk format {path.suffix!r}; expected one of {list(SUFFIXES)}")
-    tensors = {"inputs": chunk.inputs.detach().cpu(), "targets": chunk.targets.detach().cpu()}
+    if not _dicts_only(chunk.inputs):
+        raise DataError(f"{path}: chunk files name several input arrays by dict key; these inputs hold a tuple or list")
+    tensors = {key: leaf.detach().cpu() for key, leaf in nested.flatten(chunk.inputs, "inputs").items()}
+    tensors["targets"] = chunk.targets.detach().cpu()
     if chunk.task_ids is not None:
         tensors["task_ids"] = chunk.task_ids.detach().cpu()
     buffer = io.BytesIO()

@@ -1,10 +1,18 @@
-"""MNIST from the standard idx files: found locally, or fetched into a cache when asked.
+"""MNIST from the standard idx files: found locally, or fetched into a cache.
 
-Where it looks, in order: the ``root`` argument; ``$RETENTIVE_DATA/mnist``; the project's
-``../shared/data/mnist``; the cache (``$RETENTIVE_CACHE`` or ``~/.cache/retentive``) ``/mnist``.
-Files may be gzipped (``*.gz``) or plain. ``download=True`` fetches missing files into the cache
-and checks each against the MD5 of its uncompressed content, so a re-compressed mirror still
-verifies. Nothing is downloaded unless asked.
+Where it looks, in order: the ``root`` argument (``--data``); ``$RETENTIVE_DATA`` (the same
+folder ``--data`` takes: the one holding the idx files; ``$RETENTIVE_DATA/mnist`` is also searched,
+as earlier versions wanted the parent); the project's ``../shared/data/mnist``; the cache
+(``$RETENTIVE_CACHE`` or ``~/.cache/retentive``) ``/mnist``. Files may be gzipped (``*.gz``) or
+plain.
+
+Fetching: :func:`ensure_mnist` (what every command that needs MNIST calls) and
+``load_mnist(download=True)`` fetch the missing files into the cache, trying the mirrors in
+:func:`mirrors` in order (``$RETENTIVE_MNIST_MIRROR``: a comma-separated list of base URLs, else
+:data:`DEFAULT_MIRRORS`), each file checked against the MD5 of its uncompressed content, so a
+re-compressed mirror still verifies. A file appears in the cache whole and verified or not at
+all; when every mirror fails, :class:`MNISTNotFoundError` says what was tried and how to supply
+the files. Python callers download nothing unless asked.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import torch
 from torch import Tensor
 
 from retentive.data.tensors import TensorChunk
+from retentive.errors import DataError
 
 #: The standard files and the MD5 of their uncompressed bytes.
 FILES: dict[str, str] = {
@@ -32,12 +41,25 @@ FILES: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 SPLITS = {"train": "train", "test": "t10k"}
-DEFAULT_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+#: The standard mirrors, tried in order: torchvision's, TensorFlow's, and the original site.
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+DEFAULT_MIRROR = DEFAULT_MIRRORS[0]
+MIRROR_ENV = "RETENTIVE_MNIST_MIRROR"
 _IDX_DTYPES = {0x08: np.uint8}
 
 
-class MNISTNotFoundError(FileNotFoundError):
-    """No copy of an MNIST file was found; the message lists every place that was searched."""
+class MNISTNotFoundError(DataError, FileNotFoundError):
+    """No copy of an MNIST file was found (or fetched); the message lists every place tried."""
+
+
+def mirrors() -> tuple[str, ...]:
+    """The base URLs to fetch from, in order: ``$RETENTIVE_MNIST_MIRROR`` (comma-separated) or the defaults."""
+    configured = [url.strip() for url in os.environ.get(MIRROR_ENV, "").split(",") if url.strip()]
+    return tuple(configured) or DEFAULT_MIRRORS
 
 
 def cache_dir() -> Path:
@@ -53,7 +75,7 @@ def search_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
         dirs.append(Path(root))
     env = os.environ.get("RETENTIVE_DATA")
     if env:
-        dirs.append(Path(env) / "mnist")
+        dirs.extend([Path(env), Path(env) / "mnist"])
     project = Path(__file__).resolve().parents[2]
     dirs.append(project.parent / "shared" / "data" / "mnist")
     dirs.append(Path.cwd().parent / "shared" / "data" / "mnist")
@@ -88,18 +110,47 @@ def _find(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def download(name: str, mirror: str = DEFAULT_MIRROR, target_dir: Path | None = None, timeout: float = 60.0) -> Path:
-    """Fetch ``name.gz`` from ``mirror`` into the cache, verify its MD5, and return its path."""
+def _fetch(url: str, timeout: float, progress: bool) -> bytes:
+    """The body at ``url``; with ``progress``, a progress bar on stderr while it arrives."""
+    import sys
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) mirrors only
+        total = int(response.headers.get("Content-Length") or 0)
+        chunks, received = [], 0
+        while block := response.read(1 << 16):
+            chunks.append(block)
+            received += len(block)
+            if progress and total:
+                done = received * 30 // total
+                print(f"\r  {url.rsplit('/', 1)[-1]:<28} [{'#' * done}{'.' * (30 - done)}] {received / 2**20:5.1f} MB",
+                      end="", file=sys.stderr, flush=True)
+        if progress and total:
+            print(file=sys.stderr, flush=True)
+    return b"".join(chunks)
+
+
+def download(
+    name: str,
+    mirror: str = DEFAULT_MIRROR,
+    target_dir: Path | None = None,
+    timeout: float = 60.0,
+    progress: bool = False,
+) -> Path:
+    """Fetch ``name.gz`` from ``mirror`` into the cache, verify its MD5, and return its path.
+
+    Raises :class:`MNISTNotFoundError` when the mirror cannot be reached and ``ValueError`` when
+    what it serves is not the file; either way nothing is left in the cache.
+    """
     if name not in FILES:
         raise ValueError(f"unknown MNIST file {name!r}; expected one of {sorted(FILES)}")
+    if not mirror.startswith(("http://", "https://", "file://")):
+        raise ValueError(f"MNIST mirror {mirror!r} is not an http(s) or file URL")
     folder = target_dir or cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     url = mirror.rstrip("/") + f"/{name}.gz"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            payload = response.read()
-    except OSError as error:
-        raise MNISTNotFoundError(f"could not download {url}: {error}") from error
+        payload = _fetch(url, timeout, progress)
+    except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, refused connections
+        raise MNISTNotFoundError(f"could not download {url}: {getattr(error, 'reason', error)}") from error
     try:
         raw = gzip.decompress(payload)
     except (OSError, EOFError) as error:
@@ -107,6 +158,7 @@ def download(name: str, mirror: str = DEFAULT_MIRROR, target_dir: Path | None = 
     digest = hashlib.md5(raw).hexdigest()
     if digest != FILES[name]:
         raise ValueError(f"{url} has MD5 {digest} (uncompressed), expected {FILES[name]}; refusing it")
+    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as handle:
         handle.write(payload)
     final = folder / f"{name}.gz"
@@ -114,27 +166,105 @@ def download(name: str, mirror: str = DEFAULT_MIRROR, target_dir: Path | None = 
     return final
 
 
+def file_names(split: str) -> tuple[str, str]:
+    """The images and labels file of ``split`` ('train' or 'test')."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown MNIST split {split!r}; expected 'train' or 'test'")
+    return f"{SPLITS[split]}-images-idx3-ubyte", f"{SPLITS[split]}-labels-idx1-ubyte"
+
+
+def locate_mnist(root: str | os.PathLike[str] | None = None, splits: tuple[str, ...] = ("train", "test")) -> Path | None:
+    """The first folder on the search path that holds every file of ``splits``, or ``None``.
+
+    Tests and tools use it to find MNIST exactly as the library does.
+    """
+    names = [name for split in splits for name in file_names(split)]
+    for folder in search_dirs(root):
+        if all(_find(name, [folder]) is not None for name in names):
+            return folder
+    return None
+
+
+def fetch_missing(
+    names: list[str], mirror_list: tuple[str, ...] | None = None, progress: bool = False, announce: bool = False
+) -> None:
+    """Fetch each of ``names`` into the cache from the first mirror that serves it verified.
+
+    ``announce`` prints one line on stderr saying where from and where to. When every mirror fails
+    for a file, :class:`MNISTNotFoundError` lists each URL tried and why, and says how to supply
+    the files; files fetched before it stay (each is complete and verified), and a cache folder
+    this call created and left empty is removed.
+    """
+    import sys
+
+    mirror_list = mirror_list or mirrors()
+    target = cache_dir()
+    created = not target.exists()
+    if announce:
+        print(f"retentive: fetching MNIST from {mirror_list[0]} into {target}"
+              + (f" (then {', '.join(mirror_list[1:])} if that fails)" if len(mirror_list) > 1 else ""),
+              file=sys.stderr, flush=True)
+    try:
+        for name in names:
+            failures = []
+            for mirror in mirror_list:
+                try:
+                    download(name, mirror=mirror, target_dir=target, progress=progress)
+                    break
+                except (MNISTNotFoundError, ValueError) as error:
+                    failures.append(str(error))
+            else:
+                raise MNISTNotFoundError(
+                    f"MNIST is not on this machine and could not be fetched: {'; '.join(failures)}. "
+                    "Put the four idx files (plain or .gz) in a folder and pass --data FOLDER or set "
+                    f"RETENTIVE_DATA=FOLDER, or set {MIRROR_ENV} to a mirror that can be reached"
+                )
+    finally:
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+
+
+def ensure_mnist(root: str | os.PathLike[str] | None = None, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Make sure every file of ``splits`` can be read: fetch the missing ones into the cache.
+
+    What each command that needs MNIST calls before it starts work, so that a fresh machine runs
+    the demo, and an offline one fails at once with one line saying what to do.
+    """
+    import sys
+
+    dirs = search_dirs(root)
+    missing = [name for split in splits for name in file_names(split) if _find(name, dirs) is None]
+    if missing:
+        fetch_missing(missing, progress=sys.stderr.isatty(), announce=True)
+
+
 def load_mnist_arrays(
     split: str = "train",
     root: str | os.PathLike[str] | None = None,
     download_missing: bool = False,
-    mirror: str = DEFAULT_MIRROR,
+    mirror: str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Return ``(images uint8 (N, 28, 28), labels int64 (N,))`` for ``split`` ('train' or 'test')."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown MNIST split {split!r}; expected 'train' or 'test'")
+    """Return ``(images uint8 (N, 28, 28), labels int64 (N,))`` for ``split`` ('train' or 'test').
+
+    ``download_missing`` fetches missing files: from ``mirror`` alone when given, else from
+    :func:`mirrors` in order.
+    """
     dirs = search_dirs(root)
     arrays = []
-    for kind in ("images", "labels"):
-        name = f"{SPLITS[split]}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+    for name in file_names(split):
         path = _find(name, dirs)
         if path is None and download_missing:
-            path = download(name, mirror=mirror)
+            if mirror is None:
+                fetch_missing([name])
+                path = _find(name, [cache_dir()])
+            else:
+                path = download(name, mirror=mirror)
         if path is None:
             looked = ", ".join(str(d) for d in dirs)
             raise MNISTNotFoundError(
-                f"MNIST file {name}[.gz] not found; looked in: {looked}. Pass root=..., set RETENTIVE_DATA, "
-                "or pass download=True to fetch it into the cache"
+                f"MNIST file {name}[.gz] not found; looked in: {looked}. Pass --data FOLDER (root=... in Python) "
+                "or set RETENTIVE_DATA=FOLDER to the folder holding the idx files, or pass download=True to "
+                "fetch them into the cache"
             )
         arrays.append(torch.from_numpy(parse_idx(_read(path), str(path)).copy()))
     images, labels = arrays
@@ -147,7 +277,7 @@ def load_mnist(
     split: str = "train",
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
-    mirror: str = DEFAULT_MIRROR,
+    mirror: str | None = None,
 ) -> TensorChunk:
     """MNIST as a dataset of ``(float32 image (1, 28, 28) in [0, 1], int64 label)``."""
     images, labels = load_mnist_arrays(split, root=root, download_missing=download, mirror=mirror)

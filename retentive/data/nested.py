@@ -113,3 +113,50 @@ def to(x: Any, device: torch.device | str) -> Any:
 
 def detach(x: Any) -> Any:
     return tree_map(lambda leaf: leaf.detach(), x)
+
+
+def same_layout(a: Any, b: Any) -> bool:
+    """True when two structures (from :func:`structure`) differ at most in tuple-versus-list.
+
+    A DataLoader's collate turns a sample's tuple into a list, so the two count as one layout.
+    """
+    if a is None or b is None:
+        return a is None and b is None
+    (kind_a, children_a), = a.items()
+    (kind_b, children_b), = b.items()
+    if (kind_a == "dict") != (kind_b == "dict") or len(children_a) != len(children_b):
+        return False
+    if kind_a == "dict":
+        return list(children_a) == list(children_b) and all(same_layout(children_a[k], children_b[k]) for k in children_a)
+    return all(same_layout(x, y) for x, y in zip(children_a, children_b))
+
+
+def describe(flat: Mapping[str, Tensor], batched: bool = False) -> str:
+    """``{path: leaf}`` as ``"input_ids (32,) int64, attention_mask (32,) int64"`` for messages.
+
+    ``batched`` drops each leaf's leading (batch) dimension from the shape shown.
+    """
+    parts = []
+    for path, leaf in flat.items():
+        shape = tuple(leaf.shape[1:] if batched else leaf.shape)
+        parts.append(f"{path or '(tensor)'} {shape} {str(leaf.dtype).removeprefix('torch.')}")
+    return ", ".join(parts)
+
+
+def paths(spec: Any, prefix: str = "") -> list[str]:
+    """The leaf paths a structure (from :func:`structure`) names, in :func:`flatten`'s order."""
+    if spec is None:
+        return [prefix]
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        raise ValueError(f"not a nested structure: {spec!r}")
+    (kind, children), = spec.items()
+    if kind == "dict" and isinstance(children, Mapping):
+        named = children.items()
+    elif kind in ("tuple", "list") and isinstance(children, list):
+        named = ((str(i), child) for i, child in enumerate(children))
+    else:
+        raise ValueError(f"not a nested structure: {spec!r}")
+    out: list[str] = []
+    for key, child in named:
+        out.extend(paths(child, f"{prefix}{SEPARATOR}{key}" if prefix else key))
+    return out

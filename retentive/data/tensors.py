@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from retentive.data import nested
+
 
 class TensorChunk(Dataset):
     """``(inputs[i], targets[i])`` — or with ``task_ids``, ``(inputs[i], targets[i], task_ids[i])``.
+
+    ``inputs`` is a tensor or a nested dict/tuple/list of tensors (tokenised text:
+    ``{"input_ids": (N, L), "attention_mask": (N, L)}``), every leaf with the same leading size
+    ``N``; a sample's ``x`` has the same structure, each leaf indexed.
 
     ``targets`` is public so that scenarios and ``mask_unused_classes`` read labels without
     iterating the data. Indexing with a tensor or list of indices returns a whole batch at once,
@@ -18,9 +26,10 @@ class TensorChunk(Dataset):
 
     supports_batch_indexing = True
 
-    def __init__(self, inputs: Tensor, targets: Tensor, task_ids: Tensor | None = None) -> None:
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(f"{inputs.shape[0]} inputs but {targets.shape[0]} targets")
+    def __init__(self, inputs: Any, targets: Tensor, task_ids: Tensor | None = None) -> None:
+        n = nested.batch_size(inputs) if nested.is_nested(inputs) else int(inputs.shape[0])
+        if n != targets.shape[0]:
+            raise ValueError(f"{n} inputs but {targets.shape[0]} targets")
         if task_ids is not None and task_ids.shape[0] != targets.shape[0]:
             raise ValueError(f"{task_ids.shape[0]} task ids for {targets.shape[0]} samples")
         self.inputs = inputs
@@ -30,13 +39,14 @@ class TensorChunk(Dataset):
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
-    def __getitem__(self, index: int | list[int] | Tensor) -> tuple[Tensor, ...]:
+    def __getitem__(self, index: int | list[int] | Tensor | slice) -> tuple[Any, ...]:
+        inputs = self.inputs[index] if torch.is_tensor(self.inputs) else nested.index(self.inputs, index)
         if self.task_ids is None:
-            return self.inputs[index], self.targets[index]
-        return self.inputs[index], self.targets[index], self.task_ids[index]
+            return inputs, self.targets[index]
+        return inputs, self.targets[index], self.task_ids[index]
 
     def subset(self, index: Tensor) -> TensorChunk:
         """The samples at ``index``, as a new chunk with its own (contiguous) storage."""
         index = torch.as_tensor(index, dtype=torch.long)
         task_ids = None if self.task_ids is None else self.task_ids[index]
-        return TensorChunk(self.inputs[index], self.targets[index], task_ids)
+        return TensorChunk(nested.index(self.inputs, index), self.targets[index], task_ids)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import pytorch_lightning as pl
@@ -40,9 +39,11 @@ from torch import Tensor, nn
 
 from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
 from retentive.data import nested
-from retentive.distributed import all_gather_stacked, broadcast_buffers, check_identical, mix_seed, shared_rng
 from retentive.errors import DataError
 from retentive.learner.checks import StepChecks
+from retentive.learner.replicas import ReplicaMixin
+from retentive.learner.state import StateMixin
+from retentive.learner.validation import ValidationMixin
 from retentive.learner.transforms import Transform, apply_transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
@@ -72,7 +73,7 @@ def normalized_total(
     return total / denominator if denominator > 0 else total
 
 
-class Learner(pl.LightningModule):
+class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
     """Trains ``model`` on new batches plus replayed memory under weighted components.
 
     Args:
@@ -222,25 +223,10 @@ class Learner(pl.LightningModule):
         inputs = apply_transform(self.transforms["test"][0], nested.to(inputs, self.device), "test_transform")
         return forward_routed(self.model, inputs, task_ids.to(self.device))
 
-    def _all_reduce_mean(self, tensor: Tensor) -> Tensor:
-        if self._exchange is None:
-            return tensor
-        return self.trainer.strategy.reduce(tensor, reduce_op="mean")
-
-    def _ranks(self) -> tuple[int, int]:
-        return (0, 1) if self._exchange is None else (self._exchange.rank, self._exchange.world_size)
-
     def on_fit_start(self) -> None:
         self.memory.to(self.device)
         self._seen_at_fit_start = self.memory.seen
-        self._exchange, self._shared_seed = None, None
-        trainer = self._trainer
-        if trainer is not None and trainer.world_size > 1:
-            strategy = trainer.strategy
-            gather = all_gather_stacked if torch.distributed.is_initialized() else strategy.all_gather
-            self._exchange = Exchange(trainer.global_rank, trainer.world_size, gather, self.device)
-            shared = stream_seed(self.seed, self.update_index, Purpose.SHARED)
-            self._shared_seed = int(strategy.broadcast(shared, src=0))
+        self._start_distributed_fit()
         for component in self.components:
             component.init_parameter_state(self.model)
             component.to(self.device)
@@ -274,28 +260,6 @@ class Learner(pl.LightningModule):
             ctx = self.update_context(epoch=self.current_epoch)
             for component in self.components:
                 component.on_train_epoch_end(ctx)
-
-    @contextmanager
-    def _component_rng(self, step: int) -> Iterator[None]:
-        """Under data parallelism, component hooks draw from a global RNG seeded alike on every rank."""
-        seed = None if self._shared_seed is None else mix_seed(self._shared_seed, step)
-        with shared_rng(seed, self.device):
-            yield
-
-    def _end_distributed_fit(self, exchange: Exchange) -> None:
-        """Agree on the memory's count, take rank 0's buffers, then check the replicas are equal."""
-        strategy = self.trainer.strategy
-        if self.memory.capacity == 0:  # counted locally during the fit (no per-step exchange)
-            local = torch.tensor(self.memory.seen - self._seen_at_fit_start, dtype=torch.int64, device=self.device)
-            self.memory.seen = self._seen_at_fit_start + int(strategy.reduce(local, reduce_op="sum"))
-        broadcast_buffers([self.model, self.components])
-        check_identical(
-            {"model": self.model.state_dict(), "component state": self.extra_state(), "memory": self.memory.state_dict()},
-            exchange.gather,
-            self.device,
-        )
-        self._exchange = None
-        self._shared_seed = None
 
     def forward(self, x: Any) -> Tensor:
         return self.model(x)
@@ -465,63 +429,9 @@ class Learner(pl.LightningModule):
         metrics["memory/size"] = float(len(self.memory))
         self.logger.log_metrics(metrics, step=self.total_steps + 1 if step is None else step)
 
-    # ---------------------------------------------------------------- validation
-    def on_validation_epoch_start(self) -> None:
-        self._val_correct = 0
-        self._val_total = 0
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y, t = self._unpack(batch)
-        transform, target_transform = self.transforms["test"]
-        x = apply_transform(transform, x, "test_transform")
-        y = apply_transform(target_transform, y, "test_target_transform")
-        predictions = forward_routed(self.model, x, t).argmax(dim=-1)
-        self._val_correct += int((predictions == y).sum())
-        self._val_total += int(y.numel())
-
-    def on_validation_epoch_end(self) -> None:
-        if self._trainer is not None and self.trainer.world_size > 1:  # each rank validated its shard
-            counts = torch.tensor([self._val_correct, self._val_total], dtype=torch.int64, device=self.device)
-            self._val_correct, self._val_total = self.trainer.strategy.reduce(counts, reduce_op="sum").tolist()
-        if self._val_total and self.logger is not None:
-            accuracy = self._val_correct / self._val_total
-            self.logger.log_metrics({"val/accuracy": accuracy}, step=self.total_steps)
-
-    # ---------------------------------------------------------------- state
-    def extra_state(self) -> dict[str, Any]:
-        """Counters, component state and component randomness: all but the weights and the memory."""
-        return {
-            "total_steps": self.total_steps,
-            "components": [c.state_dict() for c in self.components],
-            "component_types": [type(c).__name__ for c in self.components],
-            "generator": self.generator.get_state(),
-            "rng": _rng_state(self.rng),
-        }
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        types = [type(c).__name__ for c in self.components]
-        if list(state["component_types"]) != types:
-            raise ValueError(f"the state holds components {state['component_types']} but the learner has {types}")
-        self.total_steps = int(state["total_steps"])
-        for component, component_state in zip(self.components, state["components"]):
-            component.load_state_dict(component_state)
-        if "generator" in state:  # states written before the component streams existed lack them
-            self.generator.set_state(state["generator"])
-            self.rng.setstate(_rng_from_state(state["rng"]))
-
-
 def _shapes(flat: dict[str, Tensor]) -> Any:
     if list(flat) == [""]:
         return tuple(flat[""].shape[1:])
     return {k: tuple(v.shape[1:]) for k, v in flat.items()}
 
 
-def _rng_state(rng: random.Random) -> list[Any]:
-    """A Python RNG's state as plain data (``torch.load(weights_only=True)`` reads it)."""
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def _rng_from_state(state: list[Any]) -> tuple[Any, ...]:
-    version, internal, gauss = state
-    return (int(version), tuple(int(v) for v in internal), gauss)

@@ -2,10 +2,14 @@
 
 Storage is one tensor per key (``inputs``, ``targets``, ``task_ids``, and metadata such as
 ``logits`` or ``features.layer3``), allocated on first insert from the sample shapes and kept on
-the training device. ``add`` and ``sample`` are single vectorised scatters and gathers, and the
+the training device. Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored
+as one tensor per leaf, ``inputs.input_ids`` and ``inputs.attention_mask`` (see
+:mod:`retentive.memory.layout`), and :meth:`ReplayBuffer.sample` gives them back in the structure
+they were offered in. ``add`` and ``sample`` are single vectorised scatters and gathers, and the
 whole memory saves as a handful of tensors: there is no per-sample object, file or Python loop.
 
-Inputs may be stored compactly (``input_dtype``, see :mod:`retentive.memory.compact`); metadata
+Floating input leaves may be stored compactly (``input_dtype``, see
+:mod:`retentive.memory.compact`; integer leaves such as token ids are stored as given); metadata
 such as logits and features are stored in the dtype they are offered in, which the Learner makes
 float32 whatever the training precision.
 
@@ -16,13 +20,17 @@ ranks, and :meth:`ReplayBuffer.sample` gives each rank its own share of one draw
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from retentive.data import nested
 from retentive.errors import MemoryShapeError
 from retentive.memory.compact import decode, dtype_from_name, dtype_name, encode, parse_input_dtype
+from retentive.memory.layout import INPUTS, Spec, batch_size, check_rows, flat_rows, is_input_key
 from retentive.memory.policies import InsertionPolicy, ReservoirPolicy
 from retentive.streams import memory_seeds
 
@@ -32,13 +40,18 @@ CORE_KEYS = ("inputs", "targets", "task_ids")
 
 @dataclass
 class MemoryBatch:
-    """Samples drawn from memory: their slot indices and one tensor per stored key."""
+    """Samples drawn from memory: their slot indices and one value per stored key.
+
+    ``data["inputs"]`` (also :attr:`inputs`) is in the structure the inputs were offered in: a
+    tensor, or the same dict/tuple/list of tensors, each leaf ``(k, ...)``, in the offered dtype.
+    Every other key is one ``(k, ...)`` tensor.
+    """
 
     indices: Tensor
-    data: dict[str, Tensor] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def inputs(self) -> Tensor:
+    def inputs(self) -> Any:
         return self.data["inputs"]
 
     @property
@@ -65,7 +78,9 @@ class ReplayBuffer:
             update with :meth:`reseed`; their states are part of ``state_dict``.
         input_dtype: store the inputs compactly: ``"uint8"`` (exact for images ``k/255``),
             ``"float16"`` or ``"bfloat16"``; ``None`` (default) stores them as offered.
-            :meth:`sample` returns them in the dtype they were offered in.
+            :meth:`sample` returns them in the dtype they were offered in. For nested inputs
+            this applies to each floating leaf; integer leaves (token ids, masks) are stored as
+            given.
     """
 
     def __init__(
@@ -86,6 +101,11 @@ class ReplayBuffer:
         self.storage: dict[str, Tensor] = {}
         #: the dtype each key is offered and sampled in (the storage differs for compact inputs)
         self.dtypes: dict[str, torch.dtype] = {}
+        #: the containers of nested inputs (:func:`retentive.data.nested.structure`); ``None`` for
+        #: a plain tensor or before the first insert
+        self.input_structure: Any = None
+        self._specs: dict[str, Spec] | None = None  # see specs()
+        self._input_keys: frozenset[str] = frozenset()
         self.size = 0
         self.seen = 0
         self.device = torch.device("cpu")
@@ -108,80 +128,116 @@ class ReplayBuffer:
         self.storage = {k: v.to(self.device) for k, v in self.storage.items()}
         return self
 
-    def spec(self, key: str) -> tuple[torch.Size, torch.dtype] | None:
-        """The per-sample shape and the offered dtype of ``key``; ``None`` before the first insert."""
+    def spec(self, key: str) -> Spec | None:
+        """The per-sample shape and the offered dtype of storage key ``key``; ``None`` if not stored.
+
+        Nested inputs have one storage key per leaf (``inputs.input_ids``); see :meth:`input_spec`.
+        """
         stored = self.storage.get(key)
         return None if stored is None else (stored.shape[1:], self.dtypes[key])
 
-    def _stored_dtype(self, key: str, dtype: torch.dtype) -> torch.dtype:
-        return self.input_dtype if key == "inputs" and self.input_dtype is not None else dtype
+    def specs(self) -> dict[str, Spec]:
+        """Every storage key's per-sample shape and offered dtype (empty before the first insert).
 
-    def allocate(self, batch: dict[str, Tensor]) -> None:
+        Computed once per layout (the storage is (re)built only by :meth:`allocate` and
+        :meth:`load_state_dict`), since every insert checks against it; do not modify it.
+        """
+        if self._specs is None:
+            self._specs = {key: (value.shape[1:], self.dtypes[key]) for key, value in self.storage.items()}
+            self._input_keys = frozenset(key for key in self._specs if is_input_key(key))
+        return self._specs
+
+    def input_spec(self) -> dict[str, Spec] | None:
+        """``{leaf path: (per-sample shape, offered dtype)}`` of the stored inputs, ``None`` if empty.
+
+        The paths are :func:`retentive.data.nested.flatten`'s: ``""`` for a plain tensor,
+        ``"input_ids"`` for a dict's key, ``"0"`` for a tuple's first item.
+        """
+        if not self.storage:
+            return None
+        cut = len(INPUTS) + len(nested.SEPARATOR)
+        return {(key[cut:] if key != INPUTS else ""): spec for key, spec in self.specs().items() if is_input_key(key)}
+
+    def _stored_dtype(self, key: str, dtype: torch.dtype) -> torch.dtype:
+        """Compact storage applies to floating input leaves only; everything else is kept as offered."""
+        if self.input_dtype is not None and is_input_key(key) and dtype.is_floating_point:
+            return self.input_dtype
+        return dtype
+
+    def prepare(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], int]:
+        """``batch`` flattened to storage keys (one per input leaf) and its size, after checking
+        that it fits the storage: the same keys and input leaves, per-sample shapes and dtypes.
+
+        Raises :class:`MemoryShapeError` naming the key or leaf and what is stored; nothing is
+        changed.
+        """
+        flat = flat_rows(batch)
+        n = batch_size(flat)
+        check_rows(flat, self.specs())
+        if self.storage and INPUTS in batch:
+            offered = nested.structure(batch[INPUTS])
+            if not nested.same_layout(offered, self.input_structure):
+                raise MemoryShapeError(
+                    f"the memory holds inputs structured as {self.input_structure} but the batch's are {offered}"
+                )
+        return flat, n
+
+    def allocate(self, batch: Mapping[str, Any]) -> None:
         """Create the storage from a batch's shapes and dtypes (done by the first insert)."""
-        for key, value in batch.items():
+        self.input_structure = nested.structure(batch[INPUTS]) if INPUTS in batch else None
+        self._specs = None
+        for key, value in flat_rows(batch).items():
             self.dtypes[key] = value.dtype
             self.storage[key] = torch.zeros(
                 (self.capacity, *value.shape[1:]), dtype=self._stored_dtype(key, value.dtype), device=self.device
             )
 
-    def encode(self, rows: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Rows as they are stored (compact inputs), on the memory's device."""
+    def encode(self, rows: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Flat rows (storage keys) as they are stored (compact inputs), on the memory's device."""
         return {
-            key: encode(value.detach().to(self.device), self.input_dtype if key == "inputs" else None)
-            for key, value in rows.items()
+            key: encode(value.detach().to(self.device), self._stored_dtype(key, value.dtype)) for key, value in rows.items()
         }
-
-    def _check(self, batch: dict[str, Tensor]) -> int:
-        sizes = {key: int(value.shape[0]) for key, value in batch.items()}
-        if len(set(sizes.values())) != 1:
-            raise MemoryShapeError(f"memory batch keys disagree on the batch size: {sizes}")
-        if self.storage and set(batch) != set(self.storage):
-            raise MemoryShapeError(
-                f"memory holds keys {sorted(self.storage)} but the batch has {sorted(batch)}"
-            )
-        for key, value in batch.items():
-            spec = self.spec(key)
-            if spec is not None and (value.shape[1:] != spec[0] or value.dtype != spec[1]):
-                raise MemoryShapeError(
-                    f"memory key {key!r} holds samples of shape {tuple(spec[0])} and dtype "
-                    f"{spec[1]}, got shape {tuple(value.shape[1:])} and dtype {value.dtype}"
-                )
-        return next(iter(sizes.values()))
-
-    def check(self, batch: dict[str, Tensor]) -> int:
-        """The batch size of ``batch``, after checking it fits the storage (keys, shapes, dtypes)."""
-        return self._check(batch)
 
     def choose_slots(self, n: int, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """The policy's ``(source, slots)`` for ``n`` samples offered after the ``seen`` so far."""
         stored_targets = self.storage["targets"][: self.size] if "targets" in self.storage else None
         return self.policy.select(n, self.seen, self.size, self.capacity, targets, stored_targets, self.insert_generator)
 
-    def write(self, rows: dict[str, Tensor], slots: Tensor) -> None:
-        """Store encoded ``rows`` (see :meth:`encode`) into ``slots``, one row per slot."""
+    def write(self, rows: Mapping[str, Tensor], slots: Tensor, size: int | None = None) -> None:
+        """Store encoded ``rows`` (storage keys, see :meth:`encode`) into ``slots``, one row per slot.
+
+        ``size`` is the filled size afterwards when the caller knows it; otherwise it is read from
+        the slots (once the memory is full, never: nothing is read back from a tensor per step).
+        """
         if not slots.numel():
             return
         dst = slots.to(self.device)
         for key, value in rows.items():
             self.storage[key][dst] = value
-        self.size = max(self.size, int(slots.max()) + 1)
+        if size is not None:
+            self.size = size
+        elif self.size < self.capacity:
+            self.size = max(self.size, int(slots.max()) + 1)
 
-    def add(self, batch: dict[str, Tensor]) -> Tensor:
+    def add(self, batch: Mapping[str, Any]) -> Tensor:
         """Offer a batch to the memory; return the slots written (one per accepted sample).
 
-        Every key must have the same leading batch size; on the first insert the storage is
-        allocated from these shapes and dtypes, afterwards they must match.
+        ``batch["inputs"]`` is a tensor or a nested dict/tuple/list of tensors. Every key and input
+        leaf must have the same leading batch size; on the first insert the storage is allocated
+        from these shapes and dtypes, afterwards they must match (nothing is written otherwise).
         """
-        n = self._check(batch)
+        flat, n = self.prepare(batch)
         if self.capacity == 0:
             self.seen += n
             return torch.empty(0, dtype=torch.int64)
         if not self.storage:
             self.allocate(batch)
-        source, slots = self.choose_slots(n, batch.get("targets"))
+        source, slots = self.choose_slots(n, flat.get("targets"))
         if slots.numel():
             src = source.to(self.device)
-            self.write(self.encode({key: value.detach().to(self.device)[src] for key, value in batch.items()}), slots)
+            # a policy that fills free slots first (all built in) leaves min(capacity, size + n) filled
+            size = min(self.capacity, self.size + n) if getattr(self.policy, "fills_free_slots_first", False) else None
+            self.write(self.encode({key: value.detach().to(self.device)[src] for key, value in flat.items()}), slots, size)
         self.seen += n
         return slots
 
@@ -212,32 +268,43 @@ class ReplayBuffer:
         else:
             idx = torch.rand(world_size, self.size, generator=self.sample_generator).topk(k, dim=1).indices[rank]
         idx = idx.to(self.device)
-        data = {key: value[idx] for key, value in self.storage.items()}
-        if "inputs" in data:
-            data["inputs"] = decode(data["inputs"], self.dtypes["inputs"])
-        return MemoryBatch(indices=idx, data=data)
+        return MemoryBatch(indices=idx, data=self._gather(idx))
+
+    def _gather(self, idx: Tensor | slice) -> dict[str, Any]:
+        """The rows ``idx`` of every key, inputs decoded and rebuilt in their offered structure."""
+        data: dict[str, Any] = {}
+        leaves: dict[str, Tensor] = {}
+        self.specs()  # the input keys, once per layout
+        for key, value in self.storage.items():
+            if key in self._input_keys:
+                leaves[key] = decode(value[idx], self.dtypes[key])
+            else:
+                data[key] = value[idx]
+        if leaves:
+            data[INPUTS] = nested.unflatten(leaves, self.input_structure, INPUTS)
+        return data
 
     def gather(self, indices: Tensor) -> MemoryBatch:
-        """The samples in slots ``indices``, inputs decoded."""
+        """The samples in slots ``indices``, inputs decoded (in their offered structure)."""
         idx = indices.to(self.device)
-        data = {key: value[idx] for key, value in self.storage.items()}
-        if "inputs" in data:
-            data["inputs"] = decode(data["inputs"], self.dtypes["inputs"])
-        return MemoryBatch(indices=idx, data=data)
+        return MemoryBatch(indices=idx, data=self._gather(idx))
 
     def rows(self, start: int, stop: int) -> MemoryBatch:
         """The filled slots ``start:stop`` in order, inputs decoded (update-level passes read these)."""
         stop = min(stop, self.size)
         idx = torch.arange(start, stop, device=self.device)
-        data = {key: value[start:stop] for key, value in self.storage.items()}
-        if "inputs" in data:
-            data["inputs"] = decode(data["inputs"], self.dtypes["inputs"])
-        return MemoryBatch(indices=idx, data=data)
+        return MemoryBatch(indices=idx, data=self._gather(slice(start, stop)))
 
-    def decoded(self, key: str) -> Tensor:
-        """The filled rows of ``key`` in the dtype they were offered in (inputs decoded)."""
+    def decoded(self, key: str) -> Any:
+        """The filled rows of ``key`` in the dtype they were offered in (inputs decoded).
+
+        ``"inputs"`` gives the inputs in their offered structure (a tensor, or nested leaves);
+        a leaf's storage key (``"inputs.input_ids"``) gives that leaf alone.
+        """
+        if key == INPUTS and INPUTS not in self.storage:
+            return self._gather(slice(0, self.size))[INPUTS]
         rows = self.storage[key][: self.size]
-        return decode(rows, self.dtypes[key]) if key == "inputs" else rows
+        return decode(rows, self.dtypes[key]) if is_input_key(key) else rows
 
     def refresh(self, indices: Tensor, key: str, new: Tensor, gamma: float) -> None:
         """EMA-refresh stored metadata for the samples just replayed: ``m <- gamma*m + (1-gamma)*new``."""
@@ -264,8 +331,11 @@ class ReplayBuffer:
 
         ``dtypes`` names the dtype each key was offered in; it differs from the stored tensor's
         only for compact inputs, which a buffer with another ``input_dtype`` converts on load.
+        Nested inputs add ``input_structure`` (plain dicts, lists and ``None``, see
+        :func:`retentive.data.nested.structure`) beside their per-leaf storage keys; plain-tensor
+        inputs are stored exactly as before nested inputs existed (the one key ``inputs``).
         """
-        return {
+        state: dict[str, object] = {
             "capacity": self.capacity,
             "policy": self.policy.name,
             "size": self.size,
@@ -274,6 +344,9 @@ class ReplayBuffer:
             "storage": {k: v[: self.size].detach().cpu().contiguous().clone() for k, v in self.storage.items()},
             "dtypes": {k: dtype_name(v) for k, v in self.dtypes.items()},
         }
+        if self.input_structure is not None:
+            state["input_structure"] = self.input_structure
+        return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         capacity = int(state["capacity"])  # type: ignore[arg-type]
@@ -292,15 +365,33 @@ class ReplayBuffer:
         storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
         # folders written before compact inputs existed store every key as offered
         offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]
+        structure = state.get("input_structure")
+        _check_saved_inputs(list(storage), structure)
         self.storage = {}
         self.dtypes = {}
+        self._specs = None
+        self.input_structure = structure
         for key, rows in storage.items():
             if rows.shape[0] != self.size:
                 raise MemoryShapeError(f"saved memory key {key!r} has {rows.shape[0]} rows, expected {self.size}")
             dtype = dtype_from_name(offered[key])
-            if key == "inputs":  # the saved encoding may differ from this buffer's input_dtype
-                rows = encode(decode(rows, dtype), self.input_dtype)
+            if is_input_key(key):  # the saved encoding may differ from this buffer's input_dtype
+                rows = encode(decode(rows, dtype), self._stored_dtype(key, dtype))
             self.dtypes[key] = dtype
             full = torch.zeros((self.capacity, *rows.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
             full[: self.size] = rows.to(self.device)
             self.storage[key] = full
+
+
+
+def _check_saved_inputs(keys: list[str], structure: Any) -> None:
+    """The saved input leaves must be exactly those the saved structure names."""
+    saved = sorted(k for k in keys if is_input_key(k))
+    if not saved:
+        return
+    try:
+        expected = sorted(nested.paths(structure, INPUTS))
+    except ValueError as error:
+        raise MemoryShapeError(f"the saved memory's input structure is not valid: {error}") from None
+    if saved != expected:
+        raise MemoryShapeError(f"the saved memory stores the input leaves {saved} but its structure names {expected}")

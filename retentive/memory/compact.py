@@ -1,7 +1,9 @@
 """Compact storage of memory inputs: the memory may hold its inputs in a smaller dtype.
 
 Opt-in through ``ReplayBuffer(input_dtype=...)``. The model always sees the inputs in the dtype
-they were offered in; only the stored copy is compact.
+they were offered in; only the stored copy is compact. For nested inputs (a dict of token ids,
+masks and pixels) the compact dtype applies to each floating leaf; integer and bool leaves are
+stored as given (the buffer never calls :func:`encode` on them).
 
 - ``"uint8"``: images in ``[0, 1]`` with 256 levels (``k / 255``, as MNIST and torchvision's
   ``ToTensor`` produce them) are stored as ``k`` and decoded as ``k / 255`` in the offered dtype.

@@ -4,13 +4,19 @@ After each step each rank has its own new batch. Inserting only those would leav
 sample of its own shard (and Renate saved only rank 0's). Instead the ranks agree on the
 *union* of the step's batches, in rank order, and every replica applies the same insertion:
 
-1. one all-gather of a small header per rank: its batch size, its bytes per stored row (the
-   replicas must store the same keys, shapes and dtypes), and its count of replayed samples;
+1. one all-gather of a small header per rank: its batch size, its bytes per stored row and a
+   checksum of its row layout (the replicas must store the same keys, input leaves, shapes and
+   dtypes), its count of replayed samples, and whether its batch fits its memory (a batch that
+   does not is refused on every rank at once, before anything is written);
 2. (only for a policy that reads the targets) one all-gather of the targets;
 3. every rank runs the policy on the union with the buffer's generator, whose state is the same
    everywhere, so every rank computes the same ``(source, slots)``;
 4. one all-gather of the rows that were accepted, packed as bytes, each rank sending only its
    own accepted rows (padded to the largest count); none at all when no rank's row was accepted.
+
+Nested inputs travel as their storage keys (one per leaf, ``inputs.input_ids``, see
+:mod:`retentive.memory.layout`): each leaf is its own column range of the packed rows, so a
+dict of token ids and masks costs the same single all-gather as one image tensor.
 
 This is the reservoir over the stream "rank 0's batch, rank 1's batch, ..." step after step: the
 memory is a uniform sample of everything every rank saw, the same in distribution as one process
@@ -29,8 +35,10 @@ group and its tests can simulate ranks with threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,7 +72,7 @@ class Refresh:
     gamma: float
 
 
-def _row_layout(rows: dict[str, Tensor]) -> list[tuple[str, torch.Size, torch.dtype, int]]:
+def _row_layout(rows: Mapping[str, Tensor]) -> list[tuple[str, torch.Size, torch.dtype, int]]:
     """``(key, per-row shape, dtype, bytes per row)`` in a fixed key order."""
     return [
         (key, rows[key].shape[1:], rows[key].dtype, _numel(rows[key].shape[1:]) * rows[key].element_size())
@@ -79,7 +87,13 @@ def _numel(shape: torch.Size) -> int:
     return n
 
 
-def pack(rows: dict[str, Tensor], count: int, device: torch.device) -> Tensor:
+def _layout_checksum(memory: ReplayBuffer) -> int:
+    """A number that differs between replicas storing other keys, leaves, shapes or dtypes."""
+    text = repr(sorted((key, tuple(v.shape[1:]), str(v.dtype)) for key, v in memory.storage.items()))
+    return zlib.crc32(text.encode())
+
+
+def pack(rows: Mapping[str, Tensor], count: int, device: torch.device) -> Tensor:
     """Rows of several keys and dtypes as one ``(count, bytes)`` uint8 tensor, zero-padded."""
     layout = _row_layout(rows)
     width = sum(nbytes for *_, nbytes in layout)
@@ -99,7 +113,10 @@ def unpack(packed: Tensor, layout: list[tuple[str, torch.Size, torch.dtype, int]
     k = int(packed.shape[0])
     rows, start = {}, 0
     for key, shape, dtype, nbytes in layout:
-        rows[key] = packed[:, start : start + nbytes].contiguous().view(dtype).reshape(k, *shape)
+        # a fresh (k, nbytes) tensor: offset 0 and row stride nbytes, whatever the column range and
+        # k (``.contiguous()`` keeps a one-row slice's stride, which ``view(dtype)`` refuses)
+        column = torch.empty((k, nbytes), dtype=torch.uint8, device=packed.device).copy_(packed[:, start : start + nbytes])
+        rows[key] = column.view(dtype).reshape(k, *shape)
         start += nbytes
     return rows
 
@@ -117,24 +134,37 @@ def _owners(source: Tensor, offsets: Tensor) -> Tensor:
 
 
 def distributed_add(
-    memory: ReplayBuffer, batch: dict[str, Tensor], exchange: Exchange, refresh: Refresh | None = None
+    memory: ReplayBuffer, batch: Mapping[str, Any], exchange: Exchange, refresh: Refresh | None = None
 ) -> Tensor:
     """Offer every rank's ``batch`` to every replica (and apply every rank's ``refresh`` first).
 
-    Every rank must call this at the same step. Returns the slots written, the same on all ranks.
+    ``batch["inputs"]`` may be nested (a dict/tuple/list of tensors), as for
+    :meth:`ReplayBuffer.add`. Every rank must call this at the same step. Returns the slots
+    written, the same on all ranks.
     """
-    n = memory.check(batch)
-    if not memory.storage and memory.capacity:
+    # A batch that does not fit is refused on every rank together: a rank raising alone would
+    # leave the others waiting in the next all-gather.
+    problem: MemoryShapeError | None = None
+    try:
+        flat, n = memory.prepare(batch)
+    except MemoryShapeError as error:
+        problem, flat, n = error, {}, 0
+    if problem is None and not memory.storage and memory.capacity:
         memory.allocate(batch)
     row_bytes = sum(_numel(stored.shape[1:]) * stored.element_size() for stored in memory.storage.values())
     n_refresh = 0 if refresh is None else int(refresh.indices.numel())
-    header = torch.tensor([n, row_bytes, n_refresh], dtype=torch.int64, device=exchange.device)
-    headers = exchange.gather(header).cpu()
-    counts, widths, refresh_counts = (headers[:, i].tolist() for i in range(3))
-    if memory.capacity and len(set(widths)) != 1:
+    header = [n, row_bytes, n_refresh, _layout_checksum(memory), int(problem is not None)]
+    headers = exchange.gather(torch.tensor(header, dtype=torch.int64, device=exchange.device)).cpu()
+    counts, widths, refresh_counts, layouts, refused = (headers[:, i].tolist() for i in range(5))
+    if problem is not None:
+        raise problem
+    if any(refused):
+        ranks = [r for r, bad in enumerate(refused) if bad]
+        raise MemoryShapeError(f"rank(s) {ranks} offered samples that do not fit the memory (their error names the key)")
+    if memory.capacity and (len(set(widths)) != 1 or len(set(layouts)) != 1):
         raise MemoryShapeError(
-            f"the ranks' memories store rows of different sizes ({widths} bytes per rank); every rank "
-            "must offer the same keys, shapes and dtypes"
+            f"the ranks' memories store rows of different sizes or layouts ({widths} bytes per rank, layout checksums "
+            f"{layouts}); every rank must offer the same keys, input leaves, shapes and dtypes"
         )
     if memory.capacity == 0:
         memory.seen += sum(counts)
@@ -145,7 +175,7 @@ def distributed_add(
 
     union_targets = None
     if getattr(memory.policy, "uses_targets", True):
-        local = {"targets": batch["targets"].detach().to(torch.int64)}
+        local = {"targets": flat["targets"].detach().to(torch.int64)}
         union_targets = torch.cat([rows["targets"] for rows in _gather_rows(local, counts, exchange)]).cpu()
     total = sum(counts)
     source, slots = memory.choose_slots(total, union_targets)
@@ -154,7 +184,7 @@ def distributed_add(
         owners = _owners(source, offsets)
         per_rank = torch.bincount(owners, minlength=exchange.world_size).tolist()
         mine = source[owners == exchange.rank] - offsets[exchange.rank]
-        local_rows = memory.encode({key: value.detach()[mine.to(value.device)] for key, value in batch.items()})
+        local_rows = memory.encode({key: value.detach()[mine.to(value.device)] for key, value in flat.items()})
         everyone = _gather_rows(local_rows, per_rank, exchange)
         # union row i came from rank owners[i] and is that rank's position-th accepted row
         position = torch.empty_like(source)

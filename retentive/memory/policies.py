@@ -37,11 +37,15 @@ class InsertionPolicy(Protocol):
         ...
 
 
-def _keep_last_per_slot(source: Tensor, slots: Tensor) -> tuple[Tensor, Tensor]:
-    """Resolve two incoming samples aimed at one slot as sequential insertion would: the later wins."""
+def _keep_last_per_slot(source: Tensor, slots: Tensor, n: int | None = None) -> tuple[Tensor, Tensor]:
+    """Resolve two incoming samples aimed at one slot as sequential insertion would: the later wins.
+
+    ``n`` bounds the source indices (the batch size); given, nothing is read back from a tensor.
+    """
     if slots.numel() < 2:
         return source, slots
-    order = torch.argsort(slots * (int(source.max()) + 1) + source)  # by slot, then by arrival
+    bound = n if n is not None else int(source.max()) + 1
+    order = torch.argsort(slots * bound + source)  # by slot, then by arrival
     slots, source = slots[order], source[order]
     last = torch.ones_like(slots, dtype=torch.bool)
     last[:-1] = slots[1:] != slots[:-1]
@@ -60,6 +64,8 @@ class ReservoirPolicy:
     name = "reservoir"
     #: it never reads the targets, so a distributed insert need not gather them
     uses_targets = False
+    #: slots ``size..capacity-1`` are filled before any is replaced
+    fills_free_slots_first = True
 
     def select(
         self,
@@ -77,7 +83,7 @@ class ReservoirPolicy:
         slots = torch.where(filling, position, draws)
         accepted = slots < capacity
         source = torch.arange(n, dtype=torch.int64)[accepted]
-        return _keep_last_per_slot(source, slots[accepted])
+        return _keep_last_per_slot(source, slots[accepted], n)
 
 
 class GreedyClassBalancedPolicy:
@@ -96,6 +102,7 @@ class GreedyClassBalancedPolicy:
     """
 
     name = "greedy_class_balanced"
+    fills_free_slots_first = True
 
     def select(
         self,

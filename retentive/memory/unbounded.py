@@ -6,6 +6,9 @@ doubling, so appending stays amortised O(1) per sample) instead of samples being
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -52,8 +55,8 @@ class UnboundedBuffer(ReplayBuffer):
             self.storage[key] = grown
         self.capacity = capacity
 
-    def add(self, batch: dict[str, Tensor]) -> Tensor:
-        n = self._check(batch)
+    def add(self, batch: Mapping[str, Any]) -> Tensor:
+        n = self.prepare(batch)[1]
         if n == 0:
             return torch.empty(0, dtype=torch.int64)
         self._reserve(self.size + n)

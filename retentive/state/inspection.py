@@ -1,7 +1,9 @@
 """What a state folder holds and whether it can be trusted, for ``retentive inspect`` and for code.
 
 :func:`inspect_state` never raises on a damaged folder: it reports what it found (the manifest,
-each file's size and checksum status, the memory's class histogram when the payloads verify) and
+each file's size and checksum status, the memory's class histogram and its inputs' leaves (one
+line per stored input tensor, ``inputs`` or ``inputs.input_ids``, with per-sample shape, dtype and
+compact storage dtype) when the payloads verify) and
 the verification result, plus the debris an interrupted run may have left beside the folder
 (staging folders, lock files, resume checkpoints). Payloads are only read after they verify, and
 then with ``torch.load(weights_only=True)``.
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 
 from retentive.errors import StateError
+from retentive.memory.layout import is_input_key
 from retentive.state.housekeeping import find_leftovers
 from retentive.state.format import MANIFEST, PAYLOADS, _sha256, load_state, read_manifest
 
@@ -39,6 +42,8 @@ class StateReport:
     manifest: dict[str, Any] | None
     files: list[FileReport] = field(default_factory=list)
     memory_classes: dict[int, int] | None = None
+    #: per stored input leaf (``inputs``, ``inputs.input_ids``, ...): per-sample shape and dtypes
+    memory_inputs: dict[str, dict[str, Any]] | None = None
     leftovers: list[str] = field(default_factory=list)
 
     @property
@@ -89,9 +94,39 @@ def _class_histogram(memory: dict[str, Any]) -> dict[int, int] | None:
     return {int(v): int(c) for v, c in zip(values, counts)}
 
 
+#: advice written for Python callers -> how it reads for both audiences (``retentive inspect`` is a CLI)
+_ADVICE = {
+    "rerun it with resume=True to continue": (
+        "rerun the same `retentive update` command with --resume to continue from its last completed epoch "
+        "(resume=True from Python), or with --fresh to discard it"
+    ),
+}
+
+
+def _advice(note: str) -> str:
+    for python, both in _ADVICE.items():
+        note = note.replace(python, both)
+    return note
+
+
+def _input_leaves(memory: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """``{leaf key: {"shape", "dtype", "stored_dtype"}}`` for the memory's input tensors."""
+    storage, dtypes = memory.get("storage"), memory.get("dtypes")
+    if not isinstance(storage, dict):
+        return None
+    dtypes = dtypes if isinstance(dtypes, dict) else {}
+    leaves = {}
+    for key in sorted(storage):
+        value = storage[key]
+        if torch.is_tensor(value) and is_input_key(key):
+            stored = str(value.dtype).removeprefix("torch.")
+            leaves[key] = {"shape": list(value.shape[1:]), "dtype": str(dtypes.get(key, stored)), "stored_dtype": stored}
+    return leaves or None
+
+
 def leftovers_beside(folder: str | os.PathLike[str]) -> list[str]:
     """Describe the debris interrupted runs left in ``folder``'s parent (one line each)."""
-    return [f"{item.path.name}: {item.kind} of {item.target!r}: {item.note}" for item in find_leftovers(Path(folder).parent)]
+    return [f"{item.path.name}: {item.kind} of {item.target!r}: {_advice(item.note)}" for item in find_leftovers(Path(folder).parent)]
 
 
 def inspect_state(folder: str | os.PathLike[str]) -> StateReport:
@@ -113,6 +148,7 @@ def inspect_state(folder: str | os.PathLike[str]) -> StateReport:
             try:
                 state = load_state(path, allow_checkpoint=True)
                 report.memory_classes = _class_histogram(state.memory)
+                report.memory_inputs = _input_leaves(state.memory)
                 report.verified = True
             except StateError as problem:
                 report.error = str(problem)
@@ -158,6 +194,12 @@ def format_report(report: StateReport) -> str:
         capacity = hyper.get("memory_size") if isinstance(hyper, dict) else None
         lines.append(f"memory          {memory.get('size')} samples (capacity {capacity}, offered {memory.get('seen')}), "
                      f"keys {memory.get('keys')}")
+    if report.memory_inputs:
+        width = max(len(key) for key in report.memory_inputs)
+        lines.append("  inputs (per sample)")
+        for key, leaf in report.memory_inputs.items():
+            stored = "" if leaf["stored_dtype"] == leaf["dtype"] else f", stored as {leaf['stored_dtype']}"
+            lines.append(f"    {key:<{width}}  {tuple(leaf['shape'])} {leaf['dtype']}{stored}")
     if report.memory_classes:
         peak = max(report.memory_classes.values())
         lines.append("  class   count")

@@ -15,9 +15,8 @@ uninterrupted one. The checkpoints are removed once the output is in place.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
+import logging
 import os
 import random
 import re
@@ -31,13 +30,16 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from retentive.errors import StateError
+from retentive.state.fingerprint import dataset_fingerprint, differences, update_fingerprint  # noqa: F401 - re-exported
 from retentive.state.locking import OutputLock
 from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 
 RESUME_PREFIX = ".retentive-resume-"
+#: Says which checkpoint an update resumes from (INFO); the command line prints it.
+log = logging.getLogger(__name__)
 _TRAINING_KEYS = ("optimizers", "schedulers", "rng", "loader_generator")
 _EPOCH = re.compile(r"epoch-(\d{4,})$")
 
@@ -67,51 +69,19 @@ def has_checkpoint(output: str | os.PathLike[str]) -> bool:
     return bool(_checkpoint_folders(output))
 
 
+def leftover_epochs(output: str | os.PathLike[str]) -> int | None:
+    """The epochs completed by the newest checkpoint an interrupted update left for ``output``, or
+    ``None`` when there is none (not verified here: :func:`latest_checkpoint` does that on resume).
+
+    The command line reads it to refuse starting over silently and to say where a resume begins.
+    """
+    found = _checkpoint_folders(output)
+    return found[0][0] if found else None
+
+
 def discard_checkpoints(output: str | os.PathLike[str]) -> None:
     """Remove every checkpoint kept for ``output`` (after its update finished, or to start over)."""
     shutil.rmtree(checkpoint_root(output), ignore_errors=True)
-
-
-# ---------------------------------------------------------------- which update a checkpoint belongs to
-def _tensor_bytes(value: Any) -> bytes:
-    tensor = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous()
-    return tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-
-
-def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
-    """Length plus a hash of the labels (when exposed as a tensor) and of three samples: O(1) reads."""
-    n = len(dataset)  # type: ignore[arg-type]
-    digest = hashlib.sha256()
-    targets = getattr(dataset, "targets", None)
-    if torch.is_tensor(targets):
-        digest.update(_tensor_bytes(targets))
-    for index in sorted({0, n // 2, n - 1}):
-        for part in dataset[index]:
-            digest.update(_tensor_bytes(part))
-    return {"samples": n, "sha256": digest.hexdigest()}
-
-
-def update_fingerprint(
-    updater: str,
-    hyperparameters: dict[str, Any],
-    input_manifest: Path | None,
-    task_id: int,
-    seed: int,
-    dataset: Dataset,
-) -> dict[str, Any]:
-    """What identifies one update; a checkpoint is resumed only by an update with the same one."""
-    input_state = None
-    if input_manifest is not None:
-        input_state = hashlib.sha256(input_manifest.read_bytes()).hexdigest()
-    record = {
-        "updater": updater,
-        "hyperparameters": hyperparameters,
-        "input_state": input_state,
-        "task_id": task_id,
-        "seed": seed,
-        "data": dataset_fingerprint(dataset),
-    }
-    return json.loads(json.dumps(record, sort_keys=True))  # the form it takes once read back
 
 
 # ---------------------------------------------------------------- random generators
@@ -237,16 +207,6 @@ def write_checkpoint(
     return folder
 
 
-def _differences(recorded: Any, expected: dict[str, Any]) -> str:
-    if not isinstance(recorded, dict):
-        return f"it records no fingerprint ({recorded!r})"
-    keys = sorted(set(recorded) | set(expected))
-    return "; ".join(
-        f"{key}: checkpoint {recorded.get(key)!r}, this update {expected.get(key)!r}"
-        for key in keys if recorded.get(key) != expected.get(key)
-    )
-
-
 def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint | None:
     """The newest checkpoint of ``output`` that verifies, or ``None`` (start from the beginning).
 
@@ -271,9 +231,11 @@ def latest_checkpoint(output: Path, fingerprint: dict[str, Any]) -> Checkpoint |
         if record.get("fingerprint") != fingerprint:
             raise StateError(
                 f"cannot resume from {str(folder)!r}: it was written by a different update "
-                f"({_differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
-                f"or remove {str(checkpoint_root(output))!r} to start over"
+                f"({differences(record.get('fingerprint'), fingerprint)}); pass the same arguments and data, "
+                f"or discard the checkpoint to start over (remove {str(checkpoint_root(output))!r}; --fresh on the "
+                "command line)"
             )
+        log.info("resuming from the checkpoint after epoch %d (%s)", epochs_done, folder)
         return Checkpoint(folder, epochs_done, bool(record.get("complete")), state, training)
     if candidates:
         warnings.warn(
@@ -307,3 +269,76 @@ class EpochCheckpointer(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch > 0 and self.save is not None and trainer.is_global_zero:
             self.save(trainer, self.epochs_before + trainer.current_epoch)
+
+
+class ResumeSession:
+    """The resume plumbing of one update, so that the updater's life cycle stays readable.
+
+    It finds the checkpoint an interrupted run of this same update left (``checkpoint``, matched
+    by ``fingerprint``), builds the callback that writes a checkpoint after every epoch (only in
+    the process that holds ``lock``) and restores the Trainer's side on resume, puts the loader's
+    generator back, and writes the final (complete) checkpoint after the fit.
+
+    Args:
+        output: the update's output state folder (checkpoints live beside it).
+        fingerprint: what identifies the update (:func:`update_fingerprint`).
+        lock: the output lock when this process writes, else ``None`` (DDP ranks other than 0).
+        capture: returns the updater's state now (weights, learner, memory).
+        apply: puts a checkpoint's state into the updater (raises StateError if it does not fit).
+        max_epochs: the update's epochs.
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        fingerprint: dict[str, Any],
+        lock: OutputLock | None,
+        capture: Callable[[], State],
+        apply: Callable[[State, Path], None],
+        max_epochs: int,
+    ) -> None:
+        self.output, self.fingerprint, self.lock = output, fingerprint, lock
+        self.capture, self.apply, self.max_epochs = capture, apply, max_epochs
+        self.checkpoint = latest_checkpoint(output, fingerprint)
+        self._loader: DataLoader | None = None
+
+    @property
+    def epochs_before(self) -> int:
+        """Epochs the checkpoint already holds (0 without one)."""
+        return 0 if self.checkpoint is None else self.checkpoint.epochs_done
+
+    @property
+    def trained(self) -> bool:
+        """The checkpoint holds the whole trained update: only its save was lost."""
+        return self.checkpoint is not None and self.checkpoint.complete
+
+    def callback(self) -> EpochCheckpointer:
+        restore = None if self.checkpoint is None else self._restore
+        return EpochCheckpointer(None if self.lock is None else self._write, self.epochs_before, restore)
+
+    def _restore(self, trainer: pl.Trainer) -> None:
+        assert self.checkpoint is not None
+        self.apply(self.checkpoint.state, self.checkpoint.folder)
+        restore_training(trainer, self.checkpoint.training, self.checkpoint.folder)
+
+    def _write(self, trainer: pl.Trainer | None, epochs_done: int) -> None:
+        """After ``epochs_done`` epochs; ``trainer=None`` marks the final one (training over)."""
+        assert self.lock is not None and self._loader is not None
+        training = {} if trainer is None else capture_training(trainer, self._loader)
+        write_checkpoint(self.output, self.lock, self.capture(), training, self.fingerprint, epochs_done,
+                         complete=trainer is None)
+
+    def attach_loader(self, loader: DataLoader) -> None:
+        """The update's training loader: its generator is saved with, and restored from, checkpoints."""
+        self._loader = loader
+        if self.checkpoint is None:
+            return
+        try:
+            loader.generator.set_state(self.checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+        except (RuntimeError, TypeError) as error:
+            raise StateError(f"the checkpoint {str(self.checkpoint.folder)!r} does not fit this update: {error}") from error
+
+    def finish(self) -> None:
+        """After a successful fit: the complete checkpoint (a crash before the save keeps the training)."""
+        if self.lock is not None:
+            self._write(None, self.max_epochs)

@@ -7,9 +7,7 @@ the Trainer, validation of the input, and the state folder — lives here once.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -21,117 +19,39 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from retentive.components.base import Batch, Component
-from retentive.data.sharding import ShardedBatchSampler
+from retentive.data.loaders import training_loader
 from retentive.distributed import broadcast_object
-from retentive.errors import DataError, MemoryShapeError, StateError
+from retentive.errors import DataError, StateError
+from retentive.evaluation import chunk_classes
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.learner.passes import insert_chunk, refresh_metadata
-from retentive.learner.transforms import Transform
+from retentive.data import nested
+from retentive.learner.transforms import Transform, apply_transform
 from retentive.state.locking import OutputLock
 from retentive.memory.buffer import ReplayBuffer
+from retentive.quiet import quiet_lightning
 from retentive.memory.policies import InsertionPolicy
-from retentive.state.resume import (
-    Checkpoint,
-    EpochCheckpointer,
-    capture_training,
-    discard_checkpoints,
-    latest_checkpoint,
-    restore_training,
-    update_fingerprint,
-    write_checkpoint,
-)
+from retentive.state.resume import ResumeSession, discard_checkpoints, update_fingerprint
 from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
 from retentive.streams import STREAMS_SCHEME, Purpose, memory_seeds, stream_seed
-from retentive.updaters.chunks import chunk_batches
-from retentive.updaters.validation import check_chunk
-
-DEFAULT_BATCH_MEMORY_FRAC = 0.5
-
-#: constructor arguments that say where and how to run, not what is learned: not hyperparameters
-_NOT_HYPERPARAMETERS = frozenset(
-    {"model", "input_state_folder", "output_state_folder", "logger", "callbacks", "enable_progress_bar", "resume"}
+from retentive.updaters.arguments import (
+    NOT_HYPERPARAMETERS,
+    captured_arguments,
+    plain,
+    split_batch,
 )
+from retentive.updaters.chunks import chunk_batches
+from retentive.updaters.validation import check_chunk, check_dataset, probe_model
+
 MEMORY_INSERTION = ("step", "update_end")
 
 
-def split_batch(
-    batch_size: int, memory_size: int, batch_memory_frac: float | None, memory_batch_size: int | None
-) -> tuple[int, int]:
-    """Return ``(new samples, memory samples)`` per step.
-
-    Renate's convention (default): ``batch_size`` is the whole step and ``batch_memory_frac`` of
-    it comes from memory: ``m = min(memory_size, int(frac * batch_size))``, ``new = batch_size - m``.
-    The DER paper's convention (e.g. 10 new + 128 memory): pass ``memory_batch_size``; then
-    ``batch_size`` counts the new samples alone and ``m = min(memory_size, memory_batch_size)``.
-    """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if memory_batch_size is not None:
-        if batch_memory_frac is not None:
-            raise ValueError("pass either batch_memory_frac (Renate's split) or memory_batch_size (new + memory), not both")
-        if memory_batch_size < 0:
-            raise ValueError(f"memory_batch_size must be >= 0, got {memory_batch_size}")
-        return batch_size, min(memory_size, memory_batch_size)
-    frac = DEFAULT_BATCH_MEMORY_FRAC if batch_memory_frac is None else float(batch_memory_frac)
-    if not 0.0 <= frac < 1.0:
-        raise ValueError(f"batch_memory_frac must lie in [0, 1), got {frac}")
-    memory = min(memory_size, int(frac * batch_size))
-    if batch_size - memory < 1:
-        raise ValueError(f"batch_size={batch_size} with batch_memory_frac={frac} leaves no room for new samples")
-    return batch_size - memory, memory
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-able record of a hyperparameter (callables by their qualified name)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    func = getattr(value, "func", None)  # functools.partial
-    if func is not None:
-        return {"callable": getattr(func, "__qualname__", repr(func)), "kwargs": _plain(getattr(value, "keywords", {}))}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if hasattr(value, "__qualname__"):  # a function or a class
-        return value.__qualname__
-    settings = {k: _plain(v) for k, v in vars(value).items() if not k.startswith("_") and _is_plain(v)}
-    if isinstance(value, Component):
-        settings = {"weight": value.weight, **settings}
-    return {"class": type(value).__qualname__, **settings} if settings else type(value).__qualname__
-
-
-def _is_plain(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    return isinstance(value, (list, tuple)) and all(_is_plain(v) for v in value)
-
-
-def captured_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Every constructor argument of ``cls`` as called, defaults filled in along the class chain.
-
-    A subclass that passes ``**kwargs`` on to its base gets the base's defaults for the rest, so
-    the record names every argument the updater was built with, including the scheduler and the
-    memory policy; the resume fingerprint and the manifest read it.
-    """
-    bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
-    bound.apply_defaults()
-    captured: dict[str, Any] = {}
-    for name, value in list(bound.arguments.items())[1:]:
-        kind = inspect.signature(cls.__init__).parameters[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            captured.update(value)
-        elif kind is not inspect.Parameter.VAR_POSITIONAL:
-            captured[name] = value
-    for base in cls.__mro__[1:]:
-        if not (isinstance(base, type) and issubclass(base, ModelUpdater)):
-            continue
-        for name, parameter in inspect.signature(base.__init__).parameters.items():
-            if parameter.default is not inspect.Parameter.empty:
-                captured.setdefault(name, parameter.default)
-    return captured
+def _shape(x: Any) -> Any:
+    flat = nested.flatten(x) if not torch.is_tensor(x) else {"": x}
+    return tuple(flat[""].shape) if list(flat) == [""] else {k: tuple(v.shape) for k, v in flat.items()}
 
 
 def _exposes_targets(dataset: Dataset) -> bool:
@@ -190,6 +110,8 @@ class ModelUpdater:
             eval mode (as Avalanche's DER stores end-of-task logits) [False: keep the values
             computed at insertion, Renate's and the DER paper's].
     """
+
+    _captures_arguments = True  # captured_arguments fills in defaults from every such class
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ModelUpdater:
         self = super().__new__(cls)
@@ -303,7 +225,7 @@ class ModelUpdater:
         self.logger: Logger | None = logger or None
         arguments = getattr(self, "_arguments", {})
         self.hyperparameters: dict[str, Any] = {
-            name: _plain(value) for name, value in arguments.items() if name not in _NOT_HYPERPARAMETERS
+            name: plain(value) for name, value in arguments.items() if name not in NOT_HYPERPARAMETERS
         }
         self.hyperparameters["precision"] = str(precision)
         self.effective_precision: str | None = None
@@ -397,32 +319,25 @@ class ModelUpdater:
         )
 
     # ---------------------------------------------------------------- input checks
-    def _check_dataset(self, dataset: Dataset, role: str) -> None:
-        try:
-            n = len(dataset)  # type: ignore[arg-type]
-        except TypeError as error:
-            raise DataError(f"the {role} dataset must be a map-style Dataset with a length") from error
-        if n == 0:
-            raise DataError(f"the {role} dataset is empty; an update needs at least one sample")
-        sample = dataset[0]
-        if not isinstance(sample, (tuple, list)) or len(sample) not in (2, 3):
-            raise DataError(f"{role} samples must be (x, y) or (x, y, task_id) tuples, got {type(sample).__name__}")
-        x = sample[0]
-        if not torch.is_tensor(x):
-            raise DataError(f"{role} inputs must be tensors, got {type(x).__name__}")
-        stored = self.memory.spec("inputs")
-        if stored is not None and (x.shape != stored[0] or x.dtype != stored[1]):
-            raise MemoryShapeError(
-                f"{role} inputs have shape {tuple(x.shape)} and dtype {x.dtype}, but the memory holds inputs "
-                f"of shape {tuple(stored[0])} and dtype {stored[1]}"
-            )
-
-    @staticmethod
-    def _classes(dataset: Dataset) -> Tensor:
-        targets = getattr(dataset, "targets", None)
-        if torch.is_tensor(targets):
-            return torch.unique(targets.long())
-        return torch.unique(torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))]))  # type: ignore[arg-type]
+    def _check_transforms(self, dataset: Dataset, task: int | str) -> None:
+        """Refuse, before training, a transform whose output the model cannot run on."""
+        sample = dataset[0][0]  # type: ignore[index]
+        one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), sample)
+        route = task if isinstance(task, int) else 0
+        for role, (transform, _) in self.learner.transforms.items():
+            name = f"{role}_transform"
+            if transform is None:
+                continue
+            try:
+                out = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, name))
+                probe_model(self.model, out, route, name)
+            except DataError as error:
+                raise DataError(
+                    f"{name} turns a sample of shape {_shape(sample)} into shape {_shape(out)}, which the "
+                    f"model cannot run on: {error}"
+                ) from error
+            except Exception as error:
+                raise DataError(f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}") from error
 
     # ---------------------------------------------------------------- hooks for subclasses
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
@@ -458,39 +373,7 @@ class ModelUpdater:
 
     # ---------------------------------------------------------------- the update
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
-        generator = torch.Generator().manual_seed(seed)
-        if world_size > 1:
-            # each rank its own share of every step, no sample repeated (retentive.data.sharding)
-            batches = ShardedBatchSampler(len(dataset), self.new_batch_size, rank, world_size, shuffle, generator)  # type: ignore[arg-type]
-            by_index = getattr(dataset, "supports_batch_indexing", False)
-            return DataLoader(
-                dataset,
-                sampler=batches if by_index else None,
-                batch_sampler=None if by_index else batches,
-                batch_size=None if by_index else 1,
-                generator=generator,  # the sampler's: a resume checkpoint saves and restores it
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-            )
-        if getattr(dataset, "supports_batch_indexing", False):
-            # One indexing op per batch instead of per-sample fetches and a collate.
-            order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-            return DataLoader(
-                dataset,
-                sampler=BatchSampler(order, batch_size=self.new_batch_size, drop_last=False),
-                batch_size=None,
-                generator=generator,  # the sampler's: a resume checkpoint saves and restores it
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.new_batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return training_loader(dataset, self.new_batch_size, shuffle, seed, rank, world_size, self.num_workers)
 
     def _trainer(self, max_epochs: int | None = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
         kwargs = dict(self.trainer_kwargs)
@@ -521,7 +404,8 @@ class ModelUpdater:
         writer = self.output_state_folder is not None and rank_zero_only.rank == 0
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         try:
-            return self._update(train_dataset, val_dataset, task_id, lock)
+            with quiet_lightning():  # Lightning's banner, tips and notices that do not apply
+                return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
             if lock is not None:
                 lock.release()
@@ -534,15 +418,18 @@ class ModelUpdater:
         if task_id is not None and (not isinstance(task_id, int) or isinstance(task_id, bool) or task_id < 0):
             raise DataError(f"task_id must be an int >= 0, got {task_id!r}")
         task = self.updates_done if task_id is None else task_id
-        self._check_dataset(train_dataset, "training")
+        # a growing model grows for the task first (idempotent per task): the checks probe it, and
+        # the rollback snapshot below then covers its new structure
+        self._adapt_model([task])
+        check_dataset(train_dataset, "training", self.memory)
         check_chunk(self.model, train_dataset, "training", task_id, task)
         if val_dataset is not None:
-            self._check_dataset(val_dataset, "validation")
+            check_dataset(val_dataset, "validation", self.memory)
             check_chunk(self.model, val_dataset, "validation", None, task)
+        self._check_transforms(train_dataset, task)
         update = self.updates_done
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
-        checkpoint: Checkpoint | None = None
-        fingerprint: dict[str, Any] = {}
+        session = None
         if self.resume:
             assert self.output_state_folder is not None
             fingerprint = update_fingerprint(
@@ -550,8 +437,8 @@ class ModelUpdater:
                 None if self.input_state_folder is None else self.input_state_folder / MANIFEST,
                 task, seed, train_dataset,
             )
-            checkpoint = latest_checkpoint(self.output_state_folder, fingerprint)
-        self._adapt_model([task])  # before the snapshot: a failed update keeps the grown structure idle
+            session = ResumeSession(self.output_state_folder, fingerprint, lock, self._state, self._apply_state,
+                                    self.trainer_kwargs["max_epochs"])
         backup = self._snapshot()
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
@@ -560,11 +447,11 @@ class ModelUpdater:
             fit_dataset = self._training_data(train_dataset, task)
             self.learner.check_labels_per_step = not _exposes_targets(fit_dataset)
             if self.learner.mask_unused_classes:
-                self.learner.set_chunk_classes(self._classes(fit_dataset))
-            if checkpoint is not None and checkpoint.complete:
-                self._apply_state(checkpoint.state, checkpoint.folder)  # trained; only the save was lost
+                self.learner.set_chunk_classes(chunk_classes(fit_dataset))
+            if session is not None and session.trained:
+                self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
             else:
-                self._fit(fit_dataset, val_dataset, seed, checkpoint, fingerprint, lock)
+                self._fit(fit_dataset, val_dataset, seed, session)
             self._after_fit(train_dataset, task)
             self.updates_done += 1
             self.task_order.append(task)
@@ -578,27 +465,10 @@ class ModelUpdater:
         return self.model
 
     def _fit(
-        self,
-        train_dataset: Dataset,
-        val_dataset: Dataset | None,
-        seed: int,
-        checkpoint: Checkpoint | None,
-        fingerprint: dict[str, Any],
-        lock: OutputLock | None,
+        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: ResumeSession | None
     ) -> None:
-        epochs_before = 0
-        callbacks: list[pl.Callback] = []
-        if self.resume:
-            restore = None
-            if checkpoint is not None:
-                epochs_before = checkpoint.epochs_done
-                restore = partial(self._resume_training, checkpoint)
-
-            def save(trainer: pl.Trainer | None, epochs_done: int) -> None:  # runs during the fit
-                self._write_checkpoint(lock, fingerprint, train_loader, trainer, epochs_done)  # type: ignore[arg-type]
-
-            callbacks.append(EpochCheckpointer(None if lock is None else save, epochs_before, restore))
-        trainer = self._trainer(max_epochs=self.trainer_kwargs["max_epochs"] - epochs_before, callbacks=callbacks)
+        epochs = self.trainer_kwargs["max_epochs"] - (0 if session is None else session.epochs_before)
+        trainer = self._trainer(max_epochs=epochs, callbacks=[] if session is None else [session.callback()])
         self._check_launcher(trainer)
         self.effective_precision = str(trainer.precision)  # Lightning may fall back (16-mixed on CPU)
         if self.logger is not None:
@@ -607,25 +477,17 @@ class ModelUpdater:
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
         train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
-        if checkpoint is not None and self.resume:
-            try:
-                train_loader.generator.set_state(checkpoint.training["loader_generator"])  # type: ignore[union-attr]
-            except (RuntimeError, TypeError) as error:
-                raise StateError(f"the checkpoint {str(checkpoint.folder)!r} does not fit this update: {error}") from error
-        with warnings.catch_warnings():
-            # Lightning's notices that do not apply here: validation is optional per update, and
-            # its own pytree helper trips a torch deprecation.
-            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            trainer.fit(
-                self.learner,
-                train_dataloaders=train_loader,
-                val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
-            )
+        if session is not None:
+            session.attach_loader(train_loader)
+        trainer.fit(
+            self.learner,
+            train_dataloaders=train_loader,
+            val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
+        )
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
-        if self.resume and lock is not None:
-            self._write_checkpoint(lock, fingerprint, train_loader, None, self.trainer_kwargs["max_epochs"])
+        if session is not None:
+            session.finish()
 
     def _check_launcher(self, trainer: pl.Trainer) -> None:
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
@@ -657,20 +519,6 @@ class ModelUpdater:
                 raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
         if failure is not None:
             raise failure
-
-    def _write_checkpoint(
-        self, lock: OutputLock, fingerprint: dict[str, Any], loader: DataLoader, trainer: pl.Trainer | None,
-        epochs_done: int,
-    ) -> None:
-        """After ``epochs_done`` epochs; ``trainer=None`` marks the final one (training over)."""
-        assert self.output_state_folder is not None
-        training = {} if trainer is None else capture_training(trainer, loader)
-        write_checkpoint(self.output_state_folder, lock, self._state(), training, fingerprint, epochs_done,
-                         complete=trainer is None)
-
-    def _resume_training(self, checkpoint: Checkpoint, trainer: pl.Trainer) -> None:
-        self._apply_state(checkpoint.state, checkpoint.folder)
-        restore_training(trainer, checkpoint.training, checkpoint.folder)
 
     def _log_memory(self) -> None:
         if isinstance(self.logger, TensorBoardLogger) and len(self.memory):

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from retentive.data import nested
 from retentive.data.tensors import TensorChunk
 from retentive.memory.buffer import ReplayBuffer
 
@@ -16,7 +17,7 @@ def chunk_batches(dataset: Dataset, task_id: int, batch_size: int = 4096) -> Ite
     """The chunk in order, as memory batches (``inputs``, ``targets``, ``task_ids``)."""
     if isinstance(dataset, TensorChunk):
         batches: Iterator = (
-            (dataset.inputs[i : i + batch_size], dataset.targets[i : i + batch_size])
+            (nested.index(dataset.inputs, slice(i, i + batch_size)), dataset.targets[i : i + batch_size])
             + (() if dataset.task_ids is None else (dataset.task_ids[i : i + batch_size],))
             for i in range(0, len(dataset), batch_size)
         )
@@ -40,4 +41,5 @@ def memory_dataset(memory: ReplayBuffer) -> TensorChunk:
     if n == 0:
         raise ValueError("the memory is empty; there is nothing to train on")
     storage = memory.storage  # inputs decoded: a compact memory stores them as uint8 or float16
-    return TensorChunk(memory.decoded("inputs").cpu(), storage["targets"][:n].cpu(), storage["task_ids"][:n].cpu())
+    inputs = nested.to(memory.decoded("inputs"), "cpu")  # a tensor or the nested leaves
+    return TensorChunk(inputs, storage["targets"][:n].cpu(), storage["task_ids"][:n].cpu())

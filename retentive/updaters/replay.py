@@ -14,6 +14,7 @@ from retentive.components.cls import CLSConsistency
 from retentive.components.pod import PooledOutputDistillation
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
+from retentive.updaters.arguments import with_user_components
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
 
@@ -29,7 +30,7 @@ class ExperienceReplayModelUpdater(ModelUpdater):
 
     def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, alpha: float = 1.0, **kwargs: Any) -> None:
         super().__init__(
-            model, loss_fn, optimizer, components=[MemoryCrossEntropy(alpha)], memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components([MemoryCrossEntropy(alpha)], kwargs), memory_size=memory_size, **kwargs
         )
 
 
@@ -54,7 +55,9 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
         **kwargs: Any,
     ) -> None:
         components = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+        )
 
 
 def resolve_feature_layers(model: nn.Module, feature_layers: Sequence[str] | None) -> tuple[str, ...]:
@@ -107,7 +110,9 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
     ) -> None:
         layers = resolve_feature_layers(model, feature_layers)
         component = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
-        super().__init__(model, loss_fn, optimizer, components=[component], memory_size=memory_size, **kwargs)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components([component], kwargs), memory_size=memory_size, **kwargs
+        )
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
@@ -145,7 +150,9 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
             plastic_model_update_probability=plastic_model_update_probability,
         )
         components = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+        )
 
 
 class SuperExperienceReplayModelUpdater(ModelUpdater):
@@ -211,7 +218,9 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         if pod_alpha > 0:
             layers = resolve_feature_layers(model, feature_layers)
             components.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
+        super().__init__(
+            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+        )
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 

@@ -4,6 +4,11 @@ Datasets that expose their tensors (``inputs``, ``targets``, ``task_ids``, as
 :class:`~retentive.data.TensorChunk` does) are checked whole and vectorised; any other dataset is
 checked on its first sample here and batch by batch during training (labels by the Learner,
 non-finite values through the loss), where a failure also leaves nothing behind.
+
+A sample's ``x`` may be a tensor or a dict/tuple/list of tensors (tokenised text): the model is
+probed with the nested sample, finiteness is checked per floating leaf, and :func:`check_dataset`
+compares each leaf's per-sample shape and dtype with what the memory stores (a fixed padded
+length per leaf, see :mod:`retentive.memory.layout`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from retentive.errors import DataError
+from retentive.data import nested
+from retentive.errors import DataError, MemoryShapeError
+from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
 
 
 def _tensor_attr(dataset: Dataset, name: str, length: int) -> Tensor | None:
@@ -24,15 +32,88 @@ def _tensor_attr(dataset: Dataset, name: str, length: int) -> Tensor | None:
     return None
 
 
-def probe_model(model: nn.Module, x: Tensor, task_id: int, role: str) -> int:
+def _input_leaves(dataset: Dataset, length: int) -> dict[str, Tensor] | None:
+    """The dataset's whole ``inputs`` as ``{leaf path: (N, ...)}`` when it exposes them, else ``None``."""
+    value = getattr(dataset, "inputs", None)
+    if value is None or not (torch.is_tensor(value) or nested.is_nested(value)):
+        return None
+    try:
+        leaves = nested.flatten(value)
+    except TypeError:
+        return None
+    if all(leaf.dim() >= 1 and leaf.shape[0] == length for leaf in leaves.values()):
+        return leaves
+    return None
+
+
+def _sample_leaves(x: Any, role: str) -> dict[str, Tensor]:
+    """``{path: leaf}`` of one sample's ``x``; a clear error for anything but tensors in containers."""
+    if not (torch.is_tensor(x) or nested.is_nested(x)):
+        raise DataError(f"{role} inputs must be tensors, got {type(x).__name__} (or a dict/tuple/list of tensors)")
+    try:
+        return nested.flatten(x, INPUTS)
+    except TypeError as error:
+        raise DataError(f"{role} inputs: {error}") from None
+
+
+def _describe(x: Any) -> str:
+    """How an error names a sample's input: its shape and dtype, or each leaf's."""
+    if torch.is_tensor(x):
+        return f"input of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return f"input with the leaves {nested.describe(nested.flatten(x, INPUTS))}"
+
+
+def check_dataset(dataset: Dataset, role: str, memory: ReplayBuffer) -> None:
+    """Refuse a dataset that is not a non-empty map-style dataset of ``(x, y[, task_id])``, or
+    whose inputs do not fit what ``memory`` stores.
+
+    ``x`` is a tensor or a dict/tuple/list of tensors; each leaf's per-sample shape and dtype must
+    equal the memory's (:meth:`ReplayBuffer.specs`), so text must keep the padded length the
+    memory stored. Raises :class:`DataError` (not a dataset of samples) or
+    :class:`MemoryShapeError` (naming the leaf, its shape or length and the stored one) before
+    anything is trained or written. ``role`` names the dataset in messages ("training").
+    """
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError as error:
+        raise DataError(f"the {role} dataset must be a map-style Dataset with a length") from error
+    if n == 0:
+        raise DataError(f"the {role} dataset is empty; an update needs at least one sample")
+    sample = dataset[0]
+    if not isinstance(sample, (tuple, list)) or len(sample) not in (2, 3):
+        raise DataError(f"{role} samples must be (x, y) or (x, y, task_id) tuples, got {type(sample).__name__}")
+    leaves = _sample_leaves(sample[0], role)  # a TensorChunk's samples all share these shapes
+    stored = memory.specs()
+    if not stored:
+        return
+    stored_inputs = sorted(k for k in stored if is_input_key(k))
+    if sorted(leaves) != stored_inputs:
+        raise MemoryShapeError(leaves_mismatch(sorted(leaves), stored_inputs, f"the {role}"))
+    offered = nested.structure(sample[0])
+    if not nested.same_layout(offered, memory.input_structure):  # same paths, other containers
+        raise MemoryShapeError(f"the memory holds inputs structured as {memory.input_structure} but the {role} inputs are {offered}")
+    for key, leaf in leaves.items():
+        shape, dtype = stored[key]
+        if leaf.shape == shape and leaf.dtype == dtype:
+            continue
+        if key == INPUTS:  # a plain tensor: the message the updater has always given
+            raise MemoryShapeError(
+                f"{role} inputs have shape {tuple(leaf.shape)} and dtype {leaf.dtype}, but the memory holds inputs "
+                f"of shape {tuple(shape)} and dtype {dtype}"
+            )
+        raise MemoryShapeError(f"{role} inputs: " + str(spec_mismatch(key, leaf.shape, leaf.dtype, (shape, dtype))))
+
+
+def probe_model(model: nn.Module, x: Any, task_id: int, role: str) -> int:
     """Run ``model`` on one sample (eval mode, no grad, nothing changed); return its number of outputs.
 
-    A model with a true ``takes_task_ids`` attribute is called as ``model(x, task_ids)``, as the
-    Learner calls it.
+    ``x`` is a tensor or a nested dict/tuple/list of tensors (each leaf gets a batch dimension of
+    one). A model with a true ``takes_task_ids`` attribute is called as ``model(x, task_ids)``,
+    as the Learner calls it.
     """
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    batch = x.unsqueeze(0).to(device)
+    batch = nested.tree_map(lambda leaf: leaf.unsqueeze(0).to(device), x)
     was_training = model.training
     model.eval()
     try:
@@ -43,8 +124,7 @@ def probe_model(model: nn.Module, x: Tensor, task_id: int, role: str) -> int:
                 out = model(batch)
     except Exception as error:
         raise DataError(
-            f"the model cannot run on a {role} input of shape {tuple(x.shape)} and dtype {x.dtype}: "
-            f"{type(error).__name__}: {error}"
+            f"the model cannot run on a {role} {_describe(x)}: {type(error).__name__}: {error}"
         ) from error
     finally:
         model.train(was_training)
@@ -68,16 +148,19 @@ def _check_label_tensor(y: Tensor, num_outputs: int, role: str) -> None:
         )
 
 
-def _check_finite(x: Tensor, role: str) -> None:
-    if not (x.dtype.is_floating_point or x.dtype.is_complex):
-        return
-    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
-    if not bool(finite.all()):
-        index = int((~finite).nonzero()[0, 0])
-        raise DataError(
-            f"{role} inputs hold NaN or infinite values in {int((~finite).sum())} samples (first: sample "
-            f"{index}); clean or drop them before the update"
-        )
+def _check_finite(leaves: dict[str, Tensor], role: str) -> None:
+    """Every floating leaf (``{path: (N, ...)}``) finite; integer leaves (token ids) are skipped."""
+    for path, x in leaves.items():
+        if not (x.dtype.is_floating_point or x.dtype.is_complex):
+            continue
+        finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+        if not bool(finite.all()):
+            index = int((~finite).nonzero()[0, 0])
+            where = f"input leaf {f'{INPUTS}{nested.SEPARATOR}{path}'!r}" if path else "inputs"
+            raise DataError(
+                f"{role} {where} hold{'s' if path else ''} NaN or infinite values in {int((~finite).sum())} samples "
+                f"(first: sample {index}); clean or drop them before the update"
+            )
 
 
 def _check_task_ids(t: Tensor, task_id: int | None, role: str) -> None:
@@ -97,7 +180,7 @@ def _check_task_ids(t: Tensor, task_id: int | None, role: str) -> None:
 def check_chunk(model: nn.Module, dataset: Dataset, role: str, task_id: int | None, default_task: int) -> None:
     """Refuse a chunk the model cannot train on: names the first bad value and what was expected.
 
-    Called after the basic shape checks (:meth:`ModelUpdater._check_dataset`); ``task_id`` is the
+    Called after the basic shape checks (:func:`check_dataset`); ``task_id`` is the
     task passed to ``update`` (``None`` when not given), ``default_task`` the one used instead.
     """
     n = len(dataset)  # type: ignore[arg-type]
@@ -109,8 +192,8 @@ def check_chunk(model: nn.Module, dataset: Dataset, role: str, task_id: int | No
 
     targets = _tensor_attr(dataset, "targets", n)
     _check_label_tensor(targets if targets is not None else torch.as_tensor(sample[1]).reshape(1), num_outputs, role)
-    inputs = _tensor_attr(dataset, "inputs", n)
-    _check_finite(inputs if inputs is not None else x.unsqueeze(0), role)
+    inputs = _input_leaves(dataset, n)
+    _check_finite(inputs if inputs is not None else {p: leaf.unsqueeze(0) for p, leaf in nested.flatten(x).items()}, role)
     task_ids = _tensor_attr(dataset, "task_ids", n)
     if task_ids is not None:
         _check_task_ids(task_ids, task_id if role == "training" else None, role)

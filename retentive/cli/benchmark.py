@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 
+def outputs(args: argparse.Namespace) -> list[Path]:
+    """The folders a run may create; a failed run removes those it left empty."""
+    return [args.output]
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    from retentive.benchmarking.orders import ORDERS
-    from retentive.benchmarking.runner import KEEP_STATES
-    from retentive.benchmarking.scenarios import SCENARIOS
+    from retentive.cli.names import KEEP_STATES, ORDERS, SCENARIOS
 
     parser.add_argument("--scenario", nargs="+", default=["seq-mnist"], choices=sorted(SCENARIOS), metavar="NAME",
                         help=f"scenarios to run [seq-mnist]; one of {', '.join(sorted(SCENARIOS))}")
@@ -19,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="methods: names in the scenario's DER-protocol set (fine-tuning, er, der, der++) "
                              "or in --methods-file [fine-tuning er der++]")
     parser.add_argument("--methods-file", type=Path, default=None, metavar="YAML",
-                        help="YAML mapping method names to {updater, optimizer, optimizer_args, args}")
+                        help="YAML mapping method names to {updater, optimizer, optimizer_args, args}, checked as "
+                             "`retentive update --config` checks a config, before anything runs")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds [0]")
     parser.add_argument("--orders", nargs="+", default=["given"], choices=ORDERS, metavar="ORDER",
                         help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]")
@@ -43,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from retentive.benchmarking import ScenarioOptions, load_methods, run_benchmark
+    from retentive.data.mnist import ensure_mnist
 
     torch.set_num_threads(args.threads)
+    custom = load_methods(args.methods_file) if args.methods_file is not None else {}  # a ConfigError: exit 1
+    ensure_mnist(args.data)  # missing data: fetched, or one line and exit 1
     try:
-        custom = load_methods(args.methods_file) if args.methods_file is not None else {}
         report = run_benchmark(
             scenarios=args.scenario,
             methods=args.method,
@@ -59,8 +65,12 @@ def run(args: argparse.Namespace) -> int:
             keep_states=args.keep_states,
             progress=not args.quiet,
         )
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"retentive benchmark: error: {error}", file=sys.stderr)
+    except (FileExistsError, ValueError) as error:
+        from retentive.errors import RetentiveError
+
+        if isinstance(error, RetentiveError):
+            raise
+        print(f"retentive benchmark: error: {error}", file=sys.stderr)  # an unknown method, a used --output
         return 2
     print()
     print(report.table(markdown=args.markdown))

@@ -26,13 +26,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=int, default=None, help=argparse.SUPPRESS)  # the worker process
 
 
+def outputs(args: argparse.Namespace) -> list[Path]:
+    """The folders a run may create; a failed run removes those it left empty."""
+    return [] if args.chunk is not None else [args.output]
+
+
 def _state(output: Path, index: int) -> Path:
     return output / "state" / f"chunk_{index:03d}"
 
 
 def _run_chunk(args: argparse.Namespace) -> int:
     """One pipeline step: resume, update on chunk ``args.chunk``, save, evaluate."""
-    import logging
     from functools import partial
 
     import torch
@@ -40,11 +44,11 @@ def _run_chunk(args: argparse.Namespace) -> int:
 
     from retentive import DarkExperienceReplayModelUpdater
     from retentive.data import load_mnist, split_mnist
+    from retentive.data.scenarios import concatenate
     from retentive.evaluation import accuracy_row
     from retentive.models import MLP
 
     torch.set_num_threads(args.threads)
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # the demo prints its own summary
     i = args.chunk
     train = split_mnist(load_mnist("train", root=args.data))
     if args.samples_per_chunk is not None:
@@ -71,7 +75,8 @@ def _run_chunk(args: argparse.Namespace) -> int:
         enable_progress_bar=False,
     )
     start = time.perf_counter()
-    model = updater.update(train[i], val_dataset=test[i], task_id=i)
+    # validate on every chunk seen so far, so that forgetting shows in TensorBoard's val/accuracy
+    model = updater.update(train[i], val_dataset=concatenate(test[: i + 1]), task_id=i)
     seconds = time.perf_counter() - start
     row = accuracy_row(model, test).tolist()
     (args.output / f"row_{i:03d}.json").write_text(json.dumps({"row": row, "seconds": seconds}))
@@ -81,13 +86,16 @@ def _run_chunk(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.chunk is not None:
         return _run_chunk(args)
+    if args.output.exists() and any((args.output / "state").glob("chunk_*")):
+        print(f"retentive demo: error: {args.output} holds an earlier run; remove it or pass --output", file=sys.stderr)
+        return 2
+    from retentive.data.mnist import ensure_mnist
+
+    ensure_mnist(args.data)  # fetched once here, before any worker starts; offline: one line, exit 1
     import torch
 
     from retentive.evaluation import format_matrix, summarize
 
-    if args.output.exists() and any((args.output / "state").glob("chunk_*")):
-        print(f"retentive demo: {args.output} holds an earlier run; remove it or pass --output", file=sys.stderr)
-        return 2
     args.output.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(5):
@@ -98,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
             command += ["--data", str(args.data)]
         if args.samples_per_chunk is not None:
             command += ["--samples-per-chunk", str(args.samples_per_chunk)]
+        if getattr(args, "debug", False):
+            command.append("--debug")
         begun = time.perf_counter()
-        subprocess.run(command, check=True)
+        if subprocess.run(command).returncode != 0:  # the worker printed its one-line error
+            return 1
         result = json.loads((args.output / f"row_{i:03d}.json").read_text())
         rows.append(result["row"])
         print(f"chunk {i} (digits {2 * i} and {2 * i + 1}): update {result['seconds']:.1f} s, "

@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 
 
+#: Python argument names in library messages -> this command's terms
+FLAGS = {"resume=True": "--resume (of `retentive update`)"}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    from retentive.benchmarking.scenarios import SCENARIOS
+    from retentive.cli.names import SCENARIOS
 
     parser.add_argument("states", nargs="+", type=Path, metavar="STATE", help="state folders, in update order")
     parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS), metavar="NAME",
@@ -26,20 +30,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-per-chunk", type=int, default=None, metavar="N", help="at most N test samples per chunk")
     parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
     parser.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
-                        help="a function building the model the states were trained with [the scenario's model]")
+                        help="a function building the model the states were trained with, e.g. mymodels:build "
+                             "(imported from the current folder too) [the scenario's model]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--heatmap", type=Path, default=None, help="also write the accuracy matrix to this PNG")
     parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
+
+
+def outputs(args: argparse.Namespace) -> list[Path]:
+    return [path.parent for path in (args.json, args.heatmap) if path is not None]
 
 
 def _factory(spec: str):  # noqa: ANN202 - returns the user's callable
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"--model must look like 'package.module:function', got {spec!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:  # `retentive` as a script omits the current folder
+        sys.path.insert(0, str(Path.cwd()))
     factory = getattr(importlib.import_module(module_name), attribute, None)
     if not callable(factory):
         raise ValueError(f"--model {spec!r} does not name a callable")
     return factory
+
+
+def check_order(folders: list[Path], manifests: list[dict]) -> None:
+    """Refuse state folders out of update order: each manifest records how many updates it has seen."""
+    from retentive.errors import StateError
+
+    counts = [manifest.get("updates_done") for manifest in manifests]
+    for i in range(1, len(folders)):
+        before, after = counts[i - 1], counts[i]
+        if isinstance(before, int) and isinstance(after, int) and after <= before:
+            raise StateError(
+                f"state folders out of update order: {str(folders[i - 1])!r} is after {before} updates but the next one, "
+                f"{str(folders[i])!r}, after {after}; list them in update order "
+                f"({', '.join(str(f) for _, f in sorted(zip(counts, folders), key=lambda pair: str(pair[0])))})"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,12 +77,16 @@ def run(args: argparse.Namespace) -> int:
     from retentive.state.loading import load_model
     from retentive.state import read_manifest
 
+    from retentive.data.mnist import ensure_mnist
+    from retentive.errors import StateError
+
     torch.set_num_threads(args.threads)
+    ensure_mnist(args.data)
     try:
         options = ScenarioOptions(num_tasks=args.tasks, test_per_chunk=args.test_per_chunk, data_root=args.data)
         scenario = build_scenario(args.scenario, args.seed, options)
         factory = _factory(args.model) if args.model else scenario.model_factory
-    except (ValueError, ImportError, FileNotFoundError) as error:
+    except (ValueError, ImportError) as error:
         print(f"retentive evaluate: error: {error}", file=sys.stderr)
         return 2
     if len(args.states) > scenario.num_chunks:
@@ -65,9 +95,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
     states = []
-    for folder in args.states:
-        manifest = read_manifest(folder)  # a StateError (exit 1) names a bad folder
-        model = load_model(factory(), folder)
+    manifests = [read_manifest(folder) for folder in args.states]  # a StateError (exit 1) names a bad folder
+    check_order(args.states, manifests)
+    for folder, manifest in zip(args.states, manifests):
+        try:
+            model = load_model(factory(), folder)
+        except StateError as error:
+            if args.model is None:
+                raise StateError(f"{error}; pass --model MODULE:FUNCTION to build the model these states were "
+                                 "trained with") from error
+            raise
         for view, aware in scenario.views.items():
             rows[view].append(accuracy_row(model, scenario.test, task_aware=aware))
         states.append({"state": str(folder), "updater": manifest.get("updater"),
@@ -87,12 +124,14 @@ def run(args: argparse.Namespace) -> int:
         results[view] = {"matrix": matrix.tolist(), "random_init": baseline.tolist(), "metrics": metrics}
         scope = "all chunks" if k == scenario.num_chunks else f"the first {k} of {scenario.num_chunks} chunks"
         print(f"\n{scenario.name} {view}: accuracy (%) on each chunk's test data\n{format_matrix(matrix)}")
-        print(f"metrics over {scope}: " + "  ".join(f"{name} {100 * value:.2f}%" for name, value in metrics.items()))
+        print(f"metrics over {scope} (average_accuracy is the ACC over them): "
+              + "  ".join(f"{name} {100 * value:.2f}%" for name, value in metrics.items()))
     if args.json is not None:
         args.json.write_text(json.dumps({"scenario": scenario.name, "seed": args.seed, "states": states,
                                          "chunk_names": list(scenario.chunk_names), "views": results}, indent=1))
         print(f"\nresults: {args.json}")
     if args.heatmap is not None:
-        write_heatmap(args.heatmap, {view: torch.tensor(r["matrix"]) for view, r in results.items()})
+        # the panels' ACC is the one printed above: over the chunks seen, while updates remain
+        write_heatmap(args.heatmap, {view: torch.tensor(r["matrix"]) for view, r in results.items()}, seen=k)
         print(f"heatmap: {args.heatmap}")
     return 0

@@ -1,0 +1,84 @@
+"""The ``retentive`` command: ``retentive [--debug] COMMAND [options]``, one module per command.
+
+Each command module in this package defines ``configure(parser)`` (argparse only: it must import
+neither torch nor Lightning, so that ``--help`` and usage errors answer at once) and
+``run(args) -> exit code``, and may define ``outputs(args)``, the folders it creates (removed again
+when the command fails and leaves them empty). Only the command being run is configured.
+
+Exit codes: 0 success; 1 an error the user can fix (bad config, data, state folder, Trainer
+settings; one line on stderr naming the flag or file and the value at fault, a traceback only with
+``--debug``); 2 bad usage of the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from retentive._version import __version__
+
+#: command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("retentive.cli.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
+    "update": ("retentive.cli.update", "update a model on one data chunk, configured by a YAML file"),
+    "inspect": ("retentive.cli.inspect", "show a state folder's manifest, files, memory classes and verification result"),
+    "benchmark": ("retentive.cli.benchmark", "benchmark methods x scenarios x seeds through state folders"),
+    "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
+}
+DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
+EPILOG = (
+    "exit codes: 0 success; 1 an error you can fix (bad config, data, state folder, missing MNIST, Trainer "
+    "settings this machine cannot run), one line on stderr; 2 bad usage. `retentive COMMAND --help` explains a command."
+)
+_DEBUG_HELP = "on an error, show the full traceback instead of one line"
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if it is one."""
+    for token in argv:
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser; only ``command``'s options are configured (``"*"``: every command's)."""
+    parser = argparse.ArgumentParser(prog="retentive", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"retentive {__version__}")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module)
+        if command in ("*", name):
+            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+            importlib.import_module(module).configure(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; see the module docstring for the exit codes."""
+    from retentive.cli.failures import created_folders, one_line, remove_if_empty
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
+    command = importlib.import_module(args._module)
+    new_folders = created_folders(command, args)
+    code = 1
+    try:
+        from retentive.quiet import quiet_lightning
+
+        with quiet_lightning():
+            code = int(command.run(args) or 0)
+    except BaseException as error:
+        message = None if getattr(args, "debug", False) else one_line(error, getattr(command, "FLAGS", {}))
+        if message is None:
+            raise
+        print(f"retentive {args.command}: error: {message}", file=sys.stderr)
+        code = 130 if isinstance(error, KeyboardInterrupt) else 1
+    finally:
+        if code != 0:
+            remove_if_empty(new_folders)
+    return code

@@ -1,1 +1,0 @@
-"""The subcommands of the ``retentive`` command line, one per module."""

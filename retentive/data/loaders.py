@@ -1,0 +1,53 @@
+"""Training loaders: the data order of an update, its sharding, and the fast path for tensor chunks."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from retentive.data.sharding import ShardedBatchSampler
+
+
+def training_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, num_workers: int = 0
+) -> DataLoader:
+    """The loader of one update's chunk: ``batch_size`` new samples a step, shuffled by ``seed``.
+
+    The loader keeps its generator (``loader.generator``), which a resume checkpoint saves and
+    restores. Datasets that support batch indexing (:class:`~retentive.data.TensorChunk`) are read
+    one indexing operation per batch instead of per-sample fetches and a collate; under data
+    parallelism each rank gets its own share of every step, no sample repeated.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if world_size > 1:
+        # each rank its own share of every step, no sample repeated (retentive.data.sharding)
+        batches = ShardedBatchSampler(len(dataset), batch_size, rank, world_size, shuffle, generator)  # type: ignore[arg-type]
+        by_index = getattr(dataset, "supports_batch_indexing", False)
+        return DataLoader(
+            dataset,
+            sampler=batches if by_index else None,
+            batch_sampler=None if by_index else batches,
+            batch_size=None if by_index else 1,
+            generator=generator,  # the sampler's: a resume checkpoint saves and restores it
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
+    if getattr(dataset, "supports_batch_indexing", False):
+        # One indexing op per batch instead of per-sample fetches and a collate.
+        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            dataset,
+            sampler=BatchSampler(order, batch_size=batch_size, drop_last=False),
+            batch_size=None,
+            generator=generator,  # the sampler's: a resume checkpoint saves and restores it
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
