@@ -15,24 +15,36 @@ from retentive._version import __version__
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "AdversarialReplay": "retentive.components",
+    "AveragedGradientEpisodicMemory": "retentive.components",
+    "AveragedGradientEpisodicMemoryModelUpdater": "retentive.updaters",
     "CLSConsistency": "retentive.components",
     "CLSExperienceReplayModelUpdater": "retentive.updaters",
     "Component": "retentive.components",
     "DarkExperienceReplayModelUpdater": "retentive.updaters",
     "DataError": "retentive.errors",
+    "ElasticWeightConsolidation": "retentive.components",
+    "ElasticWeightConsolidationModelUpdater": "retentive.updaters",
+    "ExperienceReplayAvalancheModelUpdater": "retentive.updaters",
     "ExperienceReplayModelUpdater": "retentive.updaters",
     "FineTuningModelUpdater": "retentive.updaters",
     "GDumbModelUpdater": "retentive.updaters",
     "GenerativeReplayModelUpdater": "retentive.updaters.generative",
+    "GradientEpisodicMemory": "retentive.components",
+    "GradientEpisodicMemoryModelUpdater": "retentive.updaters",
     "GreedyClassBalancedPolicy": "retentive.memory",
+    "ICaRL": "retentive.components",
+    "ICaRLModelUpdater": "retentive.updaters",
     "JointModelUpdater": "retentive.updaters",
     "Learner": "retentive.learner",
+    "LearningWithoutForgetting": "retentive.components",
+    "LearningWithoutForgettingModelUpdater": "retentive.updaters",
     "LogitMSE": "retentive.components",
     "MemoryCrossEntropy": "retentive.components",
     "MemoryShapeError": "retentive.errors",
     "MetaExperienceReplayModelUpdater": "retentive.updaters.meta",
     "MixupReplay": "retentive.components",
     "ModelUpdater": "retentive.updaters",
+    "NearestMeanOfExemplars": "retentive.components",
     "NonFiniteLossError": "retentive.errors",
     "OfflineExperienceReplayModelUpdater": "retentive.updaters",
     "OnlineMetaLearningModelUpdater": "retentive.updaters.meta",
@@ -50,6 +62,8 @@ _EXPORTS: dict[str, str] = {
     "StateLockedError": "retentive.errors",
     "StepContext": "retentive.components",
     "SuperExperienceReplayModelUpdater": "retentive.updaters",
+    "SynapticIntelligence": "retentive.components",
+    "SynapticIntelligenceModelUpdater": "retentive.updaters",
     "UnboundedBuffer": "retentive.memory",
     "VariationalAutoencoder": "retentive.memory.generative",
     "accuracy": "retentive.evaluation",
@@ -59,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "flip_metrics": "retentive.evaluation",
     "forgetting": "retentive.evaluation",
     "forward_transfer": "retentive.evaluation",
+    "icarl_classifier": "retentive.components",
     "load_model": "retentive.state.loading",
     "micro_average_accuracy": "retentive.evaluation",
     "negative_flip_impact": "retentive.evaluation",
@@ -123,6 +138,25 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
     from retentive.updaters.generative import GenerativeReplayModelUpdater
     from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
     from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
+    from retentive.components import (
+        AveragedGradientEpisodicMemory,
+        ElasticWeightConsolidation,
+        GradientEpisodicMemory,
+        ICaRL,
+        LearningWithoutForgetting,
+        NearestMeanOfExemplars,
+        SynapticIntelligence,
+        icarl_classifier,
+    )
+    from retentive.updaters import (
+        AveragedGradientEpisodicMemoryModelUpdater,
+        ElasticWeightConsolidationModelUpdater,
+        ExperienceReplayAvalancheModelUpdater,
+        GradientEpisodicMemoryModelUpdater,
+        ICaRLModelUpdater,
+        LearningWithoutForgettingModelUpdater,
+        SynapticIntelligenceModelUpdater,
+    )
 
 
 def __getattr__(name: str) -> Any:

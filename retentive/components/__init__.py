@@ -6,6 +6,28 @@ from retentive.components.cls import CLSConsistency, ema_decay, ema_update_, sel
 from retentive.components.pod import DISTILLATION_TYPES, PooledOutputDistillation, pod_distance, pod_pool
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy, logit_mse
 from retentive.components.shrink_perturb import ShrinkAndPerturb, shrink_perturb_
+from retentive.components.regularizers import (
+    ElasticWeightConsolidation,
+    SynapticIntelligence,
+    fisher_diagonal,
+    quadratic_penalty,
+    si_importance,
+)
+from retentive.components.distillation import (
+    ICaRL,
+    LearningWithoutForgetting,
+    NearestMeanOfExemplars,
+    distillation_kl,
+    icarl_classifier,
+    nme_scores,
+)
+from retentive.components.exemplars import herding_selection
+from retentive.components.projection import (
+    AveragedGradientEpisodicMemory,
+    GradientEpisodicMemory,
+    agem_project,
+    gem_project,
+)
 
 __all__ = [
     "AdversarialReplay",
@@ -30,4 +52,20 @@ __all__ = [
     "pod_pool",
     "select_teacher_logits",
     "shrink_perturb_",
+    "AveragedGradientEpisodicMemory",
+    "ElasticWeightConsolidation",
+    "GradientEpisodicMemory",
+    "ICaRL",
+    "LearningWithoutForgetting",
+    "NearestMeanOfExemplars",
+    "SynapticIntelligence",
+    "agem_project",
+    "distillation_kl",
+    "fisher_diagonal",
+    "gem_project",
+    "herding_selection",
+    "icarl_classifier",
+    "nme_scores",
+    "quadratic_penalty",
+    "si_importance",
 ]

@@ -168,7 +168,8 @@ class Component(nn.Module):
             raise ValueError(f"{type(self).__name__} weight must be >= 0, got {weight}")
         self.weight = weight
         self._defaults: dict[str, Tensor] = {}
-        self._per_parameter: set[str] = set()
+        # ordered (declaration order on every process): DDP's buffer broadcast pairs buffers by order
+        self._per_parameter: dict[str, None] = {}
 
     # ---------------------------------------------------------------- declared state
     def add_state(self, name: str, default: Tensor | None = None, per_parameter: bool = False) -> None:
@@ -181,7 +182,7 @@ class Component(nn.Module):
         if per_parameter:
             if default is not None:
                 raise ValueError("a per-parameter state starts as zeros like each parameter; pass no default")
-            self._per_parameter.add(name)
+            self._per_parameter[name] = None
             return
         if default is None or not torch.is_tensor(default):
             raise TypeError(f"state {name!r} needs a tensor default, got {type(default).__name__}")
@@ -221,7 +222,12 @@ class Component(nn.Module):
                 buffer.zero_()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        # per-parameter buffers saved by an earlier update are created before loading them
+        # the per-parameter buffers follow the state loaded: those it lacks (a rollback to before
+        # they existed) are dropped, those it holds (saved by an earlier update) are created
+        local_prefixes = tuple(f"{s}{_PER_PARAMETER_SEP}" for s in self._per_parameter)
+        for name in [n for n in self._buffers if n.startswith(local_prefixes)]:
+            if prefix + name not in state_dict:
+                del self._buffers[name]
         prefixes = tuple(f"{prefix}{s}{_PER_PARAMETER_SEP}" for s in self._per_parameter)
         for key, value in state_dict.items():
             local = key[len(prefix) :]

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
 from retentive.data import nested
+from retentive.distributed import broadcast_buffers
 from retentive.errors import DataError
 from retentive.learner.checks import StepChecks
 from retentive.learner.metrics import EpochMetrics
@@ -289,6 +290,8 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
     def on_fit_end(self) -> None:
         self.checks.raise_if_failed(self.task_id)
         self._log_last_losses()
+        if self._exchange is not None:  # update-end passes see rank 0's batch-norm statistics everywhere
+            broadcast_buffers([self.model])
         with self._component_rng(-2):
             ctx = self.update_context()
             for component in self.components:

@@ -14,6 +14,17 @@ from retentive.updaters.replay import (
     PooledOutputDistillationExperienceReplayModelUpdater,
     SuperExperienceReplayModelUpdater,
 )
+from retentive.updaters.regularization import (
+    ElasticWeightConsolidationModelUpdater,
+    LearningWithoutForgettingModelUpdater,
+    SynapticIntelligenceModelUpdater,
+)
+from retentive.updaters.episodic import (
+    AveragedGradientEpisodicMemoryModelUpdater,
+    ExperienceReplayAvalancheModelUpdater,
+    GradientEpisodicMemoryModelUpdater,
+)
+from retentive.updaters.icarl import ICaRLModelUpdater
 
 __all__ = [
     "CLSExperienceReplayModelUpdater",
@@ -33,4 +44,11 @@ __all__ = [
     "RetrospectiveAdversarialReplayModelUpdater",
     "SuperExperienceReplayModelUpdater",
     "split_batch",
+    "AveragedGradientEpisodicMemoryModelUpdater",
+    "ElasticWeightConsolidationModelUpdater",
+    "ExperienceReplayAvalancheModelUpdater",
+    "GradientEpisodicMemoryModelUpdater",
+    "ICaRLModelUpdater",
+    "LearningWithoutForgettingModelUpdater",
+    "SynapticIntelligenceModelUpdater",
 ]
