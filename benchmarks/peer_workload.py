@@ -12,7 +12,9 @@ Variants (each documented on :class:`retentive.ModelUpdater`):
   has trained, so replay batches hold earlier chunks only (as Avalanche's replay does);
 - ``refresh``: ``refresh_memory_metadata=True`` (DER++) — the logits of the samples an update
   inserted are recomputed by the trained model in eval mode;
-- ``balanced``: a class-balanced reservoir (``ClassBalancedReservoirPolicy``), where available;
+- ``balanced``: a class-balanced reservoir (``ClassBalancedReservoirPolicy``);
+- ``mean``: Renate's normalised total instead of the plain sum; with equal new and memory
+  batches it is the mean over the concatenated batch, which is what Avalanche's replay computes;
 - combinations joined with ``+``.
 
     python benchmarks/peer_workload.py [--seeds 0 1 2 3 4 5 6] [--methods er derpp] \
@@ -46,6 +48,8 @@ def options(variant: str) -> dict:
             continue
         if part == "update_end":
             chosen["memory_insertion"] = "update_end"
+        elif part == "mean":
+            chosen["loss_normalization"] = True
         elif part == "refresh":
             chosen["refresh_memory_metadata"] = True
         elif part == "balanced":
@@ -66,8 +70,9 @@ def run(method: str, variant: str, seed: int, train, test, tmp: Path) -> dict:
         folder = tmp / f"{method}_{variant}_{seed}_{i}"
         common = dict(
             memory_size=500, batch_size=32, memory_batch_size=32, loss_normalization=False, seed=seed,
-            input_state_folder=previous, output_state_folder=folder, **options(variant), **QUIET,
+            input_state_folder=previous, output_state_folder=folder, **QUIET,
         )
+        common.update(options(variant))
         sgd = partial(torch.optim.SGD, lr=0.03)
         if method == "er":
             updater = ExperienceReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), sgd, **common)

@@ -158,7 +158,7 @@ def test_icarl_herds_a_balanced_memory_keeps_class_means_and_predicts_by_nme(tmp
         folder = tmp_path / f"chunk_{i}"
         updater = R.ICaRLModelUpdater(
             MLP(2, (16,), 4), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=12, batch_size=10,
-            input_state_folder=previous, output_state_folder=folder, max_epochs=3, **QUIET,
+            input_state_folder=previous, output_state_folder=folder, **{**QUIET, "max_epochs": 3},
         )
         updater.update(chunk, task_id=i)
         previous = folder

@@ -7,7 +7,6 @@ pruning; a progressive network grows a column per task.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,7 @@ class PackNetModelUpdater(ModelUpdater):
             trainer = self._trainer(max_epochs=self.post_prune_epochs)
             seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) ^ 1  # not the first fit's order
             loader = self._loader(dataset, shuffle=True, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-                trainer.fit(self.learner, train_dataloaders=loader)
+            trainer.fit(self.learner, train_dataloaders=loader)  # inside update()'s quiet_lightning
             if trainer.interrupted:
                 raise RuntimeError("the post-pruning retraining was interrupted; nothing was written")
         finally:
