@@ -222,7 +222,7 @@ def test_progressive_state_with_more_columns_than_the_model_builds(tmp_path, tin
     with pytest.raises(StateError, match="ProgressiveNetwork builds at most 1 columns; task 1 would need column 2"):
         updater("s2", tmp_path / "s1", 1)
     small = ProgressiveNetwork(hidden=(8,), class_groups=GROUPS, max_columns=1)
-    with pytest.raises(ValueError, match="builds at most 1 columns; task 1 would need column 2"):
+    with pytest.raises(StateError, match="builds at most 1 columns; task 1 would need column 2"):
         load_model(small, tmp_path / "s1")  # load_model grows the columns first (adapt per task)
     with pytest.raises(StateError, match="holds 2 progressive columns .* builds at most 1"):
         ProgressiveNetwork(hidden=(8,), class_groups=GROUPS, max_columns=1).load_state_dict(load_state(tmp_path / "s1").model)
