@@ -137,7 +137,7 @@ def run_sequence(model_name: str, method: str, memory: int, seed: int, data: tup
             folder = workdir / f"chunk_{i}"
             updater = cls(
                 model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=lr), seed=seed,
-                input_state_folder=previous, output_state_folder=folder, **arguments, **QUIET,
+                input_state_folder=previous, output_state_folder=folder, **{**QUIET, **arguments},
             )
             steps_before = updater.learner.total_steps
             begun = time.perf_counter()
