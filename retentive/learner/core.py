@@ -30,18 +30,19 @@ that their replicas agree (:mod:`retentive.distributed`). See docs/ddp.md.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
+from retentive.components.base import Component, StepContext, reduce_task_loss
 from retentive.data import nested
-from retentive.distributed import broadcast_buffers
 from retentive.errors import DataError
 from retentive.learner.checks import StepChecks
+from retentive.learner.lifecycle import ChunkBatches, LifecycleMixin
+from retentive.learner.losses import mask_logits, normalized_total
 from retentive.learner.metrics import EpochMetrics
 from retentive.learner.replicas import ReplicaMixin
 from retentive.learner.state import StateMixin
@@ -51,46 +52,16 @@ from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
-from retentive.streams import Purpose, stream_seed
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-ChunkBatches = Callable[[int], Iterator[Batch]]
 
 
 SCHEDULER_INTERVALS = ("epoch", "step")
 CLIP_ALGORITHMS = (None, "norm", "value")
 
 
-def mask_logits(logits: Tensor, keep_classes: Tensor) -> Tensor:
-    """``logits`` with every class not in ``keep_classes`` set to the dtype's lowest value.
-
-    Renate fills ``-inf``; the lowest finite value gives the same softmax and cross-entropy without
-    turning an MSE on the logits (DER) into ``inf``.
-    """
-    keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-    keep[keep_classes.to(logits.device)] = True
-    return logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
-
-
-def normalized_total(
-    loss_weight: float, new_loss: Tensor, terms: Sequence[tuple[float, Tensor]], normalize: bool
-) -> Tensor:
-    """Renate's total: ``(w*L_new + sum c_i) / (w + sum weight_i)`` over the terms present.
-
-    Each ``c_i`` already carries its weight; terms absent this step (``None``) are not passed, so
-    the first chunk, with an empty memory, trains on exactly ``L_new``.
-    """
-    total = loss_weight * new_loss
-    for _, term in terms:
-        total = total + term
-    if not normalize:
-        return total
-    denominator = loss_weight + sum(weight for weight, _ in terms)
-    return total / denominator if denominator > 0 else total
-
-
-class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
+class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
     """Trains ``model`` on new batches plus replayed memory under weighted components.
 
     Args:
@@ -217,17 +188,6 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
         self.inserted_slots: list[Tensor] = []
 
     # ---------------------------------------------------------------- setup
-    def begin_update(self, seed: int, update: int, task_id: int | str, chunk: ChunkBatches | None) -> None:
-        """Set the update's task, its component streams and the chunk update-level hooks iterate.
-
-        Called by the updater before the fit (a resume checkpoint restored during the fit then
-        overrides the generator states with those it saved).
-        """
-        self.seed, self.update_index, self.task_id, self._chunk = int(seed), int(update), task_id, chunk
-        self.inserted_slots: list[Tensor] = []
-        self.generator.manual_seed(stream_seed(self.seed, self.update_index, Purpose.COMPONENTS))
-        self.rng.seed(stream_seed(self.seed, self.update_index, Purpose.COMPONENT_COINS))
-
     def set_chunk_classes(self, classes: Tensor | None) -> None:
         """The classes ``mask_unused_classes`` keeps: Renate's, those of the current chunk plus
         those present in the memory when the update starts."""
@@ -245,82 +205,6 @@ class Learner(ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
             return optimizer
         scheduler = {"scheduler": self.lr_scheduler_factory(optimizer), "interval": self.scheduler_interval}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    def update_context(self, epoch: int | None = None) -> UpdateContext:
-        """The context of the update-level hooks (and of update-end selection)."""
-        rank, world_size = self._ranks()
-        return UpdateContext(
-            model=self.model,
-            memory=self.memory,
-            task_id=self.task_id,  # type: ignore[arg-type]
-            update=self.update_index,
-            device=self.device,
-            loss_fn=self.loss_fn,
-            batch_size=max(1, self.memory_batch_size, 256),
-            rank=rank,
-            world_size=world_size,
-            generator=self.generator,
-            rng=self.rng,
-            epoch=epoch,
-            _chunk=self._chunk,
-            _forward=self._forward_eval,
-            all_reduce_mean=self._all_reduce_mean,
-        )
-
-    def _forward_eval(self, inputs: Any, task_ids: Tensor) -> Tensor:
-        inputs = apply_transform(self.transforms["test"][0], nested.to(inputs, self.device), "test_transform")
-        return forward_routed(self.model, inputs, task_ids.to(self.device))
-
-    def on_fit_start(self) -> None:
-        self.memory.to(self.device)
-        self.epoch_metrics.reset()
-        self._seen_at_fit_start = self.memory.seen
-        self._start_distributed_fit()
-        for component in self.components:
-            component.init_parameter_state(self.model)
-            component.to(self.device)
-        if self.feature_layers:
-            self._taps = FeatureTaps(self.model, self.feature_layers)
-        self.checks.reset(self.device, self.total_steps)
-        with self._component_rng(-1):
-            ctx = self.update_context()
-            for component in self.components:
-                component.on_update_start(ctx)
-
-    def on_fit_end(self) -> None:
-        self.checks.raise_if_failed(self.task_id)
-        self._log_last_losses()
-        if self._exchange is not None:  # update-end passes see rank 0's batch-norm statistics everywhere
-            broadcast_buffers([self.model])
-        with self._component_rng(-2):
-            ctx = self.update_context()
-            for component in self.components:
-                component.on_update_end(ctx)
-            self._policy_hook("on_update_end", ctx)  # update-end selection (herding, k-center, ...)
-        if self._taps is not None:
-            self._taps.remove()
-            self._taps = None
-        if self._exchange is not None:
-            self._end_distributed_fit(self._exchange)
-
-    def on_train_epoch_end(self) -> None:
-        self.checks.raise_if_failed(self.task_id)
-        scheduler = self.lr_schedulers()
-        if scheduler is not None and self.scheduler_interval == "epoch":
-            scheduler.step()
-        self.epoch_metrics.log_train(self)
-        with self._component_rng(-3 - self.current_epoch):
-            ctx = self.update_context(epoch=self.current_epoch)
-            for component in self.components:
-                component.on_train_epoch_end(ctx)
-            self._policy_hook("on_train_epoch_end", ctx)
-
-    def _policy_hook(self, name: str, ctx: UpdateContext) -> None:
-        """A memory policy that selects with the model (update-end policies) runs beside the
-        components, inside the replica check."""
-        hook = getattr(self.memory.policy, name, None)
-        if hook is not None and self.memory.capacity > 0:
-            hook(ctx)
 
     def forward(self, x: Any) -> Tensor:
         return self.model(x)
