@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
 from retentive.data.tensors import TensorChunk
+from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
 
 
@@ -37,7 +38,6 @@ def chunk_classes(dataset: Dataset) -> Tensor:
     return torch.unique(targets.long())
 
 
-@torch.no_grad()
 def accuracy(
     model: nn.Module,
     dataset: Dataset,
@@ -52,11 +52,9 @@ def accuracy(
     ``classes`` restricts the prediction to those labels: task-aware evaluation of a single-head
     model, as the DER paper's Task-IL figures are measured (mask the logits of other tasks).
     """
-    was_training = model.training
-    model.eval()
     correct = total = 0
     keep: Tensor | None = None
-    try:
+    with evaluating(model):
         for batch in _batches(dataset, batch_size):
             x, y = nested.to(batch[0], device), batch[1].to(device).long()
             task_ids = batch[2].to(device) if len(batch) > 2 else None
@@ -68,8 +66,6 @@ def accuracy(
                 logits = logits.masked_fill(~keep, float("-inf"))
             correct += int((logits.argmax(dim=-1) == y).sum())
             total += int(y.numel())
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ValueError("cannot measure accuracy on an empty dataset")
     return correct / total
@@ -225,22 +221,17 @@ def positive_flip_impact(new_predictions: Tensor, old_predictions: Tensor, label
     return float((~old_ok & new_ok).sum()) / correct if correct else 0.0
 
 
-@torch.no_grad()
 def predictions(
     model: nn.Module, datasets: Sequence[Dataset], batch_size: int = 1024, device: str | torch.device = "cpu"
 ) -> tuple[Tensor, Tensor]:
     """The model's top-1 predictions and the labels over ``datasets`` pooled, in order."""
-    was_training = model.training
-    model.eval()
     predicted, labels = [], []
-    try:
+    with evaluating(model):
         for dataset in datasets:
             for batch in _batches(dataset, batch_size):
                 task_ids = batch[2].to(device) if len(batch) > 2 else None
                 predicted.append(forward_routed(model, batch[0].to(device), task_ids).argmax(dim=-1).cpu())
                 labels.append(batch[1].long().cpu())
-    finally:
-        model.train(was_training)
     if not labels:
         raise ValueError("flip metrics need at least one test sample")
     return torch.cat(predicted), torch.cat(labels)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.components.exemplars import balanced_quotas, herding_selection, replace_memory
 from retentive.data import nested
+from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
 from retentive.models.taps import FeatureTaps
 
@@ -194,17 +195,14 @@ class ICaRL(_SeenClasses):
         super().on_update_end(ctx)
         classes = self.seen_classes.nonzero().flatten().cpu()
         quotas = balanced_quotas(self.memory_size, int(classes.numel()), "classes")
-        model, was_training = ctx.model, ctx.model.training
-        taps = FeatureTaps(model, [self.feature_layer])
-        model.eval()
+        taps = FeatureTaps(ctx.model, [self.feature_layer])
         try:
-            with torch.no_grad():
+            with evaluating(ctx.model):
                 rows = self._exemplars(ctx, classes, quotas, taps)
                 replace_memory(ctx.memory, rows, offered=sum(int(b.targets.shape[0]) for b in ctx.chunk_batches()))
                 self._class_means(ctx, taps)
         finally:
             taps.remove()
-            model.train(was_training)
 
     def _exemplars(self, ctx: UpdateContext, classes: Tensor, quotas: list[int], taps: FeatureTaps) -> dict[str, Tensor]:
         """Old classes keep their first exemplars; this chunk's new classes are herded."""

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from retentive.components.base import Batch, Component, StepContext, UpdateContext
 from retentive.data import nested
 from retentive.errors import NonFiniteLossError
+from retentive.models.modes import evaluating
 
 #: per-sample Jacobian entries one Fisher batch may hold (B x C x P floats, 128 MiB of float32)
 _FISHER_BUDGET = 1 << 25
@@ -89,17 +90,13 @@ def fisher_diagonal(
     use_jacobians = linear is None or bool(exact_jacobians)
     total = {name: torch.zeros_like(p.detach()) for name, p in params.items()}
     count = 0
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model, no_grad=False):
         for batch in batches:
             if use_jacobians:
                 _fisher_by_jacobians(model, params, batch, forward, total)
             else:
                 _fisher_linear(model, linear, batch, forward, total)  # type: ignore[arg-type]
             count += int(batch.targets.shape[0])
-    finally:
-        model.train(was_training)
     if count == 0:
         raise ValueError("the Fisher diagonal needs at least one sample; the chunk is empty")
     return {name: value / count for name, value in total.items()}

@@ -15,21 +15,18 @@ from torch import Tensor
 
 from retentive.components.base import Batch
 from retentive.data import nested
+from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
 from retentive.models.taps import FeatureTaps
 
 
 @contextmanager
 def _evaluating(learner) -> Iterator[FeatureTaps | None]:  # noqa: ANN001 - a Learner (import cycle)
-    model = learner.model
-    was_training = model.training
-    taps = FeatureTaps(model, learner.feature_layers) if learner.feature_layers else None
-    model.eval()
+    taps = FeatureTaps(learner.model, learner.feature_layers) if learner.feature_layers else None
     try:
-        with torch.no_grad():
+        with evaluating(learner.model):
             yield taps
     finally:
-        model.train(was_training)
         if taps is not None:
             taps.remove()
 

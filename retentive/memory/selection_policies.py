@@ -23,7 +23,8 @@ from retentive.memory.selection import (
     last_parameters,
     per_sample_gradients,
 )
-from retentive.memory.update_end import EvalMode, UpdateEndPolicy, all_batches, candidate_features, check_feature_layers
+from retentive.memory.update_end import UpdateEndPolicy, all_batches, candidate_features, check_feature_layers
+from retentive.models.modes import evaluating
 
 
 class HerdingPolicy(UpdateEndPolicy):
@@ -167,7 +168,7 @@ class GradientDiversityPolicy(UpdateEndPolicy):
         names = self.parameter_names(ctx.model)
         sketch: tuple[Tensor, Tensor] | None = None
         rows, targets, m = [], [], 0
-        with EvalMode(ctx.model):
+        with evaluating(ctx.model, no_grad=False):
             for where, x, y, t in all_batches(ctx, self.batch_size):
                 g = per_sample_gradients(ctx.model, ctx.loss_fn, x, y.long(), names, t)
                 if self.sketch_dim is not None and g.shape[1] > self.sketch_dim:
@@ -238,7 +239,7 @@ class ForgettingPolicy(UpdateEndPolicy):
     def _evaluate(self, ctx: Any) -> tuple[Tensor, int]:
         """Update the counters from one evaluation of memory then chunk; return all targets."""
         correct, targets, m = [], [], 0
-        with EvalMode(ctx.model), torch.no_grad():
+        with evaluating(ctx.model):
             for where, x, y, t in all_batches(ctx, self.batch_size):
                 correct.append((ctx.forward(x, t).argmax(1) == y).cpu())
                 targets.append(y.long().cpu())

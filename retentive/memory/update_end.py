@@ -36,6 +36,7 @@ from retentive.data import nested
 from retentive.memory.buffer import CORE_KEYS, ReplayBuffer
 from retentive.memory.layout import flat_rows, is_input_key
 from retentive.memory.selection import last_parameters
+from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
 
 
@@ -141,17 +142,6 @@ def check_feature_layers(model: nn.Module, layers: Sequence[str] | None) -> None
     _Penultimate(model, layers).remove()
 
 
-class EvalMode:
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was = model, model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was)
-
-
 def all_batches(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
     """The memory (slot order) then the chunk, tagged, on the context's device."""
     device = ctx.device
@@ -170,7 +160,7 @@ def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) 
     taps = _Penultimate(ctx.model, layers)
     feats, targets, m = [], [], 0
     try:
-        with EvalMode(ctx.model), torch.no_grad():
+        with evaluating(ctx.model):
             for where, x, y, t in all_batches(ctx, batch_size):
                 ctx.forward(x, t)
                 feats.append(taps.features())
@@ -216,7 +206,7 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
     extra = [k for k in memory.keys if k not in CORE_KEYS and not is_input_key(k)] or list(getattr(ctx, "memory_keys", ()))
     pieces: list[dict[str, Tensor]] = []
     offset, pointer = 0, 0
-    with EvalMode(ctx.model), torch.no_grad():
+    with evaluating(ctx.model):
         for _, x, y, t in _chunk_only(ctx, batch_size) if chunk_rows.numel() else ():
             b = int(y.shape[0])
             stop = int(torch.searchsorted(chunk_rows, offset + b))

@@ -23,6 +23,7 @@ from retentive.data import nested
 from retentive.errors import DataError, MemoryShapeError
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
+from retentive.models.modes import evaluating
 
 
 def _tensor_attr(dataset: Dataset, name: str, length: int) -> Tensor | None:
@@ -114,10 +115,8 @@ def probe_model(model: nn.Module, x: Any, task_id: int, role: str) -> int:
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     batch = nested.tree_map(lambda leaf: leaf.unsqueeze(0).to(device), x)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model):
             if getattr(model, "takes_task_ids", False):
                 out = model(batch, torch.full((1,), task_id, dtype=torch.long, device=device))
             else:
@@ -126,8 +125,6 @@ def probe_model(model: nn.Module, x: Any, task_id: int, role: str) -> int:
         raise DataError(
             f"the model cannot run on a {role} {_describe(x)}: {type(error).__name__}: {error}"
         ) from error
-    finally:
-        model.train(was_training)
     if not torch.is_tensor(out) or out.dim() != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise DataError(f"the model must return logits of shape (batch, classes); on one {role} sample it returned {shape}")
