@@ -6,28 +6,16 @@ functions are pure functions of that matrix, so they are tested against hand-com
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from retentive.data import nested
-from retentive.data.tensors import TensorChunk
+from retentive.data.tensors import dataset_batches
 from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
-
-
-def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Tensor, ...]]:
-    """Batches of ``(x, y[, task_ids])``: tensor slices for a TensorChunk, a DataLoader otherwise."""
-    if isinstance(dataset, TensorChunk):
-        for start in range(0, len(dataset), batch_size):
-            stop = start + batch_size
-            task_ids = None if dataset.task_ids is None else dataset.task_ids[start:stop]
-            batch = (nested.index(dataset.inputs, slice(start, stop)), dataset.targets[start:stop])
-            yield batch if task_ids is None else (*batch, task_ids)
-        return
-    yield from DataLoader(dataset, batch_size=batch_size)
 
 
 def chunk_classes(dataset: Dataset) -> Tensor:
@@ -55,7 +43,7 @@ def accuracy(
     correct = total = 0
     keep: Tensor | None = None
     with evaluating(model):
-        for batch in _batches(dataset, batch_size):
+        for batch in dataset_batches(dataset, batch_size):
             x, y = nested.to(batch[0], device), batch[1].to(device).long()
             task_ids = batch[2].to(device) if len(batch) > 2 else None
             logits = forward_routed(model, x, task_ids)
@@ -228,7 +216,7 @@ def predictions(
     predicted, labels = [], []
     with evaluating(model):
         for dataset in datasets:
-            for batch in _batches(dataset, batch_size):
+            for batch in dataset_batches(dataset, batch_size):
                 task_ids = batch[2].to(device) if len(batch) > 2 else None
                 predicted.append(forward_routed(model, batch[0].to(device), task_ids).argmax(dim=-1).cpu())
                 labels.append(batch[1].long().cpu())

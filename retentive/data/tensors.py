@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
 
@@ -50,3 +51,15 @@ class TensorChunk(Dataset):
         index = torch.as_tensor(index, dtype=torch.long)
         task_ids = None if self.task_ids is None else self.task_ids[index]
         return TensorChunk(nested.index(self.inputs, index), self.targets[index], task_ids)
+
+
+def dataset_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Any, ...]]:
+    """Batches of ``(x, y[, task_ids])`` in order: tensor slices for a TensorChunk (no per-sample
+    indexing and collation), a DataLoader otherwise."""
+    if isinstance(dataset, TensorChunk):
+        for start in range(0, len(dataset), batch_size):
+            stop = start + batch_size
+            batch = (nested.index(dataset.inputs, slice(start, stop)), dataset.targets[start:stop])
+            yield batch if dataset.task_ids is None else (*batch, dataset.task_ids[start:stop])
+        return
+    yield from DataLoader(dataset, batch_size=batch_size, shuffle=False)

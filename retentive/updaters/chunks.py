@@ -6,24 +6,16 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from retentive.data import nested
-from retentive.data.tensors import TensorChunk
+from retentive.data.tensors import TensorChunk, dataset_batches
 from retentive.memory.buffer import ReplayBuffer
 
 
 def chunk_batches(dataset: Dataset, task_id: int, batch_size: int = 4096) -> Iterator[dict[str, Tensor]]:
     """The chunk in order, as memory batches (``inputs``, ``targets``, ``task_ids``)."""
-    if isinstance(dataset, TensorChunk):
-        batches: Iterator = (
-            (nested.index(dataset.inputs, slice(i, i + batch_size)), dataset.targets[i : i + batch_size])
-            + (() if dataset.task_ids is None else (dataset.task_ids[i : i + batch_size],))
-            for i in range(0, len(dataset), batch_size)
-        )
-    else:
-        batches = iter(DataLoader(dataset, batch_size=batch_size, shuffle=False))
-    for batch in batches:
+    for batch in dataset_batches(dataset, batch_size):
         inputs, targets = batch[0], torch.as_tensor(batch[1]).long()
         task_ids = torch.as_tensor(batch[2]).long() if len(batch) == 3 else torch.full_like(targets, task_id)
         yield {"inputs": inputs, "targets": targets, "task_ids": task_ids}
