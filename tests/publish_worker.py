@@ -3,8 +3,8 @@ folders to one URL, alternately, until the test SIGKILLs it.
 
     python tests/publish_worker.py URL FOLDER_A FOLDER_B
 
-Prints ``ready`` once imported, then for each ``go`` the child's pid, and ``reaped`` once the
-child is dead. Forking spares each kill the imports (seconds on a loaded machine), so the kills
+Prints ``ready`` once imported, then for each ``go`` the child's pid, ``started`` when the child
+begins publishing, and ``reaped`` once the child is dead. Forking spares each kill the imports (seconds on a loaded machine), so the kills
 land inside publish_state.
 """
 
@@ -23,6 +23,8 @@ for line in sys.stdin:
         break
     pid = os.fork()
     if pid == 0:  # the child: publish until killed (fsspec starts a fresh event loop after a fork)
+        open_url(url)[0].exists(url)
+        print("started", flush=True)
         round_ = 0
         while True:
             publish_state(folders[round_ % 2], url)

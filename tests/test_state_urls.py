@@ -134,7 +134,9 @@ def test_corrupted_objects_are_detected_naming_the_url(s3, trained, tmp_path, ca
 
 def test_sigkill_during_publish_leaves_a_committed_state_never_a_mix(s3, trained, tmp_path):
     url = f"s3://{s3.bucket}/killed"
+    started = time.perf_counter()
     publish_state(trained[0], url)
+    duration = time.perf_counter() - started  # one publish, on this machine's load now
     expected = {_sha(trained[0] / "model.pt"): "a", _sha(trained[1] / "model.pt"): "b"}
     rng = random.Random(0)
     debris_seen = 0
@@ -142,11 +144,14 @@ def test_sigkill_during_publish_leaves_a_committed_state_never_a_mix(s3, trained
                               env=s3.env(PYTHONPATH=str(ROOT)), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert worker.stdout.readline().strip() == "ready"
-        for attempt in range(5):
+        for attempt in range(4):
             worker.stdin.write("go\n")
             worker.stdin.flush()
             writer = int(worker.stdout.readline())
-            time.sleep(rng.uniform(0.1, 0.6))
+            assert worker.stdout.readline().strip() == "started"
+            # a random moment of the writer's first or second publish; the first kill early in one,
+            # so that at least one lands before a commit
+            time.sleep(rng.uniform(0, 0.4 * duration if attempt == 0 else 1.5 * duration))
             os.kill(writer, signal.SIGKILL)  # the writer dies wherever it is in publish_state
             assert worker.stdout.readline().strip() == "reaped"
             debris_seen += len(s3.filesystem().ls(f"{s3.bucket}/killed/versions")) > 1
@@ -188,12 +193,16 @@ def test_bad_locations_fail_before_anything_is_written(s3, case, tmp_path, monke
     assert _objects(s3) == before, "nothing was written"
 
 
-def test_cli_reports_an_unreachable_url_in_one_line(s3, chunks, tmp_path):
-    done = _cli("update", "--config", CONFIG, "--data", chunks / "train_0.npz", "--output-state",
-                f"s3://{s3.bucket}/x", env=s3.env(AWS_SECRET_ACCESS_KEY="wrong"), cwd=tmp_path)
-    assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and "access denied" in done.stderr and f"s3://{s3.bucket}/x" in done.stderr
-    assert not list(tmp_path.iterdir())
+def test_cli_reports_bad_credentials_in_one_line(s3, chunks, tmp_path, monkeypatch, capsys):
+    before = _objects(s3)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    code = main(["update", "--config", str(CONFIG), "--data", str(chunks / "train_0.npz"),
+                 "--output-state", f"s3://{s3.bucket}/x"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "access denied" in err and f"s3://{s3.bucket}/x" in err
+    monkeypatch.undo()
+    assert not list(tmp_path.iterdir()) and _objects(s3) == before, "nothing was written"
 
 
 def test_output_url_holding_a_state_is_refused_unless_in_place(s3, trained, split_small):

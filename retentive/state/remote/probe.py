@@ -18,7 +18,10 @@ def _probe_filesystem(url: str, storage_options: dict[str, Any] | None) -> tuple
     if scheme(url) in ("s3", "s3a"):
         options.setdefault("config_kwargs", _S3_PROBE_CONFIG)
         options["skip_instance_cache"] = True  # the short timeouts are for the probe alone
-    return open_url(url, options)
+    fs, root = open_url(url, options)
+    if scheme(url) in ("s3", "s3a"):
+        fs.retries = 1  # s3fs's own retries on top of botocore's
+    return fs, root
 
 
 def check_reachable(url: str, write: bool, storage_options: dict[str, Any] | None = None) -> None:
@@ -32,8 +35,11 @@ def check_reachable(url: str, write: bool, storage_options: dict[str, Any] | Non
     role = "output" if write else "input"
     bucket = root.split("/", 1)[0]
     try:
-        if scheme(url) in ("s3", "s3a") and not fs.exists(bucket):
-            raise StateError(f"{role} state {url!r}: the bucket {bucket!r} does not exist")
+        if scheme(url) in ("s3", "s3a"):
+            try:  # not fs.exists, which answers False for a denied or unreachable bucket too
+                fs.info(bucket)
+            except FileNotFoundError:
+                raise StateError(f"{role} state {url!r}: the bucket {bucket!r} does not exist") from None
         if not write:
             if not holds_state(fs, root, url):
                 raise StateError(f"input state {url!r} holds no retentive state: neither {POINTER} nor {MANIFEST} is there")
