@@ -8,6 +8,7 @@ policy; from then on every request must be signed with that key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -62,9 +63,9 @@ def _wait_until_up(endpoint: str, process: subprocess.Popen, timeout: float = 60
     raise RuntimeError(f"moto's server did not answer at {endpoint} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    """The server, its user's credentials in the environment (AWS_ENDPOINT_URL too) and a bucket."""
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """Start the server with its user, key and an empty bucket; yield it; kill it at the end."""
     import boto3
 
     port = _free_port()
@@ -80,14 +81,20 @@ def s3() -> Iterator[S3Server]:
         key = iam.create_access_key(UserName="retentive")["AccessKey"]
         iam.put_user_policy(UserName="retentive", PolicyName="s3", PolicyDocument=_POLICY)
         server = S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"], "states")
-        with pytest.MonkeyPatch.context() as patch:
-            for name in [n for n in os.environ if n.startswith("AWS_")]:
-                patch.delenv(name)
-            for name, value in server.env().items():
-                if name.startswith("AWS_"):
-                    patch.setenv(name, value)
-            server.filesystem().mkdir(server.bucket)
-            yield server
+        server.filesystem().mkdir(server.bucket)
+        yield server
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """The server, with its user's credentials (and AWS_ENDPOINT_URL) in the environment."""
+    with s3_server() as server, pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            patch.delenv(name)
+        for name, value in server.env().items():
+            if name.startswith("AWS_"):
+                patch.setenv(name, value)
+        yield server

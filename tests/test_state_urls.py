@@ -231,3 +231,22 @@ def test_memory_filesystem_and_reachability_probe(trained, tmp_path):
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     with pytest.raises(StateError, match="already exists"):
         fetch_state(url, trained[0])
+
+
+def test_a_plain_folder_at_a_url_is_read_and_a_failed_update_leaves_no_trace(trained, tmp_path):
+    import gc
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.put(str(trained[0]), "/retentive-test/plain", recursive=True)  # e.g. copied with aws s3 sync
+    fetched = fetch_state("memory://retentive-test/plain", tmp_path / "plain")
+    assert {p.name: _sha(p) for p in fetched.iterdir()} == {p.name: _sha(p) for p in trained[0].iterdir()}
+    updater = der("memory://retentive-test/out", "memory://retentive-test/plain", max_epochs=1)
+    workdir = Path(updater.state_locations._workdir)
+    with pytest.raises(Exception, match="empty"):
+        updater.update(torch.utils.data.TensorDataset(torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long)))
+    assert not fs.exists("/retentive-test/out") and not (workdir / "output").exists()
+    del updater
+    gc.collect()
+    assert not workdir.exists(), "the fetched input goes with the updater"
