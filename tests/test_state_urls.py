@@ -229,8 +229,10 @@ def test_memory_filesystem_and_reachability_probe(trained, tmp_path):
     model = load_model(MLP(), url)
     saved = load_state(trained[1]).model
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
-    with pytest.raises(StateError, match="already exists"):
+    with pytest.raises(StateError, match="already exists and is not empty"):
         fetch_state(url, trained[0])
+    (tmp_path / "empty").mkdir()
+    assert (fetch_state(url, tmp_path / "empty") / "model.pt").is_file()
 
 
 def test_a_plain_folder_at_a_url_is_read_and_a_failed_update_leaves_no_trace(trained, tmp_path):

@@ -20,7 +20,6 @@ whole, the last one wins.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 
 from retentive.errors import StateError
 from retentive.state.format import MANIFEST, PAYLOADS, read_manifest
+from retentive.state.format import _sha256 as _sha256_file
 from retentive.state.remote.filesystem import explain, open_url
 from retentive.state.staging import new_staging_folder
 
@@ -38,14 +38,6 @@ POINTER = "current.json"
 VERSIONS = "versions"
 POINTER_FORMAT = "retentive-remote-state"
 _ATTEMPTS = 3  # a reader racing a publish follows the new pointer this many times
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _new_version() -> str:
@@ -139,14 +131,17 @@ def remove_uncommitted(fs: Any, root: str, keep: str) -> list[str]:
 def fetch_state(
     url: str, local_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
 ) -> Path:
-    """Download the committed state at ``url`` into the new folder ``local_dir``, verified; return it.
+    """Download the committed state at ``url`` into ``local_dir`` (new, or an empty folder), verified;
+    return ``local_dir``.
 
     The folder appears whole or not at all (downloaded beside it, then renamed); it is a v1 state
     folder that :func:`retentive.state.load_state` reads.
     """
     target = Path(local_dir)
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()  # an empty folder (tempfile.mkdtemp's) is taken as free
     if target.exists():
-        raise StateError(f"cannot fetch {url!r} into {str(target)!r}: that folder already exists")
+        raise StateError(f"cannot fetch {url!r} into {str(target)!r}: that folder already exists and is not empty")
     fs, root = open_url(url, storage_options)
     staging = new_staging_folder(target)
     work = staging / "state"  # read_manifest refuses a folder named like a staging one
