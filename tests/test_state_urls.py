@@ -252,3 +252,21 @@ def test_a_plain_folder_at_a_url_is_read_and_a_failed_update_leaves_no_trace(tra
     del updater
     gc.collect()
     assert not workdir.exists(), "the fetched input goes with the updater"
+
+
+def test_a_missing_backend_names_the_extra_and_an_unknown_scheme_is_refused(monkeypatch, capsys, tmp_path):
+    import fsspec  # noqa: F401 - loads fsspec.registry
+
+    from retentive.state.remote import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if s3fs were not installed
+    registry = sys.modules["fsspec.registry"]._registry  # fsspec.registry is its read-only view
+    for name in ("s3", "s3a"):
+        monkeypatch.delitem(registry, name, raising=False)
+    with pytest.raises(MissingExtraError, match=r"pip install 'retentive\[s3\]'"):
+        check_reachable("s3://bucket/x", write=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["inspect", "s3://bucket/x"]) == 1
+    assert "retentive[s3]" in capsys.readouterr().err
+    with pytest.raises(StateError, match="fsspec knows no filesystem nosuch://"):
+        fetch_state("nosuch://x/y", tmp_path / "z")
