@@ -270,3 +270,30 @@ def test_a_missing_backend_names_the_extra_and_an_unknown_scheme_is_refused(monk
     assert "retentive[s3]" in capsys.readouterr().err
     with pytest.raises(StateError, match="fsspec knows no filesystem nosuch://"):
         fetch_state("nosuch://x/y", tmp_path / "z")
+
+
+def test_a_failed_upload_changes_nothing(trained, split_small, monkeypatch, tmp_path):
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    url = "memory://retentive-test/failing"
+    publish_state(trained[0], url)
+    real_put, calls = MemoryFileSystem.put_file, []
+
+    def flaky_put(self, lpath, rpath, **kwargs):
+        calls.append(rpath)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_put(self, lpath, rpath, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "put_file", flaky_put)
+    with pytest.raises(StateError, match="No space left on device.*its committed state is unchanged"):
+        publish_state(trained[1], url)
+    fs = MemoryFileSystem()
+    assert len(fs.ls("/retentive-test/failing/versions")) == 1, "the failed version was removed"
+    assert load_state(fetch_state(url, tmp_path / "a")).manifest["updates_done"] == 1
+    # through an updater: the update fails, the updater is put back, the stand-in is removed
+    calls.clear()
+    updater = der("memory://retentive-test/failing-out", max_epochs=1)
+    with pytest.raises(StateError, match="memory://retentive-test/failing-out"):
+        updater.update(split_small[0][0].subset(torch.arange(32)))
+    assert updater.updates_done == 0 and not (Path(updater.state_locations._workdir) / "output").exists()

@@ -20,6 +20,7 @@ whole, the last one wins.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -89,6 +90,7 @@ def publish_state(local_folder: str | os.PathLike[str], url: str, storage_option
     fs, root = open_url(url, storage_options)
     version = _new_version()
     prefix = f"{root}/{VERSIONS}/{version}"
+    committing = False  # from the pointer's PUT on, the new version may be the committed one
     try:
         for name in (*PAYLOADS, MANIFEST):  # the manifest last: a version without one is unfinished
             fs.put_file(str(folder / name), f"{prefix}/{name}")
@@ -101,12 +103,16 @@ def publish_state(local_folder: str | os.PathLike[str], url: str, storage_option
             "format": POINTER_FORMAT, "version": version, "manifest_sha256": _sha256_file(folder / MANIFEST),
             "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        committing = True
         fs.pipe_file(f"{root}/{POINTER}", json.dumps(pointer, indent=2).encode("utf-8"))  # the commit point
-    except StateError:
-        raise
-    except Exception as error:
-        raise StateError(f"publishing the state to {url!r} failed ({explain(error)}); its committed state is "
-                         "unchanged") from error
+    except BaseException as error:
+        if not committing:  # best effort: otherwise the next publish removes it
+            with contextlib.suppress(Exception):
+                fs.rm(prefix, recursive=True)
+        if isinstance(error, StateError) or not isinstance(error, Exception):
+            raise
+        state = "may be the new one or the previous one" if committing else "is unchanged"
+        raise StateError(f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}") from error
     remove_uncommitted(fs, root, keep=version)
 
 
