@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from retentive.cli.locations import is_local, state_location
+
 DATA_HELP = (
     "a chunk file (.npz, .pt or .csv) or a folder of them, concatenated in name order. "
     ".npz/.pt: arrays 'inputs' (N, ...), 'targets' (N,) integer classes, optional 'task_ids' (N,); "
@@ -33,6 +35,9 @@ mistake and is refused; pass --from-scratch to start a new model there on purpos
 
 an interrupted update run with --resume leaves a checkpoint beside --output-state: rerun the same
 command with --resume to continue from its last completed epoch, or with --fresh to discard it.
+
+state at URLs: --input-state and --output-state also take s3://bucket/prefix (pip install
+'retentive[s3]'; credentials and AWS_ENDPOINT_URL from the environment) and other fsspec URLs.
 
 example, one chunk after another:
   retentive update --config configs/der.yaml --data chunks/day1.npz --output-state state/day1
@@ -83,12 +88,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP)
     parser.add_argument(
-        "--input-state", type=Path, default=None, metavar="DIR",
-        help="the state folder the previous update wrote (model, memory, learner state); omit it for the first chunk",
+        "--input-state", type=state_location, default=None, metavar="DIR",
+        help="the state folder the previous update wrote (model, memory, learner state), or its URL "
+        "(s3://bucket/prefix, any fsspec filesystem); omit it for the first chunk",
     )
     parser.add_argument(
-        "--output-state", required=True, type=Path, metavar="DIR",
-        help="where this update's state folder goes; it must not exist yet and appears whole or not at all",
+        "--output-state", required=True, type=state_location, metavar="DIR",
+        help="where this update's state folder goes, a folder or a URL (s3://bucket/prefix); it must not "
+        "exist yet (a URL: hold no state yet) and appears whole or not at all",
     )
     parser.add_argument(
         "--task-id", type=non_negative_int, default=None, metavar="N",
@@ -125,7 +132,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def outputs(args: argparse.Namespace) -> list[Path]:
     """The folders a run may create; a failed run removes those it left empty."""
-    return [args.output_state.parent, Path("tb_logs"), *([args.summary.parent] if args.summary else [])]
+    local = [args.output_state.parent] if is_local(args.output_state) else []
+    return [*local, Path("tb_logs"), *([args.summary.parent] if args.summary else [])]
 
 
 def check_pipeline(args: argparse.Namespace) -> None:
@@ -142,6 +150,8 @@ def check_pipeline(args: argparse.Namespace) -> None:
     if args.from_scratch and args.input_state is not None:
         raise StateError(f"--from-scratch starts a new model, but --input-state {str(args.input_state)!r} continues one: "
                          "pass one of them")
+    if not is_local(args.output_state):  # a URL: StateLocations probes it when the updater is built
+        return
     epochs = leftover_epochs(args.output_state)
     if epochs is not None and not args.resume and not args.fresh:
         raise StateError(
@@ -164,6 +174,8 @@ def check_pipeline(args: argparse.Namespace) -> None:
 def _announce_resume(args: argparse.Namespace) -> None:
     from retentive.state.resume import leftover_epochs
 
+    if not is_local(args.output_state):
+        return
     epochs = leftover_epochs(args.output_state)
     if args.fresh and epochs is not None:
         from retentive.state.resume import discard_checkpoints

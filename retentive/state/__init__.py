@@ -4,8 +4,9 @@ One concept per module: :mod:`~retentive.state.format` (format v1: manifest, pay
 write, verified read), :mod:`~retentive.state.staging` (staging folders beside the target),
 :mod:`~retentive.state.locking` (the output lock), :mod:`~retentive.state.resume` (per-epoch
 checkpoints of an interrupted update), :mod:`~retentive.state.housekeeping` (leftovers),
-:mod:`~retentive.state.inspection` (``retentive inspect``) and :mod:`~retentive.state.loading`
-(``load_model``). Importing this package imports only the format (no Lightning).
+:mod:`~retentive.state.inspection` (``retentive inspect``), :mod:`~retentive.state.loading`
+(``load_model``) and :mod:`~retentive.state.remote` (state at URLs: ``s3://``, any fsspec
+filesystem). Importing this package imports only the format (no Lightning).
 """
 
 from retentive.state.format import (

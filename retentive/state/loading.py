@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
+from pathlib import Path
 
 from torch import nn
 
 from retentive.errors import StateError
-from retentive.state.format import load_state
+from retentive.state.format import State, load_state
 
 
 def _mismatch(model: nn.Module, saved: dict) -> str:
@@ -26,15 +28,33 @@ def _mismatch(model: nn.Module, saved: dict) -> str:
     return "; ".join(parts) or "the tensors did not load"
 
 
+def _read(folder: str | os.PathLike[str]) -> State:
+    """The verified state at ``folder``, a local folder or a URL (fetched into a temporary folder)."""
+    from retentive.state.remote import fetch_state, is_url
+
+    if not is_url(folder):
+        from retentive.state.remote import local_path
+
+        return load_state(local_path(folder))
+    with tempfile.TemporaryDirectory(prefix="retentive-state-") as scratch:
+        local = fetch_state(os.fspath(folder), Path(scratch) / "state")
+        try:
+            return load_state(local)
+        except StateError as error:
+            raise StateError(str(error).replace(str(local), os.fspath(folder))) from error
+
+
 def load_model(model: nn.Module, folder: str | os.PathLike[str], eval_mode: bool = True) -> nn.Module:
     """Load the weights saved in ``folder`` into ``model`` (verified, code-free) and return it.
+
+    ``folder`` is a state folder or a URL (``s3://...``, any fsspec filesystem) of one.
 
     The model is returned in eval mode (``model.eval()``: dropout off, batch-norm statistics
     frozen), ready for inference; pass ``eval_mode=False`` to keep its current mode, e.g. to train
     it further outside an updater. If the weights do not fit, ``model`` is left as it was (weights
     and mode) and :class:`StateError` names what differs.
     """
-    state = load_state(folder)
+    state = _read(folder)
     adapt = getattr(model, "adapt", None)
     if callable(adapt):  # a growing model rebuilds its structure (e.g. progressive columns) first
         try:

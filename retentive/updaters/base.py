@@ -40,6 +40,7 @@ from retentive.state import MANIFEST, State, check_output_folder, load_state, sa
 from retentive.streams import STREAMS_SCHEME, Purpose, memory_seeds, stream_seed
 from retentive.learner.metrics import check_logged_metrics, logged_metric_names
 from retentive.state.inplace import is_in_place, swap_in
+from retentive.state.remote.locations import StateLocations
 from retentive.updaters.arguments import (
     NOT_HYPERPARAMETERS,
     RENATE_DEVICES,
@@ -92,7 +93,9 @@ class ModelUpdater:
         memory_input_dtype: store the memory's inputs compactly: ``"uint8"`` (exact for images
             with values ``k/255``, 4x smaller than float32), ``"float16"`` or ``"bfloat16"``
             (lossy); ``None`` stores them as given. The model always sees them as given.
-        input_state_folder: the previous update's output; ``None`` for the first chunk.
+        input_state_folder: the previous update's output; ``None`` for the first chunk. Either
+            state folder may also be a URL (``s3://bucket/prefix``, any fsspec filesystem), fetched
+            and published crash-safely by :mod:`retentive.state.remote`.
         output_state_folder: where this update's state goes; ``None``: not saved. It must not exist,
             unless it is the ``input_state_folder`` (an in-place update, as Renate pipelines run):
             then the new state is written beside it and swapped in atomically, and the version it
@@ -215,8 +218,10 @@ class ModelUpdater:
             batch_size, memory_size, batch_memory_frac, memory_batch_size
         )
         self.model = model
-        self.input_state_folder = None if input_state_folder is None else Path(input_state_folder)
-        self.output_state_folder = None if output_state_folder is None else Path(output_state_folder)
+        # URLs (s3://...) are probed now and stand in for by local folders (retentive.state.remote)
+        self.state_locations = StateLocations(input_state_folder, output_state_folder, resume)
+        self.input_state_folder = self.state_locations.input_folder
+        self.output_state_folder = self.state_locations.output_folder
         self.in_place = self.output_state_folder is not None and is_in_place(self.input_state_folder, self.output_state_folder)
         if self.output_state_folder is not None and not self.in_place:
             check_output_folder(self.output_state_folder, self.input_state_folder)
@@ -288,7 +293,8 @@ class ModelUpdater:
         self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
         self.global_rank = 0  # this process's rank in the last update
         if self.input_state_folder is not None:
-            self._restore(load_state(self.input_state_folder))
+            with self.state_locations.naming_urls():
+                self._restore(load_state(self.input_state_folder))
 
     # ---------------------------------------------------------------- state
     def _restore(self, state: State) -> None:
@@ -490,6 +496,7 @@ class ModelUpdater:
     ) -> nn.Module:
         if self.output_state_folder is not None and not self.in_place:
             check_output_folder(self.output_state_folder, self.input_state_folder)
+        self.state_locations.check_output()  # an output URL must still hold no committed state
         try:
             task_id = check_task_id(task_id)
         except ValueError as error:
@@ -610,6 +617,7 @@ class ModelUpdater:
                 else:
                     save_state(folder, self._state(), lock=lock)
                 discard_checkpoints(folder)
+                self.state_locations.publish()  # an output URL: upload, commit, remove the stand-in
             except Exception as error:  # reported to the other ranks below, then re-raised here
                 failure = error
         if self.world_size > 1:

@@ -1,0 +1,109 @@
+"""An updater's state locations: local folders as they are, URLs through local stand-ins.
+
+An input URL is probed and fetched (verified) into a temporary folder when the updater is built;
+an output URL is probed for writing and must not hold a committed state yet (unless it is also the
+input: an in-place update, as Renate pipelines run with one ``state_url``). The update then saves
+to a local stand-in with the local atomic writer, and :meth:`StateLocations.publish` uploads it as
+the URL's new version and removes the stand-in, whether the upload succeeds or not. The temporary
+folder goes with the updater (or the process). ``resume=True`` needs a local output folder: its
+per-epoch checkpoints live beside it and would vanish with the temporary one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+from retentive.errors import StateError
+from retentive.state.remote.filesystem import is_url, local_path, open_url
+from retentive.state.remote.layout import fetch_state, holds_state, publish_state
+from retentive.state.remote.probe import check_reachable
+
+Location = str | os.PathLike[str] | None
+
+
+def _url(location: Location) -> str | None:
+    return os.fspath(location).rstrip("/") if location is not None and is_url(location) else None
+
+
+class StateLocations:
+    """The local folders an updater reads and writes, standing in for URLs where it was given them."""
+
+    def __init__(self, input_location: Location, output_location: Location, resume: bool = False) -> None:
+        self.input_url, self.output_url = _url(input_location), _url(output_location)
+        if self.output_url is not None and resume:
+            raise ValueError(
+                f"resume=True keeps per-epoch checkpoints beside a local output_state_folder; with {self.output_url!r} "
+                "they would be lost with the process: write to a local folder and publish it with "
+                "retentive.state.remote.publish_state, or drop resume"
+            )
+        if self.input_url is not None:  # both probed before anything is downloaded or trained
+            check_reachable(self.input_url, write=False)
+        if self.output_url is not None:
+            check_reachable(self.output_url, write=True)
+            self.check_output()
+        self._workdir: Path | None = None
+        if self.input_url is not None or self.output_url is not None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="retentive-state-"))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
+        self.input_folder = self._input(input_location)
+        self.output_folder = None if output_location is None else (
+            self._workdir / "output" if self.output_url is not None else local_path(output_location)  # type: ignore[operator]
+        )
+
+    def _input(self, location: Location) -> Path | None:
+        if location is None:
+            return None
+        if self.input_url is None:
+            return local_path(location)
+        try:
+            return fetch_state(self.input_url, self._workdir / "input")  # type: ignore[operator]
+        except BaseException:
+            self.close()
+            raise
+
+    def check_output(self) -> None:
+        """Refuse an output URL that already holds a committed state, unless it is the input URL."""
+        if self.output_url is None or self.output_url == self.input_url:
+            return
+        fs, root = open_url(self.output_url)
+        if holds_state(fs, root, self.output_url):
+            raise StateError(
+                f"output_state_folder {self.output_url!r} already holds a committed state; a state is never "
+                "overwritten (pass the same URL as input_state_folder for an in-place update)"
+            )
+
+    def publish(self) -> None:
+        """Upload the saved local stand-in to the output URL, then remove the stand-in."""
+        if self.output_url is None:
+            return
+        assert self.output_folder is not None
+        try:
+            with self.naming_urls():
+                publish_state(self.output_folder, self.output_url)
+        finally:
+            shutil.rmtree(self.output_folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def naming_urls(self) -> Iterator[None]:
+        """Errors raised inside name the URLs, not the temporary folders standing in for them."""
+        try:
+            yield
+        except StateError as error:
+            text = str(error)
+            for folder, url in ((self.input_folder, self.input_url), (self.output_folder, self.output_url)):
+                if url is not None and folder is not None:
+                    text = text.replace(str(folder), url)
+            if text == str(error):
+                raise
+            raise StateError(text) from error
+
+    def close(self) -> None:
+        """Remove the temporary folder now (it is removed with this object otherwise)."""
+        if self._workdir is not None:
+            self._cleanup()

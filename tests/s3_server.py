@@ -1,0 +1,100 @@
+"""A local S3-compatible server for the state-URL tests: moto's server on 127.0.0.1, with IAM
+checks on, so that wrong credentials are refused as AWS refuses them.
+
+The server runs in its own process (``python -m moto.server``) on a free port. Its first three
+requests are let through unauthenticated to create a user, its access key and an allow-all S3
+policy; from then on every request must be signed with that key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+REGION = "us-east-1"
+_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    key: str
+    secret: str
+    bucket: str
+
+    def env(self, **changes: str) -> dict[str, str]:
+        """The environment a client of this server needs (for a subprocess), with ``changes``."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        return {**base, "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret,
+                "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, **changes}
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(key=self.key, secret=self.secret, endpoint_url=self.endpoint,
+                                 skip_instance_cache=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_up(endpoint: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto's server exited with code {process.returncode}")
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"moto's server did not answer at {endpoint} within {timeout} s")
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """Start the server with its user, key and an empty bucket; yield it; kill it at the end."""
+    import boto3
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "AWS_ACCESS_KEY_ID": "setup", "AWS_SECRET_ACCESS_KEY": "setup"}
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_up(endpoint, process)
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
+                           aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam.create_user(UserName="retentive")
+        key = iam.create_access_key(UserName="retentive")["AccessKey"]
+        iam.put_user_policy(UserName="retentive", PolicyName="s3", PolicyDocument=_POLICY)
+        server = S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"], "states")
+        server.filesystem().mkdir(server.bucket)
+        yield server
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """The server, with its user's credentials (and AWS_ENDPOINT_URL) in the environment."""
+    with s3_server() as server, pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            patch.delenv(name)
+        for name, value in server.env().items():
+            if name.startswith("AWS_"):
+                patch.setenv(name, value)
+        yield server
