@@ -117,7 +117,7 @@ def _quiet() -> None:
 def _trace(fd: int) -> None:
     """In the worker: report each stage of the save path through the pipe (instrumentation only)."""
     import retentive.state.resume as resume
-    import retentive.updaters.base as base
+    import retentive.updaters.persistence as persistence
 
     def traced(function: Any, begin: bytes, end: bytes) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,8 +129,8 @@ def _trace(fd: int) -> None:
         return wrapper
 
     resume.write_checkpoint = traced(resume.write_checkpoint, b"C", b"c")  # called by ResumeSession
-    base.save_state = traced(base.save_state, b"S", b"s")
-    base.discard_checkpoints = traced(base.discard_checkpoints, b"R", b"r")
+    persistence.save_state = traced(persistence.save_state, b"S", b"s")
+    persistence.discard_checkpoints = traced(persistence.discard_checkpoints, b"R", b"r")
 
 
 def fork_update(setup: Setup, output: Path) -> tuple[int, int]:
@@ -273,9 +273,9 @@ def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None) -> t
         try:
             os.close(read_fd)
             _quiet()
-            import retentive.updaters.base as base
+            import retentive.updaters.persistence as persistence
 
-            swap = base.swap_in
+            swap = persistence.swap_in
 
             def traced_swap(*args: Any, **kwargs: Any) -> Any:
                 os.write(write_fd, b"S")
@@ -283,7 +283,7 @@ def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None) -> t
                 os.write(write_fd, b"s")
                 return result
 
-            base.swap_in = traced_swap
+            persistence.swap_in = traced_swap
             if kill_after is not None:
                 _self_kill_after(kill_after)
             make_updater(setup, folder, folder, callbacks=(_Marks(write_fd),), resume=False).update(setup.chunk, task_id=1)

@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-import retentive.updaters.base as base_module
+import retentive.updaters.persistence as persistence_module
 from retentive import StateError
 from retentive.state.resume import ResumeWarning, checkpoint_root, discard_checkpoints, has_checkpoint
 from retentive.state import load_state
@@ -85,18 +85,18 @@ def test_an_interrupted_update_resumes_from_its_last_epoch_and_ends_identical(se
 def test_a_crash_during_the_save_resumes_without_training_again(setup, tmp_path, monkeypatch):
     state0, chunk1, clean = setup
     output = tmp_path / "s1"
-    real_save = base_module.save_state
+    real_save = persistence_module.save_state
 
     def crash(*args, **kwargs):
         raise Interrupt("killed while saving")
 
-    monkeypatch.setattr(base_module, "save_state", crash)
+    monkeypatch.setattr(persistence_module, "save_state", crash)
     with pytest.raises(Interrupt):
         der(output, state0, resume=True, **SETTINGS).update(chunk1, task_id=1)
     assert not output.exists()
     final = load_state(checkpoint_root(output) / "epoch-0003", allow_checkpoint=True)
     assert final.manifest["resume"]["complete"] is True
-    monkeypatch.setattr(base_module, "save_state", real_save)
+    monkeypatch.setattr(persistence_module, "save_state", real_save)
     steps = CountSteps()
     der(output, state0, resume=True, callbacks=[steps], **SETTINGS).update(chunk1, task_id=1)
     assert steps.steps == 0

@@ -1,46 +1,42 @@
 """ModelUpdater: the life cycle of one update — load state, fit with Lightning, save state.
 
 Subclasses choose the loss components (and the memory); everything else — batching, seeding,
-the Trainer, validation of the input, and the state folder — lives here once.
+the Trainer, validation of the input, and the state folder — lives here once: the update itself
+here, the state in :mod:`~retentive.updaters.persistence`, the fit in
+:mod:`~retentive.updaters.fitting`.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
-from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
-from retentive.data.loaders import training_loader
-from retentive.distributed import broadcast_object
-from retentive.errors import DataError, StateError
+from retentive.errors import DataError
 from retentive.evaluation import chunk_classes
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
-from retentive.learner.passes import insert_chunk, refresh_metadata
-from retentive.data import nested
-from retentive.learner.transforms import Transform, apply_transform
-from retentive.state.locking import OutputLock
-from retentive.memory.buffer import ReplayBuffer
-from retentive.quiet import quiet_lightning
-from retentive.memory.policies import InsertionPolicy
-from retentive.state.resume import ResumeSession, discard_checkpoints, update_fingerprint
-from retentive.state import MANIFEST, State, check_output_folder, load_state, save_state
-from retentive.streams import STREAMS_SCHEME, Purpose, memory_seeds, stream_seed
 from retentive.learner.metrics import check_logged_metrics, logged_metric_names
-from retentive.state.inplace import is_in_place, swap_in
+from retentive.learner.passes import insert_chunk, refresh_metadata
+from retentive.learner.transforms import Transform
+from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.policies import InsertionPolicy
+from retentive.quiet import quiet_lightning
+from retentive.state import MANIFEST, check_output_folder, load_state
+from retentive.state.inplace import is_in_place
+from retentive.state.locking import OutputLock
 from retentive.state.remote.locations import StateLocations
+from retentive.state.resume import ResumeSession, update_fingerprint
+from retentive.streams import Purpose, memory_seeds, stream_seed
 from retentive.updaters.arguments import (
     NOT_HYPERPARAMETERS,
     RENATE_DEVICES,
@@ -53,17 +49,13 @@ from retentive.updaters.arguments import (
     resolve_devices_strategy,
     split_batch,
 )
-from retentive.updaters.collate import CollatedView
-from retentive.updaters.monitoring import BestEpoch
 from retentive.updaters.chunks import chunk_batches
-from retentive.updaters.validation import check_chunk, check_dataset, probe_model
+from retentive.updaters.collate import CollatedView
+from retentive.updaters.fitting import FittingMixin
+from retentive.updaters.persistence import PersistenceMixin
+from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
 MEMORY_INSERTION = ("step", "update_end")
-
-
-def _shape(x: Any) -> Any:
-    flat = nested.flatten(x) if not torch.is_tensor(x) else {"": x}
-    return tuple(flat[""].shape) if list(flat) == [""] else {k: tuple(v.shape) for k, v in flat.items()}
 
 
 def _exposes_targets(dataset: Dataset) -> bool:
@@ -72,7 +64,7 @@ def _exposes_targets(dataset: Dataset) -> bool:
     return torch.is_tensor(targets) and targets.dim() == 1 and targets.shape[0] == len(dataset)  # type: ignore[arg-type]
 
 
-class ModelUpdater:
+class ModelUpdater(PersistenceMixin, FittingMixin):
     """Updates a model on one data chunk per :meth:`update` call without forgetting the earlier ones.
 
     Args:
@@ -296,108 +288,6 @@ class ModelUpdater:
             with self.state_locations.naming_urls():
                 self._restore(load_state(self.input_state_folder))
 
-    # ---------------------------------------------------------------- state
-    def _restore(self, state: State) -> None:
-        """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
-        backup = self._snapshot()
-        try:
-            self._apply_state(state, self.input_state_folder)
-        except BaseException:
-            self._put_back(backup)
-            raise
-
-    def _apply_state(self, state: State, folder: Path | None) -> None:
-        task_order = list(state.learner.get("updater", {}).get("task_order", []))
-        self._adapt_model(task_order)  # a growing model rebuilds its structure before weights load
-        try:
-            self.model.load_state_dict(state.model)
-        except Exception as error:
-            raise StateError(f"the model in {str(folder)!r} does not fit the model passed in: {error}") from error
-        try:
-            self.learner.load_extra_state(state.learner["learner"])
-            self.memory.load_state_dict(state.memory)
-            counters = state.learner["updater"]
-            updates_done = int(counters["updates_done"])
-            tasks_seen = {str(k): int(v) for k, v in counters["tasks_seen"].items()}
-        except Exception as error:  # any malformed payload: the folder does not fit this updater
-            raise StateError(
-                f"the state in {str(folder)!r} does not fit this updater: {type(error).__name__}: {error}"
-            ) from error
-        missing = set(self.learner.memory_keys) - set(self.memory.keys)
-        if self.memory.keys and missing:
-            raise StateError(
-                f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
-            )
-        self.updates_done, self.tasks_seen, self.task_order = updates_done, tasks_seen, task_order
-
-    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
-        """Let a model that grows per task (``model.adapt(task_id)``) grow for each of ``tasks``."""
-        adapt = getattr(self.model, "adapt", None)
-        if callable(adapt):
-            for task in tasks:
-                adapt(task)
-
-    def _snapshot(self) -> tuple[Any, ...]:
-        """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""
-        return (
-            copy.deepcopy(self.model.state_dict()),
-            self.memory.state_dict(),
-            copy.deepcopy(self.learner.extra_state()),
-            (self.updates_done, dict(self.tasks_seen), list(self.task_order)),
-        )
-
-    def _put_back(self, backup: tuple[Any, ...]) -> None:
-        self.model.load_state_dict(backup[0])
-        self.memory.load_state_dict(backup[1])
-        self.learner.load_extra_state(backup[2])
-        self.updates_done, self.tasks_seen, self.task_order = backup[3]
-
-    def _state(self) -> State:
-        return State(
-            model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            learner={
-                "learner": self.learner.extra_state(),
-                "updater": {
-                    "updates_done": self.updates_done,
-                    "tasks_seen": dict(self.tasks_seen),
-                    "task_order": list(self.task_order),
-                },
-            },
-            memory=self.memory.state_dict(),
-            manifest={
-                "updater": type(self).__name__,
-                "hyperparameters": self.hyperparameters,
-                "updates_done": self.updates_done,
-                "tasks_seen": dict(self.tasks_seen),
-                "task_order": list(self.task_order),
-                "world_size": self.world_size,
-                "effective_precision": self.effective_precision,
-                "random_streams": STREAMS_SCHEME,
-                "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
-            },
-        )
-
-    # ---------------------------------------------------------------- input checks
-    def _check_transforms(self, dataset: Dataset, task: int | str) -> None:
-        """Refuse, before training, a transform whose output the model cannot run on."""
-        sample = dataset[0][0]  # type: ignore[index]
-        one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), sample)
-        route = task if isinstance(task, int) else 0
-        for role, (transform, _) in self.learner.transforms.items():
-            name = f"{role}_transform"
-            if transform is None:
-                continue
-            try:
-                out = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, name))
-                probe_model(self.model, out, route, name)
-            except DataError as error:
-                raise DataError(
-                    f"{name} turns a sample of shape {_shape(sample)} into shape {_shape(out)}, which the "
-                    f"model cannot run on: {error}"
-                ) from error
-            except Exception as error:
-                raise DataError(f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}") from error
-
     # ---------------------------------------------------------------- hooks for subclasses
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         """The memory this updater keeps (Joint keeps an unbounded one)."""
@@ -437,24 +327,6 @@ class ModelUpdater:
             yield Batch(rows["inputs"], rows["targets"], rows["task_ids"])
 
     # ---------------------------------------------------------------- the update
-    def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
-        return training_loader(dataset, self.new_batch_size, shuffle, seed, rank, world_size, self.num_workers)
-
-    def _trainer(self, max_epochs: int | None = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
-        kwargs = dict(self.trainer_kwargs)
-        if max_epochs is not None:
-            kwargs["max_epochs"] = max_epochs
-        return pl.Trainer(
-            logger=self.logger if self.logger is not None else False,
-            callbacks=list(self.callbacks) + list(callbacks),
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            log_every_n_steps=self.learner.log_every_n_steps,
-            use_distributed_sampler=False,  # under DDP the loaders shard the data themselves
-            **kwargs,
-        )
-
     def update(
         self,
         train_dataset: Dataset,
@@ -516,7 +388,7 @@ class ModelUpdater:
         if val_dataset is not None:
             check_dataset(val_dataset, "validation", self.memory)
             check_chunk(self.model, val_dataset, "validation", None, route)
-        self._check_transforms(train_dataset, task)
+        check_transforms(self.model, self.learner.transforms, train_dataset, task)
         update = self.updates_done
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         session = None
@@ -554,81 +426,3 @@ class ModelUpdater:
             self._put_back(backup)
             raise
         return self.model
-
-    def _fit(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: ResumeSession | None
-    ) -> None:
-        epochs = self.trainer_kwargs["max_epochs"] - (0 if session is None else session.epochs_before)
-        callbacks: list[pl.Callback] = [] if session is None else [session.callback()]
-        if self.metric is not None and val_dataset is not None:
-            # Renate's checkpoint rule: with a monitored metric and a validation set, the state
-            # written is the best epoch's (early stopping or not)
-            callbacks.append(BestEpoch(self.metric, self.mode, self._snapshot, self._put_back))
-            if self.early_stopping_enabled:
-                from pytorch_lightning.callbacks import EarlyStopping
-
-                callbacks.append(EarlyStopping(monitor=self.metric, mode=self.mode))
-        trainer = self._trainer(max_epochs=epochs, callbacks=callbacks)
-        self._check_launcher(trainer)
-        steps = self._steps_per_epoch(trainer.world_size)
-        if steps is not None:
-            trainer.limit_train_batches = steps
-        self.effective_precision = str(trainer.precision)  # Lightning may fall back (16-mixed on CPU)
-        if self.logger is not None:
-            self.logger.log_hyperparams(self.hyperparameters)
-        # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
-        self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
-        ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
-        train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
-        if session is not None:
-            session.attach_loader(train_loader)
-        trainer.fit(
-            self.learner,
-            train_dataloaders=train_loader,
-            val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
-        )
-        if trainer.interrupted:
-            raise RuntimeError("the update was interrupted before it finished; nothing was written")
-        if session is not None:
-            session.finish()
-
-    def _check_launcher(self, trainer: pl.Trainer) -> None:
-        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
-            raise ValueError(
-                f"strategy={self.trainer_kwargs['strategy']!r} trains in processes it starts and then discards, so "
-                "the memory and component state they build would be lost; use strategy='ddp' (one process "
-                "per device, started by Lightning or by torchrun/SLURM), which runs this script on every rank"
-            )
-
-    def _save(self, lock: OutputLock | None) -> None:
-        """Write the state folder: the rank holding the lock (rank 0) writes, the others wait for it.
-
-        Every replica holds the same state (the Learner checked at the end of the fit), so rank 0's
-        folder is everyone's. Under data parallelism its outcome is broadcast, so that the other
-        ranks return only once the folder exists, and a failed write fails every rank.
-        """
-        folder = self.output_state_folder
-        assert folder is not None
-        failure: Exception | None = None
-        if lock is not None:
-            try:
-                if self.in_place:  # written beside, swapped in, the old one kept for rollback
-                    swap_in(folder, self._state(), lock)
-                else:
-                    save_state(folder, self._state(), lock=lock)
-                discard_checkpoints(folder)
-                self.state_locations.publish()  # an output URL: upload, commit, remove the stand-in
-            except Exception as error:  # reported to the other ranks below, then re-raised here
-                failure = error
-        if self.world_size > 1:
-            message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
-            if failure is None and message is not None:
-                raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
-        if failure is not None:
-            raise failure
-
-    def _log_memory(self) -> None:
-        if isinstance(self.logger, TensorBoardLogger) and len(self.memory):
-            targets = self.memory.storage["targets"][: len(self.memory)].cpu()
-            self.logger.experiment.add_histogram("memory/classes", targets, self.learner.total_steps)
-            self.logger.experiment.flush()

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from retentive.data import nested
 from retentive.errors import DataError, MemoryShapeError
+from retentive.learner.transforms import apply_transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
 from retentive.models.modes import evaluating
@@ -196,3 +197,34 @@ def check_chunk(model: nn.Module, dataset: Dataset, role: str, task_id: int | No
         _check_task_ids(task_ids, task_id if role == "training" else None, role)
     elif t0 is not None:  # one sample says nothing about the chunk's other task ids
         _check_task_ids(torch.as_tensor(t0).reshape(1), None, role)
+
+
+def _shape(x: Any) -> Any:
+    flat = nested.flatten(x) if not torch.is_tensor(x) else {"": x}
+    return tuple(flat[""].shape) if list(flat) == [""] else {k: tuple(v.shape) for k, v in flat.items()}
+
+
+def check_transforms(model: nn.Module, transforms: dict[str, tuple[Any, Any]], dataset: Dataset, task: int | str) -> None:
+    """Refuse, before training, a transform whose output the model cannot run on.
+
+    ``transforms`` maps a role (``train``, ``buffer``, ``test``) to its (input, target) transforms,
+    as the Learner holds them; each input transform is run on the chunk's first sample and the
+    model probed with the result.
+    """
+    sample = dataset[0][0]  # type: ignore[index]
+    one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), sample)
+    route = task if isinstance(task, int) else 0
+    for role, (transform, _) in transforms.items():
+        name = f"{role}_transform"
+        if transform is None:
+            continue
+        try:
+            out = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, name))
+            probe_model(model, out, route, name)
+        except DataError as error:
+            raise DataError(
+                f"{name} turns a sample of shape {_shape(sample)} into shape {_shape(out)}, which the "
+                f"model cannot run on: {error}"
+            ) from error
+        except Exception as error:
+            raise DataError(f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}") from error

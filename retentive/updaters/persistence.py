@@ -1,0 +1,140 @@
+"""The updater's state: restoring a state folder, snapshots for rollback on failure, and writing
+the new folder (a mixin of :class:`~retentive.updaters.base.ModelUpdater`).
+
+A failed restore or update puts everything back from a snapshot, so the updater is never left
+half-changed; the write is atomic (staged, then renamed, or swapped in for an in-place update).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from retentive.distributed import broadcast_object
+from retentive.errors import StateError
+from retentive.state import State, save_state
+from retentive.state.inplace import swap_in
+from retentive.state.locking import OutputLock
+from retentive.state.resume import discard_checkpoints
+from retentive.streams import STREAMS_SCHEME
+
+
+class PersistenceMixin:
+    """Load, snapshot, put back and save everything an update changes."""
+
+    def _restore(self, state: State) -> None:
+        """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
+        backup = self._snapshot()
+        try:
+            self._apply_state(state, self.input_state_folder)
+        except BaseException:
+            self._put_back(backup)
+            raise
+
+    def _apply_state(self, state: State, folder: Path | None) -> None:
+        task_order = list(state.learner.get("updater", {}).get("task_order", []))
+        self._adapt_model(task_order)  # a growing model rebuilds its structure before weights load
+        try:
+            self.model.load_state_dict(state.model)
+        except Exception as error:
+            raise StateError(f"the model in {str(folder)!r} does not fit the model passed in: {error}") from error
+        try:
+            self.learner.load_extra_state(state.learner["learner"])
+            self.memory.load_state_dict(state.memory)
+            counters = state.learner["updater"]
+            updates_done = int(counters["updates_done"])
+            tasks_seen = {str(k): int(v) for k, v in counters["tasks_seen"].items()}
+        except Exception as error:  # any malformed payload: the folder does not fit this updater
+            raise StateError(
+                f"the state in {str(folder)!r} does not fit this updater: {type(error).__name__}: {error}"
+            ) from error
+        missing = set(self.learner.memory_keys) - set(self.memory.keys)
+        if self.memory.keys and missing:
+            raise StateError(
+                f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
+            )
+        self.updates_done, self.tasks_seen, self.task_order = updates_done, tasks_seen, task_order
+
+    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+        """Let a model that grows per task (``model.adapt(task_id)``) grow for each of ``tasks``."""
+        adapt = getattr(self.model, "adapt", None)
+        if callable(adapt):
+            for task in tasks:
+                adapt(task)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""
+        return (
+            copy.deepcopy(self.model.state_dict()),
+            self.memory.state_dict(),
+            copy.deepcopy(self.learner.extra_state()),
+            (self.updates_done, dict(self.tasks_seen), list(self.task_order)),
+        )
+
+    def _put_back(self, backup: tuple[Any, ...]) -> None:
+        self.model.load_state_dict(backup[0])
+        self.memory.load_state_dict(backup[1])
+        self.learner.load_extra_state(backup[2])
+        self.updates_done, self.tasks_seen, self.task_order = backup[3]
+
+    def _state(self) -> State:
+        return State(
+            model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            learner={
+                "learner": self.learner.extra_state(),
+                "updater": {
+                    "updates_done": self.updates_done,
+                    "tasks_seen": dict(self.tasks_seen),
+                    "task_order": list(self.task_order),
+                },
+            },
+            memory=self.memory.state_dict(),
+            manifest={
+                "updater": type(self).__name__,
+                "hyperparameters": self.hyperparameters,
+                "updates_done": self.updates_done,
+                "tasks_seen": dict(self.tasks_seen),
+                "task_order": list(self.task_order),
+                "world_size": self.world_size,
+                "effective_precision": self.effective_precision,
+                "random_streams": STREAMS_SCHEME,
+                "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
+            },
+        )
+
+    def _save(self, lock: OutputLock | None) -> None:
+        """Write the state folder: the rank holding the lock (rank 0) writes, the others wait for it.
+
+        Every replica holds the same state (the Learner checked at the end of the fit), so rank 0's
+        folder is everyone's. Under data parallelism its outcome is broadcast, so that the other
+        ranks return only once the folder exists, and a failed write fails every rank.
+        """
+        folder = self.output_state_folder
+        assert folder is not None
+        failure: Exception | None = None
+        if lock is not None:
+            try:
+                if self.in_place:  # written beside, swapped in, the old one kept for rollback
+                    swap_in(folder, self._state(), lock)
+                else:
+                    save_state(folder, self._state(), lock=lock)
+                discard_checkpoints(folder)
+                self.state_locations.publish()  # an output URL: upload, commit, remove the stand-in
+            except Exception as error:  # reported to the other ranks below, then re-raised here
+                failure = error
+        if self.world_size > 1:
+            message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
+            if failure is None and message is not None:
+                raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
+        if failure is not None:
+            raise failure
+
+    def _log_memory(self) -> None:
+        if isinstance(self.logger, TensorBoardLogger) and len(self.memory):
+            targets = self.memory.storage["targets"][: len(self.memory)].cpu()
+            self.logger.experiment.add_histogram("memory/classes", targets, self.learner.total_steps)
+            self.logger.experiment.flush()
