@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
     "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
     "rollback": ("retentive.cli.rollback", "undo the last in-place update of a state folder"),
+    "shift": ("retentive.cli.shift", "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)"),
 }
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (
