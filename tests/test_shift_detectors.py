@@ -106,3 +106,13 @@ def test_bad_input_is_one_clear_error():
         LabelShiftDetector().fit(TensorDataset(torch.randn(4, 2)))
     with pytest.raises(ValueError, match="exactly one of state_folder"):
         detect_shift(TensorDataset(torch.randn(4, 2)))
+
+
+def test_the_label_test_reads_labels_of_any_dataset_and_nested_inputs():
+    make = lambda counts: TensorDataset(torch.randn(sum(counts), 3), torch.repeat_interleave(  # noqa: E731
+        torch.arange(len(counts)), torch.tensor(counts)))
+    detector = LabelShiftDetector(num_classes=3)
+    detector.fit(make([40, 40, 40]))
+    via_loader = detector.test(make([80, 20, 20]))
+    nested = TensorChunk({"ids": torch.zeros(120, 2, dtype=torch.long)}, make([80, 20, 20]).tensors[1])
+    assert via_loader.shift and detector.test(nested) == via_loader

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.errors import DataError
-from retentive.shift.features import Predictions, RawInputs, extract
+from retentive.shift.features import Predictions, RawInputs, extract, labels_of
 from retentive.shift.ks import ks_test
 from retentive.shift.labels import chi_square_test, class_counts
 from retentive.shift.mmd import mmd_test
@@ -194,7 +194,7 @@ class LabelShiftDetector(ShiftDetector):
         if self._predictor is not None:
             predicted, _ = extract(self._predictor, dataset, self._batch_size, self._num_preprocessing_workers, self._device)
             return predicted.long()
-        _, labels = extract(nn.Identity(), dataset, self._batch_size, self._num_preprocessing_workers)
+        labels = labels_of(dataset, self._batch_size, self._num_preprocessing_workers)
         if labels is None:
             raise DataError("the label test needs labelled samples (dataset[i] = (x, y, ...)); for unlabelled data "
                             "pass the model, to compare its predicted classes")

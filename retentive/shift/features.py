@@ -147,6 +147,17 @@ def extract(
     return torch.cat(features).cpu(), torch.cat(labels).cpu() if has_labels else None  # type: ignore[arg-type]
 
 
+def labels_of(dataset: Dataset, batch_size: int = 32, num_workers: int = 0) -> Tensor | None:
+    """``(N,)`` int64 labels of ``dataset`` (``dataset[i][1]``), or ``None`` if it has none."""
+    targets = getattr(dataset, "targets", None)
+    if torch.is_tensor(targets) and getattr(dataset, "supports_batch_indexing", False):  # TensorChunk: no pass
+        return targets.reshape(-1).long().cpu()
+    labels = [y for _, y in _batches(dataset, batch_size, num_workers)]
+    if not labels or any(y is None for y in labels):
+        return None
+    return torch.cat([y.reshape(-1).long() for y in labels]).cpu()  # type: ignore[union-attr]
+
+
 def _describe(extractor: nn.Module) -> str:
     if isinstance(extractor, LayerFeatures):
         return f"({type(extractor.model).__name__} up to layer {extractor.layer!r})"
