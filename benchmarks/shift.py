@@ -11,6 +11,7 @@ the model trained on). Each trial draws new samples (seeded); a rate is the frac
 with p < 0.05, with a Wilson 95% interval. Features are computed once per angle and subsampled.
 
     python benchmarks/shift.py [--trials 200] [--power-trials 50] [--out benchmarks/results/shift.json]
+    python benchmarks/shift.py --synthetic 2000 --out benchmarks/results/shift_synthetic.json
 
 A second power sweep uses --small (100) held-out reference and query samples per trial, where the
 rotation tests are not all saturated.
@@ -67,12 +68,13 @@ def run_test(test: str, reference: dict[str, torch.Tensor], query: dict[str, tor
     if test in ("mmd", "ks"):
         options = {"num_permutations": permutations} if test == "mmd" else {}
         detector = build_detector(test, seed=seed, batch_size=4096, **options)
-        key = "features"
-    else:
-        detector, key = build_detector("labels", seed=seed, batch_size=4096, num_classes=10), (
-            "labels" if test == "labels" else "predicted")
-    detector.fit(TensorChunk(reference[key], reference["labels"]))
-    return detector.test(TensorChunk(query[key], query["labels"])).p_value
+        detector.fit(TensorChunk(reference["features"], reference["labels"]))
+        return detector.test(TensorChunk(query["features"], query["labels"])).p_value
+    # the label test reads a dataset's targets: the true labels, or the precomputed predicted classes
+    key = "labels" if test == "labels" else "predicted"
+    detector = build_detector("labels", seed=seed, batch_size=4096, num_classes=10)
+    detector.fit(TensorChunk(reference["features"], reference[key]))
+    return detector.test(TensorChunk(query["features"], query[key])).p_value
 
 
 def pick(view: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -186,6 +188,27 @@ def speed(args: argparse.Namespace, test: TensorChunk, root: Path) -> dict[str, 
     return out
 
 
+def synthetic_calibration(n_trials: int) -> dict[str, Any]:
+    """The tests' level on data where the null holds exactly: Gaussian features (50 vs 100 samples, 5
+    dimensions, 200 permutations) and class labels drawn from one set of proportions (100 vs 200)."""
+    generator = torch.Generator().manual_seed(123)
+    p_values: dict[str, list[float]] = {"mmd": [], "ks": [], "labels": []}
+    proportions = torch.tensor([0.4, 0.3, 0.2, 0.1])
+    for trial in range(n_trials):
+        x, y = torch.randn(50, 5, generator=generator), torch.randn(100, 5, generator=generator)
+        for test in ("mmd", "ks"):
+            options = {"num_permutations": 200} if test == "mmd" else {}
+            detector = build_detector(test, seed=trial, **options)
+            detector.fit(TensorChunk(x, torch.zeros(50, dtype=torch.long)))
+            p_values[test].append(detector.test(TensorChunk(y, torch.zeros(100, dtype=torch.long))).p_value)
+        a = torch.multinomial(proportions, 100, replacement=True, generator=generator)
+        b = torch.multinomial(proportions, 200, replacement=True, generator=generator)
+        detector = build_detector("labels", num_classes=4)
+        detector.fit(TensorChunk(torch.zeros(100, 1), a))
+        p_values["labels"].append(detector.test(TensorChunk(torch.zeros(200, 1), b)).p_value)
+    return rates(p_values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200, help="calibration trials [200]")
@@ -197,8 +220,18 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=10000, help="training images of the Rotated-MNIST model")
     parser.add_argument("--speed-repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shift.json"))
+    parser.add_argument("--synthetic", type=int, default=0, metavar="T",
+                        help="only the synthetic calibration, T trials (written to --out)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.synthetic:
+        started = time.perf_counter()
+        result = {"settings": vars(args) | {"out": str(args.out)}, "synthetic_calibration": synthetic_calibration(args.synthetic)}
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result["synthetic_calibration"]))
+        return
     train, test = load_mnist("train"), load_mnist("test")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
