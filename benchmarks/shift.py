@@ -12,6 +12,8 @@ with p < 0.05, with a Wilson 95% interval. Features are computed once per angle 
 
     python benchmarks/shift.py [--trials 200] [--power-trials 50] [--out benchmarks/results/shift.json]
     python benchmarks/shift.py --synthetic 2000 --out benchmarks/results/shift_synthetic.json
+    python benchmarks/shift.py --calibration-seeds 2 3 --out benchmarks/results/shift_calibration.json
+    python benchmarks/shift.py --report benchmarks/results/shift.json
 
 A second power sweep uses --small (100) held-out reference and query samples per trial, where the
 rotation tests are not all saturated.
@@ -146,6 +148,17 @@ def rotated_mnist(args: argparse.Namespace, train: TensorChunk, test: TensorChun
     return results
 
 
+def calibration_repeats(args: argparse.Namespace, train: TensorChunk, test: TensorChunk, root: Path) -> dict[str, Any]:
+    """The held-out calibration of the Rotated-MNIST model again, with other seeds (new draws)."""
+    model = train_state(train.subset(torch.arange(args.train)), root / "rotated")
+    unrotated = views(model, test)
+    out = {}
+    for seed in args.calibration_seeds:
+        out[str(seed)] = trials(unrotated, None, unrotated, args.trials, args, seed, same_pool=True)
+        print(f"calibration seed {seed}: " + json.dumps({t: v["rate"] for t, v in out[str(seed)].items()}), flush=True)
+    return out
+
+
 def class_incremental(args: argparse.Namespace, train: TensorChunk, test: TensorChunk, root: Path) -> dict[str, Any]:
     classes = lambda data, digits: data.subset(torch.nonzero(torch.isin(data.targets, torch.tensor(digits))).flatten())  # noqa: E731
     model = train_state(classes(train, [0, 1]), root / "class_il")
@@ -209,6 +222,35 @@ def synthetic_calibration(n_trials: int) -> dict[str, Any]:
     return rates(p_values)
 
 
+def _cells(row: dict[str, Any]) -> str:
+    return " | ".join(f"{100 * row[t]['rate']:.1f}" for t in TESTS)
+
+
+def report(path: Path) -> None:
+    """The BENCHMARKS.md tables of a results file: rates in % of trials with p < 0.05."""
+    results = json.loads(path.read_text())
+    head = "| " + " | ".join(["{}"] + list(TESTS)) + " |\n|" + "---|" * (len(TESTS) + 1)
+    rot = results["rotated_mnist"]
+    print(head.format("null (same distribution)"))
+    for name, key in (("two disjoint held-out chunks, 200 trials", "calibration"),
+                      ("memory vs a held-out chunk", "calibration_memory_reference")):
+        print(f"| {name} | {_cells(rot[key])} |")
+    print("\n" + head.format("rotation (1000-sample chunk)"))
+    for angle, cell in rot["power"].items():
+        for reference, row in cell.items():
+            print(f"| {angle}°, {reference.replace('_', ' ')} | {_cells(row)} |")
+    print("\n" + head.format(f"rotation ({results['settings']['small']} vs {results['settings']['small']})"))
+    for angle, row in rot["power_small_chunks"].items():
+        print(f"| {angle}° | {_cells(row)} |")
+    print("\n" + head.format("class-incremental (model on 0-1)"))
+    for name, cell in results["class_incremental"].items():
+        for reference, row in cell.items():
+            print(f"| {name}, {reference.replace('_', ' ')} | {_cells(row)} |")
+    print("\n| detector (10,000-sample chunk vs 500-sample memory) | median s | runs | p-value |\n|---|---|---|---|")
+    for name, row in results["speed"].items():
+        print(f"| {name} | {row['median_s']} | {row['runs_s']} | {row['p_value']:.3g} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200, help="calibration trials [200]")
@@ -222,7 +264,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shift.json"))
     parser.add_argument("--synthetic", type=int, default=0, metavar="T",
                         help="only the synthetic calibration, T trials (written to --out)")
+    parser.add_argument("--calibration-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="only the held-out calibration, once per seed (the main run uses seed 1)")
+    parser.add_argument("--report", type=Path, default=None, metavar="JSON", help="print the tables of a results file")
     args = parser.parse_args()
+    if args.report is not None:
+        return report(args.report)
     torch.set_num_threads(1)
     if args.synthetic:
         started = time.perf_counter()
@@ -236,8 +283,12 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        results = {"settings": vars(args) | {"out": str(args.out)}, "rotated_mnist": rotated_mnist(args, train, test, root),
-                   "class_incremental": class_incremental(args, train, test, root), "speed": speed(args, test, root)}
+        if args.calibration_seeds:
+            results = {"settings": vars(args) | {"out": str(args.out)},
+                       "calibration_by_seed": calibration_repeats(args, train, test, root)}
+        else:
+            results = {"settings": vars(args) | {"out": str(args.out)}, "rotated_mnist": rotated_mnist(args, train, test, root),
+                       "class_incremental": class_incremental(args, train, test, root), "speed": speed(args, test, root)}
     results["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
