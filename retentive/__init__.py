@@ -35,12 +35,15 @@ _EXPORTS: dict[str, str] = {
     "ICaRL": "retentive.components",
     "ICaRLModelUpdater": "retentive.updaters",
     "JointModelUpdater": "retentive.updaters",
+    "KolmogorovSmirnovCovariateShiftDetector": "retentive.shift",
+    "LabelShiftDetector": "retentive.shift",
     "Learner": "retentive.learner",
     "LearningWithoutForgetting": "retentive.components",
     "LearningWithoutForgettingModelUpdater": "retentive.updaters",
     "LogitMSE": "retentive.components",
     "MemoryCrossEntropy": "retentive.components",
     "MemoryShapeError": "retentive.errors",
+    "MMDCovariateShiftDetector": "retentive.shift",
     "MetaExperienceReplayModelUpdater": "retentive.updaters.meta",
     "MixupReplay": "retentive.components",
     "ModelUpdater": "retentive.updaters",
@@ -57,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "ReservoirPolicy": "retentive.memory",
     "RetentiveError": "retentive.errors",
     "RetrospectiveAdversarialReplayModelUpdater": "retentive.updaters.rar",
+    "ShiftResult": "retentive.shift",
     "ShrinkAndPerturb": "retentive.components",
     "StateError": "retentive.errors",
     "StateLockedError": "retentive.errors",
@@ -70,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "accuracy_row": "retentive.evaluation",
     "average_accuracy": "retentive.evaluation",
     "backward_transfer": "retentive.evaluation",
+    "detect_shift": "retentive.shift",
     "flip_metrics": "retentive.evaluation",
     "forgetting": "retentive.evaluation",
     "forward_transfer": "retentive.evaluation",
@@ -82,7 +87,7 @@ _EXPORTS: dict[str, str] = {
     "positive_flip_rate": "retentive.evaluation",
 }
 
-_SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory", "models", "state", "updaters"})
+_SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory", "models", "shift", "state", "updaters"})
 
 if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and IDEs
     from retentive.components import (
@@ -138,6 +143,13 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
     from retentive.updaters.generative import GenerativeReplayModelUpdater
     from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
     from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
+    from retentive.shift import (
+        KolmogorovSmirnovCovariateShiftDetector,
+        LabelShiftDetector,
+        MMDCovariateShiftDetector,
+        ShiftResult,
+        detect_shift,
+    )
     from retentive.components import (
         AveragedGradientEpisodicMemory,
         ElasticWeightConsolidation,

@@ -53,7 +53,7 @@ def test_2_tests_find_mnist_as_the_library_does():
 
 # ------------------------------------------------------------------ 3. --help in well under a second
 @pytest.mark.parametrize("argv", [["--help"], ["update", "--help"], ["benchmark", "--help"], ["evaluate", "--help"],
-                                  ["demo", "--help"], ["inspect", "--help"], ["updte"], ["--version"],
+                                  ["demo", "--help"], ["inspect", "--help"], ["shift", "--help"], ["updte"], ["--version"],
                                   ["update", "--config", "c", "--data", "d", "--output-state", "o", "--set", "x"]])
 def test_3_help_and_usage_errors_import_neither_torch_nor_lightning(argv):
     probe = ("import json, sys, time; start = time.perf_counter()\n"

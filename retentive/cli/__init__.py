@@ -7,7 +7,7 @@ when the command fails and leaves them empty). Only the command being run is con
 
 Exit codes: 0 success; 1 an error the user can fix (bad config, data, state folder, Trainer
 settings; one line on stderr naming the flag or file and the value at fault, a traceback only with
-``--debug``); 2 bad usage of the command line.
+``--debug``); 2 bad usage of the command line; 3 (``retentive shift`` only) a shift was detected.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
     "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
     "rollback": ("retentive.cli.rollback", "undo the last in-place update of a state folder"),
+    "shift": ("retentive.cli.shift", "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)"),
 }
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (
     "exit codes: 0 success; 1 an error you can fix (bad config, data, state folder, missing MNIST, Trainer "
-    "settings this machine cannot run), one line on stderr; 2 bad usage. `retentive COMMAND --help` explains a command."
+    "settings this machine cannot run), one line on stderr; 2 bad usage; 3 (`retentive shift`) shift detected. "
+    "`retentive COMMAND --help` explains a command."
 )
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"
 
