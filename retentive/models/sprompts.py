@@ -86,14 +86,14 @@ class SPromptTransformer(nn.Module):
     # ---------------------------------------------------------------- growth
     def _grow_to(self, tasks: int) -> None:
         d = self.transformer.embedding_size
-        while len(self.prompts) > tasks:  # a rollback to fewer tasks
-            del self.prompts[len(self.prompts) - 1]
-        while self.per_task_classifier and len(self.heads) > max(1, tasks):
-            del self.heads[len(self.heads) - 1]
-        for prompt in self.prompts:  # earlier tasks' prompts stay as they are
-            prompt.requires_grad_(False)
+        if len(self.prompts) > tasks:  # a rollback to fewer tasks
+            self.prompts = nn.ParameterList(list(self.prompts)[:tasks])
+        if self.per_task_classifier and len(self.heads) > max(1, tasks):
+            self.heads = self.heads[: max(1, tasks)]
         while len(self.prompts) < tasks:
             self.prompts.append(nn.Parameter(torch.empty(self.prompt_size, d).uniform_(-1, 1)))  # Renate's init
+        for i, prompt in enumerate(self.prompts):  # earlier tasks' prompts stay as they are
+            prompt.requires_grad_(i == len(self.prompts) - 1)
         while self.per_task_classifier and len(self.heads) < tasks:
             self.heads.append(nn.Linear(d, self.num_outputs))
         if self.per_task_classifier:
@@ -103,8 +103,14 @@ class SPromptTransformer(nn.Module):
         self.prompts.to(device)
         self.heads.to(device)
 
-    def adapt(self, task_index: int) -> None:
-        """Make sure prompts exist for tasks ``0..task_index`` (idempotent); only the newest trains."""
+    def adapt(self, task_index: int | str) -> None:
+        """Make sure prompts exist for tasks ``0..task_index`` (idempotent); only the newest trains.
+
+        The updater passes the update's index. A string task id (Renate's names) changes nothing:
+        loading a state dict grows the model to the prompts it holds in any case.
+        """
+        if isinstance(task_index, str):
+            return
         if not isinstance(task_index, int) or isinstance(task_index, bool) or task_index < 0:
             raise ValueError(f"S-Prompts grows by update index, an int >= 0; got {task_index!r}")
         self._grow_to(max(self.num_tasks, task_index + 1))
