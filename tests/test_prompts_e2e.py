@@ -23,9 +23,12 @@ def _model_pt(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _test_loss(model: torch.nn.Module, chunk) -> float:
+    was_training = model.training
     model.eval()
     with torch.no_grad():
-        return float(torch.nn.functional.cross_entropy(model(chunk.inputs), chunk.targets))
+        loss = float(torch.nn.functional.cross_entropy(model(chunk.inputs), chunk.targets))
+    model.train(was_training)
+    return loss
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,7 @@ class VisionTransformer(nn.Module):
                 image_size=image_size, patch_size=patch_size, num_channels=num_channels, qkv_bias=True,
             )
             self.backbone = ViTModel(config, add_pooling_layer=False)
+        self.backbone.train()  # transformers hands models over in eval mode; a torch module starts in train
         config = self.backbone.config
         self.image_shape = (int(config.num_channels), int(config.image_size), int(config.image_size))
         self.embedding_size = int(config.hidden_size)

@@ -76,7 +76,7 @@ class RepeatedDistillationLearner(Learner):
         self._batch_logits: Tensor | None = None
 
     def _unpack(self, batch: Any) -> tuple[Any, Tensor, Tensor]:
-        if self.phase == "distill":
+        if self.phase == "distill" and isinstance(batch, (tuple, list)) and len(batch) == 4:  # not validation's
             self._batch_logits = batch[3]
             batch = batch[:3]
         return super()._unpack(batch)
