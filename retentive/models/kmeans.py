@@ -19,7 +19,10 @@ def kmeans_plus_plus(points: Tensor, k: int, generator: torch.Generator | None =
     d2 = (points - centers[0]).pow(2).sum(dim=1)
     for _ in range(1, k):
         weights = d2.clamp_min(0).cpu().double()
-        pick = torch.multinomial(weights, 1, generator=generator) if weights.sum() > 0 else torch.randint(n, (1,), generator=generator)
+        if weights.sum() > 0:
+            pick = torch.multinomial(weights, 1, generator=generator)
+        else:  # every point is a center already: any will do
+            pick = torch.randint(n, (1,), generator=generator)
         centers.append(points[pick.item()])
         d2 = torch.minimum(d2, (points - centers[-1]).pow(2).sum(dim=1))
     return torch.stack(centers)

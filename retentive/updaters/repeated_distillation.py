@@ -138,6 +138,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         learner.model, learner.phase = expert, "expert"
         try:
             trainer = self._trainer()
+            self._check_launcher(trainer)
             self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
             loader = self._loader(train_dataset, True, seed, trainer.global_rank, trainer.world_size)
             trainer.fit(learner, train_dataloaders=loader)
