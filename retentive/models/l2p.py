@@ -36,7 +36,8 @@ def select_prompts(similarity: Tensor, n: int, per_batch: bool) -> Tensor:
     idx = similarity.topk(n, dim=1).indices
     if not per_batch:
         return idx
-    counts = torch.bincount(idx.flatten(), minlength=similarity.shape[1])
+    flat = idx.flatten()  # counted by scatter, not bincount: no wait on the host for the size
+    counts = torch.zeros(similarity.shape[1], dtype=torch.long, device=idx.device).scatter_add_(0, flat, torch.ones_like(flat))
     major = torch.sort(counts, descending=True, stable=True).indices[:n]
     return major.unsqueeze(0).expand(similarity.shape[0], -1)
 
