@@ -9,7 +9,8 @@ epochs per task, memory 500 for the methods that keep one. Every chunk is one ``
 new updater resuming from the previous chunk's state folder. Reported: the class-IL accuracy on
 each task's test set after the last task (all ten outputs) and its mean; for S-Prompts also how
 often the k-means task guess is right. ``l2p_cls`` and ``l2p_replay_cls`` feed the head the [CLS] output instead of the
-mean of the prompt tokens (Renate's ``patch_pooler="cls"``).
+mean of the prompt tokens (Renate's ``patch_pooler="cls"``); ``speft_task_heads`` gives S-Prompts a
+head per task (``per_task_classifier=True``).
 
     nice -n 10 python benchmarks/prompts.py [--methods ...] [--seeds 0 1 2] [--lr 1e-3] [--epochs 1]
 
@@ -46,6 +47,7 @@ METHODS: dict[str, tuple[Any, Any, dict[str, Any]]] = {
     "l2p_replay_cls": (partial(R.LearningToPromptTransformer, patch_pooler="cls"), R.LearningToPromptReplayModelUpdater,
                        dict(memory_size=MEMORY)),
     "speft": (R.SPromptTransformer, R.SPeftModelUpdater, {}),
+    "speft_task_heads": (partial(R.SPromptTransformer, per_task_classifier=True), R.SPeftModelUpdater, {}),
     "repeated_distillation": (R.VisionTransformer, R.RepeatedDistillationModelUpdater, dict(memory_size=MEMORY)),
 }
 

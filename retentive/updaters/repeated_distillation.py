@@ -152,13 +152,15 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
             self.memory.add({"inputs": batch.inputs, "targets": batch.targets, "task_ids": batch.task_ids, "logits": logits})
         del expert
         _reinitialize(self.model)
-        learner.phase = "distill"
+        # the consolidation reads the memory, so its batches get the buffer transforms (Renate's)
+        learner.phase, train_transforms = "distill", learner.transforms["train"]
+        learner.transforms["train"] = learner.transforms["buffer"]
         try:
             chunk = memory_dataset(self.memory)
             logits = self.memory.storage["logits"][: len(self.memory)].cpu()
             super()._fit(_LogitChunk(chunk, logits), val_dataset, seed ^ 1, session)
         finally:
-            learner.phase = "expert"
+            learner.phase, learner.transforms["train"] = "expert", train_transforms
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         self._route = task_id  # the task routing of the chunk's samples (for the expert's logits)
