@@ -18,6 +18,7 @@ from retentive.learner import Learner
 from retentive.models.l2p import LearningToPromptTransformer
 from retentive.models.sprompts import SPromptTransformer
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.baselines import _refuse
 from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
 
 RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
@@ -42,12 +43,6 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
             f"{updater} does not take learner_kwargs (Renate ignored them); pass the arguments "
             f"{sorted(learner_kwargs)} to the updater itself"
         )
-
-
-def _refuse(updater: str, kwargs: dict[str, Any], names: Sequence[str], why: str) -> None:
-    for name in names:
-        if name in kwargs:
-            raise TypeError(f"{updater} {why}; drop the argument {name!r}")
 
 
 class LearningToPromptModelUpdater(ModelUpdater):
