@@ -176,3 +176,24 @@ def test_bad_inputs_are_refused_with_clear_errors(tmp_path):
     with pytest.raises(DataError, match="clusters_per_task=5"):
         updater.update(TensorChunk(torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 0])))
     assert not (tmp_path / "s").exists() and updater.model.num_tasks == 1 and updater.updates_done == 0
+
+
+def test_l2p_replay_loss_is_offline_er_mix_plus_weight_times_surrogate(mnist_train):
+    import retentive
+    from retentive.data import TensorChunk
+
+    torch.manual_seed(0)
+    model = LearningToPromptTransformer(**ARCH, pool_size=4, pool_selection_size=2, prompt_size=2)
+    updater = retentive.LearningToPromptReplayModelUpdater(
+        model, nn.CrossEntropyLoss(reduction="none"), partial(torch.optim.SGD, lr=0.1), memory_size=8,
+        loss_weight_new_data=0.3, max_epochs=1, logger=False, enable_progress_bar=False,
+    )
+    x, y = mnist_train.inputs[:16], mnist_train.targets[:16]
+    updater.memory.add({"inputs": x[:8], "targets": y[:8], "task_ids": torch.zeros(8, dtype=torch.long)})
+    updater._training_data(TensorChunk(x[8:], y[8:]), 0)  # sets a = 0.3 for this update
+    total, ctx = updater.learner.step_loss((x[8:], y[8:]))
+    assert ctx.memory_outputs is not None and ctx.memory_outputs.shape == (8, 10)
+    expected = (0.3 * nn.functional.cross_entropy(ctx.outputs, y[8:])
+                + 0.7 * nn.functional.cross_entropy(ctx.memory_outputs, ctx.memory.targets)
+                + 0.5 * model.key_query_loss)
+    torch.testing.assert_close(total, expected)
