@@ -157,6 +157,8 @@ def test_bad_inputs_are_refused_with_clear_errors(tmp_path):
         retentive.LearningToPromptReplayModelUpdater(LearningToPromptTransformer(**ARCH), loss, opt, 10, prompt_sim_loss_weight=-1)
     with pytest.raises(TypeError, match="learner_kwargs"):
         retentive.LearningToPromptModelUpdater(LearningToPromptTransformer(**ARCH), loss, opt, learner_kwargs={"x": 1})
+    with pytest.raises(TypeError, match="by name"):  # Renate's fourth positional is batch_size; here, by name
+        retentive.SPeftModelUpdater(SPromptTransformer(**ARCH), loss, opt, 32)
     with pytest.raises(TypeError, match="keeps no memory"):
         retentive.SPeftModelUpdater(SPromptTransformer(**ARCH), loss, opt, memory_size=10)
     with pytest.raises(ValueError, match="memory_size must be >= 1"):

@@ -38,6 +38,11 @@ def _check_weight(value: Any) -> float:
 
 def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
     # Renate accepts learner_kwargs here and silently discards it; refusing is the honest answer
+    if learner_kwargs is not None and not isinstance(learner_kwargs, dict):
+        raise TypeError(
+            f"{updater}'s learner_kwargs must be None, got {type(learner_kwargs).__name__}; pass the other "
+            "arguments by name (batch_size=..., seed=...)"
+        )
     if learner_kwargs:
         raise TypeError(
             f"{updater} does not take learner_kwargs (Renate ignored them); pass the arguments "
