@@ -85,6 +85,15 @@ _EXPORTS: dict[str, str] = {
     "negative_flip_rate": "retentive.evaluation",
     "positive_flip_impact": "retentive.evaluation",
     "positive_flip_rate": "retentive.evaluation",
+    "LearningToPromptModelUpdater": "retentive.updaters.prompts",
+    "LearningToPromptReplayModelUpdater": "retentive.updaters.prompts",
+    "SPeftModelUpdater": "retentive.updaters.prompts",
+    "RepeatedDistillationModelUpdater": "retentive.updaters.repeated_distillation",
+    "PromptKeyQueryLoss": "retentive.components",
+    "TaskPrototypes": "retentive.components",
+    "VisionTransformer": "retentive.models.vit",
+    "LearningToPromptTransformer": "retentive.models.l2p",
+    "SPromptTransformer": "retentive.models.sprompts",
 }
 
 _SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory", "models", "shift", "state", "updaters"})
@@ -169,6 +178,16 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         LearningWithoutForgettingModelUpdater,
         SynapticIntelligenceModelUpdater,
     )
+    from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
+    from retentive.models.l2p import LearningToPromptTransformer
+    from retentive.models.sprompts import SPromptTransformer
+    from retentive.models.vit import VisionTransformer
+    from retentive.updaters.prompts import (
+        LearningToPromptModelUpdater,
+        LearningToPromptReplayModelUpdater,
+        SPeftModelUpdater,
+    )
+    from retentive.updaters.repeated_distillation import RepeatedDistillationModelUpdater
 
 
 def __getattr__(name: str) -> Any:

@@ -75,6 +75,20 @@ RENATE_UPDATERS: dict[str, dict] = {
     "GDumbModelUpdater": dict(memory_size=32, batch_memory_frac=0.5, **BUFFER),
     "FineTuningModelUpdater": dict(),
     "JointModelUpdater": dict(),
+    "LearningToPromptModelUpdater": dict(learner_kwargs=None, prompt_sim_loss_weight=0.5, **BUFFER),
+    "LearningToPromptReplayModelUpdater": dict(memory_size=32, batch_memory_frac=0.5, loss_weight_new_data=None,
+                                               prompt_sim_loss_weight=0.5, **BUFFER),
+    "SPeftModelUpdater": dict(learner_kwargs=None, **BUFFER),
+    "RepeatedDistillationModelUpdater": dict(memory_size=32, seed=None, **BUFFER),
+}
+#: a tiny ViT (28x28 MNIST, 7x7 patches) for the transformer updaters; every other one gets an MLP
+VIT = dict(image_size=28, patch_size=7, num_channels=1, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=32, dropout=0.0,
+           attention_dropout=0.0)
+MODELS = {
+    "LearningToPromptModelUpdater": lambda: renate_like.LearningToPromptTransformer(**VIT),
+    "LearningToPromptReplayModelUpdater": lambda: renate_like.LearningToPromptTransformer(**VIT),
+    "SPeftModelUpdater": lambda: renate_like.SPromptTransformer(**VIT),
+    "RepeatedDistillationModelUpdater": lambda: renate_like.VisionTransformer(**VIT),
 }
 FAST = dict(max_epochs=1, logger=False, enable_progress_bar=False)
 
@@ -107,7 +121,8 @@ def chunks(mnist_train):
 def renate_updater(name: str, **overrides):
     arguments = {**COMMON, **RENATE_UPDATERS[name], **FAST, **overrides}
     loss = nn.CrossEntropyLoss(reduction="none")  # Renate passes losses unreduced
-    return getattr(renate_like, name)(MLP(), loss, partial(torch.optim.SGD, lr=0.05), **arguments)
+    model = MODELS.get(name, MLP)()
+    return getattr(renate_like, name)(model, loss, partial(torch.optim.SGD, lr=0.05), **arguments)
 
 
 @pytest.mark.parametrize("name", sorted(RENATE_UPDATERS))

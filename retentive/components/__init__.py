@@ -22,6 +22,7 @@ from retentive.components.distillation import (
     nme_scores,
 )
 from retentive.components.exemplars import herding_selection
+from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
 from retentive.components.projection import (
     AveragedGradientEpisodicMemory,
     GradientEpisodicMemory,
@@ -30,6 +31,8 @@ from retentive.components.projection import (
 )
 
 __all__ = [
+    "PromptKeyQueryLoss",
+    "TaskPrototypes",
     "AdversarialReplay",
     "MixupReplay",
     "nearest_other_class",

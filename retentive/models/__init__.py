@@ -8,6 +8,10 @@ from retentive.models.multihead import MultiHeadClassifier
 from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
+from retentive.models.kmeans import kmeans
+from retentive.models.l2p import LearningToPromptTransformer
+from retentive.models.sprompts import SPromptTransformer
+from retentive.models.vit import VisionTransformer
 
 __all__ = [
     "MLP",
@@ -20,4 +24,8 @@ __all__ = [
     "forward_routed",
     "reinitialize_",
     "takes_task_ids",
+    "LearningToPromptTransformer",
+    "SPromptTransformer",
+    "VisionTransformer",
+    "kmeans",
 ]

@@ -25,6 +25,12 @@ from retentive.updaters.episodic import (
     GradientEpisodicMemoryModelUpdater,
 )
 from retentive.updaters.icarl import ICaRLModelUpdater
+from retentive.updaters.prompts import (
+    LearningToPromptModelUpdater,
+    LearningToPromptReplayModelUpdater,
+    SPeftModelUpdater,
+)
+from retentive.updaters.repeated_distillation import RepeatedDistillationModelUpdater
 
 __all__ = [
     "CLSExperienceReplayModelUpdater",
@@ -51,4 +57,8 @@ __all__ = [
     "ICaRLModelUpdater",
     "LearningWithoutForgettingModelUpdater",
     "SynapticIntelligenceModelUpdater",
+    "LearningToPromptModelUpdater",
+    "LearningToPromptReplayModelUpdater",
+    "RepeatedDistillationModelUpdater",
+    "SPeftModelUpdater",
 ]

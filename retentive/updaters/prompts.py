@@ -1,0 +1,151 @@
+"""Prompt-based updaters for vision transformers (Renate's names and defaults): L2P, L2P with
+Offline-ER replay, and S-Prompts (``SPeftModelUpdater``).
+
+The backbone stays frozen; what learns lives in the model (prompts, keys, heads; S-Prompts'
+k-means centers are buffers), so all of it is in ``model.pt`` of the state folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
+from retentive.errors import DataError
+from retentive.learner import Learner
+from retentive.models.l2p import LearningToPromptTransformer
+from retentive.models.sprompts import SPromptTransformer
+from retentive.updaters.base import ModelUpdater
+from retentive.updaters.baselines import _refuse
+from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
+
+RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
+_MEMORY = ("memory_size", "components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+
+
+def _check_model(updater: str, model: Any, expected: type) -> None:
+    if not isinstance(model, expected):
+        raise TypeError(f"{updater} trains a retentive.models.{expected.__name__}, got {type(model).__name__}")
+
+
+def _check_weight(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"prompt_sim_loss_weight must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
+    # Renate accepts learner_kwargs here and silently discards it; refusing is the honest answer
+    if learner_kwargs is not None and not isinstance(learner_kwargs, dict):
+        raise TypeError(
+            f"{updater}'s learner_kwargs must be None, got {type(learner_kwargs).__name__}; pass the other "
+            "arguments by name (batch_size=..., seed=...)"
+        )
+    if learner_kwargs:
+        raise TypeError(
+            f"{updater} does not take learner_kwargs (Renate ignored them); pass the arguments "
+            f"{sorted(learner_kwargs)} to the updater itself"
+        )
+
+
+class LearningToPromptModelUpdater(ModelUpdater):
+    """L2P (Wang et al., CVPR 2022): ``CE + prompt_sim_loss_weight * sum_i (1 - cos(q, k_i))``,
+    no memory; only the prompt pool, its keys and the head of a
+    :class:`~retentive.models.LearningToPromptTransformer` train.
+
+    Args:
+        prompt_sim_loss_weight: ``lambda`` of the key-query surrogate [0.5].
+        learner_kwargs: Renate's argument, which Renate ignores; only ``None`` or ``{}`` is accepted.
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: Any,
+        optimizer: Any,
+        prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
+        learner_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        name = type(self).__name__
+        _check_model(name, model, LearningToPromptTransformer)
+        _check_learner_kwargs(name, learner_kwargs)
+        _refuse(name, kwargs, _MEMORY, "keeps no memory")
+        self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
+        super().__init__(model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs)
+
+
+class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
+    """L2P with Offline-ER replay (Renate's): each step's loss is
+    ``a * L_new + (1 - a) * L_memory + prompt_sim_loss_weight * surrogate``, the memory filled
+    with the whole chunk when an update ends.
+
+    New and replayed samples share one forward pass; with ``per_batch_prompt`` they therefore
+    share the batch's majority prompts (Renate ran two forwards, one prompt set each).
+
+    Args:
+        memory_size, batch_memory_frac, loss_weight_new_data: as in
+            :class:`~retentive.updaters.OfflineExperienceReplayModelUpdater`.
+        prompt_sim_loss_weight: ``lambda`` of the key-query surrogate [0.5].
+        **kwargs: every :class:`~retentive.updaters.OfflineExperienceReplayModelUpdater` argument.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: Any,
+        optimizer: Any,
+        memory_size: int,
+        batch_memory_frac: float = 0.5,
+        loss_weight_new_data: float | None = None,
+        prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
+        **kwargs: Any,
+    ) -> None:
+        _check_model(type(self).__name__, model, LearningToPromptTransformer)
+        self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
+        super().__init__(
+            model, loss_fn, optimizer, memory_size, loss_weight_new_data=loss_weight_new_data,
+            batch_memory_frac=batch_memory_frac, **kwargs,
+        )
+
+    def _build_learner(self, **kwargs: Any) -> Learner:
+        kwargs["components"] = [*kwargs["components"], self.key_query]
+        return super()._build_learner(**kwargs)
+
+
+class SPeftModelUpdater(ModelUpdater):
+    """S-Prompts (Wang et al., NeurIPS 2022) on an :class:`~retentive.models.SPromptTransformer`:
+    each update adds and trains one prompt (and head, if per task) with the task loss, and
+    clusters the chunk's backbone features into that task's k-means centers, which pick the
+    prompt at inference. As in Renate, a task is an update: each ``update()`` grows a prompt,
+    whatever its ``task_id``; ``clusters_per_task`` is the model's argument (Renate's place).
+
+    Args:
+        learner_kwargs: Renate's argument, which Renate ignores; only ``None`` or ``{}`` is accepted.
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
+    """
+
+    def __init__(
+        self, model: Any, loss_fn: Any, optimizer: Any, learner_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        name = type(self).__name__
+        _check_model(name, model, SPromptTransformer)
+        _check_learner_kwargs(name, learner_kwargs)
+        _refuse(name, kwargs, _MEMORY, "keeps no memory")
+        super().__init__(model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs)
+
+    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+        # one prompt per update; restoring, the model grows from its own state dict instead
+        self.model.adapt(self.updates_done)  # type: ignore[operator]
+
+    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+        clusters = self.model.clusters_per_task  # type: ignore[union-attr]
+        if len(train_dataset) < clusters:  # type: ignore[arg-type]
+            raise DataError(
+                f"S-Prompts clusters each chunk into clusters_per_task={clusters} centers, but the chunk holds "
+                f"only {len(train_dataset)} samples"  # type: ignore[arg-type]
+            )
+        return train_dataset
