@@ -6,6 +6,7 @@ exactly as a plain job with those values would.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -127,6 +128,8 @@ def from_yaml(settings: JobSettings, values: Mapping[str, Any], output: str, cal
 
     assert settings.yaml_config is not None and settings.data is not None
     config = load_config(settings.yaml_config, [*settings.overrides, *yaml_overrides(values)])
+    if config.logger is None:  # no TensorBoard runs of parallel trials racing in ./tb_logs unasked
+        config = dataclasses.replace(config, logger=False)
     updater = build_updater(config, input_state_folder=settings.input_state, output_state_folder=output)
     updater.callbacks = [*getattr(updater, "callbacks", []), *callbacks]
     train = read_chunk(settings.data)

@@ -67,7 +67,7 @@ def execute(settings: JobSettings, space: dict[str, Any], output: Path, *, n_wor
             job_file = settings.write(folder / "job.json")
             records, folders, backend = run_search(
                 space, job_file, folder, metric, mode, n_workers, scheduler, scheduler_kwargs, settings.seed,
-                settings.max_epochs or 50, max_time, max_trials, progress, settings.devices)
+                settings.max_epochs or 50, max_time, max_trials, progress, settings.devices, settings.accelerator)
             winner = choose_winner(records, folders, metric, mode)
             if winner is None:
                 first = records[0].trial_id if records else 0

@@ -10,8 +10,10 @@ epochs: trials that fall behind at a rung are stopped early), or a Syne Tune sch
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,12 @@ from retentive.training.trial import JOB_FILE_KEY, STATE_NAME, TRIAL_NAME_KEY
 
 SCHEDULERS = ("random", "bo", "asha")
 Progress = Callable[[TrialRecord, list[TrialRecord]], None]
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def check_scheduler(scheduler: Any) -> None:
@@ -48,7 +56,7 @@ def make_scheduler(scheduler: Any, space: dict[str, Any], metric: str, mode: str
                 **kwargs)
 
 
-def _collector(trials: dict[int, TrialRecord], metric: str, mode: str, progress: Progress | None) -> Any:
+def _collector(trials: dict[int, TrialRecord], metric: str, progress: Progress | None, stdout: Any) -> Any:
     from syne_tune.tuner_callback import TunerCallback
 
     class Collect(TunerCallback):
@@ -73,9 +81,18 @@ def _collector(trials: dict[int, TrialRecord], metric: str, mode: str, progress:
 
         def _finished(self, record: TrialRecord) -> None:
             if progress is not None:
-                progress(record, sorted(trials.values(), key=lambda t: t.trial_id))
+                with contextlib.redirect_stdout(stdout):  # the caller's stdout, not Syne Tune's muted one
+                    progress(record, sorted(trials.values(), key=lambda t: t.trial_id))
 
     return Collect()
+
+
+def _quiet_logger() -> Any:
+    """Syne Tune's console logger with every message off: the caller's ``progress`` reports."""
+    from syne_tune.tuner_logger import TunerLogger
+
+    silent = {name: (lambda self, *args, **kwargs: None) for name in dir(TunerLogger) if name.startswith("print_")}
+    return type("QuietTunerLogger", (TunerLogger,), silent)()
 
 
 @contextlib.contextmanager
@@ -100,7 +117,7 @@ def _syne_tune_folder(folder: Path) -> Iterator[None]:
 def run_search(
     space: dict[str, Any], job_file: Path, folder: Path, metric: str, mode: str, n_workers: int, scheduler: Any,
     scheduler_kwargs: Mapping[str, Any] | None, seed: int, max_epochs: int, max_time: float | None,
-    max_trials: int | None, progress: Progress | None, devices: int = 1,
+    max_trials: int | None, progress: Progress | None, devices: int = 1, accelerator: str = "auto",
 ) -> tuple[list[TrialRecord], dict[int, Path], Any]:
     """Run the trials; return their records, the state folder of each completed trial, and the backend."""
     hpo_module()
@@ -114,7 +131,7 @@ def run_search(
     trials: dict[int, TrialRecord] = {}
     with _syne_tune_folder(folder):
         backend = LocalBackend(entry_point=str(Path(trial_module.__file__)), pass_args_as_json=True,
-                               num_gpus_per_trial=devices)
+                               num_gpus_per_trial=devices, rotate_gpus=accelerator not in ("cpu",) and _has_gpu())
         tuner = Tuner(
             trial_backend=backend,
             scheduler=make_scheduler(scheduler, full_space, metric, mode, seed, max_epochs, scheduler_kwargs),
@@ -122,9 +139,11 @@ def run_search(
                                              max_num_trials_started=None if max_trials is None else max_trials - 1),
             n_workers=n_workers, sleep_time=0.2, results_update_interval=3600, print_update_interval=3600,
             max_failures=10**6, tuner_name="retentive", save_tuner=False, wait_trial_completion_when_stopping=True,
-            callbacks=[StoreResultsCallback(), _collector(trials, metric, mode, progress)],
+            callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
+            output_logger=_quiet_logger(),
         )
-        tuner.run()
+        with contextlib.redirect_stdout(io.StringIO()):  # Syne Tune prints a summary of its own
+            tuner.run()
     records = sorted(trials.values(), key=lambda t: t.trial_id)
     folders = {}
     for record in records:
