@@ -30,7 +30,7 @@ exit codes: 0 the winner is written to --output-state; 1 a retentive error (bad 
 data or state folder; one line on stderr, nothing written); 2 bad usage.
 
 example, one search per chunk:
-  retentive tune --config configs/der.yaml --space configs/search_lr.yaml --data chunks/day2.npz \\
+  retentive tune --config configs/der.yaml --space configs/search/lr.yaml --data chunks/day2.npz \\
       --val-data val/ --input-state state/day1 --output-state state/day2 --workers 2 --max-trials 6
 """
 FLAGS = {"output_state_url": "--output-state", "input_state_url": "--input-state", "input_state_folder": "--input-state"}
