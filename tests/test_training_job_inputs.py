@@ -85,3 +85,12 @@ def test_an_unknown_updater_and_scheduler_are_refused(tmp_path, config):
     with pytest.raises(ValueError, match=r"scheduler must be one of \['random', 'bo', 'asha'\]"):
         _job(tmp_path, config, scheduler="hyperband")
     _nothing_written(tmp_path)
+
+
+def test_without_syne_tune_a_search_names_the_extra_to_install(tmp_path, monkeypatch):
+    from retentive.training.space import read_space
+
+    (tmp_path / "space.yaml").write_text("optimizer.init_args.lr: {loguniform: [0.001, 0.3]}\n")
+    monkeypatch.setitem(__import__("sys").modules, "syne_tune", None)
+    with pytest.raises(ImportError, match=r"install retentive's 'hpo' extra \(pip install 'retentive\[hpo\]'"):
+        read_space(tmp_path / "space.yaml")
