@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ def _syne_tune_folder(folder: Path) -> Iterator[None]:
     os.environ["SYNETUNE_FOLDER"] = str(folder)
     log = logging.getLogger("syne_tune")
     level = log.level
-    log.setLevel(logging.WARNING)
+    log.setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -142,7 +143,9 @@ def run_search(
             callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
             output_logger=_quiet_logger(),
         )
-        with contextlib.redirect_stdout(io.StringIO()):  # Syne Tune prints a summary of its own
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # Syne Tune prints a summary of its own; BoTorch's GP warns about tiny noise on few points
+            warnings.filterwarnings("ignore", module=r"(gpytorch|botorch|linear_operator)(\.|$)")
             tuner.run()
     records = sorted(trials.values(), key=lambda t: t.trial_id)
     folders = {}
