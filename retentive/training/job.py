@@ -11,7 +11,7 @@ from typing import Any
 from retentive.training.execution import JobResult, execute
 from retentive.training.search import Progress, check_scheduler
 from retentive.training.settings import JobSettings
-from retentive.training.space import constants, first_values, is_search
+from retentive.training.space import first_values, is_search
 
 BACKENDS = ("local",)
 MODES = ("min", "max")
@@ -150,7 +150,7 @@ def run_training_job(
     output = check_output_location(output_state_url, input_state_url)
     local_input = localize_input(input_state_url, working)
     settings.input_state = None if local_input is None else str(local_input.resolve())
-    prepare_data(module, constants(space) | first_values(space), settings)
+    prepare_data(module, space, settings)
     return execute(settings, space, output.resolve(), n_workers=n_workers, scheduler=scheduler,
                    scheduler_kwargs=scheduler_kwargs, max_time=max_time, max_trials=max_trials,
                    keep_trials=keep_trials, progress=progress)

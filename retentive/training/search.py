@@ -21,7 +21,7 @@ from typing import Any
 
 from retentive.training.hpo_record import TrialRecord
 from retentive.training.space import hpo_module
-from retentive.training.trial import JOB_FILE_KEY, STATE_NAME, TRIAL_NAME_KEY
+from retentive.training.trial import JOB_FILE_KEY, STATE_NAME
 
 SCHEDULERS = ("random", "bo", "asha")
 Progress = Callable[[TrialRecord, list[TrialRecord]], None]
@@ -53,7 +53,9 @@ def make_scheduler(scheduler: Any, space: dict[str, Any], metric: str, mode: str
         return RandomSearch(space, metrics=[metric], do_minimize=minimize, random_seed=seed, **kwargs)
     if scheduler == "bo":
         return BOTorch(space, metric=metric, do_minimize=minimize, random_seed=seed, **kwargs)
-    return ASHA(space, metric=metric, time_attr="epoch", max_t=max_epochs, do_minimize=minimize, random_seed=seed,
+    # max_t one past the last epoch: ASHA stops (kills) a trial that reports max_t, which would be
+    # before the trial has written its state; a trial that survives every rung finishes on its own
+    return ASHA(space, metric=metric, time_attr="epoch", max_t=max_epochs + 1, do_minimize=minimize, random_seed=seed,
                 **kwargs)
 
 
@@ -64,7 +66,7 @@ def _collector(trials: dict[int, TrialRecord], metric: str, progress: Progress |
         """Keeps every reported result and each trial's end; tells ``progress`` of each finish."""
 
         def _record(self, trial: Any) -> TrialRecord:
-            config = {k: v for k, v in trial.config.items() if k not in (JOB_FILE_KEY, TRIAL_NAME_KEY)}
+            config = {k: v for k, v in trial.config.items() if k != JOB_FILE_KEY}
             return trials.setdefault(trial.trial_id, TrialRecord(trial.trial_id, config))
 
         def on_trial_result(self, trial: Any, status: str, result: dict[str, Any], decision: str) -> None:
@@ -128,7 +130,7 @@ def run_search(
 
     import retentive.training.trial as trial_module
 
-    full_space = {**space, JOB_FILE_KEY: str(job_file), TRIAL_NAME_KEY: "trial"}
+    full_space = {**space, JOB_FILE_KEY: str(job_file)}
     trials: dict[int, TrialRecord] = {}
     with _syne_tune_folder(folder):
         backend = LocalBackend(entry_point=str(Path(trial_module.__file__)), pass_args_as_json=True,
@@ -151,8 +153,8 @@ def run_search(
     folders = {}
     for record in records:
         state = backend.checkpoint_trial_path(record.trial_id) / STATE_NAME
-        if record.status == "Completed" and (state / "manifest.json").is_file():
-            folders[record.trial_id] = state
+        if (state / "manifest.json").is_file():  # the update ran to its end and wrote its state
+            folders[record.trial_id], record.status = state, "Completed"
         elif record.status == "Completed":
             record.status = "Failed"
     for trial_id in range(tuner.tuning_status.num_trials_started):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 JOB_FILE_KEY = "retentive_job_file"  # the config-space constant naming the job's settings file
-TRIAL_NAME_KEY = "retentive_trial_name"
 STATE_NAME = "state"  # the trial's state folder inside its checkpoint folder
 Report = Callable[..., None]
 
@@ -74,10 +73,9 @@ def main(argv: list[str]) -> int:
 
     config = json.loads(Path(_argument(argv, ST_CONFIG_JSON_FNAME_ARG)).read_text(encoding="utf-8"))
     settings = JobSettings.read(config.pop(JOB_FILE_KEY))
-    name = config.pop(TRIAL_NAME_KEY, "trial")
-    output = Path(_argument(argv, ST_CHECKPOINT_DIR)) / STATE_NAME
-    output.parent.mkdir(parents=True, exist_ok=True)
-    run_trial(settings, config, output, Reporter(), log_name=name)
+    checkpoints = Path(_argument(argv, ST_CHECKPOINT_DIR))  # <experiment>/<trial id>/checkpoints
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    run_trial(settings, config, checkpoints / STATE_NAME, Reporter(), log_name=f"trial_{checkpoints.parent.name}")
     return 0
 
 
