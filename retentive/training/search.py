@@ -90,6 +90,26 @@ def _collector(trials: dict[int, TrialRecord], metric: str, progress: Progress |
     return Collect()
 
 
+def _capped(scheduler: Any, max_trials: int | None) -> Any:
+    """Let ``scheduler`` suggest at most ``max_trials`` new trials; then it reports its space
+    exhausted, and the tuner waits for the running trials. (Syne Tune's own trial limits are
+    checked once per loop, and a loop may start a trial for every free worker, so N+1 could run.)"""
+    if max_trials is None:
+        return scheduler
+    suggest, started = scheduler.suggest, [0]
+
+    def capped() -> Any:
+        if started[0] >= max_trials:
+            return None
+        suggestion = suggest()
+        if suggestion is not None and suggestion.spawn_new_trial_id:
+            started[0] += 1
+        return suggestion
+
+    scheduler.suggest = capped
+    return scheduler
+
+
 def _quiet_logger() -> Any:
     """Syne Tune's console logger with every message off: the caller's ``progress`` reports."""
     from syne_tune.tuner_logger import TunerLogger
@@ -137,9 +157,9 @@ def run_search(
                                num_gpus_per_trial=devices, rotate_gpus=accelerator not in ("cpu",) and _has_gpu())
         tuner = Tuner(
             trial_backend=backend,
-            scheduler=make_scheduler(scheduler, full_space, metric, mode, seed, max_epochs, scheduler_kwargs),
-            stop_criterion=StoppingCriterion(max_wallclock_time=max_time,
-                                             max_num_trials_started=None if max_trials is None else max_trials - 1),
+            scheduler=_capped(make_scheduler(scheduler, full_space, metric, mode, seed, max_epochs, scheduler_kwargs),
+                              max_trials),
+            stop_criterion=StoppingCriterion(max_wallclock_time=max_time),
             n_workers=n_workers, sleep_time=0.2, results_update_interval=3600, print_update_interval=3600,
             max_failures=10**6, tuner_name="retentive", save_tuner=False, wait_trial_completion_when_stopping=True,
             callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
