@@ -96,7 +96,8 @@ def searched_arm(chunks: list[dict[str, Path]], states: Path, seed: int, trials:
                            n_workers=workers, max_trials=trials, seed=seed + 100 * i, threads=1)
         winners.append({"chunk": i, "lr": result.winner.config["optimizer.init_args.lr"],
                         "val_accuracy": result.winner.best(result.metric, result.mode),
-                        "trials": [t.config.get("optimizer.init_args.lr") for t in result.trials]})
+                        "trials": [t.config.get("optimizer.init_args.lr") for t in result.trials],
+                        "scores": [t.best(result.metric, result.mode) for t in result.trials]})
         previous = output
     return previous, winners
 
