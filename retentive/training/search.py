@@ -28,8 +28,12 @@ Progress = Callable[[TrialRecord, list[TrialRecord]], None]
 
 
 def _has_gpu() -> bool:
+    """Whether trials can be given GPUs; tells Syne Tune the count so that it does not run
+    nvidia-smi into a ``std.out`` file in the current folder to find out."""
+    import syne_tune.num_gpu
     import torch
 
+    syne_tune.num_gpu._num_gpus = torch.cuda.device_count()
     return torch.cuda.is_available()
 
 
