@@ -51,9 +51,10 @@ def _rows(state: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_a_search_picks_the_best_trial_writes_hpo_csv_and_the_next_chunk_resumes_from_it(tmp_path):
+def test_a_search_picks_the_best_trial_writes_hpo_csv_and_the_next_chunk_resumes_from_it(tmp_path, monkeypatch):
     from syne_tune.config_space import loguniform
 
+    monkeypatch.chdir(tmp_path)
     space = {"optimizer": "SGD", "learning_rate": loguniform(1e-4, 0.3), "memory_size": 50, "batch_size": 16}
     finished = []
     first = run_training_job(
@@ -79,6 +80,7 @@ def test_a_search_picks_the_best_trial_writes_hpo_csv_and_the_next_chunk_resumes
         ("0", "0"), ("0", "1"), ("0", "2")]
     assert hashlib.sha256((out / "hpo.csv").read_bytes()).hexdigest() == manifest["search"]["hpo_csv"]["sha256"]
     assert not any((tmp_path / "work" / "trials").iterdir())  # trial folders removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_0", "work"]  # nothing else (Syne Tune's std.out)
 
     before = _digests(out)
     second = run_training_job(
