@@ -46,6 +46,21 @@ def _val_accuracy(state: Path, chunk_id: int, seed: int) -> float:
     return sum(accuracy(model, v) * len(v) for v in val) / sum(len(v) for v in val)
 
 
+def _seeded_draws(space: dict, seed: int) -> list[float]:
+    """The three learning rates a random search seeded with ``seed`` draws (Syne Tune 0.16 samples
+    with numpy's global generator, which the search seeds)."""
+    import numpy as np
+    from syne_tune.optimizer.baselines import RandomSearch
+
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        searcher = RandomSearch(space, metrics=["val_accuracy"], do_minimize=False, random_seed=seed)
+        return [searcher.suggest().config["learning_rate"] for _ in range(3)]
+    finally:
+        np.random.set_state(state)
+
+
 def _rows(state: Path) -> list[dict[str, str]]:
     with open(state / "hpo.csv", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -67,6 +82,7 @@ def test_a_search_picks_the_best_trial_writes_hpo_csv_and_the_next_chunk_resumes
     assert sorted(values) == [0, 1, 2] and sorted(finished) == [0, 1, 2]
     assert all(t.status == "Completed" for t in first.trials)
     assert len({t.config["learning_rate"] for t in first.trials}) == 3
+    assert [t.config["learning_rate"] for t in first.trials] == _seeded_draws(space, seed=3)  # reproducible by seed
     assert first.winner.best("val_accuracy", "max") == max(values.values())
     assert min(values.values()) < max(values.values())  # the choice mattered
 

@@ -123,6 +123,22 @@ def _quiet_logger() -> Any:
 
 
 @contextlib.contextmanager
+def _numpy_seeded(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for the search, and put the caller's state back after.
+
+    Syne Tune 0.16's random searcher keeps ``random_seed`` but samples with the global generator,
+    so without this the same seed gives different trials on every run."""
+    import numpy as np
+
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+@contextlib.contextmanager
 def _syne_tune_folder(folder: Path) -> Iterator[None]:
     """Point Syne Tune's experiment folder at ``folder`` (it would write to ~/syne-tune) and keep
     its INFO logging quiet, for the duration of one search."""
@@ -169,7 +185,7 @@ def run_search(
             callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
             output_logger=_quiet_logger(),
         )
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _numpy_seeded(seed):
             # Syne Tune prints a summary of its own; BoTorch's GP warns about tiny noise on few points
             warnings.filterwarnings("ignore", module=r"(gpytorch|botorch|linear_operator)(\.|$)")
             tuner.run()
