@@ -195,7 +195,7 @@ def run_search(
         state = backend.checkpoint_trial_path(record.trial_id) / STATE_NAME
         if (state / "manifest.json").is_file():  # the update ran to its end and wrote its state
             folders[record.trial_id], record.status = state, "Completed"
-        elif record.status == "Completed":
+        elif record.status != "Stopped":  # ended without a state: it failed
             record.status = "Failed"
     for trial_id in range(tuner.tuning_status.num_trials_started):
         if trial_id not in trials:
