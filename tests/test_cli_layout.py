@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_module_per_command_and_the_entry_point():
-    assert sorted(COMMANDS) == ["benchmark", "demo", "evaluate", "import-renate", "inspect", "rollback", "shift", "update"]
+    assert sorted(COMMANDS) == ["benchmark", "demo", "evaluate", "import-renate", "inspect", "rollback", "shift", "tune", "update"]
     for name, (module, _) in COMMANDS.items():
         assert module == f"retentive.cli.{name.replace('-', '_')}"
         command = importlib.import_module(module)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
     "rollback": ("retentive.cli.rollback", "undo the last in-place update of a state folder"),
     "shift": ("retentive.cli.shift", "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)"),
+    "tune": ("retentive.cli.tune", "search hyperparameters for one update (Syne Tune trials in parallel); keep the best"),
 }
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (

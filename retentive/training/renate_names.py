@@ -1,0 +1,60 @@
+"""Renate's ``updater`` names (``run_training_job(updater="ER")``) -> retentive's classes, and the
+Renate optimizer settings a config space may hold instead of an ``optimizer_fn``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Renate 0.5.2's names (renate/cli/parsing_functions.py) -> the class in retentive.updaters
+UPDATERS: dict[str, str] = {
+    "ER": "ExperienceReplayModelUpdater",
+    "DER": "DarkExperienceReplayModelUpdater",
+    "POD-ER": "PooledOutputDistillationExperienceReplayModelUpdater",
+    "CLS-ER": "CLSExperienceReplayModelUpdater",
+    "Super-ER": "SuperExperienceReplayModelUpdater",
+    "Offline-ER": "OfflineExperienceReplayModelUpdater",
+    "GDumb": "GDumbModelUpdater",
+    "Joint": "JointModelUpdater",
+    "FineTuning": "FineTuningModelUpdater",
+    "Avalanche-ER": "ExperienceReplayAvalancheModelUpdater",
+    "Avalanche-EWC": "ElasticWeightConsolidationModelUpdater",
+    "Avalanche-LwF": "LearningWithoutForgettingModelUpdater",
+    "Avalanche-iCaRL": "ICaRLModelUpdater",
+}
+#: Renate names with no retentive counterpart yet
+NOT_YET = ("LearningToPrompt", "LearningToPromptReplay", "SPeft", "RD")
+#: Renate's optimizer settings (used when the config module has no ``optimizer_fn``) and defaults
+OPTIMIZER_KEYS: dict[str, Any] = {"optimizer": "Adam", "learning_rate": 3e-4, "momentum": 0.0, "weight_decay": 0.0}
+OPTIMIZERS = ("Adam", "SGD")
+#: Renate's config-space names that are spelled differently as updater arguments
+RENAMED = {"early_stopping": "early_stopping_enabled"}
+
+
+def updater_class(name: str) -> type:
+    """The retentive updater class for a Renate ``updater`` name (or a retentive class name)."""
+    import retentive.updaters as updaters
+
+    if name in NOT_YET:
+        raise ValueError(f"updater {name!r} has no retentive counterpart yet; expected one of {sorted(UPDATERS)}")
+    cls = getattr(updaters, UPDATERS.get(name, name), None)
+    if not isinstance(cls, type) or not issubclass(cls, updaters.ModelUpdater) or cls is updaters.ModelUpdater:
+        raise ValueError(
+            f"unknown updater {name!r}; expected a Renate name ({', '.join(UPDATERS)}) or a retentive "
+            "updater class name (e.g. DarkExperienceReplayModelUpdater)"
+        )
+    return cls
+
+
+def make_optimizer(values: dict[str, Any]) -> Any:
+    """``partial(torch.optim.<optimizer>, lr=..., ...)`` from Renate's optimizer settings."""
+    from functools import partial
+
+    import torch
+
+    settings = {key: values.get(key, default) for key, default in OPTIMIZER_KEYS.items()}
+    if settings["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {settings['optimizer']!r}")
+    lr, weight_decay = float(settings["learning_rate"]), float(settings["weight_decay"])
+    if settings["optimizer"] == "SGD":
+        return partial(torch.optim.SGD, lr=lr, momentum=float(settings["momentum"]), weight_decay=weight_decay)
+    return partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay)
