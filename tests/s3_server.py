@@ -97,4 +97,14 @@ def s3() -> Iterator[S3Server]:
         for name, value in server.env().items():
             if name.startswith("AWS_"):
                 patch.setenv(name, value)
+        forget_s3_clients()
         yield server
+    forget_s3_clients()
+
+
+def forget_s3_clients() -> None:
+    """Drop fsspec's cached S3 filesystems: one is built from the environment it first saw (the
+    endpoint and credentials of another test's server) and would be reused for a later one."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()

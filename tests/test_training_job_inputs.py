@@ -66,13 +66,6 @@ def test_the_sagemaker_backend_names_what_to_use_instead(tmp_path, config):
     _nothing_written(tmp_path)
 
 
-@pytest.mark.parametrize("where", ["output_state_url", "input_state_url"])
-def test_urls_are_refused_until_remote_state_lands(tmp_path, config, where):
-    with pytest.raises(StateError, match=f"{where} 's3://bucket/state' is a URL; URLs are not supported yet"):
-        _job(tmp_path, config, **{where: "s3://bucket/state"})
-    _nothing_written(tmp_path)
-
-
 def test_a_search_without_a_stopping_rule_is_refused(tmp_path, config):
     with pytest.raises(ValueError, match="give max_time or max_num_trials_finished"):
         _job(tmp_path, config, max_num_trials_finished=None)

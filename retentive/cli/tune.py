@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from retentive.cli.locations import is_local, state_location
 from retentive.cli.update import DATA_HELP, non_negative_int, override, positive_int
 
 SCHEDULERS = ("random", "bo", "asha")  # retentive.training.search.SCHEDULERS, listed without importing it
@@ -44,9 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP)
     parser.add_argument("--val-data", required=True, type=Path, metavar="VAL",
                         help="validation data the winner is chosen on, same format as --data")
-    parser.add_argument("--input-state", type=Path, default=None, metavar="DIR", help="the previous update's state folder")
-    parser.add_argument("--output-state", required=True, type=Path, metavar="DIR",
-                        help="where the winner's state goes; it must not exist yet")
+    parser.add_argument("--input-state", type=state_location, default=None, metavar="DIR",
+                        help="the previous update's state folder or URL (s3://...)")
+    parser.add_argument("--output-state", required=True, type=state_location, metavar="DIR",
+                        help="where the winner's state goes (a folder or a URL); it must not hold a state yet")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="trials run in parallel [1]")
     parser.add_argument("--max-trials", type=positive_int, default=None, metavar="N", help="run exactly N trials")
     parser.add_argument("--max-time", type=float, default=None, metavar="S",
@@ -66,7 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def outputs(args: argparse.Namespace) -> list[Path]:
-    return [args.output_state.parent]
+    return [args.output_state.parent] if is_local(args.output_state) else []
 
 
 def _shown(config: dict[str, Any]) -> str:

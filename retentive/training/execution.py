@@ -22,7 +22,7 @@ from retentive.training.space import constants, is_search
 class JobResult:
     """What a job did: every trial, the winner, and where its state went."""
 
-    output_state: Path
+    output_state: Path | str  # a local folder or a URL
     metric: str
     mode: str
     winner: TrialRecord
@@ -54,7 +54,7 @@ def _run_single(settings: JobSettings, space: Mapping[str, Any], folder: Path, p
     return [record], {0: output}
 
 
-def execute(settings: JobSettings, space: dict[str, Any], output: Path, *, n_workers: int = 1, scheduler: Any = None,
+def execute(settings: JobSettings, space: dict[str, Any], output: Path | str, *, n_workers: int = 1, scheduler: Any = None,
             scheduler_kwargs: Mapping[str, Any] | None = None, max_time: float | None = None,
             max_trials: int | None = None, keep_trials: bool = False, progress: Progress | None = None) -> JobResult:
     """Run the trials under ``settings.working_directory`` and promote the winner to ``output``."""

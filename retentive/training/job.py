@@ -124,7 +124,7 @@ def run_training_job(
     """
     from retentive.training.assembly import check_space_keys
     from retentive.training.config_module import import_config_module
-    from retentive.training.locations import check_output_location, localize_input
+    from retentive.training.locations import check_output_location, localized_input
     from retentive.training.renate_names import updater_class
 
     check_backend(backend)
@@ -148,9 +148,9 @@ def run_training_job(
     )
     check_metric(module, space, settings)
     output = check_output_location(output_state_url, input_state_url)
-    local_input = localize_input(input_state_url, working)
-    settings.input_state = None if local_input is None else str(local_input.resolve())
-    prepare_data(module, space, settings)
-    return execute(settings, space, output.resolve(), n_workers=n_workers, scheduler=scheduler,
-                   scheduler_kwargs=scheduler_kwargs, max_time=max_time, max_trials=max_trials,
-                   keep_trials=keep_trials, progress=progress)
+    with localized_input(input_state_url, working) as local_input:
+        settings.input_state = None if local_input is None else str(local_input.resolve())
+        prepare_data(module, space, settings)
+        return execute(settings, space, output, n_workers=n_workers, scheduler=scheduler,
+                       scheduler_kwargs=scheduler_kwargs, max_time=max_time, max_trials=max_trials,
+                       keep_trials=keep_trials, progress=progress)

@@ -47,23 +47,23 @@ def tune_yaml(
     """Search ``space`` (dotted config keys -> domains) for the update of ``data``; the winner by
     ``metric`` on ``val_data`` is promoted to ``output_state`` (see :func:`run_training_job`)."""
     from retentive.training.job import check_search
-    from retentive.training.locations import check_output_location, localize_input
+    from retentive.training.locations import check_output_location, default_working_directory, localized_input
 
     check_search(space, max_time, max_trials, n_workers, scheduler)
     output = check_output_location(output_state, input_state)
-    working = Path(working_directory) if working_directory is not None else output.parent / f".retentive-tune-{output.name}"
-    local_input = localize_input(input_state, working)
-    settings = JobSettings(
-        working_directory=str(working.resolve()), metric=metric, mode=mode, yaml_config=str(Path(config).resolve()),
-        overrides=list(overrides), data=str(Path(data).resolve()), val_data=str(Path(val_data).resolve()),
-        max_epochs=None, task_id=task_id, input_state=None if local_input is None else str(local_input.resolve()),
-        seed=seed, threads=threads if threads is not None else max(1, (os.cpu_count() or 1) // n_workers),
-    )
-    check_yaml_job(settings, space)
-    try:
-        return execute(settings, space, output.resolve(), n_workers=n_workers, scheduler=scheduler,
-                       max_time=max_time, max_trials=max_trials, keep_trials=keep_trials, progress=progress)
-    finally:
-        for folder in (working / "trials", working):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+    working = Path(working_directory) if working_directory is not None else default_working_directory(output, ".retentive-tune-")
+    with localized_input(input_state, working) as local_input:
+        settings = JobSettings(
+            working_directory=str(working.resolve()), metric=metric, mode=mode, yaml_config=str(Path(config).resolve()),
+            overrides=list(overrides), data=str(Path(data).resolve()), val_data=str(Path(val_data).resolve()),
+            max_epochs=None, task_id=task_id, input_state=None if local_input is None else str(local_input.resolve()),
+            seed=seed, threads=threads if threads is not None else max(1, (os.cpu_count() or 1) // n_workers),
+        )
+        check_yaml_job(settings, space)
+        try:
+            return execute(settings, space, output, n_workers=n_workers, scheduler=scheduler,
+                           max_time=max_time, max_trials=max_trials, keep_trials=keep_trials, progress=progress)
+        finally:
+            for folder in (working / "trials", working):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()

@@ -4,6 +4,8 @@
                                      "manifest_sha256": ..., "committed": ...}
     <url>/versions/ID/manifest.json
     <url>/versions/ID/model.pt, learner.pt, memory.pt
+    <url>/versions/ID/hpo.csv       extra files of the folder (a search's record), checksums in
+                                    the pointer's "extra"
 
 Object stores have no rename, so :func:`publish_state` uploads a new version under a fresh ID
 (the payloads first, then its manifest), checks the sizes, and only then overwrites
@@ -83,16 +85,27 @@ def _verified_files(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def extra_files(folder: Path) -> list[str]:
+    """The folder's files beside the payloads and the manifest (``hpo.csv``), published with them."""
+    core = {*PAYLOADS, MANIFEST}
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in core and not p.name.startswith("."))
+
+
 def publish_state(local_folder: str | os.PathLike[str], url: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Upload the finished state folder ``local_folder`` to ``url`` as its new committed version."""
+    """Upload the finished state folder ``local_folder`` to ``url`` as its new committed version.
+
+    Besides the payloads and the manifest, the folder's other files (:func:`extra_files`, e.g. a
+    search's ``hpo.csv``) are uploaded too, their checksums recorded in the pointer.
+    """
     folder = Path(local_folder)
     manifest = _verified_files(folder)
+    extras = extra_files(folder)
     fs, root = open_url(url, storage_options)
     version = _new_version()
     prefix = f"{root}/{VERSIONS}/{version}"
     committing = False  # from the pointer's PUT on, the new version may be the committed one
     try:
-        for name in (*PAYLOADS, MANIFEST):  # the manifest last: a version without one is unfinished
+        for name in (*PAYLOADS, *extras, MANIFEST):  # the manifest last: a version without one is unfinished
             fs.put_file(str(folder / name), f"{prefix}/{name}")
         for name in PAYLOADS:
             size = fs.info(f"{prefix}/{name}")["size"]
@@ -102,6 +115,7 @@ def publish_state(local_folder: str | os.PathLike[str], url: str, storage_option
         pointer = {
             "format": POINTER_FORMAT, "version": version, "manifest_sha256": _sha256_file(folder / MANIFEST),
             "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "extra": {name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in extras},
         }
         committing = True
         fs.pipe_file(f"{root}/{POINTER}", json.dumps(pointer, indent=2).encode("utf-8"))  # the commit point
@@ -187,8 +201,9 @@ def _download(fs: Any, root: str, url: str, pointer: dict[str, Any] | None, stag
         manifest = read_manifest(staging)  # format, version and kind, as for a local folder
     except StateError as error:
         raise StateError(str(error).replace(str(staging), shown)) from None
-    for name in PAYLOADS:
-        entry = manifest["files"][name]
+    expected = {name: manifest["files"][name] for name in PAYLOADS}
+    expected.update({} if pointer is None else pointer.get("extra", {}))
+    for name, entry in expected.items():
         try:
             fs.get_file(f"{where}/{name}", str(staging / name))
         except FileNotFoundError:
