@@ -62,3 +62,23 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+#: Modules whose warnings a hyperparameter search drops: BoTorch's Gaussian process warns about
+#: tiny observation noise when it has only a few trials to fit, which is every search here.
+SEARCH_WARNING_MODULES = r"(gpytorch|botorch|linear_operator)(\.|$)"
+
+
+@contextlib.contextmanager
+def quiet_search() -> Iterator[None]:
+    """Silence Syne Tune's INFO logging and the warnings of :data:`SEARCH_WARNING_MODULES` for one
+    search (``retentive tune``, ``run_training_job``); restored on exit like :func:`quiet_lightning`."""
+    log = logging.getLogger("syne_tune")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=SEARCH_WARNING_MODULES)
+            yield
+    finally:
+        log.setLevel(level)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from retentive.quiet import quiet_search
 from retentive.training.hpo_record import TrialRecord
 from retentive.training.space import hpo_module
 from retentive.training.trial import JOB_FILE_KEY, STATE_NAME
@@ -140,17 +139,13 @@ def _numpy_seeded(seed: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _syne_tune_folder(folder: Path) -> Iterator[None]:
-    """Point Syne Tune's experiment folder at ``folder`` (it would write to ~/syne-tune) and keep
-    its INFO logging quiet, for the duration of one search."""
+    """Point Syne Tune's experiment folder at ``folder`` (it would write to ~/syne-tune) for the
+    duration of one search."""
     previous = os.environ.get("SYNETUNE_FOLDER")
     os.environ["SYNETUNE_FOLDER"] = str(folder)
-    log = logging.getLogger("syne_tune")
-    level = log.level
-    log.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        log.setLevel(level)
         if previous is None:
             os.environ.pop("SYNETUNE_FOLDER", None)
         else:
@@ -185,10 +180,8 @@ def run_search(
             callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
             output_logger=_quiet_logger(),
         )
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _numpy_seeded(seed):
-            # Syne Tune prints a summary of its own; BoTorch's GP warns about tiny noise on few points
-            warnings.filterwarnings("ignore", module=r"(gpytorch|botorch|linear_operator)(\.|$)")
-            tuner.run()
+        with contextlib.redirect_stdout(io.StringIO()), quiet_search(), _numpy_seeded(seed):
+            tuner.run()  # stdout: Syne Tune prints a summary of its own
     records = sorted(trials.values(), key=lambda t: t.trial_id)
     folders = {}
     for record in records:
