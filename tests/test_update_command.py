@@ -1,8 +1,10 @@
-"""`retentive update`: every shipped config runs in a new process and resumes; help and exit codes."""
+"""`retentive update`: every shipped config runs a chunk, then resumes for the next in a new process; help and exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -68,27 +70,48 @@ class Chain:
         return self.work / "state" / "chunk_0", self.work / "state" / "chunk_1"
 
 
-def run_chain(config_path: Path, work: Path, chunk_files: Path) -> Chain:
-    chain = Chain(work, run_update(
+def update_here(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`retentive update ...` in this process (as a library user running several updates would),
+    its output captured; the result shaped like :func:`run_update`'s."""
+    out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["update", *map(str, args)])
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["retentive", "update", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def first_update(config_path: Path, work: Path, chunk_files: Path) -> Chain:
+    chain = Chain(work, update_here(
         "--config", config_path, "--data", chunk_files / "train_0.npz", "--output-state", work / "state" / "chunk_0",
         "--threads", "1", cwd=work,
     ))
     if chain.first.returncode == 0:
         chain.before = digest(chain.states[0])
+    return chain
+
+
+def second_update(chain: Chain, config_path: Path, chunk_files: Path) -> Chain:
+    if chain.first.returncode == 0:
         chain.second = run_update(
             "--config", config_path, "--data", chunk_files / "train_1.npz", "--input-state", chain.states[0],
-            "--output-state", chain.states[1], "--val-data", chunk_files / "val", "--summary", work / "summary.json",
-            "--threads", "1", cwd=work,
+            "--output-state", chain.states[1], "--val-data", chunk_files / "val", "--summary", chain.work / "summary.json",
+            "--threads", "1", cwd=chain.work,
         )
     return chain
 
 
 @pytest.fixture(scope="module")
 def chains(chunk_files, tmp_path_factory) -> dict[Path, Chain]:
-    """Every config's chain, two configs at a time: the processes mostly import, one core each."""
+    """Every config's chain: chunk 0 in this process, one config after another, and chunk 1 in a
+    new process resuming from the state folder chunk 0 wrote (two at a time: they mostly import)."""
     works = {path: tmp_path_factory.mktemp(path.stem) for path in CONFIGS}
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        futures = {path: pool.submit(run_chain, path, works[path], chunk_files) for path in CONFIGS}
+        futures = {}
+        for path in CONFIGS:  # the second updates start while the next first ones run
+            futures[path] = pool.submit(second_update, first_update(path, works[path], chunk_files), path, chunk_files)
         return {path: future.result() for path, future in futures.items()}
 
 
