@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import gzip
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
+from first_run_support import serve
 from retentive.data import MNISTNotFoundError, load_mnist, load_mnist_arrays, split_mnist
 from retentive.data.mnist import FILES, ensure_mnist, locate_mnist, mirrors, parse_idx, search_dirs
 
@@ -95,24 +92,6 @@ def test_retentive_data_takes_the_folder_data_takes(tmp_path, monkeypatch, sourc
     assert load_mnist_arrays("test", root=tmp_path)[1][:3].tolist() == [7, 2, 1]  # the same folder as --data
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # no request log on stderr
-        pass
-
-
-@contextlib.contextmanager
-def _serve(folder: Path):
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _isolate(tmp_path, monkeypatch, keep_search=False):
     monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("RETENTIVE_DATA", raising=False)
@@ -125,7 +104,7 @@ def test_download_into_cache_from_a_local_server(tmp_path, monkeypatch, source):
     _isolate(tmp_path, monkeypatch)
     with pytest.raises(MNISTNotFoundError):
         load_mnist("test")  # nothing is downloaded unless asked
-    with _serve(_mirror_of(source, tmp_path / "mirror")) as url:
+    with serve(_mirror_of(source, tmp_path / "mirror")) as url:
         data = load_mnist("test", download=True, mirror=url)
     assert len(data) == 10000 and data.targets[:3].tolist() == [7, 2, 1]
     assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == [
@@ -141,7 +120,7 @@ def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, monkeypatch, 
     raw = bytearray(_file(source, "t10k-labels-idx1-ubyte"))
     raw[-1] ^= 1  # one flipped label
     (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
-    with _serve(mirror) as url, pytest.raises(ValueError, match=FILES["t10k-labels-idx1-ubyte"]):
+    with serve(mirror) as url, pytest.raises(ValueError, match=FILES["t10k-labels-idx1-ubyte"]):
         load_mnist("test", download=True, mirror=url)
     assert not (tmp_path / "cache" / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
     with pytest.raises(MNISTNotFoundError, match="could not download http://127.0.0.1:9/"):
@@ -157,7 +136,7 @@ def test_mirrors_come_from_the_environment_in_order(monkeypatch):
 
 def test_ensure_fetches_what_is_missing_trying_each_mirror_in_order(tmp_path, monkeypatch, source, capsys):
     _isolate(tmp_path, monkeypatch)
-    with _serve(_mirror_of(source, tmp_path / "mirror")) as url:
+    with serve(_mirror_of(source, tmp_path / "mirror")) as url:
         monkeypatch.setenv("RETENTIVE_MNIST_MIRROR", f"http://127.0.0.1:9/,{url}")  # the first is unreachable
         ensure_mnist(splits=("test",))
     err = capsys.readouterr().err

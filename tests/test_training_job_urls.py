@@ -7,11 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
+from first_run_support import closed_port_url
 from s3_server import forget_s3_clients, s3  # noqa: F401 - the fixture
 from retentive.errors import StateError
 from retentive.state import load_state
@@ -50,12 +50,6 @@ def test_two_chunks_through_s3_urls_keep_the_search_record(tmp_path, s3):
     assert not list((tmp_path / "work").glob("input-*")), "the fetched input copy is removed"
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def fresh_clients():
     """S3 clients are built from the environment they first see: none from before or after this test."""
@@ -66,7 +60,7 @@ def fresh_clients():
 
 @pytest.mark.parametrize("where", ["output_state_url", "input_state_url"])
 def test_an_unreachable_url_is_refused_before_any_trial(tmp_path, monkeypatch, fresh_clients, where):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed_port_url().rstrip("/"))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     changes = {where: "s3://bucket/state"}

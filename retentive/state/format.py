@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch
 from retentive._version import __version__
 from retentive.errors import StateError
 from retentive.state.locking import OutputLock
-from retentive.state.staging import STAGING_PREFIX, is_staging, new_staging_folder, remove_stale_staging
+from retentive.state.staging import STAGING_PREFIX, discarded_on_failure, is_staging, new_staging_folder, remove_stale_staging
 
 FORMAT = "retentive-state"
 FORMAT_VERSION = 1
@@ -124,27 +123,17 @@ def save_state(folder: str | os.PathLike[str], state: State, lock: OutputLock | 
 
 
 def _write_staged(target: Path, state: State) -> None:
-    staging = write_staging(target, state)
-    try:
+    with discarded_on_failure(write_staging(target, state), target) as staging:
         if target.exists():
             raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written")
         os.rename(staging, target)
         _fsync_dir(target.parent)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StateError(
-            f"writing the state to {str(target)!r} failed ({error}); nothing was written there"
-        ) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def write_staging(target: Path, state: State) -> Path:
     """Write ``state`` completely (payloads, manifest, fsynced) into a new staging folder beside
     ``target`` and return it; the caller renames it into place. On failure nothing is left."""
-    staging = new_staging_folder(target)
-    try:
+    with discarded_on_failure(new_staging_folder(target), target) as staging:
         staging.mkdir()
         files: dict[str, dict[str, Any]] = {}
         for name, payload in zip(PAYLOADS, (state.model, state.learner, state.memory)):
@@ -164,14 +153,6 @@ def write_staging(target: Path, state: State) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         _fsync_dir(staging)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise StateError(
-            f"writing the state to {str(target)!r} failed ({error}); nothing was written there"
-        ) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return staging
 
 

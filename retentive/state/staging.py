@@ -9,11 +9,15 @@ a staging folder as a state is refused (:func:`retentive.state.read_manifest`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from retentive.errors import StateError
 
 STAGING_PREFIX = ".retentive-staging-"
 _STAGING = re.compile(re.escape(STAGING_PREFIX) + r"(?P<name>.+)-(?P<tag>[0-9a-f]{12})$")
@@ -23,6 +27,21 @@ def new_staging_folder(target: str | os.PathLike[str]) -> Path:
     """A fresh, unused staging path beside ``target`` (not created)."""
     target = Path(target)
     return target.parent / f"{STAGING_PREFIX}{target.name}-{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def discarded_on_failure(staging: Path, target: Path, action: str = "writing the state to") -> Iterator[Path]:
+    """Run the block that fills ``staging`` (and renames it to ``target``); on any failure remove
+    ``staging``, so nothing is left, and report an ``OSError`` as a :class:`StateError` naming
+    ``target`` (``"<action> <target> failed (...); nothing was written there"``)."""
+    try:
+        yield staging
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StateError(f"{action} {str(target)!r} failed ({error}); nothing was written there") from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def staging_target_name(path: str | os.PathLike[str]) -> str | None:

@@ -120,9 +120,9 @@ def promote(
     target's lock, so it appears whole or not at all; a URL output gets it through
     :func:`retentive.state.remote.publish_state` (readers see the previous state or this one).
     """
-    from retentive.state.format import check_output_folder
+    from retentive.state.format import _fsync_dir, check_output_folder
     from retentive.state.locking import OutputLock
-    from retentive.state.staging import new_staging_folder, remove_stale_staging
+    from retentive.state.staging import discarded_on_failure, new_staging_folder, remove_stale_staging
 
     if isinstance(output_location, str) and is_url(output_location):
         from retentive.state.remote import publish_state
@@ -138,19 +138,10 @@ def promote(
     with OutputLock(target):
         check_output_folder(target, None)
         remove_stale_staging(target)
-        staging = new_staging_folder(target)
-        try:
+        with discarded_on_failure(new_staging_folder(target), target, "promoting the winning trial to") as staging:
             _stage(winner_folder, staging, manifest_extra, extra_files)
-            from retentive.state.format import _fsync_dir
-
             os.rename(staging, target)
             _fsync_dir(target.parent)
-        except OSError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise StateError(f"promoting the winning trial to {str(target)!r} failed ({error}); nothing was written there") from error
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return target
 
 
