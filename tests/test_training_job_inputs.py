@@ -87,3 +87,15 @@ def test_without_syne_tune_a_search_names_the_extra_to_install(tmp_path, monkeyp
     monkeypatch.setitem(__import__("sys").modules, "syne_tune", None)
     with pytest.raises(ImportError, match=r"install retentive's 'hpo' extra \(pip install 'retentive\[hpo\]'"):
         read_space(tmp_path / "space.yaml")
+
+
+def test_a_space_file_is_read_as_configs_are(tmp_path):
+    """``1e-3`` is a float (YAML 1.2, as in update configs) and a duplicate key is refused."""
+    from retentive.training.space import SpaceError, read_space
+
+    (tmp_path / "space.yaml").write_text("optimizer.init_args.lr: {loguniform: [1e-3, 3e-1]}\n")
+    domain = read_space(tmp_path / "space.yaml")["optimizer.init_args.lr"]
+    assert (domain.lower, domain.upper) == (1e-3, 3e-1)
+    (tmp_path / "dup.yaml").write_text("seed: 1\nseed: 2\n")
+    with pytest.raises(SpaceError, match=r"dup\.yaml: not valid YAML: .*duplicate key 'seed'"):
+        read_space(tmp_path / "dup.yaml")

@@ -25,7 +25,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -233,14 +232,11 @@ def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -
 def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
     """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries, each checked
     by :func:`check_method` before anything runs (so a misspelled argument costs no training)."""
-    from retentive.cli.config import ConfigError, Source, parse_yaml
+    from retentive.cli.config import ConfigError, Source
+    from retentive.cli.config.parsing import read_yaml_file
 
     label = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(label, "", f"cannot read the methods file: {error}") from error
-    data = parse_yaml(text, label)
+    data = read_yaml_file(path, "methods file")
     if not isinstance(data, Mapping) or not data:
         raise ConfigError(label, "", f"must map method names to specs, got {type(data).__name__}")
     source = Source(label)

@@ -91,16 +91,19 @@ def _domain(key: str, spec: Mapping[str, Any], source: str) -> Any:
 
 
 def read_space(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A YAML space file -> a Syne Tune config space (domains for the searched keys)."""
-    import yaml
+    """A YAML space file -> a Syne Tune config space (domains for the searched keys).
+
+    Read as update configs are (:func:`~retentive.cli.config.parsing.read_yaml_file`): ``1e-3``
+    is a float and a duplicate key is an error.
+    """
+    from retentive.cli.config import ConfigError
+    from retentive.cli.config.parsing import read_yaml_file
 
     file = Path(path)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise SpaceError(f"{file}: cannot be read: {error}") from error
-    except yaml.YAMLError as error:
-        raise SpaceError(f"{file}: is not valid YAML: {error}") from error
+        raw = read_yaml_file(file, "search space")
+    except ConfigError as error:
+        raise SpaceError(str(error)) from error
     if not isinstance(raw, dict) or not raw:
         raise SpaceError(f"{file}: expected a mapping of dotted keys to domains or constants, got {raw!r}")
     space = {}

@@ -61,6 +61,16 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 
+def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
+    """Read and parse a YAML file (as :func:`parse_yaml`); errors name the file and ``what`` it is."""
+    label = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(label, "", f"cannot read the {what}: {error}") from error
+    return parse_yaml(text, label)
+
+
 def parse_override(text: str, path: str) -> tuple[str, Any]:
     """``"optimizer.init_args.lr=0.01"`` -> ``("optimizer.init_args.lr", 0.01)``; the value is YAML."""
     key, sep, value = text.partition("=")
@@ -181,11 +191,7 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> UpdateConfig:
     """Read and check a config file; ``overrides`` are ``KEY=VALUE`` strings (``--set``), applied in order."""
     label = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(label, "", f"cannot read the config: {error}") from error
-    raw = parse_yaml(text, label)
+    raw = read_yaml_file(path, "config")
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(label, "", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {describe_value(raw)}")
     raw = raw or {}
