@@ -215,11 +215,10 @@ def check_fits(model: Any, chunk: Any, path: Path) -> None:
 
     from retentive.data import nested
     from retentive.errors import DataError
+    from retentive.models.modes import evaluating
 
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model):
             model(nested.index(chunk.inputs, slice(0, 1)))  # a tensor or nested inputs (inputs.<name> arrays)
     except (RuntimeError, TypeError, ValueError, IndexError, KeyError) as error:
         if torch.is_tensor(chunk.inputs):
@@ -227,8 +226,6 @@ def check_fits(model: Any, chunk: Any, path: Path) -> None:
         else:
             what = nested.describe(nested.flatten(chunk.inputs, "inputs"), batched=True)
         raise DataError(f"{path}: {what} do not fit the model {type(model).__name__}: {error}") from error
-    finally:
-        model.train(was_training)
 
 
 def trainer_refusal(error: Exception, config: Any) -> Exception | None:

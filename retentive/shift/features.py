@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
 from retentive.errors import DataError
+from retentive.models.modes import evaluating
 
 
 def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
@@ -116,7 +117,6 @@ def _batches(dataset: Dataset, batch_size: int, num_workers: int):  # noqa: ANN2
             yield batch[0], batch[1] if len(batch) > 1 and torch.is_tensor(batch[1]) else None
 
 
-@torch.no_grad()
 def extract(
     extractor: nn.Module, dataset: Dataset, batch_size: int = 32, num_workers: int = 0, device: str | torch.device = "cpu"
 ) -> tuple[Tensor, Tensor | None]:
@@ -125,10 +125,8 @@ def extract(
     Inputs the extractor (the model) cannot run on are a :class:`DataError` naming their shape.
     """
     extractor = extractor.to(device)
-    was_training = extractor.training
-    extractor.eval()
     features, labels = [], []
-    try:
+    with evaluating(extractor):
         for x, y in _batches(dataset, batch_size, num_workers):
             try:
                 out = extractor(nested.to(x, device))
@@ -139,8 +137,6 @@ def extract(
                 ) from error
             features.append(out.reshape(out.shape[0], -1) if out.dim() > 1 else out)
             labels.append(None if y is None else y.reshape(-1).long())
-    finally:
-        extractor.train(was_training)
     if not features:
         return torch.empty(0, 0), None
     has_labels = all(y is not None for y in labels)

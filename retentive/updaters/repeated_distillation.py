@@ -30,6 +30,7 @@ from retentive.data import nested
 from retentive.data.tensors import TensorChunk
 from retentive.learner import Learner
 from retentive.learner.transforms import apply_transform
+from retentive.models.modes import evaluating
 from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.models.routing import forward_routed
 from retentive.updaters.base import ModelUpdater
@@ -168,13 +169,9 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
 
     def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         """Step 4: every stored logit becomes the consolidated model's."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with evaluating(self.model):
             for start in range(0, len(self.memory), 1024):
                 rows = self.memory.rows(start, min(start + 1024, len(self.memory)))
                 idx = torch.arange(start, start + len(rows), device=self.memory.device)
                 fresh = self._logits(self.model, rows.inputs, rows.task_ids).to(self.memory.device)
                 self.memory.refresh(idx, "logits", fresh, 0.0)
-        finally:
-            self.model.train(was_training)
