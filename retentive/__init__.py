@@ -64,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "ShrinkAndPerturb": "retentive.components",
     "StateError": "retentive.errors",
     "StateLockedError": "retentive.errors",
+    "StateConflictError": "retentive.errors",
     "StepContext": "retentive.components",
     "SuperExperienceReplayModelUpdater": "retentive.updaters",
     "SynapticIntelligence": "retentive.components",
@@ -114,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         NonFiniteLossError,
         ReplicaMismatchError,
         RetentiveError,
+        StateConflictError,
         StateError,
         StateLockedError,
     )

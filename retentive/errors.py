@@ -27,3 +27,9 @@ class StateLockedError(StateError):
 
 class ReplicaMismatchError(RetentiveError, RuntimeError):
     """Under data parallelism the ranks' models, component states or memories differ."""
+
+
+class StateConflictError(StateError):
+    """The target changed since this writer read it (another update, a rollback or a publish
+    committed in between); this writer committed nothing, and the message names both versions
+    and where the new state was kept, if anywhere."""
