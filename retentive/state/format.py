@@ -19,16 +19,19 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from retentive._version import __version__
 from retentive.errors import StateError
+from retentive.state.budget import check_archive, check_declared
 from retentive.state.locking import OutputLock
+from retentive.state.reading import FolderVersion, read_consistently
 from retentive.state.staging import STAGING_PREFIX, discarded_on_failure, is_staging, new_staging_folder, remove_stale_staging
 
 FORMAT = "retentive-state"
@@ -40,6 +43,7 @@ KIND_STATE = "state"
 KIND_CHECKPOINT = "checkpoint"
 #: The files of a Renate state folder, recognised only to refuse them with a helpful message.
 RENATE_FILES = ("learner.ckpt", "model.ckpt")
+_T = TypeVar("_T")
 __all__ = ["STAGING_PREFIX", "State", "check_output_folder", "load_state", "read_manifest", "save_state"]
 
 
@@ -162,27 +166,53 @@ def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False
     A staging folder (an unfinished write) and a resume checkpoint (an unfinished update) are
     refused: neither is a state. ``allow_checkpoint`` is for :mod:`retentive.state.resume` alone.
     """
+    path = _state_path(folder)
+    return _read_version(path, lambda version: _manifest_of(version, path, allow_checkpoint))
+
+
+def _state_path(folder: str | os.PathLike[str]) -> Path:
     path = Path(folder)
     if is_staging(path):
         raise StateError(
             f"{str(path)!r} is a staging folder left by an interrupted write ({STAGING_PREFIX}*), not a "
             "state; the next update writing that output removes it"
         )
-    manifest_path = path / MANIFEST
+    return path
+
+
+def _read_version(path: Path, read: Callable[[FolderVersion], _T]) -> _T:
+    """``read`` against one version of the folder ``path`` (:mod:`retentive.state.reading`)."""
     try:
-        if not path.is_dir():
-            raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder")
-        if not manifest_path.is_file():
-            if all((path / name).is_file() for name in RENATE_FILES):
-                raise StateError(
-                    f"{str(path)!r} is a Renate state folder ({', '.join(RENATE_FILES)}); retentive does not "
-                    "read it, because its pickles can run code when loaded: start from the model's weights "
-                    "instead (load them yourself, in a process you trust, into the model you pass in)"
-                )
-            raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
-        raw = manifest_path.read_bytes()
+        return read_consistently(path, read)
+    except (FileNotFoundError, NotADirectoryError) as error:
+        if error.filename is not None and Path(error.filename) == path:  # the folder itself
+            raise StateError(f"input_state_folder {str(path)!r} does not exist or is not a folder") from error
+        raise StateError(f"state folder {str(path)!r} cannot be read: {error}") from error
     except OSError as error:
         raise StateError(f"state folder {str(path)!r} cannot be read: {error}") from error
+
+
+def _manifest_of(version: FolderVersion, path: Path, allow_checkpoint: bool) -> dict[str, Any]:
+    """The checked manifest of one version of ``path``."""
+    manifest_path = path / MANIFEST
+    if not version.has(MANIFEST):
+        if all(version.has(name) for name in RENATE_FILES):
+            raise StateError(
+                f"{str(path)!r} is a Renate state folder ({', '.join(RENATE_FILES)}); retentive does not "
+                "read it, because its pickles can run code when loaded: start from the model's weights "
+                "instead (load them yourself, in a process you trust, into the model you pass in)"
+            )
+        raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
+    try:
+        raw = version.read(MANIFEST)
+    except OSError as error:
+        raise StateError(f"{str(manifest_path)!r} cannot be read: {error}") from error
+    return check_manifest(raw, path, allow_checkpoint)
+
+
+def check_manifest(raw: bytes, path: Path, allow_checkpoint: bool = False) -> dict[str, Any]:
+    """The manifest of the folder ``path`` from its bytes ``raw``: format, version, kind and files checked."""
+    manifest_path = path / MANIFEST
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -219,31 +249,54 @@ def read_manifest(folder: str | os.PathLike[str], allow_checkpoint: bool = False
 def load_state(
     folder: str | os.PathLike[str], map_location: str | torch.device = "cpu", allow_checkpoint: bool = False
 ) -> State:
-    """Verify every file against the manifest, then read the payloads without running any code."""
-    path = Path(folder)
-    manifest = read_manifest(path, allow_checkpoint=allow_checkpoint)
-    payloads: list[dict[str, Any]] = []
-    for name in PAYLOADS:
-        file_path = path / name
-        entry = manifest["files"][name]
-        try:
-            if not file_path.is_file():
-                raise StateError(f"state file {str(file_path)!r} is missing")
-            size = file_path.stat().st_size
-            digest = _sha256(file_path)
-        except OSError as error:
-            raise StateError(f"state file {str(file_path)!r} cannot be read: {error}") from error
-        if not isinstance(entry, dict) or size != entry.get("bytes") or digest != entry.get("sha256"):
-            raise StateError(
-                f"state file {str(file_path)!r} does not match its manifest checksum "
-                f"({size} bytes on disk, {entry.get('bytes') if isinstance(entry, dict) else '?'} expected): "
-                "it was modified or truncated"
-            )
-        try:
-            payload = torch.load(file_path, map_location=map_location, weights_only=True)
-        except Exception as error:  # an unpickler refusal or a corrupt archive
-            raise StateError(f"state file {str(file_path)!r} could not be read safely: {error}") from error
-        if not isinstance(payload, dict):
-            raise StateError(f"state file {str(file_path)!r} holds {type(payload).__name__}, expected a dict")
-        payloads.append(payload)
+    """Verify every file against the manifest, then read the payloads without running any code.
+
+    The manifest and the payloads come from one version of the folder, each file read once: the
+    bytes hashed are the bytes deserialised (:mod:`retentive.state.reading`), so a reader during
+    an in-place swap or a rollback gets one whole version, never a mix. Each payload's archive and
+    declared sizes are checked before and after ``torch.load`` (:mod:`retentive.state.budget`).
+    """
+    path = _state_path(folder)
+    return _read_version(path, lambda version: _load_version(version, path, map_location, allow_checkpoint))
+
+
+def _load_version(version: FolderVersion, path: Path, map_location: str | torch.device, allow_checkpoint: bool) -> State:
+    present = [name for name in (MANIFEST, *PAYLOADS) if version.has(name)]
+    try:
+        version.open(*present)  # all pinned to this version before any is read
+    except OSError as error:
+        raise StateError(f"state folder {str(path)!r} cannot be read: {error}") from error
+    manifest = _manifest_of(version, path, allow_checkpoint)
+    payloads = [_payload(version, path / name, manifest["files"][name], map_location) for name in PAYLOADS]
     return State(model=payloads[0], learner=payloads[1], memory=payloads[2], manifest=manifest)
+
+
+def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: str | torch.device) -> dict[str, Any]:
+    """One payload: read once, checked against its manifest entry, its archive checked, then loaded."""
+    name = file_path.name
+    if not version.has(name):
+        raise StateError(f"state file {str(file_path)!r} is missing")
+    expected = entry.get("bytes") if isinstance(entry, dict) else None
+    try:
+        size = version.size(name)
+        if not isinstance(expected, int) or size != expected:
+            data = None
+        else:
+            data = version.read(name)
+    except OSError as error:
+        raise StateError(f"state file {str(file_path)!r} cannot be read: {error}") from error
+    if data is None or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise StateError(
+            f"state file {str(file_path)!r} does not match its manifest checksum "
+            f"({size} bytes on disk, {expected if isinstance(entry, dict) else '?'} expected): "
+            "it was modified or truncated"
+        )
+    check_archive(data, str(file_path))
+    try:
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as error:  # an unpickler refusal or a corrupt archive
+        raise StateError(f"state file {str(file_path)!r} could not be read safely: {error}") from error
+    if not isinstance(payload, dict):
+        raise StateError(f"state file {str(file_path)!r} holds {type(payload).__name__}, expected a dict")
+    check_declared(payload, len(data), str(file_path), memory=name == "memory.pt")
+    return payload
