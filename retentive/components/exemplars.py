@@ -79,7 +79,4 @@ def replace_memory(memory: ReplayBuffer, rows: dict[str, Tensor], offered: int) 
         return
     if not memory.storage:
         memory.allocate(rows)
-    encoded = memory.encode(rows)
-    for key, value in encoded.items():
-        memory.storage[key][:n] = value
-    memory.size = n
+    memory.write(memory.encode(rows), torch.arange(n), size=n)  # the storage grows to n rows if needed

@@ -1,8 +1,11 @@
-"""The replay memory: preallocated tensors per key, filled by an insertion policy.
+"""The replay memory: tensors per key, filled by an insertion policy.
 
 Storage is one tensor per key (``inputs``, ``targets``, ``task_ids``, and metadata such as
-``logits`` or ``features.layer3``), allocated on first insert from the sample shapes and kept on
-the training device. Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored
+``logits`` or ``features.layer3``), laid out on first insert from the sample shapes and kept on
+the training device. It is allocated as the memory fills: each key's tensor holds
+:attr:`ReplayBuffer.allocated` rows, grown geometrically (doubling, capped at the capacity) when a
+write needs more, each growth checked first against the device's budget
+(:mod:`retentive.memory.budget`), so ``memory_size=10**7`` costs only the rows filled. Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored
 as one tensor per leaf, ``inputs.input_ids`` and ``inputs.attention_mask`` (see
 :mod:`retentive.memory.layout`), and :meth:`ReplayBuffer.sample` gives them back in the structure
 they were offered in. ``add`` and ``sample`` are single vectorised scatters and gathers, and the
@@ -29,6 +32,7 @@ from torch import Tensor
 
 from retentive.data import nested
 from retentive.errors import MemoryShapeError
+from retentive.memory.budget import budget_error, fits
 from retentive.memory.compact import decode, dtype_from_name, dtype_name, encode, parse_input_dtype
 from retentive.memory.layout import INPUTS, Spec, batch_size, check_rows, flat_rows, is_input_key
 from retentive.memory.policies import InsertionPolicy, ReservoirPolicy
@@ -185,14 +189,74 @@ class ReplayBuffer:
         return flat, n
 
     def allocate(self, batch: Mapping[str, Any]) -> None:
-        """Create the storage from a batch's shapes and dtypes (done by the first insert)."""
+        """Lay the storage out from a batch's shapes and dtypes (done by the first insert).
+
+        No row is allocated yet: :meth:`write` grows the storage as slots are filled.
+        """
         self.input_structure = nested.structure(batch[INPUTS]) if INPUTS in batch else None
         self._specs = None
         for key, value in flat_rows(batch).items():
             self.dtypes[key] = value.dtype
             self.storage[key] = torch.zeros(
-                (self.capacity, *value.shape[1:]), dtype=self._stored_dtype(key, value.dtype), device=self.device
+                (0, *value.shape[1:]), dtype=self._stored_dtype(key, value.dtype), device=self.device
             )
+
+    @property
+    def allocated(self) -> int:
+        """The rows each key's storage holds now: at least :attr:`size`, at most :attr:`capacity`."""
+        return int(next(iter(self.storage.values())).shape[0]) if self.storage else 0
+
+    def row_bytes(self) -> int:
+        """The bytes one sample takes in storage, over all keys (0 before the first insert)."""
+        return sum(_numel(value.shape[1:]) * value.element_size() for value in self.storage.values())
+
+    def check_room(self, rows: int) -> None:
+        """Raise :class:`~retentive.memory.budget.MemoryBudgetError` if storage for ``rows`` filled
+        slots (at most the capacity) would not fit the device's budget now; nothing is changed.
+
+        An updater can call it before training with ``len(memory) + len(chunk)``: the memory can hold
+        no more rows after the update than that.
+        """
+        rows = min(rows, self.capacity)
+        if rows <= self.allocated:
+            return
+        needed = rows * self.row_bytes()  # growing allocates the new storage whole, then frees the old
+        ok, available = fits(needed, self.device)
+        if not ok:
+            raise budget_error(needed, available, self.device, self._rows_text(rows))
+
+    def _rows_text(self, rows: int) -> str:
+        return f"{rows:,} of its memory_size={self.capacity:,} samples of {self.row_bytes():,} bytes each"
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` filled slots: every key's storage grows on its device and dtype to
+        ``max(rows, 2 * allocated)`` rows, capped at the capacity, keeping the rows it holds.
+
+        Raises :class:`~retentive.memory.budget.MemoryBudgetError` naming the bytes needed and
+        available, the memory unchanged, when even ``rows`` rows do not fit the device's budget.
+        """
+        have = self.allocated
+        if rows <= have or not self.storage:
+            return
+        rows = min(rows, self.capacity)
+        row_bytes = self.row_bytes()
+        target = min(self.capacity, max(rows, 2 * have))
+        if not fits(target * row_bytes, self.device)[0]:  # doubling does not fit: exactly what is needed
+            target = rows
+            ok, available = fits(rows * row_bytes, self.device)
+            if not ok:
+                raise budget_error(rows * row_bytes, available, self.device, self._rows_text(rows))
+        grown: dict[str, Tensor] = {}
+        try:
+            for key, value in self.storage.items():
+                grown[key] = torch.zeros((target, *value.shape[1:]), dtype=value.dtype, device=value.device)
+                grown[key][:have] = value
+        except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+            if not isinstance(error, MemoryError) and "alloc" not in str(error) and "out of memory" not in str(error):
+                raise
+            del grown
+            raise budget_error(target * row_bytes, fits(0, self.device)[1], self.device, self._rows_text(target)) from None
+        self.storage.update(grown)
 
     def encode(self, rows: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Flat rows (storage keys) as they are stored (compact inputs), on the memory's device."""
@@ -213,13 +277,15 @@ class ReplayBuffer:
         """
         if not slots.numel():
             return
+        if size is None and self.size < self.capacity:
+            size = max(self.size, int(slots.max()) + 1)
+        if size is not None:
+            self.reserve(size)
         dst = slots.to(self.device)
         for key, value in rows.items():
             self.storage[key][dst] = value
         if size is not None:
             self.size = size
-        elif self.size < self.capacity:
-            self.size = max(self.size, int(slots.max()) + 1)
 
     def add(self, batch: Mapping[str, Any]) -> Tensor:
         """Offer a batch to the memory; return the slots written (one per accepted sample).
@@ -352,13 +418,23 @@ class ReplayBuffer:
         return state
 
     def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore a :meth:`state_dict`: only the saved rows are allocated (the storage grows as it
+        fills again), after checking they fit the device's budget."""
         capacity = int(state["capacity"])  # type: ignore[arg-type]
         if capacity != self.capacity:
             raise MemoryShapeError(
                 f"the saved memory has capacity {capacity} but this updater was built with "
                 f"memory_size={self.capacity}"
             )
-        self.size = int(state["size"])  # type: ignore[arg-type]
+        size = int(state["size"])  # type: ignore[arg-type]
+        if not 0 <= size <= capacity:
+            raise MemoryShapeError(f"the saved memory holds {size} samples, outside [0, its capacity {capacity}]")
+        storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
+        needed = sum(_numel(rows.shape) * rows.element_size() for rows in storage.values())
+        ok, available = fits(needed, self.device)
+        if not ok:
+            raise budget_error(needed, available, self.device, f"the {size:,} saved samples")
+        self.size = size
         self.seen = int(state["seen"])  # type: ignore[arg-type]
         generators = state.get("generators")
         if generators is None:  # written before the streams were split: one generator served both
@@ -367,7 +443,6 @@ class ReplayBuffer:
         self.sample_generator.set_state(generators["sample"])  # type: ignore[index]
         if hasattr(self.policy, "load_state_dict"):  # the policy's own counters (absent: fresh)
             self.policy.load_state_dict(state.get("policy_state") or {})  # type: ignore[arg-type]
-        storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
         # folders written before compact inputs existed store every key as offered
         offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]
         structure = state.get("input_structure")
@@ -383,10 +458,16 @@ class ReplayBuffer:
             if is_input_key(key):  # the saved encoding may differ from this buffer's input_dtype
                 rows = encode(decode(rows, dtype), self._stored_dtype(key, dtype))
             self.dtypes[key] = dtype
-            full = torch.zeros((self.capacity, *rows.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
-            full[: self.size] = rows.to(self.device)
-            self.storage[key] = full
+            held = torch.empty((self.size, *rows.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
+            self.storage[key] = held.copy_(rows)  # a copy: never an alias of the saved tensors
 
+
+
+def _numel(shape: torch.Size) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _check_saved_inputs(keys: list[str], structure: Any) -> None:

@@ -1,7 +1,8 @@
 """A memory that keeps every sample offered: the joint-training baseline's store of all data seen.
 
 Same tensors-per-key storage and state format as :class:`ReplayBuffer`; the capacity grows (by
-doubling, so appending stays amortised O(1) per sample) instead of samples being replaced.
+doubling) instead of samples being replaced, and the storage grows with it as it fills, so
+appending stays amortised O(1) per sample.
 """
 
 from __future__ import annotations
@@ -46,14 +47,11 @@ class UnboundedBuffer(ReplayBuffer):
         super().__init__(0, policy=AppendPolicy(), seed=seed)
 
     def _reserve(self, needed: int) -> None:
+        """Raise the capacity (doubling) to hold ``needed`` samples; the storage itself grows as it
+        fills, like any :class:`ReplayBuffer`'s."""
         if needed <= self.capacity:
             return
-        capacity = max(needed, 2 * self.capacity)
-        for key, value in self.storage.items():
-            grown = torch.zeros((capacity, *value.shape[1:]), dtype=value.dtype, device=value.device)
-            grown[: self.size] = value[: self.size]
-            self.storage[key] = grown
-        self.capacity = capacity
+        self.capacity = max(needed, 2 * self.capacity)
 
     def add(self, batch: Mapping[str, Any]) -> Tensor:
         n = self.prepare(batch)[1]
