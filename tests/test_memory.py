@@ -126,3 +126,43 @@ def test_zero_capacity_counts_but_stores_nothing():
     assert len(memory) == 0 and memory.seen == 5 and memory.sample(3) is None
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer(-1)
+
+
+def test_storage_grows_as_it_fills_and_a_restore_allocates_only_the_saved_rows():
+    memory = ReplayBuffer(1000)
+    memory.add(_batch(0, 3))
+    assert memory.allocated == 3
+    memory.add(_batch(3, 4))
+    assert memory.allocated == 7 and memory.storage["inputs"][:7, 0].tolist() == list(range(7))
+    memory.add(_batch(7, 1))
+    assert memory.allocated == 14  # doubled, the rows kept
+    memory.add(_batch(8, 2000))
+    assert memory.allocated == 1000 and len(memory) == 1000  # capped at the capacity
+    restored = ReplayBuffer(1000)
+    restored.load_state_dict(ReplayBuffer(1000).state_dict() | {"size": 0, "storage": {}})
+    assert restored.allocated == 0
+    half = ReplayBuffer(1000)
+    half.add(_batch(0, 10))
+    restored.load_state_dict(half.state_dict())
+    assert restored.allocated == 10 and torch.equal(restored.storage["inputs"], half.storage["inputs"][:10])
+
+
+def test_a_rebuilt_memory_grows_past_the_rows_it_was_restored_with():
+    """Exemplar selection rewrites the whole memory; after a restore it may hold more rows than saved."""
+    from retentive.components.exemplars import replace_memory
+
+    saved = ReplayBuffer(50)
+    saved.add(_batch(0, 5))
+    memory = ReplayBuffer(50)
+    memory.load_state_dict(saved.state_dict())
+    assert memory.allocated == 5
+    replace_memory(memory, _batch(100, 30), offered=30)
+    assert len(memory) == 30 and memory.allocated >= 30
+    assert memory.storage["inputs"][:30, 0].tolist() == list(range(100, 130))
+
+
+def test_a_saved_size_outside_the_capacity_is_refused():
+    saved = ReplayBuffer(10)
+    saved.add(_batch(0, 4))
+    with pytest.raises(MemoryShapeError, match="holds 11 samples, outside"):
+        ReplayBuffer(10).load_state_dict(saved.state_dict() | {"size": 11})

@@ -10,10 +10,13 @@ error); an allocation that fails anyway is reported the same way.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from retentive.errors import RetentiveError
 
@@ -77,3 +80,53 @@ def fits(needed: int, device: torch.device) -> tuple[bool, int | None]:
     """Whether ``needed`` bytes fit the budget of ``device`` now, and the budget (``None``: unknown)."""
     available = available_bytes(device)
     return (available is None or needed <= available), available
+
+
+def nbytes(tensor: Tensor) -> int:
+    """The bytes ``tensor``'s elements take (what copying it allocates)."""
+    return int(tensor.numel()) * tensor.element_size()
+
+
+def _row_bytes(storage: Mapping[str, Tensor]) -> int:
+    return sum(math.prod(value.shape[1:]) * value.element_size() for value in storage.values())
+
+
+def _rows_text(rows: int, capacity: int, row_bytes: int) -> str:
+    return f"{rows:,} of its memory_size={capacity:,} samples of {row_bytes:,} bytes each"
+
+
+def check_growth(storage: Mapping[str, Tensor], rows: int, capacity: int, device: torch.device) -> None:
+    """Refuse (:class:`MemoryBudgetError`) growing ``storage`` to ``rows`` rows when that does not fit
+    ``device``'s budget now: growing allocates the new tensors whole before it frees the old ones."""
+    have = min((int(value.shape[0]) for value in storage.values()), default=rows)
+    if rows <= have:
+        return
+    row_bytes = _row_bytes(storage)
+    ok, available = fits(rows * row_bytes, device)
+    if not ok:
+        raise budget_error(rows * row_bytes, available, device, _rows_text(rows, capacity, row_bytes))
+
+
+def grown_storage(storage: Mapping[str, Tensor], rows: int, capacity: int, device: torch.device) -> dict[str, Tensor]:
+    """``storage`` grown to ``max(rows, 2 * its rows)`` rows, capped at ``capacity`` (exactly ``rows``
+    when doubling does not fit the budget), on each tensor's device and dtype, its rows copied and the
+    new ones zero. ``storage`` itself is not changed; :class:`MemoryBudgetError` when ``rows`` do not fit.
+    """
+    have = min(int(value.shape[0]) for value in storage.values())
+    row_bytes = _row_bytes(storage)
+    target = min(capacity, max(rows, 2 * have))
+    if not fits(target * row_bytes, device)[0]:
+        target = rows
+        check_growth(storage, rows, capacity, device)
+    grown: dict[str, Tensor] = {}
+    try:
+        for key, value in storage.items():
+            grown[key] = torch.zeros((target, *value.shape[1:]), dtype=value.dtype, device=value.device)
+            grown[key][:have] = value[:have]
+    except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not isinstance(error, MemoryError) and "alloc" not in str(error) and "out of memory" not in str(error):
+            raise
+        grown.clear()
+        available = available_bytes(device)
+        raise budget_error(target * row_bytes, available, device, _rows_text(target, capacity, row_bytes)) from None
+    return grown

@@ -5,8 +5,9 @@ Storage is one tensor per key (``inputs``, ``targets``, ``task_ids``, and metada
 the training device. It is allocated as the memory fills: each key's tensor holds
 :attr:`ReplayBuffer.allocated` rows, grown geometrically (doubling, capped at the capacity) when a
 write needs more, each growth checked first against the device's budget
-(:mod:`retentive.memory.budget`), so ``memory_size=10**7`` costs only the rows filled. Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored
-as one tensor per leaf, ``inputs.input_ids`` and ``inputs.attention_mask`` (see
+(:mod:`retentive.memory.budget`), so ``memory_size=10**7`` costs only the rows filled.
+
+Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored as one tensor per leaf, ``inputs.input_ids`` and ``inputs.attention_mask`` (see
 :mod:`retentive.memory.layout`), and :meth:`ReplayBuffer.sample` gives them back in the structure
 they were offered in. ``add`` and ``sample`` are single vectorised scatters and gathers, and the
 whole memory saves as a handful of tensors: there is no per-sample object, file or Python loop.
@@ -32,7 +33,7 @@ from torch import Tensor
 
 from retentive.data import nested
 from retentive.errors import MemoryShapeError
-from retentive.memory.budget import budget_error, fits
+from retentive.memory.budget import budget_error, check_growth, fits, grown_storage, nbytes
 from retentive.memory.compact import decode, dtype_from_name, dtype_name, encode, parse_input_dtype
 from retentive.memory.layout import INPUTS, Spec, batch_size, check_rows, flat_rows, is_input_key
 from retentive.memory.policies import InsertionPolicy, ReservoirPolicy
@@ -206,10 +207,6 @@ class ReplayBuffer:
         """The rows each key's storage holds now: at least :attr:`size`, at most :attr:`capacity`."""
         return int(next(iter(self.storage.values())).shape[0]) if self.storage else 0
 
-    def row_bytes(self) -> int:
-        """The bytes one sample takes in storage, over all keys (0 before the first insert)."""
-        return sum(_numel(value.shape[1:]) * value.element_size() for value in self.storage.values())
-
     def check_room(self, rows: int) -> None:
         """Raise :class:`~retentive.memory.budget.MemoryBudgetError` if storage for ``rows`` filled
         slots (at most the capacity) would not fit the device's budget now; nothing is changed.
@@ -217,16 +214,7 @@ class ReplayBuffer:
         An updater can call it before training with ``len(memory) + len(chunk)``: the memory can hold
         no more rows after the update than that.
         """
-        rows = min(rows, self.capacity)
-        if rows <= self.allocated:
-            return
-        needed = rows * self.row_bytes()  # growing allocates the new storage whole, then frees the old
-        ok, available = fits(needed, self.device)
-        if not ok:
-            raise budget_error(needed, available, self.device, self._rows_text(rows))
-
-    def _rows_text(self, rows: int) -> str:
-        return f"{rows:,} of its memory_size={self.capacity:,} samples of {self.row_bytes():,} bytes each"
+        check_growth(self.storage, min(rows, self.capacity), self.capacity, self.device)
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` filled slots: every key's storage grows on its device and dtype to
@@ -235,28 +223,8 @@ class ReplayBuffer:
         Raises :class:`~retentive.memory.budget.MemoryBudgetError` naming the bytes needed and
         available, the memory unchanged, when even ``rows`` rows do not fit the device's budget.
         """
-        have = self.allocated
-        if rows <= have or not self.storage:
-            return
-        rows = min(rows, self.capacity)
-        row_bytes = self.row_bytes()
-        target = min(self.capacity, max(rows, 2 * have))
-        if not fits(target * row_bytes, self.device)[0]:  # doubling does not fit: exactly what is needed
-            target = rows
-            ok, available = fits(rows * row_bytes, self.device)
-            if not ok:
-                raise budget_error(rows * row_bytes, available, self.device, self._rows_text(rows))
-        grown: dict[str, Tensor] = {}
-        try:
-            for key, value in self.storage.items():
-                grown[key] = torch.zeros((target, *value.shape[1:]), dtype=value.dtype, device=value.device)
-                grown[key][:have] = value
-        except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-            if not isinstance(error, MemoryError) and "alloc" not in str(error) and "out of memory" not in str(error):
-                raise
-            del grown
-            raise budget_error(target * row_bytes, fits(0, self.device)[1], self.device, self._rows_text(target)) from None
-        self.storage.update(grown)
+        if rows > self.allocated and self.storage:
+            self.storage.update(grown_storage(self.storage, min(rows, self.capacity), self.capacity, self.device))
 
     def encode(self, rows: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Flat rows (storage keys) as they are stored (compact inputs), on the memory's device."""
@@ -430,7 +398,7 @@ class ReplayBuffer:
         if not 0 <= size <= capacity:
             raise MemoryShapeError(f"the saved memory holds {size} samples, outside [0, its capacity {capacity}]")
         storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
-        needed = sum(_numel(rows.shape) * rows.element_size() for rows in storage.values())
+        needed = sum(nbytes(rows) for rows in storage.values())
         ok, available = fits(needed, self.device)
         if not ok:
             raise budget_error(needed, available, self.device, f"the {size:,} saved samples")
@@ -461,13 +429,6 @@ class ReplayBuffer:
             held = torch.empty((self.size, *rows.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
             self.storage[key] = held.copy_(rows)  # a copy: never an alias of the saved tensors
 
-
-
-def _numel(shape: torch.Size) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def _check_saved_inputs(keys: list[str], structure: Any) -> None:
