@@ -4,16 +4,21 @@ tight loop (retentive.state.inplace.swap_in and rollback), another loads it in a
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from retentive.errors import StateError
-from retentive.state import load_state, read_manifest, save_state
+from retentive.state import MANIFEST, State, load_state, read_manifest, save_state
+from retentive.state.inplace import exchange
+from retentive.state.reading import FolderVersion, read_consistently
 from reader_race_worker import marked_state, marks
 
 WORKER = Path(__file__).with_name("reader_race_worker.py")
@@ -60,3 +65,22 @@ def test_payload_symlinks_are_not_followed(tmp_path):
     (folder / "manifest.json").symlink_to(other / "manifest.json")
     with pytest.raises(StateError, match="manifest.json"):
         read_manifest(folder)
+
+
+def test_a_read_whose_version_is_discarded_midway_starts_again_from_the_path(tmp_path):
+    """The version a read began on is swapped out and deleted before its payload is opened: the
+    read starts again on the version the path names now, and never mixes the two."""
+    folder = save_state(tmp_path / "state", marked_state(1))
+    newer = save_state(tmp_path / "newer", marked_state(2))
+    attempts: list[int] = []
+
+    def read(version: FolderVersion) -> State:
+        attempts.append(json.loads(version.read(MANIFEST))["marker"])
+        if len(attempts) == 1:
+            exchange(newer, folder)  # the path names version 2 now; version 1 sits at `newer`
+            shutil.rmtree(newer)  # ... and is discarded
+        return State(torch.load(io.BytesIO(version.read("model.pt")), weights_only=True), {}, {}, {})
+
+    state = read_consistently(folder, read)
+    assert attempts == [1, 2] and int(state.model["w"][0, 0]) == 2
+    assert len(marks(load_state(folder))) == 1
