@@ -37,39 +37,42 @@ def check_archive(data: bytes, where: str) -> None:
     try:
         infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
     except Exception as error:  # BadZipFile, or any malformed directory field
-        raise StateError(f"state file {where!r} is not a torch archive: {error}") from error
+        raise StateError(f"state file {where!r} could not be read safely: not a torch zip archive ({error})") from error
     names: set[str] = set()
     total = 0
     for info in infos:
         if info.filename in names:
-            raise StateError(f"state file {where!r} holds the entry {info.filename!r} twice")
+            raise StateError(f"state file {where!r} could not be read safely: it holds the entry {info.filename!r} twice")
         names.add(info.filename)
-        method = _local_method(data, info)
+        method = _local_method(data, info, where)
         if info.compress_type != zipfile.ZIP_STORED or method != zipfile.ZIP_STORED:
             raise StateError(
-                f"state file {where!r} has the compressed entry {info.filename!r} (zip method "
+                f"state file {where!r} could not be read safely: it has the compressed entry {info.filename!r} (zip method "
                 f"{max(info.compress_type, method)}); torch.save writes stored entries only, and a compressed "
                 "one could expand to any size"
             )
         if info.compress_size != info.file_size:
             raise StateError(
-                f"state file {where!r}: the stored entry {info.filename!r} declares {info.file_size} bytes "
+                f"state file {where!r} could not be read safely: the stored entry {info.filename!r} declares {info.file_size} bytes "
                 f"but occupies {info.compress_size}"
             )
         total += info.file_size
     if total > len(data):
         raise StateError(
-            f"state file {where!r} declares {total} bytes of entries in a file of {len(data)} bytes; "
-            "the archive is malformed"
+            f"state file {where!r} could not be read safely: its entries declare {total} bytes in a file of "
+            f"{len(data)} bytes"
         )
 
 
-def _local_method(data: bytes, info: zipfile.ZipInfo) -> int:
+def _local_method(data: bytes, info: zipfile.ZipInfo, where: str) -> int:
     """The compression method in an entry's local header (the one a zip reader may trust instead)."""
     start = info.header_offset
     header = data[start : start + _LOCAL_HEADER.size]
     if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
-        raise StateError(f"the zip entry {info.filename!r} has no local header at offset {start}")
+        raise StateError(
+            f"state file {where!r} could not be read safely: the zip entry {info.filename!r} has no local header "
+            f"at offset {start}"
+        )
     return int(_LOCAL_HEADER.unpack(header)[3])
 
 
@@ -82,7 +85,7 @@ def check_declared(payload: Any, file_bytes: int, where: str, memory: bool = Fal
     largest = max(_tensor_sizes(payload), default=(0, ()))
     if largest[0] > file_bytes:
         raise StateError(
-            f"state file {where!r} declares a tensor of shape {largest[1]} ({largest[0]} bytes) in a file of "
+            f"state file {where!r} could not be read safely: it declares a tensor of shape {largest[1]} ({largest[0]} bytes) in a file of "
             f"{file_bytes} bytes; a saved tensor's data is in its file"
         )
     storage = payload.get("storage") if memory and isinstance(payload, dict) else None
@@ -90,7 +93,7 @@ def check_declared(payload: Any, file_bytes: int, where: str, memory: bool = Fal
         rows = sum(_nbytes(value) for value in storage.values() if torch.is_tensor(value))
         if rows > file_bytes:
             raise StateError(
-                f"state file {where!r} declares {rows} bytes of memory rows in a file of {file_bytes} bytes; "
+                f"state file {where!r} could not be read safely: it declares {rows} bytes of memory rows in a file of {file_bytes} bytes; "
                 "saved rows are in their file"
             )
 
