@@ -23,6 +23,8 @@ from retentive.cli.config import ConfigError, load_config
 from retentive.data import TensorChunk
 from retentive.data.files import write_chunk
 from retentive.models import MLP
+from retentive.state.remote import publish_state
+from s3_server import s3  # noqa: F401 - the fixture
 from state_helpers import der, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +99,15 @@ def test_10_memory_labels_out_of_range_are_refused_when_the_updater_is_built(wor
     assert not (tmp_path / "out").exists() and tree_digest(folder) == digest
     assert hidden_entries(tmp_path) == []
     der(tmp_path / "fine", state0).update(chunk.subset(torch.arange(32)), task_id=1)  # the intact state still loads
+
+
+def test_10_a_bad_memory_label_at_a_url_names_the_url(s3, world, tmp_path):  # noqa: F811 - the fixture
+    state0, _ = world
+    url = f"s3://{s3.bucket}/bad-labels"
+    publish_state(_with_memory_label(state0, tmp_path / "bad", 1000), url)
+    with pytest.raises(StateError, match=rf"^the memory in '{re.escape(url)}' holds 1 of 50 labels outside the model's 10 outputs"):
+        der(tmp_path / "out", url)
+    assert not (tmp_path / "out").exists()
 
 
 def test_10_the_cli_reports_a_bad_memory_label_in_one_line(world, tmp_path, capsys):
