@@ -148,6 +148,19 @@ def test_11_a_dataset_hiding_its_labels_is_refused_at_the_step_not_with_an_index
              r"^label 10 is outside the model's 10 outputs \(expected 0..9\), at step \d+ \(task 0\)$")
 
 
+def test_11_an_in_place_update_with_a_bad_label_leaves_the_folder_untouched(world, tmp_path):
+    state0, chunk = world
+    folder = tmp_path / "s"
+    shutil.copytree(state0, folder)
+    digest = tree_digest(folder)
+    targets = chunk.targets.clone()
+    targets[500] = 10
+    for dataset in (TensorDataset(chunk.inputs, targets), Plain(chunk.inputs, targets)):
+        with pytest.raises(DataError, match=r"label 10 .*is outside the model's 10 outputs \(expected 0..9\)"):
+            der(folder, folder).update(dataset, task_id=1)
+        assert tree_digest(folder) == digest and hidden_entries(tmp_path) == []
+
+
 @pytest.fixture(scope="module")
 def digits_5_to_9(mnist_train):
     index = (mnist_train.targets >= 5).nonzero()[:1000, 0]
@@ -204,6 +217,14 @@ def test_12_a_precision_lightning_refuses_is_one_line_naming_key_value_and_choic
     with pytest.raises(ConfigError, match=r"trainer.precision: expected a precision Lightning accepts .*got int 7$"):
         load_config(ER, ["trainer.precision=7"])
     assert not (tmp_path / "new").exists()
+    # in place: the folder is untouched
+    assert main(["update", "--config", str(ER), "--data", str(chunk_file), "--output-state", str(out), *CLI]) == 0
+    capsys.readouterr()
+    digest = tree_digest(out)
+    assert main(["update", "--config", str(config), "--data", str(chunk_file), "--input-state", str(out),
+                 "--output-state", str(out), *CLI]) == 1
+    assert "trainer.precision: expected a precision Lightning accepts" in _one_line(capsys, "update")
+    assert tree_digest(out) == digest and hidden_entries(out.parent) == []
 
 
 def _set_precision(value: str | int) -> str:
