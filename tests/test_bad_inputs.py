@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from helpers import QUIET, sgd
 from retentive import (
@@ -146,6 +146,15 @@ def test_10b_label_beyond_the_outputs_in_a_dataset_hiding_its_labels(world, refu
     refused(der(tmp_path / "s1", state0), Plain(items), DataError, r"label 12 is outside the model's 10 outputs")
 
 
+def test_10c_label_beyond_the_outputs_in_a_tensor_dataset(world, refused, tmp_path):
+    """torch's TensorDataset exposes its tensors as ``tensors``: checked whole, before training."""
+    state0, chunk = world
+    targets = chunk.targets.clone()
+    targets[40] = 10
+    refused(der(tmp_path / "s1", state0), TensorDataset(chunk.inputs, targets), DataError,
+            r"label 10 \(sample 40\) is outside the model's 10 outputs \(expected 0..9\); 1 of 64 labels is outside 0..9 \(10\)")
+
+
 def test_11_negative_label(world, refused, tmp_path):
     state0, chunk = world
     targets = chunk.targets.clone()
@@ -166,6 +175,14 @@ def test_13_nan_in_inputs(world, refused, tmp_path):
     inputs[9, 0, 0, 0] = float("inf")
     refused(der(tmp_path / "s1", state0), _chunk(inputs, chunk.targets), DataError,
             r"NaN or infinite values in 2 samples \(first: sample 7\)")
+
+
+def test_13b_nan_in_the_inputs_of_a_tensor_dataset(world, refused, tmp_path):
+    state0, chunk = world
+    inputs = chunk.inputs.clone()
+    inputs[30, 0, 5, 5] = float("nan")
+    refused(der(tmp_path / "s1", state0), TensorDataset(inputs, chunk.targets), DataError,
+            r"NaN or infinite values in 1 samples \(first: sample 30\)")
 
 
 def test_14_inf_in_inputs_of_a_dataset_hiding_its_tensors(world, refused, tmp_path):

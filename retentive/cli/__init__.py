@@ -77,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with quiet_lightning():
             code = int(command.run(args) or 0)
+            sys.stdout.flush()  # a reader that went away (`| head -1`) shows here, not at exit
+    except BrokenPipeError:
+        from retentive.cli.pipes import closed_stdout, exit_quietly
+
+        if not closed_stdout():
+            raise
+        code = exit_quietly()
     except BaseException as error:
         message = None if getattr(args, "debug", False) else one_line(error, getattr(command, "FLAGS", {}))
         if message is None:

@@ -3,9 +3,10 @@
 Reading a tensor's value in Python (``bool(t)``, ``.item()``) makes the host wait for the device
 to finish the step. The Learner's per-step checks (a non-finite total loss, labels outside the
 model's outputs) therefore fold each step's verdict into a few tensors with tensor operations
-only; :meth:`StepChecks.raise_if_failed` reads them at logging steps and at the end of each
-epoch. A failure still stops the update with the step where it happened and nothing is written
-(the updater puts the model and memory back); the steps run in between are discarded with it.
+only (replayed labels are clamped meanwhile, :meth:`StepChecks.replayed_labels`);
+:meth:`StepChecks.raise_if_failed` reads them at logging steps and at the end of each epoch. A
+failure still stops the update with the step where it happened and nothing is written (the
+updater puts the model and memory back); the steps run in between are discarded with it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ class StepChecks:
         self._labels_ok = self._labels_ok & ~any_bad
         self._labels_ok_steps = self._labels_ok_steps + self._labels_ok.long()
         self._outputs = num_outputs
+        return targets.clamp(0, num_outputs - 1)
+
+    def replayed_labels(self, targets: Tensor, num_outputs: int) -> Tensor:
+        """Replayed labels clamped into range so the loss can run until the verdict is read.
+
+        A replayed label out of range was stored by an earlier step of this update (a restored
+        memory's labels are checked when the updater is built), whose :meth:`labels` recorded it.
+        """
         return targets.clamp(0, num_outputs - 1)
 
     def raise_if_failed(self, task_id: object) -> None:

@@ -283,6 +283,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         outputs = forward_routed(self.model, inputs, routes)
         if self.check_labels_per_step:
             y = self.checks.labels(y, outputs.shape[-1])
+            if memory_targets is not None:  # a bad label stored by an earlier step, not yet reported
+                memory_targets = self.checks.replayed_labels(memory_targets, outputs.shape[-1])
         features = self._taps.outputs if self._taps is not None else {}
         if memory is not None:
             memory.data["targets"] = memory_targets  # the components see the transformed targets

@@ -21,6 +21,7 @@ from retentive.state.inplace import swap_in
 from retentive.state.locking import OutputLock
 from retentive.state.resume import discard_checkpoints
 from retentive.streams import STREAMS_SCHEME
+from retentive.updaters.validation import check_memory_labels
 
 
 class PersistenceMixin:
@@ -31,6 +32,7 @@ class PersistenceMixin:
         backup = self._snapshot()
         try:
             self._apply_state(state, self.input_state_folder)
+            check_memory_labels(self.model, self.memory, self.input_state_folder, self.learner.transforms["buffer"])
         except BaseException:
             self._put_back(backup)
             raise

@@ -1,9 +1,11 @@
 """Checks on a chunk before anything is trained or written, so bad input fails fast and costs nothing.
 
 Datasets that expose their tensors (``inputs``, ``targets``, ``task_ids``, as
-:class:`~retentive.data.TensorChunk` does) are checked whole and vectorised; any other dataset is
-checked on its first sample here and batch by batch during training (labels by the Learner,
-non-finite values through the loss), where a failure also leaves nothing behind.
+:class:`~retentive.data.TensorChunk` does, or ``tensors`` as torch's ``TensorDataset`` does) are
+checked whole and vectorised; any other dataset is checked on its first sample here and batch by
+batch during training (labels by the Learner, non-finite values through the loss), where a failure
+also leaves nothing behind. :func:`check_memory_labels` checks a restored memory's labels the same
+way when an updater is built on a state folder.
 
 A sample's ``x`` may be a tensor or a dict/tuple/list of tensors (tokenised text): the model is
 probed with the nested sample, finiteness is checked per floating leaf, and :func:`check_dataset`
@@ -17,18 +19,30 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from retentive.data import nested
-from retentive.errors import DataError, MemoryShapeError
+from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner.transforms import apply_transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
 from retentive.models.modes import evaluating
 
 
+#: where a ``TensorDataset`` of ``(x, y[, task_id])`` keeps each of the exposed tensors
+_TENSOR_DATASET_COLUMNS = {"inputs": 0, "targets": 1, "task_ids": 2}
+
+
+def _exposed(dataset: Dataset, name: str) -> Any:
+    """The dataset's whole ``name`` column: its attribute, or a ``TensorDataset``'s tensor."""
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) in (2, 3):
+        column = _TENSOR_DATASET_COLUMNS[name]
+        return dataset.tensors[column] if column < len(dataset.tensors) else None
+    return getattr(dataset, name, None)
+
+
 def _tensor_attr(dataset: Dataset, name: str, length: int) -> Tensor | None:
-    value = getattr(dataset, name, None)
+    value = _exposed(dataset, name)
     if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == length:
         return value
     return None
@@ -36,7 +50,7 @@ def _tensor_attr(dataset: Dataset, name: str, length: int) -> Tensor | None:
 
 def _input_leaves(dataset: Dataset, length: int) -> dict[str, Tensor] | None:
     """The dataset's whole ``inputs`` as ``{leaf path: (N, ...)}`` when it exposes them, else ``None``."""
-    value = getattr(dataset, "inputs", None)
+    value = _exposed(dataset, "inputs")
     if value is None or not (torch.is_tensor(value) or nested.is_nested(value)):
         return None
     try:
@@ -132,7 +146,15 @@ def probe_model(model: nn.Module, x: Any, task_id: int, role: str) -> int:
     return int(out.shape[1])
 
 
-def _check_label_tensor(y: Tensor, num_outputs: int, role: str) -> None:
+def _listed(values: Tensor, most: int = 10) -> str:
+    """``"5, 6, 7"``: the distinct values, ascending, the first ``most`` of them."""
+    distinct = torch.unique(values).tolist()
+    return ", ".join(str(v) for v in distinct[:most]) + (", ..." if len(distinct) > most else "")
+
+
+def _check_label_tensor(y: Tensor, num_outputs: int, role: str, whole: bool = True) -> None:
+    """Class indices in ``0..num_outputs-1``. ``whole``: ``y`` holds every label of the dataset
+    (the message counts and lists the bad ones); else only the first sample's."""
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
         raise DataError(f"{role} targets must be integer class indices, got dtype {y.dtype}")
     if y.dim() != 1:
@@ -140,10 +162,17 @@ def _check_label_tensor(y: Tensor, num_outputs: int, role: str) -> None:
     bad = (y < 0) | (y >= num_outputs)
     if bool(bad.any()):
         index = int(bad.nonzero()[0, 0])
-        raise DataError(
+        text = (
             f"{role} label {int(y[index])} (sample {index}) is outside the model's {num_outputs} outputs "
-            f"(expected 0..{num_outputs - 1}); {int(bad.sum())} labels are out of range"
+            f"(expected 0..{num_outputs - 1})"
         )
+        if whole:
+            count = int(bad.sum())
+            text += (
+                f"; {count} of {y.numel()} labels {'is' if count == 1 else 'are'} outside 0..{num_outputs - 1} "
+                f"({_listed(y[bad])})"
+            )
+        raise DataError(text)
 
 
 def _check_finite(leaves: dict[str, Tensor], role: str) -> None:
@@ -189,7 +218,10 @@ def check_chunk(model: nn.Module, dataset: Dataset, role: str, task_id: int | No
     num_outputs = probe_model(model, x, route, role)
 
     targets = _tensor_attr(dataset, "targets", n)
-    _check_label_tensor(targets if targets is not None else torch.as_tensor(sample[1]).reshape(1), num_outputs, role)
+    if targets is not None:
+        _check_label_tensor(targets, num_outputs, role)
+    else:  # the other labels are checked batch by batch as they are trained on (the Learner)
+        _check_label_tensor(torch.as_tensor(sample[1]).reshape(1), num_outputs, role, whole=False)
     inputs = _input_leaves(dataset, n)
     _check_finite(inputs if inputs is not None else {p: leaf.unsqueeze(0) for p, leaf in nested.flatten(x).items()}, role)
     task_ids = _tensor_attr(dataset, "task_ids", n)
@@ -228,3 +260,40 @@ def check_transforms(model: nn.Module, transforms: dict[str, tuple[Any, Any]], d
             ) from error
         except Exception as error:
             raise DataError(f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}") from error
+
+
+def check_memory_labels(
+    model: nn.Module, memory: ReplayBuffer, folder: object, buffer_transforms: tuple[Any, Any] = (None, None)
+) -> None:
+    """Refuse a restored memory holding labels the model has no output for (a damaged or foreign
+    state folder): without this, replaying them fails mid-update with torch's raw ``IndexError``,
+    or (label -100, ``CrossEntropyLoss``'s ignored index) as a misleading non-finite loss.
+
+    The model's output count is learnt as :func:`check_chunk` learns it, by probing the model with
+    the memory's first sample (through the buffer transform, as replay feeds it); a memory the model
+    cannot run on is left to the update's own checks. ``buffer_transforms`` is the Learner's
+    ``(buffer_transform, buffer_target_transform)``. Raises :class:`StateError` naming ``folder``,
+    the bad labels, their count and the valid range.
+    """
+    if len(memory) == 0 or "targets" not in memory.keys:
+        return
+    transform, target_transform = buffer_transforms
+    first = memory.rows(0, 1)
+    task = int(first.task_ids[0]) if "task_ids" in memory.keys else 0
+    try:
+        x = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, first.inputs, "buffer_transform"))
+        num_outputs = probe_model(model, x, task, "memory")
+        targets = apply_transform(target_transform, memory.decoded("targets"), "buffer_target_transform")
+    except Exception:  # noqa: BLE001 - the output count is unknown here; the update reports the cause
+        return
+    if not torch.is_tensor(targets) or targets.dim() != 1 or targets.dtype.is_floating_point:
+        return
+    bad = (targets < 0) | (targets >= num_outputs)
+    if bool(bad.any()):
+        slot = int(bad.nonzero()[0, 0])
+        count = int(bad.sum())
+        raise StateError(
+            f"the memory in {str(folder)!r} holds {count} of {targets.numel()} labels outside the model's "
+            f"{num_outputs} outputs (expected 0..{num_outputs - 1}): {_listed(targets[bad])} (first in slot {slot}); "
+            "the folder is damaged or was written for another model"
+        )

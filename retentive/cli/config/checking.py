@@ -41,6 +41,26 @@ def parse_spec(value: Any, key: str, source: Source, shorthand: bool = False) ->
     return Spec(class_path, dict(init_args))
 
 
+def lightning_precisions() -> tuple[str | int, ...]:
+    """The ``precision`` values Lightning's Trainer accepts, in the order its own error lists them
+    (empty where this Lightning does not say: the Trainer then judges the value itself)."""
+    try:
+        from lightning_fabric.connector import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    except ImportError:
+        return ()
+    return tuple(v for kind in (_PRECISION_INPUT_STR, _PRECISION_INPUT_INT, _PRECISION_INPUT_STR_ALIAS) for v in typing.get_args(kind))
+
+
+def check_precision(value: Any, key: str, source: Source) -> None:
+    """Refuse a precision Lightning does not accept now: the Trainer would refuse it only once the
+    update has started, with a traceback."""
+    accepted = lightning_precisions()
+    if not accepted or value is None or (type(value) in (str, int) and value in accepted):
+        return
+    listed = ", ".join(repr(v) for v in accepted)
+    hint = suggest(str(value), [v for v in accepted if isinstance(v, str)])
+    raise source.error(key, f"expected a precision Lightning accepts ({listed}), got {describe_value(value)}{hint}")
+
 
 def import_object(path: str, key: str, source: Source) -> Any:
     """Import ``package.module.Name`` (or a nested attribute); it must be callable."""

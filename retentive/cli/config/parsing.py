@@ -13,7 +13,14 @@ from typing import Any
 
 import yaml
 
-from retentive.cli.config.checking import check_arguments, check_spec, check_value, import_object, parse_spec
+from retentive.cli.config.checking import (
+    check_arguments,
+    check_precision,
+    check_spec,
+    check_value,
+    import_object,
+    parse_spec,
+)
 from retentive.cli.config.hints import describe_value, matches, suggest
 from retentive.cli.config.schema import SECTIONS, TRAINER_KEYS, ConfigError, Source, Spec, UpdateConfig
 from retentive.cli.config.signatures import signature_of
@@ -149,6 +156,8 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
         if parameter is None and not updater_signature.open:
             raise source.error(f"trainer.{name}", f"{updater_signature.owner} takes no {name} argument")
         check_value(value, Any if parameter is None else parameter.hint, f"trainer.{name}", source)
+        if name == "precision":
+            check_precision(value, f"trainer.{name}", source)
 
     def hint(name: str) -> Any:
         parameter = updater_signature.parameters.get(name)
