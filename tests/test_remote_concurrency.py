@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -184,6 +183,20 @@ def test_rollback_refuses_a_corrupt_previous_version(s3, trained):
     with pytest.raises(StateError, match=rf"cannot roll .* back to version {first.version}: .*model.pt.*; nothing was changed"):
         rollback_url(url)
     assert _pointer(s3, "rollback-corrupt") == before
+
+
+def test_a_stale_expectation_is_refused_where_the_store_has_no_conditional_write(trained):
+    """memory:// has no conditional write: the pointer is compared just before it is written."""
+    import fsspec
+
+    url = "memory://retentive-test/stale"
+    read = publish_state(trained[0], url)
+    moved = publish_state(trained[1], url)
+    with pytest.raises(StateConflictError, match=rf"expected version {read.version}, but version {moved.version} is committed"):
+        publish_state(trained[0], url, expect=read)
+    with pytest.raises(StateConflictError, match="expected no committed state"):
+        publish_state(trained[0], url, expect=None)
+    assert json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/stale/current.json"))["version"] == moved.version
 
 
 # ---------------------------------------------------------------- garbage collection

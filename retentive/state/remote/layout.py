@@ -116,13 +116,7 @@ def publish_state(
     prefix = f"{root}/{VERSIONS}/{version}"
     committing = False  # from the pointer's PUT on, the new version may be the committed one
     try:
-        for name in (*PAYLOADS, *extras, MANIFEST):  # the manifest last: a version without one is unfinished
-            fs.put_file(str(folder / name), f"{prefix}/{name}")
-        for name in PAYLOADS:
-            size = fs.info(f"{prefix}/{name}")["size"]
-            if size != manifest["files"][name]["bytes"]:
-                raise StateError(f"{url}/{VERSIONS}/{version}/{name} holds {size} bytes after the upload, "
-                                 f"{manifest['files'][name]['bytes']} expected")
+        _upload(fs, folder, prefix, extras, manifest, f"{url}/{VERSIONS}/{version}")
         if time.monotonic() - started > COMMIT_DEADLINE_SECONDS:
             raise StateError(f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
                              "its upload may be removed as debris; nothing was committed")
@@ -153,6 +147,17 @@ def publish_state(
         raise StateError(f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}") from error
     remove_stale_versions(fs, root, url)
     return committed
+
+
+def _upload(fs: Any, folder: Path, prefix: str, extras: list[str], manifest: dict[str, Any], shown: str) -> None:
+    """Upload the folder's files under ``prefix``, the manifest last (a version without one is
+    unfinished), and check the payloads' sizes there."""
+    for name in (*PAYLOADS, *extras, MANIFEST):
+        fs.put_file(str(folder / name), f"{prefix}/{name}")
+    for name in PAYLOADS:
+        size = fs.info(f"{prefix}/{name}")["size"]
+        if size != manifest["files"][name]["bytes"]:
+            raise StateError(f"{shown}/{name} holds {size} bytes after the upload, {manifest['files'][name]['bytes']} expected")
 
 
 def fetch_state(
