@@ -92,6 +92,8 @@ def test_concurrent_publishers_to_one_s3_url_lose_no_commit(s3, trained, tmp_pat
         for proc in (*procs, reader):
             proc.kill()
             proc.wait()
+    print(f"{writers} writers x {rounds} rounds: {sum('ok' in r for r in results)} commits, "
+          f"{sum('conflict' in r for r in results)} conflicts; {read['reads']} verified reads")
     assert read["reads"] > 0 and read["errors"] == [], read["errors"][:3]
     assert [r for r in results if "error" in r] == []
     commits = [r for r in results if "ok" in r]
@@ -197,6 +199,28 @@ def test_a_stale_expectation_is_refused_where_the_store_has_no_conditional_write
     with pytest.raises(StateConflictError, match="expected no committed state"):
         publish_state(trained[0], url, expect=None)
     assert json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/stale/current.json"))["version"] == moved.version
+
+
+def test_a_rollback_racing_a_publish_changes_nothing(trained, monkeypatch):
+    from retentive.state.remote import rollback as rollback_module
+
+    url = "memory://retentive-test/rollback-race"
+    publish_state(trained[0], url)
+    read = publish_state(trained[1], url)
+    real_download, moved = rollback_module.download, []
+
+    def download_then_publish(*args, **kwargs):  # another writer commits while the rollback verifies
+        result = real_download(*args, **kwargs)
+        moved.append(publish_state(trained[0], url))
+        return result
+
+    monkeypatch.setattr(rollback_module, "download", download_then_publish)
+    with pytest.raises(StateConflictError, match="nothing was rolled back") as refused:
+        rollback_url(url)
+    assert f"version {read.version} was read, but version {moved[0].version} is committed now" in str(refused.value)
+    import fsspec
+
+    assert json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/rollback-race/current.json"))["version"] == moved[0].version
 
 
 # ---------------------------------------------------------------- garbage collection
