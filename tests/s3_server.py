@@ -1,9 +1,15 @@
 """A local S3-compatible server for the state-URL tests: moto's server on 127.0.0.1, with IAM
 checks on, so that wrong credentials are refused as AWS refuses them.
 
-The server runs in its own process (``python -m moto.server``) on a free port. Its first three
-requests are let through unauthenticated to create a user, its access key and an allow-all S3
-policy; from then on every request must be signed with that key.
+The server runs in its own process (this file run as a script: moto's server app) on a free port.
+Its first three requests are let through unauthenticated to create a user, its access key and an
+allow-all S3 policy; from then on every request must be signed with that key.
+
+The server handles one request at a time. S3 applies a conditional PUT (``If-Match``,
+``If-None-Match``) atomically; moto checks the condition and then stores the object in two steps,
+and ``python -m moto.server`` runs requests on parallel threads, so two racing conditional PUTs
+could both pass there. Serialising the requests gives the server S3's atomicity, which the
+compare-and-swap tests of the remote state rely on.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -71,7 +78,7 @@ def s3_server() -> Iterator[S3Server]:
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "AWS_ACCESS_KEY_ID": "setup", "AWS_SECRET_ACCESS_KEY": "setup"}
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "127.0.0.1", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_up(endpoint, process)
@@ -108,3 +115,23 @@ def forget_s3_clients() -> None:
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def _serve(host: str, port: int) -> None:
+    """moto's server app (as ``python -m moto.server`` builds it), one request at a time."""
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import run_simple
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+    def serialised(environ, start_response):
+        with lock:  # the whole request, its body read and its response built
+            return list(app(environ, start_response))
+
+    run_simple(host, port, serialised, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1], int(sys.argv[2]))

@@ -1,68 +1,61 @@
 """The remote layout: immutable versions plus one pointer object, written last, as the commit point.
 
-    <url>/current.json              {"format": "retentive-remote-state", "version": ID,
-                                     "manifest_sha256": ..., "committed": ...}
+    <url>/current.json              the pointer (:mod:`~retentive.state.remote.pointer`): the
+                                    committed version, its manifest's sha256, its extra files'
+                                    checksums, and the versions committed before it
     <url>/versions/ID/manifest.json
     <url>/versions/ID/model.pt, learner.pt, memory.pt
-    <url>/versions/ID/hpo.csv       extra files of the folder (a search's record), checksums in
-                                    the pointer's "extra"
+    <url>/versions/ID/hpo.csv       extra files of the folder (a search's record)
 
 Object stores have no rename, so :func:`publish_state` uploads a new version under a fresh ID
-(the payloads first, then its manifest), checks the sizes, and only then overwrites
-``current.json``: one small PUT, which S3 (and GCS, Azure, ``memory://``) applies whole. A reader
-therefore sees the previous committed version or the new one, never a mix; a writer killed at any
-moment leaves at most an uncommitted version, which no reader follows and the next publish
-removes, together with the version it replaced. :func:`fetch_state` follows the pointer, checks the
-manifest against the pointer's sha256 and every payload against the manifest's, and retries when a
-concurrent publish removed the version it was reading. A URL holding a plain state folder
-(``manifest.json`` at its root, e.g. uploaded with ``aws s3 sync``) is read too, verified the same
-way. Two writers publishing to one URL at once are not coordinated (no lock on S3): each commit is
-whole, the last one wins.
+(the payloads first, then its manifest), checks the sizes, and only then replaces
+``current.json``: one small PUT, which the store applies whole, and only if the pointer is still
+the one the publish expected (compare-and-swap; on S3 a conditional PUT, see
+:mod:`~retentive.state.remote.pointer` for other stores). Of two publishes expecting the same
+pointer one commits and the other gets :class:`~retentive.errors.StateConflictError`, its upload
+removed: a commit is never silently lost. A reader sees the previous committed version or the new
+one, never a mix. Versions are removed only as :mod:`~retentive.state.remote.versions` allows
+(never the committed one, the previous ones the pointer keeps, or one that may be in flight), so
+``retentive rollback URL`` can go back one version. :func:`fetch_state` follows the pointer,
+checks the manifest against the pointer's sha256 and every file against its checksum, and follows
+the new pointer when a concurrent publish moved it while it read. A URL holding a plain state folder
+(``manifest.json`` at its root, e.g. uploaded with ``aws s3 sync``) is read too, verified the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from retentive.errors import StateError
+from retentive.errors import StateConflictError, StateError
 from retentive.state.format import MANIFEST, PAYLOADS, read_manifest
 from retentive.state.format import _sha256 as _sha256_file
 from retentive.state.remote.filesystem import explain, open_url
+from retentive.state.remote.names import POINTER, VERSIONS, extra_name
+from retentive.state.remote.pointer import POINTER_FORMAT, Pointer, PointerMoved, commit_pointer, read_pointer, same
+from retentive.state.remote.versions import COMMIT_DEADLINE_SECONDS, remove_stale_versions
 from retentive.state.staging import new_staging_folder
 
-POINTER = "current.json"
-VERSIONS = "versions"
-POINTER_FORMAT = "retentive-remote-state"
+__all__ = ["AT_START", "POINTER", "POINTER_FORMAT", "VERSIONS", "fetch_committed", "fetch_state", "holds_state",
+           "publish_state", "read_pointer"]
 _ATTEMPTS = 3  # a reader racing a publish follows the new pointer this many times
+#: ``publish_state(expect=AT_START)``: commit over the pointer the publish reads when it begins
+AT_START: Any = object()
 
 
 def _new_version() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
 
 
-def read_pointer(fs: Any, root: str, url: str) -> dict[str, Any] | None:
-    """The committed pointer of ``url``, or ``None`` when it has none."""
-    try:
-        raw = fs.cat_file(f"{root}/{POINTER}")
-    except FileNotFoundError:
-        return None
-    except Exception as error:
-        raise StateError(f"state at {url!r} cannot be read: {explain(error)}") from error
-    try:
-        pointer = json.loads(raw.decode("utf-8"))
-        valid = pointer.get("format") == POINTER_FORMAT and isinstance(pointer.get("version"), str)
-    except (ValueError, AttributeError):
-        valid = False
-    if not valid or "/" in pointer["version"]:
-        raise StateError(f"{url}/{POINTER} is not a retentive pointer (expected format {POINTER_FORMAT!r})")
-    return pointer
+def describe(pointer: Pointer | None) -> str:
+    return "no committed state" if pointer is None else f"version {pointer.version}"
 
 
 def holds_state(fs: Any, root: str, url: str) -> bool:
@@ -86,66 +79,85 @@ def _verified_files(folder: Path) -> dict[str, Any]:
 
 
 def extra_files(folder: Path) -> list[str]:
-    """The folder's files beside the payloads and the manifest (``hpo.csv``), published with them."""
+    """The folder's files beside the payloads and the manifest (``hpo.csv``), published with them;
+    each must be a plain file name (:func:`~retentive.state.remote.names.extra_name`)."""
     core = {*PAYLOADS, MANIFEST}
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in core and not p.name.startswith("."))
+    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in core and not p.name.startswith("."))
+    return [extra_name(name, f"state folder {str(folder)!r}") for name in names]
 
 
-def publish_state(local_folder: str | os.PathLike[str], url: str, storage_options: dict[str, Any] | None = None) -> None:
-    """Upload the finished state folder ``local_folder`` to ``url`` as its new committed version.
+def publish_state(
+    local_folder: str | os.PathLike[str],
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    *,
+    expect: Pointer | None = AT_START,
+    keep_previous: int = 1,
+) -> Pointer:
+    """Upload the finished state folder ``local_folder`` to ``url`` as its new committed version;
+    return the pointer committed.
 
-    Besides the payloads and the manifest, the folder's other files (:func:`extra_files`, e.g. a
-    search's ``hpo.csv``) are uploaded too, their checksums recorded in the pointer.
+    The commit replaces the pointer only if ``url`` still holds ``expect``: the pointer a caller
+    read before (an in-place update passes the one it fetched), ``None`` for a URL that must hold
+    no state yet, or by default the one this publish reads when it begins. Otherwise
+    :class:`StateConflictError` names both versions; the pointer is untouched and the upload removed.
+    The new pointer records the ``keep_previous`` (>= 1) versions committed before it, which are
+    kept for ``retentive rollback``. Besides the payloads and the manifest, the folder's other files
+    (:func:`extra_files`, e.g. a search's ``hpo.csv``) are uploaded too, their checksums in the pointer.
     """
+    if not isinstance(keep_previous, int) or isinstance(keep_previous, bool) or keep_previous < 1:
+        raise ValueError(f"keep_previous must be an int >= 1, got {keep_previous!r}")
     folder = Path(local_folder)
     manifest = _verified_files(folder)
     extras = extra_files(folder)
     fs, root = open_url(url, storage_options)
-    version = _new_version()
+    expected = read_pointer(fs, root, url) if expect is AT_START else expect
+    version, started = _new_version(), time.monotonic()
     prefix = f"{root}/{VERSIONS}/{version}"
     committing = False  # from the pointer's PUT on, the new version may be the committed one
     try:
-        for name in (*PAYLOADS, *extras, MANIFEST):  # the manifest last: a version without one is unfinished
-            fs.put_file(str(folder / name), f"{prefix}/{name}")
-        for name in PAYLOADS:
-            size = fs.info(f"{prefix}/{name}")["size"]
-            if size != manifest["files"][name]["bytes"]:
-                raise StateError(f"{url}/{VERSIONS}/{version}/{name} holds {size} bytes after the upload, "
-                                 f"{manifest['files'][name]['bytes']} expected")
+        _upload(fs, folder, prefix, extras, manifest, f"{url}/{VERSIONS}/{version}")
+        if time.monotonic() - started > COMMIT_DEADLINE_SECONDS:
+            raise StateError(f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
+                             "its upload may be removed as debris; nothing was committed")
+        previous = [] if expected is None else [expected.entry(), *expected.previous]
         pointer = {
             "format": POINTER_FORMAT, "version": version, "manifest_sha256": _sha256_file(folder / MANIFEST),
-            "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": uuid.uuid4().hex,
             "extra": {name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in extras},
+            "previous": previous[:keep_previous],
         }
         committing = True
-        fs.pipe_file(f"{root}/{POINTER}", json.dumps(pointer, indent=2).encode("utf-8"))  # the commit point
+        committed = commit_pointer(fs, root, url, pointer, expected)  # the commit point
+    except PointerMoved as moved:  # refused: the upload was never committed, so it goes
+        with contextlib.suppress(Exception):
+            fs.rm(prefix, recursive=True)
+        raise StateConflictError(
+            f"{url!r} changed while this publish ran: it expected {describe(expected)}, but "
+            f"{describe(moved.current)} is committed now; nothing was committed and the upload {VERSIONS}/{version} "
+            "was removed"
+        ) from None
     except BaseException as error:
-        if not committing:  # best effort: otherwise the next publish removes it
+        if not committing:  # best effort: otherwise garbage collection removes it after the grace period
             with contextlib.suppress(Exception):
                 fs.rm(prefix, recursive=True)
         if isinstance(error, StateError) or not isinstance(error, Exception):
             raise
         state = "may be the new one or the previous one" if committing else "is unchanged"
         raise StateError(f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}") from error
-    remove_uncommitted(fs, root, keep=version)
+    remove_stale_versions(fs, root, url)
+    return committed
 
 
-def remove_uncommitted(fs: Any, root: str, keep: str) -> list[str]:
-    """Remove every version but ``keep`` (replaced ones, and debris of killed writers); best effort."""
-    removed = []
-    try:
-        fs.invalidate_cache(f"{root}/{VERSIONS}")  # another process may have published since a listing
-        entries = fs.ls(f"{root}/{VERSIONS}", detail=False)
-    except Exception:  # nothing to clean, or listing is not allowed: the commit stands either way
-        return removed
-    for entry in entries:
-        if entry.rstrip("/").rsplit("/", 1)[-1] != keep:
-            try:
-                fs.rm(entry, recursive=True)
-                removed.append(entry)
-            except Exception:
-                pass
-    return removed
+def _upload(fs: Any, folder: Path, prefix: str, extras: list[str], manifest: dict[str, Any], shown: str) -> None:
+    """Upload the folder's files under ``prefix``, the manifest last (a version without one is
+    unfinished), and check the payloads' sizes there."""
+    for name in (*PAYLOADS, *extras, MANIFEST):
+        fs.put_file(str(folder / name), f"{prefix}/{name}")
+    for name in PAYLOADS:
+        size = fs.info(f"{prefix}/{name}")["size"]
+        if size != manifest["files"][name]["bytes"]:
+            raise StateError(f"{shown}/{name} holds {size} bytes after the upload, {manifest['files'][name]['bytes']} expected")
 
 
 def fetch_state(
@@ -155,8 +167,16 @@ def fetch_state(
     return ``local_dir``.
 
     The folder appears whole or not at all (downloaded beside it, then renamed); it is a v1 state
-    folder that :func:`retentive.state.load_state` reads.
+    folder that :func:`retentive.state.load_state` reads. Every name in the pointer is validated
+    before anything is written (:mod:`~retentive.state.remote.names`).
     """
+    return fetch_committed(url, local_dir, storage_options)[0]
+
+
+def fetch_committed(
+    url: str, local_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> tuple[Path, Pointer | None]:
+    """:func:`fetch_state`, also returning the pointer followed (``None``: a plain folder at ``url``)."""
     target = Path(local_dir)
     if target.is_dir() and not any(target.iterdir()):
         target.rmdir()  # an empty folder (tempfile.mkdtemp's) is taken as free
@@ -168,52 +188,60 @@ def fetch_state(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(_ATTEMPTS):
+            pointer = read_pointer(fs, root, url)  # validated before anything is written
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
-            pointer = read_pointer(fs, root, url)
-            if _download(fs, root, url, pointer, work, last=attempt == _ATTEMPTS - 1):
+
+            def moved(read: Pointer | None = pointer) -> bool:
+                return not same(read_pointer(fs, root, url), read)
+
+            if download(fs, root, url, None if pointer is None else pointer.data, work,
+                        moved if attempt < _ATTEMPTS - 1 and pointer is not None else None):
                 break
         os.rename(work, target)
     except OSError as error:
         raise StateError(f"fetching {url!r} into {str(target)!r} failed: {error}") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return target, pointer
 
 
-def _download(fs: Any, root: str, url: str, pointer: dict[str, Any] | None, staging: Path, last: bool) -> bool:
-    """Download and verify one version; ``False`` when a concurrent publish removed it (retry)."""
-    where = root if pointer is None else f"{root}/{VERSIONS}/{pointer['version']}"
-    shown = url if pointer is None else f"{url}/{VERSIONS}/{pointer['version']}"
+def download(fs: Any, root: str, url: str, entry: dict[str, Any] | None, staging: Path,
+             moved: Callable[[], bool] | None = None) -> bool:
+    """Download and verify one version (``entry``: a validated pointer entry; ``None``: the plain
+    folder at ``url``) into ``staging``; ``False`` when a file is gone and ``moved()`` says a
+    concurrent commit moved the pointer (the caller retries)."""
+    where = root if entry is None else f"{root}/{VERSIONS}/{entry['version']}"
+    shown = url if entry is None else f"{url}/{VERSIONS}/{entry['version']}"
     try:
         fs.get_file(f"{where}/{MANIFEST}", str(staging / MANIFEST))
     except FileNotFoundError:
-        if pointer is None:
+        if entry is None:
             raise StateError(f"{url!r} holds no retentive state: neither {POINTER} nor {MANIFEST} is there") from None
-        if not last and read_pointer(fs, root, url) != pointer:
+        if moved is not None and moved():
             return False
         raise StateError(f"{shown}/{MANIFEST} is missing although {url}/{POINTER} commits it") from None
     except Exception as error:
         raise StateError(f"state at {url!r} cannot be read: {explain(error)}") from error
-    if pointer is not None and _sha256_file(staging / MANIFEST) != pointer.get("manifest_sha256"):
+    if entry is not None and _sha256_file(staging / MANIFEST) != entry["manifest_sha256"]:
         raise StateError(f"{shown}/{MANIFEST} does not match the checksum {url}/{POINTER} records: it was modified")
     try:
-        manifest = read_manifest(staging)  # format, version and kind, as for a local folder
+        manifest = read_manifest(staging)  # format, version, kind, and exactly the known payload names
     except StateError as error:
         raise StateError(str(error).replace(str(staging), shown)) from None
     expected = {name: manifest["files"][name] for name in PAYLOADS}
-    expected.update({} if pointer is None else pointer.get("extra", {}))
-    for name, entry in expected.items():
+    expected.update({} if entry is None else entry.get("extra", {}))
+    for name, checksum in expected.items():
         try:
             fs.get_file(f"{where}/{name}", str(staging / name))
         except FileNotFoundError:
-            if pointer is not None and not last and read_pointer(fs, root, url) != pointer:
+            if moved is not None and moved():
                 return False
             raise StateError(f"state file {shown}/{name} is missing") from None
         except Exception as error:
             raise StateError(f"state file {shown}/{name} cannot be read: {explain(error)}") from error
         path = staging / name
-        if path.stat().st_size != entry.get("bytes") or _sha256_file(path) != entry.get("sha256"):
+        if path.stat().st_size != checksum.get("bytes") or _sha256_file(path) != checksum.get("sha256"):
             raise StateError(f"state file {shown}/{name} does not match its manifest checksum "
-                             f"({path.stat().st_size} bytes, {entry.get('bytes')} expected): it was modified or truncated")
+                             f"({path.stat().st_size} bytes, {checksum.get('bytes')} expected): it was modified or truncated")
     return True

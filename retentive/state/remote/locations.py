@@ -4,7 +4,10 @@ An input URL is probed and fetched (verified) into a temporary folder when the u
 an output URL is probed for writing and must not hold a committed state yet (unless it is also the
 input: an in-place update, as Renate pipelines run with one ``state_url``). The update then saves
 to a local stand-in with the local atomic writer, and :meth:`StateLocations.publish` uploads it as
-the URL's new version and removes the stand-in, whether the upload succeeds or not. The temporary
+the URL's new version and removes the stand-in, whether the upload succeeds or not. The commit is
+conditional on the pointer read: an in-place update commits only if the URL still holds the
+version it fetched, a fresh output URL only if it still holds no state; otherwise
+:class:`~retentive.errors.StateConflictError` and the updated state is discarded. The temporary
 folder goes with the updater (or the process). ``resume=True`` needs a local output folder: its
 per-epoch checkpoints live beside it and would vanish with the temporary one.
 """
@@ -19,9 +22,10 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from retentive.errors import StateError
+from retentive.errors import StateConflictError, StateError
 from retentive.state.remote.filesystem import is_url, local_path, open_url
-from retentive.state.remote.layout import fetch_state, holds_state, publish_state
+from retentive.state.remote.layout import describe, fetch_committed, holds_state, publish_state
+from retentive.state.remote.pointer import Pointer, read_pointer, same
 from retentive.state.remote.probe import check_reachable
 
 Location = str | os.PathLike[str] | None
@@ -36,6 +40,9 @@ class StateLocations:
 
     def __init__(self, input_location: Location, output_location: Location, resume: bool = False) -> None:
         self.input_url, self.output_url = _url(input_location), _url(output_location)
+        #: the pointer the output URL must still hold at the commit (in place: the one fetched)
+        self.expected: Pointer | None = None
+        self._fetched = False
         if self.output_url is not None and resume:
             raise ValueError(
                 f"resume=True keeps per-epoch checkpoints beside a local output_state_folder; with {self.output_url!r} "
@@ -62,16 +69,29 @@ class StateLocations:
         if self.input_url is None:
             return local_path(location)
         try:
-            return fetch_state(self.input_url, self._workdir / "input")  # type: ignore[operator]
+            folder, pointer = fetch_committed(self.input_url, self._workdir / "input")  # type: ignore[operator]
         except BaseException:
             self.close()
             raise
+        if self.input_url == self.output_url:
+            self.expected, self._fetched = pointer, True
+        return folder
 
     def check_output(self) -> None:
-        """Refuse an output URL that already holds a committed state, unless it is the input URL."""
-        if self.output_url is None or self.output_url == self.input_url:
+        """Refuse an output URL that already holds a committed state, unless it is the input URL;
+        refuse an in-place URL whose committed version changed since it was fetched."""
+        if self.output_url is None:
             return
         fs, root = open_url(self.output_url)
+        if self.output_url == self.input_url:
+            if self._fetched:
+                current = read_pointer(fs, root, self.output_url)
+                if not same(current, self.expected):
+                    raise StateConflictError(
+                        f"{self.output_url!r} changed since this updater read it: {describe(self.expected)} was read, "
+                        f"but {describe(current)} is committed now; this update did not run (build the updater again)"
+                    )
+            return
         if holds_state(fs, root, self.output_url):
             raise StateError(
                 f"output_state_folder {self.output_url!r} already holds a committed state; a state is never "
@@ -85,7 +105,10 @@ class StateLocations:
         assert self.output_folder is not None
         try:
             with self.naming_urls():
-                publish_state(self.output_folder, self.output_url)
+                self.expected = publish_state(self.output_folder, self.output_url, expect=self.expected)
+        except StateConflictError as error:
+            raise StateConflictError(f"{error}; the updated state was discarded: update again from the URL's "
+                                     "current state") from error
         finally:
             shutil.rmtree(self.output_folder, ignore_errors=True)
 
@@ -101,7 +124,7 @@ class StateLocations:
                     text = text.replace(str(folder), url)
             if text == str(error):
                 raise
-            raise StateError(text) from error
+            raise type(error)(text) from error
 
     def close(self) -> None:
         """Remove the temporary folder now (it is removed with this object otherwise)."""
