@@ -30,6 +30,7 @@ import os
 import platform
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests")]
 
-from concurrency_checks import exact_payloads, fingerprint, inspect_read  # noqa: E402
+from concurrency_checks import exact_payloads, fingerprint, inspect_read, task_order  # noqa: E402
 from concurrency_report import summarise, table  # noqa: E402
 
 WORKER = HERE / "concurrency_worker.py"
@@ -103,7 +104,7 @@ def _describe(location: str, scratch: Path, exact: list[str]) -> dict[str, Any]:
     except Exception as error:
         return {"loads": False, "error": f"{type(error).__name__}: {error}"[:400]}
     found = inspect_read(state, exact)
-    return {"loads": True, "task_order": list(state.manifest.get("task_order", [])), **found}
+    return {"loads": True, "task_order": task_order(state), **found}
 
 
 def _initial_state(location: str, chunk: Any, scratch: Path) -> None:
@@ -131,7 +132,7 @@ def run_location(location: str, args: argparse.Namespace, chunks: list[Path], en
     _initial_state(location, read_chunk(chunks[-1]), scratch)
     state = read_state(location, scratch)
     exact = exact_payloads(state)  # the payloads whose round trip is byte-exact: checked exactly
-    initial = {"loads": True, "task_order": list(state.manifest["task_order"]), **inspect_read(state, exact)}
+    initial = {"loads": True, "task_order": task_order(state), **inspect_read(state, exact)}
     initial["model_fp"], initial["memory_fp"] = fingerprint(state.model), fingerprint(state.memory)
     logs = scratch / "logs"
     logs.mkdir()
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.where) - {"local", "s3"}
     if unknown or args.writers < 1 or args.readers < 0 or args.seconds <= 0:
         parser.error(f"--where takes local and s3 (got {sorted(unknown)}); --writers >= 1, --readers >= 0, --seconds > 0")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: workers and moto stopped
     results = run(args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")

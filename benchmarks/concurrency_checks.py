@@ -78,6 +78,14 @@ def _last(order: Any) -> Any:
     return order[-1] if isinstance(order, list) and order else None
 
 
+def task_order(state: Any) -> list[Any]:
+    """The tasks of every update the state descends from, in order (manifest, else learner.pt)."""
+    order = state.manifest.get("task_order")
+    if order is None and isinstance(state.learner, dict):
+        order = state.learner.get("updater", {}).get("task_order")
+    return list(order or [])
+
+
 def inspect_read(state: Any, exact: list[str]) -> dict[str, Any]:
     """The mismatches between ``state``'s manifest and the payloads it was loaded with, and the
     fingerprints the post-run registry check needs."""
@@ -95,7 +103,7 @@ def inspect_read(state: Any, exact: list[str]) -> dict[str, Any]:
     for name in exact:
         if serialised_sha256(payloads(state)[name]) != files.get(name, {}).get("sha256"):
             mismatches.append(f"{name} content is not the file the manifest's sha256 names")
-    return {"task": _last(manifest.get("task_order")), "updates_done": manifest.get("updates_done"),
+    return {"task": _last(task_order(state)), "updates_done": manifest.get("updates_done"),
             "model_fp": fingerprint(state.model), "memory_fp": fingerprint(state.memory), "mismatches": mismatches}
 
 

@@ -74,7 +74,7 @@ def summarise(writer_logs: list[list[dict[str, Any]]], reader_logs: list[list[di
         "mixed_reads": len(mixed_at_read) + len(mixed_registry),
         "mixed_reads_detected_at_read": len(mixed_at_read), "mixed_reads_detected_by_registry": len(mixed_registry),
         "mixed_examples": [r["mismatches"] for r in mixed_at_read[:3]]
-                          + [f"task {r['task']}: model/memory differ from its writer's" for r in mixed_registry[:2]],
+                          + [_registry_mismatch(r, registry[r["task"]]) for r in mixed_registry[:2]],
         "reads_unverified_by_registry": unverified,
         "false_tamper_errors": len(reader_tamper) + len(writer_tamper),
         "false_tamper_errors_readers": len(reader_tamper), "false_tamper_errors_writers": len(writer_tamper),
@@ -86,6 +86,13 @@ def summarise(writer_logs: list[list[dict[str, Any]]], reader_logs: list[list[di
     }
     summary.update(_against_final(commits, in_flight, ends, initial, final, registry))
     return summary
+
+
+def _registry_mismatch(read: dict[str, Any], committed: tuple[str, str]) -> str:
+    parts = [name for name, a, b in zip(("model.pt", "memory.pt"), (read["model_fp"], read["memory_fp"]), committed)
+             if a != b]
+    return f"manifest of {read['task']} (updates_done {read['updates_done']}) read with a {' and '.join(parts)} " \
+           "other than the one its writer committed"
 
 
 def _against_final(commits: list[dict[str, Any]], in_flight: list[str], ends: list[dict[str, Any]],
