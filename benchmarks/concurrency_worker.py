@@ -17,6 +17,7 @@ what :func:`concurrency_checks.inspect_read` finds.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -89,36 +90,44 @@ def committed_manifest_sha(location: str, task: str) -> str | None:
     return hashlib.sha256(raw).hexdigest() if order[-1] == task else None
 
 
+def attempt(location: str, chunk: Any, task: str) -> dict[str, Any]:
+    """One build-and-update on ``location``; the updater is dropped on return (a library that
+    holds the lock from construction on releases it before the next attempt's build)."""
+    record: dict[str, Any] = {"event": "end", "task": task}
+    stage = "build"
+    try:
+        updater = build_updater(location, location)
+        stage = "update"
+        updater.update(chunk, task_id=task)
+        record.update(outcome="committed", updates_done=updater.updates_done,
+                      model_fp=fingerprint({k: v.detach().cpu() for k, v in updater.model.state_dict().items()}),
+                      memory_fp=fingerprint(updater.memory.state_dict()),
+                      manifest_sha256=committed_manifest_sha(location, task))
+    except StateConflictError as error:
+        record.update(outcome="conflict", error=error_text(error))
+    except errors.StateLockedError as error:
+        record.update(outcome="locked", error=error_text(error))
+    except Exception as error:
+        record.update(outcome="failure", error=error_text(error), false_tamper=is_false_tamper(error))
+    record["stage"] = stage
+    return record
+
+
 def write_loop(args: argparse.Namespace, deadline: float, log: Any) -> None:
     from retentive.data.files import read_chunk
 
     chunk = read_chunk(args.chunk)
     rng = random.Random(args.index)
-    attempt = 0
+    number = 0
     while time.time() < deadline:
-        task = f"w{args.index}-{attempt}"
-        attempt += 1
+        task = f"w{args.index}-{number}"
+        number += 1
         emit(log, {"event": "start", "task": task, "t": time.time()})
-        record: dict[str, Any] = {"event": "end", "task": task}
-        started, stage = time.perf_counter(), "build"
-        try:
-            updater = build_updater(args.location, args.location)
-            stage = "update"
-            updater.update(chunk, task_id=task)
-            record.update(outcome="committed", updates_done=updater.updates_done,
-                          model_fp=fingerprint({k: v.detach().cpu() for k, v in updater.model.state_dict().items()}),
-                          memory_fp=fingerprint(updater.memory.state_dict()),
-                          manifest_sha256=committed_manifest_sha(args.location, task))
-        except StateConflictError as error:
-            record.update(outcome="conflict", error=error_text(error))
-        except errors.StateLockedError as error:
-            record.update(outcome="locked", error=error_text(error))
-        except Exception as error:
-            record.update(outcome="failure", stage=stage, error=error_text(error),
-                          false_tamper=is_false_tamper(error))
+        started = time.perf_counter()
+        record = attempt(args.location, chunk, task)
         record["seconds"] = round(time.perf_counter() - started, 4)
-        record["stage"] = record.get("stage", stage)
         emit(log, record)
+        gc.collect()  # the dropped updater's cycles, before the next build
         if record["outcome"] == "locked":
             time.sleep(rng.uniform(0.02, 0.2))  # the holder is mid-update: back off, then retry
 
