@@ -68,3 +68,26 @@ def test_an_unreachable_url_is_refused_before_any_trial(tmp_path, monkeypatch, f
     with pytest.raises(StateError, match="s3://bucket/state"):
         _job(tmp_path, **changes)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["renate_config.py"], "nothing written"
+
+
+def test_promoting_never_replaces_a_state_committed_at_the_output_url_meanwhile(tmp_path, s3):
+    """A job's output URL was empty when checked; a state committed there during the trials wins,
+    and the winner's promotion is a conflict that leaves that state in place."""
+    from retentive.errors import StateConflictError
+    from retentive.state.remote import publish_state
+    from retentive.training.locations import promote
+
+    source = f"s3://{s3.bucket}/promote/source"
+    _job(tmp_path, output_state_url=source)
+    winner = fetch_state(source, tmp_path / "winner")
+    target = f"s3://{s3.bucket}/promote/target"
+    other = publish_state(winner, target, expect=None)  # another job committed first
+    with pytest.raises(StateConflictError):
+        promote(winner, target, {"search": {"note": "late"}}, {"hpo.csv": b"x\n"})
+    from retentive.state.remote.filesystem import open_url
+    from retentive.state.remote.pointer import read_pointer
+
+    fs, root = open_url(target)
+    assert read_pointer(fs, root, target).version == other.version
+    kept = fetch_state(target, tmp_path / "kept")
+    assert (kept / "hpo.csv").read_bytes() != b"x\n" and load_state(kept).manifest.get("search") != {"note": "late"}

@@ -118,7 +118,8 @@ def promote(
     The winner is copied into a staging folder (``manifest_extra`` merged into its manifest,
     ``extra_files`` written beside the payloads). A local output gets it by one rename under the
     target's lock, so it appears whole or not at all; a URL output gets it through
-    :func:`retentive.state.remote.publish_state` (readers see the previous state or this one).
+    :func:`retentive.state.remote.publish_state`, committed only while the URL still holds no state
+    (a state committed there meanwhile is never replaced: :class:`StateConflictError`).
     """
     from retentive.state.format import _fsync_dir, check_output_folder
     from retentive.state.locking import OutputLock
@@ -130,7 +131,7 @@ def promote(
         staging = Path(winner_folder).parent / f"promote-{uuid.uuid4().hex[:12]}"
         try:
             _stage(winner_folder, staging, manifest_extra, extra_files)
-            publish_state(staging, output_location)
+            publish_state(staging, output_location, expect=None)  # a job's output URL must still be empty
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return output_location
