@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "LearningWithoutForgettingModelUpdater": "retentive.updaters",
     "LogitMSE": "retentive.components",
     "MemoryCrossEntropy": "retentive.components",
+    "MemoryBudgetError": "retentive.errors",
     "MemoryShapeError": "retentive.errors",
     "MMDCovariateShiftDetector": "retentive.shift",
     "MetaExperienceReplayModelUpdater": "retentive.updaters.meta",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
     )
     from retentive.errors import (
         DataError,
+        MemoryBudgetError,
         MemoryShapeError,
         NonFiniteLossError,
         ReplicaMismatchError,

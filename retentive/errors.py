@@ -21,6 +21,10 @@ class NonFiniteLossError(RetentiveError, FloatingPointError):
     """Training produced a NaN or infinite loss; the update stops and writes nothing."""
 
 
+class MemoryBudgetError(RetentiveError, MemoryError):
+    """The replay memory needs more bytes than its device has available; nothing was changed."""
+
+
 class StateLockedError(StateError):
     """Another live update holds the lock on the output folder; this one wrote nothing."""
 

@@ -18,11 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from retentive.errors import RetentiveError
+from retentive.errors import MemoryBudgetError  # noqa: F401 - raised here, importable from here
 
-
-class MemoryBudgetError(RetentiveError, MemoryError):
-    """The replay memory needs more bytes than its device has available; nothing was changed."""
 
 
 def _meminfo_available() -> int | None:
