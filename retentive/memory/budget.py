@@ -21,7 +21,6 @@ from torch import Tensor
 from retentive.errors import MemoryBudgetError  # noqa: F401 - raised here, importable from here
 
 
-
 def _meminfo_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
