@@ -25,9 +25,12 @@ DATA_HELP = (
 )
 
 EPILOG = """\
-exit codes: 0 the update finished and the new state folder is written; 1 a retentive error (bad
-config, data or state folder, or Trainer settings this machine cannot run; one line on stderr,
-nothing is written); 2 bad usage of the command line.
+exit codes: 0 the update finished and the new state folder is written (also when Ctrl-C arrived
+during the commit: the commit completes first and one line says so); 1 a retentive error (bad
+config, data or state folder, Trainer settings this machine cannot run, or an in-place update whose
+folder another update or a rollback changed since it was read; one line on stderr, nothing is
+written); 2 bad usage of the command line; 130 interrupted (Ctrl-C) before the commit: one line,
+nothing was written.
 
 the first chunk of a pipeline: omit --input-state. If the folder of --output-state already holds
 other state folders (a pipeline's earlier chunks), a missing --input-state is almost always a
