@@ -133,7 +133,7 @@ def swap_in(
     if not target.is_dir():
         raise StateError(f"in-place update of {str(target)!r}: the folder does not exist")
     own_guard, guard = guard is None, guard or CommitGuard()
-    committed = False
+    committed, old_digest = False, None
     try:
         try:
             recover(target)
@@ -144,9 +144,16 @@ def swap_in(
                                                   {**state.manifest, "replaces": old_digest}))
             committed = _exchange_staged(staging, target, guard)
             _keep_previous(staging, target)
-        except OSError as error:
-            state_now = "the new state is in place" if committed else "the folder is unchanged"
-            raise StateError(f"the in-place update of {str(target)!r} failed ({error}); {state_now}") from error
+        except BaseException:
+            # judged from the file system: while the target still holds the old state, every staging
+            # folder of it (the lock is held) holds the new one or debris, never the old state
+            committed = old_digest is not None and manifest_digest(target) != old_digest
+            if old_digest is not None and not committed:
+                remove_stale_staging(target)
+            raise
+    except OSError as error:
+        state_now = "the new state is in place" if committed else "the folder is unchanged"
+        raise StateError(f"the in-place update of {str(target)!r} failed ({error}); {state_now}") from error
     finally:
         if own_guard:
             guard.deliver(committed, _interrupted(target, committed))
