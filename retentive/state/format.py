@@ -98,7 +98,7 @@ def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.P
             "so write the new state to another folder"
         )
     try:
-        exists = out.exists()
+        exists = os.path.lexists(out)  # a dangling symbolic link counts: it is never written through
     except OSError as error:
         raise StateError(f"output_state_folder {str(out)!r} cannot be checked: {error}") from error
     if exists:
