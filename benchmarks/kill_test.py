@@ -59,10 +59,10 @@ import torch
 
 from retentive import DarkExperienceReplayModelUpdater, StateError
 from retentive.data import TensorChunk, load_mnist, split_mnist
-from retentive.state.housekeeping import remove_leftovers
 from retentive.models import MLP
-from retentive.state.resume import checkpoint_root
 from retentive.state import load_state
+from retentive.state.housekeeping import remove_leftovers
+from retentive.state.resume import checkpoint_root
 
 FIT_START, FIT_END, DONE, FAILED = b"F", b"E", b"D", b"X"
 #: What the worker was doing when it died, by the last mark it sent.

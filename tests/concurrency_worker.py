@@ -18,9 +18,10 @@ import torch
 
 torch.set_num_threads(1)
 
-from retentive.data import TensorChunk  # noqa: E402
-from retentive.errors import StateConflictError, StateLockedError  # noqa: E402
-from state_helpers import der  # noqa: E402
+from state_helpers import der
+
+from retentive.data import TensorChunk
+from retentive.errors import StateConflictError, StateLockedError
 
 
 def main() -> int:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 from retentive.errors import StateError
 from retentive.state import load_state
 from retentive.state.locking import OutputLock, lock_path
-from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 
 @pytest.fixture()
@@ -27,13 +27,13 @@ def disk(tmp_path):
     """A 4 MiB tmpfs, unmounted afterwards."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill ({done.stderr.strip() or done.returncode}); these tests need root")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
 
 
 def fill(mount: Path, leave: int = 0) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 from retentive.cli import main
 from retentive.data.files import write_chunk
@@ -29,7 +30,6 @@ from retentive.state import load_state
 from retentive.state.inplace import previous_path
 from retentive.state.interrupts import CommitGuard, UpdateInterrupted
 from retentive.state.locking import lock_path
-from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -73,7 +73,7 @@ def test_ctrl_c_during_training_reaches_a_python_caller_as_keyboard_interrupt(st
 
 
 def _interrupt_after_exchange(monkeypatch, signum: int = signal.SIGINT) -> None:
-    import retentive.state.inplace as inplace
+    from retentive.state import inplace
 
     exchange = inplace.exchange
 
@@ -170,9 +170,10 @@ def test_sigint_to_a_real_retentive_update_exits_130_with_one_line(state1, long_
     before = tree_digest(folder)
     command = [sys.executable, "-m", "retentive.cli", "update", "--config", ROOT / "configs" / "der.yaml", "--data",
                long_chunk, "--input-state", folder, "--output-state", folder, "--threads", "1",
-               "--set", "trainer.max_epochs=100", "--set", "logger=null", "--set", "updater.init_args.memory_size=50"]
+               "--set", "trainer.max_epochs=100", "--set", "logger=false", "--set", "updater.init_args.memory_size=50"]
     process = subprocess.Popen(list(map(str, command)), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,  # a terminal's Ctrl-C, even if this runs in background
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     try:
         deadline = time.monotonic() + 120
         while not lock_path(folder).exists():  # update() holds the lock from its start: training begins
@@ -190,8 +191,9 @@ def test_sigint_to_a_real_retentive_update_exits_130_with_one_line(state1, long_
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, err
-    assert err.splitlines() == [f"retentive update: error: interrupted before the new state was committed; "
-                                f"{str(folder)!r} is unchanged"], err
+    assert err.splitlines() == [
+        f"retentive update: error: interrupted before the new state was committed; {str(folder)!r} is unchanged"
+    ], err
     assert out == ""
     assert tree_digest(folder) == before and hidden_entries(tmp_path) == []
 
@@ -205,9 +207,10 @@ def test_retentive_update_interrupted_during_its_commit_exits_0_and_says_it_comm
     monkeypatch.chdir(tmp_path)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["update", "--config", str(ROOT / "configs" / "der.yaml"), "--data", str(long_chunk),
-                     "--input-state", str(folder), "--output-state", str(folder), "--set", "logger=null",
+                     "--input-state", str(folder), "--output-state", str(folder), "--set", "logger=false",
                      "--set", "updater.init_args.memory_size=50"])
     assert code == 0
-    assert err.getvalue().splitlines() == [f"retentive update: interrupted after the new state was committed to "
-                                           f"{str(folder)!r}; the update is complete"]
+    assert err.getvalue().splitlines() == [
+        f"retentive update: interrupted after the new state was committed to {str(folder)!r}; the update is complete"
+    ]
     assert load_state(folder).manifest["updates_done"] == 2

@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 import torch
+from state_helpers import der, tree_digest
 
 from retentive.errors import StateError
 from retentive.state.inplace import rollback
 from retentive.state.locking import OutputLock, lock_path
 from retentive.state.resume import checkpoint_root
-from state_helpers import der, tree_digest
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,8 @@ def swap_in(
         try:
             recover(target)
             if expected is not None:
-                check_unchanged(target, expected, f"{expected[:12]}", "Nothing was written; the new state was discarded.")
+                check_unchanged(target, expected, f"{expected[:12]}", "Nothing was written; the new state was discarded "
+                                "(build the updater again from the folder's current state to update it).")
             old_digest = manifest_digest(target)
             staging = write_staging(target, State(state.model, state.learner, state.memory,
                                                   {**state.manifest, "replaces": old_digest}))

@@ -26,7 +26,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -97,7 +97,7 @@ class CommitGuard:
             raise UpdateInterrupted(message, committed)
         signal.raise_signal(signum)
 
-    def __enter__(self) -> CommitGuard:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

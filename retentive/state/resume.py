@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader
 
 from retentive.errors import StateError
 from retentive.state.fingerprint import dataset_fingerprint, differences, update_fingerprint  # noqa: F401 - re-exported
+from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 from retentive.state.interrupts import CommitGuard
 from retentive.state.locking import OutputLock, refuse_symlink
-from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
 
 RESUME_PREFIX = ".retentive-resume-"
 #: Says which checkpoint an update resumes from (INFO); the command line prints it.

@@ -365,7 +365,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         try:
             if lock is not None and self.in_place:  # fail before training, not after
-                self._check_unchanged("Nothing was trained or written.")
+                self._check_unchanged("Nothing was trained or written (build the updater again from the folder's "
+                                      "current state to update it).")
             if train_dataset_collate_fn is not None:
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
