@@ -72,6 +72,31 @@ def test_ctrl_c_during_training_reaches_a_python_caller_as_keyboard_interrupt(st
     assert hidden_entries(tmp_path) == []
 
 
+def test_a_first_ctrl_c_during_a_step_is_raised_at_the_step_boundary_a_second_at_once(state1, chunks, tmp_path):
+    """A KeyboardInterrupt inside a logger's writer hangs Lightning's clean-up (TensorBoard's event
+    writer): the first Ctrl-C lets the step finish; a second one does not wait."""
+    for presses, finished in ((1, [True]), (2, [])):
+        updater = der(tmp_path / f"out{presses}", state1)
+        steps: list[bool] = []
+
+        def forward_hook(module, inputs, output, presses=presses, steps=steps):
+            if module.training and not finished_step:  # a training step (the input checks run in eval mode)
+                finished_step.append(True)
+                for _ in range(presses):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.2)
+                steps.append(True)  # reached only if the signal did not interrupt this step
+
+        finished_step: list[bool] = []
+        handle = updater.model.register_forward_hook(forward_hook)
+        with pytest.raises(UpdateInterrupted, match="is unchanged"):
+            updater.update(chunks[1], task_id=1)
+        handle.remove()
+        assert steps == finished and not (tmp_path / f"out{presses}").exists()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert hidden_entries(tmp_path) == []
+
+
 def _interrupt_after_exchange(monkeypatch, signum: int = signal.SIGINT) -> None:
     from retentive.state import inplace
 

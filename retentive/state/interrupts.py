@@ -43,6 +43,11 @@ class UpdateInterrupted(KeyboardInterrupt):
         return str(self.args[0]) if self.args else ""
 
 
+def raises_keyboard_interrupt(handler: Any) -> bool:
+    """Whether a SIGINT handler stands in for Python's default one (marked with this attribute)."""
+    return bool(getattr(handler, "raises_keyboard_interrupt", False))
+
+
 def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -93,7 +98,7 @@ class CommitGuard:
         signum = self.held[0]
         self.held = []
         handler = self._restored.get(signum)
-        if signum == signal.SIGINT and handler is signal.default_int_handler:
+        if signum == signal.SIGINT and (handler is signal.default_int_handler or raises_keyboard_interrupt(handler)):
             raise UpdateInterrupted(message, committed)
         signal.raise_signal(signum)
 

@@ -54,6 +54,7 @@ from retentive.updaters.arguments import (
 from retentive.updaters.chunks import chunk_batches
 from retentive.updaters.collate import CollatedView
 from retentive.updaters.fitting import FittingMixin
+from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
 from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
@@ -371,7 +372,10 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
-            with quiet_lightning(), keyboard_interrupts(self._uncommitted()):  # Lightning's chatter; its Ctrl-C SystemExit
+            # Lightning's chatter quieted; its SystemExit for Ctrl-C made a KeyboardInterrupt again,
+            # raised at a step boundary (never inside a logger's writer)
+            with quiet_lightning(), keyboard_interrupts(self._uncommitted()), \
+                    interrupts_at_step_boundaries(self.callbacks):
                 return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
             if lock is not None:
