@@ -78,8 +78,9 @@ def test_a_first_ctrl_c_during_a_step_is_raised_at_the_step_boundary_a_second_at
     for presses, finished in ((1, [True]), (2, [])):
         updater = der(tmp_path / f"out{presses}", state1)
         steps: list[bool] = []
+        finished_step: list[bool] = []
 
-        def forward_hook(module, inputs, output, presses=presses, steps=steps):
+        def forward_hook(module, inputs, output, presses=presses, steps=steps, finished_step=finished_step):
             if module.training and not finished_step:  # a training step (the input checks run in eval mode)
                 finished_step.append(True)
                 for _ in range(presses):
@@ -87,7 +88,6 @@ def test_a_first_ctrl_c_during_a_step_is_raised_at_the_step_boundary_a_second_at
                     time.sleep(0.2)
                 steps.append(True)  # reached only if the signal did not interrupt this step
 
-        finished_step: list[bool] = []
         handle = updater.model.register_forward_hook(forward_hook)
         with pytest.raises(UpdateInterrupted, match="is unchanged"):
             updater.update(chunks[1], task_id=1)

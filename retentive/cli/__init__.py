@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; see the module docstring for the exit codes."""
     from retentive.cli.failures import created_folders, exit_code, one_line, remove_if_empty
 
+    as_program = argv is None  # the process's own command line: its signal handlers are the command's
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command_in(argv)).parse_args(argv)
     command = importlib.import_module(args._module)
@@ -89,4 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if code != 0:
             remove_if_empty(new_folders)
+        restore_sigint = getattr(args, "restore_sigint", None)  # set once a command committed
+        if restore_sigint is not None and not as_program:
+            restore_sigint()
     return code

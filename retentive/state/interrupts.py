@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, Self
 
@@ -112,26 +112,39 @@ class CommitGuard:
 
 
 @contextlib.contextmanager
-def keyboard_interrupts(uncommitted: str | None = None) -> Iterator[None]:
+def keyboard_interrupts(
+    uncommitted: str | None = None,
+    committed: str | None = None,
+    has_committed: Callable[[], bool] = lambda: False,
+) -> Iterator[None]:
     """Inside: Lightning's ``SystemExit`` for a Ctrl-C during a fit becomes a ``KeyboardInterrupt``
-    again, and the SIGINT handler Lightning replaced is put back. With ``uncommitted`` (a message),
-    every plain ``KeyboardInterrupt`` leaving the block becomes ``UpdateInterrupted(uncommitted,
-    committed=False)``: the caller knows that nothing inside committed unguarded."""
+    again, and SIGINT ignored by Lightning after one is handled by Python again. With the messages,
+    every plain ``KeyboardInterrupt`` leaving the block becomes :class:`UpdateInterrupted`:
+    ``has_committed()`` (read when it leaves, so an interrupt after the commit says so) chooses
+    ``committed`` or ``uncommitted``."""
     handler = signal.getsignal(signal.SIGINT) if in_main_thread() else None
     try:
         yield
     except UpdateInterrupted:
         raise
-    except KeyboardInterrupt as error:
-        if uncommitted is None:
+    except (KeyboardInterrupt, SystemExit) as error:
+        if isinstance(error, SystemExit) and not isinstance(error.__context__, KeyboardInterrupt):
             raise
-        raise UpdateInterrupted(uncommitted, committed=False) from error
-    except SystemExit as error:
-        if not isinstance(error.__context__, KeyboardInterrupt):
-            raise
-        if uncommitted is None:
+        done = has_committed()
+        message = committed if done else uncommitted
+        if message is None:
             raise KeyboardInterrupt() from None
-        raise UpdateInterrupted(uncommitted, committed=False) from None
+        raise UpdateInterrupted(message, committed=done) from None
     finally:
-        if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
+        if handler is not None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # Lightning's, after a Ctrl-C
             signal.signal(signal.SIGINT, handler)
+
+
+def ignore_sigint() -> Callable[[], None]:
+    """Ignore SIGINT from now on (at the system level, so also while the interpreter exits), in the
+    main thread; return what puts the previous handler back. A command uses it once its commit is
+    done, so that a late Ctrl-C cannot turn a committed update's exit status into "interrupted"."""
+    if not in_main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return lambda: signal.signal(signal.SIGINT, previous)

@@ -34,7 +34,7 @@ from retentive.quiet import quiet_lightning
 from retentive.state import MANIFEST, check_output_folder
 from retentive.state.concurrency import read_versioned
 from retentive.state.inplace import is_in_place
-from retentive.state.interrupts import UpdateInterrupted, keyboard_interrupts
+from retentive.state.interrupts import keyboard_interrupts
 from retentive.state.locking import OutputLock
 from retentive.state.remote.locations import StateLocations
 from retentive.state.resume import ResumeSession, update_fingerprint
@@ -364,6 +364,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         # launcher the other ranks run this same call and must not contend for the lock.
         writer = self.output_state_folder is not None and rank_zero_only.rank == 0
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
+        self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:
             if lock is not None and self.in_place:  # fail before training, not after
                 self._check_unchanged("Nothing was trained or written (build the updater again from the folder's "
@@ -374,7 +375,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
             # Lightning's chatter quieted; its SystemExit for Ctrl-C made a KeyboardInterrupt again,
             # raised at a step boundary (never inside a logger's writer)
-            with quiet_lightning(), keyboard_interrupts(self._uncommitted()), \
+            with quiet_lightning(), keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call), \
                     interrupts_at_step_boundaries(self.callbacks):
                 return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
@@ -440,11 +441,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             self._log_memory()
             if self.output_state_folder is not None:
                 self._save(lock)
-        except UpdateInterrupted as interrupt:
-            if not interrupt.committed:  # committed: the updater holds what the folder now holds
-                self._put_back(backup)
-            raise
         except BaseException:
-            self._put_back(backup)
+            if not self._committed_in_call():  # committed: the updater holds what the folder now holds
+                self._put_back(backup)
             raise
         return self.model

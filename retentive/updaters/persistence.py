@@ -114,14 +114,20 @@ class PersistenceMixin:
         check_unchanged(self.output_state_folder, self.state_version,
                         f"{self.state_version[:12]} (updates_done {self.updates_done})", fate)
 
-    def _uncommitted(self) -> str | None:
-        """What an interrupt before the commit means for the output (``None`` for an output URL,
-        whose publish reports for itself)."""
+    def _interrupt_messages(self) -> tuple[str | None, str | None]:
+        """What an interrupt before and after this call's commit means for the output (``None``
+        for an output URL, whose publish reports for itself)."""
         if self.state_locations.output_url is not None:
-            return None
-        if self.output_state_folder is None:
-            return "interrupted before the update finished; nothing was written"
-        return f"interrupted before the new state was committed; {str(self.output_state_folder)!r} is unchanged"
+            return None, None
+        folder = self.output_state_folder
+        if folder is None:
+            return "interrupted before the update finished; nothing was written", None
+        return (f"interrupted before the new state was committed; {str(folder)!r} is unchanged",
+                f"interrupted after the new state was committed to {str(folder)!r}; the update is complete")
+
+    def _committed_in_call(self) -> bool:
+        """Whether the update() under way has committed a local state (set while signals are held)."""
+        return self.state_version != getattr(self, "_version_at_call", self.state_version)
 
     def _save(self, lock: OutputLock | None) -> None:
         """Write the state folder: the rank holding the lock (rank 0) writes, the others wait for it.
@@ -149,7 +155,8 @@ class PersistenceMixin:
                     else:
                         save_state(folder, self._state(), lock=lock, guard=guard)
                     committed = True
-                    self.state_version = manifest_digest(folder)
+                    if self.state_locations.output_url is None:  # the version this updater now holds
+                        self.state_version = manifest_digest(folder)
                     discard_checkpoints(folder)
                 except StateConflictError:
                     discard_checkpoints(folder)
