@@ -300,9 +300,10 @@ def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None,
                 _self_kill_after(kill_after, signum)
             make_updater(setup, folder, folder, callbacks=(_Marks(write_fd),), resume=False).update(setup.chunk, task_id=1)
             os.write(write_fd, DONE)
-        except KeyboardInterrupt as interrupt:
-            code = 130
-            os.write(write_fd, INTERRUPTED_COMMITTED if getattr(interrupt, "committed", False) else INTERRUPTED)
+        except KeyboardInterrupt as interrupt:  # exit codes as `retentive update`'s: 0 committed, 130 not
+            committed = getattr(interrupt, "committed", False)
+            code = 0 if committed else 130
+            os.write(write_fd, INTERRUPTED_COMMITTED if committed else INTERRUPTED)
         except BaseException:  # noqa: BLE001
             code = 1
             try:

@@ -65,7 +65,7 @@ def run(trials: int, seed: int, work: Path, log: Any = print) -> dict[str, Any]:
     folder, lock = work / "s", work / ".retentive-lock-s"
     command = [sys.executable, "-m", "retentive.cli", "update", "--config", str(ROOT / "configs" / "der.yaml"),
                "--data", str(work / "chunk.npz"), "--input-state", str(folder), "--output-state", str(folder),
-               "--threads", "1", "--set", "trainer.max_epochs=2", "--set", "updater.init_args.memory_size=50"]
+               "--threads", "1", "--set", "trainer.max_epochs=6", "--set", "updater.init_args.memory_size=50"]
 
     def fresh() -> dict[str, str]:
         for path in work.glob(".retentive-*"):
