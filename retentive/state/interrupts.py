@@ -6,8 +6,9 @@ it starts, SIGINT and SIGTERM are held back, and they are delivered once the com
 bookkeeping are over. A held-back SIGINT then surfaces as :class:`UpdateInterrupted`, a
 ``KeyboardInterrupt`` whose ``committed`` says whether the new state is in place; a held-back
 SIGTERM is re-raised with the handler the program had (by default it then ends the process, after
-the commit). An interrupt before the commit starts is a plain ``KeyboardInterrupt``: nothing was
-committed.
+the commit). ``ModelUpdater.update`` raises every interrupt as :class:`UpdateInterrupted`: it
+records whether this call committed while the signals are held, so an interrupt that arrives after
+the commit (during its last bookkeeping or on the way out) also says ``committed=True``.
 
 Python runs signal handlers in the main thread only. In another thread the guard installs nothing:
 a signal cannot interrupt that thread's commit there (the main thread receives it), and a process
@@ -32,8 +33,8 @@ HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class UpdateInterrupted(KeyboardInterrupt):
-    """An interrupt that arrived while a state was being committed; ``committed`` says whether the
-    new state is in place (the message names the folder)."""
+    """A Ctrl-C that stopped an update or a commit; ``committed`` says whether the new state is in
+    place (the message names the folder)."""
 
     def __init__(self, message: str, committed: bool) -> None:
         super().__init__(message)
