@@ -53,9 +53,6 @@ class StepBoundaryInterrupts(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.in_fit = False
 
-    def on_train_batch_start(self, *args: Any) -> None:
-        self.check()
-
     def on_train_batch_end(self, *args: Any) -> None:
         self.check()
 
