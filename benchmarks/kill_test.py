@@ -20,6 +20,11 @@ A corrupt outcome is any violation. Run (about 2-3 minutes on 2 cores):
 
     python benchmarks/kill_test.py --kills 30 --seed 0
 
+``--signal SIGINT`` (or ``SIGTERM``) sends that signal to an in-place update right after each step
+of its swap instead: the commit holds it back, so the folder holds the old state (signal before
+the exchange) or the new one with its rollback copy (after), never a mix, and the
+``KeyboardInterrupt`` the caller gets says which (``committed``).
+
 ``--in-place`` kills in-place updates (input folder = output folder, Renate's pipelines) instead:
 half the trials at a random moment of the save (uniform from the end of training to the end of
 the update), half with the worker killing itself exactly after one step of the swap (the new
@@ -54,10 +59,10 @@ import torch
 
 from retentive import DarkExperienceReplayModelUpdater, StateError
 from retentive.data import TensorChunk, load_mnist, split_mnist
-from retentive.state.housekeeping import remove_leftovers
 from retentive.models import MLP
-from retentive.state.resume import checkpoint_root
 from retentive.state import load_state
+from retentive.state.housekeeping import remove_leftovers
+from retentive.state.resume import checkpoint_root
 
 FIT_START, FIT_END, DONE, FAILED = b"F", b"E", b"D", b"X"
 #: What the worker was doing when it died, by the last mark it sent.
@@ -233,12 +238,13 @@ def prepare(workdir: Path, samples: int, epochs: int, memory_size: int, mnist: T
 SWAP_STEPS = ("staged", "exchanged", "debris", "discarded", "renamed")
 
 
-def _self_kill_after(step: str) -> None:
-    """In an in-place worker: SIGKILL itself right after ``step`` of the swap (see SWAP_STEPS)."""
+def _self_kill_after(step: str, signum: int = signal.SIGKILL) -> None:
+    """In an in-place worker: send itself ``signum`` (SIGKILL by default) right after ``step`` of
+    the swap (see SWAP_STEPS)."""
     import retentive.state.inplace as inplace
 
     def die() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signum)
 
     def after(function: Any, name: str) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -264,8 +270,14 @@ def _self_kill_after(step: str) -> None:
     inplace.os.rename = traced_rename  # type: ignore[attr-defined]
 
 
-def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None) -> tuple[int, int]:
-    """Fork a worker running an in-place update of ``folder``; optionally it kills itself at a swap step."""
+#: Marks of an in-place worker whose update raised KeyboardInterrupt: committed or not (its ``committed``).
+INTERRUPTED, INTERRUPTED_COMMITTED = b"I", b"J"
+
+
+def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None,
+                        signum: int = signal.SIGKILL) -> tuple[int, int]:
+    """Fork a worker running an in-place update of ``folder``; optionally it sends itself ``signum``
+    at a swap step."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -285,9 +297,13 @@ def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None) -> t
 
             persistence.swap_in = traced_swap
             if kill_after is not None:
-                _self_kill_after(kill_after)
+                _self_kill_after(kill_after, signum)
             make_updater(setup, folder, folder, callbacks=(_Marks(write_fd),), resume=False).update(setup.chunk, task_id=1)
             os.write(write_fd, DONE)
+        except KeyboardInterrupt as interrupt:  # exit codes as `retentive update`'s: 0 committed, 130 not
+            committed = getattr(interrupt, "committed", False)
+            code = 0 if committed else 130
+            os.write(write_fd, INTERRUPTED_COMMITTED if committed else INTERRUPTED)
         except BaseException:  # noqa: BLE001
             code = 1
             try:
@@ -398,6 +414,75 @@ def run_inplace_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2
     return counts
 
 
+def run_inplace_signal_test(signum: int, workdir: Path, samples: int = 300, epochs: int = 1, memory_size: int = 300,
+                            log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
+    """Send ``signum`` (SIGINT or SIGTERM) to an in-place update right after each step of its swap.
+
+    The commit (the exchange and the move of the old state to the rollback copy) holds both
+    signals back: a signal after the staging step interrupts before the commit (the old state,
+    no staging debris for SIGINT, which the update cleans up itself); after any later step the
+    commit completes first (the new state with its rollback copy). With SIGINT the update raises a
+    KeyboardInterrupt whose ``committed`` must say which; with SIGTERM the process ends by SIGTERM.
+    """
+    from retentive.state.inplace import previous_path, rollback
+
+    torch.set_num_threads(1)
+    _quiet()
+    say = log or (lambda *a: None)
+    setup = prepare(workdir, samples, epochs, memory_size, mnist)
+    old_digest = tree_digest(setup.input_state)
+    reference = workdir / "reference_inplace"
+    shutil.copytree(setup.input_state, reference)
+    marks, code = _run_to_end(*fork_inplace_update(setup, reference, None), time.perf_counter())
+    if code != 0 or DONE not in marks:
+        raise RuntimeError("the clean in-place update failed")
+    counts: dict[str, Any] = {"signal": signal.Signals(signum).name, "old_state": [], "new_state": [], "corrupt": 0,
+                              "said_committed": 0, "said_not_committed": 0, "debris": 0, "rolled_back_identical": 0,
+                              "problems": []}
+    for step in SWAP_STEPS:
+        folder = workdir / f"signal_{step}"
+        shutil.copytree(setup.input_state, folder)
+        shutil.copytree(setup.input_state, previous_path(folder))  # an older rollback copy: every step happens
+        marks, code = _run_to_end(*fork_inplace_update(setup, folder, step, signum), time.perf_counter())
+        try:
+            make_updater(setup, None, folder)
+            is_new = states_equal(folder, reference)
+            is_old = not is_new and tree_digest(folder) == old_digest
+        except StateError as error:
+            is_new = is_old = False
+            counts["problems"].append(f"{step}: unloadable: {error}")
+        if not (is_new or is_old):
+            counts["corrupt"] += 1
+            counts["problems"].append(f"{step}: neither the old nor the new state")
+            continue
+        counts["new_state" if is_new else "old_state"].append(step)
+        if signum == signal.SIGINT:
+            said = INTERRUPTED_COMMITTED in marks
+            if not said and INTERRUPTED not in marks:
+                counts["problems"].append(f"{step}: no KeyboardInterrupt reached the caller (exit {code})")
+            counts["said_committed" if said else "said_not_committed"] += 1
+            if said != is_new:
+                counts["problems"].append(f"{step}: the interrupt said committed={said}, the folder holds the "
+                                          f"{'new' if is_new else 'old'} state")
+            debris = [p.name for p in workdir.iterdir() if p.name.startswith(".retentive-") and folder.name in p.name
+                      and not p.name.startswith(".retentive-previous-")]
+            if debris:
+                counts["debris"] += 1
+                counts["problems"].append(f"{step}: left {debris}")
+        elif is_new and code != -signum:
+            counts["problems"].append(f"{step}: the commit completed but the process ended with {code}, not by the signal")
+        if is_new:
+            rollback(folder)
+            if tree_digest(folder) == old_digest:
+                counts["rolled_back_identical"] += 1
+            else:
+                counts["problems"].append(f"{step}: rollback did not restore the old state")
+        say(f"{signal.Signals(signum).name} after {step}: {'new' if is_new else 'old'} state, exit {code}")
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(previous_path(folder), ignore_errors=True)
+    return counts
+
+
 def run_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epochs: int = 4,
                   memory_size: int = 2000, log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
     """Run ``kills`` trials; return the counts (``corrupt`` must be 0). ``mnist``: the training set, if loaded."""
@@ -499,9 +584,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-size", type=int, default=2000, help="replay memory (makes the save longer) [2000]")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("--in-place", action="store_true", help="kill in-place updates during their save and swap")
+    parser.add_argument("--signal", choices=("SIGINT", "SIGTERM"), default=None,
+                        help="instead: send this signal to an in-place update after each step of its swap")
     args = parser.parse_args(argv)
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="retentive-kill-") as workdir:
+        if args.signal is not None:
+            counts = run_inplace_signal_test(getattr(signal, args.signal), Path(workdir), args.samples, args.epochs,
+                                             args.memory_size, log=lambda *a: print(*a, flush=True))
+            print(json.dumps(counts, indent=2))
+            return 0 if not (counts["corrupt"] or counts["problems"]) else 1
         if args.in_place:
             counts = run_inplace_kill_test(args.kills, args.seed, Path(workdir), args.samples, args.epochs,
                                            args.memory_size, log=lambda *a: print(*a, flush=True))

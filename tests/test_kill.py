@@ -42,3 +42,20 @@ def test_sigkill_during_an_in_place_swap_leaves_the_old_or_the_new_state(tmp_pat
     assert counts["new_state"] >= 4 and counts["old_state"] >= 1
     assert counts["rolled_back_identical"] == counts["new_state"]
     assert counts["no_previous_refused"] == counts["old_state"]
+
+
+def test_sigint_and_sigterm_after_each_step_of_an_in_place_swap_never_split_the_commit(tmp_path, mnist_train):
+    """Issue 22, finding 3: a SIGINT after the exchange used to delete the old state (then in the
+    staging folder), and the KeyboardInterrupt did not say whether the update committed."""
+    import signal
+
+    kill_test = _kill_test_module()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        counts = kill_test.run_inplace_signal_test(signum, tmp_path / signal.Signals(signum).name, samples=200,
+                                                   memory_size=200, mnist=mnist_train)
+        assert counts["problems"] == [] and counts["corrupt"] == 0, counts
+        assert counts["old_state"] == ["staged"]  # before the exchange: interrupted, nothing committed
+        assert counts["new_state"] == list(kill_test.SWAP_STEPS[1:])  # after it: the commit completed first
+        assert counts["rolled_back_identical"] == len(kill_test.SWAP_STEPS) - 1  # the old state was kept
+        if signum == signal.SIGINT:
+            assert counts["said_committed"] == 4 and counts["said_not_committed"] == 1 and counts["debris"] == 0

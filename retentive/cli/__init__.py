@@ -7,7 +7,10 @@ when the command fails and leaves them empty). Only the command being run is con
 
 Exit codes: 0 success; 1 an error the user can fix (bad config, data, state folder, Trainer
 settings; one line on stderr naming the flag or file and the value at fault, a traceback only with
-``--debug``); 2 bad usage of the command line; 3 (``retentive shift`` only) a shift was detected.
+``--debug``); 2 bad usage of the command line; 3 (``retentive shift`` only) a shift was detected;
+130 interrupted (SIGINT) with nothing committed. A SIGINT that arrives while a state is being
+committed is held until the commit is complete: the command then prints one line saying so and
+exits 0.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; see the module docstring for the exit codes."""
-    from retentive.cli.failures import created_folders, one_line, remove_if_empty
+    from retentive.cli.failures import created_folders, exit_code, one_line, remove_if_empty
 
+    as_program = argv is None  # the process's own command line: its signal handlers are the command's
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_command_in(argv)).parse_args(argv)
     command = importlib.import_module(args._module)
@@ -88,9 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = None if getattr(args, "debug", False) else one_line(error, getattr(command, "FLAGS", {}))
         if message is None:
             raise
-        print(f"retentive {args.command}: error: {message}", file=sys.stderr)
-        code = 130 if isinstance(error, KeyboardInterrupt) else 1
+        code = exit_code(error)  # 130: interrupted, nothing committed; 0: interrupted after the commit
+        print(f"retentive {args.command}: {'error: ' if code else ''}{message}", file=sys.stderr)
     finally:
         if code != 0:
             remove_if_empty(new_folders)
+        restore_sigint = getattr(args, "restore_sigint", None)  # set once a command committed
+        if restore_sigint is not None and not as_program:
+            restore_sigint()
     return code

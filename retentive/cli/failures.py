@@ -47,8 +47,8 @@ def one_line(error: BaseException, flags: Mapping[str, str] = {}) -> str | None:
     """The one-line message for an error the user can fix, or ``None`` for a defect."""
     from retentive.errors import RetentiveError
 
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted; nothing was written"
+    if isinstance(error, KeyboardInterrupt):  # UpdateInterrupted says whether a commit happened
+        return str(error) or "interrupted; nothing was written"
     if isinstance(error, RetentiveError):
         text = str(error)
     elif is_lightning_configuration_error(error):
@@ -60,6 +60,14 @@ def one_line(error: BaseException, flags: Mapping[str, str] = {}) -> str | None:
     else:
         return None
     return in_user_terms(text, flags)
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for a reported error: 130 for an interrupt that committed nothing, 0 for one
+    that arrived during a commit (the commit completed), 1 otherwise."""
+    if isinstance(error, KeyboardInterrupt):
+        return 0 if getattr(error, "committed", False) else 130
+    return 1
 
 
 def created_folders(command: ModuleType, args: argparse.Namespace) -> list[Path]:

@@ -25,9 +25,12 @@ DATA_HELP = (
 )
 
 EPILOG = """\
-exit codes: 0 the update finished and the new state folder is written; 1 a retentive error (bad
-config, data or state folder, or Trainer settings this machine cannot run; one line on stderr,
-nothing is written); 2 bad usage of the command line.
+exit codes: 0 the update finished and the new state folder is written (also when Ctrl-C arrived
+during the commit: the commit completes first and one line says so); 1 a retentive error (bad
+config, data or state folder, Trainer settings this machine cannot run, or an in-place update whose
+folder another update or a rollback changed since it was read; one line on stderr, nothing is
+written); 2 bad usage of the command line; 130 interrupted (Ctrl-C) before the commit: one line,
+nothing was written.
 
 the first chunk of a pipeline: omit --input-state. If the folder of --output-state already holds
 other state folders (a pipeline's earlier chunks), a missing --input-state is almost always a
@@ -252,8 +255,6 @@ def run(args: argparse.Namespace) -> int:
 
     from retentive.cli.config import build_updater, load_config
     from retentive.data.files import read_chunk
-    from retentive.errors import DataError
-    from retentive.evaluation import accuracy
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -267,10 +268,31 @@ def run(args: argparse.Namespace) -> int:
         val = read_chunk(args.val_data)
         check_fits(updater.model, val, args.val_data)
     _announce_resume(args)
+    before = updater.state_version
+    try:
+        return _update_and_report(args, config, updater, train, val)
+    except KeyboardInterrupt as error:  # after update() returned: it committed, and nothing undoes that
+        if getattr(error, "committed", False) or updater.state_version == before:
+            raise
+        from retentive.state.interrupts import UpdateInterrupted
+
+        raise UpdateInterrupted(f"interrupted after the new state was committed to {str(args.output_state)!r}; the "
+                                "update is complete", committed=True) from None
+
+
+def _update_and_report(args: argparse.Namespace, config: Any, updater: Any, train: Any, val: Any) -> int:
+    import torch
+
+    from retentive.errors import DataError
+    from retentive.evaluation import accuracy
+    from retentive.state.interrupts import ignore_sigint
+
     start = time.perf_counter()
     try:
         with _report_resume():
             model = updater.update(train, val_dataset=val, task_id=args.task_id)
+        # committed: a Ctrl-C from here to the process's exit must not make the exit status say otherwise
+        args.restore_sigint = ignore_sigint()
     except DataError as error:  # the chunk checks speak of "training" and "validation": name the file
         text = str(error)
         path = args.val_data if text.startswith("validation") and args.val_data is not None else args.data

@@ -30,9 +30,17 @@ import torch
 from retentive._version import __version__
 from retentive.errors import StateError
 from retentive.state.budget import check_archive, check_declared
+from retentive.state.interrupts import CommitGuard
 from retentive.state.locking import OutputLock
 from retentive.state.reading import FolderVersion, read_consistently
-from retentive.state.staging import STAGING_PREFIX, discarded_on_failure, is_staging, new_staging_folder, remove_stale_staging
+from retentive.state.staging import (
+    STAGING_PREFIX,
+    discarded_on_failure,
+    is_staging,
+    new_staging_folder,
+    remove_stale_staging,
+    rename_noreplace,
+)
 
 FORMAT = "retentive-state"
 FORMAT_VERSION = 1
@@ -94,7 +102,7 @@ def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.P
             "so write the new state to another folder"
         )
     try:
-        exists = out.exists()
+        exists = os.path.lexists(out)  # a dangling symbolic link counts: it is never written through
     except OSError as error:
         raise StateError(f"output_state_folder {str(out)!r} cannot be checked: {error}") from error
     if exists:
@@ -102,13 +110,18 @@ def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.P
     return out
 
 
-def save_state(folder: str | os.PathLike[str], state: State, lock: OutputLock | None = None) -> Path:
+def save_state(
+    folder: str | os.PathLike[str], state: State, lock: OutputLock | None = None, guard: CommitGuard | None = None
+) -> Path:
     """Write ``state`` atomically to ``folder``, which must not exist yet.
 
     ``lock`` is the target's :class:`~retentive.state.locking.OutputLock` when the caller already holds
     it (an update holds it from start to finish); otherwise it is taken here. Staging folders a
     crashed writer left for this target are removed first. Any OS error (disk full, permissions)
-    leaves no trace and is raised as :class:`StateError`.
+    leaves no trace and is raised as :class:`StateError`. ``guard`` holds SIGINT and SIGTERM back
+    from the final rename on, until the caller delivers them; without one, a guard of its own does
+    so at the end (:class:`~retentive.state.interrupts.UpdateInterrupted` says whether ``folder``
+    was written).
     """
     target = Path(folder)
     own_lock = lock is None
@@ -116,22 +129,34 @@ def save_state(folder: str | os.PathLike[str], state: State, lock: OutputLock | 
         lock = OutputLock(target).acquire()
     elif not lock.held:
         raise StateError(f"save_state was given a lock on {str(lock.target)!r} that is not held")
+    own_guard, guard = guard is None, guard or CommitGuard()
+    committed = False
     try:
         check_output_folder(target, None)
         remove_stale_staging(target)
-        _write_staged(target, state)
+        committed = _write_staged(target, state, guard)
     finally:
         if own_lock:
             lock.release()
+        if own_guard:
+            guard.deliver(committed, f"interrupted after the state folder {str(target)!r} was written" if committed
+                          else f"interrupted before the state folder {str(target)!r} was written; nothing was written")
     return target
 
 
-def _write_staged(target: Path, state: State) -> None:
+def _write_staged(target: Path, state: State, guard: CommitGuard) -> bool:
+    """Rename the staged state to ``target`` (signals held from the rename on); True once renamed."""
     with discarded_on_failure(write_staging(target, state), target) as staging:
-        if target.exists():
-            raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written")
-        os.rename(staging, target)
+        guard.start()
+        try:
+            rename_noreplace(staging, target)
+        except FileExistsError:
+            raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written") from None
+    try:
         _fsync_dir(target.parent)
+    except OSError as error:
+        raise StateError(f"the state folder {str(target)!r} is written, but syncing its folder failed: {error}") from error
+    return True
 
 
 def write_staging(target: Path, state: State) -> Path:

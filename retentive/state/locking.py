@@ -4,6 +4,11 @@ The lock is a file beside the target, ``.retentive-lock-<name>``, held with ``fl
 drops an ``flock`` when its holder dies, even under SIGKILL, so a crashed update never leaves a
 lock that blocks the next one: a lock file nobody holds is stale and is simply taken over. The
 file records the holder's pid, host and start time, so a refusal names who holds the folder.
+
+The lock file is opened with ``O_NOFOLLOW``: a symbolic link planted at its path is refused with a
+:class:`StateError` naming it, and the file it points to is never opened or written. A lock record
+that cannot be written (a full disk) is one :class:`StateError`; the file is unlinked and the lock
+dropped, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -25,6 +30,19 @@ _ATTEMPTS = 20
 _PATIENCE_S = 0.1
 
 
+def refuse_symlink(path: Path, what: str) -> None:
+    """Raise :class:`StateError` if ``path`` is a symbolic link (never followed by a writer)."""
+    if path.is_symlink():
+        try:
+            points_to = os.readlink(path)
+        except OSError:
+            points_to = "?"
+        raise StateError(
+            f"{what} {str(path)!r} is a symbolic link (to {points_to!r}); retentive never writes through one: "
+            "remove it and retry"
+        )
+
+
 def lock_path(target: str | os.PathLike[str]) -> Path:
     """The lock file that guards ``target``."""
     target = Path(target)
@@ -44,7 +62,9 @@ def _pid_alive(pid: int) -> bool:
 def read_holder(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The holder record in a lock file (``{}`` when empty or unreadable)."""
     try:
-        record = json.loads(Path(path).read_text(encoding="utf-8") or "{}")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            record = json.loads(handle.read(1 << 16).decode("utf-8") or "{}")
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
@@ -53,7 +73,7 @@ def read_holder(path: str | os.PathLike[str]) -> dict[str, Any]:
 def lock_is_held(path: str | os.PathLike[str]) -> bool:
     """Whether a live process holds the lock file at ``path`` (False for a stale or missing file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
         return False
     try:
@@ -116,8 +136,9 @@ class OutputLock:
             ) from error
         for _ in range(_ATTEMPTS):
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             except OSError as error:
+                refuse_symlink(self.path, "the lock file")
                 raise StateError(
                     f"cannot write beside output_state_folder {str(self.target)!r} "
                     f"(creating the lock file {str(self.path)!r} failed: {error})"
@@ -136,7 +157,7 @@ class OutputLock:
                 raise StateError(f"cannot lock {str(self.path)!r}: {error}") from error
             # A releasing holder unlinks the file; if we locked an unlinked inode, start over.
             try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                same = os.lstat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -149,9 +170,16 @@ class OutputLock:
             "host": socket.gethostname(),
             "acquired": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+        except OSError as error:
+            self.release()
+            raise StateError(
+                f"cannot write the lock file {str(self.path)!r} beside output_state_folder {str(self.target)!r}: "
+                f"{error.strerror or error}; nothing was written"
+            ) from error
         return self
 
     def release(self) -> None:
@@ -160,7 +188,7 @@ class OutputLock:
         if fd is None:
             return
         try:
-            if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+            if os.lstat(self.path).st_ino == os.fstat(fd).st_ino:
                 os.unlink(self.path)
         except OSError:
             pass  # already gone; the flock is what matters and closing drops it

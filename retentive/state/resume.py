@@ -15,6 +15,7 @@ uninterrupted one. The checkpoints are removed once the output is in place.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -34,8 +35,9 @@ from torch.utils.data import DataLoader
 
 from retentive.errors import StateError
 from retentive.state.fingerprint import dataset_fingerprint, differences, update_fingerprint  # noqa: F401 - re-exported
-from retentive.state.locking import OutputLock
 from retentive.state.format import KIND_CHECKPOINT, State, load_state, save_state
+from retentive.state.interrupts import CommitGuard
+from retentive.state.locking import OutputLock, refuse_symlink
 
 RESUME_PREFIX = ".retentive-resume-"
 #: Says which checkpoint an update resumes from (INFO); the command line prints it.
@@ -56,6 +58,8 @@ def checkpoint_root(output: str | os.PathLike[str]) -> Path:
 
 def _checkpoint_folders(output: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     root = checkpoint_root(output)
+    if root.is_symlink():  # never followed: write_checkpoint refuses it with a message
+        return []
     try:
         entries = list(root.iterdir())
     except OSError:
@@ -190,13 +194,25 @@ def write_checkpoint(
                        "complete": complete},
         },
     )
+    refuse_symlink(root, "the resume folder")
+    created = not root.exists()
     try:
         root.mkdir(exist_ok=True)
     except OSError as error:
         raise StateError(f"cannot create the resume folder {str(root)!r}: {error}") from error
     if folder.exists():  # left by a run killed after writing it but before moving on
         shutil.rmtree(folder)
-    save_state(folder, payload, lock=lock)
+    guard = CommitGuard()  # a checkpoint is not the update's commit: an interrupt during it is "not committed"
+    try:
+        save_state(folder, payload, lock=lock, guard=guard)
+    except BaseException:
+        if created:  # a first checkpoint that failed (a full disk) leaves no empty resume folder behind
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise
+    finally:
+        guard.deliver(False, f"interrupted while the resume checkpoint after epoch {epochs_done} was written; the "
+                      "update was not committed")
     for entry in root.iterdir():  # older checkpoints and staging debris
         if entry == folder:
             continue

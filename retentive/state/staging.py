@@ -2,7 +2,9 @@
 
 A state is written to ``.retentive-staging-<name>-<12 hex>`` beside its target and renamed to
 ``<name>`` once complete, so a crash leaves at most a staging folder, never a half-written target.
-Only the holder of the target's lock (:mod:`retentive.state.locking`) writes its staging folders, so any
+A staging folder is created with ``mkdir``, which fails on any existing entry (a planted symbolic
+link included), and renamed into place with ``renameat2(RENAME_NOREPLACE)`` where the system has
+it, so that an entry appearing at the target meanwhile is never replaced. Only the holder of the target's lock (:mod:`retentive.state.locking`) writes its staging folders, so any
 staging folder found while holding that lock is debris of a crashed writer and is removed. Loading
 a staging folder as a state is refused (:func:`retentive.state.read_manifest`).
 """
@@ -10,6 +12,8 @@ a staging folder as a state is refused (:func:`retentive.state.read_manifest`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno as errnos
 import os
 import re
 import shutil
@@ -42,6 +46,29 @@ def discarded_on_failure(staging: Path, target: Path, action: str = "writing the
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, failing with ``FileExistsError`` if ``target`` exists (also a
+    dangling symbolic link). Atomic with ``renameat2``; elsewhere checked just before a plain rename."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        if renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errnos.EINVAL, errnos.ENOSYS):  # other than "not supported here"
+            raise OSError(code, os.strerror(code), str(target))
+    if os.path.lexists(target):
+        raise FileExistsError(errnos.EEXIST, os.strerror(errnos.EEXIST), str(target))
+    os.rename(source, target)
 
 
 def staging_target_name(path: str | os.PathLike[str]) -> str | None:

@@ -31,8 +31,10 @@ from retentive.learner.transforms import Transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
 from retentive.quiet import quiet_lightning
-from retentive.state import MANIFEST, check_output_folder, load_state
+from retentive.state import MANIFEST, check_output_folder
+from retentive.state.concurrency import read_versioned
 from retentive.state.inplace import is_in_place
+from retentive.state.interrupts import keyboard_interrupts
 from retentive.state.locking import OutputLock
 from retentive.state.remote.locations import StateLocations
 from retentive.state.resume import ResumeSession, update_fingerprint
@@ -52,6 +54,7 @@ from retentive.updaters.arguments import (
 from retentive.updaters.chunks import chunk_batches
 from retentive.updaters.collate import CollatedView
 from retentive.updaters.fitting import FittingMixin
+from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
 from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
@@ -284,9 +287,13 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self.chunk_size = 0  # samples in the chunk of the update under way
         self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
         self.global_rank = 0  # this process's rank in the last update
+        #: the version (manifest digest) of the state this updater holds: the one it read, then the
+        #: one its last in-place update wrote; an in-place update commits only onto it
+        self.state_version: str | None = None
         if self.input_state_folder is not None:
             with self.state_locations.naming_urls():
-                self._restore(load_state(self.input_state_folder))
+                state, self.state_version = read_versioned(self.input_state_folder)
+                self._restore(state)
 
     # ---------------------------------------------------------------- hooks for subclasses
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
@@ -343,21 +350,33 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         model routes to); ``None`` uses the update's index.
 
         The output folder is locked for the whole call: a second update writing the same folder
-        fails at once with :class:`~retentive.errors.StateLockedError`. On any failure (bad data, a
-        NaN loss, an interrupted fit, a failed write) the model and memory are put back as they were
-        before the call and no output is written; with ``resume=True`` the epochs completed so far
-        stay in the checkpoint for the next attempt.
+        fails at once with :class:`~retentive.errors.StateLockedError`. An in-place update commits
+        only if the folder still holds the version this updater read (or last wrote), else
+        :class:`~retentive.errors.StateConflictError`, checked before training and again at the
+        commit. On any failure (bad data, a NaN loss, an interrupted fit, a failed write, a
+        conflict) the model and memory are put back as they were before the call and no output is
+        written; with ``resume=True`` the epochs completed so far stay in the checkpoint for the
+        next attempt. Ctrl-C raises :class:`~retentive.state.interrupts.UpdateInterrupted` (a
+        ``KeyboardInterrupt``) whose ``committed`` says whether the new state is in place: it is
+        False unless the signal arrived during the commit, which is never split.
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
         writer = self.output_state_folder is not None and rank_zero_only.rank == 0
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
+        self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:
+            if lock is not None and self.in_place:  # fail before training, not after
+                self._check_unchanged("Nothing was trained or written (build the updater again from the folder's "
+                                      "current state to update it).")
             if train_dataset_collate_fn is not None:
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
-            with quiet_lightning():  # Lightning's banner, tips and notices that do not apply
+            # Lightning's chatter quieted; its SystemExit for Ctrl-C made a KeyboardInterrupt again,
+            # raised at a step boundary (never inside a logger's writer)
+            with quiet_lightning(), keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call), \
+                    interrupts_at_step_boundaries(self.callbacks):
                 return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
             if lock is not None:
@@ -423,6 +442,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             if self.output_state_folder is not None:
                 self._save(lock)
         except BaseException:
-            self._put_back(backup)
+            if not self._committed_in_call():  # committed: the updater holds what the folder now holds
+                self._put_back(backup)
             raise
         return self.model

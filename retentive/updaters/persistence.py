@@ -15,9 +15,11 @@ from typing import Any
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from retentive.distributed import broadcast_object
-from retentive.errors import StateError
+from retentive.errors import StateConflictError, StateError
 from retentive.state import State, save_state
+from retentive.state.concurrency import check_unchanged, manifest_digest
 from retentive.state.inplace import swap_in
+from retentive.state.interrupts import CommitGuard
 from retentive.state.locking import OutputLock
 from retentive.state.resume import discard_checkpoints
 from retentive.streams import STREAMS_SCHEME
@@ -108,30 +110,74 @@ class PersistenceMixin:
             },
         )
 
+    def _check_unchanged(self, fate: str) -> None:
+        """Raise StateConflictError if the in-place folder no longer holds :attr:`state_version`."""
+        assert self.output_state_folder is not None and self.state_version is not None
+        check_unchanged(self.output_state_folder, self.state_version,
+                        f"{self.state_version[:12]} (updates_done {self.updates_done})", fate)
+
+    def _interrupt_messages(self) -> tuple[str | None, str | None]:
+        """What an interrupt before and after this call's commit means for the output (``None``
+        for an output URL, whose publish reports for itself)."""
+        if self.state_locations.output_url is not None:
+            return None, None
+        folder = self.output_state_folder
+        if folder is None:
+            return "interrupted before the update finished; nothing was written", None
+        return (f"interrupted before the new state was committed; {str(folder)!r} is unchanged",
+                f"interrupted after the new state was committed to {str(folder)!r}; the update is complete")
+
+    def _committed_in_call(self) -> bool:
+        """Whether the update() under way has committed a local state (set while signals are held)."""
+        return self.state_version != getattr(self, "_version_at_call", self.state_version)
+
     def _save(self, lock: OutputLock | None) -> None:
         """Write the state folder: the rank holding the lock (rank 0) writes, the others wait for it.
 
         Every replica holds the same state (the Learner checked at the end of the fit), so rank 0's
         folder is everyone's. Under data parallelism its outcome is broadcast, so that the other
         ranks return only once the folder exists, and a failed write fails every rank.
+
+        An in-place write commits only onto :attr:`state_version`, the version this updater read
+        or last wrote (else :class:`~retentive.errors.StateConflictError`; the new state and its
+        resume checkpoints, built on a superseded version, are discarded). SIGINT and SIGTERM are
+        held back from the commit until the bookkeeping after it is done, then delivered: SIGINT as
+        :class:`~retentive.state.interrupts.UpdateInterrupted`, whose ``committed`` says whether
+        the new state is in place.
         """
         folder = self.output_state_folder
         assert folder is not None
         failure: Exception | None = None
+        guard, committed = CommitGuard(), False
         if lock is not None:
             try:
-                if self.in_place:  # written beside, swapped in, the old one kept for rollback
-                    swap_in(folder, self._state(), lock)
+                try:
+                    if self.in_place:  # written beside, swapped in, the old one kept for rollback
+                        swap_in(folder, self._state(), lock, expected=self.state_version, guard=guard)
+                    else:
+                        save_state(folder, self._state(), lock=lock, guard=guard)
+                    committed = True
+                    if self.state_locations.output_url is None:  # the version this updater now holds
+                        self.state_version = manifest_digest(folder)
+                    discard_checkpoints(folder)
+                except StateConflictError:
+                    discard_checkpoints(folder)
+                    raise
+                finally:
+                    guard.stop()
+                if guard.held and self.state_locations.output_url is not None:
+                    committed = False  # interrupted before the upload: the URL was not written
                 else:
-                    save_state(folder, self._state(), lock=lock)
-                discard_checkpoints(folder)
-                self.state_locations.publish()  # an output URL: upload, commit, remove the stand-in
+                    self.state_locations.publish()  # an output URL: upload, commit, remove the stand-in
             except Exception as error:  # reported to the other ranks below, then re-raised here
                 failure = error
         if self.world_size > 1:
             message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
             if failure is None and message is not None:
                 raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
+        where = self.state_locations.output_url or str(folder)
+        guard.deliver(committed, f"interrupted after the new state was committed to {where!r}; the update is complete"
+                      if committed else f"interrupted before the new state was committed; {where!r} is unchanged")
         if failure is not None:
             raise failure
 
