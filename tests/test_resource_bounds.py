@@ -215,3 +215,29 @@ def test_growth_keeps_samples_and_draws_identical_to_a_restored_memory():
     assert sa["size"] == sb["size"] == 300 and grown.allocated == restored.allocated == 300
     assert all(torch.equal(sa["storage"][k], sb["storage"][k]) for k in sa["storage"])
     assert all(torch.equal(sa["generators"][k], sb["generators"][k]) for k in sa["generators"])
+
+
+def test_an_update_the_memory_could_not_hold_is_refused_before_training(tmp_path, monkeypatch):
+    """On a device with little memory left, an update whose chunk the memory would have to store is
+    refused before the first step, naming the bytes: nothing trained, nothing written."""
+    import retentive.memory.budget as budget
+    from retentive.data import TensorChunk
+
+    g = torch.Generator().manual_seed(0)
+    chunk = TensorChunk(torch.randn(64, 4, generator=g), torch.randint(0, 10, (64,), generator=g))
+    first = ExperienceReplayModelUpdater(MLP(in_features=4, hidden=(8,)), torch.nn.CrossEntropyLoss(), sgd(0.03),
+                                         memory_size=10**6, output_state_folder=tmp_path / "s1", **QUIET)
+    first.update(chunk, task_id=0)
+    second = ExperienceReplayModelUpdater(MLP(in_features=4, hidden=(8,)), torch.nn.CrossEntropyLoss(), sgd(0.03),
+                                          memory_size=10**6, input_state_folder=tmp_path / "s1",
+                                          output_state_folder=tmp_path / "s2", **QUIET)
+    weights = {k: v.clone() for k, v in second.model.state_dict().items()}
+    monkeypatch.setattr(budget, "available_bytes", lambda device: 1000)  # 1 KB left on the device
+    fits: list[int] = []
+    monkeypatch.setattr(second, "_fit", lambda *args, **kwargs: fits.append(1))
+    with pytest.raises(MemoryBudgetError, match=r"needs [\d,]+ bytes on cpu .* but 1,000 bytes are available"):
+        second.update(chunk, task_id=1)
+    assert fits == [], "refused before training"
+    assert second.updates_done == 1 and len(second.memory) == 64
+    assert all(torch.equal(v, second.model.state_dict()[k]) for k, v in weights.items())
+    assert not (tmp_path / "s2").exists()

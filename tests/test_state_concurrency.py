@@ -211,3 +211,21 @@ def test_read_versioned_names_exactly_what_it_loaded(base):
     assert version == manifest_digest(base[0]) and state.manifest["updates_done"] == 1
     with pytest.raises(StateError):
         read_versioned(base[0].parent / "missing")
+
+
+def test_the_cli_exits_75_when_another_writer_holds_or_changed_the_state(base, folder, capsys):
+    """75 (retry) is distinct from 1 (fix something): nothing was written, and the same command run
+    again once the other writer is done builds on its result."""
+    from retentive.cli import main
+    from retentive.cli.failures import exit_code
+    from retentive.state.locking import OutputLock
+
+    der(folder, folder).update(base[2], task_id=1)  # a version to roll back to
+    before = tree_digest(folder)
+    with OutputLock(folder):
+        assert main(["rollback", str(folder)]) == 75
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "being written by another update" in err
+    assert tree_digest(folder) == before
+    assert exit_code(StateConflictError("changed")) == 75 and exit_code(StateError("bad")) == 1
+    assert main(["rollback", str(folder)]) == 0  # the retry succeeds

@@ -8,7 +8,9 @@ when the command fails and leaves them empty). Only the command being run is con
 Exit codes: 0 success; 1 an error the user can fix (bad config, data, state folder, Trainer
 settings; one line on stderr naming the flag or file and the value at fault, a traceback only with
 ``--debug``); 2 bad usage of the command line; 3 (``retentive shift`` only) a shift was detected;
-130 interrupted (SIGINT) with nothing committed. A SIGINT that arrives while a state is being
+75 another run holds or changed the state (locked, or a conflict): nothing was written, run again
+to build on its result; 130 interrupted (SIGINT) with nothing committed; 141 the reader of the
+output went away (``| head``), what the command did stays done. A SIGINT that arrives while a state is being
 committed is held until the commit is complete: the command then prints one line saying so and
 exits 0.
 """
@@ -30,14 +32,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("retentive.cli.benchmark", "benchmark methods x scenarios x seeds through state folders"),
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
     "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
-    "rollback": ("retentive.cli.rollback", "undo the last in-place update of a state folder"),
+    "rollback": ("retentive.cli.rollback", "put back the version the last in-place update of a state folder or URL replaced"),
     "shift": ("retentive.cli.shift", "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)"),
     "tune": ("retentive.cli.tune", "search hyperparameters for one update (Syne Tune trials in parallel); keep the best"),
 }
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (
     "exit codes: 0 success; 1 an error you can fix (bad config, data, state folder, missing MNIST, Trainer "
-    "settings this machine cannot run), one line on stderr; 2 bad usage; 3 (`retentive shift`) shift detected. "
+    "settings this machine cannot run), one line on stderr; 2 bad usage; 3 (`retentive shift`) shift detected; "
+    "75 another run holds or changed the state, nothing written: run again; 130 interrupted, nothing committed "
+    "(a Ctrl-C during a commit lets it finish: exit 0); 141 the output's reader went away. "
     "`retentive COMMAND --help` explains a command."
 )
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"

@@ -62,11 +62,21 @@ def one_line(error: BaseException, flags: Mapping[str, str] = {}) -> str | None:
     return in_user_terms(text, flags)
 
 
+#: Another writer holds or changed the target (sysexits' EX_TEMPFAIL): nothing was written, and
+#: running the same command again, once the other writer is done, may succeed.
+RETRY = 75
+
+
 def exit_code(error: BaseException) -> int:
     """The exit code for a reported error: 130 for an interrupt that committed nothing, 0 for one
-    that arrived during a commit (the commit completed), 1 otherwise."""
+    that arrived during a commit (the commit completed), 75 when another writer holds or changed
+    the state (nothing written; a retry builds on the other writer's state), 1 otherwise."""
+    from retentive.errors import StateConflictError, StateLockedError
+
     if isinstance(error, KeyboardInterrupt):
         return 0 if getattr(error, "committed", False) else 130
+    if isinstance(error, (StateConflictError, StateLockedError)):
+        return RETRY
     return 1
 
 

@@ -403,6 +403,9 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         # the rollback snapshot below then covers its new structure
         self._adapt_model([task])
         check_dataset(train_dataset, "training", self.memory)
+        # the memory can hold no more than its rows plus the chunk after this update: refuse now,
+        # before training, what the device could not hold then (MemoryBudgetError)
+        self.memory.check_room(len(self.memory) + len(train_dataset))  # type: ignore[arg-type]
         check_chunk(self.model, train_dataset, "training", task_id if isinstance(task_id, int) else None, route)
         if val_dataset is not None:
             check_dataset(val_dataset, "validation", self.memory)
