@@ -324,3 +324,65 @@ def test_a_reader_follows_the_new_pointer_when_its_version_vanishes(trained, tmp
     monkeypatch.setattr(MemoryFileSystem, "get_file", racing_get)
     fetched = fetch_state(url, tmp_path / "state")
     assert _files(fetched) == _files(trained[1])
+
+
+# ---------------------------------------------------------------- interrupts
+
+
+def test_a_ctrl_c_during_the_pointer_commit_is_held_and_says_whether_it_committed(trained, monkeypatch):
+    """SIGINT arriving while the pointer is written never splits the commit; the interrupt raised
+    after it carries ``committed`` (True: the new pointer is there; False: nothing was committed)."""
+    import os
+    import signal
+
+    import fsspec
+
+    from retentive.state.interrupts import UpdateInterrupted
+    from retentive.state.remote import layout
+
+    url, key = "memory://retentive-test/sigint", "/retentive-test/sigint/current.json"
+    first = publish_state(trained[0], url)
+    real_commit = layout.commit_pointer
+
+    def interrupted_commit(*args, **kwargs):  # Ctrl-C lands inside the commit
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(layout, "commit_pointer", interrupted_commit)
+    with pytest.raises(UpdateInterrupted, match="committed to 'memory://retentive-test/sigint'") as done:
+        publish_state(trained[1], url)
+    assert done.value.committed is True
+    now = json.loads(fsspec.filesystem("memory").cat_file(key))
+    assert now["version"] != first.version and now["previous"][0]["version"] == first.version
+    with pytest.raises(UpdateInterrupted, match="nothing was committed") as refused:
+        publish_state(trained[0], url, expect=first)  # stale: refused, and the interrupt says so
+    assert refused.value.committed is False
+    assert json.loads(fsspec.filesystem("memory").cat_file(key))["version"] == now["version"]
+
+
+def test_an_update_interrupted_during_its_publish_says_it_committed(trained, split_small, monkeypatch):
+    """In place at a URL: a Ctrl-C during the pointer's commit reaches the caller as UpdateInterrupted
+    with committed=True, the URL holds the new state, and the updater builds on it next time."""
+    import os
+    import signal
+
+    from retentive.state.interrupts import UpdateInterrupted
+    from retentive.state.remote import layout
+
+    url = "memory://retentive-test/update-sigint"
+    publish_state(trained[0], url)
+    updater = der(url, url, max_epochs=1)
+    real_commit = layout.commit_pointer
+
+    def interrupted_commit(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(layout, "commit_pointer", interrupted_commit)
+    chunk = split_small[0][1].subset(torch.arange(32))
+    with pytest.raises(UpdateInterrupted, match="committed to 'memory://retentive-test/update-sigint'") as done:
+        updater.update(chunk, task_id=1)
+    assert done.value.committed is True and updater.updates_done == 2
+    monkeypatch.setattr(layout, "commit_pointer", real_commit)
+    updater.update(chunk, task_id=2)  # builds on its own interrupted-but-committed version
+    assert load_state(fetch_state(url, Path(updater.state_locations._workdir) / "check")).manifest["updates_done"] == 3

@@ -34,11 +34,13 @@ HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class UpdateInterrupted(KeyboardInterrupt):
     """A Ctrl-C that stopped an update or a commit; ``committed`` says whether the new state is in
-    place (the message names the folder)."""
+    place (the message names the folder), ``result`` is what the commit returned where it has a
+    result to hand on (a publish: the pointer it committed)."""
 
-    def __init__(self, message: str, committed: bool) -> None:
+    def __init__(self, message: str, committed: bool, result: Any = None) -> None:
         super().__init__(message)
         self.committed = committed
+        self.result = result
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -88,7 +90,7 @@ class CommitGuard:
             signal.signal(signum, handler)
         self._restored = previous
 
-    def deliver(self, committed: bool, message: str) -> None:
+    def deliver(self, committed: bool, message: str, result: Any = None) -> None:
         """Act on the first signal held (stopping the guard first): SIGINT under Python's default
         handler raises :class:`UpdateInterrupted` with ``message``; any other is re-raised to the
         handler the program had. Nothing happens when no signal came."""
@@ -100,7 +102,7 @@ class CommitGuard:
         self.held = []
         handler = self._restored.get(signum)
         if signum == signal.SIGINT and (handler is signal.default_int_handler or raises_keyboard_interrupt(handler)):
-            raise UpdateInterrupted(message, committed)
+            raise UpdateInterrupted(message, committed, result)
         signal.raise_signal(signum)
 
     def __enter__(self) -> Self:

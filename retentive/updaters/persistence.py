@@ -19,7 +19,7 @@ from retentive.errors import StateConflictError, StateError
 from retentive.state import State, save_state
 from retentive.state.concurrency import check_unchanged, manifest_digest
 from retentive.state.inplace import swap_in
-from retentive.state.interrupts import CommitGuard
+from retentive.state.interrupts import CommitGuard, UpdateInterrupted
 from retentive.state.locking import OutputLock
 from retentive.state.resume import discard_checkpoints
 from retentive.streams import STREAMS_SCHEME
@@ -167,8 +167,8 @@ class PersistenceMixin:
                     guard.stop()
                 if guard.held and self.state_locations.output_url is not None:
                     committed = False  # interrupted before the upload: the URL was not written
-                else:
-                    self.state_locations.publish()  # an output URL: upload, commit, remove the stand-in
+                elif self.state_locations.output_url is not None:  # upload, commit, remove the stand-in
+                    self._publish(manifest_digest(folder))
             except Exception as error:  # reported to the other ranks below, then re-raised here
                 failure = error
         if self.world_size > 1:
@@ -180,6 +180,18 @@ class PersistenceMixin:
                       if committed else f"interrupted before the new state was committed; {where!r} is unchanged")
         if failure is not None:
             raise failure
+
+    def _publish(self, version: str | None) -> None:
+        """Publish the saved stand-in to the output URL; on success, or on a Ctrl-C that arrived
+        during the pointer's commit after it completed, :attr:`state_version` becomes ``version``
+        (what :meth:`_committed_in_call` reads)."""
+        try:
+            self.state_locations.publish()
+        except UpdateInterrupted as interrupt:
+            if interrupt.committed:
+                self.state_version = version
+            raise
+        self.state_version = version
 
     def _log_memory(self) -> None:
         if isinstance(self.logger, TensorBoardLogger) and len(self.memory):

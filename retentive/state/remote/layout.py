@@ -37,6 +37,7 @@ from typing import Any
 from retentive.errors import StateConflictError, StateError
 from retentive.state.format import MANIFEST, PAYLOADS, read_manifest
 from retentive.state.format import _sha256 as _sha256_file
+from retentive.state.interrupts import CommitGuard
 from retentive.state.remote.filesystem import explain, open_url
 from retentive.state.remote.names import POINTER, VERSIONS, extra_name
 from retentive.state.remote.pointer import POINTER_FORMAT, Pointer, PointerMoved, commit_pointer, read_pointer, same
@@ -114,6 +115,7 @@ def publish_state(
     expected = read_pointer(fs, root, url) if expect is AT_START else expect
     version, started = _new_version(), time.monotonic()
     prefix = f"{root}/{VERSIONS}/{version}"
+    guard = CommitGuard()
     committing = False  # from the pointer's PUT on, the new version may be the committed one
     try:
         _upload(fs, folder, prefix, extras, manifest, f"{url}/{VERSIONS}/{version}")
@@ -128,10 +130,12 @@ def publish_state(
             "previous": previous[:keep_previous],
         }
         committing = True
-        committed = commit_pointer(fs, root, url, pointer, expected)  # the commit point
+        with guard:  # SIGINT/SIGTERM held for the one conditional PUT: it commits whole or not at all
+            committed = commit_pointer(fs, root, url, pointer, expected)  # the commit point
     except PointerMoved as moved:  # refused: the upload was never committed, so it goes
         with contextlib.suppress(Exception):
             fs.rm(prefix, recursive=True)
+        guard.deliver(False, f"interrupted; nothing was committed to {url!r} (it had changed meanwhile)")
         raise StateConflictError(
             f"{url!r} changed while this publish ran: it expected {describe(expected)}, but "
             f"{describe(moved.current)} is committed now; nothing was committed and the upload {VERSIONS}/{version} "
@@ -145,6 +149,7 @@ def publish_state(
             raise
         state = "may be the new one or the previous one" if committing else "is unchanged"
         raise StateError(f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}") from error
+    guard.deliver(True, f"interrupted after the new state was committed to {url!r}; the publish is complete", committed)
     remove_stale_versions(fs, root, url)
     return committed
 

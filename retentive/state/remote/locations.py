@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from retentive.errors import StateConflictError, StateError
+from retentive.state.interrupts import UpdateInterrupted
 from retentive.state.remote.filesystem import is_url, local_path, open_url
 from retentive.state.remote.layout import describe, fetch_committed, holds_state, publish_state
 from retentive.state.remote.pointer import Pointer, read_pointer, same
@@ -109,6 +110,10 @@ class StateLocations:
         except StateConflictError as error:
             raise StateConflictError(f"{error}; the updated state was discarded: update again from the URL's "
                                      "current state") from error
+        except UpdateInterrupted as interrupt:  # a Ctrl-C during the commit, held until it was complete
+            if interrupt.committed:
+                self.expected = interrupt.result
+            raise
         finally:
             shutil.rmtree(self.output_folder, ignore_errors=True)
 
