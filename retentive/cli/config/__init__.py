@@ -2,8 +2,8 @@
 
 Every object is named by its import path, so any importable class (or function) can be used::
 
-    updater:                    # required: a ModelUpdater subclass and its own arguments
-      class_path: retentive.DarkExperienceReplayModelUpdater
+    updater:                    # required: a ModelUpdater subclass (or a registered method's name,
+      class_path: retentive.DarkExperienceReplayModelUpdater   # e.g. der or DER) and its own arguments
       init_args: {memory_size: 500, alpha: 0.5, beta: 0.5}
     model:                      # required: called with init_args; any nn.Module returning logits
       class_path: retentive.models.MLP
