@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 ENTRY_POINT_GROUP = "retentive.methods"
@@ -62,8 +62,8 @@ class MethodSpec:
             Renate state folder (``retentive import-renate``); ``None``: it cannot.
     """
 
-    __slots__ = ("name", "updater", "summary", "renate_name", "aliases", "configs", "components", "exports",
-                 "memory_policy", "memory_insertion", "renate_import")
+    __slots__ = ("aliases", "components", "configs", "exports", "memory_insertion", "memory_policy", "name",
+                 "renate_import", "renate_name", "summary", "updater")
 
     name: str
     updater: str
@@ -274,7 +274,7 @@ TABLE_COLUMNS = ("method", "Renate name", "updater", "memory", "summary")
 def method_rows(entry_points: bool = True) -> list[tuple[str, ...]]:
     """One row per method, in :data:`TABLE_COLUMNS`: the method table of ``retentive benchmark
     --list-methods`` and the docs."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for spec in all_methods(entry_points):
         memory = "none" if spec.memory_policy is None else f"{spec.memory_policy} ({spec.memory_insertion})"
         rows.append((spec.name, spec.renate_name or "", spec.class_name, memory, spec.summary))

@@ -16,4 +16,5 @@ for _name, _module in _METHODS.items():
     globals()[_name] = getattr(importlib.import_module(_module), _name)
 del _name, _module
 
-__all__ = ["ModelUpdater", "split_batch", *sorted(_METHODS)]
+__all__ = ["ModelUpdater", "split_batch"]
+__all__.extend(sorted(_METHODS))
