@@ -129,6 +129,28 @@ def test_the_renate_names_and_the_renate_import_come_from_the_registry():
     assert next(a for a in sub._actions if a.dest == "updater").choices == sorted(UPDATER_COMPONENTS)
 
 
+#: the methods that train a plain MLP with these arguments; the others need their own model family
+_ON_A_MLP: dict[str, dict[str, int]] = {"rar": {"batch_size_mem": 10, "mem_size": 20}, "joint": {}}
+_OWN_MODEL = ("packnet", "progressive", "l2p", "l2p-replay", "speft")
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in _builtin() if spec.name not in _OWN_MODEL])
+def test_each_specs_memory_insertion_is_what_its_updater_does(name):
+    from functools import partial
+
+    import torch
+
+    from retentive.models import MLP
+
+    spec = registry.get(name)
+    arguments = _ON_A_MLP.get(name, {"memory_size": 20} if spec.memory_policy is not None else {})
+    updater = spec.updater_class()(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), seed=0,
+                                   accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                                   batch_size=10, **arguments)
+    assert updater.learner.update_memory_every_step == (spec.memory_insertion == "step")
+    assert (updater.memory.capacity > 0) == (spec.memory_policy is not None) or name == "joint"
+
+
 def test_a_malformed_or_clashing_spec_is_refused():
     with pytest.raises(ValueError, match="lower-case"):
         MethodSpec("My Method", "pkg.mod.Cls", "x")
