@@ -189,11 +189,18 @@ def _discover_entry_points() -> None:
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        loaded = entry.load()  # a module that registers its methods, a spec, or a callable returning specs
-        if callable(loaded) and not isinstance(loaded, (type, MethodSpec)):
-            loaded = loaded()
-        for spec in [loaded] if isinstance(loaded, MethodSpec) else loaded if isinstance(loaded, (list, tuple)) else ():
-            register(spec)
+        try:  # a broken plug-in costs its own methods, not every look-up in the registry
+            loaded = entry.load()  # a module that registers its methods, a spec, or a callable returning specs
+            if callable(loaded) and not isinstance(loaded, (type, MethodSpec)):
+                loaded = loaded()
+            specs = [loaded] if isinstance(loaded, MethodSpec) else loaded if isinstance(loaded, (list, tuple)) else []
+            for spec in specs:
+                register(spec)
+        except Exception as error:
+            import warnings
+
+            warnings.warn(f"the retentive method plug-in {entry.name!r} ({entry.value}) was skipped: {error}",
+                          RuntimeWarning, stacklevel=2)
 
 
 def discover(entry_points: bool = True) -> None:
