@@ -2,8 +2,8 @@
 
 Every object is named by its import path, so any importable class (or function) can be used::
 
-    updater:                    # required: a ModelUpdater subclass (or a registered method's name,
-      class_path: retentive.DarkExperienceReplayModelUpdater   # e.g. der or DER) and its own arguments
+    updater:                    # required: a ModelUpdater subclass and its own arguments
+      class_path: retentive.DarkExperienceReplayModelUpdater
       init_args: {memory_size: 500, alpha: 0.5, beta: 0.5}
     model:                      # required: called with init_args; any nn.Module returning logits
       class_path: retentive.models.MLP
@@ -17,6 +17,8 @@ Every object is named by its import path, so any importable class (or function) 
     logger:                     # optional: a logger spec; false: none; absent: TensorBoard in tb_logs/
     seed: 0                     # optional: seeds the model's initialisation and every update
 
+The updater's ``class_path`` may also be a name a registered method answers to (``der``, ``DER``:
+see :mod:`retentive.methods` and ``retentive benchmark --list-methods``).
 Inside ``init_args`` a mapping with a ``class_path`` is itself built (e.g. a list of components).
 Arguments are checked against the signature and type hints of what they are passed to — following
 ``**kwargs`` to the parent classes' ``__init__``, as the updaters pass them on — before anything is
