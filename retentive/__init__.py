@@ -1,8 +1,10 @@
 """retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones.
 
 The public names below are imported on first use (PEP 562), so that ``import retentive`` and
-``retentive --help`` do not pay for torch and Lightning until something needs them. Type checkers
-and ``from retentive import X`` see them as usual.
+``retentive --help`` do not pay for torch and Lightning until something needs them. Every method's
+updater, components and models are exported as its spec in :mod:`retentive.methods` declares, a
+method registered later (by a plug-in) included. The ``TYPE_CHECKING`` block lists the built-in
+ones for type checkers and IDEs, which cannot read a registry; a test keeps it within the exports.
 """
 
 from __future__ import annotations
@@ -11,67 +13,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from retentive._version import __version__
+from retentive.methods.registry import exports
 
-#: public name -> the module that defines it
-_EXPORTS: dict[str, str] = {
-    "AdversarialReplay": "retentive.components",
-    "AveragedGradientEpisodicMemory": "retentive.components",
-    "AveragedGradientEpisodicMemoryModelUpdater": "retentive.updaters",
-    "CLSConsistency": "retentive.components",
-    "CLSExperienceReplayModelUpdater": "retentive.updaters",
+#: public name -> the module that defines it, for the names that belong to no method; the methods'
+#: updaters, components and models come from the registry (:mod:`retentive.methods`)
+_CORE_EXPORTS: dict[str, str] = {
     "Component": "retentive.components",
-    "DarkExperienceReplayModelUpdater": "retentive.updaters",
     "DataError": "retentive.errors",
-    "ElasticWeightConsolidation": "retentive.components",
-    "ElasticWeightConsolidationModelUpdater": "retentive.updaters",
-    "ExperienceReplayAvalancheModelUpdater": "retentive.updaters",
-    "ExperienceReplayModelUpdater": "retentive.updaters",
-    "FineTuningModelUpdater": "retentive.updaters",
-    "GDumbModelUpdater": "retentive.updaters",
-    "GenerativeReplayModelUpdater": "retentive.updaters.generative",
-    "GradientEpisodicMemory": "retentive.components",
-    "GradientEpisodicMemoryModelUpdater": "retentive.updaters",
     "GreedyClassBalancedPolicy": "retentive.memory",
-    "ICaRL": "retentive.components",
-    "ICaRLModelUpdater": "retentive.updaters",
-    "JointModelUpdater": "retentive.updaters",
     "KolmogorovSmirnovCovariateShiftDetector": "retentive.shift",
     "LabelShiftDetector": "retentive.shift",
     "Learner": "retentive.learner",
-    "LearningWithoutForgetting": "retentive.components",
-    "LearningWithoutForgettingModelUpdater": "retentive.updaters",
-    "LogitMSE": "retentive.components",
-    "MemoryCrossEntropy": "retentive.components",
+    "MMDCovariateShiftDetector": "retentive.shift",
     "MemoryBudgetError": "retentive.errors",
     "MemoryShapeError": "retentive.errors",
-    "MMDCovariateShiftDetector": "retentive.shift",
-    "MetaExperienceReplayModelUpdater": "retentive.updaters.meta",
-    "MixupReplay": "retentive.components",
     "ModelUpdater": "retentive.updaters",
-    "NearestMeanOfExemplars": "retentive.components",
     "NonFiniteLossError": "retentive.errors",
-    "OfflineExperienceReplayModelUpdater": "retentive.updaters",
-    "OnlineMetaLearningModelUpdater": "retentive.updaters.meta",
-    "PackNetModelUpdater": "retentive.updaters.architectures",
-    "PooledOutputDistillation": "retentive.components",
-    "PooledOutputDistillationExperienceReplayModelUpdater": "retentive.updaters",
-    "ProgressiveNetworkModelUpdater": "retentive.updaters.architectures",
     "ReplayBuffer": "retentive.memory",
     "ReplicaMismatchError": "retentive.errors",
     "ReservoirPolicy": "retentive.memory",
     "RetentiveError": "retentive.errors",
-    "RetrospectiveAdversarialReplayModelUpdater": "retentive.updaters.rar",
     "ShiftResult": "retentive.shift",
-    "ShrinkAndPerturb": "retentive.components",
+    "StateConflictError": "retentive.errors",
     "StateError": "retentive.errors",
     "StateLockedError": "retentive.errors",
-    "StateConflictError": "retentive.errors",
     "StepContext": "retentive.components",
-    "SuperExperienceReplayModelUpdater": "retentive.updaters",
-    "SynapticIntelligence": "retentive.components",
-    "SynapticIntelligenceModelUpdater": "retentive.updaters",
     "UnboundedBuffer": "retentive.memory",
-    "VariationalAutoencoder": "retentive.memory.generative",
     "accuracy": "retentive.evaluation",
     "accuracy_row": "retentive.evaluation",
     "average_accuracy": "retentive.evaluation",
@@ -80,23 +47,14 @@ _EXPORTS: dict[str, str] = {
     "flip_metrics": "retentive.evaluation",
     "forgetting": "retentive.evaluation",
     "forward_transfer": "retentive.evaluation",
-    "icarl_classifier": "retentive.components",
     "load_model": "retentive.state.loading",
     "micro_average_accuracy": "retentive.evaluation",
     "negative_flip_impact": "retentive.evaluation",
     "negative_flip_rate": "retentive.evaluation",
     "positive_flip_impact": "retentive.evaluation",
     "positive_flip_rate": "retentive.evaluation",
-    "LearningToPromptModelUpdater": "retentive.updaters.prompts",
-    "LearningToPromptReplayModelUpdater": "retentive.updaters.prompts",
-    "SPeftModelUpdater": "retentive.updaters.prompts",
-    "RepeatedDistillationModelUpdater": "retentive.updaters.repeated_distillation",
-    "PromptKeyQueryLoss": "retentive.components",
-    "TaskPrototypes": "retentive.components",
-    "VisionTransformer": "retentive.models.vit",
-    "LearningToPromptTransformer": "retentive.models.l2p",
-    "SPromptTransformer": "retentive.models.sprompts",
 }
+_EXPORTS: dict[str, str] = {**_CORE_EXPORTS, **exports(entry_points=False)}
 
 _SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory", "models", "shift", "state", "updaters"})
 
@@ -138,14 +96,12 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
     from retentive.learner import Learner
     from retentive.state.loading import load_model
     from retentive.memory import GreedyClassBalancedPolicy, ReplayBuffer, ReservoirPolicy, UnboundedBuffer
-    from retentive.updaters import (
+    from retentive.updaters import ModelUpdater
+    from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
+    from retentive.updaters.replay import (
         CLSExperienceReplayModelUpdater,
         DarkExperienceReplayModelUpdater,
         ExperienceReplayModelUpdater,
-        FineTuningModelUpdater,
-        GDumbModelUpdater,
-        JointModelUpdater,
-        ModelUpdater,
         OfflineExperienceReplayModelUpdater,
         PooledOutputDistillationExperienceReplayModelUpdater,
         SuperExperienceReplayModelUpdater,
@@ -173,12 +129,14 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         SynapticIntelligence,
         icarl_classifier,
     )
-    from retentive.updaters import (
+    from retentive.updaters.episodic import (
         AveragedGradientEpisodicMemoryModelUpdater,
-        ElasticWeightConsolidationModelUpdater,
         ExperienceReplayAvalancheModelUpdater,
         GradientEpisodicMemoryModelUpdater,
-        ICaRLModelUpdater,
+    )
+    from retentive.updaters.icarl import ICaRLModelUpdater
+    from retentive.updaters.regularization import (
+        ElasticWeightConsolidationModelUpdater,
         LearningWithoutForgettingModelUpdater,
         SynapticIntelligenceModelUpdater,
     )
@@ -196,6 +154,8 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
+    if module is None and not name.startswith("__"):  # a method registered since, by a plug-in
+        module = exports().get(name)
     if module is None:
         if name in _SUBPACKAGES:  # ``retentive.updaters`` after a bare ``import retentive``, as before
             return importlib.import_module(f"retentive.{name}")
@@ -206,7 +166,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(exports()))
 
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -5,7 +5,7 @@ for each chunk, as a pipeline does. The DER paper's tuned settings at memory 500
 :data:`PROTOCOLS`, one method set per benchmark family. A YAML file holds more methods::
 
     er:                                   # the method's name in tables and paths
-      updater: ExperienceReplayModelUpdater   # a name in retentive.updaters, or "package.module.Class"
+      updater: ExperienceReplayModelUpdater   # a registered method's name (er, ER, ...) or "package.module.Class"
       optimizer: SGD                      # a class in torch.optim, or "package.module.Class"
       optimizer_args: {lr: 0.1}
       args: {memory_size: 500, batch_size: 10, memory_batch_size: 10, loss_normalization: false}
@@ -45,13 +45,14 @@ def _resolve_updater(name: str) -> type[ModelUpdater]:
             cls = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             raise ValueError(f"updater {name!r} could not be imported: {error}") from error
-    else:
-        import retentive.updaters as updaters
+    else:  # a name a registered method answers to: der, DER, DarkExperienceReplayModelUpdater
+        from retentive.methods.registry import all_methods, find
 
-        cls = getattr(updaters, name, None)
-        if cls is None:
-            known = sorted(n for n in dir(updaters) if n.endswith("ModelUpdater") and n != "ModelUpdater")
-            raise ValueError(f"unknown updater {name!r}; expected one of {known} or a dotted import path")
+        spec = find(name)
+        if spec is None:
+            known = sorted(spec.class_name for spec in all_methods())
+            raise ValueError(f"unknown updater {name!r}; expected a method name, one of {known}, or a dotted import path")
+        cls = spec.updater_class()
     if not (isinstance(cls, type) and issubclass(cls, ModelUpdater)):
         raise ValueError(f"updater {name!r} is not a ModelUpdater subclass")
     return cls
@@ -78,7 +79,8 @@ class MethodSpec:
 
     Args:
         name: the label in tables, files and TensorBoard.
-        updater: a class name exported by :mod:`retentive.updaters`, or a dotted import path.
+        updater: a name a registered method answers to (:mod:`retentive.methods`: ``der``, ``DER``,
+            ``DarkExperienceReplayModelUpdater``), or a dotted import path.
         optimizer: a class name in :mod:`torch.optim`.
         optimizer_args: its keyword arguments (``lr``, ``momentum``, ...).
         args: the updater's keyword arguments (``memory_size``, ``batch_size``, ``alpha``, ...).
@@ -204,7 +206,7 @@ def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -
         if key not in SPEC_KEYS:
             raise source.error(f"{name}.{key}", f"unknown keys{suggest(str(key), SPEC_KEYS)}; expected {', '.join(SPEC_KEYS)}")
     if not isinstance(spec.get("updater"), str):
-        raise source.error(f"{name}.updater", "needs a name in retentive.updaters or a dotted import path, "
+        raise source.error(f"{name}.updater", "needs a registered method's name or a dotted import path, "
                            f"got {describe_value(spec.get('updater'))}")
     try:
         updater = _resolve_updater(spec["updater"])

@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods-file", type=Path, default=None, metavar="YAML",
                         help="YAML mapping method names to {updater, optimizer, optimizer_args, args}, checked as "
                              "`retentive update --config` checks a config, before anything runs")
+    parser.add_argument("--list-methods", action="store_true",
+                        help="print the registered methods (name, Renate name, updater, memory, summary) and exit; "
+                             "any of their names may be a methods file's updater")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds [0]")
     parser.add_argument("--orders", nargs="+", default=["given"], choices=ORDERS, metavar="ORDER",
                         help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]")
@@ -44,6 +47,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list_methods:
+        from retentive.methods.registry import method_table
+
+        print(method_table(markdown=args.markdown))
+        return 0
     import torch
 
     from retentive.benchmarking import ScenarioOptions, load_methods, run_benchmark

@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    # the names of retentive.state.renate.UPDATER_COMPONENTS, spelled out: --help imports no torch
-    updaters = ["DarkExperienceReplayModelUpdater", "ExperienceReplayModelUpdater", "FineTuningModelUpdater"]
+    from retentive.methods.registry import renate_importable  # the registry imports no torch
+
+    updaters = sorted(renate_importable())
     parser.add_argument("renate_folder", type=Path, metavar="RENATE_FOLDER", help="a Renate 0.5.2 state folder")
     parser.add_argument("new_folder", type=Path, metavar="NEW_FOLDER", help="the state folder to write (must not exist)")
     parser.add_argument("--updater", choices=updaters, default=None,

@@ -1,4 +1,10 @@
-"""Loss components: one weighted term each, combined by the Learner."""
+"""Loss components: one weighted term each, combined by the Learner.
+
+Besides the names imported below, every component a registered method declares under this package
+(:mod:`retentive.methods`) is exported, so a new component module needs no edit of this file.
+"""
+
+import importlib
 
 from retentive.components.adversarial import AdversarialReplay, MixupReplay, nearest_other_class, targeted_mifgsm
 from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
@@ -72,3 +78,10 @@ __all__ = [
     "quadratic_penalty",
     "si_importance",
 ]
+
+from retentive.methods.registry import component_exports as _component_exports
+
+for _name, _module in _component_exports(entry_points=False).items():
+    if _module.startswith(f"{__name__}.") and _name not in __all__:
+        globals()[_name] = getattr(importlib.import_module(_module), _name)
+        __all__.append(_name)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from retentive.errors import StateError
+from retentive.methods.registry import renate_importable
 from retentive.state.format import State, check_output_folder, save_state
 
 MODEL_FILE, LEARNER_FILE, BUFFER_DIR = "model.ckpt", "learner.ckpt", "memory_buffer"
@@ -35,12 +36,9 @@ MODEL_FILE, LEARNER_FILE, BUFFER_DIR = "model.ckpt", "learner.ckpt", "memory_buf
 POLICIES = {"ReservoirBuffer": "reservoir", "GreedyClassBalancingBuffer": "greedy_class_balanced"}
 #: Renate's metadata names -> retentive's
 METADATA = {"outputs": "logits"}
-#: the updaters an imported state can continue with, and their components in order
-UPDATER_COMPONENTS: dict[str, tuple[str, ...]] = {
-    "ExperienceReplayModelUpdater": ("MemoryCrossEntropy",),
-    "DarkExperienceReplayModelUpdater": ("LogitMSE", "MemoryCrossEntropy"),
-    "FineTuningModelUpdater": (),
-}
+#: the built-in updaters an imported state can continue with, and their components in order: the
+#: methods whose spec declares ``renate_import`` (retentive.methods); plug-ins' are read at import
+UPDATER_COMPONENTS: dict[str, tuple[str, ...]] = renate_importable(entry_points=False)
 
 
 def _sha256(path: Path) -> str:
@@ -111,15 +109,14 @@ def _memory(folder: Path, buffer: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return state, kind
 
 
-def _learner(updater: str) -> dict[str, Any]:
-    from retentive.components import LogitMSE, MemoryCrossEntropy
+def _learner(types: tuple[str, ...]) -> dict[str, Any]:
+    import retentive.components
 
-    made = {"MemoryCrossEntropy": MemoryCrossEntropy, "LogitMSE": LogitMSE}
-    components = [made[name](1.0) for name in UPDATER_COMPONENTS[updater]]
+    components = [getattr(retentive.components, name)(1.0) for name in types]
     rng = __import__("random").Random(0).getstate()
     return {
         "learner": {"total_steps": 0, "components": [c.state_dict() for c in components],
-                    "component_types": list(UPDATER_COMPONENTS[updater]),
+                    "component_types": list(types),
                     "generator": torch.Generator().manual_seed(0).get_state(), "rng": [rng[0], list(rng[1]), rng[2]]},
         "updater": {"updates_done": 1, "tasks_seen": {}, "task_order": []},
     }
@@ -138,8 +135,9 @@ def import_renate(renate_folder: str | os.PathLike[str], new_folder: str | os.Pa
     if not (source / MODEL_FILE).is_file():
         raise StateError(f"{str(source)!r} is not a Renate state folder: {MODEL_FILE} is missing")
     check_output_folder(target, None)
-    if updater is not None and updater not in UPDATER_COMPONENTS:
-        raise StateError(f"updater must be one of {sorted(UPDATER_COMPONENTS)}, got {updater!r}")
+    importable = renate_importable()
+    if updater is not None and updater not in importable:
+        raise StateError(f"updater must be one of {sorted(importable)}, got {updater!r}")
     weights, dropped = _model_weights(source)
     memory: dict[str, Any] | None = None
     kind = None
@@ -155,12 +153,12 @@ def import_renate(renate_folder: str | os.PathLike[str], new_folder: str | os.Pa
         updater = ("DarkExperienceReplayModelUpdater" if memory and "logits" in memory["storage"]
                    else "ExperienceReplayModelUpdater" if memory else "FineTuningModelUpdater")
     if memory is None:
-        if UPDATER_COMPONENTS[updater]:
+        if importable[updater]:
             raise StateError(f"{updater} replays a memory, but {str(source)!r} holds no Renate buffer")
         memory = {"capacity": 0, "policy": "reservoir", "size": 0, "seen": 0,
                   "generators": {"insert": torch.Generator().get_state(), "sample": torch.Generator().get_state()},
                   "storage": {}, "dtypes": {}}
-    elif "LogitMSE" in UPDATER_COMPONENTS[updater] and "logits" not in memory["storage"]:
+    elif "LogitMSE" in importable[updater] and "logits" not in memory["storage"]:
         raise StateError(f"{updater} needs the logits stored with each sample; the Renate buffer holds none")
     manifest = {
         "updater": updater, "hyperparameters": {"memory_size": memory["capacity"]}, "updates_done": 1,
@@ -169,5 +167,6 @@ def import_renate(renate_folder: str | os.PathLike[str], new_folder: str | os.Pa
         "imported_from": {"renate_folder": str(source.resolve()), "buffer": kind, "dropped_model_keys": dropped,
                           "files": {name: _sha256(source / name) for name in read}},
     }
-    save_state(target, State(model=weights, learner=_learner(updater), memory=memory, manifest=manifest))
+    save_state(target, State(model=weights, learner=_learner(importable[updater]),
+                            memory=memory, manifest=manifest))
     return target

@@ -1,28 +1,13 @@
-"""Renate's ``updater`` names (``run_training_job(updater="ER")``) -> retentive's classes, and the
-Renate optimizer settings a config space may hold instead of an ``optimizer_fn``."""
+"""Renate's ``updater`` names (``run_training_job(updater="ER")``) -> retentive's classes, through
+the method registry (each method's spec carries its Renate name), and the Renate optimizer settings
+a config space may hold instead of an ``optimizer_fn``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-#: Renate 0.5.2's names (renate/cli/parsing_functions.py) -> the class in retentive.updaters
-UPDATERS: dict[str, str] = {
-    "ER": "ExperienceReplayModelUpdater",
-    "DER": "DarkExperienceReplayModelUpdater",
-    "POD-ER": "PooledOutputDistillationExperienceReplayModelUpdater",
-    "CLS-ER": "CLSExperienceReplayModelUpdater",
-    "Super-ER": "SuperExperienceReplayModelUpdater",
-    "Offline-ER": "OfflineExperienceReplayModelUpdater",
-    "GDumb": "GDumbModelUpdater",
-    "Joint": "JointModelUpdater",
-    "FineTuning": "FineTuningModelUpdater",
-    "Avalanche-ER": "ExperienceReplayAvalancheModelUpdater",
-    "Avalanche-EWC": "ElasticWeightConsolidationModelUpdater",
-    "Avalanche-LwF": "LearningWithoutForgettingModelUpdater",
-    "Avalanche-iCaRL": "ICaRLModelUpdater",
-}
-#: Renate names with no retentive counterpart yet
-NOT_YET = ("LearningToPrompt", "LearningToPromptReplay", "SPeft", "RD")
+from retentive.methods.registry import find, renate_names
+
 #: Renate's optimizer settings (used when the config module has no ``optimizer_fn``) and defaults
 OPTIMIZER_KEYS: dict[str, Any] = {"optimizer": "Adam", "learning_rate": 3e-4, "momentum": 0.0, "weight_decay": 0.0}
 OPTIMIZERS = ("Adam", "SGD")
@@ -31,15 +16,15 @@ RENAMED = {"early_stopping": "early_stopping_enabled"}
 
 
 def updater_class(name: str) -> type:
-    """The retentive updater class for a Renate ``updater`` name (or a retentive class name)."""
-    import retentive.updaters as updaters
+    """The retentive updater class for a Renate ``updater`` name (or any name a registered method
+    answers to: its registry name, its class name)."""
+    from retentive.updaters.base import ModelUpdater
 
-    if name in NOT_YET:
-        raise ValueError(f"updater {name!r} has no retentive counterpart yet; expected one of {sorted(UPDATERS)}")
-    cls = getattr(updaters, UPDATERS.get(name, name), None)
-    if not isinstance(cls, type) or not issubclass(cls, updaters.ModelUpdater) or cls is updaters.ModelUpdater:
+    spec = find(name)
+    cls = spec.updater_class() if spec is not None else None
+    if not isinstance(cls, type) or not issubclass(cls, ModelUpdater) or cls is ModelUpdater:
         raise ValueError(
-            f"unknown updater {name!r}; expected a Renate name ({', '.join(UPDATERS)}) or a retentive "
+            f"unknown updater {name!r}; expected a Renate name ({', '.join(renate_names())}) or a retentive "
             "updater class name (e.g. DarkExperienceReplayModelUpdater)"
         )
     return cls

@@ -1,64 +1,20 @@
-"""Model updaters: the load → fit → save life cycle around a Learner."""
+"""Model updaters: the load → fit → save life cycle around a Learner.
 
-from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
-from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
-from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
-from retentive.updaters.generative import GenerativeReplayModelUpdater
+The method updaters are those the method registry (:mod:`retentive.methods`) lists under this
+package, imported here; a new updater module with a registered spec needs no edit of this file.
+"""
+
+import importlib
+
+from retentive.methods.registry import updater_exports
 from retentive.updaters.base import ModelUpdater, split_batch
-from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
-from retentive.updaters.replay import (
-    CLSExperienceReplayModelUpdater,
-    DarkExperienceReplayModelUpdater,
-    ExperienceReplayModelUpdater,
-    OfflineExperienceReplayModelUpdater,
-    PooledOutputDistillationExperienceReplayModelUpdater,
-    SuperExperienceReplayModelUpdater,
-)
-from retentive.updaters.regularization import (
-    ElasticWeightConsolidationModelUpdater,
-    LearningWithoutForgettingModelUpdater,
-    SynapticIntelligenceModelUpdater,
-)
-from retentive.updaters.episodic import (
-    AveragedGradientEpisodicMemoryModelUpdater,
-    ExperienceReplayAvalancheModelUpdater,
-    GradientEpisodicMemoryModelUpdater,
-)
-from retentive.updaters.icarl import ICaRLModelUpdater
-from retentive.updaters.prompts import (
-    LearningToPromptModelUpdater,
-    LearningToPromptReplayModelUpdater,
-    SPeftModelUpdater,
-)
-from retentive.updaters.repeated_distillation import RepeatedDistillationModelUpdater
 
-__all__ = [
-    "CLSExperienceReplayModelUpdater",
-    "DarkExperienceReplayModelUpdater",
-    "ExperienceReplayModelUpdater",
-    "FineTuningModelUpdater",
-    "GDumbModelUpdater",
-    "GenerativeReplayModelUpdater",
-    "JointModelUpdater",
-    "MetaExperienceReplayModelUpdater",
-    "ModelUpdater",
-    "OfflineExperienceReplayModelUpdater",
-    "OnlineMetaLearningModelUpdater",
-    "PackNetModelUpdater",
-    "ProgressiveNetworkModelUpdater",
-    "PooledOutputDistillationExperienceReplayModelUpdater",
-    "RetrospectiveAdversarialReplayModelUpdater",
-    "SuperExperienceReplayModelUpdater",
-    "split_batch",
-    "AveragedGradientEpisodicMemoryModelUpdater",
-    "ElasticWeightConsolidationModelUpdater",
-    "ExperienceReplayAvalancheModelUpdater",
-    "GradientEpisodicMemoryModelUpdater",
-    "ICaRLModelUpdater",
-    "LearningWithoutForgettingModelUpdater",
-    "SynapticIntelligenceModelUpdater",
-    "LearningToPromptModelUpdater",
-    "LearningToPromptReplayModelUpdater",
-    "RepeatedDistillationModelUpdater",
-    "SPeftModelUpdater",
-]
+#: the registered updaters defined in this package -> their module
+_METHODS = {name: module for name, module in updater_exports(entry_points=False).items()
+            if module.startswith(f"{__name__}.")}
+for _name, _module in _METHODS.items():
+    globals()[_name] = getattr(importlib.import_module(_module), _name)
+del _name, _module
+
+__all__ = ["ModelUpdater", "split_batch"]
+__all__.extend(sorted(_METHODS))

@@ -17,6 +17,8 @@ Every object is named by its import path, so any importable class (or function) 
     logger:                     # optional: a logger spec; false: none; absent: TensorBoard in tb_logs/
     seed: 0                     # optional: seeds the model's initialisation and every update
 
+The updater's ``class_path`` may also be a name a registered method answers to (``der``, ``DER``:
+see :mod:`retentive.methods` and ``retentive benchmark --list-methods``).
 Inside ``init_args`` a mapping with a ``class_path`` is itself built (e.g. a list of components).
 Arguments are checked against the signature and type hints of what they are passed to — following
 ``**kwargs`` to the parent classes' ``__init__``, as the updaters pass them on — before anything is

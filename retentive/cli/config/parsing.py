@@ -121,6 +121,15 @@ _ELSEWHERE = {
 }
 
 
+def method_spec(spec: Spec) -> Spec:
+    """``spec`` with a registered method's name (``der``, ``DER``, ``DarkExperienceReplayModelUpdater``)
+    as its ``class_path`` replaced by the method's updater import path; any other spec unchanged."""
+    from retentive.methods.registry import find
+
+    method = find(spec.class_path) if "." not in spec.class_path else None
+    return spec if method is None else Spec(method.updater, spec.init_args)
+
+
 def parse_config(raw: Any, source: Source) -> UpdateConfig:
     """Check a parsed YAML document (imports every class it names, builds nothing)."""
     if raw is None:
@@ -136,7 +145,7 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
 
     from retentive.updaters.base import ModelUpdater
 
-    updater = parse_spec(raw["updater"], "updater", source, shorthand=True)
+    updater = method_spec(parse_spec(raw["updater"], "updater", source, shorthand=True))
     updater_class = import_object(updater.class_path, "updater.class_path", source)
     if not (inspect.isclass(updater_class) and issubclass(updater_class, ModelUpdater)):
         raise source.error("updater.class_path", f"{updater.class_path} is not a retentive ModelUpdater subclass")
