@@ -43,7 +43,8 @@ def test_icarl_runs_on_a_plain_model_and_its_class_means_are_the_last_linear_inp
     train, test = chunks
     folder = tmp_path / "state"
     torch.manual_seed(0)
-    first = R.ICaRLModelUpdater(MODELS[name](), nn.CrossEntropyLoss(), _sgd(), memory_size=40, output_state_folder=folder, **QUIET)
+    first = R.ICaRLModelUpdater(MODELS[name](), nn.CrossEntropyLoss(), _sgd(), memory_size=40, output_state_folder=folder,
+                                **QUIET)
     first.update(train[0], task_id=0)
     torch.manual_seed(1)  # any fresh weights: the folder's replace them
     second = R.ICaRLModelUpdater(MODELS[name](), nn.CrossEntropyLoss(), _sgd(), memory_size=40,

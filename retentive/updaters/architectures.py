@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.errors import StateError
 from retentive.models.masks import PackedNetwork
-from retentive.models.protocol import adapt_model
 from retentive.models.progressive import ColumnLimitError, ProgressiveNetwork
+from retentive.models.protocol import adapt_model
 from retentive.state import State
 from retentive.streams import Purpose, stream_seed
 from retentive.updaters.base import ModelUpdater

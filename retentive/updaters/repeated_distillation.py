@@ -31,8 +31,8 @@ from retentive.data.tensors import TensorChunk
 from retentive.learner import Learner
 from retentive.learner.transforms import apply_transform
 from retentive.models.modes import evaluating
-from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.models.protocol import forward_routed, has_own_reset, reset_model
+from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
 
