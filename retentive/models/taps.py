@@ -111,10 +111,11 @@ class FeatureTap:
         return value.reshape(value.shape[0], -1).float()
 
     def remove(self) -> None:
-        """Detach the hooks."""
+        """Detach the hooks and drop the captured tensors."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._declared, self._head_input = None, None
 
     def __enter__(self) -> FeatureTap:
         return self
