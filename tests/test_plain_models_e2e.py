@@ -97,3 +97,26 @@ def test_packnet_wraps_a_plain_model_and_keeps_the_first_task_bit_identical(name
         with torch.no_grad():
             assert torch.equal(net(test[0].inputs, test[0].task_ids), before)  # task 0's function, bit for bit
     assert accuracy(reloaded, test[0]) > 0.9 and accuracy(reloaded, test[1]) > 0.6  # a shared 10-way head
+
+
+def test_packnet_retrains_through_the_updaters_fit_with_the_validation_data(chunks, tmp_path):
+    import pytorch_lightning as pl
+
+    class Count(pl.Callback):
+        def __init__(self) -> None:
+            self.validations, self.fits = 0, 0
+
+        def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.fits += 1
+
+        def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.validations += 1
+
+    train, test = chunks
+    count = Count()
+    torch.manual_seed(0)
+    updater = R.PackNetModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), post_prune_epochs=2, metric="val_loss", mode="min",
+                                    callbacks=[count], output_state_folder=tmp_path / "s0", **QUIET)
+    updater.update(train[0], val_dataset=test[0], task_id=0)
+    assert (count.fits, count.validations) == (2, 1 + 2)  # the first fit's epoch, then the two retraining epochs
+    assert updater._val_dataset is None  # not kept past the update

@@ -111,11 +111,18 @@ class PackNetModelUpdater(ModelUpdater):
         self.prune_ratio = float(prune_ratio)
         self.post_prune_epochs = post_prune_epochs
         self.masking = PackNetMasking()
+        self._val_dataset: Dataset | None = None  # the update's, for the retraining's best epoch
         super().__init__(model, loss_fn, optimizer, components=[self.masking], **kwargs)
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:
         for task in tasks:
             adapt_model(self.model, task, prune_ratio=self.prune_ratio)
+
+    def _fit(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any, max_epochs: int | None = None
+    ) -> None:
+        self._val_dataset = val_dataset
+        super()._fit(train_dataset, val_dataset, seed, session, max_epochs)
 
     def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         super()._after_fit(train_dataset, task_id)
@@ -123,19 +130,19 @@ class PackNetModelUpdater(ModelUpdater):
         assert isinstance(model, PackedNetwork)
         if not bool(model.pruned[model.current_slot]):
             model.prune(self.prune_ratio)
-        if self.post_prune_epochs:
-            self._retrain(self._training_data(train_dataset, task_id))
+        try:
+            if self.post_prune_epochs:
+                self._retrain(self._training_data(train_dataset, task_id))
+        finally:
+            self._val_dataset = None
 
     def _retrain(self, dataset: Dataset) -> None:
-        """The post-pruning epochs: the same step, only the kept weights trainable."""
+        """The post-pruning epochs: the same step, only the kept weights trainable, through the
+        updater's fit (logging, and the best epoch on the update's validation data)."""
         self.masking.phase = "retrain"
         try:
-            trainer = self._trainer(max_epochs=self.post_prune_epochs)
             seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) ^ 1  # not the first fit's order
-            loader = self._loader(dataset, shuffle=True, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
-            trainer.fit(self.learner, train_dataloaders=loader)  # inside update()'s quiet_lightning
-            if trainer.interrupted:
-                raise RuntimeError("the post-pruning retraining was interrupted; nothing was written")
+            super()._fit(dataset, self._val_dataset, seed, None, max_epochs=self.post_prune_epochs)
         finally:
             self.masking.phase = "train"
 
