@@ -31,8 +31,8 @@ from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.components.exemplars import balanced_quotas, herding_selection, replace_memory
 from retentive.data import nested
 from retentive.models.modes import evaluating
-from retentive.models.routing import forward_routed
-from retentive.models.taps import FeatureTaps
+from retentive.models.protocol import forward_routed, takes_task_ids
+from retentive.models.taps import FeatureTap
 
 
 def distillation_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -159,11 +159,12 @@ class ICaRL(_SeenClasses):
 
     Args:
         memory_size: the exemplar budget, shared equally by the classes seen.
-        feature_layer: the submodule whose output is the feature vector ``φ(x)`` (default: the
-            last of the model's ``feature_layers``, the penultimate layer of ``MLP``).
+        feature_layer: the submodule whose output is the feature vector ``φ(x)``; ``None``: the
+            model's feature vector (:func:`retentive.models.protocol.feature_layer`: its declared
+            layer, else the input of its last ``nn.Linear``).
     """
 
-    def __init__(self, memory_size: int, feature_layer: str) -> None:
+    def __init__(self, memory_size: int, feature_layer: str | None = None) -> None:
         super().__init__(1.0)
         self.memory_size = int(memory_size)
         self.feature_layer = feature_layer
@@ -184,9 +185,9 @@ class ICaRL(_SeenClasses):
         return F.binary_cross_entropy_with_logits(outputs[:, active].float(), targets_bce[:, active])
 
     # ------------------------------------------------------------------ update end
-    def _features(self, ctx: UpdateContext, inputs: Any, task_ids: Tensor, taps: FeatureTaps) -> Tensor:
+    def _features(self, ctx: UpdateContext, inputs: Any, task_ids: Tensor, taps: FeatureTap) -> Tensor:
         ctx.forward(inputs, task_ids)
-        features = F.normalize(taps.outputs[self.feature_layer].flatten(1).float(), dim=-1)
+        features = F.normalize(taps.features(int(task_ids.shape[0])), dim=-1)
         # eval-mode features depend on each rank's batch-norm statistics until the Learner makes
         # them rank 0's (after this hook): every replica herds and averages the ranks' mean
         return F.normalize(ctx.all_reduce_mean(features), dim=-1)
@@ -195,7 +196,7 @@ class ICaRL(_SeenClasses):
         super().on_update_end(ctx)
         classes = self.seen_classes.nonzero().flatten().cpu()
         quotas = balanced_quotas(self.memory_size, int(classes.numel()), "classes")
-        taps = FeatureTaps(ctx.model, [self.feature_layer])
+        taps = FeatureTap(ctx.model, self.feature_layer)
         try:
             with evaluating(ctx.model):
                 rows = self._exemplars(ctx, classes, quotas, taps)
@@ -204,7 +205,7 @@ class ICaRL(_SeenClasses):
         finally:
             taps.remove()
 
-    def _exemplars(self, ctx: UpdateContext, classes: Tensor, quotas: list[int], taps: FeatureTaps) -> dict[str, Tensor]:
+    def _exemplars(self, ctx: UpdateContext, classes: Tensor, quotas: list[int], taps: FeatureTap) -> dict[str, Tensor]:
         """Old classes keep their first exemplars; this chunk's new classes are herded."""
         memory = ctx.memory
         held = {k: v[: len(memory)] for k, v in memory.storage.items()} if len(memory) else {}
@@ -228,7 +229,7 @@ class ICaRL(_SeenClasses):
                 parts.append({k: v[idx.to(v.device)].cpu() for k, v in held.items() if k in ("inputs", "targets", "task_ids")})
         return {k: nested.cat([p[k] for p in parts]) if k == "inputs" else torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    def _herd(self, ctx: UpdateContext, data: dict[str, Any], new: Sequence[int], quotas: Sequence[int], taps: FeatureTaps) -> dict[int, Tensor]:
+    def _herd(self, ctx: UpdateContext, data: dict[str, Any], new: Sequence[int], quotas: Sequence[int], taps: FeatureTap) -> dict[int, Tensor]:
         if not new:
             return {}
         members = [(data["targets"] == c).nonzero().flatten() for c in new]
@@ -243,7 +244,7 @@ class ICaRL(_SeenClasses):
         chosen = herding_selection(torch.stack(feats), counts, max(quotas)).cpu()
         return {c: members[i][chosen[i, : quotas[i]][chosen[i, : quotas[i]] >= 0]] for i, c in enumerate(new)}
 
-    def _class_means(self, ctx: UpdateContext, taps: FeatureTaps) -> None:
+    def _class_means(self, ctx: UpdateContext, taps: FeatureTap) -> None:
         sums: Tensor | None = None
         counts = torch.zeros(self.seen_classes.numel(), device=self.seen_classes.device)
         for batch in ctx.memory_batches():
@@ -273,23 +274,20 @@ class NearestMeanOfExemplars(nn.Module):
     mean and the score ``-inf``: it is never predicted (documented behaviour, not an error).
     """
 
-    def __init__(self, model: nn.Module, feature_layer: str, class_means: Tensor, has_mean: Tensor) -> None:
+    def __init__(self, model: nn.Module, feature_layer: str | None, class_means: Tensor, has_mean: Tensor) -> None:
         super().__init__()
         if class_means.numel() == 0 or not bool(has_mean.any()):
             raise ValueError("the nearest-mean-of-exemplars classifier has no class means yet; run an iCaRL update first")
         self.model = model
         self.feature_layer = feature_layer
-        self.takes_task_ids = bool(getattr(model, "takes_task_ids", False))
+        self.takes_task_ids = takes_task_ids(model)
         self.register_buffer("class_means", class_means.detach().clone())
         self.register_buffer("has_mean", has_mean.detach().clone().bool())
 
     def forward(self, x: Tensor, task_ids: Tensor | None = None) -> Tensor:
-        taps = FeatureTaps(self.model, [self.feature_layer])
-        try:
+        with FeatureTap(self.model, self.feature_layer) as taps:
             forward_routed(self.model, x, task_ids)
-            features = taps.outputs[self.feature_layer]
-        finally:
-            taps.remove()
+            features = taps.value()
         return nme_scores(features, self.class_means, self.has_mean)
 
 
@@ -307,7 +305,8 @@ def icarl_classifier(model: nn.Module, state_folder: str | os.PathLike[str]) -> 
     if "ICaRL" not in types:
         raise ValueError(f"the state folder {str(state_folder)!r} holds no iCaRL component (it has {types})")
     saved = learner["components"][types.index("ICaRL")]
-    layer = state.manifest.get("hyperparameters", {}).get("feature_layer")
-    if not layer:
+    recorded = state.manifest.get("hyperparameters", {})
+    if "feature_layer" not in recorded:
         raise ValueError(f"the manifest of {str(state_folder)!r} does not name iCaRL's feature_layer")
+    layer = recorded["feature_layer"]  # None: the model's feature vector, by the one rule
     return NearestMeanOfExemplars(model.eval(), layer, saved["class_means"], saved["has_mean"])

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.models.l2p import LearningToPromptTransformer
+from retentive.models.protocol import prompt_query_loss
 from retentive.models.sprompts import SPromptTransformer
 
 
@@ -29,7 +30,7 @@ class PromptKeyQueryLoss(Component):
             raise TypeError(f"PromptKeyQueryLoss needs a LearningToPromptTransformer, got {type(ctx.model).__name__}")
 
     def loss(self, ctx: StepContext) -> Tensor | None:
-        return getattr(ctx.model, "key_query_loss", None)
+        return prompt_query_loss(ctx.model)
 
 
 class TaskPrototypes(Component):

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from retentive.errors import DataError
 from retentive.memory.buffer import MemoryBatch
+from retentive.models.protocol import forward_routed
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -127,7 +128,7 @@ class GenerativeMemory(nn.Module):
         solver.eval()  # labels as the classifier infers (batch norm, dropout), then its mode back
         try:
             inputs = self.previous_generator.sample_inputs(n, generator)
-            logits = solver(inputs, None) if getattr(solver, "takes_task_ids", False) else solver(inputs)
+            logits = forward_routed(solver, inputs, None)
         finally:
             self.previous_generator.train(modes[0])
             solver.train(modes[1])

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from retentive.data import nested
+from retentive.models.protocol import takes_task_ids
 
 
 def class_quotas(available: Tensor, capacity: int) -> Tensor:
@@ -188,7 +189,7 @@ def per_sample_gradients(
     if missing or not names:
         raise ValueError(f"per-sample gradients need parameters of the model; {missing or names} are not among {list(named)}")
     params = {n: named[n].detach() for n in names}
-    routed = bool(getattr(model, "takes_task_ids", False))
+    routed = takes_task_ids(model)
 
     def one(p: dict[str, Tensor], x: Tensor, y: Tensor, t: Tensor) -> Tensor:
         one_x = nested.tree_map(lambda v: v.unsqueeze(0), x)  # a tensor or nested inputs

@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader, Dataset
 from retentive.data import nested
 from retentive.memory.buffer import CORE_KEYS, ReplayBuffer
 from retentive.memory.layout import flat_rows, is_input_key
-from retentive.memory.selection import last_parameters
 from retentive.models.modes import evaluating
-from retentive.models.routing import forward_routed
+from retentive.models.protocol import forward_routed
+from retentive.models.taps import FeatureTap
 
 
 # ------------------------------------------------------------------------------------ context
@@ -98,10 +98,14 @@ def run_update_end(memory: ReplayBuffer, ctx: Any) -> None:
 
 # ------------------------------------------------------------------------------------ features
 class _Penultimate:
-    """Captures the input of the last submodule owning parameters (the classifier's input)."""
+    """Captures the named layers' outputs, or without names the model's feature vector (the one
+    rule of :func:`retentive.models.protocol.feature_layer`: its declared layer, else the input of
+    the last ``nn.Linear`` called)."""
 
     def __init__(self, model: nn.Module, layers: Sequence[str] | None) -> None:
         modules = dict(model.named_modules())
+        self.tap: FeatureTap | None = None
+        self.handles: list[Any] = []
         if layers:
             names = list(dict.fromkeys(layers))
             missing = [n for n in names if n not in modules]
@@ -110,31 +114,31 @@ class _Penultimate:
                     f"feature layers {missing} are not submodules of {type(model).__name__}; it has "
                     f"{[n for n in modules if n]}"
                 )
-            self.handles = [modules[n].register_forward_hook(self._store(n, output=True)) for n in names]
+            self.handles = [modules[n].register_forward_hook(self._store(n)) for n in names]
         else:
-            head = last_parameters(model)
-            if not head:
-                raise ValueError(f"{type(model).__name__} has no trainable submodule whose input is the penultimate layer; pass feature_layers=[...]")
-            names = [head[0].rpartition(".")[0]]
-            self.handles = [modules[names[0]].register_forward_pre_hook(self._store(names[0], output=False))]
+            names = []
+            self.tap = FeatureTap(model)
         self.names = names
         self.outputs: dict[str, Tensor] = {}
 
-    def _store(self, name: str, output: bool) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple[Any, ...], out: Any = None) -> None:
-            value = out if output else args[0]
-            if not torch.is_tensor(value):
-                raise TypeError(f"feature layer {name!r} gave {type(value).__name__}, expected a Tensor")
-            self.outputs[name] = value
+    def _store(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if not torch.is_tensor(out):
+                raise TypeError(f"feature layer {name!r} gave {type(out).__name__}, expected a Tensor")
+            self.outputs[name] = out
 
-        return hook if output else (lambda module, args: hook(module, args))
+        return hook
 
-    def features(self) -> Tensor:
+    def features(self, rows: int | None = None) -> Tensor:
+        if self.tap is not None:
+            return self.tap.features(rows).detach()
         return torch.cat([self.outputs[n].detach().flatten(1).float() for n in self.names], dim=1)
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        if self.tap is not None:
+            self.tap.remove()
 
 
 def check_feature_layers(model: nn.Module, layers: Sequence[str] | None) -> None:
@@ -163,7 +167,7 @@ def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) 
         with evaluating(ctx.model):
             for where, x, y, t in all_batches(ctx, batch_size):
                 ctx.forward(x, t)
-                feats.append(taps.features())
+                feats.append(taps.features(int(y.shape[0])))
                 targets.append(y.long())
                 m += int(y.shape[0]) if where == "memory" else 0
     finally:

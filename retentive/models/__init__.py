@@ -1,4 +1,4 @@
-"""Reference models, the multi-head wrapper, task routing, feature taps and re-initialisation."""
+"""Reference models, the model protocol and its helpers, the multi-head wrapper, feature taps and re-initialisation."""
 
 from retentive.models.cnn import SmallCNN
 from retentive.models.masks import PackedNetwork
@@ -6,8 +6,18 @@ from retentive.models.progressive import ProgressiveNetwork
 from retentive.models.mlp import MLP
 from retentive.models.multihead import MultiHeadClassifier
 from retentive.models.reinit import check_reinitializable, reinitialize_
-from retentive.models.routing import forward_routed, takes_task_ids
-from retentive.models.taps import FeatureTaps
+from retentive.models.protocol import (
+    ContinualModel,
+    FeatureLayerModel,
+    GrowingModel,
+    TaskRoutedModel,
+    adapt_model,
+    can_adapt,
+    feature_layer,
+    forward_routed,
+    takes_task_ids,
+)
+from retentive.models.taps import FeatureTap, FeatureTaps
 from retentive.models.kmeans import kmeans
 from retentive.models.l2p import LearningToPromptTransformer
 from retentive.models.sprompts import SPromptTransformer
@@ -15,7 +25,15 @@ from retentive.models.vit import VisionTransformer
 
 __all__ = [
     "MLP",
+    "ContinualModel",
+    "FeatureLayerModel",
+    "FeatureTap",
     "FeatureTaps",
+    "GrowingModel",
+    "TaskRoutedModel",
+    "adapt_model",
+    "can_adapt",
+    "feature_layer",
     "MultiHeadClassifier",
     "PackedNetwork",
     "ProgressiveNetwork",

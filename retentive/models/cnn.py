@@ -16,7 +16,8 @@ class SmallCNN(nn.Module):
     """Two conv-ReLU-maxpool blocks and a linear head.
 
     For ``channels=(16, 32)`` on 1x28x28 inputs, ``block1`` outputs (16, 14, 14) and ``block2``
-    (32, 7, 7); ``feature_layers`` names them for the components that distil hidden features.
+    (32, 7, 7); ``feature_layers`` names them for the components that distil hidden features, and
+    ``feature_layer`` (``block2``, flattened: what the classifier reads) is the feature vector.
     """
 
     def __init__(
@@ -32,6 +33,7 @@ class SmallCNN(nn.Module):
         self.block2 = nn.Sequential(nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
         self.classifier = nn.Linear(c2 * (image_size // 4) ** 2, num_classes)
         self.feature_layers: tuple[str, ...] = ("block1", "block2")
+        self.feature_layer = "block2"
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.block2(self.block1(x)).flatten(1))

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from retentive.errors import DataError
-from retentive.models.routing import takes_task_ids
+from retentive.models.protocol import takes_task_ids
 
 _SEP = "__"
 
@@ -81,6 +81,14 @@ class PackedNetwork(nn.Module):
         #: the task id of each slot, in training order; ``pruned[s]``: slot ``s`` has been pruned
         self.register_buffer("task_slots", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("pruned", torch.zeros(0, dtype=torch.bool))
+
+    @property
+    def feature_layer(self) -> str | None:
+        """The wrapped model's declared feature layer, under this wrapper's name for it."""
+        from retentive.models.protocol import feature_layer
+
+        inner = feature_layer(self.model)
+        return None if inner is None else f"model.{inner}"
 
     # ---------------------------------------------------------------- bookkeeping
     def _specific(self, name: str) -> bool:

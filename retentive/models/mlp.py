@@ -11,7 +11,8 @@ class MLP(nn.Module):
     """A ReLU MLP on flattened inputs; ``MLP()`` is the DER paper's MNIST net, 784-100-100-10.
 
     ``feature_layers`` names the hidden ReLU outputs (``features.2``, ``features.4``, ...) for the
-    components that distil hidden features (POD).
+    components that distil hidden features (POD); ``feature_layer``, the last of them, is the
+    feature vector (iCaRL, selection, shift): the very tensor the classifier reads.
 
     ``init="xavier"`` initialises every linear layer as Mammoth's MNIST MLP does (Xavier-uniform
     weights, zero biases), for benchmarks that follow the DER paper's protocol; ``"torch"`` keeps
@@ -37,6 +38,7 @@ class MLP(nn.Module):
                     nn.init.xavier_uniform_(module.weight)
                     nn.init.zeros_(module.bias)
         self.feature_layers: tuple[str, ...] = tuple(f"features.{2 * (i + 1)}" for i in range(len(hidden)))
+        self.feature_layer: str | None = self.feature_layers[-1] if self.feature_layers else None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))

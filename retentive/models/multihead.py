@@ -32,6 +32,8 @@ class MultiHeadClassifier(nn.Module):
     """
 
     takes_task_ids = True
+    #: the feature vector: each head sees only its task's samples, the backbone every sample
+    feature_layer = "backbone"
 
     def __init__(
         self,

@@ -1,8 +1,9 @@
 """What a detector compares: a model's features at a named layer, its predictions, or raw inputs.
 
-The default layer is the penultimate one, found by one rule: the *input* of the last ``nn.Linear``
-the forward pass calls (the classifier head of an MLP or a CNN; for a task-incremental multi-head
-model, run with task id 0, that head), captured with forward pre-hooks on every ``nn.Linear``. A named layer (dotted names as
+The default is the model's feature vector, found by the one rule of
+:mod:`retentive.models.protocol`: the layer the model declares (``feature_layer``), else the
+*input* of the last ``nn.Linear`` the forward pass calls (the classifier head of an MLP or a CNN;
+a task-routed model runs with task id 0). A named layer (dotted names as
 in ``model.named_modules()``, as for :class:`~retentive.models.taps.FeatureTaps`) gives that
 layer's *output*. Features are flattened to ``(N, D)``; raw inputs likewise, the leaves of nested
 inputs (dicts of tensors) concatenated in :func:`retentive.data.nested.flatten` order. Each
@@ -20,17 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from retentive.data import nested
 from retentive.errors import DataError
 from retentive.models.modes import evaluating
-
-
-def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
-    """``model``'s ``nn.Linear`` submodules by name; the default feature is the input of the last one called."""
-    linear = {name: module for name, module in model.named_modules() if isinstance(module, nn.Linear)}
-    if not linear:
-        raise ValueError(
-            f"{type(model).__name__} has no nn.Linear layer, so it has no default penultimate feature; "
-            f"name a layer (one of {[name for name, _ in model.named_modules() if name][:10]}) or use raw inputs"
-        )
-    return linear
+from retentive.models.protocol import takes_task_ids
+from retentive.models.taps import FeatureTap
 
 
 def flatten_inputs(x: Any) -> Tensor:
@@ -40,9 +32,10 @@ def flatten_inputs(x: Any) -> Tensor:
 
 
 def _call(model: nn.Module, x: Any) -> Tensor:
-    if getattr(model, "takes_task_ids", False):  # task-incremental models route by task id; head 0 here
-        return model(x, torch.zeros(nested.batch_size(x), dtype=torch.long, device=next(iter(nested.flatten(x).values())).device))
-    return model(x)
+    """The model's logits; a task-routed model gets task id 0 (its first head) for every sample."""
+    if not takes_task_ids(model):
+        return model(x)
+    return model(x, torch.zeros(nested.batch_size(x), dtype=torch.long, device=next(iter(nested.flatten(x).values())).device))
 
 
 class RawInputs(nn.Module):
@@ -53,43 +46,26 @@ class RawInputs(nn.Module):
 
 
 class LayerFeatures(nn.Module):
-    """``model``'s features at ``layer``, flattened; ``None``: the input of the last ``nn.Linear`` called.
+    """``model``'s features at ``layer`` (its output), flattened; ``None``: the model's feature vector.
 
-    After a forward pass :attr:`layer` names the layer the features came from.
+    The feature vector follows the one rule of :func:`retentive.models.protocol.feature_layer`: the
+    layer the model declares, else the input of the last ``nn.Linear`` called. After a forward
+    pass :attr:`layer` names ``layer``, or for the feature vector the head that reads it (the last
+    ``nn.Linear`` called; the declared layer if no ``nn.Linear`` ran).
     """
 
     def __init__(self, model: nn.Module, layer: str | None = None) -> None:
         super().__init__()
-        modules = dict(model.named_modules())
+        FeatureTap(model, layer).remove()  # refuses an unknown layer, or a model with no feature layer
         self.model = model
-        self.pre_hook = layer is None
-        if layer is None:
-            self._targets: dict[str, nn.Module] = dict(linear_layers(model))
-        elif layer and layer in modules:
-            self._targets = {layer: modules[layer]}
-        else:
-            raise ValueError(f"feature layer {layer!r} is not a submodule of {type(model).__name__}; it has "
-                             f"{[name for name in modules if name][:20]}")
+        self.requested = layer
         self.layer = layer
 
     def forward(self, x: Any) -> Tensor:
-        captured: list[tuple[str, Any]] = []
-
-        def hook(name: str):  # noqa: ANN202 - a closure handed to torch
-            if self.pre_hook:
-                return lambda module, args: captured.append((name, args[0]))
-            return lambda module, args, output: captured.append((name, output))
-
-        register = "register_forward_pre_hook" if self.pre_hook else "register_forward_hook"
-        handles = [getattr(module, register)(hook(name)) for name, module in self._targets.items()]
-        try:
+        with FeatureTap(self.model, self.requested) as tap:
             _call(self.model, x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        if not captured or not torch.is_tensor(captured[-1][1]):
-            raise TypeError(f"feature layer {self.layer or 'nn.Linear'!r} did not run or gave no tensor in the forward pass")
-        self.layer, value = captured[-1]
+            value = tap.value()
+            self.layer = self.requested if self.requested is not None else (tap.head or tap.layer)
         return value.reshape(value.shape[0], -1).float()
 
 

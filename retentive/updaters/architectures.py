@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.errors import StateError
 from retentive.models.masks import PackedNetwork
 from retentive.models.progressive import ColumnLimitError, ProgressiveNetwork
+from retentive.models.protocol import adapt_model
 from retentive.state import State
 from retentive.streams import Purpose, stream_seed
 from retentive.updaters.base import ModelUpdater
@@ -65,16 +66,34 @@ class PackNetMasking(Component):
             parameter.data = parameter.data.where(self._trainable[name], self._frozen_values[name])
 
 
+def packed(model: Any) -> PackedNetwork:
+    """``model`` if it is a :class:`PackedNetwork`, else a network of layers wrapped in one.
+
+    A single layer (a module without submodules, e.g. one ``nn.Linear``) is refused: wrap it by
+    hand if a one-layer network is really meant to be shared out between tasks.
+    """
+    if isinstance(model, PackedNetwork):
+        return model
+    if not isinstance(model, nn.Module) or next(model.children(), None) is None:
+        raise TypeError(
+            f"PackNetModelUpdater needs a retentive.models.PackedNetwork or a network of layers to wrap in one; "
+            f"got {type(model).__name__} (a single layer: wrap it by hand, PackedNetwork(model))"
+        )
+    return PackedNetwork(model)
+
+
 class PackNetModelUpdater(ModelUpdater):
     """PackNet: train a task on the free weights, prune ``prune_ratio`` of them by magnitude,
     retrain the kept ones for ``post_prune_epochs``, and freeze them for good.
 
     The model is a :class:`~retentive.models.PackedNetwork` (per-task masks in its buffers, so in
-    ``model.pt``); at inference ``model(x, task_ids)`` applies each task's mask. Each task is
-    trained once, in one update; biases are trained with the first task only (the authors' code).
+    ``model.pt``); a plain network (an ``MLP``, an ``nn.Sequential``) is wrapped in one, and
+    ``update()`` returns that wrapper (load a state folder into ``PackedNetwork(net)``). At
+    inference ``model(x, task_ids)`` applies each task's mask. Each task is trained once, in one
+    update; biases are trained with the first task only (the authors' code).
 
     Args:
-        model: a :class:`~retentive.models.PackedNetwork`.
+        model: a :class:`~retentive.models.PackedNetwork`, or a network of layers to wrap in one.
         prune_ratio: the fraction of the task's free weights released for later tasks [0.5]; with
             ``p`` the ``k``-th task keeps ``(1 - p) p^(k-1)`` of each layer.
         post_prune_epochs: epochs of retraining after the pruning [1].
@@ -84,11 +103,7 @@ class PackNetModelUpdater(ModelUpdater):
     def __init__(
         self, model: Any, loss_fn: Any, optimizer: Any, prune_ratio: float = 0.5, post_prune_epochs: int = 1, **kwargs: Any
     ) -> None:
-        if not isinstance(model, PackedNetwork):
-            raise TypeError(
-                f"PackNetModelUpdater needs a retentive.models.PackedNetwork (wrap the net: PackedNetwork(model)), "
-                f"got {type(model).__name__}"
-            )
+        model = packed(model)
         if not 0.0 <= float(prune_ratio) < 1.0:
             raise ValueError(f"prune_ratio must lie in [0, 1), got {prune_ratio}")
         if not isinstance(post_prune_epochs, int) or post_prune_epochs < 0:
@@ -96,11 +111,18 @@ class PackNetModelUpdater(ModelUpdater):
         self.prune_ratio = float(prune_ratio)
         self.post_prune_epochs = post_prune_epochs
         self.masking = PackNetMasking()
+        self._val_dataset: Dataset | None = None  # the update's, for the retraining's best epoch
         super().__init__(model, loss_fn, optimizer, components=[self.masking], **kwargs)
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:
         for task in tasks:
-            self.model.adapt(task, self.prune_ratio)  # type: ignore[operator]
+            adapt_model(self.model, task, prune_ratio=self.prune_ratio)
+
+    def _fit(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any, max_epochs: int | None = None
+    ) -> None:
+        self._val_dataset = val_dataset
+        super()._fit(train_dataset, val_dataset, seed, session, max_epochs)
 
     def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         super()._after_fit(train_dataset, task_id)
@@ -108,19 +130,19 @@ class PackNetModelUpdater(ModelUpdater):
         assert isinstance(model, PackedNetwork)
         if not bool(model.pruned[model.current_slot]):
             model.prune(self.prune_ratio)
-        if self.post_prune_epochs:
-            self._retrain(self._training_data(train_dataset, task_id))
+        try:
+            if self.post_prune_epochs:
+                self._retrain(self._training_data(train_dataset, task_id))
+        finally:
+            self._val_dataset = None
 
     def _retrain(self, dataset: Dataset) -> None:
-        """The post-pruning epochs: the same step, only the kept weights trainable."""
+        """The post-pruning epochs: the same step, only the kept weights trainable, through the
+        updater's fit (logging, and the best epoch on the update's validation data)."""
         self.masking.phase = "retrain"
         try:
-            trainer = self._trainer(max_epochs=self.post_prune_epochs)
             seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) ^ 1  # not the first fit's order
-            loader = self._loader(dataset, shuffle=True, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
-            trainer.fit(self.learner, train_dataloaders=loader)  # inside update()'s quiet_lightning
-            if trainer.interrupted:
-                raise RuntimeError("the post-pruning retraining was interrupted; nothing was written")
+            super()._fit(dataset, self._val_dataset, seed, None, max_epochs=self.post_prune_epochs)
         finally:
             self.masking.phase = "train"
 

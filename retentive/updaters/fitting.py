@@ -36,9 +36,19 @@ class FittingMixin:
         )
 
     def _fit(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: ResumeSession | None
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        seed: int,
+        session: ResumeSession | None,
+        max_epochs: int | None = None,
     ) -> None:
-        epochs = self.trainer_kwargs["max_epochs"] - (0 if session is None else session.epochs_before)
+        """One fit: ``max_epochs`` epochs [the updater's], with resume, best-epoch selection and logging.
+
+        A method's extra fits (PackNet's retraining, Repeated Distillation's second fit) come here too.
+        """
+        total = self.trainer_kwargs["max_epochs"] if max_epochs is None else max_epochs
+        epochs = total - (0 if session is None else session.epochs_before)
         callbacks: list[pl.Callback] = [] if session is None else [session.callback()]
         if self.metric is not None and val_dataset is not None:
             # Renate's checkpoint rule: with a monitored metric and a validation set, the state

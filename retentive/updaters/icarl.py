@@ -21,23 +21,26 @@ from torch import nn
 
 from retentive.components.base import Component
 from retentive.components.distillation import ICaRL
+from retentive.models.protocol import feature_layer as resolve_layer
+from retentive.models.protocol import has_hidden_layer
 from retentive.updaters.base import ModelUpdater
 
 
-def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str:
-    """``feature_layer`` if given, else the last of the model's ``feature_layers``; it must exist."""
-    if feature_layer is None:
-        layers = getattr(model, "feature_layers", None)
-        if not layers:
-            raise ValueError(
-                f"iCaRL needs feature_layer, the submodule of {type(model).__name__} whose output is the feature "
-                "vector (the penultimate layer); pass feature_layer=... or give the model a feature_layers attribute"
-            )
-        feature_layer = layers[-1]
-    names = dict(model.named_modules())
-    if feature_layer not in names:
-        raise ValueError(f"feature_layer {feature_layer!r} is not a submodule of {type(model).__name__}; it has {[n for n in names if n]}")
-    return feature_layer
+def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | None:
+    """``feature_layer`` if given, else the model's declared one; ``None``: the input of its last ``nn.Linear``.
+
+    The one rule of :func:`retentive.models.protocol.feature_layer`. A model whose last
+    ``nn.Linear`` has no hidden layer before it (``Flatten`` then ``Linear``) has no feature vector
+    but its inputs, and is refused.
+    """
+    layer = resolve_layer(model, feature_layer)  # an unknown name is a ValueError naming the submodules
+    if not has_hidden_layer(model, layer):
+        raise ValueError(
+            f"iCaRL needs feature_layer, the submodule of {type(model).__name__} whose output is the feature vector "
+            "(the penultimate layer): by default the input of the last nn.Linear, but no hidden layer precedes it "
+            "here; pass feature_layer=... or declare model.feature_layer"
+        )
+    return layer
 
 
 class ICaRLModelUpdater(ModelUpdater):
@@ -45,7 +48,9 @@ class ICaRLModelUpdater(ModelUpdater):
 
     Args:
         memory_size: the exemplar budget (>= the number of classes seen).
-        feature_layer: the layer giving the feature vector [the model's last ``feature_layers``].
+        feature_layer: the layer whose output is the feature vector [the model's declared
+            ``feature_layer``, else the input of its last ``nn.Linear``: a plain MLP or CNN works
+            as it is].
         components: further components without memory metadata [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but
             ``loss_weight`` (iCaRL's BCE replaces the task loss) and ``memory_policy``.

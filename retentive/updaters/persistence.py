@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from retentive.distributed import broadcast_object
 from retentive.errors import StateConflictError, StateError
+from retentive.models.protocol import adapt_model
 from retentive.state import State, save_state
 from retentive.state.concurrency import check_unchanged, manifest_digest
 from retentive.state.inplace import swap_in
@@ -65,10 +66,8 @@ class PersistenceMixin:
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:
         """Let a model that grows per task (``model.adapt(task_id)``) grow for each of ``tasks``."""
-        adapt = getattr(self.model, "adapt", None)
-        if callable(adapt):
-            for task in tasks:
-                adapt(task)
+        for task in tasks:
+            adapt_model(self.model, task)
 
     def _snapshot(self) -> tuple[Any, ...]:
         """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""

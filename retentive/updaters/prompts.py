@@ -16,6 +16,7 @@ from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
 from retentive.errors import DataError
 from retentive.learner import Learner
 from retentive.models.l2p import LearningToPromptTransformer
+from retentive.models.protocol import adapt_model, clusters_per_task
 from retentive.models.sprompts import SPromptTransformer
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.baselines import _refuse
@@ -139,10 +140,10 @@ class SPeftModelUpdater(ModelUpdater):
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:
         # one prompt per update; restoring, the model grows from its own state dict instead
-        self.model.adapt(self.updates_done)  # type: ignore[operator]
+        adapt_model(self.model, self.updates_done)
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
-        clusters = self.model.clusters_per_task  # type: ignore[union-attr]
+        clusters = clusters_per_task(self.model)
         if len(train_dataset) < clusters:  # type: ignore[arg-type]
             raise DataError(
                 f"S-Prompts clusters each chunk into clusters_per_task={clusters} centers, but the chunk holds "

@@ -31,8 +31,8 @@ from retentive.data.tensors import TensorChunk
 from retentive.learner import Learner
 from retentive.learner.transforms import apply_transform
 from retentive.models.modes import evaluating
+from retentive.models.protocol import forward_routed, has_own_reset, reset_model
 from retentive.models.reinit import check_reinitializable, reinitialize_
-from retentive.models.routing import forward_routed
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
 
@@ -42,12 +42,7 @@ _REFUSED = ("components", "batch_memory_frac", "memory_batch_size", "memory_inse
 
 def _reinitialize(model: torch.nn.Module) -> torch.nn.Module:
     """Fresh weights: the model's own ``reset_parameters()`` if it has one, else every layer's."""
-    reset = getattr(model, "reset_parameters", None)
-    if callable(reset):
-        with torch.no_grad():
-            reset()
-        return model
-    return reinitialize_(model)
+    return model if reset_model(model) else reinitialize_(model)
 
 
 def double_distillation_loss(predicted_logits: Tensor, target_logits: Tensor) -> Tensor:
@@ -116,7 +111,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
             raise ValueError("RepeatedDistillationModelUpdater fits twice per update; resume=True is not supported")
         if isinstance(memory_size, int) and not isinstance(memory_size, bool) and memory_size < 1:
             raise ValueError(f"Repeated Distillation distils over its memory, so memory_size must be >= 1, got {memory_size}")
-        if not callable(getattr(model, "reset_parameters", None)):
+        if not has_own_reset(model):
             check_reinitializable(model)
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_memory_frac=0.0,
                          seed=0 if seed is None else seed, **kwargs)

@@ -14,6 +14,7 @@ from retentive.components.cls import CLSConsistency
 from retentive.components.pod import PooledOutputDistillation
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
+from retentive.models.protocol import hidden_layers
 from retentive.updaters.arguments import with_user_components
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
@@ -63,7 +64,7 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
 def resolve_feature_layers(model: nn.Module, feature_layers: Sequence[str] | None) -> tuple[str, ...]:
     """The layers to distil: ``feature_layers`` if given, else the model's ``feature_layers`` attribute."""
     if feature_layers is None:
-        feature_layers = getattr(model, "feature_layers", None)
+        feature_layers = hidden_layers(model)
     if isinstance(feature_layers, str) or not feature_layers:
         names = [name for name, _ in model.named_modules() if name]
         raise ValueError(

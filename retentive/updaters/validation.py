@@ -27,6 +27,7 @@ from retentive.learner.transforms import apply_transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
 from retentive.models.modes import evaluating
+from retentive.models.protocol import forward_routed
 
 
 #: where a ``TensorDataset`` of ``(x, y[, task_id])`` keeps each of the exposed tensors
@@ -132,10 +133,7 @@ def probe_model(model: nn.Module, x: Any, task_id: int, role: str) -> int:
     batch = nested.tree_map(lambda leaf: leaf.unsqueeze(0).to(device), x)
     try:
         with evaluating(model):
-            if getattr(model, "takes_task_ids", False):
-                out = model(batch, torch.full((1,), task_id, dtype=torch.long, device=device))
-            else:
-                out = model(batch)
+            out = forward_routed(model, batch, torch.full((1,), task_id, dtype=torch.long, device=device))
     except Exception as error:
         raise DataError(
             f"the model cannot run on a {role} {_describe(x)}: {type(error).__name__}: {error}"
