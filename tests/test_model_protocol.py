@@ -170,7 +170,6 @@ def test_only_the_protocol_module_probes_model_capabilities():
     allowed = {
         "retentive/models/protocol.py",  # the helpers
         "retentive/models/reinit.py",  # reset_parameters of each layer, not of the model
-        "retentive/state/loading.py",  # load_model's adapt: to move to adapt_model with the state package
     }
     found = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "retentive").rglob("*.py"))
              for n, line in enumerate(path.read_text().splitlines(), 1)

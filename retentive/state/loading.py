@@ -55,13 +55,13 @@ def load_model(model: nn.Module, folder: str | os.PathLike[str], eval_mode: bool
     and mode) and :class:`StateError` names what differs.
     """
     state = _read(folder)
-    adapt = getattr(model, "adapt", None)
-    if callable(adapt):  # a growing model rebuilds its structure (e.g. progressive columns) first
-        try:
-            for task in state.learner.get("updater", {}).get("task_order", []):
-                adapt(task)
-        except Exception as error:  # e.g. more columns than the model can build
-            raise StateError(f"the model cannot grow to the state in {str(folder)!r}: {error}") from error
+    from retentive.models.protocol import adapt_model
+
+    try:  # a growing model rebuilds its structure (e.g. progressive columns) first
+        for task in state.learner.get("updater", {}).get("task_order", []):
+            adapt_model(model, task)
+    except Exception as error:  # e.g. more columns than the model can build
+        raise StateError(f"the model cannot grow to the state in {str(folder)!r}: {error}") from error
     backup = copy.deepcopy(model.state_dict())
     try:
         model.load_state_dict(state.model)
