@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext, UpdateContext
-from retentive.components.exemplars import balanced_quotas, herding_selection, replace_memory
+from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.data import nested
+from retentive.memory.selection import herding
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTap
@@ -208,9 +209,7 @@ class ICaRL(_SeenClasses):
     def _exemplars(self, ctx: UpdateContext, classes: Tensor, quotas: list[int], taps: FeatureTap) -> dict[str, Tensor]:
         """Old classes keep their first exemplars; this chunk's new classes are herded."""
         memory = ctx.memory
-        held = {k: v[: len(memory)] for k, v in memory.storage.items()} if len(memory) else {}
-        if held:
-            held["inputs"] = memory.decoded("inputs")
+        held = dict(memory.rows(0, len(memory)).data) if len(memory) else {}
         chunk = list(ctx.chunk_batches())
         data = {
             "inputs": nested.cat([b.inputs for b in chunk]) if chunk else None,
@@ -230,19 +229,19 @@ class ICaRL(_SeenClasses):
         return {k: nested.cat([p[k] for p in parts]) if k == "inputs" else torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def _herd(self, ctx: UpdateContext, data: dict[str, Any], new: Sequence[int], quotas: Sequence[int], taps: FeatureTap) -> dict[int, Tensor]:
+        """Herd each new class's exemplars among its chunk samples (features already normalised)."""
         if not new:
             return {}
         members = [(data["targets"] == c).nonzero().flatten() for c in new]
-        n = max(int(m.numel()) for m in members)
-        feats: list[Tensor] = []
-        for m in members:  # features in batches; classes padded to n candidates
-            rows = [self._features(ctx, nested.index(data["inputs"], m[i : i + 1024]), data["task_ids"][m[i : i + 1024]], taps)
-                    for i in range(0, m.numel(), 1024)]
-            f = torch.cat(rows)
-            feats.append(F.pad(f, (0, 0, 0, n - f.shape[0])))
-        counts = torch.tensor([int(m.numel()) for m in members])
-        chosen = herding_selection(torch.stack(feats), counts, max(quotas)).cpu()
-        return {c: members[i][chosen[i, : quotas[i]][chosen[i, : quotas[i]] >= 0]] for i, c in enumerate(new)}
+        features = torch.cat([  # in batches, class by class
+            self._features(ctx, nested.index(data["inputs"], m[i : i + 1024]), data["task_ids"][m[i : i + 1024]], taps)
+            for m in members for i in range(0, m.numel(), 1024)
+        ])
+        labels = torch.cat([torch.full((int(m.numel()),), i, dtype=torch.int64) for i, m in enumerate(members)])
+        kept = torch.tensor([min(q, int(m.numel())) for q, m in zip(quotas, members)], dtype=torch.int64)
+        picked = herding(features, labels.to(features.device), kept, normalize=False).cpu()
+        rows = torch.cat(members).cpu()[picked].split(kept.tolist())
+        return {c: rows[i].to(members[i].device) for i, c in enumerate(new)}
 
     def _class_means(self, ctx: UpdateContext, taps: FeatureTap) -> None:
         sums: Tensor | None = None

@@ -139,7 +139,7 @@ class GradientEpisodicMemory(Component):
         self._groups = []
         if not len(memory):
             return
-        tasks = memory.storage["task_ids"][: len(memory)]
+        tasks = memory.decoded("task_ids")
         for task in torch.unique(tasks).tolist():
             if task == ctx.task_id:
                 continue

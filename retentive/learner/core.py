@@ -192,7 +192,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         """The classes ``mask_unused_classes`` keeps: Renate's, those of the current chunk plus
         those present in the memory when the update starts."""
         if classes is not None and self.memory_classes_masked and len(self.memory):
-            stored = self.memory.storage["targets"][: len(self.memory)].to(classes.device)
+            stored = self.memory.decoded("targets").to(classes.device)
             classes = torch.cat([classes.long(), stored.long()])
         self.chunk_classes = None if classes is None else torch.unique(classes.long())
 

@@ -83,7 +83,8 @@ class LifecycleMixin:
             ctx = self.update_context()
             for component in self.components:
                 component.on_update_end(ctx)
-            self._policy_hook("on_update_end", ctx)  # update-end selection (herding, k-center, ...)
+            if self.memory.capacity > 0:  # update-end selection (herding, k-center, ...), inside the replica check
+                self.memory.policy.on_update_end(ctx)
         if self._taps is not None:
             self._taps.remove()
             self._taps = None
@@ -100,11 +101,5 @@ class LifecycleMixin:
             ctx = self.update_context(epoch=self.current_epoch)
             for component in self.components:
                 component.on_train_epoch_end(ctx)
-            self._policy_hook("on_train_epoch_end", ctx)
-
-    def _policy_hook(self, name: str, ctx: UpdateContext) -> None:
-        """A memory policy that selects with the model (update-end policies) runs beside the
-        components, inside the replica check."""
-        hook = getattr(self.memory.policy, name, None)
-        if hook is not None and self.memory.capacity > 0:
-            hook(ctx)
+            if self.memory.capacity > 0:  # a policy that evaluates per epoch (forgetting counts)
+                self.memory.policy.on_train_epoch_end(ctx)

@@ -229,9 +229,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self.refresh_memory_metadata = bool(refresh_memory_metadata)
         self.memory_input_dtype = memory_input_dtype
         self.memory = self._build_memory(memory_size, memory_policy, seed)
-        attach = getattr(self.memory.policy, "attach", None)
-        if attach is not None:  # an update-end policy checks the model now, before any training
-            attach(self.model, self.memory.capacity)
+        # an update-end policy checks the model now, before any training
+        self.memory.policy.attach(self.model, self.memory.capacity)
         self.learner = self._build_learner(
             model=model,
             loss_fn=loss_fn,

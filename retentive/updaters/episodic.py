@@ -22,11 +22,11 @@ from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.components.projection import AveragedGradientEpisodicMemory, GradientEpisodicMemory
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.data import nested
-from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.protocol import ReplayMemory
 from retentive.updaters.base import ModelUpdater, split_batch
 
 
-def task_balanced_rows(memory: ReplayBuffer, batches: Iterable[Batch], task_id: int) -> tuple[dict[str, Tensor], int]:
+def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: int) -> tuple[dict[str, Tensor], int]:
     """The memory's next content, task by task, and the number of chunk samples offered."""
     chunk = list(batches)
     offered = sum(int(b.targets.shape[0]) for b in chunk)
@@ -37,7 +37,7 @@ def task_balanced_rows(memory: ReplayBuffer, batches: Iterable[Batch], task_id: 
     }
     held: dict[str, Tensor] = {}
     if len(memory):
-        held = {k: memory.storage[k][: len(memory)].cpu() for k in ("targets", "task_ids")}
+        held = {k: memory.decoded(k).cpu() for k in ("targets", "task_ids")}
         held["inputs"] = memory.decoded("inputs").cpu()
     tasks = sorted(set(held["task_ids"].tolist() if held else []) | {int(task_id)})
     quotas = balanced_quotas(memory.capacity, len(tasks), "tasks")
@@ -66,7 +66,7 @@ class _TaskBalancedMemory(ModelUpdater):
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         # a memory too small for the tasks seen fails before any training, not after it
-        tasks = set(self.memory.storage["task_ids"][: len(self.memory)].tolist()) if len(self.memory) else set()
+        tasks = set(self.memory.decoded("task_ids").tolist()) if len(self.memory) else set()
         balanced_quotas(self.memory.capacity, len(tasks | {int(task_id)}), "tasks")
         return train_dataset
 

@@ -153,7 +153,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         learner.transforms["train"] = learner.transforms["buffer"]
         try:
             chunk = memory_dataset(self.memory)
-            logits = self.memory.storage["logits"][: len(self.memory)].cpu()
+            logits = self.memory.decoded("logits").cpu()
             super()._fit(_LogitChunk(chunk, logits), val_dataset, seed ^ 1, session)
         finally:
             learner.phase, learner.transforms["train"] = "expert", train_transforms
