@@ -49,6 +49,7 @@ from retentive.learner.state import StateMixin
 from retentive.learner.validation import ValidationMixin
 from retentive.learner.transforms import Transform, apply_transform
 from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.protocol import ReplayMemory
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
@@ -103,7 +104,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         optimizer: OptimizerFactory,
         components: Sequence[Component] = (),
-        memory: ReplayBuffer | None = None,
+        memory: ReplayMemory | None = None,
         memory_batch_size: int = 0,
         loss_weight: float = 1.0,
         loss_normalization: bool = True,
@@ -145,7 +146,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.components = nn.ModuleList(components)
-        self.memory = memory if memory is not None else ReplayBuffer(0)
+        self.memory: ReplayMemory = memory if memory is not None else ReplayBuffer(0)
         self.memory_batch_size = int(memory_batch_size)
         self.loss_weight = float(loss_weight)
         self.loss_normalization = loss_normalization
