@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from retentive.memory.buffer import MemoryBatch
+
 # the one update context, shared with the memory policies (re-exported here for components)
 from retentive.memory.context import Batch, UpdateContext
 

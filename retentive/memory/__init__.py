@@ -1,8 +1,9 @@
 """Replay memory: the declared interface (:mod:`~retentive.memory.protocol`), tensor storage, and
 the policies that fill it."""
 
-from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.memory.buffer import CORE_KEYS, MemoryBatch, ReplayBuffer
+from retentive.memory.context import Batch, ChunkContext, UpdateContext, chunk_context
+from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.memory.policies import (
     ClassBalancedReservoirPolicy,
     GreedyClassBalancedPolicy,
@@ -11,11 +12,10 @@ from retentive.memory.policies import (
     RingBufferPolicy,
     policy_from_name,
 )
-from retentive.memory.unbounded import UnboundedBuffer
-from retentive.memory.selection_policies import ForgettingPolicy, GradientDiversityPolicy, HerdingPolicy, KCenterPolicy
-from retentive.memory.update_end import UpdateEndPolicy, run_update_end
-from retentive.memory.context import Batch, ChunkContext, UpdateContext, chunk_context
 from retentive.memory.protocol import PolicyDefaults, ReplayMemory
+from retentive.memory.selection_policies import ForgettingPolicy, GradientDiversityPolicy, HerdingPolicy, KCenterPolicy
+from retentive.memory.unbounded import UnboundedBuffer
+from retentive.memory.update_end import UpdateEndPolicy, run_update_end
 
 __all__ = [
     "Batch",

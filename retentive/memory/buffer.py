@@ -20,6 +20,10 @@ float32 whatever the training precision.
 Under data parallelism every rank holds an identical replica: :mod:`retentive.memory.exchange`
 drives :meth:`ReplayBuffer.choose_slots` and :meth:`ReplayBuffer.write` with the samples of all
 ranks, and :meth:`ReplayBuffer.sample` gives each rank its own share of one draw.
+
+:class:`ReplayBuffer` is the tensor backend of :class:`~retentive.memory.protocol.ReplayMemory`;
+code outside this package reads and rewrites it only through that protocol. (Over 400 lines on
+purpose: layout, growth, the draw and the state format share the storage's invariants.)
 """
 
 from __future__ import annotations

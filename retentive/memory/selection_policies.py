@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from retentive.memory.context import UpdateContext
 from retentive.memory.selection import (
     class_quotas,
     forgetting_events,
@@ -23,7 +24,6 @@ from retentive.memory.selection import (
     last_parameters,
     per_sample_gradients,
 )
-from retentive.memory.context import UpdateContext
 from retentive.memory.update_end import UpdateEndPolicy, all_batches, candidate_features, check_feature_layers
 from retentive.models.modes import evaluating
 
