@@ -127,7 +127,7 @@ def labels_of(dataset: Dataset, batch_size: int = 32, num_workers: int = 0) -> T
     labels = [y for _, y in _batches(dataset, batch_size, num_workers)]
     if not labels or any(y is None for y in labels):
         return None
-    return torch.cat([y.reshape(-1).long() for y in labels]).cpu()  # type: ignore[union-attr]
+    return torch.cat([y.reshape(-1).long() for y in labels]).cpu()
 
 
 def _describe(extractor: nn.Module) -> str:
