@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def outputs(args: argparse.Namespace) -> list[Path]:
     return [path.parent for path in (args.json, args.heatmap) if path is not None]
 
 
-def _factory(spec: str):  # noqa: ANN202 - returns the user's callable
+def _factory(spec: str) -> Callable[..., Any]:
+    """The user's model factory named ``package.module:function``."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"--model must look like 'package.module:function', got {spec!r}")
