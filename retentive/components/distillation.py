@@ -83,6 +83,9 @@ class _SeenClasses(Component):
     update started from (the checkpoint's weights are applied after that hook).
     """
 
+    #: buffers (add_state / register_buffer), declared for the type checker
+    seen_classes: Tensor
+
     def __init__(self, weight: float) -> None:
         super().__init__(weight)
         self.add_state("seen_classes", torch.zeros(0, dtype=torch.bool))
@@ -165,6 +168,10 @@ class ICaRL(_SeenClasses):
             layer, else the input of its last ``nn.Linear``).
     """
 
+    #: buffers (add_state / register_buffer), declared for the type checker
+    class_means: Tensor
+    has_mean: Tensor
+
     def __init__(self, memory_size: int, feature_layer: str | None = None) -> None:
         super().__init__(1.0)
         self.memory_size = int(memory_size)
@@ -211,7 +218,7 @@ class ICaRL(_SeenClasses):
         memory = ctx.memory
         held = dict(memory.rows(0, len(memory)).data) if len(memory) else {}
         chunk = list(ctx.chunk_batches())
-        data = {
+        data: dict[str, Any] = {
             "inputs": nested.cat([b.inputs for b in chunk]) if chunk else None,
             "targets": torch.cat([b.targets.long() for b in chunk]),
             "task_ids": torch.cat([b.task_ids.long() for b in chunk]),
@@ -272,6 +279,10 @@ class NearestMeanOfExemplars(nn.Module):
     :func:`retentive.evaluation.accuracy` work as with logits. A class without exemplars has no
     mean and the score ``-inf``: it is never predicted (documented behaviour, not an error).
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    class_means: Tensor
+    has_mean: Tensor
 
     def __init__(self, model: nn.Module, feature_layer: str | None, class_means: Tensor, has_mean: Tensor) -> None:
         super().__init__()
