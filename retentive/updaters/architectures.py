@@ -22,6 +22,7 @@ from retentive.models.protocol import adapt_model
 from retentive.state import State
 from retentive.streams import Purpose, stream_seed
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.signature import refusing
 
 
 class PackNetMasking(Component):
@@ -97,8 +98,10 @@ class PackNetModelUpdater(ModelUpdater):
         prune_ratio: the fraction of the task's free weights released for later tasks [0.5]; with
             ``p`` the ``k``-th task keeps ``(1 - p) p^(k-1)`` of each layer.
         post_prune_epochs: epochs of retraining after the pruning [1].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but ``components``.
     """
+
+    refused_arguments = refusing(("components",), "masks the gradients with its own component; drop the argument {name!r}")
 
     def __init__(
         self, model: Any, loss_fn: Any, optimizer: Any, prune_ratio: float = 0.5, post_prune_epochs: int = 1, **kwargs: Any

@@ -14,8 +14,9 @@ from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
+from retentive.updaters.signature import refusing
 
-_MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+_MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion")
 
 
 class _FineTuningEquivalentEpochs:
@@ -31,12 +32,6 @@ class _FineTuningEquivalentEpochs:
         return max(1, math.ceil(self.chunk_size / (self.new_batch_size * max(1, world_size))))
 
 
-def _refuse(updater: str, kwargs: dict[str, Any], names: tuple[str, ...], why: str) -> None:
-    for name in names:
-        if name in kwargs:
-            raise TypeError(f"{updater} {why}; drop the argument {name!r}")
-
-
 class FineTuningModelUpdater(ModelUpdater):
     """Plain training on each chunk: no memory, no extra loss (it forgets; that is the point).
 
@@ -44,10 +39,10 @@ class FineTuningModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
+    refused_arguments = refusing(("memory_size", "components", "batch_memory_frac", "memory_batch_size"),
+                                 "keeps no memory; drop the argument {name!r}")
+
     def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
-        for name in ("memory_size", "components", "batch_memory_frac", "memory_batch_size"):
-            if name in kwargs:
-                raise TypeError(f"FineTuningModelUpdater keeps no memory; drop the argument {name!r}")
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
 
@@ -69,10 +64,12 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
             batching ones and ``memory_policy``.
     """
 
+    refused_arguments = refusing(_MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone; "
+                                                    "drop the argument {name!r}")
+
     def __init__(
         self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, batch_memory_frac: float = 0.5, **kwargs: Any
     ) -> None:
-        _refuse("GDumbModelUpdater", kwargs, _MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone")
         if isinstance(memory_size, int) and memory_size < 1:
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
         check_reinitializable(model)
@@ -80,14 +77,16 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
         super().__init__(
             model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_size=new, batch_memory_frac=0.0,
-            memory_policy=GreedyClassBalancedPolicy(), **kwargs,
+            memory_policy=GreedyClassBalancedPolicy(), memory_insertion="update_end", **kwargs,
         )
-        self.learner.update_memory_every_step = False
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Nothing left to insert: the chunk went to the memory before training."""
 
 
 class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
@@ -99,11 +98,12 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
+    refused_arguments = refusing(("memory_size", *_MEMORY_ARGUMENTS), "keeps all data seen; drop the argument {name!r}")
+
     def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
-        _refuse("JointModelUpdater", kwargs, ("memory_size",) + _MEMORY_ARGUMENTS, "keeps all data seen")
         check_reinitializable(model)
-        super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
-        self.learner.update_memory_every_step = False
+        super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0,
+                         memory_insertion="update_end", **kwargs)
 
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         return UnboundedBuffer(seed=seed)
@@ -112,3 +112,6 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Nothing left to insert: the chunk went to the memory before training."""

@@ -24,6 +24,7 @@ from retentive.components.replay import MemoryCrossEntropy
 from retentive.data import nested
 from retentive.memory.buffer import ReplayBuffer
 from retentive.updaters.base import ModelUpdater, split_batch
+from retentive.updaters.signature import refusing
 
 
 def task_balanced_rows(memory: ReplayBuffer, batches: Iterable[Batch], task_id: int) -> tuple[dict[str, Tensor], int]:
@@ -71,11 +72,10 @@ class _TaskBalancedMemory(ModelUpdater):
         return train_dataset
 
 
-def _no_memory_batch(name: str, kwargs: dict[str, Any]) -> None:
-    for key in ("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"):
-        if key in kwargs:
-            raise TypeError(f"{name} fills its memory per task at the end of each update and does not replay it "
-                            f"in the loss; drop the argument {key!r}")
+#: GEM and A-GEM fill the memory themselves and do not replay it in the loss
+_NO_MEMORY_BATCH = refusing(("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"),
+                            "fills its memory per task at the end of each update and does not replay it in the "
+                            "loss; drop the argument {name!r}")
 
 
 class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -90,6 +90,8 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
             batching ones (the memory is not replayed in the loss).
     """
 
+    refused_arguments = _NO_MEMORY_BATCH
+
     def __init__(
         self,
         model: Any,
@@ -100,11 +102,9 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         components: Sequence[Component] = (),
         **kwargs: Any,
     ) -> None:
-        _no_memory_batch("GradientEpisodicMemoryModelUpdater", kwargs)
         own = GradientEpisodicMemory(memory_strength)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         memory_batch_size=0, **kwargs)
-        self.learner.update_memory_every_step = False
+                         memory_batch_size=0, memory_insertion="update_end", **kwargs)
 
 
 class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -119,6 +119,8 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
             batching ones.
     """
 
+    refused_arguments = _NO_MEMORY_BATCH
+
     def __init__(
         self,
         model: Any,
@@ -129,11 +131,9 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         components: Sequence[Component] = (),
         **kwargs: Any,
     ) -> None:
-        _no_memory_batch("AveragedGradientEpisodicMemoryModelUpdater", kwargs)
         own = AveragedGradientEpisodicMemory(sample_size)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         memory_batch_size=0, **kwargs)
-        self.learner.update_memory_every_step = False
+                         memory_batch_size=0, memory_insertion="update_end", **kwargs)
 
 
 class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
@@ -150,6 +150,11 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
             weighting ones (the loss is the mean over the joint batch).
     """
 
+    refused_arguments = refusing(
+        ("loss_weight", "loss_normalization", "memory_batch_size", "memory_policy", "memory_insertion"),
+        "averages the loss over the joint batch; drop the argument {name!r}",
+    )
+
     def __init__(
         self,
         model: Any,
@@ -160,15 +165,10 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
         batch_size: int = 32,
         **kwargs: Any,
     ) -> None:
-        for key in ("loss_weight", "loss_normalization", "memory_batch_size", "memory_policy", "memory_insertion"):
-            if key in kwargs:
-                raise TypeError(f"ExperienceReplayAvalancheModelUpdater averages the loss over the joint batch; "
-                                f"drop the argument {key!r}")
         extra = list(kwargs.pop("components", ()))
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch
         own = MemoryCrossEntropy(float(memory))
         super().__init__(model, loss_fn, optimizer, components=[own, *extra], memory_size=memory_size,
                          batch_size=batch_size, batch_memory_frac=batch_memory_frac, loss_weight=float(new),
-                         loss_normalization=True, **kwargs)
-        self.learner.update_memory_every_step = False
+                         loss_normalization=True, memory_insertion="update_end", **kwargs)

@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
+from torch.utils.data import Dataset
 
 from retentive.components.base import Component
 from retentive.components.distillation import ICaRL
 from retentive.models.protocol import feature_layer as resolve_layer
 from retentive.models.protocol import has_hidden_layer
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.signature import refusing
 
 
 def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | None:
@@ -56,6 +58,9 @@ class ICaRLModelUpdater(ModelUpdater):
             ``loss_weight`` (iCaRL's BCE replaces the task loss) and ``memory_policy``.
     """
 
+    refused_arguments = refusing(("loss_weight", "memory_policy", "memory_insertion"),
+                                 "keeps a herded memory and iCaRL's loss; drop the argument {name!r}")
+
     def __init__(
         self,
         model: Any,
@@ -66,12 +71,11 @@ class ICaRLModelUpdater(ModelUpdater):
         components: Sequence[Component] = (),
         **kwargs: Any,
     ) -> None:
-        for key in ("loss_weight", "memory_policy", "memory_insertion"):
-            if key in kwargs:
-                raise TypeError(f"ICaRLModelUpdater keeps a herded memory and iCaRL's loss; drop the argument {key!r}")
         layer = resolve_feature_layer(model, feature_layer)
         own = ICaRL(memory_size, layer)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         loss_weight=0.0, **kwargs)
-        self.learner.update_memory_every_step = False
+                         loss_weight=0.0, memory_insertion="update_end", **kwargs)
         self.hyperparameters["feature_layer"] = layer  # as resolved from the model
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Nothing to insert: iCaRL's component herds the exemplars when the update ends."""

@@ -19,8 +19,8 @@ from retentive.models.l2p import LearningToPromptTransformer
 from retentive.models.protocol import adapt_model, clusters_per_task
 from retentive.models.sprompts import SPromptTransformer
 from retentive.updaters.base import ModelUpdater
-from retentive.updaters.baselines import _refuse
 from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
+from retentive.updaters.signature import refusing
 
 RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
 _MEMORY = ("memory_size", "components", "batch_memory_frac", "memory_batch_size", "memory_policy")
@@ -62,6 +62,8 @@ class LearningToPromptModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
+    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+
     def __init__(
         self,
         model: Any,
@@ -74,7 +76,6 @@ class LearningToPromptModelUpdater(ModelUpdater):
         name = type(self).__name__
         _check_model(name, model, LearningToPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        _refuse(name, kwargs, _MEMORY, "keeps no memory")
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
         super().__init__(model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
@@ -129,13 +130,14 @@ class SPeftModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
+    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+
     def __init__(
         self, model: Any, loss_fn: Any, optimizer: Any, learner_kwargs: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, SPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        _refuse(name, kwargs, _MEMORY, "keeps no memory")
         super().__init__(model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:

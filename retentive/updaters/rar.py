@@ -8,6 +8,7 @@ from retentive.components.adversarial import AdversarialReplay, MixupReplay
 from retentive.components.base import Component
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.signature import refusing
 
 
 class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
@@ -35,6 +36,9 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
             and batch, which are ``mem_size`` and ``batch_size_mem`` here.
     """
 
+    refused_arguments = refusing(("memory_size", "memory_batch_size", "batch_memory_frac", "components"),
+                                 "sets {name} itself (use mem_size and batch_size_mem)")
+
     def __init__(
         self,
         model: Any,
@@ -54,11 +58,6 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
         input_range: tuple[float, float] | None = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
-        for name in ("memory_size", "memory_batch_size", "batch_memory_frac", "components"):
-            if name in kwargs:
-                raise ValueError(
-                    f"RetrospectiveAdversarialReplayModelUpdater sets {name} itself (use mem_size and batch_size_mem)"
-                )
         if not 0.0 <= float(beta_coef) <= 1.0:
             raise ValueError(f"beta_coef must lie in [0, 1], got {beta_coef}")
         weight = 1.0 - (float(beta_coef) if use_adversarial_replay else 0.0)

@@ -35,6 +35,7 @@ from retentive.models.protocol import forward_routed, has_own_reset, reset_model
 from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
+from retentive.updaters.signature import refusing
 
 _REFUSED = ("components", "batch_memory_frac", "memory_batch_size", "memory_insertion", "refresh_memory_metadata",
             "loss_weight", "loss_normalization", "ema_memory_update_gamma")
@@ -103,10 +104,9 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
             batching and loss-mixing ones, and ``resume`` (two fits per update).
     """
 
+    refused_arguments = refusing(_REFUSED, "trains on its memory with its own loss; drop {name!r}")
+
     def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, seed: int | None = None, **kwargs: Any) -> None:
-        for name in _REFUSED:
-            if name in kwargs:
-                raise TypeError(f"RepeatedDistillationModelUpdater trains on its memory with its own loss; drop {name!r}")
         if kwargs.get("resume"):
             raise ValueError("RepeatedDistillationModelUpdater fits twice per update; resume=True is not supported")
         if isinstance(memory_size, int) and not isinstance(memory_size, bool) and memory_size < 1:
@@ -114,8 +114,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         if not has_own_reset(model):
             check_reinitializable(model)
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_memory_frac=0.0,
-                         seed=0 if seed is None else seed, **kwargs)
-        self.learner.update_memory_every_step = False
+                         seed=0 if seed is None else seed, memory_insertion="update_end", **kwargs)
         self._route = 0  # the task routing of the chunk under way (set per update)
 
     def _build_learner(self, **kwargs: Any) -> Learner:

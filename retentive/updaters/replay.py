@@ -18,6 +18,7 @@ from retentive.models.protocol import hidden_layers
 from retentive.updaters.arguments import with_user_components
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
+from retentive.updaters.signature import refusing
 
 
 class ExperienceReplayModelUpdater(ModelUpdater):
@@ -236,8 +237,15 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         memory_size: replay memory capacity, filled by the memory policy (reservoir by default).
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but
             ``loss_weight``, ``loss_normalization`` and ``ema_memory_update_gamma``, which ``a``
-            replaces or which have no stored metadata to act on.
+            replaces or which have no stored metadata to act on, and ``memory_insertion``.
     """
+
+    refused_arguments = {
+        **refusing(("loss_weight", "loss_normalization", "ema_memory_update_gamma", "components"),
+                   "does not take {name!r}; the loss is a * L_new + (1 - a) * L_memory with a = loss_weight_new_data"),
+        **refusing(("memory_insertion",), "fills its memory with the whole chunk when an update ends; "
+                                          "drop the argument {name!r}"),
+    }
 
     def __init__(
         self,
@@ -248,20 +256,13 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         loss_weight_new_data: float | None = None,
         **kwargs: Any,
     ) -> None:
-        for name in ("loss_weight", "loss_normalization", "ema_memory_update_gamma", "components"):
-            if name in kwargs:
-                raise TypeError(
-                    f"OfflineExperienceReplayModelUpdater does not take {name!r}; the loss is "
-                    "a * L_new + (1 - a) * L_memory with a = loss_weight_new_data"
-                )
         if loss_weight_new_data is not None and not 0.0 <= float(loss_weight_new_data) <= 1.0:
             raise ValueError(f"loss_weight_new_data must lie in [0, 1] or be None, got {loss_weight_new_data}")
         self._memory_loss = MemoryCrossEntropy(1.0)
         super().__init__(
             model, loss_fn, optimizer, components=[self._memory_loss], memory_size=memory_size,
-            loss_normalization=True, **kwargs,
+            loss_normalization=True, memory_insertion="update_end", **kwargs,
         )
-        self.learner.update_memory_every_step = False
         self.loss_weight_new_data = None if loss_weight_new_data is None else float(loss_weight_new_data)
 
     def new_data_weight(self, num_new: int) -> float:
