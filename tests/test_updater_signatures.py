@@ -5,6 +5,7 @@ signature; a misspelt or refused keyword is a TypeError naming it."""
 from __future__ import annotations
 
 import inspect
+import typing
 from functools import partial
 from typing import Any
 
@@ -18,7 +19,7 @@ from retentive.methods import registry
 from retentive.models import MLP
 from retentive.updaters import ExperienceReplayModelUpdater, ModelUpdater
 from retentive.updaters.arguments import NOT_HYPERPARAMETERS
-from retentive.updaters.signature import RefusedArgument, refusals, refusing
+from retentive.updaters.signature import RefusedArgument, parameter_hints, refusals, refusing
 
 #: arguments without a default, as Renate (or Avalanche, for RAR's batch_size_mem) requires them
 REQUIRED = {"model", "loss_fn", "optimizer", "memory_size", "batch_size_mem"}
@@ -134,3 +135,17 @@ def test_a_subclass_outside_the_package_gets_a_real_signature_too():
 def test_a_missing_argument_keeps_pythons_own_message():
     with pytest.raises(TypeError, match="memory_size"):
         ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1))
+
+
+@pytest.mark.parametrize("spec", _SPECS, ids=_ids(_SPECS))
+def test_type_checkers_see_the_same_arguments_as_the_signature(spec):
+    """``**kwargs: Unpack[...]`` (what IDEs and mypy read) names exactly the arguments the class
+    passes on to its base, with the base's types."""
+    cls = spec.updater_class()
+    hint = typing.get_type_hints(cls.__init__, include_extras=True)["kwargs"]
+    assert typing.get_origin(hint) is typing.Unpack
+    settings = typing.get_args(hint)[0]
+    passed_on = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert set(settings.__optional_keys__) == set(passed_on) and not settings.__required_keys__
+    types, hints = typing.get_type_hints(settings), parameter_hints(cls)
+    assert {n: types[n] for n in passed_on} == {n: hints[n] for n in passed_on}

@@ -69,12 +69,9 @@ def _isplain(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_isplain(v) for v in value)
 
 
-def with_user_components(own: Sequence[Component], kwargs: dict[str, Any]) -> list[Component]:
-    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC).
-
-    Pops ``components`` from ``kwargs``, so the method's ``super().__init__`` receives one list.
-    """
-    extra = list(kwargs.pop("components", None) or ())
+def with_user_components(own: Sequence[Component], extra: Sequence[Component] | None) -> list[Component]:
+    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC)."""
+    extra = list(extra or ())
     for component in extra:
         if not isinstance(component, Component):
             raise TypeError(f"components must be retentive Components, got {type(component).__name__}")

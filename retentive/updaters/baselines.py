@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Unpack
 
+from torch import nn
 from torch.utils.data import Dataset
 
+from retentive.learner import OptimizerFactory
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import GreedyClassBalancedPolicy, InsertionPolicy
 from retentive.memory.unbounded import UnboundedBuffer
@@ -14,9 +16,24 @@ from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
+from retentive.updaters.settings import (
+    EmaGamma,
+    FixedMemorySettings,
+    LossFunction,
+    LossNormalization,
+    LossWeight,
+    OwnMemorySettings,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
 from retentive.updaters.signature import refusing
 
 _MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion")
+
+
+class _GDumbSettings(UpdaterSettings, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What GDumb passes on: its memory, its batch and its insertion are its own."""
 
 
 class _FineTuningEquivalentEpochs:
@@ -42,7 +59,13 @@ class FineTuningModelUpdater(ModelUpdater):
     refused_arguments = refusing(("memory_size", "components", "batch_memory_frac", "memory_batch_size"),
                                  "keeps no memory; drop the argument {name!r}")
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        **kwargs: Unpack[FixedMemorySettings],
+    ) -> None:
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
 
@@ -60,6 +83,7 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         memory_size: the memory's capacity (required).
         batch_memory_frac: Renate's share of ``batch_size`` that its replay learners reserve for
             the memory; GDumb's step is the rest [0.5].
+        batch_size: Renate's step size, of which GDumb's step takes the new-data share [32].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones and ``memory_policy``.
     """
@@ -68,12 +92,18 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
                                                     "drop the argument {name!r}")
 
     def __init__(
-        self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, batch_memory_frac: float = 0.5, **kwargs: Any
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        batch_memory_frac: float = 0.5,
+        batch_size: int = 32,
+        **kwargs: Unpack[_GDumbSettings],
     ) -> None:
         if isinstance(memory_size, int) and memory_size < 1:
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
         check_reinitializable(model)
-        batch_size = kwargs.pop("batch_size", 32)
         new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
         super().__init__(
             model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_size=new, batch_memory_frac=0.0,
@@ -100,7 +130,13 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
 
     refused_arguments = refusing(("memory_size", *_MEMORY_ARGUMENTS), "keeps all data seen; drop the argument {name!r}")
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        **kwargs: Unpack[OwnMemorySettings],
+    ) -> None:
         check_reinitializable(model)
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0,
                          memory_insertion="update_end", **kwargs)

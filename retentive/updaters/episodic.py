@@ -11,10 +11,10 @@ update trains, as in GEM, A-GEM and Avalanche's replay.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Unpack
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
@@ -22,8 +22,17 @@ from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.components.projection import AveragedGradientEpisodicMemory, GradientEpisodicMemory
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.data import nested
+from retentive.learner import OptimizerFactory
 from retentive.memory.buffer import ReplayBuffer
 from retentive.updaters.base import ModelUpdater, split_batch
+from retentive.updaters.settings import (
+    EmaGamma,
+    LossFunction,
+    OwnMemorySettings,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
 from retentive.updaters.signature import refusing
 
 
@@ -78,6 +87,10 @@ _NO_MEMORY_BATCH = refusing(("batch_memory_frac", "memory_batch_size", "memory_p
                             "loss; drop the argument {name!r}")
 
 
+class _AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What Avalanche's replay passes on: the loss is the mean over the joint batch, the memory its own."""
+
+
 class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
     """GEM (Lopez-Paz & Ranzato, NeurIPS 2017): each step's gradient is projected so that the loss
     on no past task's episodic memory increases (one constraint per past task).
@@ -94,13 +107,13 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         memory_strength: float = 0.5,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = GradientEpisodicMemory(memory_strength)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
@@ -123,13 +136,13 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         sample_size: int = 64,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = AveragedGradientEpisodicMemory(sample_size)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
@@ -146,6 +159,7 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the memory's capacity.
         batch_memory_frac: the share of each batch drawn from memory [0.5, Renate's default].
+        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the loss
             weighting ones (the loss is the mean over the joint batch).
     """
@@ -157,18 +171,18 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         batch_memory_frac: float = 0.5,
         batch_size: int = 32,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[_AvalancheSettings],
     ) -> None:
-        extra = list(kwargs.pop("components", ()))
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch
         own = MemoryCrossEntropy(float(memory))
-        super().__init__(model, loss_fn, optimizer, components=[own, *extra], memory_size=memory_size,
+        super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
                          batch_size=batch_size, batch_memory_frac=batch_memory_frac, loss_weight=float(new),
                          loss_normalization=True, memory_insertion="update_end", **kwargs)

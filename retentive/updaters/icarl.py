@@ -15,16 +15,28 @@ The updated model itself (``update()``'s return value) predicts with its trained
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component
 from retentive.components.distillation import ICaRL
+from retentive.learner import OptimizerFactory
 from retentive.models.protocol import feature_layer as resolve_layer
 from retentive.models.protocol import has_hidden_layer
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import (
+    BatchMemoryFrac,
+    BatchSize,
+    EmaGamma,
+    LossFunction,
+    LossNormalization,
+    MemoryBatchSize,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
 from retentive.updaters.signature import refusing
 
 
@@ -45,6 +57,11 @@ def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | 
     return layer
 
 
+class _ICaRLSettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, LossNormalization, EmaGamma, Seed,
+                     RefreshMetadata, total=False):
+    """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
+
+
 class ICaRLModelUpdater(ModelUpdater):
     """iCaRL: herding exemplars, distillation, and the nearest-mean-of-exemplars classifier.
 
@@ -63,13 +80,13 @@ class ICaRLModelUpdater(ModelUpdater):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         feature_layer: str | None = None,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[_ICaRLSettings],
     ) -> None:
         layer = resolve_feature_layer(model, feature_layer)
         own = ICaRL(memory_size, layer)

@@ -19,22 +19,23 @@ split (a fixed label space).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Unpack
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import StepContext
 from retentive.data import nested
 from retentive.data.tensors import TensorChunk
-from retentive.learner import Learner
+from retentive.learner import Learner, OptimizerFactory
 from retentive.learner.transforms import apply_transform
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed, has_own_reset, reset_model
 from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
+from retentive.updaters.settings import BatchSize, LossFunction, MemoryPolicy, UpdaterSettings
 from retentive.updaters.signature import refusing
 
 _REFUSED = ("components", "batch_memory_frac", "memory_batch_size", "memory_insertion", "refresh_memory_metadata",
@@ -87,6 +88,10 @@ class RepeatedDistillationLearner(Learner):
         return loss
 
 
+class _DistillationSettings(UpdaterSettings, BatchSize, MemoryPolicy, total=False):
+    """What RD passes on: its memory is filled and replayed its own way, with its own loss."""
+
+
 class RepeatedDistillationModelUpdater(ModelUpdater):
     """Repeated Distillation: train an expert on the chunk, then distil it and the previous model
     (through the logits in memory) into the re-initialised kept model (see the module docstring).
@@ -106,7 +111,15 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
 
     refused_arguments = refusing(_REFUSED, "trains on its memory with its own loss; drop {name!r}")
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        seed: int | None = None,
+        **kwargs: Unpack[_DistillationSettings],
+    ) -> None:
         if kwargs.get("resume"):
             raise ValueError("RepeatedDistillationModelUpdater fits twice per update; resume=True is not supported")
         if isinstance(memory_size, int) and not isinstance(memory_size, bool) and memory_size < 1:

@@ -80,7 +80,7 @@ def define_signature(cls: Any) -> None:
     cls._refusals = {name: why for name, why in refusals.items() if name not in owners}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(owner: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(owner)
