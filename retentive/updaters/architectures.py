@@ -103,7 +103,8 @@ class PackNetModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but ``components``.
     """
 
-    refused_arguments = refusing(("components",), "masks the gradients with its own component; drop the argument {name!r}")
+    refused_arguments = refusing(("components",),
+                                 "masks the gradients with its own component; drop the argument {name!r}")
 
     def __init__(
         self,
