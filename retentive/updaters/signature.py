@@ -41,7 +41,7 @@ def refusing(names: Iterable[str], why: str) -> dict[str, str]:
     return dict.fromkeys(names, why)
 
 
-def _base(cls: type) -> type | None:
+def _base(cls: type) -> Any:
     """The nearest class above ``cls`` with a signature of its own (mixins have none)."""
     return next((klass for klass in cls.__mro__[1:] if "_argument_owners" in klass.__dict__), None)
 
@@ -50,15 +50,17 @@ def define_signature(cls: Any) -> None:
     """Set ``cls.__signature__`` (and what :func:`parameter_hints` and :func:`bind_arguments`
     read) from its ``__init__``, its base's signature and its ``refused_arguments``."""
     base = _base(cls)
-    refusals: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        refusals.update(klass.__dict__.get("refused_arguments", {}))
+        refused.update(klass.__dict__.get("refused_arguments", {}))
     init = cls.__dict__.get("__init__")
+    parameters: list[inspect.Parameter] = []
+    owners: dict[str, Callable[..., Any]] = {}
     if init is None and base is not None:  # nothing of its own: the base's arguments
         parameters = list(base.__signature__.parameters.values())
         owners = dict(base._argument_owners)
     else:
-        parameters, owners, passes_on = [], {}, False
+        passes_on = False
         inherited = {} if base is None else base.__signature__.parameters
         for p in list(inspect.signature(init).parameters.values())[1:]:
             if p.kind is _VAR_KEYWORD:
@@ -66,18 +68,18 @@ def define_signature(cls: Any) -> None:
                 continue
             if p.annotation in _UNTYPED and p.name in inherited:  # a name passed on untyped: the base's type
                 p = p.replace(annotation=inherited[p.name].annotation)
-                owners[p.name] = base._argument_owners[p.name]  # type: ignore[union-attr]
+                owners[p.name] = base._argument_owners[p.name]
             else:
                 owners[p.name] = init
             parameters.append(p)
         if passes_on and base is not None:
             for p in inherited.values():
-                if p.name not in owners and p.name not in refusals:
+                if p.name not in owners and p.name not in refused:
                     parameters.append(p.replace(kind=_KEYWORD_ONLY))
                     owners[p.name] = base._argument_owners[p.name]
     cls.__signature__ = inspect.Signature(parameters, return_annotation=None)
     cls._argument_owners = owners
-    cls._refusals = {name: why for name, why in refusals.items() if name not in owners}
+    cls._refusals = {name: why for name, why in refused.items() if name not in owners}
 
 
 @functools.cache
