@@ -51,8 +51,8 @@ from retentive.learner.state import StateMixin
 from retentive.learner.transforms import Transform, apply_transform
 from retentive.learner.validation import ValidationMixin
 from retentive.memory.buffer import ReplayBuffer
-from retentive.memory.protocol import ReplayMemory
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
+from retentive.memory.protocol import ReplayMemory
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
 

@@ -10,6 +10,7 @@ error); an allocation that fails anyway is reported the same way.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -56,10 +57,8 @@ def available_bytes(device: torch.device | str) -> int | None:
         return None
     known = [value for value in (_meminfo_available(), _cgroup_available()) if value is not None]
     if not known and hasattr(os, "sysconf"):
-        try:
+        with contextlib.suppress(ValueError, OSError):
             known.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError):
-            pass
     return min(known) if known else None
 
 

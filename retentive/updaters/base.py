@@ -210,7 +210,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
         check_monitor(metric, mode, logged_metric_names(check_logged_metrics(logged_metrics)))
         if early_stopping_enabled and metric is None:
-            warnings.warn("early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)")
+            warnings.warn("early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",
+                          stacklevel=2)
             early_stopping_enabled = False
         self.metric, self.mode, self.early_stopping_enabled = metric, mode, bool(early_stopping_enabled)
         self.new_batch_size, self.memory_batch_size = split_batch(
