@@ -1,8 +1,6 @@
-"""Issue 22, findings 10-12 (unclear errors): each is now one line naming the value and what was
-expected, raised before anything is written. Each test failed on main (e08721c) as the issue
-reports: a raw ``IndexError`` or a misleading "loss became nan" mid-update (10), a 60-line
-``IndexError`` traceback and a wrong count (11), a 35-line traceback and a ``BrokenPipeError``
-traceback (12)."""
+"""Clear errors: a label out of range (in the memory or a dataset), a precision Lightning refuses or a
+closed output pipe is one line naming the value and what was expected, raised before anything is written; never a raw ``IndexError``, a misleading
+"loss became nan" mid-update, a wrong count, or a long traceback (a ``BrokenPipeError`` included)."""
 
 from __future__ import annotations
 

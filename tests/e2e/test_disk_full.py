@@ -1,6 +1,6 @@
 """A full disk anywhere a local update writes (the lock, the staging folder of a new output, the
 in-place swap, a resume checkpoint): one StateError, nothing left behind, the lock released, and
-the same updater succeeds once space is freed (issue 22, finding 9).
+the same updater succeeds once space is freed.
 
 Each test mounts a small tmpfs and fills it; where mounting is not permitted (no root, no tmpfs)
 they are skipped, saying so.

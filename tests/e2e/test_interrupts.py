@@ -1,5 +1,5 @@
 """Ctrl-C and SIGTERM during an update: the commit is never split and the caller is told whether it
-happened (issue 22, findings 3 and 12's Ctrl-C part).
+happened.
 
 Python callers get a KeyboardInterrupt (UpdateInterrupted, with ``committed``), not Lightning's
 SystemExit(1), and SIGINT works again afterwards; `retentive update` prints one line and exits 130

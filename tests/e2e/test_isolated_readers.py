@@ -1,4 +1,4 @@
-"""Finding 6: a reader during in-place swaps and rollbacks gets one whole version, never a mix of
+"""Isolated readers: a reader during in-place swaps and rollbacks gets one whole version, never a mix of
 two, and never a false "modified or truncated" error. Real processes: one swaps the folder in a
 tight loop (retentive.state.inplace.swap_in and rollback), another loads it in a loop."""
 

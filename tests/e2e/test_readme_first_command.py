@@ -1,4 +1,4 @@
-"""Finding 1 of issue 16: the README's first command, on a fresh clone with no ../shared beside it.
+"""The README's first command, on a fresh clone with no ../shared beside it.
 
 MNIST comes from a local HTTP server through ``RETENTIVE_MNIST_MIRROR``, as it would from a public
 mirror. The demo runs with the README's documented quick option (``--samples-per-chunk``) to keep

@@ -1,5 +1,5 @@
-"""State at URLs under concurrent writers and crafted pointers: compare-and-swap publish (issue 22
-finding 1), rollback at URLs, names from pointers validated (finding 4), readers never see a mix."""
+"""State at URLs under concurrent writers and crafted pointers: compare-and-swap publish, rollback
+at URLs, names read from pointers validated, readers never see a mix."""
 
 from __future__ import annotations
 

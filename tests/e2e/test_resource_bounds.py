@@ -1,4 +1,4 @@
-"""Findings 7 and 8: what a state folder declares is checked before anything is allocated, and the
+"""Bounded resources: what a state folder declares is checked before anything is allocated, and the
 replay memory is allocated as it fills, with one clear error when it cannot grow.
 
 Peak memory is measured in a fresh process (``ru_maxrss`` is a process's high-water mark)."""

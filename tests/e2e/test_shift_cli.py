@@ -1,4 +1,4 @@
-"""Issue 18: ``retentive shift`` and :func:`detect_shift` on a real state folder (DER++ on MNIST):
+"""``retentive shift`` and :func:`detect_shift` on a real state folder (DER++ on MNIST):
 exit 0 / 3, the result printed, as JSON and in TensorBoard; bad input is one error, nothing written."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Writers of one local state folder commit only onto the version they read (issue 22, finding 2).
+"""Writers of one local state folder commit only onto the version they read.
 
 Real processes: in-place updates built on one version and released together or one after the
 other, and an update racing a `retentive rollback`. Exactly one writer wins each race; the others

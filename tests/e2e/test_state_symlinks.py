@@ -1,5 +1,5 @@
 """A symbolic link planted where a writer creates its lock, its output or its resume folder is
-refused, never followed: the file or folder it points to stays byte-identical (issue 22, finding 5)."""
+refused, never followed: the file or folder it points to stays byte-identical."""
 
 from __future__ import annotations
 

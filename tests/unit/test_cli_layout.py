@@ -1,4 +1,4 @@
-"""Issue 11, part 9 (the command line's half): retentive/cli is one module per command, the config
+"""The command line's layout: retentive/cli is one module per command, the config
 code is split by stage, and nothing heavy is imported before a command runs."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Nested inputs (issue 11 part 5): a sample's ``x`` is a tensor or a dict/tuple/list of tensors.
+"""Nested inputs: a sample's ``x`` is a tensor or a dict/tuple/list of tensors.
 
 The memory keeps one preallocated tensor per input leaf and gives samples back in their
 structure; the state keeps the leaves and the structure as plain data (and plain-tensor states

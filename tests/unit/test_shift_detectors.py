@@ -1,4 +1,4 @@
-"""Issue 18: the Renate-named detectors (Renate's ``test_detectors.py`` and ``test_detector_base.py``
+"""Shift detectors: the Renate-named detectors (Renate's ``test_detectors.py`` and ``test_detector_base.py``
 translated), features at a layer, the label test, determinism and bad input."""
 
 from __future__ import annotations

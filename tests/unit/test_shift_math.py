@@ -1,4 +1,4 @@
-"""Issue 18: the shift tests' math against hand-computed values and scipy (Renate's kernel and MMD
+"""The shift tests' math against hand-computed values and scipy (Renate's kernel and MMD
 tests translated: ``test_kernels.py``, ``test_mmd_helpers.py``)."""
 
 from __future__ import annotations
