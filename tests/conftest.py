@@ -28,6 +28,13 @@ for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the local S3 server ``s3`` (select or skip them with ``-m s3``)."""
+    for item in items:
+        if "s3" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.s3)
+
+
 @pytest.fixture(scope="session")
 def mnist_available() -> None:
     from retentive.data.mnist import ensure_mnist

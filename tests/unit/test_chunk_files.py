@@ -141,6 +141,7 @@ def test_folder_concatenates_files_in_name_order(tmp_path):
         read_chunk(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_exported_split_mnist_reads_back_as_load_mnist_gives_it(tmp_path, mnist_test):
     written = export_split_mnist(tmp_path, limit=50)
     assert [p.name for p in written["train"]] == [f"chunk_{i}.npz" for i in range(5)]

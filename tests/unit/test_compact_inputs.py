@@ -70,6 +70,7 @@ def test_buffer_stores_uint8_and_samples_the_images_offered():
     assert torch.equal(to_compact.storage["inputs"], compact.storage["inputs"])
 
 
+@pytest.mark.slow
 def test_updater_with_uint8_memory_end_to_end(split_small, tmp_path):
     train, _ = split_small
     kwargs = dict(memory_size=300, batch_size=32, alpha=0.5, beta=0.5, **QUIET)

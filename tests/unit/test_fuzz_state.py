@@ -98,6 +98,7 @@ def pristine(split_small, tmp_path_factory):
 
 @settings(max_examples=150, deadline=5000, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payload_damage=_payload_damage, vouch=st.booleans(), manifest_damage=_manifest_damage)
+@pytest.mark.slow
 def test_damaged_state_folders_fail_with_a_state_error_only(pristine, payload_damage, vouch, manifest_damage):
     faulthandler.dump_traceback_later(60, exit=True)  # a hang fails the run loudly instead of stalling it
     workdir = Path(tempfile.mkdtemp(prefix="retentive-fuzz-"))

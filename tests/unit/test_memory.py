@@ -26,6 +26,7 @@ def test_fills_in_order_then_stays_full():
     assert memory.storage["inputs"].shape == (10, 3)
 
 
+@pytest.mark.slow
 def test_reservoir_keeps_every_sample_with_equal_probability():
     """Stream 200 ids through a 20-slot memory 3000 times; each id is kept with p = 20/200."""
     capacity, stream, trials = 20, 200, 3000

@@ -100,6 +100,7 @@ def _isolate(tmp_path, monkeypatch, keep_search=False):
         monkeypatch.setattr("retentive.data.mnist.search_dirs", lambda root=None: [tmp_path / "cache" / "mnist"])
 
 
+@pytest.mark.slow
 def test_download_into_cache_from_a_local_server(tmp_path, monkeypatch, source):
     _isolate(tmp_path, monkeypatch)
     with pytest.raises(MNISTNotFoundError):
@@ -114,6 +115,7 @@ def test_download_into_cache_from_a_local_server(tmp_path, monkeypatch, source):
     assert len(load_mnist("test")) == 10000  # now found in the cache, no server needed
 
 
+@pytest.mark.slow
 def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, monkeypatch, source):
     _isolate(tmp_path, monkeypatch)
     mirror = _mirror_of(source, tmp_path / "mirror")
@@ -134,6 +136,7 @@ def test_mirrors_come_from_the_environment_in_order(monkeypatch):
     assert mirrors()[0].startswith("https://")
 
 
+@pytest.mark.slow
 def test_ensure_fetches_what_is_missing_trying_each_mirror_in_order(tmp_path, monkeypatch, source, capsys):
     _isolate(tmp_path, monkeypatch)
     with serve(_mirror_of(source, tmp_path / "mirror")) as url:

@@ -488,6 +488,7 @@ def text_run(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_der_updates_a_hugging_face_text_classifier_on_dict_inputs_through_state_folders(text_run):
     from text_worker import MAX_LENGTH, TextClassifier
     from retentive import load_model
@@ -520,6 +521,7 @@ def test_der_updates_a_hugging_face_text_classifier_on_dict_inputs_through_state
     }
 
 
+@pytest.mark.slow
 def test_text_of_another_padded_length_or_keys_is_refused_and_nothing_changes(text_run, tmp_path):
     from state_helpers import hidden_entries, same_snapshot, snapshot, tree_digest
     from text_worker import make_updater, tokenised_chunk
@@ -548,6 +550,8 @@ def _ddp_dumps(out: Path, name: str) -> list[dict]:
     return [torch.load(out / f"{name}.rank{r}.pt", weights_only=True) for r in range(2)]
 
 
+@pytest.mark.slow
+@pytest.mark.ddp
 def test_the_text_classifier_under_two_process_ddp(tmp_path):
     from text_worker import EPOCHS, TextClassifier, chunks, make_updater
     from retentive import load_model

@@ -106,6 +106,7 @@ def test_cbrs_by_hand():
     assert policy.full.tolist() == [True, False] and policy.seen_per_class.tolist() == [3, 2]
 
 
+@pytest.mark.slow
 def test_cbrs_is_a_uniform_reservoir_within_a_class():
     # One class, capacity 10, 100 samples: each position is kept with probability 10 / 100.
     hits = torch.zeros(100)

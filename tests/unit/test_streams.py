@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from functools import partial
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -75,6 +76,7 @@ def _kept(order_seed: int, insert_seed: int, n: int = 40, capacity: int = 8, bat
     return position, order[position]
 
 
+@pytest.mark.slow
 def test_accepted_samples_are_independent_of_the_data_order():
     """Across seeds, which sample ends up kept and at which arrival position it came are
     independent: a chi-square test of independence on the 4 x 4 table (position quarter x
