@@ -22,6 +22,8 @@ from ddp_worker import CHUNK_SIZES, build_model, chunks, fingerprints, make_upda
 from retentive.memory.compact import decode, dtype_from_name
 from retentive.state import load_state
 
+pytestmark = [pytest.mark.slow, pytest.mark.ddp]
+
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY = 500
 

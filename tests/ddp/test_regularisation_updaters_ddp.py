@@ -16,6 +16,8 @@ import torch
 from methods_ddp_worker import METHODS
 from test_ddp_update import _assert_equal, _dumps
 
+pytestmark = [pytest.mark.slow, pytest.mark.ddp]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from selection_ddp_worker import MEMORY, POLICIES
+
+pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
 ROOT = Path(__file__).resolve().parents[2]
 

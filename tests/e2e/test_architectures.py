@@ -20,6 +20,8 @@ from retentive.models import MultiHeadClassifier, PackedNetwork, ProgressiveNetw
 from retentive.models.masks import prune_by_magnitude, tasks_that_fit
 from retentive.state import load_state
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 

@@ -30,6 +30,8 @@ from retentive.models import MLP
 from retentive.state import load_state
 from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
+pytestmark = pytest.mark.slow
+
 
 class Plain(Dataset):
     """A dataset that hides its tensors, so only per-sample and per-batch checks can see inside."""

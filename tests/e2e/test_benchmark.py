@@ -26,6 +26,8 @@ from retentive.benchmarking.orders import chunk_difficulty
 from retentive.benchmarking.resources import Measure
 from retentive.state import read_manifest
 
+pytestmark = pytest.mark.slow
+
 SMALL = ScenarioOptions(train_per_chunk=600, test_per_chunk=100)
 
 

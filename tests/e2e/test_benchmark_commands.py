@@ -8,6 +8,8 @@ import pytest
 
 from retentive.cli import main
 
+pytestmark = pytest.mark.slow
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"  # every PNG file starts with these bytes
 QUICK = ["--tasks", "3", "--train-per-chunk", "300", "--test-per-chunk", "80"]
 

@@ -25,6 +25,8 @@ from retentive.state.remote import publish_state
 from s3_server import s3  # noqa: F401 - the fixture
 from state_helpers import der, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 ER = ROOT / "configs" / "er.yaml"
 CLI = ["--set", "logger=false", "--threads", "1"]

@@ -18,6 +18,8 @@ from retentive.cli import main
 from retentive.data.files import write_chunk
 from retentive.state.resume import checkpoint_root, leftover_epochs
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 ER = ROOT / "configs" / "er.yaml"
 QUIET = ["--set", "logger=false", "--threads", "1"]

@@ -24,6 +24,8 @@ from retentive.models import MLP, SmallCNN
 from retentive.state import load_state
 from third_party import GradientMomentumProjection, build, chunks
 
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parents[1] / "support"
 QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 

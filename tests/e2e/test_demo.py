@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from retentive.state import load_state
+
+pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_five_processes_through_state_folders(tmp_path):

@@ -21,6 +21,8 @@ from retentive.errors import StateError
 from retentive.state import load_state
 from retentive.state.locking import OutputLock, lock_path
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture()
 def disk(tmp_path):

@@ -14,6 +14,8 @@ from retentive.state.inspection import inspect_state
 from retentive.state.locking import OutputLock
 from state_helpers import der, hidden_entries
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def state1(split_small, tmp_path_factory):

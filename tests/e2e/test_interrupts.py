@@ -31,6 +31,8 @@ from retentive.state.inplace import previous_path
 from retentive.state.interrupts import CommitGuard, UpdateInterrupted
 from retentive.state.locking import lock_path
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 

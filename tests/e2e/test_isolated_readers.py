@@ -21,6 +21,8 @@ from retentive.state.inplace import exchange
 from retentive.state.reading import FolderVersion, read_consistently
 from reader_race_worker import marked_state, marks
 
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).resolve().parents[1] / "support" / "reader_race_worker.py"
 SECONDS = 5.0
 

@@ -8,6 +8,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def _kill_test_module():
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_test.py"

@@ -15,6 +15,8 @@ from retentive.state.locking import OutputLock, lock_is_held, lock_path
 from retentive.state import load_state
 from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def chunks(split_small):

@@ -16,6 +16,8 @@ from retentive.evaluation import accuracy
 from retentive.models import MLP, PackedNetwork
 from retentive.state import load_state
 
+pytestmark = pytest.mark.slow
+
 QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1, batch_size=32, seed=0)
 
 

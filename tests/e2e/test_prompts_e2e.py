@@ -15,6 +15,8 @@ import torch
 import retentive
 from prompts_support import CASES, FIRST, build
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from first_run_support import build_mirror, closed_port_url, fresh_clone, newcomer_env, readme_first_command, run_retentive, serve
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):

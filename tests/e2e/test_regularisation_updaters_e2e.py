@@ -19,6 +19,8 @@ from retentive.components.distillation import icarl_classifier
 from retentive.evaluation import accuracy_row
 from retentive.models import MLP
 
+pytestmark = pytest.mark.slow
+
 CHUNKS = 3
 TESTS_DIR = Path(__file__).resolve().parents[1] / "support"
 

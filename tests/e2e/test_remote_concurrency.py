@@ -23,6 +23,8 @@ from retentive.state.loading import load_model
 from retentive.state.remote import fetch_state, publish_state, rollback_url
 from retentive.state.remote.locations import StateLocations
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "support" / "publish_worker.py"
 

@@ -27,6 +27,8 @@ from retentive.data import TensorChunk
 from retentive.models import MLP
 from retentive.state import load_state
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Renate 0.5.2's arguments shared by every updater, at its defaults (renate/defaults.py)

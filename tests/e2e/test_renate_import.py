@@ -17,6 +17,8 @@ from retentive.models import MLP
 from retentive.state import load_state
 from retentive.state.renate import import_renate
 
+pytestmark = pytest.mark.slow
+
 
 class RunsCode:
     """What a hostile or merely custom pickle holds: loading it would import and run this."""

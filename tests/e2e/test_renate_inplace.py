@@ -16,6 +16,8 @@ from retentive.state import load_state
 from retentive.state.inplace import previous_path, rollback
 from retentive.state.staging import staging_folders
 
+pytestmark = pytest.mark.slow
+
 
 def digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -15,6 +15,8 @@ import torch
 from er_family_support import UPDATERS, build, snapshot
 from retentive.evaluation import accuracy_row
 
+pytestmark = pytest.mark.slow
+
 CHUNKS = 3
 TESTS_DIR = Path(__file__).resolve().parents[1] / "support"
 

@@ -38,6 +38,8 @@ from helpers import QUIET, sgd
 from retentive import ExperienceReplayModelUpdater
 from retentive.models import MLP
 from retentive.state import load_state
+
+pytestmark = pytest.mark.slow
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 before = max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

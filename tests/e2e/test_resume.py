@@ -16,6 +16,8 @@ from retentive.state.resume import ResumeWarning, checkpoint_root, discard_check
 from retentive.state import load_state
 from state_helpers import der, hidden_entries, same_snapshot, snapshot
 
+pytestmark = pytest.mark.slow
+
 
 class Interrupt(Exception):
     """Stands in for a crash (the kill test does the real thing with SIGKILL)."""

@@ -23,6 +23,8 @@ from retentive.memory import (
 from retentive.models import MLP
 from selection_support import MEMORY, POLICY_NAMES, build, chunks
 
+pytestmark = pytest.mark.slow
+
 TESTS_DIR = Path(__file__).resolve().parents[1] / "support"
 
 

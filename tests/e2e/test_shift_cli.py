@@ -17,6 +17,8 @@ from retentive.data.rotations import rotate
 from retentive.data.tensors import TensorChunk
 from retentive.models import MLP
 
+pytestmark = pytest.mark.slow
+
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "der.yaml"
 
 

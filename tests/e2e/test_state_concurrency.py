@@ -25,6 +25,8 @@ from retentive.state import load_state
 from retentive.state.concurrency import manifest_digest, read_versioned
 from retentive.state.inplace import previous_path, rollback
 
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parents[1] / "support"
 ROOT = TESTS.parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])}

@@ -17,6 +17,8 @@ from retentive.models import MLP
 from retentive.state import load_state, read_manifest, save_state
 from state_helpers import der, edit_manifest, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def chunks(split_small):

@@ -15,6 +15,8 @@ from retentive.state.inplace import rollback
 from retentive.state.locking import OutputLock, lock_path
 from retentive.state.resume import checkpoint_root
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def chunks(split_small):

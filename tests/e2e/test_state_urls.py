@@ -26,6 +26,8 @@ from retentive.state import load_state
 from retentive.state.loading import load_model
 from retentive.state.remote import check_reachable, fetch_state, is_url, local_path, publish_state
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "er.yaml"
 PER_CHUNK = 96

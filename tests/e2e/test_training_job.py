@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "tests" / "support" / "hpo_config.py")
 pytestmark = pytest.mark.skipif(not os.environ.get("RETENTIVE_DATA") and not Path("/work/shared/data/mnist").is_dir(),
                                 reason="real MNIST idx files are needed")
+pytestmark = [pytestmark, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,8 @@ from retentive.state import load_state
 from retentive.state.remote import fetch_state
 from retentive.training import run_training_job
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONSTANTS = {"optimizer": "SGD", "learning_rate": 0.05, "memory_size": 50}  # one job, in this process
 

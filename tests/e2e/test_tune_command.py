@@ -17,6 +17,8 @@ import torch
 from retentive.cli import main
 from retentive.data import load_mnist_arrays
 
+pytestmark = pytest.mark.slow
+
 CONFIG = """\
 updater:
   class_path: retentive.DarkExperienceReplayModelUpdater

@@ -24,6 +24,8 @@ from retentive.evaluation import accuracy
 from retentive.state.loading import load_model
 from retentive.state import load_state
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 #: every config in configs/, found when the tests are collected: a config added later is tested too
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

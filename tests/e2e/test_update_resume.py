@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from retentive.data.files import write_chunk
 from retentive.state.resume import checkpoint_root, has_checkpoint
 from retentive.state import load_state
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 # --from-scratch: the output is a first chunk written beside another first chunk ("clean")

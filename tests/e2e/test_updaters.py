@@ -27,6 +27,8 @@ from retentive.learner import Learner
 from retentive.models import MLP
 from retentive.updaters import split_batch
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
