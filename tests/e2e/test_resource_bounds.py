@@ -25,6 +25,8 @@ from retentive.models import MLP
 from retentive.state import load_state, save_state
 from state_helpers import rehash
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parents[2]
 MIB = 1 << 20
 
@@ -38,8 +40,6 @@ from helpers import QUIET, sgd
 from retentive import ExperienceReplayModelUpdater
 from retentive.models import MLP
 from retentive.state import load_state
-
-pytestmark = pytest.mark.slow
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 before = max(rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
