@@ -25,6 +25,7 @@ does not load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -88,10 +89,8 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
         return []
     records = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(ValueError):  # the last line of a killed worker, half written
             records.append(json.loads(line))
-        except ValueError:  # the last line of a killed worker, half written
-            pass
     return records
 
 
@@ -110,6 +109,7 @@ def _describe(location: str, scratch: Path, exact: list[str]) -> dict[str, Any]:
 def _initial_state(location: str, chunk: Any, scratch: Path) -> None:
     """One update (task ``init``) written to ``location``; at a URL, written locally and published."""
     from concurrency_worker import build_updater
+
     from retentive.state.remote import is_url, publish_state
 
     if not is_url(location):
@@ -125,8 +125,9 @@ def _initial_state(location: str, chunk: Any, scratch: Path) -> None:
 def run_location(location: str, args: argparse.Namespace, chunks: list[Path], env: dict[str, str],
                  scratch: Path) -> dict[str, Any]:
     """Start the writers and readers on ``location``, let them run ``args.seconds``, and summarise."""
-    from retentive.data.files import read_chunk
     from concurrency_worker import read_state
+
+    from retentive.data.files import read_chunk
 
     clock = [time.monotonic()]
     _initial_state(location, read_chunk(chunks[-1]), scratch)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import shutil
 import sys
@@ -36,8 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from concurrency_checks import error_text, fingerprint, inspect_read, is_false_tamper  # noqa: E402
 
-from retentive import DarkExperienceReplayModelUpdater  # noqa: E402
-from retentive import errors  # noqa: E402
+from retentive import DarkExperienceReplayModelUpdater, errors  # noqa: E402
 from retentive.models import MLP  # noqa: E402
 from retentive.state import MANIFEST, load_state  # noqa: E402
 from retentive.state.remote import fetch_state, is_url  # noqa: E402

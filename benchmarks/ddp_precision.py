@@ -128,7 +128,7 @@ def table(results: list[dict]) -> str:
         "| method | processes | precision | ACC % (mean ± std, seeds) | samples/s (median) | step ms (median of medians) | per run |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, (devices, precision, method) in CONFIGS.items():
+    for devices, precision, method in CONFIGS.values():
         rows = [r for r in results if (r["devices"], r["precision"], r["method"]) == (devices, precision, method)]
         if not rows:
             continue

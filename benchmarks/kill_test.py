@@ -37,6 +37,7 @@ never a mix; when it holds the new state, ``rollback`` must restore the old one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -152,10 +153,8 @@ def fork_update(setup: Setup, output: Path) -> tuple[int, int]:
             os.write(write_fd, DONE)
         except BaseException:  # noqa: BLE001 - report any failure to the parent and exit
             code = 1
-            try:
+            with contextlib.suppress(OSError):
                 os.write(write_fd, FAILED)
-            except OSError:
-                pass
         os._exit(code)
     os.close(write_fd)
     return pid, read_fd
@@ -306,10 +305,8 @@ def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None,
             os.write(write_fd, INTERRUPTED_COMMITTED if committed else INTERRUPTED)
         except BaseException:  # noqa: BLE001
             code = 1
-            try:
+            with contextlib.suppress(OSError):
                 os.write(write_fd, FAILED)
-            except OSError:
-                pass
         os._exit(code)
     os.close(write_fd)
     return pid, read_fd

@@ -71,8 +71,8 @@ def timing(repeats: int) -> dict:
     for capacity in (500, 2000):
         quotas = class_quotas(torch.bincount(targets), capacity)
         row = {"capacity": capacity}
-        row["herding_s"] = _median_seconds(lambda: herding(features, targets, quotas), repeats, f"herding_{capacity}")
-        row["k_center_s"] = _median_seconds(lambda: k_center_greedy(features, capacity), repeats, f"k_center_{capacity}")
+        row["herding_s"] = _median_seconds(lambda q=quotas: herding(features, targets, q), repeats, f"herding_{capacity}")
+        row["k_center_s"] = _median_seconds(lambda c=capacity: k_center_greedy(features, c), repeats, f"k_center_{capacity}")
         for name in ("herding", "k_center"):
             def policy_run(name=name, capacity=capacity) -> None:
                 mem = ReplayBuffer(capacity, policy=policy_from_name(name))

@@ -188,7 +188,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     chunks = split_mnist(load_mnist("train"))
-    chunk = chunks[0].subset(torch.arange(args.steps * NEW))
     x_all, y_all = chunks[1].inputs, chunks[1].targets
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.rounds} rounds of {args.steps} steps")
     for der in (False, True):

@@ -60,14 +60,25 @@ _SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory
 
 if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and IDEs
     from retentive.components import (
+        AdversarialReplay,
+        AveragedGradientEpisodicMemory,
         CLSConsistency,
         Component,
+        ElasticWeightConsolidation,
+        GradientEpisodicMemory,
+        ICaRL,
+        LearningWithoutForgetting,
         LogitMSE,
         MemoryCrossEntropy,
+        MixupReplay,
+        NearestMeanOfExemplars,
         PooledOutputDistillation,
         ShrinkAndPerturb,
         StepContext,
+        SynapticIntelligence,
+        icarl_classifier,
     )
+    from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
     from retentive.errors import (
         DataError,
         MemoryBudgetError,
@@ -94,10 +105,42 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         positive_flip_rate,
     )
     from retentive.learner import Learner
-    from retentive.state.loading import load_model
     from retentive.memory import GreedyClassBalancedPolicy, ReplayBuffer, ReservoirPolicy, UnboundedBuffer
+    from retentive.memory.generative import VariationalAutoencoder
+    from retentive.models.l2p import LearningToPromptTransformer
+    from retentive.models.sprompts import SPromptTransformer
+    from retentive.models.vit import VisionTransformer
+    from retentive.shift import (
+        KolmogorovSmirnovCovariateShiftDetector,
+        LabelShiftDetector,
+        MMDCovariateShiftDetector,
+        ShiftResult,
+        detect_shift,
+    )
+    from retentive.state.loading import load_model
     from retentive.updaters import ModelUpdater
+    from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
     from retentive.updaters.baselines import FineTuningModelUpdater, GDumbModelUpdater, JointModelUpdater
+    from retentive.updaters.episodic import (
+        AveragedGradientEpisodicMemoryModelUpdater,
+        ExperienceReplayAvalancheModelUpdater,
+        GradientEpisodicMemoryModelUpdater,
+    )
+    from retentive.updaters.generative import GenerativeReplayModelUpdater
+    from retentive.updaters.icarl import ICaRLModelUpdater
+    from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
+    from retentive.updaters.prompts import (
+        LearningToPromptModelUpdater,
+        LearningToPromptReplayModelUpdater,
+        SPeftModelUpdater,
+    )
+    from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
+    from retentive.updaters.regularization import (
+        ElasticWeightConsolidationModelUpdater,
+        LearningWithoutForgettingModelUpdater,
+        SynapticIntelligenceModelUpdater,
+    )
+    from retentive.updaters.repeated_distillation import RepeatedDistillationModelUpdater
     from retentive.updaters.replay import (
         CLSExperienceReplayModelUpdater,
         DarkExperienceReplayModelUpdater,
@@ -106,50 +149,6 @@ if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and ID
         PooledOutputDistillationExperienceReplayModelUpdater,
         SuperExperienceReplayModelUpdater,
     )
-    from retentive.components import AdversarialReplay, MixupReplay
-    from retentive.memory.generative import VariationalAutoencoder
-    from retentive.updaters.architectures import PackNetModelUpdater, ProgressiveNetworkModelUpdater
-    from retentive.updaters.generative import GenerativeReplayModelUpdater
-    from retentive.updaters.meta import MetaExperienceReplayModelUpdater, OnlineMetaLearningModelUpdater
-    from retentive.updaters.rar import RetrospectiveAdversarialReplayModelUpdater
-    from retentive.shift import (
-        KolmogorovSmirnovCovariateShiftDetector,
-        LabelShiftDetector,
-        MMDCovariateShiftDetector,
-        ShiftResult,
-        detect_shift,
-    )
-    from retentive.components import (
-        AveragedGradientEpisodicMemory,
-        ElasticWeightConsolidation,
-        GradientEpisodicMemory,
-        ICaRL,
-        LearningWithoutForgetting,
-        NearestMeanOfExemplars,
-        SynapticIntelligence,
-        icarl_classifier,
-    )
-    from retentive.updaters.episodic import (
-        AveragedGradientEpisodicMemoryModelUpdater,
-        ExperienceReplayAvalancheModelUpdater,
-        GradientEpisodicMemoryModelUpdater,
-    )
-    from retentive.updaters.icarl import ICaRLModelUpdater
-    from retentive.updaters.regularization import (
-        ElasticWeightConsolidationModelUpdater,
-        LearningWithoutForgettingModelUpdater,
-        SynapticIntelligenceModelUpdater,
-    )
-    from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
-    from retentive.models.l2p import LearningToPromptTransformer
-    from retentive.models.sprompts import SPromptTransformer
-    from retentive.models.vit import VisionTransformer
-    from retentive.updaters.prompts import (
-        LearningToPromptModelUpdater,
-        LearningToPromptReplayModelUpdater,
-        SPeftModelUpdater,
-    )
-    from retentive.updaters.repeated_distillation import RepeatedDistillationModelUpdater
 
 
 def __getattr__(name: str) -> Any:

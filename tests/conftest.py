@@ -69,3 +69,20 @@ def small_split(dataset, per_chunk: int, seed: int = 0):
 def split_small(mnist_train, mnist_test):
     """(train chunks of 1000, test chunks of 300) for end-to-end tests on real data."""
     return small_split(mnist_train, 1000), small_split(mnist_test, 300)
+
+
+@pytest.fixture(scope="module")
+def chunks(split_small):
+    """The first 64 samples of the first two Split-MNIST chunks (a module may define its own)."""
+    train, _ = split_small
+    return train[0].subset(torch.arange(64)), train[1].subset(torch.arange(64))
+
+
+@pytest.fixture(scope="module")
+def state1(tmp_path_factory, chunks):
+    """A DER state folder after one update on ``chunks[0]`` (a module may define its own)."""
+    from state_helpers import der
+
+    folder = tmp_path_factory.mktemp("state1") / "s"
+    der(folder).update(chunks[0], task_id=0)
+    return folder

@@ -91,6 +91,7 @@ def heatmap_figure(
                 r, g, b, _ = colours(float(a[i, j]))
                 ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > _DARK else "white"
                 ax.text(j, i, cell_label(float(a[i, j])), ha="center", va="center", fontsize=size, color=ink)
+    assert image is not None  # arrays is not empty: max() above would have raised
     bar = figure.colorbar(image, ax=list(axes), shrink=0.85)
     bar.set_label("accuracy %")
     bar.set_ticks([0, 0.25, 0.5, 0.75, 1.0], labels=["0", "25", "50", "75", "100"])

@@ -15,11 +15,11 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from retentive.quiet import quiet_lightning
 from retentive.benchmarking.scenarios import Scenario
 from retentive.data.scenarios import concatenate
 from retentive.data.tensors import TensorChunk
 from retentive.evaluation import accuracy
+from retentive.quiet import quiet_lightning
 
 ORDERS = ("given", "easy-hard", "hard-easy", "random")
 

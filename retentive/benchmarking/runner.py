@@ -10,17 +10,21 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from retentive.benchmarking.methods import MethodSpec
 from retentive.benchmarking.progress import Progress
-from retentive.quiet import quiet_lightning
 from retentive.benchmarking.resources import Measure
 from retentive.benchmarking.results import RunResult, ViewResult
 from retentive.benchmarking.scenarios import Scenario
 from retentive.evaluation import accuracy_row
+from retentive.quiet import quiet_lightning
 from retentive.state.loading import load_model
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger
 
 KEEP_STATES = ("all", "last", "none")
 
@@ -64,7 +68,7 @@ def run_scenario(
         for i in range(scenario.num_chunks):
             train = scenario.train[i]
             folder = workdir / f"chunk_{i:03d}"
-            logger = False
+            logger: bool | Logger = False
             if tensorboard_dir is not None:
                 from pytorch_lightning.loggers import TensorBoardLogger
 

@@ -12,8 +12,9 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
+from typing import Any
 
 #: Python argument names in library messages -> this command's terms
 FLAGS = {"resume=True": "--resume (of `retentive update`)"}
@@ -42,7 +43,8 @@ def outputs(args: argparse.Namespace) -> list[Path]:
     return [path.parent for path in (args.json, args.heatmap) if path is not None]
 
 
-def _factory(spec: str):  # noqa: ANN202 - returns the user's callable
+def _factory(spec: str) -> Callable[..., Any]:
+    """The user's model factory named ``package.module:function``."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"--model must look like 'package.module:function', got {spec!r}")
@@ -74,12 +76,11 @@ def run(args: argparse.Namespace) -> int:
 
     from retentive.benchmarking.heatmap import write_heatmap
     from retentive.benchmarking.scenarios import ScenarioOptions, build_scenario
-    from retentive.evaluation import accuracy_row, flip_metrics, format_matrix, summarize
-    from retentive.state.loading import load_model
-    from retentive.state import read_manifest
-
     from retentive.data.mnist import ensure_mnist
     from retentive.errors import StateError
+    from retentive.evaluation import accuracy_row, flip_metrics, format_matrix, summarize
+    from retentive.state import read_manifest
+    from retentive.state.loading import load_model
 
     torch.set_num_threads(args.threads)
     ensure_mnist(args.data)
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
-    states, flips, previous = [], [], None
+    states, previous = [], None
+    flips: list[dict[str, Any]] = []
     manifests = [read_manifest(folder) for folder in args.states]  # a StateError (exit 1) names a bad folder
     check_order(args.states, manifests)
     for folder, manifest in zip(args.states, manifests):

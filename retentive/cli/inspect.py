@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from retentive.cli.locations import is_local, state_location
+
+if TYPE_CHECKING:
+    from retentive.state.inspection import StateReport
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.verified else 1
 
 
-def _inspect_url(url: str):  # -> StateReport
+def _inspect_url(url: str) -> StateReport:
     """Fetch the committed state (verifying every checksum, or failing naming the file), then inspect it."""
     import tempfile
     from pathlib import Path

@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from retentive.cli.update import DATA_HELP, positive_int
+
+if TYPE_CHECKING:  # imported when a command runs (startup time)
+    from torch import nn
+
+    from retentive.shift.detectors import ShiftDetector, ShiftDetectorWithFeatureExtractor
+    from retentive.shift.result import ShiftResult
 
 SHIFT_EXIT_CODE = 3
 
@@ -73,7 +80,8 @@ def outputs(args: argparse.Namespace) -> list[Path]:
     return [*([] if args.no_tensorboard else [args.tb_logs]), *([args.json.parent] if args.json else [])]
 
 
-def _model(args: argparse.Namespace):  # noqa: ANN202 - the user's nn.Module, weights loaded, or None
+def _model(args: argparse.Namespace) -> nn.Module | None:
+    """The user's model with the state's weights loaded, or None."""
     from retentive.state.loading import load_model
 
     if args.config is not None:
@@ -91,7 +99,7 @@ def _model(args: argparse.Namespace):  # noqa: ANN202 - the user's nn.Module, we
     return load_model(model, args.state)
 
 
-def _log(args: argparse.Namespace, result, step: int) -> None:  # noqa: ANN001 - a ShiftResult
+def _log(args: argparse.Namespace, result: ShiftResult, step: int) -> None:
     from pytorch_lightning.loggers import TensorBoardLogger
 
     logger = TensorBoardLogger(save_dir=str(args.tb_logs), name="shift")
@@ -142,9 +150,10 @@ def run(args: argparse.Namespace) -> int:
     return SHIFT_EXIT_CODE if result.shift else 0
 
 
-def _features(args: argparse.Namespace, model, detector) -> str:  # noqa: ANN001
+def _features(args: argparse.Namespace, model: nn.Module | None, detector: ShiftDetector) -> str:
     if args.detector == "labels":
         return "predicted classes" if args.predicted else "labels"
     if model is None or args.raw_inputs:
         return "raw inputs"
-    return f"layer {getattr(detector._feature_extractor, 'layer', None)!r}" + ("" if args.layer else " (penultimate)")
+    extractor = cast("ShiftDetectorWithFeatureExtractor", detector)._feature_extractor  # a model's features
+    return f"layer {getattr(extractor, 'layer', None)!r}" + ("" if args.layer else " (penultimate)")

@@ -322,7 +322,7 @@ def _update_and_report(args: argparse.Namespace, config: Any, updater: Any, trai
     }
     line = f"retentive update: {summary['updater']}, update {updater.updates_done}, {len(train)} samples in {seconds:.1f} s"
     if val_accuracy is not None:
-        line += f"; validation accuracy {100 * val_accuracy:.2f}% on {len(val)} samples"  # type: ignore[arg-type]
+        line += f"; validation accuracy {100 * val_accuracy:.2f}% on {len(val)} samples"
     if updater.global_rank != 0:  # under DDP every rank runs this command; rank 0 reports
         return 0
     print(f"{line}; state -> {args.output_state}", flush=True)

@@ -9,16 +9,6 @@ import importlib
 from retentive.components.adversarial import AdversarialReplay, MixupReplay, nearest_other_class, targeted_mifgsm
 from retentive.components.base import Batch, Component, StepContext, UpdateContext, reduce_task_loss
 from retentive.components.cls import CLSConsistency, ema_decay, ema_update_, select_teacher_logits
-from retentive.components.pod import DISTILLATION_TYPES, PooledOutputDistillation, pod_distance, pod_pool
-from retentive.components.replay import LogitMSE, MemoryCrossEntropy, logit_mse
-from retentive.components.shrink_perturb import ShrinkAndPerturb, shrink_perturb_
-from retentive.components.regularizers import (
-    ElasticWeightConsolidation,
-    SynapticIntelligence,
-    fisher_diagonal,
-    quadratic_penalty,
-    si_importance,
-)
 from retentive.components.distillation import (
     ICaRL,
     LearningWithoutForgetting,
@@ -28,13 +18,23 @@ from retentive.components.distillation import (
     nme_scores,
 )
 from retentive.components.exemplars import herding_selection
-from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
+from retentive.components.pod import DISTILLATION_TYPES, PooledOutputDistillation, pod_distance, pod_pool
 from retentive.components.projection import (
     AveragedGradientEpisodicMemory,
     GradientEpisodicMemory,
     agem_project,
     gem_project,
 )
+from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
+from retentive.components.regularizers import (
+    ElasticWeightConsolidation,
+    SynapticIntelligence,
+    fisher_diagonal,
+    quadratic_penalty,
+    si_importance,
+)
+from retentive.components.replay import LogitMSE, MemoryCrossEntropy, logit_mse
+from retentive.components.shrink_perturb import ShrinkAndPerturb, shrink_perturb_
 
 __all__ = [
     "PromptKeyQueryLoss",

@@ -25,6 +25,7 @@ uses the samples' own labels.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -131,7 +132,7 @@ class AdversarialReplay(Component):
 
     def lookahead(self, ctx: StepContext) -> dict[str, Tensor]:
         """The weights after one SGD step of ``opt_lr`` on the current batch (nothing else changes)."""
-        named = {name: p for name, p in ctx.model.named_parameters() if p.requires_grad}
+        named: dict[str, Tensor] = {name: p for name, p in ctx.model.named_parameters() if p.requires_grad}
         loss = ctx.task_loss(self._call(ctx.model, named, ctx.inputs, ctx.task_ids), ctx.targets)
         grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
         return {n: (p.detach() if g is None else p.detach() - self.opt_lr * g) for (n, p), g in zip(named.items(), grads)}

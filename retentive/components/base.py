@@ -21,14 +21,19 @@ saved.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from retentive.memory.buffer import MemoryBatch, ReplayBuffer
+from retentive.memory.buffer import MemoryBatch
+
+# the one update context, shared with the memory policies (re-exported here for components)
+from retentive.memory.context import Batch, UpdateContext
+
+__all__ = ["Batch", "Component", "StepContext", "UpdateContext", "reduce_task_loss"]
 
 #: the separator of per-parameter state buffers: ``<state>__<parameter name with . as __>``
 _PER_PARAMETER_SEP = "__"
@@ -47,14 +52,6 @@ def reduce_task_loss(values: Tensor, n: int, what: str = "loss_fn") -> tuple[Ten
             f"{what} must return a scalar or one value per sample (shape ({n},)), got shape {tuple(values.shape)}"
         )
     return values.mean(), values
-
-
-class Batch(NamedTuple):
-    """A batch of samples on the training device: inputs (a tensor or nested), targets, task ids."""
-
-    inputs: Any
-    targets: Tensor
-    task_ids: Tensor
 
 
 @dataclass
@@ -100,50 +97,6 @@ class StepContext:
     def parameters(self) -> list[nn.Parameter]:
         """The trainable parameters, in the model's order (their ``.grad`` is set after backward)."""
         return [p for p in self.model.parameters() if p.requires_grad]
-
-
-@dataclass
-class UpdateContext:
-    """What an update-level hook may read: the model, the memory, and the chunk in batches.
-
-    :meth:`chunk_batches` and :meth:`memory_batches` iterate the *whole* chunk and memory (on every
-    data-parallel rank alike, so that every replica computes the same statistics), in a fixed
-    order, on the training device, untransformed (``test_transform`` applied when set).
-    """
-
-    model: nn.Module
-    memory: ReplayBuffer
-    task_id: int
-    update: int
-    device: torch.device
-    loss_fn: Callable[[Tensor, Tensor], Tensor]
-    batch_size: int
-    rank: int = 0
-    world_size: int = 1
-    generator: torch.Generator | None = None
-    rng: random.Random | None = None
-    epoch: int | None = None
-    _chunk: Callable[[int], Iterator[Batch]] | None = None
-    _forward: Callable[[Any, Tensor], Tensor] | None = None
-    all_reduce_mean: Callable[[Tensor], Tensor] = staticmethod(lambda t: t)  # type: ignore[assignment]
-
-    def chunk_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
-        """The current chunk, in order, in batches of ``batch_size`` (default: the training batch)."""
-        if self._chunk is None:
-            return iter(())
-        return self._chunk(batch_size or self.batch_size)
-
-    def memory_batches(self, batch_size: int | None = None) -> Iterator[Batch]:
-        """The samples held in memory, in slot order, in batches."""
-        size = batch_size or self.batch_size
-        for start in range(0, len(self.memory), size):
-            rows = self.memory.rows(start, min(start + size, len(self.memory)))
-            yield Batch(rows.inputs, rows.targets, rows.task_ids)
-
-    def forward(self, inputs: Any, task_ids: Tensor) -> Tensor:
-        """The model's logits on ``inputs``, routed by task id as in training."""
-        assert self._forward is not None
-        return self._forward(inputs, task_ids)
 
 
 class Component(nn.Module):

@@ -44,8 +44,13 @@ def _ema_tensors_(
         ema_buffer.copy_(buffer)
 
 
-def _pairs(ema: nn.Module, model: nn.Module) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
-    ema_params, params = list(ema.parameters()), list(model.parameters())
+#: a teacher's parameters, the model's (detached), the teacher's buffers, the model's
+_Pairs = tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]
+
+
+def _pairs(ema: nn.Module, model: nn.Module) -> _Pairs:
+    ema_params: list[Tensor] = list(ema.parameters())
+    params = list(model.parameters())
     if len(ema_params) != len(params):
         raise ValueError(f"the teacher has {len(ema_params)} parameters but the model {len(params)}")
     mismatched = [i for i, (e, p) in enumerate(zip(ema_params, params)) if e.shape != p.shape or e.dtype != p.dtype]
@@ -91,6 +96,9 @@ class CLSConsistency(Component):
         plastic_model_update_probability: chance of updating the plastic teacher after a step [0.9].
     """
 
+    #: buffers (add_state / register_buffer), declared for the type checker
+    iteration: Tensor
+
     def __init__(
         self,
         weight: float,
@@ -127,7 +135,7 @@ class CLSConsistency(Component):
         self.plastic_model = _teacher(model)
         self.stable_model = _teacher(model)
         self.add_state("iteration", torch.tensor(0, dtype=torch.int64))
-        self._cache: dict[str, tuple] = {}
+        self._cache: dict[str, _Pairs] = {}
         self._step: int | None = None  # a host copy of `iteration`: no device sync per step
 
     def _teachers_to_eval(self) -> None:

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext, UpdateContext
-from retentive.components.exemplars import balanced_quotas, herding_selection, replace_memory
+from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.data import nested
+from retentive.memory.selection import herding
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTap
@@ -81,6 +82,9 @@ class _SeenClasses(Component):
     The teacher is not state: a resumed fit rebuilds it at ``on_update_start`` from the model the
     update started from (the checkpoint's weights are applied after that hook).
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    seen_classes: Tensor
 
     def __init__(self, weight: float) -> None:
         super().__init__(weight)
@@ -164,6 +168,10 @@ class ICaRL(_SeenClasses):
             layer, else the input of its last ``nn.Linear``).
     """
 
+    #: buffers (add_state / register_buffer), declared for the type checker
+    class_means: Tensor
+    has_mean: Tensor
+
     def __init__(self, memory_size: int, feature_layer: str | None = None) -> None:
         super().__init__(1.0)
         self.memory_size = int(memory_size)
@@ -208,11 +216,9 @@ class ICaRL(_SeenClasses):
     def _exemplars(self, ctx: UpdateContext, classes: Tensor, quotas: list[int], taps: FeatureTap) -> dict[str, Tensor]:
         """Old classes keep their first exemplars; this chunk's new classes are herded."""
         memory = ctx.memory
-        held = {k: v[: len(memory)] for k, v in memory.storage.items()} if len(memory) else {}
-        if held:
-            held["inputs"] = memory.decoded("inputs")
+        held = dict(memory.rows(0, len(memory)).data) if len(memory) else {}
         chunk = list(ctx.chunk_batches())
-        data = {
+        data: dict[str, Any] = {
             "inputs": nested.cat([b.inputs for b in chunk]) if chunk else None,
             "targets": torch.cat([b.targets.long() for b in chunk]),
             "task_ids": torch.cat([b.task_ids.long() for b in chunk]),
@@ -230,19 +236,19 @@ class ICaRL(_SeenClasses):
         return {k: nested.cat([p[k] for p in parts]) if k == "inputs" else torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def _herd(self, ctx: UpdateContext, data: dict[str, Any], new: Sequence[int], quotas: Sequence[int], taps: FeatureTap) -> dict[int, Tensor]:
+        """Herd each new class's exemplars among its chunk samples (features already normalised)."""
         if not new:
             return {}
         members = [(data["targets"] == c).nonzero().flatten() for c in new]
-        n = max(int(m.numel()) for m in members)
-        feats: list[Tensor] = []
-        for m in members:  # features in batches; classes padded to n candidates
-            rows = [self._features(ctx, nested.index(data["inputs"], m[i : i + 1024]), data["task_ids"][m[i : i + 1024]], taps)
-                    for i in range(0, m.numel(), 1024)]
-            f = torch.cat(rows)
-            feats.append(F.pad(f, (0, 0, 0, n - f.shape[0])))
-        counts = torch.tensor([int(m.numel()) for m in members])
-        chosen = herding_selection(torch.stack(feats), counts, max(quotas)).cpu()
-        return {c: members[i][chosen[i, : quotas[i]][chosen[i, : quotas[i]] >= 0]] for i, c in enumerate(new)}
+        features = torch.cat([  # in batches, class by class
+            self._features(ctx, nested.index(data["inputs"], m[i : i + 1024]), data["task_ids"][m[i : i + 1024]], taps)
+            for m in members for i in range(0, m.numel(), 1024)
+        ])
+        labels = torch.cat([torch.full((int(m.numel()),), i, dtype=torch.int64) for i, m in enumerate(members)])
+        kept = torch.tensor([min(q, int(m.numel())) for q, m in zip(quotas, members)], dtype=torch.int64)
+        picked = herding(features, labels.to(features.device), kept, normalize=False).cpu()
+        rows = torch.cat(members).cpu()[picked].split(kept.tolist())
+        return {c: rows[i].to(members[i].device) for i, c in enumerate(new)}
 
     def _class_means(self, ctx: UpdateContext, taps: FeatureTap) -> None:
         sums: Tensor | None = None
@@ -273,6 +279,10 @@ class NearestMeanOfExemplars(nn.Module):
     :func:`retentive.evaluation.accuracy` work as with logits. A class without exemplars has no
     mean and the score ``-inf``: it is never predicted (documented behaviour, not an error).
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    class_means: Tensor
+    has_mean: Tensor
 
     def __init__(self, model: nn.Module, feature_layer: str | None, class_means: Tensor, has_mean: Tensor) -> None:
         super().__init__()

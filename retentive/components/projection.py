@@ -30,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext, UpdateContext
-from retentive.memory.buffer import MemoryBatch, ReplayBuffer
+from retentive.memory.buffer import MemoryBatch
+from retentive.memory.protocol import ReplayMemory
 from retentive.models.routing import forward_routed
 
 #: GEM's regulariser of GGᵀ (as in the authors' code), and the largest t solved by enumeration
@@ -139,7 +140,7 @@ class GradientEpisodicMemory(Component):
         self._groups = []
         if not len(memory):
             return
-        tasks = memory.storage["task_ids"][: len(memory)]
+        tasks = memory.decoded("task_ids")
         for task in torch.unique(tasks).tolist():
             if task == ctx.task_id:
                 continue
@@ -172,7 +173,7 @@ class AveragedGradientEpisodicMemory(Component):
         if not isinstance(sample_size, int) or sample_size < 1:
             raise ValueError(f"sample_size must be an int >= 1, got {sample_size!r}")
         self.sample_size = sample_size
-        self._memory: list[ReplayBuffer] = []
+        self._memory: list[ReplayMemory] = []
 
     def on_update_start(self, ctx: UpdateContext) -> None:
         self._memory = [ctx.memory]

@@ -166,7 +166,7 @@ def _fisher_by_jacobians(
     per_batch = max(1, _FISHER_BUDGET // (probs.shape[-1] * sum(p.numel() for p in detached.values())))
     for start in range(0, n, per_batch):
         stop = min(n, start + per_batch)
-        x = nested.tree_map(lambda v: v[start:stop], batch.inputs)
+        x = nested.index(batch.inputs, slice(start, stop))
         jac = jacobian(detached, x, batch.task_ids[start:stop])  # name -> (b, C, *shape)
         for name, j in jac.items():
             total[name] += torch.einsum("bc,bc...->...", probs[start:stop], j.pow(2))
@@ -201,6 +201,9 @@ class ElasticWeightConsolidation(Component):
             Mammoth's tuned Seq-MNIST value; 0: only the latest) [1].
         fisher_batch_size: chunk samples per Fisher pass (``None``: the update-level default).
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    consolidated: Tensor
 
     normalized = False
 
@@ -255,6 +258,9 @@ class SynapticIntelligence(Component):
         weight: ``c`` (``si_c``) [Mammoth's Seq-MNIST: 1].
         epsilon: ``ξ``, the damping of ``Δθ²`` (``si_epsilon``) [Mammoth's Seq-MNIST: 0.9].
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    consolidated: Tensor
 
     normalized = False
 

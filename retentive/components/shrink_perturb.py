@@ -18,7 +18,6 @@ from torch import nn
 from retentive.components.base import Component, UpdateContext
 
 
-
 @torch.no_grad()
 def shrink_perturb_(
     parameters: Iterable[nn.Parameter], shrink_factor: float, sigma: float, generator: torch.Generator | None = None

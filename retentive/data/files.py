@@ -109,8 +109,8 @@ def chunk_from_tensors(tensors: dict[str, Tensor], source: str) -> TensorChunk:
         if not torch.is_tensor(value):
             raise DataError(f"{source}: {key} is a {type(value).__name__}; expected a tensor")
     inputs = _split_inputs(tensors, source)
-    for key, value in (("inputs", inputs), ("targets", tensors.get("targets"))):
-        if value is None:
+    for key, given in (("inputs", inputs), ("targets", tensors.get("targets"))):
+        if given is None:
             raise DataError(f"{source}: the key {key!r} is missing; a chunk holds inputs, targets and optionally task_ids")
     leaves = nested.flatten(inputs, "inputs")
     first = next(iter(leaves.values()))
@@ -292,7 +292,8 @@ def write_chunk(path: str | os.PathLike[str], chunk: TensorChunk) -> Path:
         tensors["task_ids"] = chunk.task_ids.detach().cpu()
     buffer = io.BytesIO()
     if suffix == ".npz":
-        np.savez_compressed(buffer, **{k: v.numpy() for k, v in tensors.items()})
+        arrays: dict[str, Any] = {k: v.numpy() for k, v in tensors.items()}
+        np.savez_compressed(buffer, **arrays)
         payload = buffer.getvalue()
     elif suffix == ".pt":
         torch.save({k: v.contiguous() for k, v in tensors.items()}, buffer)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
@@ -43,11 +43,12 @@ def training_loader(
             generator=generator,  # the sampler's: a resume checkpoint saves and restores it
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
-            **({} if collate_fn is None else {"collate_fn": collate_fn}),
+            collate_fn=collate_fn,  # None: DataLoader's default collate
         )
     if getattr(dataset, "supports_batch_indexing", False) and collate_fn is None:
         # One indexing op per batch instead of per-sample fetches and a collate.
-        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        sized = cast(Sized, dataset)  # a batch-indexing dataset has a length
+        order = RandomSampler(sized, generator=generator) if shuffle else SequentialSampler(sized)
         return DataLoader(
             dataset,
             sampler=BatchSampler(order, batch_size=batch_size, drop_last=False),
@@ -63,5 +64,5 @@ def training_loader(
         generator=generator,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        **({} if collate_fn is None else {"collate_fn": collate_fn}),
+        collate_fn=collate_fn,  # None: DataLoader's default collate
     )

@@ -9,13 +9,13 @@ tensor), ``"input_ids"`` or ``"0.pixels"``; :func:`structure` records the contai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-Nested = Union[Tensor, Mapping[str, Any], Sequence[Any]]
+Nested = Tensor | Mapping[str, Any] | Sequence[Any]
 
 SEPARATOR = "."
 
@@ -101,7 +101,7 @@ def cat(values: Sequence[Any]) -> Any:
     return unflatten({k: torch.cat([f[k] for f in flats]) for k in keys}, structure(values[0]))
 
 
-def index(x: Any, idx: Tensor | slice) -> Any:
+def index(x: Any, idx: int | list[int] | Tensor | slice) -> Any:
     """The rows ``idx`` of every leaf."""
     return tree_map(lambda leaf: leaf[idx], x)
 
@@ -150,6 +150,7 @@ def paths(spec: Any, prefix: str = "") -> list[str]:
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise ValueError(f"not a nested structure: {spec!r}")
     (kind, children), = spec.items()
+    named: Iterable[tuple[str, Any]]
     if kind == "dict" and isinstance(children, Mapping):
         named = children.items()
     elif kind in ("tuple", "list") and isinstance(children, list):

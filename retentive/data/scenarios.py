@@ -61,6 +61,7 @@ def class_incremental(
     if (class_groups is None) == (num_chunks is None):
         raise ValueError("pass either class_groups or num_chunks")
     if class_groups is None:
+        assert num_chunks is not None  # exactly one of the two is given (checked above)
         class_groups = group_classes(torch.unique(dataset.targets).tolist(), num_chunks, seed)
     seen: set[int] = set()
     chunks = []

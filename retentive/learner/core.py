@@ -31,24 +31,27 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.core.optimizer import LightningOptimizer
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext, reduce_task_loss
 from retentive.data import nested
 from retentive.errors import DataError
 from retentive.learner.checks import StepChecks
+from retentive.learner.host import ComponentList
 from retentive.learner.lifecycle import ChunkBatches, LifecycleMixin
 from retentive.learner.losses import mask_logits, normalized_total
 from retentive.learner.metrics import EpochMetrics
 from retentive.learner.replicas import ReplicaMixin
 from retentive.learner.state import StateMixin
-from retentive.learner.validation import ValidationMixin
 from retentive.learner.transforms import Transform, apply_transform
+from retentive.learner.validation import ValidationMixin
 from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.protocol import ReplayMemory
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
@@ -103,7 +106,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         optimizer: OptimizerFactory,
         components: Sequence[Component] = (),
-        memory: ReplayBuffer | None = None,
+        memory: ReplayMemory | None = None,
         memory_batch_size: int = 0,
         loss_weight: float = 1.0,
         loss_normalization: bool = True,
@@ -144,8 +147,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         self.loss_fn = loss_fn
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.components = nn.ModuleList(components)
-        self.memory = memory if memory is not None else ReplayBuffer(0)
+        self.components = ComponentList(components)
+        self.memory: ReplayMemory = memory if memory is not None else ReplayBuffer(0)
         self.memory_batch_size = int(memory_batch_size)
         self.loss_weight = float(loss_weight)
         self.loss_normalization = loss_normalization
@@ -192,7 +195,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         """The classes ``mask_unused_classes`` keeps: Renate's, those of the current chunk plus
         those present in the memory when the update starts."""
         if classes is not None and self.memory_classes_masked and len(self.memory):
-            stored = self.memory.storage["targets"][: len(self.memory)].to(classes.device)
+            stored = self.memory.decoded("targets").to(classes.device)
             classes = torch.cat([classes.long(), stored.long()])
         self.chunk_classes = None if classes is None else torch.unique(classes.long())
 
@@ -226,7 +229,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         return x, y.long(), t.long()
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        optimizer = self.optimizers()
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
         optimizer.zero_grad()
         loss, ctx = self.step_loss(batch)
         self.manual_backward(loss)
@@ -234,12 +237,13 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             for component in self.components:
                 component.on_before_optimizer_step(ctx)
         if self.gradient_clip_val is not None:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm=self.gradient_clip_algorithm
+            self.clip_gradients(  # a LightningOptimizer is an instance of the optimizer's class at runtime
+                optimizer,  # type: ignore[arg-type]
+                gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm=self.gradient_clip_algorithm
             )
         optimizer.step()
         if self.scheduler_interval == "step":
-            scheduler = self.lr_schedulers()
+            scheduler = self._scheduler()
             if scheduler is not None:
                 scheduler.step()
         self.epoch_metrics.train_step(loss.detach(), ctx)

@@ -4,9 +4,10 @@ each epoch, and the context those hooks get (a mixin of :class:`~retentive.learn
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler
 
 from retentive.components.base import Batch, UpdateContext
 from retentive.data import nested
@@ -18,8 +19,13 @@ from retentive.streams import Purpose, stream_seed
 
 ChunkBatches = Callable[[int], Iterator[Batch]]
 
+if TYPE_CHECKING:  # the Learner's attributes, for the type checker (see retentive.learner.host)
+    from retentive.learner.host import LearnerHost as _Host
+else:
+    _Host = object
 
-class LifecycleMixin:
+
+class LifecycleMixin(_Host):
     """``begin_update``, the update context, and the fit- and epoch-level hooks."""
 
     def begin_update(self, seed: int, update: int, task_id: int | str, chunk: ChunkBatches | None) -> None:
@@ -83,7 +89,8 @@ class LifecycleMixin:
             ctx = self.update_context()
             for component in self.components:
                 component.on_update_end(ctx)
-            self._policy_hook("on_update_end", ctx)  # update-end selection (herding, k-center, ...)
+            if self.memory.capacity > 0:  # update-end selection (herding, k-center, ...), inside the replica check
+                self.memory.policy.on_update_end(ctx)
         if self._taps is not None:
             self._taps.remove()
             self._taps = None
@@ -92,7 +99,7 @@ class LifecycleMixin:
 
     def on_train_epoch_end(self) -> None:
         self.checks.raise_if_failed(self.task_id)
-        scheduler = self.lr_schedulers()
+        scheduler = self._scheduler()
         if scheduler is not None and self.scheduler_interval == "epoch":
             scheduler.step()
         self.epoch_metrics.log_train(self)
@@ -100,11 +107,9 @@ class LifecycleMixin:
             ctx = self.update_context(epoch=self.current_epoch)
             for component in self.components:
                 component.on_train_epoch_end(ctx)
-            self._policy_hook("on_train_epoch_end", ctx)
+            if self.memory.capacity > 0:  # a policy that evaluates per epoch (forgetting counts)
+                self.memory.policy.on_train_epoch_end(ctx)
 
-    def _policy_hook(self, name: str, ctx: UpdateContext) -> None:
-        """A memory policy that selects with the model (update-end policies) runs beside the
-        components, inside the replica check."""
-        hook = getattr(self.memory.policy, name, None)
-        if hook is not None and self.memory.capacity > 0:
-            hook(ctx)
+    def _scheduler(self) -> LRScheduler | None:
+        """The learning-rate scheduler, if any (``configure_optimizers`` returns at most one)."""
+        return cast("LRScheduler | None", self.lr_schedulers())

@@ -10,8 +10,8 @@ epoch. ``logged_metrics`` are torchmetrics objects updated with ``(logits, targe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import ItemsView, Mapping, ValuesView
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,17 @@ from torch import Tensor, nn
 #: the names Renate logs whatever ``logged_metrics`` holds, plus retentive's validation accuracy
 LOSS_NAMES = ("train_loss", "train_base_loss", "val_loss")
 RETENTIVE_NAMES = ("val/accuracy",)
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
+
+    class MetricDict(nn.ModuleDict):
+        """``nn.ModuleDict`` whose values the type checker knows to be torchmetrics metrics."""
+
+        def items(self) -> ItemsView[str, Metric]: ...
+        def values(self) -> ValuesView[Metric]: ...
+else:
+    MetricDict = nn.ModuleDict
 
 
 def logged_metric_names(logged_metrics: Mapping[str, Any] | None) -> tuple[str, ...]:
@@ -50,8 +61,8 @@ class EpochMetrics(nn.Module):
     def __init__(self, logged_metrics: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         metrics = check_logged_metrics(logged_metrics)
-        self.train_metrics = nn.ModuleDict({name: metric.clone() for name, metric in metrics.items()})
-        self.val_metrics = nn.ModuleDict({name: metric.clone() for name, metric in metrics.items()})
+        self.train_metrics = MetricDict({name: metric.clone() for name, metric in metrics.items()})
+        self.val_metrics = MetricDict({name: metric.clone() for name, metric in metrics.items()})
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
 
@@ -74,12 +85,12 @@ class EpochMetrics(nn.Module):
         for metric in self.val_metrics.values():
             metric.update(logits, targets)
 
-    def _log(self, module: Any, prefix: str, metrics: nn.ModuleDict) -> None:
+    def _log(self, module: Any, prefix: str, metrics: MetricDict) -> None:
         world = getattr(getattr(module, "_trainer", None), "world_size", 1) > 1
         for name in [n for n in self._sums if n.startswith(prefix)]:
             module.log(name, self._sums.pop(name) / self._counts.pop(name), on_epoch=True, sync_dist=world)
         for name, metric in metrics.items():
-            if metric.update_count:  # type: ignore[attr-defined]
+            if metric.update_count:
                 module.log(f"{prefix}_{name}", metric.compute(), on_epoch=True)
             metric.reset()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -19,9 +20,12 @@ from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
 from retentive.models.taps import FeatureTaps
 
+if TYPE_CHECKING:
+    from retentive.learner.core import Learner
+
 
 @contextmanager
-def _evaluating(learner) -> Iterator[FeatureTaps | None]:  # noqa: ANN001 - a Learner (import cycle)
+def _evaluating(learner: Learner) -> Iterator[FeatureTaps | None]:
     taps = FeatureTaps(learner.model, learner.feature_layers) if learner.feature_layers else None
     try:
         with evaluating(learner.model):
@@ -31,13 +35,13 @@ def _evaluating(learner) -> Iterator[FeatureTaps | None]:  # noqa: ANN001 - a Le
             taps.remove()
 
 
-def _outputs(learner, batch: Batch, taps: FeatureTaps | None) -> tuple[Tensor, dict[str, Tensor]]:  # noqa: ANN001
+def _outputs(learner: Learner, batch: Batch, taps: FeatureTaps | None) -> tuple[Tensor, dict[str, Tensor]]:
     inputs = nested.to(batch.inputs, learner.device)
     outputs = forward_routed(learner.model, inputs, batch.task_ids.to(learner.device))
     return outputs, dict(taps.outputs) if taps is not None else {}
 
 
-def insert_chunk(learner, batches: Iterable[Batch]) -> None:  # noqa: ANN001
+def insert_chunk(learner: Learner, batches: Iterable[Batch]) -> None:
     """Offer every sample of the chunk to the memory, with metadata from the trained model."""
     with _evaluating(learner) as taps:
         for batch in batches:
@@ -47,7 +51,7 @@ def insert_chunk(learner, batches: Iterable[Batch]) -> None:  # noqa: ANN001
             learner.memory.add(row)
 
 
-def refresh_metadata(learner, slots: Tensor, batch_size: int = 512) -> None:  # noqa: ANN001
+def refresh_metadata(learner: Learner, slots: Tensor, batch_size: int = 512) -> None:
     """Recompute the stored metadata of memory ``slots`` with the trained model (gamma 0 refresh)."""
     if not learner.memory_keys or slots.numel() == 0:
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -18,8 +19,13 @@ from retentive.distributed import all_gather_stacked, broadcast_buffers, check_i
 from retentive.memory.exchange import Exchange
 from retentive.streams import Purpose, stream_seed
 
+if TYPE_CHECKING:  # the Learner's attributes, for the type checker (see retentive.learner.host)
+    from retentive.learner.host import LearnerHost as _Host
+else:
+    _Host = object
 
-class ReplicaMixin:
+
+class ReplicaMixin(_Host):
     """The Learner's data-parallel side (a mixin of :class:`~retentive.learner.Learner`)."""
 
     _exchange: Exchange | None
@@ -30,12 +36,12 @@ class ReplicaMixin:
 
     def _start_distributed_fit(self) -> None:
         self._exchange, self._shared_seed = None, None
-        trainer = self._trainer  # type: ignore[attr-defined]
+        trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             strategy = trainer.strategy
             gather = all_gather_stacked if torch.distributed.is_initialized() else strategy.all_gather
-            self._exchange = Exchange(trainer.global_rank, trainer.world_size, gather, self.device)  # type: ignore[attr-defined]
-            shared = stream_seed(self.seed, self.update_index, Purpose.SHARED)  # type: ignore[attr-defined]
+            self._exchange = Exchange(trainer.global_rank, trainer.world_size, gather, self.device)
+            shared = stream_seed(self.seed, self.update_index, Purpose.SHARED)
             self._shared_seed = int(strategy.broadcast(shared, src=0))
 
     def _all_reduce_mean(self, tensor: Tensor) -> Tensor:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the Learner's attributes, for the type checker (see retentive.learner.host)
+    from retentive.learner.host import LearnerHost as _Host
+else:
+    _Host = object
 
 
-class StateMixin:
+class StateMixin(_Host):
     """Saving and loading the Learner's extra state (a mixin of :class:`~retentive.learner.Learner`)."""
 
     def extra_state(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -11,8 +11,13 @@ from retentive.components.base import reduce_task_loss
 from retentive.learner.transforms import apply_transform
 from retentive.models.routing import forward_routed
 
+if TYPE_CHECKING:  # the Learner's attributes, for the type checker (see retentive.learner.host)
+    from retentive.learner.host import LearnerHost as _Host
+else:
+    _Host = object
 
-class ValidationMixin:
+
+class ValidationMixin(_Host):
     """The Learner's validation loop (a mixin of :class:`~retentive.learner.Learner`)."""
 
     _val_correct: int

@@ -1,7 +1,9 @@
-"""Replay memory: preallocated tensor storage and the policies that fill it."""
+"""Replay memory: the declared interface (:mod:`~retentive.memory.protocol`), tensor storage, and
+the policies that fill it."""
 
-from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.memory.buffer import CORE_KEYS, MemoryBatch, ReplayBuffer
+from retentive.memory.context import Batch, ChunkContext, UpdateContext, chunk_context
+from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.memory.policies import (
     ClassBalancedReservoirPolicy,
     GreedyClassBalancedPolicy,
@@ -10,11 +12,13 @@ from retentive.memory.policies import (
     RingBufferPolicy,
     policy_from_name,
 )
-from retentive.memory.unbounded import UnboundedBuffer
+from retentive.memory.protocol import PolicyDefaults, ReplayMemory
 from retentive.memory.selection_policies import ForgettingPolicy, GradientDiversityPolicy, HerdingPolicy, KCenterPolicy
-from retentive.memory.update_end import ChunkContext, UpdateEndPolicy, run_update_end
+from retentive.memory.unbounded import UnboundedBuffer
+from retentive.memory.update_end import UpdateEndPolicy, run_update_end
 
 __all__ = [
+    "Batch",
     "CORE_KEYS",
     "ChunkContext",
     "ClassBalancedReservoirPolicy",
@@ -26,12 +30,16 @@ __all__ = [
     "InsertionPolicy",
     "KCenterPolicy",
     "MemoryBatch",
+    "PolicyDefaults",
     "ReplayBuffer",
+    "ReplayMemory",
     "ReservoirPolicy",
     "RingBufferPolicy",
     "UnboundedBuffer",
+    "UpdateContext",
     "UpdateEndPolicy",
     "VariationalAutoencoder",
+    "chunk_context",
     "policy_from_name",
     "run_update_end",
 ]

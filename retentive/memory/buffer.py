@@ -20,6 +20,10 @@ float32 whatever the training precision.
 Under data parallelism every rank holds an identical replica: :mod:`retentive.memory.exchange`
 drives :meth:`ReplayBuffer.choose_slots` and :meth:`ReplayBuffer.write` with the samples of all
 ranks, and :meth:`ReplayBuffer.sample` gives each rank its own share of one draw.
+
+:class:`ReplayBuffer` is the tensor backend of :class:`~retentive.memory.protocol.ReplayMemory`;
+code outside this package reads and rewrites it only through that protocol. (Over 400 lines on
+purpose: layout, growth, the draw and the state format share the storage's invariants.)
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from retentive.errors import MemoryShapeError
 from retentive.memory.budget import budget_error, check_growth, fits, grown_storage, nbytes
 from retentive.memory.compact import decode, dtype_from_name, dtype_name, encode, parse_input_dtype
 from retentive.memory.layout import INPUTS, Spec, batch_size, check_rows, flat_rows, is_input_key
-from retentive.memory.policies import InsertionPolicy, ReservoirPolicy
+from retentive.memory.policies import ReservoirPolicy
+from retentive.memory.protocol import InsertionPolicy, missing_policy_members
 from retentive.streams import memory_seeds
 
 #: Keys every memory stores; everything else is metadata a component asked for.
@@ -98,9 +103,14 @@ class ReplayBuffer:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
             raise ValueError(f"memory capacity must be an int >= 0, got {capacity!r}")
         self.capacity = capacity
-        self.policy: InsertionPolicy = policy or ReservoirPolicy()
-        if hasattr(self.policy, "check"):  # e.g. a class-balanced memory smaller than its classes
-            self.policy.check(capacity)
+        chosen = ReservoirPolicy() if policy is None else policy
+        if not isinstance(chosen, InsertionPolicy):
+            raise TypeError(
+                f"memory policy {type(chosen).__name__} lacks the InsertionPolicy members "
+                f"{missing_policy_members(chosen)}; subclass retentive.memory.PolicyDefaults for their defaults"
+            )
+        self.policy: InsertionPolicy = chosen
+        self.policy.check(capacity)  # e.g. a class-balanced memory smaller than its classes
         self.insert_generator = torch.Generator()
         self.sample_generator = torch.Generator()
         self.reseed(*memory_seeds(seed, 0))
@@ -255,6 +265,29 @@ class ReplayBuffer:
         if size is not None:
             self.size = size
 
+    def replace(self, rows: Mapping[str, Any], offered: int = 0) -> None:
+        """Make ``rows`` the memory's whole content, in slots ``0..n-1``; count ``offered`` samples seen.
+
+        The one way to rewrite a memory (update-end selection, iCaRL's exemplars, the per-task
+        episodic memories). ``rows`` is a batch as :meth:`add` takes it, inputs in their offered
+        structure and dtype; once the memory is laid out it must hold exactly the stored keys,
+        each cast to the dtype that key was first offered in. Raises ``ValueError`` (more rows
+        than the capacity) or :class:`MemoryShapeError` (other keys), the memory unchanged.
+        """
+        flat = flat_rows(rows)
+        n = batch_size(flat) if flat else 0
+        if n > self.capacity:
+            raise ValueError(f"{n} rows do not fit a memory of {self.capacity}")
+        if n and self.storage and set(flat) != set(self.storage):
+            raise MemoryShapeError(f"a rewrite of the memory must hold its keys {sorted(self.storage)}, got {sorted(flat)}")
+        self.seen += int(offered)
+        if n == 0:
+            return
+        if not self.storage:
+            self.allocate(rows)
+        encoded = self.encode({key: value.to(self.dtypes[key]) for key, value in flat.items()})
+        self.write(encoded, torch.arange(n), size=n)  # the storage grows to n rows if needed
+
     def add(self, batch: Mapping[str, Any]) -> Tensor:
         """Offer a batch to the memory; return the slots written (one per accepted sample).
 
@@ -272,7 +305,7 @@ class ReplayBuffer:
         if slots.numel():
             src = source.to(self.device)
             # a policy that fills free slots first (all built in) leaves min(capacity, size + n) filled
-            size = min(self.capacity, self.size + n) if getattr(self.policy, "fills_free_slots_first", False) else None
+            size = min(self.capacity, self.size + n) if self.policy.fills_free_slots_first else None
             self.write(self.encode({key: value.detach().to(self.device)[src] for key, value in flat.items()}), slots, size)
         self.seen += n
         return slots
@@ -379,8 +412,10 @@ class ReplayBuffer:
             "generators": {"insert": self.insert_generator.get_state(), "sample": self.sample_generator.get_state()},
             "storage": {k: v[: self.size].detach().cpu().contiguous().clone() for k, v in self.storage.items()},
             "dtypes": {k: dtype_name(v) for k, v in self.dtypes.items()},
-            **({"policy_state": self.policy.state_dict()} if hasattr(self.policy, "state_dict") else {}),
         }
+        policy_state = self.policy.state_dict()
+        if policy_state:  # a stateless policy saves none (as before policies declared state_dict)
+            state["policy_state"] = policy_state
         if self.input_structure is not None:
             state["input_structure"] = self.input_structure
         return state
@@ -409,8 +444,7 @@ class ReplayBuffer:
             generators = {"insert": state["generator"], "sample": state["generator"]}
         self.insert_generator.set_state(generators["insert"])  # type: ignore[index]
         self.sample_generator.set_state(generators["sample"])  # type: ignore[index]
-        if hasattr(self.policy, "load_state_dict"):  # the policy's own counters (absent: fresh)
-            self.policy.load_state_dict(state.get("policy_state") or {})  # type: ignore[arg-type]
+        self.policy.load_state_dict(state.get("policy_state") or {})  # type: ignore[arg-type]  # absent: fresh
         # folders written before compact inputs existed store every key as offered
         offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]
         structure = state.get("input_structure")

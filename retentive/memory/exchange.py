@@ -174,7 +174,7 @@ def distributed_add(
         _apply_refreshes(memory, refresh, refresh_counts, exchange)
 
     union_targets = None
-    if getattr(memory.policy, "uses_targets", True):
+    if memory.policy.uses_targets:
         local = {"targets": flat["targets"].detach().to(torch.int64)}
         union_targets = torch.cat([rows["targets"] for rows in _gather_rows(local, counts, exchange)]).cpu()
     total = sum(counts)

@@ -9,33 +9,21 @@ follows is well defined.
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from retentive.memory.protocol import InsertionPolicy, PolicyDefaults
 
-class InsertionPolicy(Protocol):
-    """Chooses memory slots for a batch of ``n`` incoming samples.
-
-    A policy that never reads ``targets`` may say so with a class attribute
-    ``uses_targets = False``, which spares a distributed insert one all-gather per step.
-    """
-
-    name: str
-
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
-        """Return ``(source, slots)`` as int64 tensors on the CPU."""
-        ...
+__all__ = [
+    "ClassBalancedReservoirPolicy",
+    "GreedyClassBalancedPolicy",
+    "InsertionPolicy",
+    "PolicyDefaults",
+    "ReservoirPolicy",
+    "RingBufferPolicy",
+    "policy_from_name",
+]
 
 
 def _keep_last_per_slot(source: Tensor, slots: Tensor, n: int | None = None) -> tuple[Tensor, Tensor]:
@@ -53,7 +41,7 @@ def _keep_last_per_slot(source: Tensor, slots: Tensor, n: int | None = None) -> 
     return source[last], slots[last]
 
 
-class ReservoirPolicy:
+class ReservoirPolicy(PolicyDefaults):
     """Reservoir sampling (Vitter's algorithm R): every sample seen is kept with equal probability.
 
     Sample number ``t`` (0-based, counted over everything ever offered) fills slot ``t`` while the
@@ -87,7 +75,7 @@ class ReservoirPolicy:
         return _keep_last_per_slot(source, slots[accepted], n)
 
 
-class GreedyClassBalancedPolicy:
+class GreedyClassBalancedPolicy(PolicyDefaults):
     """GDumb's greedy class-balancing sampler (Prabhu et al., ECCV 2020).
 
     While the memory has free slots every sample is kept. Once it is full, a sample of class ``y``
@@ -160,7 +148,7 @@ def _check_room(capacity: int, num_classes: int, policy: str) -> None:
         )
 
 
-class ClassBalancedReservoirPolicy:
+class ClassBalancedReservoirPolicy(PolicyDefaults):
     """Class-balancing reservoir sampling (CBRS; Chrysakis & Moens, ICML 2020, Algorithm 1).
 
     Every class gets an equal share of the memory, rebalanced as classes appear, and within its
@@ -262,7 +250,7 @@ class ClassBalancedReservoirPolicy:
         return _keep_last_per_slot(torch.tensor(source, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64))
 
 
-class RingBufferPolicy:
+class RingBufferPolicy(PolicyDefaults):
     """A FIFO per class (the ring buffer of Chaudhry et al., "On Tiny Episodic Memories in
     Continual Learning", 2019), with the per-class share rebalanced as classes appear.
 

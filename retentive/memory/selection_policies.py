@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from retentive.memory.context import UpdateContext
 from retentive.memory.selection import (
     class_quotas,
     forgetting_events,
@@ -57,7 +58,7 @@ class HerdingPolicy(UpdateEndPolicy):
         if model is not None:
             check_feature_layers(model, self.feature_layers)
 
-    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+    def choose(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         features, targets, m = candidate_features(ctx, self.feature_layers, self.batch_size)
         targets = targets.cpu()
         classes = int(targets.max()) + 1 if targets.numel() else 0
@@ -104,7 +105,7 @@ class KCenterPolicy(UpdateEndPolicy):
         if model is not None:
             check_feature_layers(model, self.feature_layers)
 
-    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+    def choose(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         features, targets, m = candidate_features(ctx, self.feature_layers, self.batch_size)
         chosen = k_center_greedy(features, ctx.memory.capacity).cpu()
         return chosen[torch.argsort(targets.cpu()[chosen], stable=True)], m
@@ -164,7 +165,7 @@ class GradientDiversityPolicy(UpdateEndPolicy):
         if model is not None:
             self.parameter_names(model)
 
-    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+    def choose(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         names = self.parameter_names(ctx.model)
         sketch: tuple[Tensor, Tensor] | None = None
         rows, targets, m = [], [], 0
@@ -236,7 +237,7 @@ class ForgettingPolicy(UpdateEndPolicy):
         self.chunk = {k: state["chunk"][k].cpu().clone() for k in self._KEYS} if "chunk" in state else self._empty(0)
         self.chunk_update = int(state.get("chunk_update", torch.tensor(-1)))
 
-    def _evaluate(self, ctx: Any) -> tuple[Tensor, int]:
+    def _evaluate(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         """Update the counters from one evaluation of memory then chunk; return all targets."""
         correct, targets, m = [], [], 0
         with evaluating(ctx.model):
@@ -258,12 +259,12 @@ class ForgettingPolicy(UpdateEndPolicy):
             state["last"] = c.clone()
         return (torch.cat(targets) if targets else torch.zeros(0, dtype=torch.int64)), m
 
-    def on_train_epoch_end(self, ctx: Any) -> None:
+    def on_train_epoch_end(self, ctx: UpdateContext) -> None:
         """One evaluation point (call it at each epoch end for Toneva's per-epoch counting)."""
         if ctx.memory.capacity:
             self._evaluate(ctx)
 
-    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+    def choose(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         targets, m = self._evaluate(ctx)
         union = {k: torch.cat([self.slots[k], self.chunk[k]]) for k in self._KEYS}
         score = forgetting_scores(union["counts"], union["learned"])
@@ -280,7 +281,7 @@ class ForgettingPolicy(UpdateEndPolicy):
         self._chosen = {k: v[chosen].clone() for k, v in union.items()}
         return chosen, m
 
-    def on_update_end(self, ctx: Any) -> None:
+    def on_update_end(self, ctx: UpdateContext) -> None:
         done = self.selected_update
         super().on_update_end(ctx)
         if ctx.memory.capacity and self.selected_update != done:

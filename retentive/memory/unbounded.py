@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.protocol import PolicyDefaults
 
 
-class AppendPolicy:
+class AppendPolicy(PolicyDefaults):
     """Write incoming samples to the slots after the last filled one (the buffer makes room first)."""
 
     name = "append"

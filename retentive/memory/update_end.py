@@ -13,87 +13,45 @@ Memory bound (each policy's docstring refines it): with ``N = len(chunk) + len(m
 ``(N, D)`` float32 matrix of features or gradient sketches on the device, plus one batch of
 activations, plus the ``capacity`` chosen rows; the chunk's inputs are never held at once.
 
-The hook reads a context with ``model``, ``memory``, ``device``, ``update``, ``loss_fn``,
-``forward(x, task_ids)``, ``chunk_batches(batch_size)`` and ``memory_batches(batch_size)``
-(yielding ``(x, y, task_ids)``), as :class:`retentive.components.base.UpdateContext` provides;
-:class:`ChunkContext` builds one from a dataset for use outside the Learner. Every updater runs the
-hooks (the Learner calls them beside the components' and ``ModelUpdater`` attaches the policy when
-it is built); a policy that nothing hooks refuses the first insert (:meth:`UpdateEndPolicy.select`)
-rather than leave the memory silently empty.
+The hooks read the one update context, :class:`retentive.memory.context.UpdateContext` (the
+Learner builds it; :func:`~retentive.memory.context.chunk_context` builds one from a dataset for
+use outside the Learner). Every updater runs the hooks (the Learner calls them beside the
+components' and ``ModelUpdater`` attaches the policy when it is built); a policy that nothing
+hooks refuses the first insert (:meth:`UpdateEndPolicy.select`) rather than leave the memory silently empty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
-from retentive.memory.buffer import CORE_KEYS, ReplayBuffer
-from retentive.memory.layout import flat_rows, is_input_key
+from retentive.memory.buffer import CORE_KEYS
+from retentive.memory.context import ChunkContext, UpdateContext, chunk_context
+from retentive.memory.layout import is_input_key
+from retentive.memory.protocol import PolicyDefaults, ReplayMemory
 from retentive.models.modes import evaluating
-from retentive.models.protocol import forward_routed
 from retentive.models.taps import FeatureTap
 
-
-# ------------------------------------------------------------------------------------ context
-@dataclass
-class ChunkContext:
-    """A minimal update-end context over a map-style dataset of ``(x, y[, task_id])``."""
-
-    model: nn.Module
-    memory: ReplayBuffer
-    chunk: Dataset
-    task_id: int = 0
-    update: int = 0
-    loss_fn: Callable[[Tensor, Tensor], Tensor] = nn.functional.cross_entropy
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    rank: int = 0
-    world_size: int = 1
-
-    def chunk_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        inputs, targets = getattr(self.chunk, "inputs", None), getattr(self.chunk, "targets", None)
-        if torch.is_tensor(inputs) and torch.is_tensor(targets):
-            task_ids = getattr(self.chunk, "task_ids", None)
-            batches: Iterator[Any] = (
-                (inputs[i : i + batch_size], targets[i : i + batch_size])
-                + (() if task_ids is None else (task_ids[i : i + batch_size],))
-                for i in range(0, len(targets), batch_size)
-            )
-        else:
-            batches = iter(DataLoader(self.chunk, batch_size=batch_size, shuffle=False))
-        for batch in batches:
-            y = torch.as_tensor(batch[1]).long()
-            t = torch.as_tensor(batch[2]).long() if len(batch) == 3 else torch.full_like(y, self.task_id)
-            yield nested.to(batch[0], self.device), y.to(self.device), t.to(self.device)
-
-    def forward(self, inputs: Tensor, task_ids: Tensor) -> Tensor:
-        """The model's logits, routed by task id as in training."""
-        return forward_routed(self.model, nested.to(inputs, self.device), task_ids.to(self.device))
-
-    def memory_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        n = len(self.memory)
-        if n == 0:
-            return
-        inputs = self.memory.decoded("inputs")
-        for i in range(0, n, batch_size):
-            j = min(i + batch_size, n)
-            yield (
-                nested.to(nested.index(inputs, slice(i, j)), self.device),
-                self.memory.storage["targets"][i:j].to(self.device).long(),
-                self.memory.storage["task_ids"][i:j].to(self.device).long(),
-            )
+__all__ = [
+    "ChunkContext",
+    "UpdateEndPolicy",
+    "all_batches",
+    "candidate_features",
+    "check_feature_layers",
+    "chunk_context",
+    "rewrite_memory",
+    "run_update_end",
+]
 
 
-def run_update_end(memory: ReplayBuffer, ctx: Any) -> None:
-    """Call the memory policy's ``on_update_end(ctx)`` if it has one (the Learner's hook)."""
-    hook = getattr(memory.policy, "on_update_end", None)
-    if hook is not None and memory.capacity > 0:
-        hook(ctx)
+def run_update_end(memory: ReplayMemory, ctx: UpdateContext) -> None:
+    """Run the memory policy's ``on_update_end(ctx)`` unless the memory is off (the Learner's hook)."""
+    if memory.capacity > 0:
+        memory.policy.on_update_end(ctx)
 
 
 # ------------------------------------------------------------------------------------ features
@@ -146,7 +104,7 @@ def check_feature_layers(model: nn.Module, layers: Sequence[str] | None) -> None
     _Penultimate(model, layers).remove()
 
 
-def all_batches(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
+def all_batches(ctx: UpdateContext, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
     """The memory (slot order) then the chunk, tagged, on the context's device."""
     device = ctx.device
     for where, batches in (("memory", ctx.memory_batches(batch_size)), ("chunk", ctx.chunk_batches(batch_size))):
@@ -154,12 +112,12 @@ def all_batches(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor
             yield where, nested.to(x, device), torch.as_tensor(y).to(device).long(), torch.as_tensor(t).to(device).long()
 
 
-def _chunk_only(ctx: Any, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
+def _chunk_only(ctx: UpdateContext, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
     for x, y, t in ctx.chunk_batches(batch_size):
         yield "chunk", nested.to(x, ctx.device), torch.as_tensor(y).to(ctx.device).long(), torch.as_tensor(t).to(ctx.device).long()
 
 
-def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) -> tuple[Tensor, Tensor, int]:
+def candidate_features(ctx: UpdateContext, layers: Sequence[str] | None, batch_size: int) -> tuple[Tensor, Tensor, int]:
     """``(features (N, D), targets (N,), memory rows M)`` of memory then chunk, no gradients."""
     taps = _Penultimate(ctx.model, layers)
     feats, targets, m = [], [], 0
@@ -176,7 +134,7 @@ def candidate_features(ctx: Any, layers: Sequence[str] | None, batch_size: int) 
 
 
 # ------------------------------------------------------------------------------------ rewrite
-def _metadata(ctx: Any, keys: Sequence[str], x: Tensor, t: Tensor) -> dict[str, Tensor]:
+def _metadata(ctx: UpdateContext, keys: Sequence[str], x: Tensor, t: Tensor) -> dict[str, Tensor]:
     layers = [k[len("features.") :] for k in keys if k.startswith("features.")]
     unknown = [k for k in keys if k != "logits" and not k.startswith("features.")]
     if unknown:
@@ -193,13 +151,14 @@ def _metadata(ctx: Any, keys: Sequence[str], x: Tensor, t: Tensor) -> dict[str, 
     return out
 
 
-def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) -> None:
+def rewrite_memory(ctx: UpdateContext, chosen: Tensor, memory_rows: int, batch_size: int) -> None:
     """Make the memory hold the union rows ``chosen``, in that order, in slots ``0..len-1``.
 
     Union row ``i < memory_rows`` is memory slot ``i``; row ``memory_rows + j`` is chunk sample
-    ``j``. The chunk is read once more, keeping only the chosen rows (the capacity bounds them).
+    ``j``. The chunk is read once more, keeping only the chosen rows (the capacity bounds them);
+    the memory's :meth:`~retentive.memory.protocol.ReplayMemory.replace` writes the result.
     """
-    memory: ReplayBuffer = ctx.memory
+    memory = ctx.memory
     chosen = chosen.to("cpu", torch.int64)
     if chosen.numel() > memory.capacity or chosen.numel() < len(memory) or chosen.unique().numel() != chosen.numel():
         raise ValueError(f"a selection must keep between {len(memory)} and {memory.capacity} distinct rows, got {chosen.numel()}")
@@ -207,8 +166,8 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
     mem_slots = chosen[from_memory]
     chunk_rows, order = torch.sort(chosen[~from_memory] - memory_rows)  # read in chunk order
     # metadata keys (not the input leaves ``inputs.<path>`` of nested inputs)
-    extra = [k for k in memory.keys if k not in CORE_KEYS and not is_input_key(k)] or list(getattr(ctx, "memory_keys", ()))
-    pieces: list[dict[str, Tensor]] = []
+    extra = [k for k in memory.keys if k not in CORE_KEYS and not is_input_key(k)] or list(ctx.memory_keys)
+    parts: list[dict[str, Any]] = [memory.gather(mem_slots).data] if mem_slots.numel() else []
     offset, pointer = 0, 0
     with evaluating(ctx.model):
         for _, x, y, t in _chunk_only(ctx, batch_size) if chunk_rows.numel() else ():
@@ -218,10 +177,7 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
                 local = (chunk_rows[pointer:stop] - offset).to(y.device)
                 xs, ts = nested.index(x, local), t[local]
                 rows = {"inputs": xs, "targets": y[local], "task_ids": ts, **_metadata(ctx, extra, xs, ts)}
-                if not memory.storage:
-                    memory.allocate(rows)
-                flat = flat_rows(rows)  # one storage key per input leaf
-                pieces.append(memory.encode({k: v.to(memory.dtypes[k]) for k, v in flat.items()}))
+                parts.append({k: nested.to(v, memory.device) for k, v in rows.items()})
                 pointer = stop
             offset += b
             if pointer == chunk_rows.numel():
@@ -229,20 +185,18 @@ def rewrite_memory(ctx: Any, chosen: Tensor, memory_rows: int, batch_size: int) 
     n = int(chosen.numel())
     if n == 0:
         return
+    union = {key: nested.cat([part[key] for part in parts]) for key in parts[0]}
+    # union: the kept memory rows (in chosen order), then the chunk rows (in chunk order)
+    kept = int(mem_slots.numel())
     positions = torch.arange(n)
-    mem_pos, chunk_pos = positions[from_memory], positions[~from_memory][order]
-    new: dict[str, Tensor] = {}
-    for key, stored in memory.storage.items():
-        rows = stored.new_zeros((n, *stored.shape[1:]))
-        rows[mem_pos.to(stored.device)] = stored[mem_slots.to(stored.device)]
-        if pieces:
-            rows[chunk_pos.to(stored.device)] = torch.cat([p[key] for p in pieces]).to(stored.device, stored.dtype)
-        new[key] = rows
-    memory.write(new, torch.arange(n), size=n)
+    where = torch.empty(n, dtype=torch.int64)
+    where[positions[from_memory]] = torch.arange(kept)
+    where[positions[~from_memory][order]] = kept + torch.arange(n - kept)
+    memory.replace({key: nested.index(value, where.to(memory.device)) for key, value in union.items()})
 
 
 # ------------------------------------------------------------------------------------ policies
-class UpdateEndPolicy:
+class UpdateEndPolicy(PolicyDefaults):
     """Base of the update-end policies: nothing is kept online; :meth:`choose` picks at update end.
 
     Subclasses implement ``choose(ctx) -> (chosen union rows, memory rows)`` and may declare state
@@ -291,10 +245,10 @@ class UpdateEndPolicy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.selected_update = int(state.get("selected_update", torch.tensor(-1)))
 
-    def choose(self, ctx: Any) -> tuple[Tensor, int]:
+    def choose(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         raise NotImplementedError
 
-    def on_update_end(self, ctx: Any) -> None:
+    def on_update_end(self, ctx: UpdateContext) -> None:
         """Choose the samples to keep among the memory and the whole chunk, and rewrite the memory."""
         if ctx.memory.capacity == 0 or int(ctx.update) == self.selected_update:
             return  # a second call in the same update (two hooks) must not select twice

@@ -1,11 +1,12 @@
 """Reference models, the model protocol and its helpers, the multi-head wrapper, feature taps and re-initialisation."""
 
 from retentive.models.cnn import SmallCNN
+from retentive.models.kmeans import kmeans
+from retentive.models.l2p import LearningToPromptTransformer
 from retentive.models.masks import PackedNetwork
-from retentive.models.progressive import ProgressiveNetwork
 from retentive.models.mlp import MLP
 from retentive.models.multihead import MultiHeadClassifier
-from retentive.models.reinit import check_reinitializable, reinitialize_
+from retentive.models.progressive import ProgressiveNetwork
 from retentive.models.protocol import (
     ContinualModel,
     FeatureLayerModel,
@@ -17,10 +18,9 @@ from retentive.models.protocol import (
     forward_routed,
     takes_task_ids,
 )
-from retentive.models.taps import FeatureTap, FeatureTaps
-from retentive.models.kmeans import kmeans
-from retentive.models.l2p import LearningToPromptTransformer
+from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.models.sprompts import SPromptTransformer
+from retentive.models.taps import FeatureTap, FeatureTaps
 from retentive.models.vit import VisionTransformer
 
 __all__ = [

@@ -15,7 +15,7 @@ def kmeans_plus_plus(points: Tensor, k: int, generator: torch.Generator | None =
     proportional to the squared distance to the nearest center chosen so far."""
     n = points.shape[0]
     first = torch.randint(n, (1,), generator=generator)
-    centers = [points[first.item()]]
+    centers = [points[int(first.item())]]
     d2 = (points - centers[0]).pow(2).sum(dim=1)
     for _ in range(1, k):
         weights = d2.clamp_min(0).cpu().double()
@@ -23,7 +23,7 @@ def kmeans_plus_plus(points: Tensor, k: int, generator: torch.Generator | None =
             pick = torch.multinomial(weights, 1, generator=generator)
         else:  # every point is a center already: any will do
             pick = torch.randint(n, (1,), generator=generator)
-        centers.append(points[pick.item()])
+        centers.append(points[int(pick.item())])
         d2 = torch.minimum(d2, (points - centers[-1]).pow(2).sum(dim=1))
     return torch.stack(centers)
 

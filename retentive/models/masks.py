@@ -64,6 +64,10 @@ class PackedNetwork(nn.Module):
         max_tasks: the most tasks the ownership counter (int16) can number.
     """
 
+    #: buffers (add_state / register_buffer), declared for the type checker
+    task_slots: Tensor
+    pruned: Tensor
+
     takes_task_ids = True
 
     def __init__(self, model: nn.Module, task_specific: Sequence[str] = ("heads",), max_tasks: int = 32767) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +60,7 @@ class _Column(nn.Module):
     def block(self, i: int, own: Tensor, earlier: Sequence[Tensor]) -> Tensor:
         """Layer ``i`` on this column's previous activation and the earlier columns' ones."""
         pre = self.layers[i](own)
-        for lateral, h in zip(self.laterals[i], earlier):
+        for lateral, h in zip(cast(nn.ModuleList, self.laterals[i]), earlier):
             pre = pre + lateral(h)
         out = torch.relu(pre)
         return nn.functional.max_pool2d(out, 2) if self.kind == "cnn" else out
@@ -86,6 +86,9 @@ class ProgressiveNetwork(nn.Module):
         max_columns: the most columns the network may grow [``len(class_groups)``, else 10].
         fill_value: the logit of classes outside a sample's task.
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    column_tasks: Tensor
 
     takes_task_ids = True
 
@@ -192,10 +195,11 @@ class ProgressiveNetwork(nn.Module):
             raise ValueError(f"ProgressiveNetwork ({self.kind}) takes inputs of shape {self.in_shape}, got {tuple(x.shape[1:])}")
         if self.num_columns == 0:  # before any task: no column, every class at fill_value
             return x.new_full((n, self.num_classes), self.fill_value)
+        columns = cast("Sequence[_Column]", self.columns)
         h = [x.flatten(1) if self.kind == "mlp" else x] * self.num_columns
         for i in range(len(self.hidden)):
-            h = [column.block(i, h[k], h[:k]) for k, column in enumerate(self.columns)]
-        logits = [column.output(h[k], h[:k]) for k, column in enumerate(self.columns)]
+            h = [column.block(i, h[k], h[:k]) for k, column in enumerate(columns)]
+        logits = [column.output(h[k], h[:k]) for k, column in enumerate(columns)]
         if task_ids is None:  # no task given: the newest column
             chosen = torch.full((n,), self.num_columns - 1, dtype=torch.long, device=x.device)
         else:

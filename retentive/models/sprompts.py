@@ -16,7 +16,8 @@ so loading one into a freshly built model first grows (or shrinks) it to fit.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +43,10 @@ class SPromptTransformer(nn.Module):
         prompt_size: tokens per task prompt [10]; clusters_per_task: k-means centers per task [5];
         per_task_classifier: a head per task [False: one shared head] (Renate's defaults).
     """
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    centers: Tensor
+    center_tasks: Tensor
 
     def __init__(
         self,
@@ -159,6 +164,7 @@ class SPromptTransformer(nn.Module):
         feature = self.transformer.tokens(x, prompts)[:, 0]
         if not self.per_task_classifier:
             return self.heads[0](feature)
-        weights = torch.stack([h.weight for h in self.heads])[task]  # (B, C, D)
-        biases = torch.stack([h.bias for h in self.heads])[task]
+        heads = cast("Sequence[nn.Linear]", self.heads)
+        weights = torch.stack([h.weight for h in heads])[task]  # (B, C, D)
+        biases = torch.stack([h.bias for h in heads])[task]
         return torch.einsum("bcd,bd->bc", weights, feature) + biases

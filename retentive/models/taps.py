@@ -6,7 +6,7 @@ in ``model.named_modules()``), and the taps hold the latest output of each after
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -27,7 +27,7 @@ class FeatureTaps:
             modules[name].register_forward_hook(self._hook(name)) for name in self.layers
         ]
 
-    def _hook(self, name: str):  # noqa: ANN202 - a closure handed to torch
+    def _hook(self, name: str) -> Callable[[nn.Module, object, Tensor], None]:
         def store(module: nn.Module, args: object, output: Tensor) -> None:
             if not isinstance(output, Tensor):
                 raise TypeError(f"feature layer {name!r} returned {type(output).__name__}, expected a Tensor")
@@ -75,7 +75,7 @@ class FeatureTap:
     def _start(self, module: nn.Module, args: object) -> None:
         self.head, self._declared, self._head_input = None, None, None
 
-    def _linear(self, name: str):  # noqa: ANN202 - a closure handed to torch
+    def _linear(self, name: str) -> Callable[[nn.Module, tuple[object, ...]], None]:
         def store(module: nn.Module, args: tuple[object, ...]) -> None:
             self.head = name
             self._head_input = args[0] if args and isinstance(args[0], Tensor) else None

@@ -12,6 +12,7 @@ extractor is an ``nn.Module``, so it fits Renate's ``feature_extractor`` argumen
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -80,7 +81,7 @@ class Predictions(nn.Module):
         return _call(self.model, x).argmax(dim=-1)
 
 
-def _batches(dataset: Dataset, batch_size: int, num_workers: int):  # noqa: ANN202 - a generator of (x, y | None)
+def _batches(dataset: Dataset, batch_size: int, num_workers: int) -> Iterator[tuple[Any, Tensor | None]]:
     if getattr(dataset, "supports_batch_indexing", False):  # TensorChunk: one slice per batch, no collation
         for start in range(0, len(dataset), batch_size):  # type: ignore[arg-type]
             items = dataset[torch.arange(start, min(start + batch_size, len(dataset)))]  # type: ignore[arg-type]
@@ -125,9 +126,10 @@ def labels_of(dataset: Dataset, batch_size: int = 32, num_workers: int = 0) -> T
     if torch.is_tensor(targets) and getattr(dataset, "supports_batch_indexing", False):  # TensorChunk: no pass
         return targets.reshape(-1).long().cpu()
     labels = [y for _, y in _batches(dataset, batch_size, num_workers)]
-    if not labels or any(y is None for y in labels):
+    present = [y for y in labels if y is not None]
+    if not labels or len(present) != len(labels):
         return None
-    return torch.cat([y.reshape(-1).long() for y in labels]).cpu()  # type: ignore[union-attr]
+    return torch.cat([y.reshape(-1).long() for y in present]).cpu()
 
 
 def _describe(extractor: nn.Module) -> str:

@@ -46,5 +46,5 @@ def chi_square_test(reference_counts: Tensor, query_counts: Tensor) -> tuple[flo
     statistic = ((table - expected).square() / expected).sum()
     dof = classes - 1
     p_value = torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), statistic / 2)
-    details = {"classes": classes, "dof": dof, "small_expected_counts": int((expected < 5).sum())}
+    details: dict[str, object] = {"classes": classes, "dof": dof, "small_expected_counts": int((expected < 5).sum())}
     return float(statistic), float(p_value), details

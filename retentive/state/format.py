@@ -304,10 +304,7 @@ def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: 
     expected = entry.get("bytes") if isinstance(entry, dict) else None
     try:
         size = version.size(name)
-        if not isinstance(expected, int) or size != expected:
-            data = None
-        else:
-            data = version.read(name)
+        data = version.read(name) if isinstance(expected, int) and size == expected else None
     except OSError as error:
         raise StateError(f"state file {str(file_path)!r} cannot be read: {error}") from error
     if data is None or hashlib.sha256(data).hexdigest() != entry.get("sha256"):

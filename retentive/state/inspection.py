@@ -20,8 +20,8 @@ import torch
 
 from retentive.errors import StateError
 from retentive.memory.layout import is_input_key
-from retentive.state.housekeeping import find_leftovers
 from retentive.state.format import MANIFEST, PAYLOADS, _sha256, load_state, read_manifest
+from retentive.state.housekeeping import find_leftovers
 
 
 @dataclass

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -91,7 +91,7 @@ def discard_checkpoints(output: str | os.PathLike[str]) -> None:
 # ---------------------------------------------------------------- random generators
 def capture_rng() -> dict[str, Any]:
     """Every global generator training may draw from, as tensors and plain values."""
-    keys, position, has_gauss, cached = np.random.get_state()[1:]
+    keys, position, has_gauss, cached = cast("tuple[Any, ...]", np.random.get_state())[1:]  # the legacy tuple
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -350,7 +350,7 @@ class ResumeSession:
         if self.checkpoint is None:
             return
         try:
-            loader.generator.set_state(self.checkpoint.training["loader_generator"])  # type: ignore[union-attr]
+            loader.generator.set_state(self.checkpoint.training["loader_generator"])
         except (RuntimeError, TypeError) as error:
             raise StateError(f"the checkpoint {str(self.checkpoint.folder)!r} does not fit this update: {error}") from error
 

@@ -209,8 +209,7 @@ def trial_log(backend: Any, trial_id: int, lines: int = 20) -> str:
 
 def choose_winner(records: list[TrialRecord], folders: Mapping[int, Path], metric: str, mode: str) -> TrialRecord | None:
     """The completed trial with the best reported ``metric`` (ties: the earlier trial)."""
-    scored = [(r.best(metric, mode), r.trial_id, r) for r in records if r.trial_id in folders]
-    scored = [item for item in scored if item[0] is not None]
+    scored = [(best, r.trial_id, r) for r in records if r.trial_id in folders and (best := r.best(metric, mode)) is not None]
     if not scored:
         return None
     sign = -1.0 if mode == "max" else 1.0

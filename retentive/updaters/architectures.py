@@ -9,19 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component, StepContext, UpdateContext
 from retentive.errors import StateError
+from retentive.learner import OptimizerFactory
 from retentive.models.masks import PackedNetwork
 from retentive.models.progressive import ColumnLimitError, ProgressiveNetwork
 from retentive.models.protocol import adapt_model
 from retentive.state import State
 from retentive.streams import Purpose, stream_seed
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import AllSettings, LossFunction, OwnComponentsSettings
+from retentive.updaters.signature import refusing
 
 
 class PackNetMasking(Component):
@@ -97,11 +100,20 @@ class PackNetModelUpdater(ModelUpdater):
         prune_ratio: the fraction of the task's free weights released for later tasks [0.5]; with
             ``p`` the ``k``-th task keeps ``(1 - p) p^(k-1)`` of each layer.
         post_prune_epochs: epochs of retraining after the pruning [1].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but ``components``.
     """
 
+    refused_arguments = refusing(("components",),
+                                 "masks the gradients with its own component; drop the argument {name!r}")
+
     def __init__(
-        self, model: Any, loss_fn: Any, optimizer: Any, prune_ratio: float = 0.5, post_prune_epochs: int = 1, **kwargs: Any
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        prune_ratio: float = 0.5,
+        post_prune_epochs: int = 1,
+        **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         model = packed(model)
         if not 0.0 <= float(prune_ratio) < 1.0:
@@ -170,7 +182,13 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        **kwargs: Unpack[AllSettings],
+    ) -> None:
         if not isinstance(model, ProgressiveNetwork):
             raise TypeError(f"ProgressiveNetworkModelUpdater needs a retentive.models.ProgressiveNetwork, got {type(model).__name__}")
         super().__init__(model, loss_fn, optimizer, **kwargs)

@@ -1,10 +1,9 @@
-"""What an updater is built with: the step's batch split, extra components, and the record of
-every constructor argument (the manifest's hyperparameters, the resume fingerprint, TensorBoard's
-hparams)."""
+"""What an updater is built with: the step's batch split, extra components, Renate's device rules,
+and how the record of its arguments (:mod:`~retentive.updaters.signature`) becomes the manifest's
+hyperparameters, the resume fingerprint and TensorBoard's hparams."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,37 +69,9 @@ def _isplain(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_isplain(v) for v in value)
 
 
-def captured_arguments(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Every constructor argument of ``cls`` as called, defaults filled in along the class chain.
-
-    A subclass that passes ``**kwargs`` on to its base gets the base's defaults for the rest, so
-    the record names every argument the updater was built with, including the scheduler and the
-    memory policy; the resume fingerprint and the manifest read it.
-    """
-    bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
-    bound.apply_defaults()
-    captured: dict[str, Any] = {}
-    for name, value in list(bound.arguments.items())[1:]:
-        kind = inspect.signature(cls.__init__).parameters[name].kind
-        if kind is inspect.Parameter.VAR_KEYWORD:
-            captured.update(value)
-        elif kind is not inspect.Parameter.VAR_POSITIONAL:
-            captured[name] = value
-    for base in cls.__mro__[1:]:
-        if not (isinstance(base, type) and getattr(base, "_captures_arguments", False)):
-            continue
-        for name, parameter in inspect.signature(base.__init__).parameters.items():
-            if parameter.default is not inspect.Parameter.empty:
-                captured.setdefault(name, parameter.default)
-    return captured
-
-
-def with_user_components(own: Sequence[Component], kwargs: dict[str, Any]) -> list[Component]:
-    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC).
-
-    Pops ``components`` from ``kwargs``, so the method's ``super().__init__`` receives one list.
-    """
-    extra = list(kwargs.pop("components", None) or ())
+def with_user_components(own: Sequence[Component], extra: Sequence[Component] | None) -> list[Component]:
+    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC)."""
+    extra = list(extra or ())
     for component in extra:
         if not isinstance(component, Component):
             raise TypeError(f"components must be retentive Components, got {type(component).__name__}")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -44,7 +44,6 @@ from retentive.updaters.arguments import (
     RENATE_DEVICES,
     RENATE_MAX_EPOCHS,
     RENATE_STRATEGY,
-    captured_arguments,
     check_monitor,
     check_task_id,
     plain,
@@ -56,6 +55,7 @@ from retentive.updaters.collate import CollatedView
 from retentive.updaters.fitting import FittingMixin
 from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
+from retentive.updaters.signature import bind_arguments, define_signature
 from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
 MEMORY_INSERTION = ("step", "update_end")
@@ -137,14 +137,18 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             computed at insertion, Renate's and the DER paper's].
     """
 
-    _captures_arguments = True  # captured_arguments fills in defaults from every such class
+    #: base arguments this class sets itself or has no use for -> why (see :func:`refusing`); they
+    #: are left out of its signature, and passing one is a TypeError giving the reason
+    refused_arguments: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        define_signature(cls)  # its own arguments plus those it passes on: inspect.signature(cls)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ModelUpdater:
         self = super().__new__(cls)
-        try:
-            self._arguments = captured_arguments(cls, args, kwargs)
-        except TypeError:
-            self._arguments = {}  # __init__ raises the precise TypeError itself
+        # the one check of the call against the signature; the record of every argument it bound
+        self._arguments = bind_arguments(cls, args, kwargs) or {}
         return self
 
     def __init__(
@@ -229,9 +233,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self.refresh_memory_metadata = bool(refresh_memory_metadata)
         self.memory_input_dtype = memory_input_dtype
         self.memory = self._build_memory(memory_size, memory_policy, seed)
-        attach = getattr(self.memory.policy, "attach", None)
-        if attach is not None:  # an update-end policy checks the model now, before any training
-            attach(self.model, self.memory.capacity)
+        # an update-end policy checks the model now, before any training
+        self.memory.policy.attach(self.model, self.memory.capacity)
         self.learner = self._build_learner(
             model=model,
             loss_fn=loss_fn,
@@ -322,10 +325,17 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         metadata from the trained model; with ``refresh_memory_metadata`` the metadata of the
         samples this update inserted are recomputed by the trained model.
         """
-        if self.memory_insertion == "update_end" and self.memory.capacity:
-            insert_chunk(self.learner, self._batches(train_dataset, task_id))
+        if self.memory_insertion == "update_end":
+            if self.memory.capacity:
+                self._fill_memory(train_dataset, task_id)
         elif self.refresh_memory_metadata and self.learner.inserted_slots:
             refresh_metadata(self.learner, torch.cat([s.cpu() for s in self.learner.inserted_slots]))
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Update-end insertion: the chunk is offered to the memory, with metadata from the trained
+        model. A method whose memory is filled its own way at update end (GDumb and Joint before
+        training, iCaRL by herding) overrides this."""
+        insert_chunk(self.learner, self._batches(train_dataset, task_id))
 
     def _batches(self, dataset: Dataset, task_id: int | str, batch_size: int = 1024) -> Iterator[Batch]:
         """The whole chunk in order, as batches (what update-level hooks iterate)."""
@@ -449,3 +459,6 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
                 self._put_back(backup)
             raise
         return self.model
+
+
+define_signature(ModelUpdater)  # the root of every updater's signature (subclasses: __init_subclass__)

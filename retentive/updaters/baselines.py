@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Unpack
 
+from torch import nn
 from torch.utils.data import Dataset
 
+from retentive.learner import OptimizerFactory
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import GreedyClassBalancedPolicy, InsertionPolicy
 from retentive.memory.unbounded import UnboundedBuffer
@@ -14,8 +16,24 @@ from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
+from retentive.updaters.settings import (
+    EmaGamma,
+    FixedMemorySettings,
+    LossFunction,
+    LossNormalization,
+    LossWeight,
+    OwnMemorySettings,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
+from retentive.updaters.signature import refusing
 
-_MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+_MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion")
+
+
+class _GDumbSettings(UpdaterSettings, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What GDumb passes on: its memory, its batch and its insertion are its own."""
 
 
 class _FineTuningEquivalentEpochs:
@@ -31,12 +49,6 @@ class _FineTuningEquivalentEpochs:
         return max(1, math.ceil(self.chunk_size / (self.new_batch_size * max(1, world_size))))
 
 
-def _refuse(updater: str, kwargs: dict[str, Any], names: tuple[str, ...], why: str) -> None:
-    for name in names:
-        if name in kwargs:
-            raise TypeError(f"{updater} {why}; drop the argument {name!r}")
-
-
 class FineTuningModelUpdater(ModelUpdater):
     """Plain training on each chunk: no memory, no extra loss (it forgets; that is the point).
 
@@ -44,10 +56,16 @@ class FineTuningModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
-        for name in ("memory_size", "components", "batch_memory_frac", "memory_batch_size"):
-            if name in kwargs:
-                raise TypeError(f"FineTuningModelUpdater keeps no memory; drop the argument {name!r}")
+    refused_arguments = refusing(("memory_size", "components", "batch_memory_frac", "memory_batch_size"),
+                                 "keeps no memory; drop the argument {name!r}")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        **kwargs: Unpack[FixedMemorySettings],
+    ) -> None:
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
 
@@ -65,29 +83,40 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         memory_size: the memory's capacity (required).
         batch_memory_frac: Renate's share of ``batch_size`` that its replay learners reserve for
             the memory; GDumb's step is the rest [0.5].
+        batch_size: Renate's step size, of which GDumb's step takes the new-data share [32].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones and ``memory_policy``.
     """
 
+    refused_arguments = refusing(_MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone; "
+                                                    "drop the argument {name!r}")
+
     def __init__(
-        self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, batch_memory_frac: float = 0.5, **kwargs: Any
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        batch_memory_frac: float = 0.5,
+        batch_size: int = 32,
+        **kwargs: Unpack[_GDumbSettings],
     ) -> None:
-        _refuse("GDumbModelUpdater", kwargs, _MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone")
         if isinstance(memory_size, int) and memory_size < 1:
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
         check_reinitializable(model)
-        batch_size = kwargs.pop("batch_size", 32)
         new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
         super().__init__(
             model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_size=new, batch_memory_frac=0.0,
-            memory_policy=GreedyClassBalancedPolicy(), **kwargs,
+            memory_policy=GreedyClassBalancedPolicy(), memory_insertion="update_end", **kwargs,
         )
-        self.learner.update_memory_every_step = False
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Nothing left to insert: the chunk went to the memory before training."""
 
 
 class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
@@ -99,11 +128,18 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, **kwargs: Any) -> None:
-        _refuse("JointModelUpdater", kwargs, ("memory_size",) + _MEMORY_ARGUMENTS, "keeps all data seen")
+    refused_arguments = refusing(("memory_size", *_MEMORY_ARGUMENTS), "keeps all data seen; drop the argument {name!r}")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        **kwargs: Unpack[OwnMemorySettings],
+    ) -> None:
         check_reinitializable(model)
-        super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0, **kwargs)
-        self.learner.update_memory_every_step = False
+        super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0,
+                         memory_insertion="update_end", **kwargs)
 
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         return UnboundedBuffer(seed=seed)
@@ -112,3 +148,6 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Nothing left to insert: the chunk went to the memory before training."""

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from retentive.data import nested
 from retentive.data.tensors import TensorChunk, dataset_batches
-from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.protocol import ReplayMemory
 
 
 def chunk_batches(dataset: Dataset, task_id: int, batch_size: int = 4096) -> Iterator[dict[str, Tensor]]:
@@ -21,17 +21,16 @@ def chunk_batches(dataset: Dataset, task_id: int, batch_size: int = 4096) -> Ite
         yield {"inputs": inputs, "targets": targets, "task_ids": task_ids}
 
 
-def add_chunk(memory: ReplayBuffer, dataset: Dataset, task_id: int) -> None:
+def add_chunk(memory: ReplayMemory, dataset: Dataset, task_id: int) -> None:
     """Offer every sample of ``dataset`` to ``memory`` in order (its policy decides what stays)."""
     for batch in chunk_batches(dataset, task_id):
         memory.add(batch)
 
 
-def memory_dataset(memory: ReplayBuffer) -> TensorChunk:
+def memory_dataset(memory: ReplayMemory) -> TensorChunk:
     """The samples the memory holds, as a dataset yielding ``(x, y, task_id)`` (on the CPU)."""
     n = len(memory)
     if n == 0:
         raise ValueError("the memory is empty; there is nothing to train on")
-    storage = memory.storage  # inputs decoded: a compact memory stores them as uint8 or float16
-    inputs = nested.to(memory.decoded("inputs"), "cpu")  # a tensor or the nested leaves
-    return TensorChunk(inputs, storage["targets"][:n].cpu(), storage["task_ids"][:n].cpu())
+    inputs = nested.to(memory.decoded("inputs"), "cpu")  # decoded: a tensor or the nested leaves
+    return TensorChunk(inputs, memory.decoded("targets").cpu(), memory.decoded("task_ids").cpu())

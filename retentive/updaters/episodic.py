@@ -11,10 +11,10 @@ update trains, as in GEM, A-GEM and Avalanche's replay.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Unpack
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
@@ -22,11 +22,21 @@ from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.components.projection import AveragedGradientEpisodicMemory, GradientEpisodicMemory
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.data import nested
-from retentive.memory.buffer import ReplayBuffer
+from retentive.learner import OptimizerFactory
+from retentive.memory.protocol import ReplayMemory
 from retentive.updaters.base import ModelUpdater, split_batch
+from retentive.updaters.settings import (
+    EmaGamma,
+    LossFunction,
+    OwnMemorySettings,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
+from retentive.updaters.signature import refusing
 
 
-def task_balanced_rows(memory: ReplayBuffer, batches: Iterable[Batch], task_id: int) -> tuple[dict[str, Tensor], int]:
+def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: int) -> tuple[dict[str, Tensor], int]:
     """The memory's next content, task by task, and the number of chunk samples offered."""
     chunk = list(batches)
     offered = sum(int(b.targets.shape[0]) for b in chunk)
@@ -37,7 +47,7 @@ def task_balanced_rows(memory: ReplayBuffer, batches: Iterable[Batch], task_id: 
     }
     held: dict[str, Tensor] = {}
     if len(memory):
-        held = {k: memory.storage[k][: len(memory)].cpu() for k in ("targets", "task_ids")}
+        held = {k: memory.decoded(k).cpu() for k in ("targets", "task_ids")}
         held["inputs"] = memory.decoded("inputs").cpu()
     tasks = sorted(set(held["task_ids"].tolist() if held else []) | {int(task_id)})
     quotas = balanced_quotas(memory.capacity, len(tasks), "tasks")
@@ -66,16 +76,19 @@ class _TaskBalancedMemory(ModelUpdater):
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         # a memory too small for the tasks seen fails before any training, not after it
-        tasks = set(self.memory.storage["task_ids"][: len(self.memory)].tolist()) if len(self.memory) else set()
+        tasks = set(self.memory.decoded("task_ids").tolist()) if len(self.memory) else set()
         balanced_quotas(self.memory.capacity, len(tasks | {int(task_id)}), "tasks")
         return train_dataset
 
 
-def _no_memory_batch(name: str, kwargs: dict[str, Any]) -> None:
-    for key in ("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"):
-        if key in kwargs:
-            raise TypeError(f"{name} fills its memory per task at the end of each update and does not replay it "
-                            f"in the loss; drop the argument {key!r}")
+#: GEM and A-GEM fill the memory themselves and do not replay it in the loss
+_NO_MEMORY_BATCH = refusing(("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"),
+                            "fills its memory per task at the end of each update and does not replay it in the "
+                            "loss; drop the argument {name!r}")
+
+
+class _AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What Avalanche's replay passes on: the loss is the mean over the joint batch, the memory its own."""
 
 
 class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -90,21 +103,21 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
             batching ones (the memory is not replayed in the loss).
     """
 
+    refused_arguments = _NO_MEMORY_BATCH
+
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         memory_strength: float = 0.5,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
-        _no_memory_batch("GradientEpisodicMemoryModelUpdater", kwargs)
         own = GradientEpisodicMemory(memory_strength)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         memory_batch_size=0, **kwargs)
-        self.learner.update_memory_every_step = False
+                         memory_batch_size=0, memory_insertion="update_end", **kwargs)
 
 
 class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -119,21 +132,21 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
             batching ones.
     """
 
+    refused_arguments = _NO_MEMORY_BATCH
+
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         sample_size: int = 64,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
-        _no_memory_batch("AveragedGradientEpisodicMemoryModelUpdater", kwargs)
         own = AveragedGradientEpisodicMemory(sample_size)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         memory_batch_size=0, **kwargs)
-        self.learner.update_memory_every_step = False
+                         memory_batch_size=0, memory_insertion="update_end", **kwargs)
 
 
 class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
@@ -146,29 +159,30 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the memory's capacity.
         batch_memory_frac: the share of each batch drawn from memory [0.5, Renate's default].
+        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the loss
             weighting ones (the loss is the mean over the joint batch).
     """
 
+    refused_arguments = refusing(
+        ("loss_weight", "loss_normalization", "memory_batch_size", "memory_policy", "memory_insertion"),
+        "averages the loss over the joint batch; drop the argument {name!r}",
+    )
+
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         batch_memory_frac: float = 0.5,
         batch_size: int = 32,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[_AvalancheSettings],
     ) -> None:
-        for key in ("loss_weight", "loss_normalization", "memory_batch_size", "memory_policy", "memory_insertion"):
-            if key in kwargs:
-                raise TypeError(f"ExperienceReplayAvalancheModelUpdater averages the loss over the joint batch; "
-                                f"drop the argument {key!r}")
-        extra = list(kwargs.pop("components", ()))
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch
         own = MemoryCrossEntropy(float(memory))
-        super().__init__(model, loss_fn, optimizer, components=[own, *extra], memory_size=memory_size,
+        super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
                          batch_size=batch_size, batch_memory_frac=batch_memory_frac, loss_weight=float(new),
-                         loss_normalization=True, **kwargs)
-        self.learner.update_memory_every_step = False
+                         loss_normalization=True, memory_insertion="update_end", **kwargs)

@@ -15,7 +15,8 @@ classifier as it ended the update.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 import numpy as np
 import torch
@@ -23,10 +24,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component, StepContext, UpdateContext
+from retentive.learner import OptimizerFactory
 from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.models.routing import forward_routed
 from retentive.streams import Purpose
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import LossFunction, OwnComponentsSettings
 
 
 def replay_count(new: int, replay_ratio: float) -> int:
@@ -100,20 +103,22 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         generator_lr: the generator's Adam learning rate [1e-3].
         consolidation_steps: replay-only classifier steps after each update [0: none].
         consolidation_batch_size: generated samples per consolidation step [64].
+        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but a memory.
     """
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         generator: VariationalAutoencoder | None = None,
         replay_ratio: float = 0.5,
         generator_lr: float = 1e-3,
         consolidation_steps: int = 0,
         consolidation_batch_size: int = 64,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         if kwargs.get("memory_size"):
             raise ValueError("GenerativeReplayModelUpdater stores no real sample; memory_size must be 0")
@@ -127,8 +132,7 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             raise TypeError(f"generator must be a retentive VariationalAutoencoder, got {type(generator).__name__}")
         self.replay = GenerativeReplay(model, generator, float(replay_ratio), generator_lr)
         self.consolidation_steps, self.consolidation_batch_size = consolidation_steps, consolidation_batch_size
-        components = [self.replay, *kwargs.pop("components", ())]
-        super().__init__(model, loss_fn, optimizer, components=components, **kwargs)
+        super().__init__(model, loss_fn, optimizer, components=[self.replay, *components], **kwargs)
 
     def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | None, lock: Any) -> nn.Module:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]

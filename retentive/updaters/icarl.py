@@ -15,15 +15,29 @@ The updated model itself (``update()``'s return value) predicts with its trained
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
 
 from torch import nn
+from torch.utils.data import Dataset
 
 from retentive.components.base import Component
 from retentive.components.distillation import ICaRL
+from retentive.learner import OptimizerFactory
 from retentive.models.protocol import feature_layer as resolve_layer
 from retentive.models.protocol import has_hidden_layer
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import (
+    BatchMemoryFrac,
+    BatchSize,
+    EmaGamma,
+    LossFunction,
+    LossNormalization,
+    MemoryBatchSize,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
+from retentive.updaters.signature import refusing
 
 
 def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | None:
@@ -43,6 +57,11 @@ def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | 
     return layer
 
 
+class _ICaRLSettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, LossNormalization, EmaGamma, Seed,
+                     RefreshMetadata, total=False):
+    """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
+
+
 class ICaRLModelUpdater(ModelUpdater):
     """iCaRL: herding exemplars, distillation, and the nearest-mean-of-exemplars classifier.
 
@@ -56,22 +75,24 @@ class ICaRLModelUpdater(ModelUpdater):
             ``loss_weight`` (iCaRL's BCE replaces the task loss) and ``memory_policy``.
     """
 
+    refused_arguments = refusing(("loss_weight", "memory_policy", "memory_insertion"),
+                                 "keeps a herded memory and iCaRL's loss; drop the argument {name!r}")
+
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         feature_layer: str | None = None,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[_ICaRLSettings],
     ) -> None:
-        for key in ("loss_weight", "memory_policy", "memory_insertion"):
-            if key in kwargs:
-                raise TypeError(f"ICaRLModelUpdater keeps a herded memory and iCaRL's loss; drop the argument {key!r}")
         layer = resolve_feature_layer(model, feature_layer)
         own = ICaRL(memory_size, layer)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         loss_weight=0.0, **kwargs)
-        self.learner.update_memory_every_step = False
+                         loss_weight=0.0, memory_insertion="update_end", **kwargs)
         self.hyperparameters["feature_layer"] = layer  # as resolved from the model
+
+    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """Nothing to insert: iCaRL's component herds the exemplars when the update ends."""

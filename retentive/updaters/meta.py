@@ -17,21 +17,22 @@ then the outer loss on the current plus memory samples at ``theta'`` is differen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.stateless import _reparametrize_module
 
-from retentive.components.base import StepContext
+from retentive.components.base import Component, StepContext
 from retentive.components.replay import MemoryCrossEntropy
-from retentive.learner import Learner
+from retentive.learner import Learner, OptimizerFactory
 from retentive.learner.transforms import apply_transform
 from retentive.models.routing import takes_task_ids
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import LossFunction, ReplaySettings
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -94,15 +95,24 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
         beta: the within-batch meta learning rate [1].
         gamma: the across-batch meta learning rate [1].
         batch_num: batches ``B_i`` (each a fresh memory draw plus the current batch) per step [1].
+        components: none may be given (MER's loss is its own); kept for the common signature.
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but ``components``
             (MER's loss is its own).
     """
 
     def __init__(
-        self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, beta: float = 1.0, gamma: float = 1.0,
-        batch_num: int = 1, **kwargs: Any,
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        beta: float = 1.0,
+        gamma: float = 1.0,
+        batch_num: int = 1,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        if kwargs.get("components"):
+        if components:
             raise ValueError("MetaExperienceReplayModelUpdater computes its own loss; it takes no components")
         for name, value in (("beta", beta), ("gamma", gamma)):
             if not float(value) > 0:
@@ -174,12 +184,22 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         inner_steps: inner SGD steps on the current batch, >= 1 [1].
         first_order: drop the second-order terms (first-order MAML) [False].
         alpha: weight of the memory cross-entropy in the outer loss [1].
+        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
-        self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, inner_lr: float = 0.1, inner_steps: int = 1,
-        first_order: bool = False, alpha: float = 1.0, **kwargs: Any,
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        inner_lr: float = 0.1,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        alpha: float = 1.0,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
     ) -> None:
         if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
             raise ValueError(
@@ -189,8 +209,8 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         if not float(inner_lr) > 0:
             raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
         self._meta = dict(inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order))
-        components = [MemoryCrossEntropy(alpha), *kwargs.pop("components", ())]
-        super().__init__(model, loss_fn, optimizer, components=components, memory_size=memory_size, **kwargs)
+        own = [MemoryCrossEntropy(alpha), *components]
+        super().__init__(model, loss_fn, optimizer, components=own, memory_size=memory_size, **kwargs)
 
     def _build_learner(self, **kwargs: Any) -> Learner:
         return OnlineMetaLearner(**self._meta, **kwargs)

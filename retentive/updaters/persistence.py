@@ -194,6 +194,6 @@ class PersistenceMixin:
 
     def _log_memory(self) -> None:
         if isinstance(self.logger, TensorBoardLogger) and len(self.memory):
-            targets = self.memory.storage["targets"][: len(self.memory)].cpu()
+            targets = self.memory.decoded("targets").cpu()
             self.logger.experiment.add_histogram("memory/classes", targets, self.learner.total_steps)
             self.logger.experiment.flush()

@@ -8,19 +8,33 @@ k-means centers are buffers), so all of it is in ``model.pt`` of the state folde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
+from torch import nn
 from torch.utils.data import Dataset
 
 from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
 from retentive.errors import DataError
-from retentive.learner import Learner
+from retentive.learner import Learner, OptimizerFactory
 from retentive.models.l2p import LearningToPromptTransformer
 from retentive.models.protocol import adapt_model, clusters_per_task
 from retentive.models.sprompts import SPromptTransformer
 from retentive.updaters.base import ModelUpdater
-from retentive.updaters.baselines import _refuse
 from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
+from retentive.updaters.settings import (
+    BatchSize,
+    EmaGamma,
+    LossFunction,
+    LossNormalization,
+    LossWeight,
+    MemoryBatchSize,
+    MemoryInsertion,
+    MemoryPolicy,
+    RefreshMetadata,
+    Seed,
+    UpdaterSettings,
+)
+from retentive.updaters.signature import refusing
 
 RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
 _MEMORY = ("memory_size", "components", "batch_memory_frac", "memory_batch_size", "memory_policy")
@@ -51,6 +65,16 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
         )
 
 
+class _PromptSettings(UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, Seed, MemoryInsertion,
+                      RefreshMetadata, total=False):
+    """What L2P and S-Prompts pass on: no memory."""
+
+
+class _PromptReplaySettings(UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata,
+                            total=False):
+    """What L2P with replay passes on to Offline-ER."""
+
+
 class LearningToPromptModelUpdater(ModelUpdater):
     """L2P (Wang et al., CVPR 2022): ``CE + prompt_sim_loss_weight * sum_i (1 - cos(q, k_i))``,
     no memory; only the prompt pool, its keys and the head of a
@@ -62,19 +86,20 @@ class LearningToPromptModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
+    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
         learner_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[_PromptSettings],
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, LearningToPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        _refuse(name, kwargs, _MEMORY, "keeps no memory")
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
         super().__init__(model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
@@ -96,14 +121,14 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         batch_memory_frac: float = 0.5,
         loss_weight_new_data: float | None = None,
         prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
-        **kwargs: Any,
+        **kwargs: Unpack[_PromptReplaySettings],
     ) -> None:
         _check_model(type(self).__name__, model, LearningToPromptTransformer)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
@@ -129,13 +154,19 @@ class SPeftModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
+    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+
     def __init__(
-        self, model: Any, loss_fn: Any, optimizer: Any, learner_kwargs: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        learner_kwargs: dict[str, Any] | None = None,
+        **kwargs: Unpack[_PromptSettings],
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, SPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        _refuse(name, kwargs, _MEMORY, "keeps no memory")
         super().__init__(model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs)
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:

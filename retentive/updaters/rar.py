@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Unpack
+
+from torch import nn
 
 from retentive.components.adversarial import AdversarialReplay, MixupReplay
 from retentive.components.base import Component
 from retentive.components.replay import MemoryCrossEntropy
+from retentive.learner import OptimizerFactory
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import FixedMemorySettings, LossFunction
+from retentive.updaters.signature import refusing
 
 
 class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
@@ -35,11 +40,14 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
             and batch, which are ``mem_size`` and ``batch_size_mem`` here.
     """
 
+    refused_arguments = refusing(("memory_size", "memory_batch_size", "batch_memory_frac", "components"),
+                                 "sets {name} itself (use mem_size and batch_size_mem)")
+
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         batch_size_mem: int,
         mem_size: int = 200,
         opt_lr: float = 0.1,
@@ -52,13 +60,8 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
         epsilon_fgsm: float = 0.0314,
         iter_fgsm: int = 2,
         input_range: tuple[float, float] | None = (0.0, 1.0),
-        **kwargs: Any,
+        **kwargs: Unpack[FixedMemorySettings],
     ) -> None:
-        for name in ("memory_size", "memory_batch_size", "batch_memory_frac", "components"):
-            if name in kwargs:
-                raise ValueError(
-                    f"RetrospectiveAdversarialReplayModelUpdater sets {name} itself (use mem_size and batch_size_mem)"
-                )
         if not 0.0 <= float(beta_coef) <= 1.0:
             raise ValueError(f"beta_coef must lie in [0, 1], got {beta_coef}")
         weight = 1.0 - (float(beta_coef) if use_adversarial_replay else 0.0)

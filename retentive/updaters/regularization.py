@@ -8,12 +8,16 @@ weight. None keeps a memory unless ``memory_size`` is given.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
+
+from torch import nn
 
 from retentive.components.base import Component
 from retentive.components.distillation import LearningWithoutForgetting
 from retentive.components.regularizers import ElasticWeightConsolidation, SynapticIntelligence, trainable_parameters
+from retentive.learner import OptimizerFactory
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.settings import LossFunction, OwnComponentsSettings
 
 
 class ElasticWeightConsolidationModelUpdater(ModelUpdater):
@@ -30,13 +34,13 @@ class ElasticWeightConsolidationModelUpdater(ModelUpdater):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         ewc_lambda: float = 0.4,
         ewc_gamma: float = 1.0,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         trainable_parameters(model, "ElasticWeightConsolidationModelUpdater")
         own = ElasticWeightConsolidation(ewc_lambda, gamma=ewc_gamma)
@@ -57,13 +61,13 @@ class SynapticIntelligenceModelUpdater(ModelUpdater):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         si_c: float = 1.0,
         si_epsilon: float = 0.9,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         trainable_parameters(model, "SynapticIntelligenceModelUpdater")
         own = SynapticIntelligence(si_c, epsilon=si_epsilon)
@@ -85,13 +89,13 @@ class LearningWithoutForgettingModelUpdater(ModelUpdater):
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         alpha: float = 1.0,
         temperature: float = 2.0,
         components: Sequence[Component] = (),
-        **kwargs: Any,
+        **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         own = LearningWithoutForgetting(alpha, temperature=temperature)
         super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)

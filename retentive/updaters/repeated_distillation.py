@@ -19,22 +19,24 @@ split (a fixed label space).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Unpack
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import StepContext
 from retentive.data import nested
 from retentive.data.tensors import TensorChunk
-from retentive.learner import Learner
+from retentive.learner import Learner, OptimizerFactory
 from retentive.learner.transforms import apply_transform
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed, has_own_reset, reset_model
 from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
+from retentive.updaters.settings import BatchSize, LossFunction, MemoryPolicy, UpdaterSettings
+from retentive.updaters.signature import refusing
 
 _REFUSED = ("components", "batch_memory_frac", "memory_batch_size", "memory_insertion", "refresh_memory_metadata",
             "loss_weight", "loss_normalization", "ema_memory_update_gamma")
@@ -86,6 +88,10 @@ class RepeatedDistillationLearner(Learner):
         return loss
 
 
+class _DistillationSettings(UpdaterSettings, BatchSize, MemoryPolicy, total=False):
+    """What RD passes on: its memory is filled and replayed its own way, with its own loss."""
+
+
 class RepeatedDistillationModelUpdater(ModelUpdater):
     """Repeated Distillation: train an expert on the chunk, then distil it and the previous model
     (through the logits in memory) into the re-initialised kept model (see the module docstring).
@@ -103,10 +109,17 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
             batching and loss-mixing ones, and ``resume`` (two fits per update).
     """
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, seed: int | None = None, **kwargs: Any) -> None:
-        for name in _REFUSED:
-            if name in kwargs:
-                raise TypeError(f"RepeatedDistillationModelUpdater trains on its memory with its own loss; drop {name!r}")
+    refused_arguments = refusing(_REFUSED, "trains on its memory with its own loss; drop {name!r}")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        seed: int | None = None,
+        **kwargs: Unpack[_DistillationSettings],
+    ) -> None:
         if kwargs.get("resume"):
             raise ValueError("RepeatedDistillationModelUpdater fits twice per update; resume=True is not supported")
         if isinstance(memory_size, int) and not isinstance(memory_size, bool) and memory_size < 1:
@@ -114,8 +127,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         if not has_own_reset(model):
             check_reinitializable(model)
         super().__init__(model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_memory_frac=0.0,
-                         seed=0 if seed is None else seed, **kwargs)
-        self.learner.update_memory_every_step = False
+                         seed=0 if seed is None else seed, memory_insertion="update_end", **kwargs)
         self._route = 0  # the task routing of the chunk under way (set per update)
 
     def _build_learner(self, **kwargs: Any) -> Learner:
@@ -153,7 +165,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         learner.transforms["train"] = learner.transforms["buffer"]
         try:
             chunk = memory_dataset(self.memory)
-            logits = self.memory.storage["logits"][: len(self.memory)].cpu()
+            logits = self.memory.decoded("logits").cpu()
             super()._fit(_LogitChunk(chunk, logits), val_dataset, seed ^ 1, session)
         finally:
             learner.phase, learner.transforms["train"] = "expert", train_transforms

@@ -4,7 +4,7 @@ Super-ER and Offline-ER."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Unpack
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -14,10 +14,28 @@ from retentive.components.cls import CLSConsistency
 from retentive.components.pod import PooledOutputDistillation
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
+from retentive.learner import OptimizerFactory
 from retentive.models.protocol import hidden_layers
 from retentive.updaters.arguments import with_user_components
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
+from retentive.updaters.settings import (
+    BatchMemoryFrac,
+    BatchSize,
+    LossFunction,
+    MemoryBatchSize,
+    MemoryPolicy,
+    RefreshMetadata,
+    ReplaySettings,
+    Seed,
+    UpdaterSettings,
+)
+from retentive.updaters.signature import refusing
+
+
+class _OfflineSettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, MemoryPolicy, Seed,
+                       RefreshMetadata, total=False):
+    """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""
 
 
 class ExperienceReplayModelUpdater(ModelUpdater):
@@ -26,12 +44,23 @@ class ExperienceReplayModelUpdater(ModelUpdater):
     Args:
         alpha: weight of the memory cross-entropy [1].
         memory_size: replay memory capacity [500 in most benchmarks; required here].
+        components: further components, after the method's own (e.g. EWC's) [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
-    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, alpha: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        memory_size: int,
+        alpha: float = 1.0,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
+    ) -> None:
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components([MemoryCrossEntropy(alpha)], kwargs), memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components([MemoryCrossEntropy(alpha)], components),
+            memory_size=memory_size, **kwargs
         )
 
 
@@ -42,22 +71,25 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
     Args:
         alpha: weight of the logit MSE [1].
         beta: weight of the memory cross-entropy [1]; 0 gives DER.
+        components: further components, after the method's own (e.g. EWC's) [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         alpha: float = 1.0,
         beta: float = 1.0,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        components = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
+        own = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components(own, components),
+            memory_size=memory_size, **kwargs
         )
 
 
@@ -94,25 +126,28 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
         normalize: L2-normalise the pooled features [True].
         feature_layers: submodule names whose outputs are distilled; default the model's
             ``feature_layers`` attribute (``MLP`` and ``SmallCNN`` have one).
+        components: further components, after the method's own (e.g. EWC's) [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         alpha: float = 1.0,
         distillation_type: str = "spatial",
         normalize: bool = True,
         feature_layers: Sequence[str] | None = None,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
     ) -> None:
         layers = resolve_feature_layers(model, feature_layers)
         component = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components([component], kwargs), memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components([component], components),
+            memory_size=memory_size, **kwargs
         )
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
@@ -127,14 +162,15 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         stable_model_update_weight, plastic_model_update_weight: largest EMA decays [0.999, 0.999].
         stable_model_update_probability, plastic_model_update_probability: chance of a teacher
             update after each step [0.7, 0.9]; the plastic one must be the more frequent.
+        components: further components, after the method's own (e.g. EWC's) [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         alpha: float = 0.5,
         beta: float = 0.1,
@@ -142,7 +178,8 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         plastic_model_update_weight: float = 0.999,
         stable_model_update_probability: float = 0.7,
         plastic_model_update_probability: float = 0.9,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
     ) -> None:
         teachers = dict(
             stable_model_update_weight=stable_model_update_weight,
@@ -150,9 +187,10 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
             stable_model_update_probability=stable_model_update_probability,
             plastic_model_update_probability=plastic_model_update_probability,
         )
-        components = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
+        own = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components(own, components),
+            memory_size=memory_size, **kwargs
         )
 
 
@@ -173,14 +211,15 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         cls_stable_model_update_probability, cls_plastic_model_update_probability: [0.7, 0.9].
         pod_alpha: weight of POD [1]; ``pod_distillation_type`` ["spatial"], ``pod_normalize`` [True].
         feature_layers: layers POD distils; default the model's ``feature_layers`` attribute.
+        components: further components, after the method's own (e.g. EWC's) [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         der_alpha: float = 1.0,
         der_beta: float = 1.0,
@@ -195,15 +234,16 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         pod_distillation_type: str = "spatial",
         pod_normalize: bool = True,
         feature_layers: Sequence[str] | None = None,
-        **kwargs: Any,
+        components: Sequence[Component] = (),
+        **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        components: list[Component] = []
+        own: list[Component] = []
         if der_alpha > 0:
-            components.append(LogitMSE(der_alpha))
+            own.append(LogitMSE(der_alpha))
         if der_beta > 0:
-            components.append(MemoryCrossEntropy(der_beta))
+            own.append(MemoryCrossEntropy(der_beta))
         if cls_alpha > 0:
-            components.append(
+            own.append(
                 CLSConsistency(
                     cls_alpha,
                     model,
@@ -214,13 +254,14 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
                 )
             )
         if sp_shrink_factor != 1.0 or sp_sigma != 0.0:
-            components.append(ShrinkAndPerturb(sp_shrink_factor, sp_sigma))
+            own.append(ShrinkAndPerturb(sp_shrink_factor, sp_sigma))
         layers: tuple[str, ...] = ()
         if pod_alpha > 0:
             layers = resolve_feature_layers(model, feature_layers)
-            components.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
+            own.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components(components, kwargs), memory_size=memory_size, **kwargs
+            model, loss_fn, optimizer, components=with_user_components(own, components),
+            memory_size=memory_size, **kwargs
         )
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
@@ -236,32 +277,32 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         memory_size: replay memory capacity, filled by the memory policy (reservoir by default).
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but
             ``loss_weight``, ``loss_normalization`` and ``ema_memory_update_gamma``, which ``a``
-            replaces or which have no stored metadata to act on.
+            replaces or which have no stored metadata to act on, and ``memory_insertion``.
     """
+
+    refused_arguments = {
+        **refusing(("loss_weight", "loss_normalization", "ema_memory_update_gamma", "components"),
+                   "does not take {name!r}; the loss is a * L_new + (1 - a) * L_memory with a = loss_weight_new_data"),
+        **refusing(("memory_insertion",), "fills its memory with the whole chunk when an update ends; "
+                                          "drop the argument {name!r}"),
+    }
 
     def __init__(
         self,
-        model: Any,
-        loss_fn: Any,
-        optimizer: Any,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
         memory_size: int,
         loss_weight_new_data: float | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[_OfflineSettings],
     ) -> None:
-        for name in ("loss_weight", "loss_normalization", "ema_memory_update_gamma", "components"):
-            if name in kwargs:
-                raise TypeError(
-                    f"OfflineExperienceReplayModelUpdater does not take {name!r}; the loss is "
-                    "a * L_new + (1 - a) * L_memory with a = loss_weight_new_data"
-                )
         if loss_weight_new_data is not None and not 0.0 <= float(loss_weight_new_data) <= 1.0:
             raise ValueError(f"loss_weight_new_data must lie in [0, 1] or be None, got {loss_weight_new_data}")
         self._memory_loss = MemoryCrossEntropy(1.0)
         super().__init__(
             model, loss_fn, optimizer, components=[self._memory_loss], memory_size=memory_size,
-            loss_normalization=True, **kwargs,
+            loss_normalization=True, memory_insertion="update_end", **kwargs,
         )
-        self.learner.update_memory_every_step = False
         self.loss_weight_new_data = None if loss_weight_new_data is None else float(loss_weight_new_data)
 
     def new_data_weight(self, num_new: int) -> float:

@@ -29,7 +29,6 @@ from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed
 
-
 #: where a ``TensorDataset`` of ``(x, y[, task_id])`` keeps each of the exposed tensors
 _TENSOR_DATASET_COLUMNS = {"inputs": 0, "targets": 1, "task_ids": 2}
 

@@ -55,19 +55,6 @@ def fill(mount: Path, leave: int = 0) -> Path:
     return filler
 
 
-@pytest.fixture(scope="module")
-def chunks(split_small):
-    train, _ = split_small
-    return train[0].subset(torch.arange(64)), train[1].subset(torch.arange(64))
-
-
-@pytest.fixture(scope="module")
-def state1(tmp_path_factory, chunks):
-    folder = tmp_path_factory.mktemp("full") / "s"
-    der(folder).update(chunks[0], task_id=0)
-    return folder
-
-
 def _one_line_no_space(error: StateError) -> None:
     text = str(error)
     assert "No space left on device" in text and "\n" not in text, text

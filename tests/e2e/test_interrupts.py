@@ -37,19 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.fixture(scope="module")
-def chunks(split_small):
-    train, _ = split_small
-    return train[0].subset(torch.arange(64)), train[1].subset(torch.arange(64))
-
-
-@pytest.fixture(scope="module")
-def state1(tmp_path_factory, chunks):
-    folder = tmp_path_factory.mktemp("interrupts") / "s"
-    der(folder).update(chunks[0], task_id=0)
-    return folder
-
-
 class CtrlC(pl.Callback):
     """A real SIGINT to this process after the second training step (as a terminal's Ctrl-C)."""
 

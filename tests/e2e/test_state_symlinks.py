@@ -18,19 +18,6 @@ from retentive.state.resume import checkpoint_root
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def chunks(split_small):
-    train, _ = split_small
-    return train[0].subset(torch.arange(64)), train[1].subset(torch.arange(64))
-
-
-@pytest.fixture(scope="module")
-def state1(tmp_path_factory, chunks):
-    folder = tmp_path_factory.mktemp("links") / "s"
-    der(folder).update(chunks[0], task_id=0)
-    return folder
-
-
 @pytest.fixture()
 def victim(tmp_path):
     """A file elsewhere that an attacker wants overwritten."""

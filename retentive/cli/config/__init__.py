@@ -20,8 +20,9 @@ Every object is named by its import path, so any importable class (or function) 
 The updater's ``class_path`` may also be a name a registered method answers to (``der``, ``DER``:
 see :mod:`retentive.methods` and ``retentive benchmark --list-methods``).
 Inside ``init_args`` a mapping with a ``class_path`` is itself built (e.g. a list of components).
-Arguments are checked against the signature and type hints of what they are passed to — following
-``**kwargs`` to the parent classes' ``__init__``, as the updaters pass them on — before anything is
+Arguments are checked against the signature and type hints of what they are passed to (an
+updater's signature lists every argument it takes: :mod:`retentive.updaters.signature`) before
+anything is built.
 
 The package has one module per stage: :mod:`.schema` (the sections and the checked config),
 :mod:`.parsing` (YAML and ``--set`` to a checked config), :mod:`.hints` and :mod:`.signatures`

@@ -119,6 +119,8 @@ def check_arguments(
     """Refuse unknown arguments and wrong types; require the ones without defaults not ``supplied``."""
     for name, value in arguments.items():
         parameter = signature.parameters.get(name)
+        if parameter is None and name in signature.refused:
+            raise source.error(f"{key}.{name}", signature.refused[name])
         if parameter is None and not signature.open:
             options = sorted(signature.parameters)
             raise source.error(

@@ -1,11 +1,16 @@
-"""The keyword arguments a class or function takes, following ``**kwargs`` up a class's MRO."""
+"""The keyword arguments a class or function takes, as its signature says.
+
+An updater's signature is complete (its own arguments and those it passes on to its base, made
+once by :mod:`retentive.updaters.signature`), so what a config may give an updater is what
+``inspect.signature`` shows, and a refused argument is refused with the updater's own reason.
+"""
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -20,24 +25,13 @@ class Parameter:
 
 @dataclass(frozen=True)
 class Signature:
-    """The keyword arguments of a callable; ``open``: it takes others that cannot be listed."""
+    """The keyword arguments of a callable; ``open``: it takes others that cannot be listed;
+    ``refused``: arguments it declares it does not take -> the error saying why."""
 
     owner: str
     parameters: dict[str, Parameter]
     open: bool
-
-
-def _initializers(target: Any) -> Iterator[tuple[Any, bool]]:
-    """``(function, is_method)``: a function itself, or a class's ``__init__`` along its MRO."""
-    if not inspect.isclass(target):
-        yield target, False
-        return
-    for klass in target.__mro__:
-        if klass is object:
-            return
-        init = klass.__dict__.get("__init__")
-        if init is not None:
-            yield init, True
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 def _hints(function: Any) -> dict[str, Any]:
@@ -47,40 +41,38 @@ def _hints(function: Any) -> dict[str, Any]:
         return {}
 
 
+def _is_updater(target: Any) -> bool:
+    return inspect.isclass(target) and "_argument_owners" in target.__dict__
+
+
 def signature_of(target: Any, skip_first: bool = False) -> Signature:
-    """The keyword arguments ``target`` accepts, following ``**kwargs`` up the MRO of a class.
+    """The keyword arguments ``target`` (a class or a function) accepts.
 
     ``skip_first`` leaves out the first positional parameter: the one a factory is later called
-    with (an optimizer's parameters, a scheduler's optimizer). Only the target's own parameters
-    without a default are required; a parent's may be filled in by the child. A name the child
-    leaves unannotated (``Any``) takes the parent's hint, as the child passes it on.
+    with (an optimizer's parameters, a scheduler's optimizer). Parameters without a default are
+    required.
     """
     owner = getattr(target, "__qualname__", None) or type(target).__name__
-    parameters: dict[str, Parameter] = {}
-    for depth, (function, is_method) in enumerate(_initializers(target)):
-        try:
-            signature = inspect.signature(function)
-        except (TypeError, ValueError):  # a builtin without a signature
-            return Signature(owner, parameters, True)
-        hints = _hints(function)
-        listed = list(signature.parameters.values())[1 if is_method else 0 :]
-        if depth == 0 and skip_first:
-            positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            if listed and listed[0].kind in positional:
-                listed = listed[1:]
-        takes_more = False
-        for p in listed:
-            if p.kind is inspect.Parameter.VAR_KEYWORD:
-                takes_more = True
-            elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
-                hint = hints.get(p.name, Any)
-                known = parameters.get(p.name)
-                if known is None:
-                    required = depth == 0 and p.default is inspect.Parameter.empty
-                    parameters[p.name] = Parameter(p.name, hint, required)
-                elif known.hint is Any and hint is not Any:  # a child passing it on unannotated
-                    parameters[p.name] = Parameter(p.name, hint, known.required)
-        if not takes_more:
-            return Signature(owner, parameters, False)
-    return Signature(owner, parameters, True)
+    refused: Mapping[str, str] = {}
+    if _is_updater(target):
+        from retentive.updaters.signature import parameter_hints, refusals
 
+        signature, hints, refused = inspect.signature(target), parameter_hints(target), refusals(target)
+    else:
+        try:
+            signature = inspect.signature(target)
+        except (TypeError, ValueError):  # a builtin without a signature
+            return Signature(owner, {}, True)
+        init = getattr(target, "__init__", None) if inspect.isclass(target) else None
+        hints = _hints(init if init is not None else target)
+    listed = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if skip_first and listed and listed[0].kind in positional:
+        listed = listed[1:]
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = {
+        p.name: Parameter(p.name, hints.get(p.name, Any), p.default is inspect.Parameter.empty)
+        for p in listed if p.kind in keyword
+    }
+    takes_more = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in listed)
+    return Signature(owner, parameters, takes_more, refused)

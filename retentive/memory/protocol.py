@@ -1,0 +1,183 @@
+"""The declared memory interface: what a replay memory offers and what an insertion policy may have.
+
+Everything outside :mod:`retentive.memory` uses a memory only through :class:`ReplayMemory`
+(the components, the Learner, the updaters, the state code), so that another backend (a
+memory-mapped one, say) is a class with these members, nothing more. :class:`ReplayBuffer` and
+:class:`UnboundedBuffer` satisfy it (``tests/test_memory_protocol.py``).
+
+An :class:`InsertionPolicy` declares every member a memory or a Learner reads from it;
+:class:`PolicyDefaults` gives each optional one its documented default, so a policy writes only
+what it changes. A memory refuses, when it is built, a policy lacking any member, instead of
+probing for it at every use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from retentive.memory.buffer import MemoryBatch
+    from retentive.memory.context import UpdateContext
+    from retentive.memory.layout import Spec
+
+
+@runtime_checkable
+class InsertionPolicy(Protocol):
+    """Chooses memory slots for incoming samples; may keep state and act at update level.
+
+    Attributes:
+        name: saved with the memory (``state_dict()["policy"]``).
+        uses_targets: ``False`` promises :meth:`select` never reads ``targets``, which spares a
+            distributed insert one all-gather per step.
+        fills_free_slots_first: ``True`` promises slots ``size..capacity-1`` are filled before
+            any is replaced, so the memory knows its size without reading the slots back.
+    """
+
+    name: str
+    uses_targets: bool
+    fills_free_slots_first: bool
+
+    def select(
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        """``(source, slots)`` as int64 CPU tensors: incoming row ``source[i]`` goes to ``slots[i]``."""
+        ...
+
+    def check(self, capacity: int, model: nn.Module | None = None) -> None:
+        """Refuse a capacity (or a model) this policy cannot work with, before anything trains."""
+        ...
+
+    def attach(self, model: nn.Module, capacity: int) -> None:
+        """Called once by an updater that promises to run :meth:`on_update_end` for this policy."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The policy's own state (saved with the memory as ``policy_state`` unless empty)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (``{}``: a memory saved without policy state, start fresh)."""
+        ...
+
+    def on_train_epoch_end(self, ctx: UpdateContext) -> None:
+        """At the end of every training epoch (forgetting counts evaluate here)."""
+        ...
+
+    def on_update_end(self, ctx: UpdateContext) -> None:
+        """After the last step of an update (update-end selection rewrites the memory here)."""
+        ...
+
+
+class PolicyDefaults:
+    """The defaults of every optional :class:`InsertionPolicy` member: targets read, no promise
+    about free slots, no checks, no state, no update-level work. Subclass it and write ``select``."""
+
+    name = "policy"
+    uses_targets = True
+    fills_free_slots_first = False
+
+    def check(self, capacity: int, model: nn.Module | None = None) -> None:
+        """Accept any capacity and model."""
+
+    def attach(self, model: nn.Module, capacity: int) -> None:
+        """Nothing to attach: an online policy works through :meth:`select` alone."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """No state to restore."""
+
+    def on_train_epoch_end(self, ctx: UpdateContext) -> None:
+        """Nothing at epoch end."""
+
+    def on_update_end(self, ctx: UpdateContext) -> None:
+        """Nothing at update end."""
+
+
+def missing_policy_members(policy: object) -> list[str]:
+    """The :class:`InsertionPolicy` members ``policy`` lacks (empty: it satisfies the protocol)."""
+    members = ("name", "uses_targets", "fills_free_slots_first", "select", "check", "attach", "state_dict",
+               "load_state_dict", "on_train_epoch_end", "on_update_end")
+    return [m for m in members if not hasattr(policy, m)]
+
+
+@runtime_checkable
+class ReplayMemory(Protocol):
+    """A sample memory: rows of ``inputs`` (a tensor or nested), ``targets``, ``task_ids`` and
+    component metadata (``logits``, ``features.<layer>``), filled by an :class:`InsertionPolicy`.
+
+    Reading is by row (:meth:`sample`, :meth:`gather`, :meth:`rows`) or by key (:meth:`decoded`);
+    writing is by :meth:`add` (the policy decides), :meth:`refresh` (metadata of rows replayed)
+    and :meth:`replace` (an update-end rewrite of the whole content). ``state_dict`` holds
+    tensors and plain values only, and one format serves every backend.
+    """
+
+    #: the most samples kept (0: the memory is off)
+    capacity: int
+    #: samples ever offered (kept or not); the Learner counts them itself while the memory is off
+    seen: int
+    policy: InsertionPolicy
+    device: torch.device
+    #: the containers of nested inputs (``None`` for a plain tensor or before the first insert)
+    input_structure: Any
+    #: the insertion stream: draws a rewrite makes with it are the same on every replica
+    insert_generator: torch.Generator
+
+    def __len__(self) -> int: ...
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The stored keys (one per input leaf: ``inputs`` or ``inputs.<path>``; then metadata)."""
+        ...
+
+    def to(self, device: torch.device | str) -> ReplayMemory: ...
+
+    def reseed(self, insert_seed: int, sample_seed: int) -> None: ...
+
+    def specs(self) -> dict[str, Spec]:
+        """Every stored key's per-sample ``(shape, offered dtype)``; empty before the first insert."""
+        ...
+
+    def check_room(self, rows: int) -> None:
+        """Raise ``MemoryBudgetError`` if ``rows`` filled rows would not fit the device's budget."""
+        ...
+
+    def add(self, batch: Mapping[str, Any]) -> Tensor:
+        """Offer a batch; return the slots written."""
+        ...
+
+    def sample(self, n: int, rank: int = 0, world_size: int = 1) -> MemoryBatch | None: ...
+
+    def gather(self, indices: Tensor) -> MemoryBatch: ...
+
+    def rows(self, start: int, stop: int) -> MemoryBatch: ...
+
+    def decoded(self, key: str) -> Any:
+        """The filled rows of ``key`` in their offered dtype (a read-only view: do not write to it)."""
+        ...
+
+    def refresh(self, indices: Tensor, key: str, new: Tensor, gamma: float) -> None: ...
+
+    def replace(self, rows: Mapping[str, Any], offered: int = 0) -> None:
+        """Make ``rows`` (a batch as :meth:`add` takes it) the whole content, in slots ``0..n-1``."""
+        ...
+
+    def class_counts(self, num_classes: int | None = None) -> Tensor: ...
+
+    def nbytes(self) -> int: ...
+
+    def state_dict(self) -> dict[str, object]: ...
+
+    def load_state_dict(self, state: dict[str, object]) -> None: ...
