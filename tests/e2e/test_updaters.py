@@ -213,7 +213,7 @@ def test_bad_state_folders(first_state, tmp_path):
     (tmp_path / "junk").mkdir()
     with pytest.raises(StateError, match="not a retentive state folder"):
         _er(tmp_path, tmp_path / "junk")
-    # the same folder in and out is an in-place update (Renate's pipelines; tests/test_renate_inplace.py)
+    # the same folder in and out is an in-place update (Renate's pipelines; tests/e2e/test_renate_inplace.py)
     assert ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=first_state, output_state_folder=first_state, **QUIET).in_place
     with pytest.raises(StateError, match="does not fit the model"):
         _er(tmp_path, first_state, model=MLP(hidden=(50,)))

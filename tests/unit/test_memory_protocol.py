@@ -37,7 +37,7 @@ from retentive.memory import (
 from retentive.memory.selection import class_quotas, herding
 from retentive.memory.unbounded import AppendPolicy
 
-PACKAGE = Path(__file__).resolve().parents[1] / "retentive"
+PACKAGE = Path(__file__).resolve().parents[2] / "retentive"
 
 
 def _batch(start: int, n: int) -> dict[str, torch.Tensor]:
