@@ -46,7 +46,7 @@ import torch
 torch.set_num_threads(1)
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT / "tests")]
+sys.path[:0] = [str(HERE), str(ROOT / "tests" / "support")]
 
 from concurrency_checks import exact_payloads, fingerprint, inspect_read, task_order  # noqa: E402
 from concurrency_report import summarise, table  # noqa: E402

@@ -45,7 +45,7 @@ StateConflictError = getattr(errors, "StateConflictError", type("NoConflictError
 
 
 def build_updater(output: Any, input_state: Any) -> DarkExperienceReplayModelUpdater:
-    """DER++ on the MNIST MLP, as tests/state_helpers.der builds it (quiet, one epoch, CPU)."""
+    """DER++ on the MNIST MLP, as tests/support/state_helpers.der builds it (quiet, one epoch, CPU)."""
     torch.manual_seed(0)
     return DarkExperienceReplayModelUpdater(
         MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.03),

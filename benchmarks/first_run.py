@@ -1,6 +1,6 @@
 """The README's first command in full, as a newcomer runs it: a fresh clone with no ../shared, MNIST
 fetched from a local mirror on 127.0.0.1 through RETENTIVE_MNIST_MIRROR, the whole demo (every
-sample of every chunk). tests/test_first_run.py runs the same with --samples-per-chunk 200.
+sample of every chunk). tests/e2e/test_readme_first_command.py runs the same with --samples-per-chunk 200.
 
     python benchmarks/first_run.py
 """
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 from first_run_support import build_mirror, fresh_clone, newcomer_env, readme_first_command, run_retentive, serve  # noqa: E402
 
 

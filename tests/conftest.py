@@ -1,4 +1,6 @@
-"""Shared fixtures: one torch thread (2-core CI), real MNIST subsets, quiet Lightning.
+"""Shared fixtures for every test folder (unit/, e2e/, ddp/): one torch thread (2-core CI), real MNIST
+subsets, quiet Lightning. The helper modules and subprocess workers live in support/, put on the
+import path here so tests import them by name (``from helpers import QUIET``).
 
 MNIST is found the way the library finds it (``--data``/``RETENTIVE_DATA``, the project's
 ``../shared``, the cache) and, on a machine that has none, fetched once into the cache from the
@@ -9,15 +11,28 @@ fresh clone that can reach a mirror.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+
+SUPPORT = Path(__file__).resolve().parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
 
 torch.set_num_threads(1)
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(name).setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the local S3 server ``s3`` (select or skip them with ``-m s3``)."""
+    for item in items:
+        if "s3" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.s3)
 
 
 @pytest.fixture(scope="session")
