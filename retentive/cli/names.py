@@ -1,7 +1,7 @@
 """The names the command line offers as choices, listed without importing what they name.
 
 ``retentive --help`` and every usage error must answer without torch or Lightning, so the parsers
-read these lists; ``tests/test_cli_layout.py`` checks that they equal the registries they mirror
+read these lists; ``tests/unit/test_cli_layout.py`` checks that they equal the registries they mirror
 (:data:`retentive.benchmarking.scenarios.SCENARIOS`, :data:`~retentive.benchmarking.orders.ORDERS`,
 :data:`~retentive.benchmarking.runner.KEEP_STATES`).
 """
