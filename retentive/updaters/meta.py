@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,11 @@ from retentive.learner.transforms import apply_transform
 from retentive.models.routing import takes_task_ids
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, ReplaySettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
