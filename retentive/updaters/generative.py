@@ -49,6 +49,9 @@ class GenerativeReplay(Component):
     total is ``(1 - replay_ratio) * L_new + replay_ratio * L_replay``.
     """
 
+    snapshot_update: Tensor  # component states (add_state)
+    updates_trained: Tensor
+
     def __init__(self, model: nn.Module, generator: VariationalAutoencoder, replay_ratio: float, generator_lr: float) -> None:
         super().__init__(weight=replay_ratio / (1.0 - replay_ratio))
         self.replay_ratio = float(replay_ratio)
@@ -139,7 +142,7 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         self.consolidation_steps, self.consolidation_batch_size = consolidation_steps, consolidation_batch_size
         super().__init__(model, loss_fn, optimizer, components=[self.replay, *components], **kwargs)
 
-    def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | None, lock: Any) -> nn.Module:
+    def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any) -> nn.Module:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
         if sample is not None and torch.is_tensor(sample[0]):
             self.replay.memory.generator.check_inputs(sample[0].unsqueeze(0))
