@@ -144,7 +144,9 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         inputs = apply_transform(self.learner.transforms["test"][0], nested.to(inputs, device), "test_transform")
         return forward_routed(model, inputs, task_ids.to(device)).float().cpu()
 
-    def _fit(self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any) -> None:
+    def _fit(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any, max_epochs: int | None = None
+    ) -> None:
         learner = self.learner
         assert isinstance(learner, RepeatedDistillationLearner)
         expert = _reinitialize(copy.deepcopy(self.model))
