@@ -88,7 +88,7 @@ class StepContext:
     rank: int = 0
     world_size: int = 1
     #: averages a tensor over the data-parallel ranks (the identity in one process)
-    all_reduce_mean: Callable[[Tensor], Tensor] = staticmethod(lambda t: t)  # type: ignore[assignment]
+    all_reduce_mean: Callable[[Tensor], Tensor] = staticmethod(lambda t: t)
 
     def task_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
         """``loss_fn`` on other logits (e.g. the memory's), mean-reduced whatever its reduction."""

@@ -374,7 +374,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             fresh = self.metadata(ctx.memory_outputs, ctx.memory_features)
             refresh = Refresh(ctx.memory.indices, fresh, self.ema_memory_update_gamma)
         if self._exchange is not None:  # every replica takes every rank's refresh and samples
-            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))
+            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))  # type: ignore[arg-type]  # the exchange reads ReplayBuffer internals; the built-in memories are ReplayBuffers
             return
         if refresh is not None:
             for key, value in refresh.values.items():

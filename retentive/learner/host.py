@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from retentive.learner.lifecycle import ChunkBatches
     from retentive.learner.metrics import EpochMetrics
     from retentive.learner.transforms import Transform
-    from retentive.memory.buffer import ReplayBuffer
     from retentive.memory.exchange import Exchange
+    from retentive.memory.protocol import ReplayMemory
     from retentive.models.taps import FeatureTaps
 
     class ComponentList(nn.ModuleList):
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         model: nn.Module
         loss_fn: Callable[[Tensor, Tensor], Tensor]
         components: ComponentList
-        memory: ReplayBuffer
+        memory: ReplayMemory
         memory_batch_size: int
         transforms: dict[str, tuple[Transform | None, Transform | None]]
         scheduler_interval: str

@@ -423,13 +423,13 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore a :meth:`state_dict`: only the saved rows are allocated (the storage grows as it
         fills again), after checking they fit the device's budget."""
-        capacity = int(state["capacity"])  # type: ignore[arg-type]
+        capacity = int(state["capacity"])  # type: ignore[call-overload]
         if capacity != self.capacity:
             raise MemoryShapeError(
                 f"the saved memory has capacity {capacity} but this updater was built with "
                 f"memory_size={self.capacity}"
             )
-        size = int(state["size"])  # type: ignore[arg-type]
+        size = int(state["size"])  # type: ignore[call-overload]
         if not 0 <= size <= capacity:
             raise MemoryShapeError(f"the saved memory holds {size} samples, outside [0, its capacity {capacity}]")
         storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
@@ -438,7 +438,7 @@ class ReplayBuffer:
         if not ok:
             raise budget_error(needed, available, self.device, f"the {size:,} saved samples")
         self.size = size
-        self.seen = int(state["seen"])  # type: ignore[arg-type]
+        self.seen = int(state["seen"])  # type: ignore[call-overload]
         generators = state.get("generators")
         if generators is None:  # written before the streams were split: one generator served both
             generators = {"insert": state["generator"], "sample": state["generator"]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,7 @@ from retentive.memory.buffer import MemoryBatch
 from retentive.models.protocol import forward_routed
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+_M = TypeVar("_M", bound=nn.Module)
 
 
 class VariationalAutoencoder(nn.Module):
@@ -102,6 +104,8 @@ class GenerativeMemory(nn.Module):
     :meth:`sample` returns a :class:`~retentive.memory.buffer.MemoryBatch`, like a replay memory.
     """
 
+    has_previous: Tensor  # a registered buffer
+
     def __init__(self, generator: VariationalAutoencoder, solver: nn.Module) -> None:
         super().__init__()
         self.generator = generator
@@ -137,7 +141,7 @@ class GenerativeMemory(nn.Module):
         return MemoryBatch(torch.arange(n, device=inputs.device), {"inputs": inputs, "targets": targets, "task_ids": task_ids})
 
 
-def _frozen_copy(module: nn.Module) -> nn.Module:
+def _frozen_copy(module: _M) -> _M:
     import copy
 
     clone = copy.deepcopy(module)

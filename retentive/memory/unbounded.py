@@ -63,5 +63,5 @@ class UnboundedBuffer(ReplayBuffer):
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Any saved capacity fits: the buffer takes the saved one."""
-        self.capacity = int(state["capacity"])  # type: ignore[arg-type]
+        self.capacity = int(state["capacity"])  # type: ignore[call-overload]
         super().load_state_dict(state)

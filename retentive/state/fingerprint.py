@@ -42,7 +42,7 @@ def update_fingerprint(
     updater: str,
     hyperparameters: dict[str, Any],
     input_manifest: Path | None,
-    task_id: int,
+    task_id: int | str,
     seed: int,
     dataset: Dataset,
 ) -> dict[str, Any]:

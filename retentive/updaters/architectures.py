@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -25,6 +25,11 @@ from retentive.streams import Purpose, stream_seed
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import AllSettings, LossFunction, OwnComponentsSettings
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 class PackNetMasking(Component):

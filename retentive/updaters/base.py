@@ -140,6 +140,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
     #: base arguments this class sets itself or has no use for -> why (see :func:`refusing`); they
     #: are left out of its signature, and passing one is a TypeError giving the reason
     refused_arguments: ClassVar[Mapping[str, str]] = {}
+    _arguments: dict[str, Any]  # every argument the call bound (set in __new__)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -373,7 +374,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
-        writer = self.output_state_folder is not None and rank_zero_only.rank == 0
+        writer = self.output_state_folder is not None and rank_zero_only.rank == 0  # type: ignore[attr-defined]  # Lightning sets .rank on the function
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:

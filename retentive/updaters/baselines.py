@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -28,6 +28,11 @@ from retentive.updaters.settings import (
     UpdaterSettings,
 )
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 _MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion")
 

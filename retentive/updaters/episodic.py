@@ -11,7 +11,7 @@ update trains, as in GEM, A-GEM and Avalanche's replay.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,11 @@ from retentive.updaters.settings import (
     UpdaterSettings,
 )
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: int) -> tuple[dict[str, Tensor], int]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
 from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
@@ -13,8 +14,13 @@ from retentive.data.loaders import training_loader
 from retentive.state.resume import ResumeSession
 from retentive.updaters.monitoring import BestEpoch
 
+if TYPE_CHECKING:
+    from retentive.updaters.host import UpdaterHost as _Host
+else:
+    _Host = object
 
-class FittingMixin:
+
+class FittingMixin(_Host):
     """``_fit`` and the Trainer and loaders it builds."""
 
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:

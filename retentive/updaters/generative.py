@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,11 @@ from retentive.streams import Purpose
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, OwnComponentsSettings
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
+
 
 def replay_count(new: int, replay_ratio: float) -> int:
     """Replayed samples beside ``new`` ones so that they make ``replay_ratio`` of the step."""
@@ -43,6 +48,9 @@ class GenerativeReplay(Component):
     The weight is ``replay_ratio / (1 - replay_ratio)``, so that under the Learner's normaliser the
     total is ``(1 - replay_ratio) * L_new + replay_ratio * L_replay``.
     """
+
+    snapshot_update: Tensor  # component states (add_state)
+    updates_trained: Tensor
 
     def __init__(self, model: nn.Module, generator: VariationalAutoencoder, replay_ratio: float, generator_lr: float) -> None:
         super().__init__(weight=replay_ratio / (1.0 - replay_ratio))
@@ -134,7 +142,7 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         self.consolidation_steps, self.consolidation_batch_size = consolidation_steps, consolidation_batch_size
         super().__init__(model, loss_fn, optimizer, components=[self.replay, *components], **kwargs)
 
-    def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | None, lock: Any) -> nn.Module:
+    def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any) -> nn.Module:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
         if sample is not None and torch.is_tensor(sample[0]):
             self.replay.memory.generator.check_inputs(sample[0].unsqueeze(0))

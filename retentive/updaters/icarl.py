@@ -15,7 +15,7 @@ The updated model itself (``update()``'s return value) predicts with its trained
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -38,6 +38,11 @@ from retentive.updaters.settings import (
     UpdaterSettings,
 )
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | None:

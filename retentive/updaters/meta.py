@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,12 @@ from retentive.learner.transforms import apply_transform
 from retentive.models.routing import takes_task_ids
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, ReplaySettings
+
+if TYPE_CHECKING:
+    from pytorch_lightning.core.optimizer import LightningOptimizer
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -54,7 +60,7 @@ class MetaExperienceReplayLearner(Learner):
         self.beta, self.gamma, self.batch_num = float(beta), float(gamma), int(batch_num)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())  # one optimizer
         params = _trainable(self.model)
         across_start = [p.detach().clone() for p in params]
         for _ in range(self.batch_num):
@@ -119,7 +125,7 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
                 raise ValueError(f"{name} must be > 0, got {value}")
         if not isinstance(batch_num, int) or isinstance(batch_num, bool) or batch_num < 1:
             raise ValueError(f"batch_num must be an int >= 1, got {batch_num!r}")
-        self._meta = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
+        self._meta: dict[str, Any] = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
         super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **kwargs)
 
     def _build_learner(self, **kwargs: Any) -> Learner:
@@ -140,7 +146,7 @@ class OnlineMetaLearner(Learner):
         transform, target_transform = self.transforms["train"]
         x = apply_transform(transform, x, "train_transform")
         y = apply_transform(target_transform, y, "train_target_transform")
-        fast = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        fast: dict[str, Tensor] = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         args = (x, t) if takes_task_ids(self.model) else (x,)
         for _ in range(self.inner_steps):
             loss = self._mean_loss(functional_call(self.model, fast, args, strict=False), y)
@@ -161,7 +167,7 @@ class OnlineMetaLearner(Learner):
             yield
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())  # one optimizer
         optimizer.zero_grad()
         fast = self.fast_weights(batch)
         with self._at(fast):
@@ -208,7 +214,7 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
             )
         if not float(inner_lr) > 0:
             raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
-        self._meta = dict(inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order))
+        self._meta: dict[str, Any] = dict(inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order))
         own = [MemoryCrossEntropy(alpha), *components]
         super().__init__(model, loss_fn, optimizer, components=own, memory_size=memory_size, **kwargs)
 

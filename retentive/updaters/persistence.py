@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -26,8 +26,13 @@ from retentive.state.resume import discard_checkpoints
 from retentive.streams import STREAMS_SCHEME
 from retentive.updaters.validation import check_memory_labels
 
+if TYPE_CHECKING:
+    from retentive.updaters.host import UpdaterHost as _Host
+else:
+    _Host = object
 
-class PersistenceMixin:
+
+class PersistenceMixin(_Host):
     """Load, snapshot, put back and save everything an update changes."""
 
     def _restore(self, state: State) -> None:

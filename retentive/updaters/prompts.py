@@ -8,7 +8,7 @@ k-means centers are buffers), so all of it is in ``model.pt`` of the state folde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -35,6 +35,11 @@ from retentive.updaters.settings import (
     UpdaterSettings,
 )
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
 _MEMORY = ("memory_size", "components", "batch_memory_frac", "memory_batch_size", "memory_policy")

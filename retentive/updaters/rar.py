@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -13,6 +13,11 @@ from retentive.learner import OptimizerFactory
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import FixedMemorySettings, LossFunction
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):

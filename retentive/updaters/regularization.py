@@ -8,7 +8,7 @@ weight. None keeps a memory unless ``memory_size`` is given.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -18,6 +18,11 @@ from retentive.components.regularizers import ElasticWeightConsolidation, Synapt
 from retentive.learner import OptimizerFactory
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, OwnComponentsSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 class ElasticWeightConsolidationModelUpdater(ModelUpdater):

@@ -19,7 +19,7 @@ split (a fixed label space).
 from __future__ import annotations
 
 import copy
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,11 @@ from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
 from retentive.updaters.settings import BatchSize, LossFunction, MemoryPolicy, UpdaterSettings
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 _REFUSED = ("components", "batch_memory_frac", "memory_batch_size", "memory_insertion", "refresh_memory_metadata",
             "loss_weight", "loss_normalization", "ema_memory_update_gamma")
@@ -139,7 +144,9 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         inputs = apply_transform(self.learner.transforms["test"][0], nested.to(inputs, device), "test_transform")
         return forward_routed(model, inputs, task_ids.to(device)).float().cpu()
 
-    def _fit(self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any) -> None:
+    def _fit(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any, max_epochs: int | None = None
+    ) -> None:
         learner = self.learner
         assert isinstance(learner, RepeatedDistillationLearner)
         expert = _reinitialize(copy.deepcopy(self.model))

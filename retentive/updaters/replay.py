@@ -4,7 +4,7 @@ Super-ER and Offline-ER."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Unpack
+from typing import TYPE_CHECKING
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -31,6 +31,11 @@ from retentive.updaters.settings import (
     UpdaterSettings,
 )
 from retentive.updaters.signature import refusing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
+else:
+    from typing import Unpack
 
 
 class _OfflineSettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, MemoryPolicy, Seed,

@@ -240,7 +240,7 @@ def check_transforms(model: nn.Module, transforms: dict[str, tuple[Any, Any]], d
     as the Learner holds them; each input transform is run on the chunk's first sample and the
     model probed with the result.
     """
-    sample = dataset[0][0]  # type: ignore[index]
+    sample = dataset[0][0]
     one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), sample)
     route = task if isinstance(task, int) else 0
     for role, (transform, _) in transforms.items():

@@ -1,0 +1,66 @@
+"""What the ModelUpdater's mixins read from the ModelUpdater, declared once for the type checker.
+
+:class:`~retentive.updaters.base.ModelUpdater` is split over files:
+:mod:`~retentive.updaters.persistence` and :mod:`~retentive.updaters.fitting` each hold a mixin
+that uses the attributes ``ModelUpdater.__init__`` sets and the other mixin's methods. Each mixin
+inherits :class:`UpdaterHost` only under ``TYPE_CHECKING``; at runtime they derive from ``object``
+and the ModelUpdater's method resolution order is unchanged. Nothing here runs: ``import
+retentive.updaters.host`` defines no names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import Any
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import Logger
+    from torch import nn
+
+    from retentive.learner import Learner
+    from retentive.memory.buffer import ReplayBuffer
+    from retentive.state import State
+    from retentive.state.remote.locations import StateLocations
+
+    class UpdaterHost:
+        """The ModelUpdater's attributes (set in ``ModelUpdater.__init__``) and the methods one
+        mixin calls on another or on the ModelUpdater."""
+
+        model: nn.Module
+        memory: ReplayBuffer
+        learner: Learner
+        logger: Logger | None
+        hyperparameters: dict[str, Any]
+        trainer_kwargs: dict[str, Any]
+        callbacks: list[pl.Callback]
+        in_place: bool
+        resume: bool
+        input_state_folder: Path | None
+        output_state_folder: Path | None
+        state_locations: StateLocations
+        world_size: int
+        global_rank: int
+        effective_precision: str | None
+        metric: str | None
+        mode: str
+        early_stopping_enabled: bool
+        new_batch_size: int
+        memory_batch_size: int
+        num_workers: int
+        seed: int
+        updates_done: int
+        tasks_seen: dict[str, int]
+        task_order: list[int | str]
+        chunk_size: int
+        state_version: str | None
+
+        def _put_back(self, backup: tuple[Any, ...]) -> None: ...
+        def _snapshot(self) -> tuple[Any, ...]: ...
+        def _steps_per_epoch(self, world_size: int) -> int | None: ...
+        def _state(self) -> State: ...
+        def _apply_state(self, state: State, folder: Path | None) -> None: ...
+        def _adapt_model(self, tasks: Sequence[int | str]) -> None: ...
