@@ -21,21 +21,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from retentive.errors import StateConflictError
 from retentive.state.format import MANIFEST, State, load_state
 
-#: Reading a folder that keeps changing under the reader is given up after this many tries.
-_READ_ATTEMPTS = 3
-
 
 def manifest_digest(folder: str | os.PathLike[str]) -> str | None:
     """The version of ``folder``: the sha256 of its manifest bytes (``None`` if it has none)."""
-    try:
-        return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()
-    except OSError:
-        return None
+    raw = _manifest_bytes(Path(folder))
+    return None if raw is None else hashlib.sha256(raw).hexdigest()
 
 
 def _manifest_bytes(folder: Path) -> bytes | None:
@@ -45,32 +39,13 @@ def _manifest_bytes(folder: Path) -> bytes | None:
         return None
 
 
-def _same_manifest(raw: bytes | None, manifest: dict[str, Any]) -> bool:
-    try:
-        parsed = json.loads(raw) if raw is not None else None
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and all(manifest.get(key) == value for key, value in parsed.items())
-
-
 def read_versioned(folder: str | os.PathLike[str], map_location: str = "cpu") -> tuple[State, str]:
-    """Load ``folder`` and return the state with its version, the version of exactly what was loaded.
-
-    The manifest is read before and after the load; a folder swapped meanwhile (an update or a
-    rollback committing) is read again, so the version never names another state than the one
-    returned. Errors are :func:`~retentive.state.format.load_state`'s.
-    """
-    path = Path(folder)
-    for _ in range(_READ_ATTEMPTS):
-        before = _manifest_bytes(path)
-        state = load_state(path, map_location=map_location)
-        after = _manifest_bytes(path)
-        if before is not None and before == after and _same_manifest(before, state.manifest):
-            return state, hashlib.sha256(before).hexdigest()
-    raise StateConflictError(
-        f"state folder {str(path)!r} changed {_READ_ATTEMPTS} times while it was being read (other updates or "
-        "rollbacks are committing to it); retry once they are done"
-    )
+    """Load ``folder`` and return the state with its version, the version of exactly what was loaded:
+    the digest of the manifest bytes the payloads were verified against, read once from the one
+    version :func:`~retentive.state.format.load_state` pins. Errors are ``load_state``'s."""
+    state = load_state(folder, map_location=map_location)
+    assert state.version is not None  # load_state always sets it
+    return state, state.version
 
 
 def describe_version(folder: str | os.PathLike[str]) -> str:

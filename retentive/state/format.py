@@ -57,12 +57,17 @@ __all__ = ["STAGING_PREFIX", "State", "check_output_folder", "load_state", "read
 
 @dataclass
 class State:
-    """A loaded state folder: three payloads and the manifest that vouched for them."""
+    """A loaded state folder: three payloads and the manifest that vouched for them.
+
+    ``version`` is the sha256 of the manifest bytes they were verified against (set by
+    :func:`load_state`; ``None`` for a state built in memory): it names exactly what was loaded.
+    """
 
     model: dict[str, Any]
     learner: dict[str, Any]
     memory: dict[str, Any]
     manifest: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -219,6 +224,11 @@ def _read_version(path: Path, read: Callable[[FolderVersion], _T]) -> _T:
 
 def _manifest_of(version: FolderVersion, path: Path, allow_checkpoint: bool) -> dict[str, Any]:
     """The checked manifest of one version of ``path``."""
+    return check_manifest(_manifest_bytes(version, path), path, allow_checkpoint)
+
+
+def _manifest_bytes(version: FolderVersion, path: Path) -> bytes:
+    """The manifest bytes of one version of ``path`` (a Renate folder or no manifest: StateError)."""
     manifest_path = path / MANIFEST
     if not version.has(MANIFEST):
         if all(version.has(name) for name in RENATE_FILES):
@@ -232,7 +242,7 @@ def _manifest_of(version: FolderVersion, path: Path, allow_checkpoint: bool) -> 
         raw = version.read(MANIFEST)
     except OSError as error:
         raise StateError(f"{str(manifest_path)!r} cannot be read: {error}") from error
-    return check_manifest(raw, path, allow_checkpoint)
+    return raw
 
 
 def check_manifest(raw: bytes, path: Path, allow_checkpoint: bool = False) -> dict[str, Any]:
@@ -291,9 +301,11 @@ def _load_version(version: FolderVersion, path: Path, map_location: str | torch.
         version.open(*present)  # all pinned to this version before any is read
     except OSError as error:
         raise StateError(f"state folder {str(path)!r} cannot be read: {error}") from error
-    manifest = _manifest_of(version, path, allow_checkpoint)
+    raw = _manifest_bytes(version, path)
+    manifest = check_manifest(raw, path, allow_checkpoint)
     payloads = [_payload(version, path / name, manifest["files"][name], map_location) for name in PAYLOADS]
-    return State(model=payloads[0], learner=payloads[1], memory=payloads[2], manifest=manifest)
+    return State(model=payloads[0], learner=payloads[1], memory=payloads[2], manifest=manifest,
+                 version=hashlib.sha256(raw).hexdigest())
 
 
 def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: str | torch.device) -> dict[str, Any]:
