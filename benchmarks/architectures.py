@@ -69,20 +69,40 @@ def make_updater(method: str, seed: int, previous: Path | None, output: Path, ti
         model = PackedNetwork(MultiHeadClassifier.mlp(GROUPS, num_classes=10))
         return PackNetModelUpdater(model, loss, sgd(0.1), prune_ratio=0.5, post_prune_epochs=1, batch_size=10, **common)
     if method == "pnn":  # Mammoth's PNN lr 0.1
-        return ProgressiveNetworkModelUpdater(ProgressiveNetwork(class_groups=GROUPS), loss, sgd(0.1), batch_size=10, **common)
+        return ProgressiveNetworkModelUpdater(
+            ProgressiveNetwork(class_groups=GROUPS), loss, sgd(0.1), batch_size=10, **common
+        )
     if method == "er200":  # the DER paper's best ER at memory 200
-        return ExperienceReplayModelUpdater(MLP(init="xavier"), loss, sgd(0.01), memory_size=200, batch_size=10,
-                                            memory_batch_size=10, **common)
+        return ExperienceReplayModelUpdater(
+            MLP(init="xavier"), loss, sgd(0.01), memory_size=200, batch_size=10, memory_batch_size=10, **common
+        )
     if method == "rar200":  # ER's settings plus RAR (Avalanche's defaults)
-        return RetrospectiveAdversarialReplayModelUpdater(MLP(init="xavier"), loss, sgd(0.01), batch_size_mem=10, mem_size=200,
-                                                          batch_size=10, **common)
+        return RetrospectiveAdversarialReplayModelUpdater(
+            MLP(init="xavier"), loss, sgd(0.01), batch_size_mem=10, mem_size=200, batch_size=10, **common
+        )
     if method in ("mer200", "mer500"):  # Mammoth: batch 1, minibatch 128, beta 1, gamma 1, 1 batch, lr 0.1
-        return MetaExperienceReplayModelUpdater(MLP(init="xavier"), loss, sgd(0.1), memory_size=int(method[3:]), beta=1.0,
-                                                gamma=1.0, batch_num=1, batch_size=1, memory_batch_size=128, **common)
+        return MetaExperienceReplayModelUpdater(
+            MLP(init="xavier"),
+            loss,
+            sgd(0.1),
+            memory_size=int(method[3:]),
+            beta=1.0,
+            gamma=1.0,
+            batch_num=1,
+            batch_size=1,
+            memory_batch_size=128,
+            **common,
+        )
     if method in ("dgr", "dgr_sleep"):
         return GenerativeReplayModelUpdater(
-            MLP(init="xavier"), loss, sgd(0.1), generator=VariationalAutoencoder((1, 28, 28)), replay_ratio=0.5,
-            consolidation_steps=500 if method == "dgr_sleep" else 0, batch_size=32, **common,
+            MLP(init="xavier"),
+            loss,
+            sgd(0.1),
+            generator=VariationalAutoencoder((1, 28, 28)),
+            replay_ratio=0.5,
+            consolidation_steps=500 if method == "dgr_sleep" else 0,
+            batch_size=32,
+            **common,
         )
     raise ValueError(f"unknown method {method!r}")
 
@@ -106,9 +126,14 @@ def run(method: str, seed: int, train: list[TensorChunk], test: list[TensorChunk
         final = accuracy_row(model, test)  # task ids routed for the task-IL models
         per_task = growth(previous, method)
     return {
-        "method": method, "seed": seed, "setting": "task-IL" if method in TASK_IL else "class-IL",
-        "accuracy": 100 * float(final.mean()), "per_task": [100 * v for v in final.tolist()],
-        "parameters_per_task": per_task, "step_ms": 1000 * timer.seconds / max(1, timer.steps), "steps": timer.steps,
+        "method": method,
+        "seed": seed,
+        "setting": "task-IL" if method in TASK_IL else "class-IL",
+        "accuracy": 100 * float(final.mean()),
+        "per_task": [100 * v for v in final.tolist()],
+        "parameters_per_task": per_task,
+        "step_ms": 1000 * timer.seconds / max(1, timer.steps),
+        "steps": timer.steps,
         "seconds": time.perf_counter() - start,
     }
 
@@ -117,22 +142,28 @@ def table(results: list[dict[str, Any]]) -> str:
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault(r["method"], []).append(r)
-    lines = ["| method | setting | ACC % (mean ± std, seeds) | published | difference | step ms | parameters per task |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | setting | ACC % (mean ± std, seeds) | published | difference | step ms | parameters per task |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for method, rs in groups.items():
         accs = [r["accuracy"] for r in rs]
         mean, std = statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0
         published = PUBLISHED.get(method)
         diff = f"{mean - published:+.2f}" if published is not None else "-"
         step = statistics.mean(r["step_ms"] for r in rs)
-        lines.append(f"| {method} | {rs[0]['setting']} | {mean:.2f} ± {std:.2f} ({len(accs)}) | {published or '-'} | {diff} "
-                     f"| {step:.2f} | {rs[0]['parameters_per_task'] or '-'} |")
+        lines.append(
+            f"| {method} | {rs[0]['setting']} | {mean:.2f} ± {std:.2f} ({len(accs)}) | {published or '-'} | {diff} "
+            f"| {step:.2f} | {rs[0]['parameters_per_task'] or '-'} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=["packnet", "pnn", "er200", "rar200", "mer200", "mer500", "dgr", "dgr_sleep"])
+    parser.add_argument(
+        "--methods", nargs="+", default=["packnet", "pnn", "er200", "rar200", "mer200", "mer500", "dgr", "dgr_sleep"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--train-per-chunk", type=int, default=None, help="subsample each training chunk (quick runs)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/architectures.json"))
@@ -161,8 +192,11 @@ def main() -> None:
             results = [r for r in results if (r["method"], r["seed"]) != (method, seed)] + [result]
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=1))
-            print(f"{method} seed {seed}: {result['accuracy']:.2f}% step {result['step_ms']:.2f} ms "
-                  f"({result['seconds']:.0f} s)", flush=True)
+            print(
+                f"{method} seed {seed}: {result['accuracy']:.2f}% step {result['step_ms']:.2f} ms "
+                f"({result['seconds']:.0f} s)",
+                flush=True,
+            )
     print(table(results))
 
 

@@ -36,7 +36,9 @@ def main() -> int:
     print("| command | median (s) | runs (s) |\n|---|---|---|")
     for command in COMMANDS:
         runs = time_command(script, command, args.runs)
-        print(f"| `retentive {' '.join(command)}` | {statistics.median(runs):.3f} | {', '.join(f'{r:.3f}' for r in runs)} |")
+        print(
+            f"| `retentive {' '.join(command)}` | {statistics.median(runs):.3f} | {', '.join(f'{r:.3f}' for r in runs)} |"
+        )
     return 0
 
 

@@ -56,13 +56,25 @@ ZERO_COUNTS = ("lost_updates", "mixed_reads", "false_tamper_errors")
 
 
 def _spawn(role: str, index: int, location: str, logs: Path, env: dict[str, str], **extra: str) -> subprocess.Popen:
-    command = [sys.executable, str(WORKER), role, "--index", str(index), "--location", location,
-               "--log", str(logs / f"{role}{index}.jsonl"), "--scratch", str(logs)]
+    command = [
+        sys.executable,
+        str(WORKER),
+        role,
+        "--index",
+        str(index),
+        "--location",
+        location,
+        "--log",
+        str(logs / f"{role}{index}.jsonl"),
+        "--scratch",
+        str(logs),
+    ]
     for name, value in extra.items():
         command += [f"--{name}", value]
     with open(logs / f"{role}{index}.stderr", "w") as stderr:
-        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
-                                text=True, cwd=logs)
+        return subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env, text=True, cwd=logs
+        )
 
 
 def _wait_ready(processes: list[subprocess.Popen], timeout: float) -> None:
@@ -122,8 +134,9 @@ def _initial_state(location: str, chunk: Any, scratch: Path) -> None:
     shutil.rmtree(local)
 
 
-def run_location(location: str, args: argparse.Namespace, chunks: list[Path], env: dict[str, str],
-                 scratch: Path) -> dict[str, Any]:
+def run_location(
+    location: str, args: argparse.Namespace, chunks: list[Path], env: dict[str, str], scratch: Path
+) -> dict[str, Any]:
     """Start the writers and readers on ``location``, let them run ``args.seconds``, and summarise."""
     from concurrency_worker import read_state
 
@@ -166,11 +179,17 @@ def run_location(location: str, args: argparse.Namespace, chunks: list[Path], en
     writer_logs = [_read_log(logs / f"writer{i}.jsonl") for i in range(args.writers)]
     reader_logs = [_read_log(logs / f"reader{i}.jsonl") for i in range(args.readers)]
     final = _describe(location, scratch, exact)
-    summary = {"location": location, "writers": args.writers, "readers": args.readers,
-               "exact_payload_checks": exact, "killed_at_stop": killed,
-               "worker_exit_codes": [p.returncode for p in processes],
-               "phase_seconds": dict(zip(("setup", "startup", "run_and_stop"),
-                                         (round(b - a, 1) for a, b in zip(clock, clock[1:]))))}
+    summary = {
+        "location": location,
+        "writers": args.writers,
+        "readers": args.readers,
+        "exact_payload_checks": exact,
+        "killed_at_stop": killed,
+        "worker_exit_codes": [p.returncode for p in processes],
+        "phase_seconds": dict(
+            zip(("setup", "startup", "run_and_stop"), (round(b - a, 1) for a, b in zip(clock, clock[1:])))
+        ),
+    }
     summary.update(summarise(writer_logs, reader_logs, initial, final, args.seconds))
     return summary
 
@@ -194,17 +213,28 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
         done = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
         return done.stdout.strip()
 
-    return {"command": "python benchmarks/concurrency.py " + " ".join(sys.argv[1:]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git("rev-parse", "HEAD"),
-            "library_changes_uncommitted": bool(git("status", "--porcelain", "--", "retentive")),
-            "torch_threads_per_process": 1, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "load_average_start": os.getloadavg()[0], "samples_per_update": args.samples}
+    return {
+        "command": "python benchmarks/concurrency.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git("rev-parse", "HEAD"),
+        "library_changes_uncommitted": bool(git("status", "--porcelain", "--", "retentive")),
+        "torch_threads_per_process": 1,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average_start": os.getloadavg()[0],
+        "samples_per_update": args.samples,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": _meta(args), "locations": {}}
-    base_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    base_env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     with tempfile.TemporaryDirectory(prefix="retentive-concurrency-", dir=args.scratch) as scratch_dir:
         scratch = Path(scratch_dir)
         chunks = _write_chunks(args, scratch)
@@ -247,29 +277,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writers", type=int, default=3)
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--where", type=lambda s: [w for w in s.split(",") if w], default=["local", "s3"],
-                        help="comma-separated: local, s3")
+    parser.add_argument(
+        "--where",
+        type=lambda s: [w for w in s.split(",") if w],
+        default=["local", "s3"],
+        help="comma-separated: local, s3",
+    )
     parser.add_argument("--samples", type=int, default=300, help="MNIST samples per update")
-    parser.add_argument("--grace", type=float, default=60.0, help="seconds after the deadline before a worker is killed")
+    parser.add_argument(
+        "--grace", type=float, default=60.0, help="seconds after the deadline before a worker is killed"
+    )
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument("--scratch", default=None, help="where the local folder and logs live (a temporary folder)")
     parser.add_argument("--output", default=str(HERE / "results" / "concurrency.json"))
-    parser.add_argument("--check", action="store_true", help="exit 1 unless every zero-count is 0 and final states load")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 unless every zero-count is 0 and final states load"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.where) - {"local", "s3"}
     if unknown or args.writers < 1 or args.readers < 0 or args.seconds <= 0:
-        parser.error(f"--where takes local and s3 (got {sorted(unknown)}); --writers >= 1, --readers >= 0, --seconds > 0")
+        parser.error(
+            f"--where takes local and s3 (got {sorted(unknown)}); --writers >= 1, --readers >= 0, --seconds > 0"
+        )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: workers and moto stopped
     results = run(args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(table(results["locations"]))
     print(f"-> {args.output}")
-    bad = [f"{where}: {key} = {s[key]}" for where, s in results["locations"].items() for key in ZERO_COUNTS if s[key] != 0]
-    bad += [f"{where}: final state does not load ({s['final_error']})" for where, s in results["locations"].items()
-            if not s["final_loads"]]
-    bad += [f"{where}: the final state is mixed ({s['final_mismatches']})" for where, s in results["locations"].items()
-            if s["final_mismatches"]]
+    bad = [
+        f"{where}: {key} = {s[key]}" for where, s in results["locations"].items() for key in ZERO_COUNTS if s[key] != 0
+    ]
+    bad += [
+        f"{where}: final state does not load ({s['final_error']})"
+        for where, s in results["locations"].items()
+        if not s["final_loads"]
+    ]
+    bad += [
+        f"{where}: the final state is mixed ({s['final_mismatches']})"
+        for where, s in results["locations"].items()
+        if s["final_mismatches"]
+    ]
     for line in bad:
         print(line)
     return 1 if bad and args.check else 0

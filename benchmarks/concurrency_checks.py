@@ -70,8 +70,11 @@ def payloads(state: Any) -> dict[str, Any]:
 def exact_payloads(state: Any) -> list[str]:
     """The payloads of ``state`` (a verified, quiescent one) whose re-serialisation is byte-exact."""
     files = state.manifest.get("files", {})
-    return [name for name in ROUND_TRIP_CANDIDATES
-            if serialised_sha256(payloads(state)[name]) == files.get(name, {}).get("sha256")]
+    return [
+        name
+        for name in ROUND_TRIP_CANDIDATES
+        if serialised_sha256(payloads(state)[name]) == files.get(name, {}).get("sha256")
+    ]
 
 
 def _last(order: Any) -> Any:
@@ -103,8 +106,13 @@ def inspect_read(state: Any, exact: list[str]) -> dict[str, Any]:
     for name in exact:
         if serialised_sha256(payloads(state)[name]) != files.get(name, {}).get("sha256"):
             mismatches.append(f"{name} content is not the file the manifest's sha256 names")
-    return {"task": _last(task_order(state)), "updates_done": manifest.get("updates_done"),
-            "model_fp": fingerprint(state.model), "memory_fp": fingerprint(state.memory), "mismatches": mismatches}
+    return {
+        "task": _last(task_order(state)),
+        "updates_done": manifest.get("updates_done"),
+        "model_fp": fingerprint(state.model),
+        "memory_fp": fingerprint(state.memory),
+        "mismatches": mismatches,
+    }
 
 
 def _short(value: Any) -> str:

@@ -36,8 +36,13 @@ def _top(messages: list[str], n: int = 5) -> list[dict[str, Any]]:
     return [{"count": c, "message": m} for m, c in Counter(map(_pattern, messages)).most_common(n)]
 
 
-def summarise(writer_logs: list[list[dict[str, Any]]], reader_logs: list[list[dict[str, Any]]],
-              initial: dict[str, Any], final: dict[str, Any], seconds: float) -> dict[str, Any]:
+def summarise(
+    writer_logs: list[list[dict[str, Any]]],
+    reader_logs: list[list[dict[str, Any]]],
+    initial: dict[str, Any],
+    final: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
     """The figures for one location (see the module docstring)."""
     starts = [r for log in writer_logs for r in log if r.get("event") == "start"]
     ends = [r for log in writer_logs for r in log if r.get("event") == "end"]
@@ -62,22 +67,29 @@ def summarise(writer_logs: list[list[dict[str, Any]]], reader_logs: list[list[di
     writer_tamper = [r for r in by["failure"] if r.get("false_tamper")]
 
     summary: dict[str, Any] = {
-        "seconds": seconds, "attempts": len(starts), "commits": len(commits),
+        "seconds": seconds,
+        "attempts": len(starts),
+        "commits": len(commits),
         "commits_per_s": round(len(commits) / seconds, 3) if seconds else None,
-        "conflicts": len(by["conflict"]), "locked_retries": len(by["locked"]), "failures": len(by["failure"]),
+        "conflicts": len(by["conflict"]),
+        "locked_retries": len(by["locked"]),
+        "failures": len(by["failure"]),
         "failure_messages": _top([r["error"] for r in by["failure"]]),
         "conflict_messages": _top([r["error"] for r in by["conflict"]], 2),
         "in_flight_at_stop": len(in_flight),
         "update_s_median": _median([r["seconds"] for r in commits]),
-        "reads": len(reads), "reads_per_s": round(len(reads) / seconds, 2) if seconds else None,
+        "reads": len(reads),
+        "reads_per_s": round(len(reads) / seconds, 2) if seconds else None,
         "read_s_median": _median([r["seconds"] for r in reads if r.get("outcome") == "ok"]),
         "mixed_reads": len(mixed_at_read) + len(mixed_registry),
-        "mixed_reads_detected_at_read": len(mixed_at_read), "mixed_reads_detected_by_registry": len(mixed_registry),
+        "mixed_reads_detected_at_read": len(mixed_at_read),
+        "mixed_reads_detected_by_registry": len(mixed_registry),
         "mixed_examples": [r["mismatches"] for r in mixed_at_read[:3]]
-                          + [_registry_mismatch(r, registry[r["task"]]) for r in mixed_registry[:2]],
+        + [_registry_mismatch(r, registry[r["task"]]) for r in mixed_registry[:2]],
         "reads_unverified_by_registry": unverified,
         "false_tamper_errors": len(reader_tamper) + len(writer_tamper),
-        "false_tamper_errors_readers": len(reader_tamper), "false_tamper_errors_writers": len(writer_tamper),
+        "false_tamper_errors_readers": len(reader_tamper),
+        "false_tamper_errors_writers": len(writer_tamper),
         "false_tamper_messages": _top([r["error"] for r in reader_tamper + writer_tamper]),
         "reader_other_errors": sum(r.get("outcome") == "error" for r in reads),
         "reader_error_messages": _top([r["error"] for r in reads if r.get("outcome") == "error"]),
@@ -89,34 +101,57 @@ def summarise(writer_logs: list[list[dict[str, Any]]], reader_logs: list[list[di
 
 
 def _registry_mismatch(read: dict[str, Any], committed: tuple[str, str]) -> str:
-    parts = [name for name, a, b in zip(("model.pt", "memory.pt"), (read["model_fp"], read["memory_fp"]), committed)
-             if a != b]
-    return f"manifest of {read['task']} (updates_done {read['updates_done']}) read with a {' and '.join(parts)} " \
-           "other than the one its writer committed"
+    parts = [
+        name
+        for name, a, b in zip(("model.pt", "memory.pt"), (read["model_fp"], read["memory_fp"]), committed)
+        if a != b
+    ]
+    return (
+        f"manifest of {read['task']} (updates_done {read['updates_done']}) read with a {' and '.join(parts)} "
+        "other than the one its writer committed"
+    )
 
 
-def _against_final(commits: list[dict[str, Any]], in_flight: list[str], ends: list[dict[str, Any]],
-                   initial: dict[str, Any], final: dict[str, Any], registry: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"final_loads": final["loads"], "final_error": final.get("error"),
-                           "final_mismatches": final.get("mismatches", [])}
+def _against_final(
+    commits: list[dict[str, Any]],
+    in_flight: list[str],
+    ends: list[dict[str, Any]],
+    initial: dict[str, Any],
+    final: dict[str, Any],
+    registry: dict[str, Any],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "final_loads": final["loads"],
+        "final_error": final.get("error"),
+        "final_mismatches": final.get("mismatches", []),
+    }
     # a final state that does not load has no ancestry: every commit is lost with it
     ancestry = final["task_order"] if final["loads"] else []
     lost = [r["task"] for r in commits if r["task"] not in set(ancestry)]
     if not final["loads"]:
-        out.update(final_updates_done=None, updates_done_gain=None, lost_updates=len(lost), lost_update_tasks=lost[:10],
-                   unreported_commits=None)
+        out.update(
+            final_updates_done=None,
+            updates_done_gain=None,
+            lost_updates=len(lost),
+            lost_update_tasks=lost[:10],
+            unreported_commits=None,
+        )
         return out
     reported = {r["task"] for r in commits}
-    new = ancestry[len(initial["task_order"]):]
+    new = ancestry[len(initial["task_order"]) :]
     other_outcome = {r["task"]: r["outcome"] for r in ends}
     unreported = [t for t in new if t not in reported]
     final_fp = (final["model_fp"], final["memory_fp"])
     out.update(
-        final_updates_done=final["updates_done"], updates_done_gain=final["updates_done"] - initial["updates_done"],
-        final_task=final["task"], lost_updates=len(lost), lost_update_tasks=lost[:10],
+        final_updates_done=final["updates_done"],
+        updates_done_gain=final["updates_done"] - initial["updates_done"],
+        final_task=final["task"],
+        lost_updates=len(lost),
+        lost_update_tasks=lost[:10],
         unreported_commits=len(unreported),
-        unreported_commit_outcomes=dict(Counter("killed in flight" if t in in_flight else other_outcome.get(t, "unknown")
-                                                for t in unreported)),
+        unreported_commit_outcomes=dict(
+            Counter("killed in flight" if t in in_flight else other_outcome.get(t, "unknown") for t in unreported)
+        ),
         final_matches_its_writer=registry.get(final["task"]) == final_fp if final["task"] in registry else None,
     )
     return out
@@ -130,8 +165,22 @@ def _median(values: list[float]) -> float | None:
     return round(ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2, 4)
 
 
-COLUMNS = [("where", 6), ("W", 2), ("R", 2), ("T s", 5), ("commits", 7), ("/s", 6), ("confl", 5), ("locked", 6),
-           ("fail", 5), ("lost", 5), ("reads", 6), ("mixed", 5), ("tamper", 6), ("final ok", 8)]
+COLUMNS = [
+    ("where", 6),
+    ("W", 2),
+    ("R", 2),
+    ("T s", 5),
+    ("commits", 7),
+    ("/s", 6),
+    ("confl", 5),
+    ("locked", 6),
+    ("fail", 5),
+    ("lost", 5),
+    ("reads", 6),
+    ("mixed", 5),
+    ("tamper", 6),
+    ("final ok", 8),
+]
 
 
 def table(locations: dict[str, dict[str, Any]]) -> str:
@@ -139,8 +188,21 @@ def table(locations: dict[str, dict[str, Any]]) -> str:
     header = " ".join(name.rjust(width) for name, width in COLUMNS)
     rows = [header, "-" * len(header)]
     for where, s in locations.items():
-        values = [where, s["writers"], s["readers"], s["seconds"], s["commits"], s["commits_per_s"], s["conflicts"],
-                  s["locked_retries"], s["failures"], s["lost_updates"],
-                  s["reads"], s["mixed_reads"], s["false_tamper_errors"], "yes" if s["final_loads"] else "NO"]
+        values = [
+            where,
+            s["writers"],
+            s["readers"],
+            s["seconds"],
+            s["commits"],
+            s["commits_per_s"],
+            s["conflicts"],
+            s["locked_retries"],
+            s["failures"],
+            s["lost_updates"],
+            s["reads"],
+            s["mixed_reads"],
+            s["false_tamper_errors"],
+            "yes" if s["final_loads"] else "NO",
+        ]
         rows.append(" ".join(str(v).rjust(width) for v, (_, width) in zip(values, COLUMNS)))
     return "\n".join(rows)

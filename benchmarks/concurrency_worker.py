@@ -48,9 +48,20 @@ def build_updater(output: Any, input_state: Any) -> DarkExperienceReplayModelUpd
     """DER++ on the MNIST MLP, as tests/support/state_helpers.der builds it (quiet, one epoch, CPU)."""
     torch.manual_seed(0)
     return DarkExperienceReplayModelUpdater(
-        MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.03),
-        input_state_folder=input_state, output_state_folder=output, memory_size=50, batch_size=32,
-        alpha=0.5, beta=0.5, seed=0, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.03),
+        input_state_folder=input_state,
+        output_state_folder=output,
+        memory_size=50,
+        batch_size=32,
+        alpha=0.5,
+        beta=0.5,
+        seed=0,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
         max_epochs=1,
     )
 
@@ -97,10 +108,13 @@ def attempt(location: str, chunk: Any, task: str) -> dict[str, Any]:
         updater = build_updater(location, location)
         stage = "update"
         updater.update(chunk, task_id=task)
-        record.update(outcome="committed", updates_done=updater.updates_done,
-                      model_fp=fingerprint({k: v.detach().cpu() for k, v in updater.model.state_dict().items()}),
-                      memory_fp=fingerprint(updater.memory.state_dict()),
-                      manifest_sha256=committed_manifest_sha(location, task))
+        record.update(
+            outcome="committed",
+            updates_done=updater.updates_done,
+            model_fp=fingerprint({k: v.detach().cpu() for k, v in updater.model.state_dict().items()}),
+            memory_fp=fingerprint(updater.memory.state_dict()),
+            manifest_sha256=committed_manifest_sha(location, task),
+        )
     except StateConflictError as error:
         record.update(outcome="conflict", error=error_text(error))
     except errors.StateLockedError as error:

@@ -39,10 +39,13 @@ from retentive.data import load_mnist, split_mnist
 from retentive.models import MLP
 
 CONFIGS = {
-    "1x32": (1, "32", "derpp"), "2x32": (2, "32", "derpp"),
-    "1xbf16": (1, "bf16-mixed", "derpp"), "2xbf16": (2, "bf16-mixed", "derpp"),
+    "1x32": (1, "32", "derpp"),
+    "2x32": (2, "32", "derpp"),
+    "1xbf16": (1, "bf16-mixed", "derpp"),
+    "2xbf16": (2, "bf16-mixed", "derpp"),
     # the cost of DDP itself: fine-tuning, no memory, the same 32 new samples a step in all
-    "1xft": (1, "32", "ft"), "2xft": (2, "32", "ft"),
+    "1xft": (1, "32", "ft"),
+    "2xft": (2, "32", "ft"),
 }
 STEP_SAMPLES = 64  # 32 new + 32 memory per step, over all ranks
 
@@ -88,13 +91,24 @@ def run(devices: int, precision: str, method: str, seed: int, out: Path) -> None
         return
     final = task_accuracies(model, test)
     samples = sum(len(c) for c in train)
-    out.write_text(json.dumps({
-        "devices": devices, "precision": precision, "method": method, "seed": seed,
-        "median_step_ms": 1000 * statistics.median(clock.gaps), "mean_step_ms": 1000 * statistics.mean(clock.gaps),
-        "accuracy": 100 * float(final.mean()), "per_task": [100 * v for v in final.tolist()],
-        "train_seconds": clock.seconds, "samples_per_second": samples / clock.seconds,
-        "wall_seconds": time.perf_counter() - start, "memory_seen": updater.memory.seen,
-    }))
+    out.write_text(
+        json.dumps(
+            {
+                "devices": devices,
+                "precision": precision,
+                "method": method,
+                "seed": seed,
+                "median_step_ms": 1000 * statistics.median(clock.gaps),
+                "mean_step_ms": 1000 * statistics.mean(clock.gaps),
+                "accuracy": 100 * float(final.mean()),
+                "per_task": [100 * v for v in final.tolist()],
+                "train_seconds": clock.seconds,
+                "samples_per_second": samples / clock.seconds,
+                "wall_seconds": time.perf_counter() - start,
+                "memory_seen": updater.memory.seen,
+            }
+        )
+    )
 
 
 @torch.no_grad()
@@ -104,18 +118,37 @@ def task_accuracies(model: torch.nn.Module, test: list) -> torch.Tensor:
     return torch.tensor([float((model(c.inputs).argmax(1) == c.targets).double().mean()) for c in test])
 
 
-def _updater(devices: int, precision: str, method: str, seed: int, previous: Path | None, state: Path, clock: EpochClock):
+def _updater(
+    devices: int, precision: str, method: str, seed: int, previous: Path | None, state: Path, clock: EpochClock
+):
     common = dict(
-        input_state_folder=previous, output_state_folder=state, seed=seed,
-        accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", precision=precision,
-        logger=False, enable_progress_bar=False, callbacks=[clock], max_epochs=1,
+        input_state_folder=previous,
+        output_state_folder=state,
+        seed=seed,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        precision=precision,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[clock],
+        max_epochs=1,
     )
     sgd = partial(torch.optim.SGD, lr=0.1)
     if method == "ft":
-        return FineTuningModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), sgd, batch_size=STEP_SAMPLES // 2 // devices, **common)
+        return FineTuningModelUpdater(
+            MLP(), torch.nn.CrossEntropyLoss(), sgd, batch_size=STEP_SAMPLES // 2 // devices, **common
+        )
     return DarkExperienceReplayModelUpdater(
-        MLP(), torch.nn.CrossEntropyLoss(), sgd, memory_size=500, batch_size=STEP_SAMPLES // devices,
-        batch_memory_frac=0.5, alpha=0.5, beta=0.5, **common,
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        sgd,
+        memory_size=500,
+        batch_size=STEP_SAMPLES // devices,
+        batch_memory_frac=0.5,
+        alpha=0.5,
+        beta=0.5,
+        **common,
     )
 
 
@@ -174,9 +207,25 @@ def main() -> None:
                 result_file = Path(tmp) / "result.json"
                 load_before = load_average()
                 proc = subprocess.run(
-                    [sys.executable, __file__, "run", "--devices", str(devices), "--precision", precision,
-                     "--method", method, "--seed", str(seed), "--out", str(result_file)],
-                    env=env, cwd=tmp, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "run",
+                        "--devices",
+                        str(devices),
+                        "--precision",
+                        precision,
+                        "--method",
+                        method,
+                        "--seed",
+                        str(seed),
+                        "--out",
+                        str(result_file),
+                    ],
+                    env=env,
+                    cwd=tmp,
+                    capture_output=True,
+                    text=True,
                 )
                 if proc.returncode != 0:
                     raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-4000:]}")
@@ -184,10 +233,13 @@ def main() -> None:
             result["load_average_1min"] = [load_before, load_average()]
             results.append(result)
             args.out.write_text(json.dumps(results, indent=1))
-            print(f"{name} seed {seed}: {result['accuracy']:.2f}%, {result['samples_per_second']:.0f} samples/s, "
-                  f"step {result['median_step_ms']:.1f} ms median "
-                  f"({result['train_seconds']:.1f} s training, {result['wall_seconds']:.0f} s in all; "
-                  f"load {load_before:.1f} -> {result['load_average_1min'][1]:.1f})", flush=True)
+            print(
+                f"{name} seed {seed}: {result['accuracy']:.2f}%, {result['samples_per_second']:.0f} samples/s, "
+                f"step {result['median_step_ms']:.1f} ms median "
+                f"({result['train_seconds']:.1f} s training, {result['wall_seconds']:.0f} s in all; "
+                f"load {load_before:.1f} -> {result['load_average_1min'][1]:.1f})",
+                flush=True,
+            )
     print(table(results))
 
 

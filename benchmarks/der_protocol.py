@@ -120,14 +120,17 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {(r["method"], r["memory"], r["seed"]) for r in results}
     for method in args.methods:
-        for memory in ([None] if method in ("sgd", "joint") else args.memories):
+        for memory in [None] if method in ("sgd", "joint") else args.memories:
             for seed in args.seeds:
                 if (method, memory, seed) in done:
                     continue
                 result = run(method, memory, seed, train, test)
                 results.append(result)
                 args.out.write_text(json.dumps(results, indent=1))
-                print(f"{method:6s} memory {memory!s:5s} seed {seed}: {result['accuracy']:.2f}% in {result['seconds']:.0f} s", flush=True)
+                print(
+                    f"{method:6s} memory {memory!s:5s} seed {seed}: {result['accuracy']:.2f}% in {result['seconds']:.0f} s",
+                    flush=True,
+                )
     print(table(results))
 
 

@@ -68,21 +68,33 @@ def method_spec(method: str, memory: int, protocol_memory: int | None = None) ->
         return R.ExperienceReplayModelUpdater, er_lr, dict(common, memory_size=memory, memory_batch_size=er_mb)
     if method == "der":
         lr, mb, alpha = best["der"]
-        return R.DarkExperienceReplayModelUpdater, lr, dict(common, memory_size=memory, memory_batch_size=mb, alpha=alpha, beta=0.0)
+        return (
+            R.DarkExperienceReplayModelUpdater,
+            lr,
+            dict(common, memory_size=memory, memory_batch_size=mb, alpha=alpha, beta=0.0),
+        )
     if method == "derpp":
-        return R.DarkExperienceReplayModelUpdater, pp_lr, dict(
-            common, memory_size=memory, memory_batch_size=pp_mb, alpha=pp_alpha, beta=pp_beta
+        return (
+            R.DarkExperienceReplayModelUpdater,
+            pp_lr,
+            dict(common, memory_size=memory, memory_batch_size=pp_mb, alpha=pp_alpha, beta=pp_beta),
         )
     if method == "pod_er":
-        return R.PooledOutputDistillationExperienceReplayModelUpdater, 0.03, dict(
-            common, memory_size=memory, memory_batch_size=10, alpha=1.0, distillation_type="spatial", normalize=True
+        return (
+            R.PooledOutputDistillationExperienceReplayModelUpdater,
+            0.03,
+            dict(
+                common, memory_size=memory, memory_batch_size=10, alpha=1.0, distillation_type="spatial", normalize=True
+            ),
         )
     if method == "cls_er":
         return R.CLSExperienceReplayModelUpdater, er_lr, dict(common, memory_size=memory, memory_batch_size=er_mb)
     if method.startswith("super_er"):
         without = ABLATIONS[method]
-        return R.SuperExperienceReplayModelUpdater, pp_lr, dict(
-            common, memory_size=memory, memory_batch_size=pp_mb, der_alpha=pp_alpha, der_beta=pp_beta, **without
+        return (
+            R.SuperExperienceReplayModelUpdater,
+            pp_lr,
+            dict(common, memory_size=memory, memory_batch_size=pp_mb, der_alpha=pp_alpha, der_beta=pp_beta, **without),
         )
     if method == "offline_er":
         common.pop("loss_normalization")
@@ -101,9 +113,18 @@ GRID_METHODS = ["finetune", "er", "der", "derpp", "super_er", "cls_er", "pod_er"
 MEMORY_FREE = {"finetune", "joint"}
 CNN_METHODS = ["derpp", "super_er", "pod_er"]
 NAMES = {
-    "finetune": "Fine-tuning", "joint": "Joint", "er": "ER", "der": "DER", "derpp": "DER++", "pod_er": "POD-ER",
-    "cls_er": "CLS-ER", "super_er": "Super-ER", "offline_er": "Offline-ER", "gdumb": "GDumb",
-    "super_er-sp": "Super-ER without shrink-and-perturb", "super_er-cls": "Super-ER without CLS",
+    "finetune": "Fine-tuning",
+    "joint": "Joint",
+    "er": "ER",
+    "der": "DER",
+    "derpp": "DER++",
+    "pod_er": "POD-ER",
+    "cls_er": "CLS-ER",
+    "super_er": "Super-ER",
+    "offline_er": "Offline-ER",
+    "gdumb": "GDumb",
+    "super_er-sp": "Super-ER without shrink-and-perturb",
+    "super_er-cls": "Super-ER without CLS",
     "super_er-pod": "Super-ER without POD",
 }
 MODELS = {"mlp": MLP, "cnn": SmallCNN}
@@ -136,8 +157,13 @@ def run_sequence(model_name: str, method: str, memory: int, seed: int, data: tup
             model = MODELS[model_name]()
             folder = workdir / f"chunk_{i}"
             updater = cls(
-                model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=lr), seed=seed,
-                input_state_folder=previous, output_state_folder=folder, **{**QUIET, **arguments},
+                model,
+                nn.CrossEntropyLoss(),
+                partial(torch.optim.SGD, lr=lr),
+                seed=seed,
+                input_state_folder=previous,
+                output_state_folder=folder,
+                **{**QUIET, **arguments},
             )
             steps_before = updater.learner.total_steps
             begun = time.perf_counter()
@@ -152,10 +178,18 @@ def run_sequence(model_name: str, method: str, memory: int, seed: int, data: tup
         shutil.rmtree(workdir, ignore_errors=True)
     matrix = torch.tensor(rows)
     return {
-        "model": model_name, "method": method, "memory": memory, "seed": seed, "lr": lr,
-        "arguments": {k: v for k, v in arguments.items()}, "matrix": rows,
-        "average_accuracy": average_accuracy(matrix), "forgetting": forgetting(matrix),
-        "seconds": seconds, "steps": steps, "torch": torch.__version__,
+        "model": model_name,
+        "method": method,
+        "memory": memory,
+        "seed": seed,
+        "lr": lr,
+        "arguments": {k: v for k, v in arguments.items()},
+        "matrix": rows,
+        "average_accuracy": average_accuracy(matrix),
+        "forgetting": forgetting(matrix),
+        "seconds": seconds,
+        "steps": steps,
+        "torch": torch.__version__,
     }
 
 
@@ -173,8 +207,11 @@ def run_grid(model_name: str, methods: list[str], memories: list[int], seeds: li
                 begun = time.perf_counter()
                 result = run_sequence(model_name, method, memory, seed, data)
                 path.write_text(json.dumps(result, indent=1))
-                print(f"{model_name} {method:10s} memory {stored_memory:3d} seed {seed}: "
-                      f"ACC {100 * result['average_accuracy']:.2f}  ({time.perf_counter() - begun:.0f} s)", flush=True)
+                print(
+                    f"{model_name} {method:10s} memory {stored_memory:3d} seed {seed}: "
+                    f"ACC {100 * result['average_accuracy']:.2f}  ({time.perf_counter() - begun:.0f} s)",
+                    flush=True,
+                )
 
 
 # ---------------------------------------------------------------- step time
@@ -188,12 +225,20 @@ def _learner(kind: str, model_name: str, memory_batch: int) -> tuple[R.Learner, 
         components = [R.LogitMSE(1.0), R.MemoryCrossEntropy(0.5)]
     else:
         components = [
-            R.LogitMSE(1.0), R.MemoryCrossEntropy(0.5), R.CLSConsistency(0.1, model), R.ShrinkAndPerturb(0.95, 0.001),
+            R.LogitMSE(1.0),
+            R.MemoryCrossEntropy(0.5),
+            R.CLSConsistency(0.1, model),
+            R.ShrinkAndPerturb(0.95, 0.001),
             R.PooledOutputDistillation(1.0, model.feature_layers, "spatial", True),
         ]
     learner = R.Learner(
-        model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.03), components=components,
-        memory=R.ReplayBuffer(500, seed=0), memory_batch_size=memory_batch, loss_normalization=False,
+        model,
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.03),
+        components=components,
+        memory=R.ReplayBuffer(500, seed=0),
+        memory_batch_size=memory_batch,
+        loss_normalization=False,
     )
     learner.on_fit_start()
     return learner, learner.configure_optimizers()
@@ -233,9 +278,14 @@ def step_times(model_name: str, memory_batch: int, blocks: int = 50, block: int 
     cpu_ms = {kind: 1000 * statistics.median(values) for kind, values in cpu.items()}
     wall_ms = {kind: 1000 * statistics.median(values) for kind, values in wall.items()}
     return {
-        "model": model_name, "memory_batch": memory_batch, "new_batch": 10, "steps_each": blocks * block,
-        "cpu_ms": cpu_ms, "wall_ms": wall_ms,
-        "cpu_ratio": cpu_ms["super_er"] / cpu_ms["er"], "wall_ratio": wall_ms["super_er"] / wall_ms["er"],
+        "model": model_name,
+        "memory_batch": memory_batch,
+        "new_batch": 10,
+        "steps_each": blocks * block,
+        "cpu_ms": cpu_ms,
+        "wall_ms": wall_ms,
+        "cpu_ratio": cpu_ms["super_er"] / cpu_ms["er"],
+        "wall_ratio": wall_ms["super_er"] / wall_ms["er"],
     }
 
 
@@ -248,15 +298,25 @@ def run_step_time(repeats: int) -> None:
             result = step_times(model_name, memory_batch)
             result["repeat"] = repeat
             runs.append(result)
-            print(f"{model_name} 10+{memory_batch}: CPU " + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms"].items())
-                  + f" ms, Super-ER/ER {result['cpu_ratio']:.2f}x; wall ratio {result['wall_ratio']:.2f}x", flush=True)
+            print(
+                f"{model_name} 10+{memory_batch}: CPU "
+                + ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms"].items())
+                + f" ms, Super-ER/ER {result['cpu_ratio']:.2f}x; wall ratio {result['wall_ratio']:.2f}x",
+                flush=True,
+            )
     (RESULTS / "step_time.json").write_text(json.dumps(runs, indent=1))
 
 
 # ---------------------------------------------------------------- report
 PUBLISHED = {  # DER paper, Seq-MNIST class-IL (REFERENCE.md)
-    ("er", 200): 80.43, ("er", 500): 86.12, ("der", 200): 84.55, ("der", 500): 90.54,
-    ("derpp", 200): 85.61, ("derpp", 500): 91.00, ("joint", 0): 95.57, ("finetune", 0): 19.60,
+    ("er", 200): 80.43,
+    ("er", 500): 86.12,
+    ("der", 200): 84.55,
+    ("der", 500): 90.54,
+    ("derpp", 200): 85.61,
+    ("derpp", 500): 91.00,
+    ("joint", 0): 95.57,
+    ("finetune", 0): 19.60,
 }
 
 
@@ -298,8 +358,10 @@ def _table(model: str, methods: list[str], memories: list[int], published: bool)
             group = runs[key]
             acc = _mean_std([100 * r["average_accuracy"] for r in group])
             fgt = _mean_std([100 * r["forgetting"] for r in group])
-            row = (f"| {NAMES[method]} | {key[1] or '—'} | {acc} | {fgt} | {','.join(str(r['seed']) for r in group)} | "
-                   f"{_ms_per_step(group)} | {_arguments(model, method, memory)} |")
+            row = (
+                f"| {NAMES[method]} | {key[1] or '—'} | {acc} | {fgt} | {','.join(str(r['seed']) for r in group)} | "
+                f"{_ms_per_step(group)} | {_arguments(model, method, memory)} |"
+            )
             if published:
                 row += f" {PUBLISHED.get(key, '')} |"
             lines.append(row)
@@ -319,7 +381,8 @@ def _paired(model: str, method: str, baseline: str, memories: list[int]) -> list
         differences = [100 * (a[seed] - b[seed]) for seed in seeds]
         lines.append(
             f"{NAMES[method]} minus {NAMES[baseline]}, {model.upper()} memory {memory}, per seed {seeds}: "
-            + ", ".join(f"{d:+.2f}" for d in differences) + f" points (mean {statistics.mean(differences):+.2f})."
+            + ", ".join(f"{d:+.2f}" for d in differences)
+            + f" points (mean {statistics.mean(differences):+.2f})."
         )
     return lines
 
@@ -425,7 +488,9 @@ def _findings() -> list[str]:
         return []
     gaps = [
         PUBLISHED[(m, k)] - _acc("mlp", m, k)  # type: ignore[operator]
-        for m in ("er", "der", "derpp") for k in (200, 500) if _acc("mlp", m, k) is not None
+        for m in ("er", "der", "derpp")
+        for k in (200, 500)
+        if _acc("mlp", m, k) is not None
     ]
     lines = [
         "### Findings",

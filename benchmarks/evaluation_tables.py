@@ -71,21 +71,32 @@ def domain_table(summary: dict) -> str:
 def orders_table(summary: dict, folder: Path) -> str:
     orders = ("given", "easy-hard", "hard-easy", "random")
     lines = [
-        "| method | view | " + " | ".join(f"{o} ACC %" for o in orders) + " | " + " | ".join(f"{o} forgetting %" for o in orders) + " |",
+        "| method | view | "
+        + " | ".join(f"{o} ACC %" for o in orders)
+        + " | "
+        + " | ".join(f"{o} forgetting %" for o in orders)
+        + " |",
         "|---|---|" + "---|" * (2 * len(orders)),
     ]
     for view in ("class-il", "task-il"):
         for m in METHODS:
             rows = [summary.get(("seq-mnist", view, m, o)) for o in orders]
             lines.append(
-                f"| {m} | {view} | " + " | ".join(cell(r, "average_accuracy") for r in rows) + " | "
-                + " | ".join(cell(r, "forgetting") for r in rows) + " |"
+                f"| {m} | {view} | "
+                + " | ".join(cell(r, "average_accuracy") for r in rows)
+                + " | "
+                + " | ".join(cell(r, "forgetting") for r in rows)
+                + " |"
             )
     runs = json.loads((folder / "results.json").read_text())["runs"]
-    used = sorted({(r["order"], r["seed"], " ".join(map(str, r["chunk_order"]))) for r in runs if r["method"] == METHODS[0]})
+    used = sorted(
+        {(r["order"], r["seed"], " ".join(map(str, r["chunk_order"]))) for r in runs if r["method"] == METHODS[0]}
+    )
     lines.append("")
-    lines.append("Chunk orders used (chunk k holds digits 2k and 2k+1): " + "; ".join(
-        f"{order} seed {seed}: {chunks}" for order, seed, chunks in used if order != "given"))
+    lines.append(
+        "Chunk orders used (chunk k holds digits 2k and 2k+1): "
+        + "; ".join(f"{order} seed {seed}: {chunks}" for order, seed, chunks in used if order != "given")
+    )
     return "\n".join(lines)
 
 
@@ -94,17 +105,27 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--images", type=Path, default=None)
     args = parser.parse_args()
-    parts = {name: args.root / name for name in ("seq", "domain", "orders") if (args.root / name / "results.json").exists()}
+    parts = {
+        name: args.root / name for name in ("seq", "domain", "orders") if (args.root / name / "results.json").exists()
+    }
     if "seq" in parts:
         print("### Seq-MNIST (class-IL and task-IL)\n\n" + seq_table(load(parts["seq"])) + "\n")
     if "domain" in parts:
-        print("### Permuted-MNIST and Rotated-MNIST (domain-IL, 20 tasks)\n\n" + domain_table(load(parts["domain"])) + "\n")
+        print(
+            "### Permuted-MNIST and Rotated-MNIST (domain-IL, 20 tasks)\n\n"
+            + domain_table(load(parts["domain"]))
+            + "\n"
+        )
     if "orders" in parts:
-        print("### Task-order sensitivity (Seq-MNIST)\n\n" + orders_table(load(parts["orders"]), parts["orders"]) + "\n")
+        print(
+            "### Task-order sensitivity (Seq-MNIST)\n\n" + orders_table(load(parts["orders"]), parts["orders"]) + "\n"
+        )
     if args.images is not None:
         for folder in parts.values():
-            rows = [SummaryRow(r["scenario"], r["view"], r["method"], r["order"], r["seeds"], {}, r["mean_matrix"])
-                    for r in json.loads((folder / "results.json").read_text())["summary"]]
+            rows = [
+                SummaryRow(r["scenario"], r["view"], r["method"], r["order"], r["seeds"], {}, r["mean_matrix"])
+                for r in json.loads((folder / "results.json").read_text())["summary"]
+            ]
             for path in write_heatmaps(args.images, [r for r in rows if r.order == "given" or folder.name == "orders"]):
                 print(f"wrote {path}")
 

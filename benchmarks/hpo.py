@@ -75,15 +75,20 @@ def fixed_arm(chunks: list[dict[str, Path]], states: Path, seed: int) -> Path:
     previous = None
     for i, chunk in enumerate(chunks):
         output = states / f"fixed_{i}"
-        updater = build_updater(load_config(CONFIG, [f"seed={seed}", "logger=false"]), input_state_folder=previous,
-                                output_state_folder=output)
+        updater = build_updater(
+            load_config(CONFIG, [f"seed={seed}", "logger=false"]),
+            input_state_folder=previous,
+            output_state_folder=output,
+        )
         with quiet_lightning():
             updater.update(read_chunk(chunk["train"]))
         previous = output
     return previous
 
 
-def searched_arm(chunks: list[dict[str, Path]], states: Path, seed: int, trials: int, workers: int) -> tuple[Path, list]:
+def searched_arm(
+    chunks: list[dict[str, Path]], states: Path, seed: int, trials: int, workers: int
+) -> tuple[Path, list]:
     from syne_tune.config_space import loguniform
 
     from retentive.training.yaml_job import tune_yaml
@@ -91,13 +96,28 @@ def searched_arm(chunks: list[dict[str, Path]], states: Path, seed: int, trials:
     previous, winners = None, []
     for i, chunk in enumerate(chunks):
         output = states / f"searched_{i}"
-        result = tune_yaml(CONFIG, {"optimizer.init_args.lr": loguniform(0.003, 0.5)}, chunk["train"], chunk["val"],
-                           output, input_state=previous, overrides=[f"seed={seed}", "logger=false"],
-                           n_workers=workers, max_trials=trials, seed=seed + 100 * i, threads=1)
-        winners.append({"chunk": i, "lr": result.winner.config["optimizer.init_args.lr"],
-                        "val_accuracy": result.winner.best(result.metric, result.mode),
-                        "trials": [t.config.get("optimizer.init_args.lr") for t in result.trials],
-                        "scores": [t.best(result.metric, result.mode) for t in result.trials]})
+        result = tune_yaml(
+            CONFIG,
+            {"optimizer.init_args.lr": loguniform(0.003, 0.5)},
+            chunk["train"],
+            chunk["val"],
+            output,
+            input_state=previous,
+            overrides=[f"seed={seed}", "logger=false"],
+            n_workers=workers,
+            max_trials=trials,
+            seed=seed + 100 * i,
+            threads=1,
+        )
+        winners.append(
+            {
+                "chunk": i,
+                "lr": result.winner.config["optimizer.init_args.lr"],
+                "val_accuracy": result.winner.best(result.metric, result.mode),
+                "trials": [t.config.get("optimizer.init_args.lr") for t in result.trials],
+                "scores": [t.best(result.metric, result.mode) for t in result.trials],
+            }
+        )
         previous = output
     return previous, winners
 
@@ -112,9 +132,14 @@ def run_seed(seed: int, trials: int, workers: int) -> dict:
         start = time.perf_counter()
         searched, winners = searched_arm(chunks, folder, seed, trials, workers)
         searched_seconds = time.perf_counter() - start
-        return {"seed": seed, "fixed_accuracy": final_accuracy(fixed, chunks, seed), "fixed_seconds": fixed_seconds,
-                "searched_accuracy": final_accuracy(searched, chunks, seed), "searched_seconds": searched_seconds,
-                "winners": winners}
+        return {
+            "seed": seed,
+            "fixed_accuracy": final_accuracy(fixed, chunks, seed),
+            "fixed_seconds": fixed_seconds,
+            "searched_accuracy": final_accuracy(searched, chunks, seed),
+            "searched_seconds": searched_seconds,
+            "winners": winners,
+        }
 
 
 def main() -> int:
@@ -130,9 +155,12 @@ def main() -> int:
     for seed in args.seeds:
         row = run_seed(seed, args.trials, args.workers)
         results.append(row)
-        print(f"seed {seed}: fixed lr 0.1 {100 * row['fixed_accuracy']:.2f}% in {row['fixed_seconds']:.0f} s; "
-              f"searched {100 * row['searched_accuracy']:.2f}% in {row['searched_seconds']:.0f} s; winners "
-              f"{[round(w['lr'], 4) for w in row['winners']]}", flush=True)
+        print(
+            f"seed {seed}: fixed lr 0.1 {100 * row['fixed_accuracy']:.2f}% in {row['fixed_seconds']:.0f} s; "
+            f"searched {100 * row['searched_accuracy']:.2f}% in {row['searched_seconds']:.0f} s; winners "
+            f"{[round(w['lr'], 4) for w in row['winners']]}",
+            flush=True,
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"trials": args.trials, "workers": args.workers, "runs": results}, indent=2))
     return 0

@@ -67,9 +67,19 @@ from retentive.state.resume import checkpoint_root
 
 FIT_START, FIT_END, DONE, FAILED = b"F", b"E", b"D", b"X"
 #: What the worker was doing when it died, by the last mark it sent.
-STAGES = {b"F": "training", b"c": "training", b"C": "writing an epoch checkpoint", b"E": "end-of-training hooks",
-          b"K": "writing the final checkpoint", b"k": "between checkpoint and save", b"S": "writing the output",
-          b"s": "after the save", b"R": "removing the checkpoints", b"r": "finished", b"D": "finished"}
+STAGES = {
+    b"F": "training",
+    b"c": "training",
+    b"C": "writing an epoch checkpoint",
+    b"E": "end-of-training hooks",
+    b"K": "writing the final checkpoint",
+    b"k": "between checkpoint and save",
+    b"S": "writing the output",
+    b"s": "after the save",
+    b"R": "removing the checkpoints",
+    b"r": "finished",
+    b"D": "finished",
+}
 
 
 @dataclass
@@ -90,13 +100,28 @@ def tree_digest(folder: Path) -> dict[str, str]:
     return digest
 
 
-def make_updater(setup: Setup, output: Path | None, input_state: Path | None, callbacks: tuple = (), resume: bool = True):
+def make_updater(
+    setup: Setup, output: Path | None, input_state: Path | None, callbacks: tuple = (), resume: bool = True
+):
     torch.manual_seed(0)
     return DarkExperienceReplayModelUpdater(
-        model=MLP(), loss_fn=torch.nn.CrossEntropyLoss(), optimizer=partial(torch.optim.SGD, lr=0.03, momentum=0.9),
-        memory_size=setup.memory_size, batch_size=64, batch_memory_frac=0.5, alpha=0.5, beta=0.5,
-        max_epochs=setup.epochs, input_state_folder=input_state, output_state_folder=output,
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, seed=0, callbacks=callbacks,
+        model=MLP(),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        optimizer=partial(torch.optim.SGD, lr=0.03, momentum=0.9),
+        memory_size=setup.memory_size,
+        batch_size=64,
+        batch_memory_frac=0.5,
+        alpha=0.5,
+        beta=0.5,
+        max_epochs=setup.epochs,
+        input_state_folder=input_state,
+        output_state_folder=output,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        seed=0,
+        callbacks=callbacks,
         resume=resume and output is not None,
     )
 
@@ -132,6 +157,7 @@ def _trace(fd: int) -> None:
             result = function(*args, **kwargs)
             os.write(fd, b"k" if final else end)
             return result
+
         return wrapper
 
     resume.write_checkpoint = traced(resume.write_checkpoint, b"C", b"c")  # called by ResumeSession
@@ -251,6 +277,7 @@ def _self_kill_after(step: str, signum: int = signal.SIGKILL) -> None:
             if name == step:
                 die()
             return result
+
         return wrapper
 
     inplace.write_staging = after(inplace.write_staging, "staged")
@@ -273,8 +300,9 @@ def _self_kill_after(step: str, signum: int = signal.SIGKILL) -> None:
 INTERRUPTED, INTERRUPTED_COMMITTED = b"I", b"J"
 
 
-def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None,
-                        signum: int = signal.SIGKILL) -> tuple[int, int]:
+def fork_inplace_update(
+    setup: Setup, folder: Path, kill_after: str | None, signum: int = signal.SIGKILL
+) -> tuple[int, int]:
     """Fork a worker running an in-place update of ``folder``; optionally it sends itself ``signum``
     at a swap step."""
     read_fd, write_fd = os.pipe()
@@ -297,7 +325,9 @@ def fork_inplace_update(setup: Setup, folder: Path, kill_after: str | None,
             persistence.swap_in = traced_swap
             if kill_after is not None:
                 _self_kill_after(kill_after, signum)
-            make_updater(setup, folder, folder, callbacks=(_Marks(write_fd),), resume=False).update(setup.chunk, task_id=1)
+            make_updater(setup, folder, folder, callbacks=(_Marks(write_fd),), resume=False).update(
+                setup.chunk, task_id=1
+            )
             os.write(write_fd, DONE)
         except KeyboardInterrupt as interrupt:  # exit codes as `retentive update`'s: 0 committed, 130 not
             committed = getattr(interrupt, "committed", False)
@@ -327,8 +357,16 @@ def _run_to_end(pid: int, fd: int, begun: float) -> tuple[dict[bytes, float], in
     return marks, code
 
 
-def run_inplace_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epochs: int = 2,
-                          memory_size: int = 2000, log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
+def run_inplace_kill_test(
+    kills: int,
+    seed: int,
+    workdir: Path,
+    samples: int = 2000,
+    epochs: int = 2,
+    memory_size: int = 2000,
+    log: Any = None,
+    mnist: TensorChunk | None = None,
+) -> dict[str, Any]:
     """SIGKILL in-place updates during their save and swap; return the counts (``corrupt`` must be 0)."""
     from retentive.state.inplace import previous_path, rollback
 
@@ -346,9 +384,18 @@ def run_inplace_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2
         raise RuntimeError("the clean in-place update failed")
     window = marks[DONE] - marks[FIT_END]
     say(f"clean in-place update: save and swap {window:.3f} s")
-    counts: dict[str, Any] = {"kills": kills, "random_moment": 0, "swap_step": {}, "old_state": 0, "new_state": 0,
-                              "corrupt": 0, "rolled_back_identical": 0, "rollback_failed": 0,
-                              "no_previous_refused": 0, "problems": []}
+    counts: dict[str, Any] = {
+        "kills": kills,
+        "random_moment": 0,
+        "swap_step": {},
+        "old_state": 0,
+        "new_state": 0,
+        "corrupt": 0,
+        "rolled_back_identical": 0,
+        "rollback_failed": 0,
+        "no_previous_refused": 0,
+        "problems": [],
+    }
     for trial in range(kills):
         folder = workdir / f"inplace_{trial:03d}"
         shutil.copytree(setup.input_state, folder)
@@ -399,7 +446,9 @@ def run_inplace_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2
                 try:
                     rollback(folder)
                     counts["rollback_failed"] += 1
-                    counts["problems"].append(f"trial {trial} ({where}): rollback of the untouched state did not refuse")
+                    counts["problems"].append(
+                        f"trial {trial} ({where}): rollback of the untouched state did not refuse"
+                    )
                 except StateError:
                     counts["no_previous_refused"] += 1
         except StateError as error:
@@ -411,8 +460,15 @@ def run_inplace_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2
     return counts
 
 
-def run_inplace_signal_test(signum: int, workdir: Path, samples: int = 300, epochs: int = 1, memory_size: int = 300,
-                            log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
+def run_inplace_signal_test(
+    signum: int,
+    workdir: Path,
+    samples: int = 300,
+    epochs: int = 1,
+    memory_size: int = 300,
+    log: Any = None,
+    mnist: TensorChunk | None = None,
+) -> dict[str, Any]:
     """Send ``signum`` (SIGINT or SIGTERM) to an in-place update right after each step of its swap.
 
     The commit (the exchange and the move of the old state to the rollback copy) holds both
@@ -433,9 +489,17 @@ def run_inplace_signal_test(signum: int, workdir: Path, samples: int = 300, epoc
     marks, code = _run_to_end(*fork_inplace_update(setup, reference, None), time.perf_counter())
     if code != 0 or DONE not in marks:
         raise RuntimeError("the clean in-place update failed")
-    counts: dict[str, Any] = {"signal": signal.Signals(signum).name, "old_state": [], "new_state": [], "corrupt": 0,
-                              "said_committed": 0, "said_not_committed": 0, "debris": 0, "rolled_back_identical": 0,
-                              "problems": []}
+    counts: dict[str, Any] = {
+        "signal": signal.Signals(signum).name,
+        "old_state": [],
+        "new_state": [],
+        "corrupt": 0,
+        "said_committed": 0,
+        "said_not_committed": 0,
+        "debris": 0,
+        "rolled_back_identical": 0,
+        "problems": [],
+    }
     for step in SWAP_STEPS:
         folder = workdir / f"signal_{step}"
         shutil.copytree(setup.input_state, folder)
@@ -459,15 +523,24 @@ def run_inplace_signal_test(signum: int, workdir: Path, samples: int = 300, epoc
                 counts["problems"].append(f"{step}: no KeyboardInterrupt reached the caller (exit {code})")
             counts["said_committed" if said else "said_not_committed"] += 1
             if said != is_new:
-                counts["problems"].append(f"{step}: the interrupt said committed={said}, the folder holds the "
-                                          f"{'new' if is_new else 'old'} state")
-            debris = [p.name for p in workdir.iterdir() if p.name.startswith(".retentive-") and folder.name in p.name
-                      and not p.name.startswith(".retentive-previous-")]
+                counts["problems"].append(
+                    f"{step}: the interrupt said committed={said}, the folder holds the "
+                    f"{'new' if is_new else 'old'} state"
+                )
+            debris = [
+                p.name
+                for p in workdir.iterdir()
+                if p.name.startswith(".retentive-")
+                and folder.name in p.name
+                and not p.name.startswith(".retentive-previous-")
+            ]
             if debris:
                 counts["debris"] += 1
                 counts["problems"].append(f"{step}: left {debris}")
         elif is_new and code != -signum:
-            counts["problems"].append(f"{step}: the commit completed but the process ended with {code}, not by the signal")
+            counts["problems"].append(
+                f"{step}: the commit completed but the process ended with {code}, not by the signal"
+            )
         if is_new:
             rollback(folder)
             if tree_digest(folder) == old_digest:
@@ -480,8 +553,16 @@ def run_inplace_signal_test(signum: int, workdir: Path, samples: int = 300, epoc
     return counts
 
 
-def run_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epochs: int = 4,
-                  memory_size: int = 2000, log: Any = None, mnist: TensorChunk | None = None) -> dict[str, Any]:
+def run_kill_test(
+    kills: int,
+    seed: int,
+    workdir: Path,
+    samples: int = 2000,
+    epochs: int = 4,
+    memory_size: int = 2000,
+    log: Any = None,
+    mnist: TensorChunk | None = None,
+) -> dict[str, Any]:
     """Run ``kills`` trials; return the counts (``corrupt`` must be 0). ``mnist``: the training set, if loaded."""
     torch.set_num_threads(1)
     _quiet()
@@ -496,10 +577,24 @@ def run_kill_test(kills: int, seed: int, workdir: Path, samples: int = 2000, epo
         shutil.rmtree(workdir / f"calibration_{extra}")
     timing = {key: min(run[key] for run in runs) for key in runs[0]}
     say(f"clean update (shortest of 3): training {timing['train']:.2f} s, save {timing['save']:.3f} s")
-    counts: dict[str, Any] = {"kills": kills, "during_training": 0, "during_save": 0, "output_absent": 0,
-                              "output_complete": 0, "finished_before_kill": 0, "corrupt": 0, "input_modified": 0,
-                              "resumed_identical": 0, "resume_failed": 0, "debris_after_complete": 0, "leftovers": 0,
-                              "resumed_from_epoch": {}, "stage_at_kill": {}, "problems": [], "timing_s": timing}
+    counts: dict[str, Any] = {
+        "kills": kills,
+        "during_training": 0,
+        "during_save": 0,
+        "output_absent": 0,
+        "output_complete": 0,
+        "finished_before_kill": 0,
+        "corrupt": 0,
+        "input_modified": 0,
+        "resumed_identical": 0,
+        "resume_failed": 0,
+        "debris_after_complete": 0,
+        "leftovers": 0,
+        "resumed_from_epoch": {},
+        "stage_at_kill": {},
+        "problems": [],
+        "timing_s": timing,
+    }
     for trial in range(kills):
         output = workdir / f"out_{trial:03d}"
         phase = "training" if trial % 2 == 0 else "save"
@@ -581,26 +676,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-size", type=int, default=2000, help="replay memory (makes the save longer) [2000]")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("--in-place", action="store_true", help="kill in-place updates during their save and swap")
-    parser.add_argument("--signal", choices=("SIGINT", "SIGTERM"), default=None,
-                        help="instead: send this signal to an in-place update after each step of its swap")
+    parser.add_argument(
+        "--signal",
+        choices=("SIGINT", "SIGTERM"),
+        default=None,
+        help="instead: send this signal to an in-place update after each step of its swap",
+    )
     args = parser.parse_args(argv)
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="retentive-kill-") as workdir:
         if args.signal is not None:
-            counts = run_inplace_signal_test(getattr(signal, args.signal), Path(workdir), args.samples, args.epochs,
-                                             args.memory_size, log=lambda *a: print(*a, flush=True))
+            counts = run_inplace_signal_test(
+                getattr(signal, args.signal),
+                Path(workdir),
+                args.samples,
+                args.epochs,
+                args.memory_size,
+                log=lambda *a: print(*a, flush=True),
+            )
             print(json.dumps(counts, indent=2))
             return 0 if not (counts["corrupt"] or counts["problems"]) else 1
         if args.in_place:
-            counts = run_inplace_kill_test(args.kills, args.seed, Path(workdir), args.samples, args.epochs,
-                                           args.memory_size, log=lambda *a: print(*a, flush=True))
+            counts = run_inplace_kill_test(
+                args.kills,
+                args.seed,
+                Path(workdir),
+                args.samples,
+                args.epochs,
+                args.memory_size,
+                log=lambda *a: print(*a, flush=True),
+            )
             counts["seconds"] = round(time.perf_counter() - begun, 1)
             print(json.dumps(counts, indent=2))
             if args.json is not None:
                 args.json.write_text(json.dumps(counts, indent=2))
             return 0 if not (counts["corrupt"] or counts["rollback_failed"]) else 1
-        counts = run_kill_test(args.kills, args.seed, Path(workdir), args.samples, args.epochs, args.memory_size,
-                               log=lambda *a: print(*a, flush=True))
+        counts = run_kill_test(
+            args.kills,
+            args.seed,
+            Path(workdir),
+            args.samples,
+            args.epochs,
+            args.memory_size,
+            log=lambda *a: print(*a, flush=True),
+        )
     counts["seconds"] = round(time.perf_counter() - begun, 1)
     print(json.dumps(counts, indent=2))
     if args.json is not None:

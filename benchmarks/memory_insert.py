@@ -77,10 +77,14 @@ def main() -> None:
     images, labels = data.inputs, data.targets
     fast = [vectorised(images, labels, args.samples) for _ in range(args.runs)]
     slow = [per_sample(images, labels, 50_000) for _ in range(args.runs)]
-    print(f"vectorised reservoir insert: median {statistics.median(fast) / 1e6:.2f} M samples/s "
-          f"(runs: {', '.join(f'{v / 1e6:.2f}' for v in fast)}) over {args.samples:,} samples in batches of {BATCH}")
-    print(f"per-sample Python loop:      median {statistics.median(slow) / 1e6:.3f} M samples/s "
-          f"(runs: {', '.join(f'{v / 1e6:.3f}' for v in slow)}) over 50,000 samples")
+    print(
+        f"vectorised reservoir insert: median {statistics.median(fast) / 1e6:.2f} M samples/s "
+        f"(runs: {', '.join(f'{v / 1e6:.2f}' for v in fast)}) over {args.samples:,} samples in batches of {BATCH}"
+    )
+    print(
+        f"per-sample Python loop:      median {statistics.median(slow) / 1e6:.3f} M samples/s "
+        f"(runs: {', '.join(f'{v / 1e6:.3f}' for v in slow)}) over 50,000 samples"
+    )
     print(f"speed-up: {statistics.median(fast) / statistics.median(slow):.0f}x")
 
 

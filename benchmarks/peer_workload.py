@@ -69,8 +69,14 @@ def run(method: str, variant: str, seed: int, train, test, tmp: Path) -> dict:
         torch.manual_seed(seed)  # the model built here is replaced by the saved weights from chunk 1 on
         folder = tmp / f"{method}_{variant}_{seed}_{i}"
         common = dict(
-            memory_size=500, batch_size=32, memory_batch_size=32, loss_normalization=False, seed=seed,
-            input_state_folder=previous, output_state_folder=folder, **QUIET,
+            memory_size=500,
+            batch_size=32,
+            memory_batch_size=32,
+            loss_normalization=False,
+            seed=seed,
+            input_state_folder=previous,
+            output_state_folder=folder,
+            **QUIET,
         )
         common.update(options(variant))
         sgd = partial(torch.optim.SGD, lr=0.03)
@@ -81,8 +87,13 @@ def run(method: str, variant: str, seed: int, train, test, tmp: Path) -> dict:
         model = updater.update(chunk, task_id=i)
         previous = folder
     final = accuracy_row(model, test)
-    return {"method": method, "variant": variant, "seed": seed, "accuracy": 100 * float(final.mean()),
-            "seconds": time.perf_counter() - start}
+    return {
+        "method": method,
+        "variant": variant,
+        "seed": seed,
+        "accuracy": 100 * float(final.mean()),
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def table(results: list[dict]) -> str:
@@ -92,8 +103,10 @@ def table(results: list[dict]) -> str:
     lines = ["| method | variant | ACC % mean ± std (seeds) | runs |", "|---|---|---|---|"]
     for (method, variant), accs in sorted(groups.items()):
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"| {'ER' if method == 'er' else 'DER++'} | {variant} | {statistics.mean(accs):.2f} ± {std:.2f} "
-                     f"({len(accs)}) | {', '.join(f'{a:.2f}' for a in accs)} |")
+        lines.append(
+            f"| {'ER' if method == 'er' else 'DER++'} | {variant} | {statistics.mean(accs):.2f} ± {std:.2f} "
+            f"({len(accs)}) | {', '.join(f'{a:.2f}' for a in accs)} |"
+        )
     return "\n".join(lines)
 
 
@@ -122,8 +135,10 @@ def main() -> None:
                     result = run(method, variant, seed, train, test, Path(tmp))
                     results.append(result)
                     args.out.write_text(json.dumps(results, indent=1))
-                    print(f"{method:5s} {variant:18s} seed {seed}: {result['accuracy']:.2f}% in {result['seconds']:.0f} s",
-                          flush=True)
+                    print(
+                        f"{method:5s} {variant:18s} seed {seed}: {result['accuracy']:.2f}% in {result['seconds']:.0f} s",
+                        flush=True,
+                    )
     print(table(results))
 
 

@@ -34,8 +34,17 @@ import retentive as R
 from retentive.data import TensorChunk, load_mnist, split_mnist
 
 RESULTS = Path(__file__).resolve().parent / "results" / "prompts.json"
-ARCH = dict(image_size=28, patch_size=7, num_channels=1, hidden_dim=64, num_layers=2, num_heads=4, mlp_dim=128,
-            dropout=0.0, attention_dropout=0.0)
+ARCH = dict(
+    image_size=28,
+    patch_size=7,
+    num_channels=1,
+    hidden_dim=64,
+    num_layers=2,
+    num_heads=4,
+    mlp_dim=128,
+    dropout=0.0,
+    attention_dropout=0.0,
+)
 QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, batch_size=32)
 MEMORY = 500
 #: name -> (model class, updater class, its arguments)
@@ -44,8 +53,11 @@ METHODS: dict[str, tuple[Any, Any, dict[str, Any]]] = {
     "l2p": (R.LearningToPromptTransformer, R.LearningToPromptModelUpdater, {}),
     "l2p_cls": (partial(R.LearningToPromptTransformer, patch_pooler="cls"), R.LearningToPromptModelUpdater, {}),
     "l2p_replay": (R.LearningToPromptTransformer, R.LearningToPromptReplayModelUpdater, dict(memory_size=MEMORY)),
-    "l2p_replay_cls": (partial(R.LearningToPromptTransformer, patch_pooler="cls"), R.LearningToPromptReplayModelUpdater,
-                       dict(memory_size=MEMORY)),
+    "l2p_replay_cls": (
+        partial(R.LearningToPromptTransformer, patch_pooler="cls"),
+        R.LearningToPromptReplayModelUpdater,
+        dict(memory_size=MEMORY),
+    ),
     "speft": (R.SPromptTransformer, R.SPeftModelUpdater, {}),
     "speft_task_heads": (partial(R.SPromptTransformer, per_task_classifier=True), R.SPeftModelUpdater, {}),
     "repeated_distillation": (R.VisionTransformer, R.RepeatedDistillationModelUpdater, dict(memory_size=MEMORY)),
@@ -68,7 +80,9 @@ def evaluate(model: torch.nn.Module, test: list[TensorChunk]) -> tuple[list[floa
     return accuracies, task_guess
 
 
-def run(name: str, seed: int, lr: float, epochs: int, train: list[TensorChunk], test: list[TensorChunk]) -> dict[str, Any]:
+def run(
+    name: str, seed: int, lr: float, epochs: int, train: list[TensorChunk], test: list[TensorChunk]
+) -> dict[str, Any]:
     model_cls, updater_cls, arguments = METHODS[name]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,14 +90,29 @@ def run(name: str, seed: int, lr: float, epochs: int, train: list[TensorChunk], 
         for i, chunk in enumerate(train):
             torch.manual_seed(seed)  # the same random backbone for every method of a seed
             state = Path(tmp) / f"chunk_{i}"
-            updater = updater_cls(model_cls(**ARCH), torch.nn.CrossEntropyLoss(reduction="none"),
-                                  partial(torch.optim.Adam, lr=lr), seed=seed, input_state_folder=previous,
-                                  output_state_folder=state, **arguments, **QUIET, max_epochs=epochs)
+            updater = updater_cls(
+                model_cls(**ARCH),
+                torch.nn.CrossEntropyLoss(reduction="none"),
+                partial(torch.optim.Adam, lr=lr),
+                seed=seed,
+                input_state_folder=previous,
+                output_state_folder=state,
+                **arguments,
+                **QUIET,
+                max_epochs=epochs,
+            )
             model = updater.update(chunk, task_id=f"task_{i}")
             previous = state
         per_task, task_guess = evaluate(model, test)
-    result = {"method": name, "seed": seed, "lr": lr, "epochs": epochs, "class_il": statistics.mean(per_task),
-              "per_task_class_il": per_task, "seconds": time.perf_counter() - start}
+    result = {
+        "method": name,
+        "seed": seed,
+        "lr": lr,
+        "epochs": epochs,
+        "class_il": statistics.mean(per_task),
+        "per_task_class_il": per_task,
+        "seconds": time.perf_counter() - start,
+    }
     if task_guess is not None:
         result["task_identification"] = task_guess
     return result
@@ -114,8 +143,11 @@ def main() -> None:
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))
             extra = f", task guess {result['task_identification']:.1f}%" if "task_identification" in result else ""
-            print(f"seed {seed} {name:22s} class-IL {result['class_il']:.2f}%{extra} "
-                  f"({result['seconds']:.0f} s) per task {[round(a, 1) for a in result['per_task_class_il']]}", flush=True)
+            print(
+                f"seed {seed} {name:22s} class-IL {result['class_il']:.2f}%{extra} "
+                f"({result['seconds']:.0f} s) per task {[round(a, 1) for a in result['per_task_class_il']]}",
+                flush=True,
+            )
     summary: dict[str, list[float]] = {}
     for r in results:
         if r["lr"] == args.lr and r.get("train_per_task") == args.train_per_task and r.get("epochs", 1) == args.epochs:

@@ -39,9 +39,27 @@ QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=Fal
 #: Mammoth's tuned settings (REFERENCE.md); EWC's lambda is discussed in BENCHMARKS.md.
 METHODS: dict[str, tuple[int | None, float, Any, dict[str, Any], tuple[float, float] | None]] = {
     "sgd": (None, 0.03, R.FineTuningModelUpdater, {}, (19.60, 94.94)),
-    "oewc": (None, 0.03, R.ElasticWeightConsolidationModelUpdater, dict(ewc_lambda=90.0, ewc_gamma=1.0), (20.46, 98.39)),
-    "oewc_l1": (None, 0.03, R.ElasticWeightConsolidationModelUpdater, dict(ewc_lambda=1.0, ewc_gamma=1.0), (20.46, 98.39)),
-    "oewc_l10": (None, 0.03, R.ElasticWeightConsolidationModelUpdater, dict(ewc_lambda=10.0, ewc_gamma=1.0), (20.46, 98.39)),
+    "oewc": (
+        None,
+        0.03,
+        R.ElasticWeightConsolidationModelUpdater,
+        dict(ewc_lambda=90.0, ewc_gamma=1.0),
+        (20.46, 98.39),
+    ),
+    "oewc_l1": (
+        None,
+        0.03,
+        R.ElasticWeightConsolidationModelUpdater,
+        dict(ewc_lambda=1.0, ewc_gamma=1.0),
+        (20.46, 98.39),
+    ),
+    "oewc_l10": (
+        None,
+        0.03,
+        R.ElasticWeightConsolidationModelUpdater,
+        dict(ewc_lambda=10.0, ewc_gamma=1.0),
+        (20.46, 98.39),
+    ),
     "si": (None, 0.1, R.SynapticIntelligenceModelUpdater, dict(si_c=1.0, si_epsilon=0.9), (19.27, 96.00)),
     "lwf": (None, 0.03, R.LearningWithoutForgettingModelUpdater, dict(alpha=1.0, temperature=2.0), (19.62, 94.11)),
     "gem200": (200, 0.01, R.GradientEpisodicMemoryModelUpdater, dict(memory_strength=1.0), (80.11, 97.78)),
@@ -60,7 +78,9 @@ EWC_WITH_ER = 1.0  # the lambda of EWC beside ER (stable with lr 0.1; see BENCHM
 def make_updater(name: str, seed: int, input_state: Path | None, output_state: Path | None) -> R.ModelUpdater:
     memory, lr, cls, arguments, _ = METHODS[name]
     optimizer = partial(torch.optim.SGD, lr=lr, weight_decay=WEIGHT_DECAY.get(name, 0.0))
-    common: dict[str, Any] = dict(batch_size=10, seed=seed, input_state_folder=input_state, output_state_folder=output_state, **QUIET)
+    common: dict[str, Any] = dict(
+        batch_size=10, seed=seed, input_state_folder=input_state, output_state_folder=output_state, **QUIET
+    )
     if memory is not None:
         common["memory_size"] = memory
     if name == "er500_ewc":
@@ -96,8 +116,13 @@ def run(name: str, seed: int, train: list[TensorChunk], test: list[TensorChunk])
             model = icarl_classifier(MLP(init="xavier"), previous)
         class_il, task_il = scores(model, test)
     return {
-        "method": name, "seed": seed, "class_il": statistics.mean(class_il), "task_il": statistics.mean(task_il),
-        "per_task_class_il": class_il, "per_task_task_il": task_il, "seconds": time.perf_counter() - start,
+        "method": name,
+        "seed": seed,
+        "class_il": statistics.mean(class_il),
+        "task_il": statistics.mean(task_il),
+        "per_task_class_il": class_il,
+        "per_task_task_il": task_il,
+        "seconds": time.perf_counter() - start,
     }
 
 
@@ -132,9 +157,20 @@ def step_time(names: list[str], rounds: int, train: list[TensorChunk], steps: in
                 updater.update(train[1].subset(torch.arange(10 * steps)), task_id=1)
                 total = time.perf_counter() - begin
                 wall, cpu = (1000 * (clock.end[i] - clock.start[i]) / clock.steps for i in (0, 1))
-                results.append({"round": r, "pair": name, "method": method, "ms_per_step": wall, "cpu_ms_per_step": cpu,
-                                "update_seconds": total})
-                print(f"round {r} {method:10s} {wall:.2f} ms/step wall, {cpu:.2f} CPU, whole update {total:.2f} s", flush=True)
+                results.append(
+                    {
+                        "round": r,
+                        "pair": name,
+                        "method": method,
+                        "ms_per_step": wall,
+                        "cpu_ms_per_step": cpu,
+                        "update_seconds": total,
+                    }
+                )
+                print(
+                    f"round {r} {method:10s} {wall:.2f} ms/step wall, {cpu:.2f} CPU, whole update {total:.2f} s",
+                    flush=True,
+                )
     return results
 
 
@@ -143,7 +179,10 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         if "class_il" in r:
             groups.setdefault(r["method"], []).append(r)
-    lines = ["| method | memory | class-IL % | published | task-IL % | published | seeds |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | memory | class-IL % | published | task-IL % | published | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     failed = [r for r in results if "failed" in r]
     for name, runs in groups.items():
         memory, *_, published = METHODS[name]
@@ -160,7 +199,11 @@ def table(results: list[dict[str, Any]]) -> str:
         if "cpu_ms_per_step" in r:
             steps.setdefault(r["pair"], []).append((r["cpu_ms_per_step"], r["ms_per_step"]))
     if steps:
-        lines += ["", "| method | ms/step CPU (median) | ER ms/step CPU beside it | ratio | wall ratio |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| method | ms/step CPU (median) | ER ms/step CPU beside it | ratio | wall ratio |",
+            "|---|---|---|---|---|",
+        ]
         for pair in dict.fromkeys(r["pair"] for r in results if "pair" in r):
             mine = [r for r in results if r.get("pair") == pair and r["method"] == pair]
             er = [r for r in results if r.get("pair") == pair and r["method"] == "er500"]
@@ -175,8 +218,23 @@ def table(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["accuracy", "steptime", "table"])
-    parser.add_argument("--methods", nargs="+", default=["oewc_l1", "si", "lwf", "gem200", "gem500", "agem200", "agem500",
-                                                         "icarl200", "icarl500", "er500", "er500_ewc"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=[
+            "oewc_l1",
+            "si",
+            "lwf",
+            "gem200",
+            "gem500",
+            "agem200",
+            "agem500",
+            "icarl200",
+            "icarl500",
+            "er500",
+            "er500_ewc",
+        ],
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/regularization.json"))
@@ -203,8 +261,11 @@ def main() -> None:
                 result = {"method": name, "seed": seed, "failed": str(error)}
                 print(f"{name} seed {seed}: FAILED {error}", flush=True)
             else:
-                print(f"{name:10s} seed {seed}: class-IL {result['class_il']:.2f} task-IL {result['task_il']:.2f} "
-                      f"in {result['seconds']:.0f} s", flush=True)
+                print(
+                    f"{name:10s} seed {seed}: class-IL {result['class_il']:.2f} task-IL {result['task_il']:.2f} "
+                    f"in {result['seconds']:.0f} s",
+                    flush=True,
+                )
             results.append(result)
             args.out.write_text(json.dumps(results, indent=1))
     print(table(results))

@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.samples} samples x {args.epochs} epochs, memory {args.memory_size}, {args.repeats} repeats")
     print(f"resume=False: median {plain:.3f} s  (runs: {', '.join(f'{t:.3f}' for t in times[False])})")
     print(f"resume=True:  median {checkpointed:.3f} s  (runs: {', '.join(f'{t:.3f}' for t in times[True])})")
-    print(f"ratio {checkpointed / plain:.2f}x; per checkpoint {(checkpointed - plain) / args.epochs * 1000:.0f} ms "
-          f"({args.epochs} checkpoints: {args.epochs - 1} epoch ones and the final one)")
+    print(
+        f"ratio {checkpointed / plain:.2f}x; per checkpoint {(checkpointed - plain) / args.epochs * 1000:.0f} ms "
+        f"({args.epochs} checkpoints: {args.epochs - 1} epoch ones and the final one)"
+    )
     return 0
 
 

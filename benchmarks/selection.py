@@ -64,16 +64,28 @@ def timing(repeats: int) -> dict:
     memory = ReplayBuffer(500, policy=policy_from_name("herding"))
     ctx = ChunkContext(model, memory, chunk)
     load = os.getloadavg()
-    out: dict = {"load_average_before": load, "samples": len(chunk), "feature_dim": 100, "batch_size": 1024, "repeats": repeats, "rows": []}
+    out: dict = {
+        "load_average_before": load,
+        "samples": len(chunk),
+        "feature_dim": 100,
+        "batch_size": 1024,
+        "repeats": repeats,
+        "rows": [],
+    }
     features_s = _median_seconds(lambda: candidate_features(ctx, None, 1024), repeats, "features")
     features, targets, _ = candidate_features(ctx, None, 1024)
     out["features_seconds"] = features_s
     for capacity in (500, 2000):
         quotas = class_quotas(torch.bincount(targets), capacity)
         row = {"capacity": capacity}
-        row["herding_s"] = _median_seconds(lambda q=quotas: herding(features, targets, q), repeats, f"herding_{capacity}")
-        row["k_center_s"] = _median_seconds(lambda c=capacity: k_center_greedy(features, c), repeats, f"k_center_{capacity}")
+        row["herding_s"] = _median_seconds(
+            lambda q=quotas: herding(features, targets, q), repeats, f"herding_{capacity}"
+        )
+        row["k_center_s"] = _median_seconds(
+            lambda c=capacity: k_center_greedy(features, c), repeats, f"k_center_{capacity}"
+        )
         for name in ("herding", "k_center"):
+
             def policy_run(name=name, capacity=capacity) -> None:
                 mem = ReplayBuffer(capacity, policy=policy_from_name(name))
                 mem.policy.attach(model, capacity)
@@ -108,8 +120,14 @@ def make_updater(method: str, policy: str, memory: int, seed: int, input_state: 
     loss = torch.nn.CrossEntropyLoss()
     lr, minibatch, *weights = BEST[method][memory]
     common = dict(
-        memory_size=memory, batch_size=10, memory_batch_size=minibatch, memory_policy=policy_from_name(policy),
-        input_state_folder=input_state, output_state_folder=output_state, seed=seed, **QUIET,
+        memory_size=memory,
+        batch_size=10,
+        memory_batch_size=minibatch,
+        memory_policy=policy_from_name(policy),
+        input_state_folder=input_state,
+        output_state_folder=output_state,
+        seed=seed,
+        **QUIET,
     )
     if method == "er":
         return ExperienceReplayModelUpdater(model, loss, partial(torch.optim.SGD, lr=lr), alpha=1.0, **common)
@@ -129,6 +147,7 @@ def run(method: str, policy: str, memory: int, seed: int, train: list, test: lis
             updater = make_updater(method, policy, memory, seed, previous, state)
             hook = getattr(updater.memory.policy, "on_update_end", None)
             if hook is not None:
+
                 def timed(ctx, hook=hook) -> None:
                     t0 = time.perf_counter()
                     hook(ctx)
@@ -141,9 +160,15 @@ def run(method: str, policy: str, memory: int, seed: int, train: list, test: lis
             previous = state
         final = accuracy_row(model, test)
     return {
-        "method": method, "policy": policy, "memory": memory, "seed": seed,
-        "accuracy": 100 * float(final.mean()), "per_task": [100 * v for v in final.tolist()],
-        "update_seconds": updates, "selection_seconds": selection, "seconds": time.perf_counter() - start,
+        "method": method,
+        "policy": policy,
+        "memory": memory,
+        "seed": seed,
+        "accuracy": 100 * float(final.mean()),
+        "per_task": [100 * v for v in final.tolist()],
+        "update_seconds": updates,
+        "selection_seconds": selection,
+        "seconds": time.perf_counter() - start,
     }
 
 
@@ -185,7 +210,8 @@ def accuracy(args: argparse.Namespace) -> None:
                     args.out.write_text(json.dumps(results, indent=1))
                     print(
                         f"{method:5s} {memory:4d} {policy:24s} seed {seed}: {result['accuracy']:.2f}% "
-                        f"in {result['seconds']:.0f} s", flush=True,
+                        f"in {result['seconds']:.0f} s",
+                        flush=True,
                     )
     print(table(results))
 

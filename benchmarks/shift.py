@@ -49,9 +49,22 @@ def train_state(train: TensorChunk, folder: Path) -> torch.nn.Module:
     """DER++ as configs/der.yaml, one update, written to ``folder``; the model with its weights."""
     torch.manual_seed(0)
     updater = DarkExperienceReplayModelUpdater(
-        MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=500, batch_size=64,
-        batch_memory_frac=0.5, alpha=0.5, beta=0.5, output_state_folder=folder, seed=0, max_epochs=1,
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=500,
+        batch_size=64,
+        batch_memory_frac=0.5,
+        alpha=0.5,
+        beta=0.5,
+        output_state_folder=folder,
+        seed=0,
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+    )
     with quiet_lightning():
         updater.update(train)
     return load_model(MLP(), folder)
@@ -64,8 +77,9 @@ def views(model: torch.nn.Module, data: TensorChunk) -> dict[str, torch.Tensor]:
     return {"features": features, "labels": labels, "predicted": predicted}
 
 
-def run_test(test: str, reference: dict[str, torch.Tensor], query: dict[str, torch.Tensor], seed: int,
-             permutations: int) -> float:
+def run_test(
+    test: str, reference: dict[str, torch.Tensor], query: dict[str, torch.Tensor], seed: int, permutations: int
+) -> float:
     """The p-value of one test on precomputed views (the detectors on features, no extractor)."""
     if test in ("mmd", "ks"):
         options = {"num_permutations": permutations} if test == "mmd" else {}
@@ -86,7 +100,10 @@ def pick(view: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.
 def wilson(hits: int, n: int) -> list[float]:
     """The Wilson score 95% interval of a rate."""
     z, p = 1.959964, hits / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    centre, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n),
+    )
     return [round(centre - half, 4), round(centre + half, 4)]
 
 
@@ -94,14 +111,24 @@ def rates(p_values: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
     out = {}
     for test, values in p_values.items():
         hits = sum(p < 0.05 for p in values)
-        out[test] = {"rate": hits / len(values), "trials": len(values), "ci95": wilson(hits, len(values)),
-                     "median_p": statistics.median(values)}
+        out[test] = {
+            "rate": hits / len(values),
+            "trials": len(values),
+            "ci95": wilson(hits, len(values)),
+            "median_p": statistics.median(values),
+        }
     return out
 
 
-def trials(reference_pool: dict[str, torch.Tensor] | None, memory: dict[str, torch.Tensor] | None,
-           query_pool: dict[str, torch.Tensor], n_trials: int, args: argparse.Namespace, seed: int,
-           same_pool: bool = False) -> dict[str, dict[str, Any]]:
+def trials(
+    reference_pool: dict[str, torch.Tensor] | None,
+    memory: dict[str, torch.Tensor] | None,
+    query_pool: dict[str, torch.Tensor],
+    n_trials: int,
+    args: argparse.Namespace,
+    seed: int,
+    same_pool: bool = False,
+) -> dict[str, dict[str, Any]]:
     """p < 0.05 rates over ``n_trials`` draws; reference: held-out draws from ``reference_pool`` or ``memory``."""
     generator = torch.Generator().manual_seed(seed)
     p_values: dict[str, list[float]] = {test: [] for test in TESTS}
@@ -130,21 +157,34 @@ def rotated_mnist(args: argparse.Namespace, train: TensorChunk, test: TensorChun
     for angle in ANGLES:
         rotated = views(model, TensorChunk(rotate(test.inputs, float(angle)), test.targets))
         power[str(angle)] = {
-            "held_out_reference": trials(unrotated, None, rotated, args.power_trials, args, 10 + angle,
-                                         same_pool=angle == 0),
+            "held_out_reference": trials(
+                unrotated, None, rotated, args.power_trials, args, 10 + angle, same_pool=angle == 0
+            ),
             "memory_reference": trials(None, memory, rotated, args.power_trials, args, 20 + angle),
         }
-        print(f"rotated {angle}: " + json.dumps({k: {t: v[t]["rate"] for t in v} for k, v in power[str(angle)].items()}),
-              flush=True)
+        print(
+            f"rotated {angle}: " + json.dumps({k: {t: v[t]["rate"] for t in v} for k, v in power[str(angle)].items()}),
+            flush=True,
+        )
     results["power"] = power
     small = argparse.Namespace(**{**vars(args), "reference": args.small, "query": args.small})
     results["power_small_chunks"] = {
-        str(angle): trials(unrotated, None, views(model, TensorChunk(rotate(test.inputs, float(angle)), test.targets)),
-                           args.power_trials, small, 50 + angle, same_pool=angle == 0)
+        str(angle): trials(
+            unrotated,
+            None,
+            views(model, TensorChunk(rotate(test.inputs, float(angle)), test.targets)),
+            args.power_trials,
+            small,
+            50 + angle,
+            same_pool=angle == 0,
+        )
         for angle in ANGLES
     }
-    print("small chunks: " + json.dumps({a: {t: v[t]["rate"] for t in v} for a, v in results["power_small_chunks"].items()}),
-          flush=True)
+    print(
+        "small chunks: "
+        + json.dumps({a: {t: v[t]["rate"] for t in v} for a, v in results["power_small_chunks"].items()}),
+        flush=True,
+    )
     return results
 
 
@@ -166,14 +206,25 @@ def class_incremental(args: argparse.Namespace, train: TensorChunk, test: Tensor
     old, new = views(model, classes(test, [0, 1])), views(model, classes(test, [2, 3]))
     generator = torch.Generator().manual_seed(5)
     n_new = args.query // 10  # 90% old digits, 10% new
-    mixed = {k: torch.cat([old[k][torch.randperm(len(old["labels"]), generator=generator)[: 5 * args.query]],
-                           new[k][torch.randperm(len(new["labels"]), generator=generator)[: 5 * n_new]]])
-             for k in old}
+    mixed = {
+        k: torch.cat(
+            [
+                old[k][torch.randperm(len(old["labels"]), generator=generator)[: 5 * args.query]],
+                new[k][torch.randperm(len(new["labels"]), generator=generator)[: 5 * n_new]],
+            ]
+        )
+        for k in old
+    }
     out: dict[str, Any] = {}
     for name, pool in (("same classes 0-1", old), ("new classes 2-3", new), ("90% 0-1 + 10% 2-3", mixed)):
-        out[name] = {"held_out_reference": trials(old, None, pool, args.power_trials, args, 30, same_pool=pool is old),
-                     "memory_reference": trials(None, memory, pool, args.power_trials, args, 40)}
-        print(f"class-IL {name}: " + json.dumps({k: {t: v[t]["rate"] for t in v} for k, v in out[name].items()}), flush=True)
+        out[name] = {
+            "held_out_reference": trials(old, None, pool, args.power_trials, args, 30, same_pool=pool is old),
+            "memory_reference": trials(None, memory, pool, args.power_trials, args, 40),
+        }
+        print(
+            f"class-IL {name}: " + json.dumps({k: {t: v[t]["rate"] for t in v} for k, v in out[name].items()}),
+            flush=True,
+        )
     return out
 
 
@@ -183,7 +234,9 @@ def speed(args: argparse.Namespace, test: TensorChunk, root: Path) -> dict[str, 
     chunk = TensorChunk(rotate(test.inputs, 30.0), test.targets)
     settings = {
         "mmd (max_samples 2000, 1000 permutations)": dict(detector="mmd", model=model),
-        "mmd (all 10,500 samples, 100 permutations)": dict(detector="mmd", model=model, max_samples=None, num_permutations=100),
+        "mmd (all 10,500 samples, 100 permutations)": dict(
+            detector="mmd", model=model, max_samples=None, num_permutations=100
+        ),
         "ks (all samples)": dict(detector="ks", model=model),
         "labels": dict(detector="labels"),
         "predicted labels": dict(detector="labels", model=model, predicted=True),
@@ -195,8 +248,13 @@ def speed(args: argparse.Namespace, test: TensorChunk, root: Path) -> dict[str, 
             start = time.perf_counter()
             result = detect_shift(chunk, state_folder=root / "rotated", batch_size=1000, **options)
             times.append(time.perf_counter() - start)
-        out[name] = {"median_s": round(statistics.median(times), 3), "runs_s": [round(t, 3) for t in times],
-                     "p_value": result.p_value, "n_reference": result.n_reference, "n_query": result.n_query}
+        out[name] = {
+            "median_s": round(statistics.median(times), 3),
+            "runs_s": [round(t, 3) for t in times],
+            "p_value": result.p_value,
+            "n_reference": result.n_reference,
+            "n_query": result.n_query,
+        }
         print(f"speed {name}: {out[name]}", flush=True)
     return out
 
@@ -232,8 +290,10 @@ def report(path: Path) -> None:
     head = "| " + " | ".join(["{}"] + list(TESTS)) + " |\n|" + "---|" * (len(TESTS) + 1)
     rot = results["rotated_mnist"]
     print(head.format("null (same distribution)"))
-    for name, key in (("two disjoint held-out chunks, 200 trials", "calibration"),
-                      ("memory vs a held-out chunk", "calibration_memory_reference")):
+    for name, key in (
+        ("two disjoint held-out chunks, 200 trials", "calibration"),
+        ("memory vs a held-out chunk", "calibration_memory_reference"),
+    ):
         print(f"| {name} | {_cells(rot[key])} |")
     print("\n" + head.format("rotation (1000-sample chunk)"))
     for angle, cell in rot["power"].items():
@@ -258,14 +318,27 @@ def main() -> None:
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--reference", type=int, default=500, help="held-out reference samples [500, as the memory]")
     parser.add_argument("--query", type=int, default=1000, help="query chunk samples [1000]")
-    parser.add_argument("--small", type=int, default=100, help="reference and query size of the small-chunk power sweep [100]")
+    parser.add_argument(
+        "--small", type=int, default=100, help="reference and query size of the small-chunk power sweep [100]"
+    )
     parser.add_argument("--train", type=int, default=10000, help="training images of the Rotated-MNIST model")
     parser.add_argument("--speed-repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shift.json"))
-    parser.add_argument("--synthetic", type=int, default=0, metavar="T",
-                        help="only the synthetic calibration, T trials (written to --out)")
-    parser.add_argument("--calibration-seeds", type=int, nargs="+", default=None, metavar="SEED",
-                        help="only the held-out calibration, once per seed (the main run uses seed 1)")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="T",
+        help="only the synthetic calibration, T trials (written to --out)",
+    )
+    parser.add_argument(
+        "--calibration-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="only the held-out calibration, once per seed (the main run uses seed 1)",
+    )
     parser.add_argument("--report", type=Path, default=None, metavar="JSON", help="print the tables of a results file")
     args = parser.parse_args()
     if args.report is not None:
@@ -273,7 +346,10 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.synthetic:
         started = time.perf_counter()
-        result = {"settings": vars(args) | {"out": str(args.out)}, "synthetic_calibration": synthetic_calibration(args.synthetic)}
+        result = {
+            "settings": vars(args) | {"out": str(args.out)},
+            "synthetic_calibration": synthetic_calibration(args.synthetic),
+        }
         result["seconds"] = round(time.perf_counter() - started, 1)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -284,11 +360,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         if args.calibration_seeds:
-            results = {"settings": vars(args) | {"out": str(args.out)},
-                       "calibration_by_seed": calibration_repeats(args, train, test, root)}
+            results = {
+                "settings": vars(args) | {"out": str(args.out)},
+                "calibration_by_seed": calibration_repeats(args, train, test, root),
+            }
         else:
-            results = {"settings": vars(args) | {"out": str(args.out)}, "rotated_mnist": rotated_mnist(args, train, test, root),
-                       "class_incremental": class_incremental(args, train, test, root), "speed": speed(args, test, root)}
+            results = {
+                "settings": vars(args) | {"out": str(args.out)},
+                "rotated_mnist": rotated_mnist(args, train, test, root),
+                "class_incremental": class_incremental(args, train, test, root),
+                "speed": speed(args, test, root),
+            }
     results["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

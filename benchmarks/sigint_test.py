@@ -51,8 +51,16 @@ def _prepare(work: Path) -> None:
     torch.set_num_threads(1)
     chunks = split_mnist(load_mnist("train"))
     updater = DarkExperienceReplayModelUpdater(
-        MLP(), torch.nn.CrossEntropyLoss(), lambda p: torch.optim.SGD(p, lr=0.1), memory_size=50, batch_size=64,
-        output_state_folder=work / "state", accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        lambda p: torch.optim.SGD(p, lr=0.1),
+        memory_size=50,
+        batch_size=64,
+        output_state_folder=work / "state",
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
         max_epochs=1,
     )
     updater.update(chunks[0].subset(torch.arange(200)), task_id=0)
@@ -63,9 +71,26 @@ def run(trials: int, seed: int, work: Path, log: Any = print) -> dict[str, Any]:
     _prepare(work)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     folder, lock = work / "s", work / ".retentive-lock-s"
-    command = [sys.executable, "-m", "retentive.cli", "update", "--config", str(ROOT / "configs" / "der.yaml"),
-               "--data", str(work / "chunk.npz"), "--input-state", str(folder), "--output-state", str(folder),
-               "--threads", "1", "--set", "trainer.max_epochs=6", "--set", "updater.init_args.memory_size=50"]
+    command = [
+        sys.executable,
+        "-m",
+        "retentive.cli",
+        "update",
+        "--config",
+        str(ROOT / "configs" / "der.yaml"),
+        "--data",
+        str(work / "chunk.npz"),
+        "--input-state",
+        str(folder),
+        "--output-state",
+        str(folder),
+        "--threads",
+        "1",
+        "--set",
+        "trainer.max_epochs=6",
+        "--set",
+        "updater.init_args.memory_size=50",
+    ]
 
     def fresh() -> dict[str, str]:
         for path in work.glob(".retentive-*"):
@@ -75,8 +100,15 @@ def run(trials: int, seed: int, work: Path, log: Any = print) -> dict[str, Any]:
         return _digest(folder)
 
     def start() -> subprocess.Popen[str]:
-        return subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        return subprocess.Popen(
+            command,
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # noqa: PLW1509
 
     old = fresh()
     process = start()
@@ -87,8 +119,16 @@ def run(trials: int, seed: int, work: Path, log: Any = print) -> dict[str, Any]:
     window = time.monotonic() - begun
     log(f"clean run: {window:.2f} s from taking the lock to exiting")
     rng = random.Random(seed)
-    counts: dict[str, Any] = {"trials": trials, "exit_130_unchanged": 0, "exit_0_committed": 0, "mismatch": 0,
-                              "other": 0, "debris": 0, "window_s": round(window, 2), "problems": []}
+    counts: dict[str, Any] = {
+        "trials": trials,
+        "exit_130_unchanged": 0,
+        "exit_0_committed": 0,
+        "mismatch": 0,
+        "other": 0,
+        "debris": 0,
+        "window_s": round(window, 2),
+        "problems": [],
+    }
     for trial in range(trials):
         fresh()
         process = start()
@@ -115,7 +155,9 @@ def run(trials: int, seed: int, work: Path, log: Any = print) -> dict[str, Any]:
             counts["exit_0_committed"] += 1
         else:
             counts["mismatch" if process.returncode in (0, 130) else "other"] += 1
-            counts["problems"].append(f"trial {trial}: exit {process.returncode}, updates_done {updates}: {err[-300:]!r}")
+            counts["problems"].append(
+                f"trial {trial}: exit {process.returncode}, updates_done {updates}: {err[-300:]!r}"
+            )
         log(f"trial {trial:2d}: exit {process.returncode}, updates_done {updates}")
     return counts
 

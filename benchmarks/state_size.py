@@ -42,8 +42,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "state"
         updater = DarkExperienceReplayModelUpdater(
-            model, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.03), memory_size=500, batch_size=64,
-            output_state_folder=folder, accelerator="cpu", logger=False, enable_progress_bar=False, max_epochs=1,
+            model,
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.03),
+            memory_size=500,
+            batch_size=64,
+            output_state_folder=folder,
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            max_epochs=1,
         )
         updater.update(dataset)
         files = {p.name: p.stat().st_size for p in sorted(folder.iterdir())}
@@ -52,8 +60,10 @@ def main() -> None:
     total = sum(files.values())
     bound = model_bytes + memory_bytes + 64 * 1024
     print("files: " + ", ".join(f"{name} {size:,} B" for name, size in files.items()))
-    print(f"total {total:,} B; model {model_bytes:,} B + memory tensors {memory_bytes:,} B + 64 KiB = {bound:,} B; "
-          f"overhead {total - model_bytes - memory_bytes:,} B; within bound: {total <= bound}")
+    print(
+        f"total {total:,} B; model {model_bytes:,} B + memory tensors {memory_bytes:,} B + 64 KiB = {bound:,} B; "
+        f"overhead {total - model_bytes - memory_bytes:,} B; within bound: {total <= bound}"
+    )
 
 
 if __name__ == "__main__":

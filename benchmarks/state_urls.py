@@ -51,9 +51,15 @@ def main() -> None:
             start = time.perf_counter()
             fetch_state(url, Path(scratch) / f"fetched_{i}")
             down.append(time.perf_counter() - start)
-    result = {"state_bytes": size, "repeats": args.repeats, "publish_s_median": round(statistics.median(up), 3),
-              "fetch_s_median": round(statistics.median(down), 3), "publish_s": [round(t, 3) for t in up],
-              "fetch_s": [round(t, 3) for t in down], "load_average": os.getloadavg()[0]}
+    result = {
+        "state_bytes": size,
+        "repeats": args.repeats,
+        "publish_s_median": round(statistics.median(up), 3),
+        "fetch_s_median": round(statistics.median(down), 3),
+        "publish_s": [round(t, 3) for t in up],
+        "fetch_s": [round(t, 3) for t in down],
+        "load_average": os.getloadavg()[0],
+    }
     print(json.dumps(result, indent=2))
 
 

@@ -73,7 +73,11 @@ def plain_loop(x_all: torch.Tensor, y_all: torch.Tensor, steps: int, der: bool, 
             out = model(torch.cat([x, mem_x[m]]))
             new_out, mem_out = out[:NEW], out[NEW:]
             if der:
-                loss = (F.cross_entropy(new_out, y) + 0.5 * F.mse_loss(mem_out, mem_z[m]) + 0.5 * F.cross_entropy(mem_out, mem_y[m])) / 2.0
+                loss = (
+                    F.cross_entropy(new_out, y)
+                    + 0.5 * F.mse_loss(mem_out, mem_z[m])
+                    + 0.5 * F.cross_entropy(mem_out, mem_y[m])
+                ) / 2.0
             else:
                 loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y[m])) / 2.0
         else:
@@ -124,7 +128,9 @@ class BareLightning(pl.LightningModule):
         opt.step()
         n = len(y)
         pos = torch.arange(self.seen, self.seen + n)
-        slots = torch.where(pos < CAPACITY, pos, (torch.rand(n, generator=self.g, dtype=torch.float64) * (pos + 1)).long())
+        slots = torch.where(
+            pos < CAPACITY, pos, (torch.rand(n, generator=self.g, dtype=torch.float64) * (pos + 1)).long()
+        )
         keep = slots < CAPACITY
         self.mem_x[slots[keep]] = x[keep]
         self.mem_y[slots[keep]] = y[keep]
@@ -140,8 +146,14 @@ def bare_lightning(chunk, seed: int) -> float:
         chunk, sampler=BatchSampler(RandomSampler(chunk), batch_size=NEW, drop_last=False), batch_size=None
     )
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, callbacks=[clock],
+        accelerator="cpu",
+        devices=1,
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[clock],
     )
     trainer.fit(module, loader)  # epoch 1 fills the memory; the clock keeps only the second epoch
     n = len(clock.starts) // 2
@@ -149,7 +161,9 @@ def bare_lightning(chunk, seed: int) -> float:
     return clock.median_step()
 
 
-def make_updater(der: bool, seed: int, clock: StepClock, input_state: Path | None = None, output_state: Path | None = None):
+def make_updater(
+    der: bool, seed: int, clock: StepClock, input_state: Path | None = None, output_state: Path | None = None
+):
     torch.manual_seed(seed)
     common = dict(
         loss_fn=torch.nn.CrossEntropyLoss(),
@@ -196,7 +210,10 @@ def main() -> None:
             k: [] for k in ("plain", "bare", "steady", "update", "reload", "r_bare", "r_steady", "r_update", "r_reload")
         }
         for r in range(args.rounds):
-            first, second = chunks[0].subset(torch.arange(args.steps * NEW)), chunks[1].subset(torch.arange(args.steps * NEW))
+            first, second = (
+                chunks[0].subset(torch.arange(args.steps * NEW)),
+                chunks[1].subset(torch.arange(args.steps * NEW)),
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 state = Path(tmp) / "s0"
                 clock = StepClock()
@@ -224,8 +241,10 @@ def main() -> None:
         )
         print(f"       per-round steady ratios: {', '.join(f'{v:.2f}' for v in rows['r_steady'])}")
         if not der:
-            print(f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "
-                  f"({med['r_bare']:.2f}x the plain loop)")
+            print(
+                f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "
+                f"({med['r_bare']:.2f}x the plain loop)"
+            )
 
 
 if __name__ == "__main__":

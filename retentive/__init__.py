@@ -56,7 +56,9 @@ _CORE_EXPORTS: dict[str, str] = {
 }
 _EXPORTS: dict[str, str] = {**_CORE_EXPORTS, **exports(entry_points=False)}
 
-_SUBPACKAGES = frozenset({"components", "data", "evaluation", "learner", "memory", "models", "shift", "state", "updaters"})
+_SUBPACKAGES = frozenset(
+    {"components", "data", "evaluation", "learner", "memory", "models", "shift", "state", "updaters"}
+)
 
 if TYPE_CHECKING:  # pragma: no cover - the eager form, for type checkers and IDEs
     from retentive.components import (

@@ -67,7 +67,9 @@ def shared_rng(seed: int | None, device: torch.device) -> Iterator[None]:
     if seed is None:
         yield
         return
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
@@ -110,9 +112,9 @@ def fingerprint(state: Any) -> bytes:
 def check_identical(parts: Mapping[str, Any], gather: Callable[[Tensor], Tensor], device: torch.device) -> None:
     """Raise :class:`ReplicaMismatchError` naming each part whose fingerprint differs across ranks."""
     names = sorted(parts)
-    local = torch.tensor(
-        [list(fingerprint(parts[name])[:8]) for name in names], dtype=torch.uint8, device=device
-    ).to(torch.int64)
+    local = torch.tensor([list(fingerprint(parts[name])[:8]) for name in names], dtype=torch.uint8, device=device).to(
+        torch.int64
+    )
     everyone = gather(local).cpu()  # (world_size, parts, 8)
     differing = [name for i, name in enumerate(names) if not bool((everyone[:, i] == everyone[0, i]).all())]
     if differing:

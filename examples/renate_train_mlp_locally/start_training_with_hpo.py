@@ -8,8 +8,13 @@ from syne_tune.config_space import loguniform, uniform
 from retentive.training import run_training_job
 
 MAX_EPOCHS = int(os.environ.get("MAX_EPOCHS", 50))
-config_space = {"optimizer": "SGD", "learning_rate": loguniform(0.001, 0.3), "alpha": uniform(0.1, 1.0),
-                "memory_size": 500, "batch_size": 64}
+config_space = {
+    "optimizer": "SGD",
+    "learning_rate": loguniform(0.001, 0.3),
+    "alpha": uniform(0.1, 1.0),
+    "memory_size": 500,
+    "batch_size": 64,
+}
 
 if __name__ == "__main__":
     # we run the first training job on the MNIST classes [0-4]

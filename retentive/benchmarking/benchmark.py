@@ -134,7 +134,9 @@ def run_benchmark(
             difficulty = None
             if any(o in ("easy-hard", "hard-easy") for o in orders):
                 difficulty = chunk_difficulty(scenario, seed)
-                display.note(f"{name} seed {seed}: probe error per chunk (%) " + " ".join(f"{100 * d:.1f}" for d in difficulty))
+                display.note(
+                    f"{name} seed {seed}: probe error per chunk (%) " + " ".join(f"{100 * d:.1f}" for d in difficulty)
+                )
             for order in orders:
                 arranged = scenario
                 if order != "given":
@@ -162,8 +164,10 @@ def write_heatmaps(folder: str | os.PathLike[str], summary: Sequence[SummaryRow]
     for row in summary:
         groups.setdefault((row.scenario, row.view, row.order), {})[row.method] = row.mean_matrix
     return [
-        write_heatmap(Path(folder) / _heatmap_name(scenario, view, order),
-                      {method: torch.tensor(m) for method, m in matrices.items()},
-                      caption=f"{scenario} {view}" + ("" if order == "given" else f" {order}") + ": " + CAPTION)
+        write_heatmap(
+            Path(folder) / _heatmap_name(scenario, view, order),
+            {method: torch.tensor(m) for method, m in matrices.items()},
+            caption=f"{scenario} {view}" + ("" if order == "given" else f" {order}") + ": " + CAPTION,
+        )
         for (scenario, view, order), matrices in groups.items()
     ]

@@ -48,9 +48,7 @@ def _title(label: str, matrix: np.ndarray, seen: int | None) -> str:
     return f"{label}\nACC over the {seen} chunks seen: {cell_label(float(np.nanmean(last[:seen])), 1)}%"
 
 
-def heatmap_figure(
-    matrices: Mapping[str, Any], caption: str = CAPTION, seen: int | None = None
-) -> Any:
+def heatmap_figure(matrices: Mapping[str, Any], caption: str = CAPTION, seen: int | None = None) -> Any:
     """A matplotlib ``Figure``: one panel per ``label -> matrix`` (values in [0, 1]) and one colour bar.
 
     ``seen``: the panels' ACC is over the first ``seen`` chunks (an evaluation before the last

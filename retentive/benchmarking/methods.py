@@ -51,7 +51,9 @@ def _resolve_updater(name: str) -> type[ModelUpdater]:
         spec = find(name)
         if spec is None:
             known = sorted(spec.class_name for spec in all_methods())
-            raise ValueError(f"unknown updater {name!r}; expected a method name, one of {known}, or a dotted import path")
+            raise ValueError(
+                f"unknown updater {name!r}; expected a method name, one of {known}, or a dotted import path"
+            )
         cls = spec.updater_class()
     if not (isinstance(cls, type) and issubclass(cls, ModelUpdater)):
         raise ValueError(f"updater {name!r} is not a ModelUpdater subclass")
@@ -146,7 +148,9 @@ class MethodSpec:
     @classmethod
     def from_dict(cls, name: str, spec: Mapping[str, Any]) -> MethodSpec:
         if not isinstance(spec, Mapping):
-            raise ValueError(f"method {name!r} must be a mapping with keys {list(SPEC_KEYS)}, got {type(spec).__name__}")
+            raise ValueError(
+                f"method {name!r} must be a mapping with keys {list(SPEC_KEYS)}, got {type(spec).__name__}"
+            )
         unknown = sorted(set(spec) - set(SPEC_KEYS))
         if unknown:
             raise ValueError(f"method {name!r} has unknown keys {unknown}; expected {list(SPEC_KEYS)}")
@@ -176,17 +180,24 @@ def from_config_form(name: str, spec: Mapping[str, Any], source: Any) -> dict[st
 
     for key in spec:
         if key not in CONFIG_FORM_KEYS:
-            raise source.error(f"{name}.{key}", f"unknown section{suggest(str(key), CONFIG_FORM_KEYS)}; a method takes "
-                               f"{', '.join(CONFIG_FORM_KEYS)} (the model, loss and data are the scenario's)")
+            raise source.error(
+                f"{name}.{key}",
+                f"unknown section{suggest(str(key), CONFIG_FORM_KEYS)}; a method takes "
+                f"{', '.join(CONFIG_FORM_KEYS)} (the model, loss and data are the scenario's)",
+            )
     updater = parse_spec(spec["updater"], f"{name}.updater", source, shorthand=True)
     optimizer = parse_spec(spec.get("optimizer") or "torch.optim.SGD", f"{name}.optimizer", source, shorthand=True)
     trainer = spec.get("trainer") or {}
     if not isinstance(trainer, Mapping):
         raise source.error(f"{name}.trainer", f"expected a mapping of Trainer settings, got {describe_value(trainer)}")
     path = optimizer.class_path
-    short = path[len("torch.optim."):] if path.startswith("torch.optim.") and path.count(".") == 2 else path
-    return {"updater": updater.class_path, "optimizer": short, "optimizer_args": dict(optimizer.init_args),
-            "args": {**dict(updater.init_args), **dict(trainer)}}
+    short = path[len("torch.optim.") :] if path.startswith("torch.optim.") and path.count(".") == 2 else path
+    return {
+        "updater": updater.class_path,
+        "optimizer": short,
+        "optimizer_args": dict(optimizer.init_args),
+        "args": {**dict(updater.init_args), **dict(trainer)},
+    }
 
 
 def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -> None:
@@ -204,10 +215,14 @@ def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -
         raise source.error(name, f"expected a mapping with keys {', '.join(SPEC_KEYS)}, got {describe_value(spec)}")
     for key in spec:
         if key not in SPEC_KEYS:
-            raise source.error(f"{name}.{key}", f"unknown keys{suggest(str(key), SPEC_KEYS)}; expected {', '.join(SPEC_KEYS)}")
+            raise source.error(
+                f"{name}.{key}", f"unknown keys{suggest(str(key), SPEC_KEYS)}; expected {', '.join(SPEC_KEYS)}"
+            )
     if not isinstance(spec.get("updater"), str):
-        raise source.error(f"{name}.updater", "needs a registered method's name or a dotted import path, "
-                           f"got {describe_value(spec.get('updater'))}")
+        raise source.error(
+            f"{name}.updater",
+            f"needs a registered method's name or a dotted import path, got {describe_value(spec.get('updater'))}",
+        )
     try:
         updater = _resolve_updater(spec["updater"])
     except ValueError as error:
@@ -219,16 +234,20 @@ def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -
     for key in args:
         if key in RESERVED_ARGS:
             raise source.error(f"{name}.args.{key}", "is set by the benchmark for every update; remove it")
-    args_key, optimizer_key = (f"{name}.updater.init_args", f"{name}.optimizer.init_args") if config_form else (
-        f"{name}.args", f"{name}.optimizer_args")
+    args_key, optimizer_key = (
+        (f"{name}.updater.init_args", f"{name}.optimizer.init_args")
+        if config_form
+        else (f"{name}.args", f"{name}.optimizer_args")
+    )
     check_arguments(signature_of(updater), args, args_key, source, supplied=RESERVED_ARGS)
     optimizer = spec.get("optimizer", "SGD")
     try:
         optimizer_class = _resolve_optimizer(optimizer if isinstance(optimizer, str) else repr(optimizer))
     except ValueError as error:
         raise source.error(f"{name}.optimizer", str(error)) from error
-    check_arguments(signature_of(optimizer_class, skip_first=True), dict(spec.get("optimizer_args", {})),
-                    optimizer_key, source)
+    check_arguments(
+        signature_of(optimizer_class, skip_first=True), dict(spec.get("optimizer_args", {})), optimizer_key, source
+    )
 
 
 def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:

@@ -31,7 +31,11 @@ def _split(chunk: TensorChunk, fit: int, score: int, generator: torch.Generator)
 
 
 def chunk_difficulty(
-    scenario: Scenario, seed: int = 0, fit_per_chunk: int = 1000, score_per_chunk: int = 1000, epochs: int = 2,
+    scenario: Scenario,
+    seed: int = 0,
+    fit_per_chunk: int = 1000,
+    score_per_chunk: int = 1000,
+    epochs: int = 2,
     lr: float = 0.05,
 ) -> Tensor:
     """Error in [0, 1] of a joint probe on each chunk (float64, one entry per chunk)."""
@@ -47,8 +51,16 @@ def chunk_difficulty(
     probe = scenario.model_factory()
     with quiet_lightning():
         FineTuningModelUpdater(
-            probe, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=lr), batch_size=32, max_epochs=epochs,
-            seed=seed, logger=False, enable_progress_bar=False, accelerator="cpu", devices=1,
+            probe,
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=lr),
+            batch_size=32,
+            max_epochs=epochs,
+            seed=seed,
+            logger=False,
+            enable_progress_bar=False,
+            accelerator="cpu",
+            devices=1,
         ).update(concatenate(fits))
     return torch.tensor([1.0 - accuracy(probe, score) for score in scores], dtype=torch.float64)
 

@@ -55,8 +55,12 @@ class SummaryRow:
 
     def to_dict(self) -> dict[str, Any]:
         flat: dict[str, Any] = {
-            "scenario": self.scenario, "view": self.view, "method": self.method, "order": self.order,
-            "seeds": self.seeds, "n": len(self.seeds),
+            "scenario": self.scenario,
+            "view": self.view,
+            "method": self.method,
+            "order": self.order,
+            "seeds": self.seeds,
+            "n": len(self.seeds),
         }
         for key, (mean, std) in self.stats.items():
             flat[f"{key}_mean"] = mean
@@ -109,7 +113,10 @@ def format_table(rows: Sequence[SummaryRow], markdown: bool = False) -> str:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         return "\n".join(lines + ["| " + " | ".join(line) + " |" for line in body])
     widths = [max(len(str(x)) for x in column) for column in zip(header, *body)]
-    fmt = lambda line: "  ".join(str(x).rjust(w) if i >= 5 else str(x).ljust(w) for i, (x, w) in enumerate(zip(line, widths)))  # noqa: E731
+
+    def fmt(line: Sequence[object]) -> str:
+        return "  ".join(str(x).rjust(w) if i >= 5 else str(x).ljust(w) for i, (x, w) in enumerate(zip(line, widths)))
+
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(line) for line in body])
 
 
@@ -123,8 +130,12 @@ def write_runs_csv(path: str | os.PathLike[str], runs: Sequence[RunResult]) -> P
         for run in runs:
             for view, result in run.views.items():
                 line: dict[str, Any] = {
-                    "scenario": run.scenario, "view": view, "method": run.method, "order": run.order,
-                    "seed": run.seed, "chunk_order": " ".join(map(str, run.chunk_order)),
+                    "scenario": run.scenario,
+                    "view": view,
+                    "method": run.method,
+                    "order": run.order,
+                    "seed": run.seed,
+                    "chunk_order": " ".join(map(str, run.chunk_order)),
                 }
                 line.update({key: result.metrics.get(key, "") for key in METRICS})
                 line.update(run.runtime())
@@ -145,8 +156,9 @@ def write_summary_csv(path: str | os.PathLike[str], rows: Sequence[SummaryRow]) 
     return target
 
 
-def write_json(path: str | os.PathLike[str], runs: Sequence[RunResult], rows: Sequence[SummaryRow],
-               settings: dict[str, Any]) -> Path:
+def write_json(
+    path: str | os.PathLike[str], runs: Sequence[RunResult], rows: Sequence[SummaryRow], settings: dict[str, Any]
+) -> Path:
     """Everything: the settings, every run (matrices, per-update cost) and the summary."""
     target = Path(path)
     payload = {"settings": settings, "runs": [r.to_dict() for r in runs], "summary": [r.to_dict() for r in rows]}

@@ -209,7 +209,9 @@ SCENARIOS: Mapping[str, ScenarioInfo] = MappingProxyType(
             partial(_domain, "perm-mnist"), "Permuted-MNIST domain-IL: 20 tasks, one pixel shuffle each", ("domain-il",)
         ),
         "rot-mnist": ScenarioInfo(
-            partial(_domain, "rot-mnist"), "Rotated-MNIST domain-IL: 20 tasks, one angle in [0, 180) each", ("domain-il",)
+            partial(_domain, "rot-mnist"),
+            "Rotated-MNIST domain-IL: 20 tasks, one angle in [0, 180) each",
+            ("domain-il",),
         ),
         "mnist-iid": ScenarioInfo(_iid, "MNIST in 5 random (IID) chunks: more data of the same distribution", ("iid",)),
         "mnist-data-inc": ScenarioInfo(
@@ -235,8 +237,11 @@ def build_scenario(
     if info is None:
         raise ValueError(f"unknown scenario {name!r}; expected one of {sorted(SCENARIOS)}")
     options = options or ScenarioOptions()
-    for label, value in (("num_tasks", options.num_tasks), ("train_per_chunk", options.train_per_chunk),
-                         ("test_per_chunk", options.test_per_chunk)):
+    for label, value in (
+        ("num_tasks", options.num_tasks),
+        ("train_per_chunk", options.train_per_chunk),
+        ("test_per_chunk", options.test_per_chunk),
+    ):
         if value is not None and value < 1:
             raise ValueError(f"{label} must be >= 1, got {value}")
     train, test = data if data is not None else load_mnist_pair(options.data_root)

@@ -28,13 +28,25 @@ from retentive._version import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("retentive.cli.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
     "update": ("retentive.cli.update", "update a model on one data chunk, configured by a YAML file"),
-    "inspect": ("retentive.cli.inspect", "show a state folder's manifest, files, memory classes and verification result"),
+    "inspect": (
+        "retentive.cli.inspect",
+        "show a state folder's manifest, files, memory classes and verification result",
+    ),
     "benchmark": ("retentive.cli.benchmark", "benchmark methods x scenarios x seeds through state folders"),
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
     "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
-    "rollback": ("retentive.cli.rollback", "put back the version the last in-place update of a state folder or URL replaced"),
-    "shift": ("retentive.cli.shift", "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)"),
-    "tune": ("retentive.cli.tune", "search hyperparameters for one update (Syne Tune trials in parallel); keep the best"),
+    "rollback": (
+        "retentive.cli.rollback",
+        "put back the version the last in-place update of a state folder or URL replaced",
+    ),
+    "shift": (
+        "retentive.cli.shift",
+        "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)",
+    ),
+    "tune": (
+        "retentive.cli.tune",
+        "search hyperparameters for one update (Syne Tune trials in parallel); keep the best",
+    ),
 }
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (

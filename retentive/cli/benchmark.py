@@ -16,30 +16,66 @@ def outputs(args: argparse.Namespace) -> list[Path]:
 def configure(parser: argparse.ArgumentParser) -> None:
     from retentive.cli.names import KEEP_STATES, ORDERS, SCENARIOS
 
-    parser.add_argument("--scenario", nargs="+", default=["seq-mnist"], choices=sorted(SCENARIOS), metavar="NAME",
-                        help=f"scenarios to run [seq-mnist]; one of {', '.join(sorted(SCENARIOS))}")
-    parser.add_argument("--method", nargs="+", default=["fine-tuning", "er", "der++"], metavar="NAME",
-                        help="methods: names in the scenario's DER-protocol set (fine-tuning, er, der, der++) "
-                             "or in --methods-file [fine-tuning er der++]")
-    parser.add_argument("--methods-file", type=Path, default=None, metavar="YAML",
-                        help="YAML mapping method names to {updater, optimizer, optimizer_args, args}, checked as "
-                             "`retentive update --config` checks a config, before anything runs")
-    parser.add_argument("--list-methods", action="store_true",
-                        help="print the registered methods (name, Renate name, updater, memory, summary) and exit; "
-                             "any of their names may be a methods file's updater")
+    parser.add_argument(
+        "--scenario",
+        nargs="+",
+        default=["seq-mnist"],
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"scenarios to run [seq-mnist]; one of {', '.join(sorted(SCENARIOS))}",
+    )
+    parser.add_argument(
+        "--method",
+        nargs="+",
+        default=["fine-tuning", "er", "der++"],
+        metavar="NAME",
+        help="methods: names in the scenario's DER-protocol set (fine-tuning, er, der, der++) "
+        "or in --methods-file [fine-tuning er der++]",
+    )
+    parser.add_argument(
+        "--methods-file",
+        type=Path,
+        default=None,
+        metavar="YAML",
+        help="YAML mapping method names to {updater, optimizer, optimizer_args, args}, checked as "
+        "`retentive update --config` checks a config, before anything runs",
+    )
+    parser.add_argument(
+        "--list-methods",
+        action="store_true",
+        help="print the registered methods (name, Renate name, updater, memory, summary) and exit; "
+        "any of their names may be a methods file's updater",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds [0]")
-    parser.add_argument("--orders", nargs="+", default=["given"], choices=ORDERS, metavar="ORDER",
-                        help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]")
+    parser.add_argument(
+        "--orders",
+        nargs="+",
+        default=["given"],
+        choices=ORDERS,
+        metavar="ORDER",
+        help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]",
+    )
     parser.add_argument("--tasks", type=int, default=None, help="number of chunks [the scenario's own: 5 or 20]")
-    parser.add_argument("--train-per-chunk", type=int, default=None, metavar="N",
-                        help="at most N training samples per chunk, for quick runs [all]")
-    parser.add_argument("--test-per-chunk", type=int, default=None, metavar="N",
-                        help="at most N test samples per chunk [all]")
+    parser.add_argument(
+        "--train-per-chunk",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N training samples per chunk, for quick runs [all]",
+    )
+    parser.add_argument(
+        "--test-per-chunk", type=int, default=None, metavar="N", help="at most N test samples per chunk [all]"
+    )
     parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
-    parser.add_argument("--output", type=Path, default=Path("benchmark_output"),
-                        help="results folder; must not hold results yet [benchmark_output]")
-    parser.add_argument("--keep-states", default="last", choices=KEEP_STATES,
-                        help="state folders to keep per run [last]")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("benchmark_output"),
+        help="results folder; must not hold results yet [benchmark_output]",
+    )
+    parser.add_argument(
+        "--keep-states", default="last", choices=KEEP_STATES, help="state folders to keep per run [last]"
+    )
     parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
     parser.add_argument("--quiet", action="store_true", help="no progress display")

@@ -16,13 +16,25 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for state folders, logs and results [demo_output]")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("demo_output"),
+        help="folder for state folders, logs and results [demo_output]",
+    )
     parser.add_argument("--memory-size", type=int, default=500, help="replay memory capacity [500]")
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate [0.1]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model init and every update [0]")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process [1]")
-    parser.add_argument("--samples-per-chunk", type=int, default=None, help="train on only the first N samples of each chunk (a quick look) [all]")
-    parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files [see retentive.data.mnist]")
+    parser.add_argument(
+        "--samples-per-chunk",
+        type=int,
+        default=None,
+        help="train on only the first N samples of each chunk (a quick look) [all]",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="folder with the MNIST idx files [see retentive.data.mnist]"
+    )
     parser.add_argument("--chunk", type=int, default=None, help=argparse.SUPPRESS)  # the worker process
 
 
@@ -99,9 +111,24 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(5):
-        command = [sys.executable, "-m", "retentive.cli", "demo", "--chunk", str(i), "--output", str(args.output),
-                   "--memory-size", str(args.memory_size), "--lr", str(args.lr), "--seed", str(args.seed),
-                   "--threads", str(args.threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "retentive.cli",
+            "demo",
+            "--chunk",
+            str(i),
+            "--output",
+            str(args.output),
+            "--memory-size",
+            str(args.memory_size),
+            "--lr",
+            str(args.lr),
+            "--seed",
+            str(args.seed),
+            "--threads",
+            str(args.threads),
+        ]
         if args.data is not None:
             command += ["--data", str(args.data)]
         if args.samples_per_chunk is not None:
@@ -113,8 +140,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
         result = json.loads((args.output / f"row_{i:03d}.json").read_text())
         rows.append(result["row"])
-        print(f"chunk {i} (digits {2 * i} and {2 * i + 1}): update {result['seconds']:.1f} s, "
-              f"process {time.perf_counter() - begun:.1f} s, state -> {_state(args.output, i)}", flush=True)
+        print(
+            f"chunk {i} (digits {2 * i} and {2 * i + 1}): update {result['seconds']:.1f} s, "
+            f"process {time.perf_counter() - begun:.1f} s, state -> {_state(args.output, i)}",
+            flush=True,
+        )
     matrix = torch.tensor(rows)
     print("\nAccuracy (%) on each chunk's test digits after each update:\n" + format_matrix(matrix))
     metrics = summarize(matrix)

@@ -24,16 +24,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from retentive.cli.names import SCENARIOS
 
     parser.add_argument("states", nargs="+", type=Path, metavar="STATE", help="state folders, in update order")
-    parser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS), metavar="NAME",
-                        help=f"the test data: {', '.join(sorted(SCENARIOS))}")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="the scenario's seed (permutations, angles) and the random init for FWT [0]")
+    parser.add_argument(
+        "--scenario",
+        required=True,
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help=f"the test data: {', '.join(sorted(SCENARIOS))}",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the scenario's seed (permutations, angles) and the random init for FWT [0]"
+    )
     parser.add_argument("--tasks", type=int, default=None, help="number of chunks [the scenario's own]")
-    parser.add_argument("--test-per-chunk", type=int, default=None, metavar="N", help="at most N test samples per chunk")
+    parser.add_argument(
+        "--test-per-chunk", type=int, default=None, metavar="N", help="at most N test samples per chunk"
+    )
     parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
-    parser.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
-                        help="a function building the model the states were trained with, e.g. mymodels:build "
-                             "(imported from the current folder too) [the scenario's model]")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="a function building the model the states were trained with, e.g. mymodels:build "
+        "(imported from the current folder too) [the scenario's model]",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     parser.add_argument("--heatmap", type=Path, default=None, help="also write the accuracy matrix to this PNG")
     parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
@@ -92,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"retentive evaluate: error: {error}", file=sys.stderr)
         return 2
     if len(args.states) > scenario.num_chunks:
-        print(f"retentive evaluate: error: {len(args.states)} state folders for a scenario of {scenario.num_chunks} chunks",
-              file=sys.stderr)
+        print(
+            f"retentive evaluate: error: {len(args.states)} state folders for a scenario of {scenario.num_chunks} chunks",
+            file=sys.stderr,
+        )
         return 2
     rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
     states, previous = [], None
@@ -105,18 +119,29 @@ def run(args: argparse.Namespace) -> int:
             model = load_model(factory(), folder)
         except StateError as error:
             if args.model is None:
-                raise StateError(f"{error}; pass --model MODULE:FUNCTION to build the model these states were "
-                                 "trained with") from error
+                raise StateError(
+                    f"{error}; pass --model MODULE:FUNCTION to build the model these states were trained with"
+                ) from error
             raise
         if previous is not None:  # Renate's flip metrics against the state before
-            flips.append({"from": str(previous[0]), "to": str(folder), **flip_metrics(model, previous[1], scenario.test)})
+            flips.append(
+                {"from": str(previous[0]), "to": str(folder), **flip_metrics(model, previous[1], scenario.test)}
+            )
         previous = (folder, model)
         for view, aware in scenario.views.items():
             rows[view].append(accuracy_row(model, scenario.test, task_aware=aware))
-        states.append({"state": str(folder), "updater": manifest.get("updater"),
-                       "updates_done": manifest.get("updates_done"), "tasks_seen": manifest.get("tasks_seen")})
-        print(f"{folder}: {manifest.get('updater')}, {manifest.get('updates_done')} updates, "
-              f"tasks seen {manifest.get('tasks_seen')}")
+        states.append(
+            {
+                "state": str(folder),
+                "updater": manifest.get("updater"),
+                "updates_done": manifest.get("updates_done"),
+                "tasks_seen": manifest.get("tasks_seen"),
+            }
+        )
+        print(
+            f"{folder}: {manifest.get('updater')}, {manifest.get('updates_done')} updates, "
+            f"tasks seen {manifest.get('tasks_seen')}"
+        )
     torch.manual_seed(args.seed)
     untrained = factory()
     k, counts = len(args.states), scenario.test_counts()
@@ -130,15 +155,29 @@ def run(args: argparse.Namespace) -> int:
         results[view] = {"matrix": matrix.tolist(), "random_init": baseline.tolist(), "metrics": metrics}
         scope = "all chunks" if k == scenario.num_chunks else f"the first {k} of {scenario.num_chunks} chunks"
         print(f"\n{scenario.name} {view}: accuracy (%) on each chunk's test data\n{format_matrix(matrix)}")
-        print(f"metrics over {scope} (average_accuracy is the ACC over them): "
-              + "  ".join(f"{name} {100 * value:.2f}%" for name, value in metrics.items()))
+        print(
+            f"metrics over {scope} (average_accuracy is the ACC over them): "
+            + "  ".join(f"{name} {100 * value:.2f}%" for name, value in metrics.items())
+        )
     for flip in flips:
-        print(f"flips {flip['from']} -> {flip['to']}: " + "  ".join(
-            f"{name.upper()} {100 * flip[name]:.2f}%" for name in ("nfr", "pfr", "nfi", "pfi")))
+        print(
+            f"flips {flip['from']} -> {flip['to']}: "
+            + "  ".join(f"{name.upper()} {100 * flip[name]:.2f}%" for name in ("nfr", "pfr", "nfi", "pfi"))
+        )
     if args.json is not None:
-        args.json.write_text(json.dumps({"scenario": scenario.name, "seed": args.seed, "states": states,
-                                         "chunk_names": list(scenario.chunk_names), "views": results,
-                                         "flips": flips}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "scenario": scenario.name,
+                    "seed": args.seed,
+                    "states": states,
+                    "chunk_names": list(scenario.chunk_names),
+                    "views": results,
+                    "flips": flips,
+                },
+                indent=1,
+            )
+        )
         print(f"\nresults: {args.json}")
     if args.heatmap is not None:
         # the panels' ACC is the one printed above: over the chunks seen, while updates remain

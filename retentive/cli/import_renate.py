@@ -12,9 +12,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     updaters = sorted(renate_importable())
     parser.add_argument("renate_folder", type=Path, metavar="RENATE_FOLDER", help="a Renate 0.5.2 state folder")
-    parser.add_argument("new_folder", type=Path, metavar="NEW_FOLDER", help="the state folder to write (must not exist)")
-    parser.add_argument("--updater", choices=updaters, default=None,
-                        help="the updater that continues from it [DER with stored logits, else ER]")
+    parser.add_argument(
+        "new_folder", type=Path, metavar="NEW_FOLDER", help="the state folder to write (must not exist)"
+    )
+    parser.add_argument(
+        "--updater",
+        choices=updaters,
+        default=None,
+        help="the updater that continues from it [DER with stored logits, else ER]",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -49,30 +49,63 @@ def probability(text: str) -> float:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument("--state", required=True, type=Path, metavar="DIR", help="the state folder; its replay memory is the reference")
+    parser.add_argument(
+        "--state", required=True, type=Path, metavar="DIR", help="the state folder; its replay memory is the reference"
+    )
     parser.add_argument("--data", required=True, type=Path, metavar="CHUNK", help="the new chunk: " + DATA_HELP)
-    parser.add_argument("--detector", choices=("mmd", "ks", "labels"), default="mmd",
-                        help="mmd: kernel MMD, permutation test; ks: per-feature Kolmogorov-Smirnov, Bonferroni; "
-                        "labels: chi-square test of class proportions [mmd]")
+    parser.add_argument(
+        "--detector",
+        choices=("mmd", "ks", "labels"),
+        default="mmd",
+        help="mmd: kernel MMD, permutation test; ks: per-feature Kolmogorov-Smirnov, Bonferroni; "
+        "labels: chi-square test of class proportions [mmd]",
+    )
     parser.add_argument("--alpha", type=probability, default=0.05, help="significance level [0.05]")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--config", type=Path, default=None, metavar="CONFIG",
-                       help="the update's YAML config: its model, with the state's weights, gives the features")
-    model.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
-                       help="a function building the model the state was trained with (instead of --config)")
-    parser.add_argument("--layer", default=None, metavar="NAME", help="take features at this layer's output [the penultimate]")
+    model.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="CONFIG",
+        help="the update's YAML config: its model, with the state's weights, gives the features",
+    )
+    model.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="a function building the model the state was trained with (instead of --config)",
+    )
+    parser.add_argument(
+        "--layer", default=None, metavar="NAME", help="take features at this layer's output [the penultimate]"
+    )
     parser.add_argument("--raw-inputs", action="store_true", help="test the raw inputs even when a model is given")
     parser.add_argument("--predicted", action="store_true", help="labels: compare the model's predicted classes")
-    parser.add_argument("--num-permutations", type=positive_int, default=1000, metavar="B", help="mmd permutations [1000]")
-    parser.add_argument("--max-samples", type=positive_int, default=2000, metavar="N",
-                        help="seeded uniform subsample of each side for mmd, whose kernel matrix is N x N [2000]")
+    parser.add_argument(
+        "--num-permutations", type=positive_int, default=1000, metavar="B", help="mmd permutations [1000]"
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=positive_int,
+        default=2000,
+        metavar="N",
+        help="seeded uniform subsample of each side for mmd, whose kernel matrix is N x N [2000]",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds the subsample and the permutations [0]")
-    parser.add_argument("--batch-size", type=positive_int, default=256, metavar="N", help="feature extraction batch [256]")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, metavar="N", help="feature extraction batch [256]"
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the result as JSON")
-    parser.add_argument("--tb-logs", type=Path, default=Path("tb_logs"), metavar="DIR",
-                        help="TensorBoard folder; the result is logged under DIR/shift [tb_logs]")
+    parser.add_argument(
+        "--tb-logs",
+        type=Path,
+        default=Path("tb_logs"),
+        metavar="DIR",
+        help="TensorBoard folder; the result is logged under DIR/shift [tb_logs]",
+    )
     parser.add_argument("--no-tensorboard", action="store_true", help="do not log to TensorBoard")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]"
+    )
 
 
 def outputs(args: argparse.Namespace) -> list[Path]:
@@ -104,8 +137,15 @@ def _log(args: argparse.Namespace, result: ShiftResult, step: int) -> None:
 
     logger = TensorBoardLogger(save_dir=str(args.tb_logs), name="shift")
     prefix = f"shift/{result.detector}"
-    logger.log_metrics({f"{prefix}/score": result.score, f"{prefix}/p_value": result.p_value,
-                        f"{prefix}/statistic": result.statistic, f"{prefix}/detected": float(result.shift)}, step=step)
+    logger.log_metrics(
+        {
+            f"{prefix}/score": result.score,
+            f"{prefix}/p_value": result.p_value,
+            f"{prefix}/statistic": result.statistic,
+            f"{prefix}/detected": float(result.shift),
+        },
+        step=step,
+    )
     logger.finalize("success")
 
 
@@ -140,8 +180,13 @@ def run(args: argparse.Namespace) -> int:
     except DataError as error:
         raise DataError(f"{args.data}: {error}") from error
     print(f"retentive shift: {result.summary()}", flush=True)
-    record = {**result.to_dict(), "state": str(args.state), "data": str(args.data),
-              "updates_done": manifest.get("updates_done"), "features": _features(args, model, detector)}
+    record = {
+        **result.to_dict(),
+        "state": str(args.state),
+        "data": str(args.data),
+        "updates_done": manifest.get("updates_done"),
+        "features": _features(args, model, detector),
+    }
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -77,7 +77,9 @@ def override(text: str) -> str:
     """``--set KEY=VALUE``: the shape is checked here (bad usage, exit 2); the value when the config loads."""
     key, sep, _ = text.partition("=")
     if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a dotted KEY, e.g. optimizer.init_args.lr=0.01, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with a dotted KEY, e.g. optimizer.init_args.lr=0.01, got {text!r}"
+        )
     return text
 
 
@@ -85,50 +87,80 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument(
-        "--config", required=True, type=Path, metavar="CONFIG",
+        "--config",
+        required=True,
+        type=Path,
+        metavar="CONFIG",
         help="YAML config naming the updater, model, loss, optimizer, scheduler, trainer settings and "
         "logger by class_path/init_args (see configs/)",
     )
-    parser.add_argument("--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP)
     parser.add_argument(
-        "--input-state", type=state_location, default=None, metavar="DIR",
+        "--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP
+    )
+    parser.add_argument(
+        "--input-state",
+        type=state_location,
+        default=None,
+        metavar="DIR",
         help="the state folder the previous update wrote (model, memory, learner state), or its URL "
         "(s3://bucket/prefix, any fsspec filesystem); omit it for the first chunk",
     )
     parser.add_argument(
-        "--output-state", required=True, type=state_location, metavar="DIR",
+        "--output-state",
+        required=True,
+        type=state_location,
+        metavar="DIR",
         help="where this update's state folder goes, a folder or a URL (s3://bucket/prefix); it must not "
         "exist yet (a URL: hold no state yet) and appears whole or not at all",
     )
     parser.add_argument(
-        "--task-id", type=non_negative_int, default=None, metavar="N",
+        "--task-id",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
         help="the chunk's task id (samples with their own task_ids keep them) [default: the number of updates done before]",
     )
     parser.add_argument(
-        "--val-data", type=Path, default=None, metavar="CHUNK",
+        "--val-data",
+        type=Path,
+        default=None,
+        metavar="CHUNK",
         help="a validation chunk, same format as --data: its accuracy is logged after each epoch and printed at the end",
     )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides", type=override,
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        type=override,
         help="override one config value, by dotted key; VALUE is YAML (repeatable), "
         "e.g. --set optimizer.init_args.lr=0.01 --set logger.init_args.save_dir=runs",
     )
     parser.add_argument(
-        "--summary", type=Path, default=None, metavar="FILE",
+        "--summary",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]")
     parser.add_argument(
-        "--resume", action="store_true",
+        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
         help="write a checkpoint after every epoch beside --output-state, and if an earlier run of this same "
         "update was interrupted, continue from its last completed epoch instead of starting over",
     )
     parser.add_argument(
-        "--fresh", action="store_true",
+        "--fresh",
+        action="store_true",
         help="discard the checkpoint an interrupted run left beside --output-state and start the update over",
     )
     parser.add_argument(
-        "--from-scratch", action="store_true",
+        "--from-scratch",
+        action="store_true",
         help="start a new model although the folder of --output-state holds other state folders (see below)",
     )
 
@@ -151,8 +183,10 @@ def check_pipeline(args: argparse.Namespace) -> None:
     if args.resume and args.fresh:
         raise StateError("--resume continues an interrupted update and --fresh discards it: pass one of them")
     if args.from_scratch and args.input_state is not None:
-        raise StateError(f"--from-scratch starts a new model, but --input-state {str(args.input_state)!r} continues one: "
-                         "pass one of them")
+        raise StateError(
+            f"--from-scratch starts a new model, but --input-state {str(args.input_state)!r} continues one: "
+            "pass one of them"
+        )
     if not is_local(args.output_state):  # a URL: StateLocations probes it when the updater is built
         return
     epochs = leftover_epochs(args.output_state)
@@ -185,6 +219,7 @@ def _announce_resume(args: argparse.Namespace) -> None:
 
         discard_checkpoints(args.output_state)
         print(f"retentive update: discarded the checkpoint after epoch {epochs}; starting the update over", flush=True)
+
 
 @contextlib.contextmanager
 def _report_resume() -> Iterator[None]:
@@ -247,7 +282,9 @@ def trainer_refusal(error: Exception, config: Any) -> Exception | None:
     if key is None:
         key = named[0] if named else ""
     shown = ", ".join(f"{k}={settings[k]!r}" for k in named) or "the updater's defaults"
-    return config.source.error(f"trainer.{key}" if key else "trainer", f"Lightning refused the Trainer settings ({shown}): {text}")
+    return config.source.error(
+        f"trainer.{key}" if key else "trainer", f"Lightning refused the Trainer settings ({shown}): {text}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,8 +313,10 @@ def run(args: argparse.Namespace) -> int:
             raise
         from retentive.state.interrupts import UpdateInterrupted
 
-        raise UpdateInterrupted(f"interrupted after the new state was committed to {str(args.output_state)!r}; the "
-                                "update is complete", committed=True) from None
+        raise UpdateInterrupted(
+            f"interrupted after the new state was committed to {str(args.output_state)!r}; the update is complete",
+            committed=True,
+        ) from None
 
 
 def _update_and_report(args: argparse.Namespace, config: Any, updater: Any, train: Any, val: Any) -> int:

@@ -97,15 +97,25 @@ class AdversarialReplay(Component):
     """
 
     def __init__(
-        self, weight: float = 0.6, epsilon_fgsm: float = 0.0314, iter_fgsm: int = 2, decay_factor_fgsm: float = 1.0,
-        opt_lr: float = 0.1, name_ext_layer: str | None = None, input_range: tuple[float, float] | None = (0.0, 1.0),
+        self,
+        weight: float = 0.6,
+        epsilon_fgsm: float = 0.0314,
+        iter_fgsm: int = 2,
+        decay_factor_fgsm: float = 1.0,
+        opt_lr: float = 0.1,
+        name_ext_layer: str | None = None,
+        input_range: tuple[float, float] | None = (0.0, 1.0),
     ) -> None:
         super().__init__(weight)
         if not epsilon_fgsm > 0:
             raise ValueError(f"epsilon_fgsm must be > 0, got {epsilon_fgsm}")
         if not isinstance(iter_fgsm, int) or iter_fgsm < 1:
             raise ValueError(f"iter_fgsm must be an int >= 1, got {iter_fgsm!r}")
-        self.epsilon_fgsm, self.iter_fgsm, self.decay_factor_fgsm = float(epsilon_fgsm), iter_fgsm, float(decay_factor_fgsm)
+        self.epsilon_fgsm, self.iter_fgsm, self.decay_factor_fgsm = (
+            float(epsilon_fgsm),
+            iter_fgsm,
+            float(decay_factor_fgsm),
+        )
         self.opt_lr = float(opt_lr)
         self.name_ext_layer = name_ext_layer
         self.input_range = None if input_range is None else (float(input_range[0]), float(input_range[1]))
@@ -135,7 +145,9 @@ class AdversarialReplay(Component):
         named: dict[str, Tensor] = {name: p for name, p in ctx.model.named_parameters() if p.requires_grad}
         loss = ctx.task_loss(self._call(ctx.model, named, ctx.inputs, ctx.task_ids), ctx.targets)
         grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
-        return {n: (p.detach() if g is None else p.detach() - self.opt_lr * g) for (n, p), g in zip(named.items(), grads)}
+        return {
+            n: (p.detach() if g is None else p.detach() - self.opt_lr * g) for (n, p), g in zip(named.items(), grads)
+        }
 
     def perturb(self, ctx: StepContext) -> tuple[Tensor, Tensor, Tensor]:
         """The memory batch perturbed toward each sample's nearest current neighbour of another class."""
@@ -143,15 +155,19 @@ class AdversarialReplay(Component):
         model, x_mem, y_mem, t_mem = ctx.model, ctx.memory_inputs, ctx.memory.targets, ctx.memory.task_ids
         weights = self.lookahead(ctx)
         targets, valid = nearest_other_class(
-            self._features(model, weights, x_mem, t_mem), y_mem,
-            self._features(model, weights, ctx.inputs, ctx.task_ids), ctx.targets,
+            self._features(model, weights, x_mem, t_mem),
+            y_mem,
+            self._features(model, weights, ctx.inputs, ctx.task_ids),
+            ctx.targets,
         )
 
         def loss_of(x: Tensor) -> Tensor:  # summed, so each sample's gradient is its own
             per_sample = nn.functional.cross_entropy(self._call(model, weights, x, t_mem), targets, reduction="none")
             return (per_sample * valid).sum()
 
-        adversarial = targeted_mifgsm(loss_of, x_mem, self.epsilon_fgsm, self.iter_fgsm, self.decay_factor_fgsm, self.input_range)
+        adversarial = targeted_mifgsm(
+            loss_of, x_mem, self.epsilon_fgsm, self.iter_fgsm, self.decay_factor_fgsm, self.input_range
+        )
         adversarial = torch.where(valid.view(-1, *([1] * (x_mem.dim() - 1))), adversarial, x_mem.detach())
         return adversarial, targets, valid
 
@@ -190,4 +206,3 @@ class MixupReplay(Component):
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, coef_lambda={self.coef_lambda}"
-

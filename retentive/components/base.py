@@ -184,7 +184,12 @@ class Component(nn.Module):
         prefixes = tuple(f"{prefix}{s}{_PER_PARAMETER_SEP}" for s in self._per_parameter)
         for key, value in state_dict.items():
             local = key[len(prefix) :]
-            if key.startswith(prefixes) and _PER_PARAMETER_SEP in local and "." not in local and not hasattr(self, local):
+            if (
+                key.startswith(prefixes)
+                and _PER_PARAMETER_SEP in local
+                and "." not in local
+                and not hasattr(self, local)
+            ):
                 self.register_buffer(local, torch.zeros_like(value), persistent=True)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

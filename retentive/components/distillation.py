@@ -185,7 +185,9 @@ class ICaRL(_SeenClasses):
             outputs = torch.cat([outputs, ctx.memory_outputs])
             targets = torch.cat([targets, ctx.memory.targets.long()])
             memory_inputs = ctx.memory_inputs.to(inputs.dtype) if torch.is_tensor(inputs) else ctx.memory_inputs
-            inputs = torch.cat([inputs, memory_inputs]) if torch.is_tensor(inputs) else nested.cat([inputs, memory_inputs])
+            inputs = (
+                torch.cat([inputs, memory_inputs]) if torch.is_tensor(inputs) else nested.cat([inputs, memory_inputs])
+            )
             task_ids = torch.cat([task_ids, ctx.memory.task_ids.to(task_ids.device).long()])
         old_logits = self.teacher_logits(inputs, task_ids)
         targets_bce = icarl_targets(targets, old_logits, self._old.to(outputs.device), outputs.shape[-1])
@@ -232,18 +234,30 @@ class ICaRL(_SeenClasses):
                 parts.append({k: v[idx] for k, v in data.items()})
             else:
                 idx = (held["targets"].cpu() == c).nonzero().flatten()[:quota]
-                parts.append({k: v[idx.to(v.device)].cpu() for k, v in held.items() if k in ("inputs", "targets", "task_ids")})
-        return {k: nested.cat([p[k] for p in parts]) if k == "inputs" else torch.cat([p[k] for p in parts]) for k in parts[0]}
+                parts.append(
+                    {k: v[idx.to(v.device)].cpu() for k, v in held.items() if k in ("inputs", "targets", "task_ids")}
+                )
+        return {
+            k: nested.cat([p[k] for p in parts]) if k == "inputs" else torch.cat([p[k] for p in parts])
+            for k in parts[0]
+        }
 
-    def _herd(self, ctx: UpdateContext, data: dict[str, Any], new: Sequence[int], quotas: Sequence[int], taps: FeatureTap) -> dict[int, Tensor]:
+    def _herd(
+        self, ctx: UpdateContext, data: dict[str, Any], new: Sequence[int], quotas: Sequence[int], taps: FeatureTap
+    ) -> dict[int, Tensor]:
         """Herd each new class's exemplars among its chunk samples (features already normalised)."""
         if not new:
             return {}
         members = [(data["targets"] == c).nonzero().flatten() for c in new]
-        features = torch.cat([  # in batches, class by class
-            self._features(ctx, nested.index(data["inputs"], m[i : i + 1024]), data["task_ids"][m[i : i + 1024]], taps)
-            for m in members for i in range(0, m.numel(), 1024)
-        ])
+        features = torch.cat(
+            [  # in batches, class by class
+                self._features(
+                    ctx, nested.index(data["inputs"], m[i : i + 1024]), data["task_ids"][m[i : i + 1024]], taps
+                )
+                for m in members
+                for i in range(0, m.numel(), 1024)
+            ]
+        )
         labels = torch.cat([torch.full((int(m.numel()),), i, dtype=torch.int64) for i, m in enumerate(members)])
         kept = torch.tensor([min(q, int(m.numel())) for q, m in zip(quotas, members)], dtype=torch.int64)
         picked = herding(features, labels.to(features.device), kept, normalize=False).cpu()
@@ -258,10 +272,14 @@ class ICaRL(_SeenClasses):
             if sums is None:
                 sums = torch.zeros(self.seen_classes.numel(), f.shape[1], device=f.device)
             sums.index_add_(0, batch.targets.long().to(f.device), f)
-            counts.index_add_(0, batch.targets.long().to(counts.device), torch.ones(batch.targets.shape[0], device=counts.device))
+            counts.index_add_(
+                0, batch.targets.long().to(counts.device), torch.ones(batch.targets.shape[0], device=counts.device)
+            )
         if sums is None:
             return
-        self.class_means = F.normalize(sums / counts.clamp(min=1).unsqueeze(1).to(sums.device), dim=-1).to(self.seen_classes.device)
+        self.class_means = F.normalize(sums / counts.clamp(min=1).unsqueeze(1).to(sums.device), dim=-1).to(
+            self.seen_classes.device
+        )
         self.has_mean = counts > 0
 
     def classifier(self, model: nn.Module) -> NearestMeanOfExemplars:
@@ -287,7 +305,9 @@ class NearestMeanOfExemplars(nn.Module):
     def __init__(self, model: nn.Module, feature_layer: str | None, class_means: Tensor, has_mean: Tensor) -> None:
         super().__init__()
         if class_means.numel() == 0 or not bool(has_mean.any()):
-            raise ValueError("the nearest-mean-of-exemplars classifier has no class means yet; run an iCaRL update first")
+            raise ValueError(
+                "the nearest-mean-of-exemplars classifier has no class means yet; run an iCaRL update first"
+            )
         self.model = model
         self.feature_layer = feature_layer
         self.takes_task_ids = takes_task_ids(model)

@@ -73,9 +73,7 @@ def pod_pool(features: Tensor, distillation_type: str = "spatial", normalize: bo
     return _normalized(pooled) if normalize else pooled
 
 
-def pod_distance(
-    current: Tensor, stored: Tensor, distillation_type: str = "spatial", normalize: bool = True
-) -> Tensor:
+def pod_distance(current: Tensor, stored: Tensor, distillation_type: str = "spatial", normalize: bool = True) -> Tensor:
     """Mean over the batch of the per-sample L2 distance between the pooled features; ``stored``
     is a constant (no gradient flows to it)."""
     if current.shape != stored.shape:

@@ -51,7 +51,9 @@ def trainable_parameters(model: nn.Module, method: str) -> dict[str, nn.Paramete
     return params
 
 
-def quadratic_penalty(params: Mapping[str, Tensor], importance: Mapping[str, Tensor], anchor: Mapping[str, Tensor]) -> Tensor:
+def quadratic_penalty(
+    params: Mapping[str, Tensor], importance: Mapping[str, Tensor], anchor: Mapping[str, Tensor]
+) -> Tensor:
     """``Σ_i Ω_i (θ_i - θ*_i)²`` over every parameter tensor (a scalar)."""
     terms = [(importance[n] * (p - anchor[n]).pow(2)).sum() for n, p in params.items()]
     return torch.stack(terms).sum()
@@ -116,12 +118,17 @@ def _linear_layers(model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict
 
 
 def _fisher_linear(
-    model: nn.Module, layers: dict[str, nn.Linear], batch: Batch, forward: Callable[[object, Tensor], Tensor],
+    model: nn.Module,
+    layers: dict[str, nn.Linear],
+    batch: Batch,
+    forward: Callable[[object, Tensor], Tensor],
     total: dict[str, Tensor],
 ) -> None:
     seen: dict[str, tuple[Tensor, Tensor]] = {}
-    handles = [m.register_forward_hook(lambda mod, args, out, n=name: seen.__setitem__(n, (args[0], out)))
-               for name, m in layers.items()]
+    handles = [
+        m.register_forward_hook(lambda mod, args, out, n=name: seen.__setitem__(n, (args[0], out)))
+        for name, m in layers.items()
+    ]
     try:
         with torch.enable_grad():
             log_p = forward(batch.inputs, batch.task_ids).log_softmax(dim=-1)
@@ -133,7 +140,9 @@ def _fisher_linear(
     p = log_p.detach().exp()  # (B, C)
     weight = {n: torch.zeros_like(seen[n][1].detach()) for n in names}  # Σ_c p_c δ_c², per sample
     for c in range(log_p.shape[-1]):
-        deltas = torch.autograd.grad(log_p[:, c].sum(), outputs, retain_graph=c + 1 < log_p.shape[-1], allow_unused=True)
+        deltas = torch.autograd.grad(
+            log_p[:, c].sum(), outputs, retain_graph=c + 1 < log_p.shape[-1], allow_unused=True
+        )
         for n, delta in zip(names, deltas):
             if delta is not None:
                 weight[n] += p[:, c : c + 1] * delta.pow(2)
@@ -148,7 +157,10 @@ def _fisher_linear(
 
 
 def _fisher_by_jacobians(
-    model: nn.Module, params: Mapping[str, nn.Parameter], batch: Batch, forward: Callable[[object, Tensor], Tensor],
+    model: nn.Module,
+    params: Mapping[str, nn.Parameter],
+    batch: Batch,
+    forward: Callable[[object, Tensor], Tensor],
     total: dict[str, Tensor],
 ) -> None:
     detached = {name: p.detach() for name, p in params.items()}

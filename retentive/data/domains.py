@@ -68,7 +68,9 @@ class LazyChunks(Sequence[TensorChunk]):
         return (self[i] for i in range(self._length))
 
 
-def _transformed(dataset: TensorChunk, transforms: Sequence[InputTransform], with_task_ids: bool, task: int) -> TensorChunk:
+def _transformed(
+    dataset: TensorChunk, transforms: Sequence[InputTransform], with_task_ids: bool, task: int
+) -> TensorChunk:
     inputs = transforms[task](dataset.inputs)
     if inputs.shape[0] != len(dataset):
         raise ValueError(f"transform {task} returned {inputs.shape[0]} inputs for {len(dataset)} samples")

@@ -111,7 +111,9 @@ def chunk_from_tensors(tensors: dict[str, Tensor], source: str) -> TensorChunk:
     inputs = _split_inputs(tensors, source)
     for key, given in (("inputs", inputs), ("targets", tensors.get("targets"))):
         if given is None:
-            raise DataError(f"{source}: the key {key!r} is missing; a chunk holds inputs, targets and optionally task_ids")
+            raise DataError(
+                f"{source}: the key {key!r} is missing; a chunk holds inputs, targets and optionally task_ids"
+            )
     leaves = nested.flatten(inputs, "inputs")
     first = next(iter(leaves.values()))
     if first.dim() < 1 or first.shape[0] == 0:
@@ -119,7 +121,9 @@ def chunk_from_tensors(tensors: dict[str, Tensor], source: str) -> TensorChunk:
     n = int(first.shape[0])
     for key, leaf in leaves.items():
         if leaf.dim() < 1 or leaf.shape[0] != n:
-            raise DataError(f"{source}: {key} have shape {tuple(leaf.shape)}; expected {n} rows, as {next(iter(leaves))}")
+            raise DataError(
+                f"{source}: {key} have shape {tuple(leaf.shape)}; expected {n} rows, as {next(iter(leaves))}"
+            )
     targets = _labels(tensors["targets"], "targets", source, n)
     task_ids = tensors.get("task_ids")
     if task_ids is not None:
@@ -222,7 +226,9 @@ def concatenate(parts: list[TensorChunk], source: str) -> TensorChunk:
     for index, part in enumerate(parts[1:], start=1):
         leaves = nested.flatten(part.inputs, "inputs")
         if list(leaves) != list(first_leaves):
-            raise DataError(f"{source}: file {index} has the input arrays {list(leaves)}, file 0 has {list(first_leaves)}")
+            raise DataError(
+                f"{source}: file {index} has the input arrays {list(leaves)}, file 0 has {list(first_leaves)}"
+            )
         for key, leaf in leaves.items():
             expected = first_leaves[key]
             if leaf.shape[1:] != expected.shape[1:] or leaf.dtype != expected.dtype:

@@ -122,8 +122,12 @@ def _fetch(url: str, timeout: float, progress: bool) -> bytes:
             received += len(block)
             if progress and total:
                 done = received * 30 // total
-                print(f"\r  {url.rsplit('/', 1)[-1]:<28} [{'#' * done}{'.' * (30 - done)}] {received / 2**20:5.1f} MB",
-                      end="", file=sys.stderr, flush=True)
+                print(
+                    f"\r  {url.rsplit('/', 1)[-1]:<28} [{'#' * done}{'.' * (30 - done)}] {received / 2**20:5.1f} MB",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if progress and total:
             print(file=sys.stderr, flush=True)
     return b"".join(chunks)
@@ -173,7 +177,9 @@ def file_names(split: str) -> tuple[str, str]:
     return f"{SPLITS[split]}-images-idx3-ubyte", f"{SPLITS[split]}-labels-idx1-ubyte"
 
 
-def locate_mnist(root: str | os.PathLike[str] | None = None, splits: tuple[str, ...] = ("train", "test")) -> Path | None:
+def locate_mnist(
+    root: str | os.PathLike[str] | None = None, splits: tuple[str, ...] = ("train", "test")
+) -> Path | None:
     """The first folder on the search path that holds every file of ``splits``, or ``None``.
 
     Tests and tools use it to find MNIST exactly as the library does.
@@ -201,9 +207,12 @@ def fetch_missing(
     target = cache_dir()
     created = not target.exists()
     if announce:
-        print(f"retentive: fetching MNIST from {mirror_list[0]} into {target}"
-              + (f" (then {', '.join(mirror_list[1:])} if that fails)" if len(mirror_list) > 1 else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"retentive: fetching MNIST from {mirror_list[0]} into {target}"
+            + (f" (then {', '.join(mirror_list[1:])} if that fails)" if len(mirror_list) > 1 else ""),
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         for name in names:
             failures = []

@@ -61,7 +61,7 @@ def unflatten(flat: Mapping[str, Tensor], spec: Any, prefix: str = "") -> Any:
     """Rebuild the value that :func:`flatten` and :func:`structure` took apart."""
     if spec is None:
         return flat[prefix]
-    (kind, children), = spec.items()
+    ((kind, children),) = spec.items()
     if kind == "dict":
         return {
             key: unflatten(flat, child, f"{prefix}{SEPARATOR}{key}" if prefix else key)
@@ -122,12 +122,14 @@ def same_layout(a: Any, b: Any) -> bool:
     """
     if a is None or b is None:
         return a is None and b is None
-    (kind_a, children_a), = a.items()
-    (kind_b, children_b), = b.items()
+    ((kind_a, children_a),) = a.items()
+    ((kind_b, children_b),) = b.items()
     if (kind_a == "dict") != (kind_b == "dict") or len(children_a) != len(children_b):
         return False
     if kind_a == "dict":
-        return list(children_a) == list(children_b) and all(same_layout(children_a[k], children_b[k]) for k in children_a)
+        return list(children_a) == list(children_b) and all(
+            same_layout(children_a[k], children_b[k]) for k in children_a
+        )
     return all(same_layout(x, y) for x, y in zip(children_a, children_b))
 
 
@@ -149,7 +151,7 @@ def paths(spec: Any, prefix: str = "") -> list[str]:
         return [prefix]
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise ValueError(f"not a nested structure: {spec!r}")
-    (kind, children), = spec.items()
+    ((kind, children),) = spec.items()
     named: Iterable[tuple[str, Any]]
     if kind == "dict" and isinstance(children, Mapping):
         named = children.items()

@@ -132,7 +132,9 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
                 f"learning_rate_scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {learning_rate_scheduler_interval!r}"
             )
         if gradient_clip_algorithm not in CLIP_ALGORITHMS:
-            raise ValueError(f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, got {gradient_clip_algorithm!r}")
+            raise ValueError(
+                f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, got {gradient_clip_algorithm!r}"
+            )
         if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not float(gradient_clip_val) >= 0):
             raise ValueError(f"gradient_clip_val must be a number >= 0 or None, got {gradient_clip_val!r}")
         self.automatic_optimization = False  # see the module docstring
@@ -239,7 +241,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         if self.gradient_clip_val is not None:
             self.clip_gradients(  # a LightningOptimizer is an instance of the optimizer's class at runtime
                 optimizer,  # type: ignore[arg-type]
-                gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm=self.gradient_clip_algorithm
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
             )
         optimizer.step()
         if self.scheduler_interval == "step":
@@ -259,9 +262,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             return None, None, None
         stored, given = nested.flatten(memory.inputs), nested.flatten(x)
         if {k: v.shape[1:] for k, v in stored.items()} != {k: v.shape[1:] for k, v in given.items()}:
-            raise DataError(
-                f"new inputs have shape {_shapes(given)} but the memory holds {_shapes(stored)}"
-            )
+            raise DataError(f"new inputs have shape {_shapes(given)} but the memory holds {_shapes(stored)}")
         transform, target_transform = self.transforms["buffer"]
         inputs = apply_transform(transform, memory.inputs, "buffer_transform")
         targets = apply_transform(target_transform, memory.targets, "buffer_target_transform")
@@ -294,11 +295,24 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             memory.data["targets"] = memory_targets  # the components see the transformed targets
         rank, world_size = self._ranks()
         ctx = StepContext(
-            inputs=x, targets=y, task_ids=t, outputs=outputs[:n], loss_fn=self._task_loss_fn(), model=self.model,
-            step=self.total_steps, features={k: v[:n] for k, v in features.items()}, memory=memory,
-            memory_inputs=memory_inputs, memory_outputs=None if memory is None else outputs[n:],
+            inputs=x,
+            targets=y,
+            task_ids=t,
+            outputs=outputs[:n],
+            loss_fn=self._task_loss_fn(),
+            model=self.model,
+            step=self.total_steps,
+            features={k: v[:n] for k, v in features.items()},
+            memory=memory,
+            memory_inputs=memory_inputs,
+            memory_outputs=None if memory is None else outputs[n:],
             memory_features={} if memory is None else {k: v[n:] for k, v in features.items()},
-            raw_inputs=raw_x, raw_targets=raw_y, generator=self.generator, rng=self.rng, rank=rank, world_size=world_size,
+            raw_inputs=raw_x,
+            raw_targets=raw_y,
+            generator=self.generator,
+            rng=self.rng,
+            rank=rank,
+            world_size=world_size,
             all_reduce_mean=self._all_reduce_mean,
         )
         total = self._total(ctx)
@@ -324,7 +338,9 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         new_logits = ctx.outputs
         if self.mask_unused_classes and self.chunk_classes is not None:
             new_logits = mask_logits(new_logits, self.chunk_classes)
-        new_loss, ctx.new_loss_per_sample = reduce_task_loss(self.loss_fn(new_logits, ctx.targets), ctx.targets.shape[0])
+        new_loss, ctx.new_loss_per_sample = reduce_task_loss(
+            self.loss_fn(new_logits, ctx.targets), ctx.targets.shape[0]
+        )
         normalized: list[tuple[float, Tensor]] = []
         penalties: list[Tensor] = []
         named = ctx.losses
@@ -396,9 +412,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         metrics["memory/size"] = float(len(self.memory))
         self.logger.log_metrics(metrics, step=self.total_steps + 1 if step is None else step)
 
+
 def _shapes(flat: dict[str, Tensor]) -> Any:
     if list(flat) == [""]:
         return tuple(flat[""].shape[1:])
     return {k: tuple(v.shape[1:]) for k, v in flat.items()}
-
-

@@ -64,7 +64,11 @@ class ReplicaMixin(_Host):
             self.memory.seen = self._seen_at_fit_start + int(strategy.reduce(local, reduce_op="sum"))
         broadcast_buffers([self.model, self.components])
         check_identical(
-            {"model": self.model.state_dict(), "component state": self.extra_state(), "memory": self.memory.state_dict()},
+            {
+                "model": self.model.state_dict(),
+                "component state": self.extra_state(),
+                "memory": self.memory.state_dict(),
+            },
             exchange.gather,
             self.device,
         )

@@ -36,7 +36,6 @@ class StateMixin(_Host):
             self.rng.setstate(_rng_from_state(state["rng"]))
 
 
-
 def _rng_state(rng: random.Random) -> list[Any]:
     """A Python RNG's state as plain data (``torch.load(weights_only=True)`` reads it)."""
     version, internal, gauss = rng.getstate()

@@ -239,13 +239,16 @@ class ReplayBuffer:
     def encode(self, rows: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Flat rows (storage keys) as they are stored (compact inputs), on the memory's device."""
         return {
-            key: encode(value.detach().to(self.device), self._stored_dtype(key, value.dtype)) for key, value in rows.items()
+            key: encode(value.detach().to(self.device), self._stored_dtype(key, value.dtype))
+            for key, value in rows.items()
         }
 
     def choose_slots(self, n: int, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """The policy's ``(source, slots)`` for ``n`` samples offered after the ``seen`` so far."""
         stored_targets = self.storage["targets"][: self.size] if "targets" in self.storage else None
-        return self.policy.select(n, self.seen, self.size, self.capacity, targets, stored_targets, self.insert_generator)
+        return self.policy.select(
+            n, self.seen, self.size, self.capacity, targets, stored_targets, self.insert_generator
+        )
 
     def write(self, rows: Mapping[str, Tensor], slots: Tensor, size: int | None = None) -> None:
         """Store encoded ``rows`` (storage keys, see :meth:`encode`) into ``slots``, one row per slot.
@@ -279,7 +282,9 @@ class ReplayBuffer:
         if n > self.capacity:
             raise ValueError(f"{n} rows do not fit a memory of {self.capacity}")
         if n and self.storage and set(flat) != set(self.storage):
-            raise MemoryShapeError(f"a rewrite of the memory must hold its keys {sorted(self.storage)}, got {sorted(flat)}")
+            raise MemoryShapeError(
+                f"a rewrite of the memory must hold its keys {sorted(self.storage)}, got {sorted(flat)}"
+            )
         self.seen += int(offered)
         if n == 0:
             return
@@ -306,7 +311,9 @@ class ReplayBuffer:
             src = source.to(self.device)
             # a policy that fills free slots first (all built in) leaves min(capacity, size + n) filled
             size = min(self.capacity, self.size + n) if self.policy.fills_free_slots_first else None
-            self.write(self.encode({key: value.detach().to(self.device)[src] for key, value in flat.items()}), slots, size)
+            self.write(
+                self.encode({key: value.detach().to(self.device)[src] for key, value in flat.items()}), slots, size
+            )
         self.seen += n
         return slots
 
@@ -333,7 +340,9 @@ class ReplayBuffer:
                 order = torch.rand(self.size, generator=self.sample_generator).topk(total).indices
             idx = order[rank * k : (rank + 1) * k]
         elif k == self.size:
-            idx = torch.stack([torch.randperm(self.size, generator=self.sample_generator) for _ in range(world_size)])[rank]
+            idx = torch.stack([torch.randperm(self.size, generator=self.sample_generator) for _ in range(world_size)])[
+                rank
+            ]
         else:
             idx = torch.rand(world_size, self.size, generator=self.sample_generator).topk(k, dim=1).indices[rank]
         idx = idx.to(self.device)
@@ -382,9 +391,7 @@ class ReplayBuffer:
         if gamma == 1.0 or indices.numel() == 0:
             return
         stored = self.storage[key]
-        stored[indices] = (gamma * stored[indices] + (1.0 - gamma) * new.detach().to(stored.dtype)).to(
-            stored.dtype
-        )
+        stored[indices] = (gamma * stored[indices] + (1.0 - gamma) * new.detach().to(stored.dtype)).to(stored.dtype)
 
     def class_counts(self, num_classes: int | None = None) -> Tensor:
         """How many stored samples carry each target (for the TensorBoard histogram and inspect)."""
@@ -426,8 +433,7 @@ class ReplayBuffer:
         capacity = int(state["capacity"])  # type: ignore[call-overload]
         if capacity != self.capacity:
             raise MemoryShapeError(
-                f"the saved memory has capacity {capacity} but this updater was built with "
-                f"memory_size={self.capacity}"
+                f"the saved memory has capacity {capacity} but this updater was built with memory_size={self.capacity}"
             )
         size = int(state["size"])  # type: ignore[call-overload]
         if not 0 <= size <= capacity:
@@ -462,7 +468,6 @@ class ReplayBuffer:
             self.dtypes[key] = dtype
             held = torch.empty((self.size, *rows.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
             self.storage[key] = held.copy_(rows)  # a copy: never an alias of the saved tensors
-
 
 
 def _check_saved_inputs(keys: list[str], structure: Any) -> None:

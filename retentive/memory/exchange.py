@@ -103,7 +103,9 @@ def pack(rows: Mapping[str, Tensor], count: int, device: torch.device) -> Tensor
         value = rows[key]
         k = int(value.shape[0])
         if k:
-            packed[:k, start : start + nbytes] = value.detach().reshape(k, _numel(shape)).contiguous().view(torch.uint8).to(device)
+            packed[:k, start : start + nbytes] = (
+                value.detach().reshape(k, _numel(shape)).contiguous().view(torch.uint8).to(device)
+            )
         start += nbytes
     return packed
 
@@ -115,7 +117,9 @@ def unpack(packed: Tensor, layout: list[tuple[str, torch.Size, torch.dtype, int]
     for key, shape, dtype, nbytes in layout:
         # a fresh (k, nbytes) tensor: offset 0 and row stride nbytes, whatever the column range and
         # k (``.contiguous()`` keeps a one-row slice's stride, which ``view(dtype)`` refuses)
-        column = torch.empty((k, nbytes), dtype=torch.uint8, device=packed.device).copy_(packed[:, start : start + nbytes])
+        column = torch.empty((k, nbytes), dtype=torch.uint8, device=packed.device).copy_(
+            packed[:, start : start + nbytes]
+        )
         rows[key] = column.view(dtype).reshape(k, *shape)
         start += nbytes
     return rows
@@ -160,7 +164,9 @@ def distributed_add(
         raise problem
     if any(refused):
         ranks = [r for r, bad in enumerate(refused) if bad]
-        raise MemoryShapeError(f"rank(s) {ranks} offered samples that do not fit the memory (their error names the key)")
+        raise MemoryShapeError(
+            f"rank(s) {ranks} offered samples that do not fit the memory (their error names the key)"
+        )
     if memory.capacity and (len(set(widths)) != 1 or len(set(layouts)) != 1):
         raise MemoryShapeError(
             f"the ranks' memories store rows of different sizes or layouts ({widths} bytes per rank, layout checksums "

@@ -37,7 +37,10 @@ class VariationalAutoencoder(nn.Module):
     """
 
     def __init__(
-        self, input_shape: Sequence[int] = (1, 28, 28), latent_dim: int = 32, hidden: Sequence[int] = (400, 400),
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        latent_dim: int = 32,
+        hidden: Sequence[int] = (400, 400),
         likelihood: str = "bernoulli",
     ) -> None:
         super().__init__()
@@ -138,7 +141,9 @@ class GenerativeMemory(nn.Module):
             solver.train(modes[1])
         targets = logits.argmax(dim=1)
         task_ids = torch.zeros_like(targets)
-        return MemoryBatch(torch.arange(n, device=inputs.device), {"inputs": inputs, "targets": targets, "task_ids": task_ids})
+        return MemoryBatch(
+            torch.arange(n, device=inputs.device), {"inputs": inputs, "targets": targets, "task_ids": task_ids}
+        )
 
 
 def _frozen_copy(module: _M) -> _M:

@@ -54,7 +54,9 @@ def flat_rows(batch: Mapping[str, Any]) -> dict[str, Tensor]:
             except TypeError as error:
                 raise MemoryShapeError(f"memory inputs: {error}") from None
         elif is_input_key(key):
-            raise MemoryShapeError(f"memory metadata key {key!r} collides with the input leaves' names ('inputs.<leaf>')")
+            raise MemoryShapeError(
+                f"memory metadata key {key!r} collides with the input leaves' names ('inputs.<leaf>')"
+            )
         elif not torch.is_tensor(value):
             raise MemoryShapeError(f"memory key {key!r} must be a tensor, got {type(value).__name__}")
         else:

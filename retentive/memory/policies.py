@@ -180,7 +180,9 @@ class ClassBalancedReservoirPolicy(PolicyDefaults):
     fills_free_slots_first = True
 
     def __init__(self, num_classes: int | None = None) -> None:
-        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
+        if num_classes is not None and (
+            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+        ):
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
         self.num_classes = num_classes
         self.seen_per_class = torch.zeros(0, dtype=torch.int64)
@@ -195,7 +197,9 @@ class ClassBalancedReservoirPolicy(PolicyDefaults):
         return {"seen_per_class": self.seen_per_class.clone(), "full": self.full.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.seen_per_class = state.get("seen_per_class", torch.zeros(0, dtype=torch.int64)).to("cpu", torch.int64).clone()
+        self.seen_per_class = (
+            state.get("seen_per_class", torch.zeros(0, dtype=torch.int64)).to("cpu", torch.int64).clone()
+        )
         self.full = state.get("full", torch.zeros(0, dtype=torch.bool)).to("cpu", torch.bool).clone()
 
     def select(
@@ -275,7 +279,9 @@ class RingBufferPolicy(PolicyDefaults):
     fills_free_slots_first = True
 
     def __init__(self, num_classes: int | None = None) -> None:
-        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1):
+        if num_classes is not None and (
+            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+        ):
             raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
         self.num_classes = num_classes
         #: arrival position (stream index) of the sample in each slot; -1 where empty
@@ -305,7 +311,9 @@ class RingBufferPolicy(PolicyDefaults):
         stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
         arrival = self.arrival
         if arrival.numel() != capacity:  # first use, or a memory filled by another policy: slot order
-            arrival = torch.cat([arrival, torch.full((max(0, capacity - arrival.numel()),), -1, dtype=torch.int64)])[:capacity]
+            arrival = torch.cat([arrival, torch.full((max(0, capacity - arrival.numel()),), -1, dtype=torch.int64)])[
+                :capacity
+            ]
             unknown = (arrival[:size] < 0).nonzero().squeeze(1)
             arrival[unknown] = unknown - size - (1 << 40)  # older than anything seen
         times = arrival.tolist()

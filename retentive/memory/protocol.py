@@ -108,8 +108,18 @@ class PolicyDefaults:
 
 def missing_policy_members(policy: object) -> list[str]:
     """The :class:`InsertionPolicy` members ``policy`` lacks (empty: it satisfies the protocol)."""
-    members = ("name", "uses_targets", "fills_free_slots_first", "select", "check", "attach", "state_dict",
-               "load_state_dict", "on_train_epoch_end", "on_update_end")
+    members = (
+        "name",
+        "uses_targets",
+        "fills_free_slots_first",
+        "select",
+        "check",
+        "attach",
+        "state_dict",
+        "load_state_dict",
+        "on_train_epoch_end",
+        "on_update_end",
+    )
     return [m for m in members if not hasattr(policy, m)]
 
 

@@ -70,7 +70,9 @@ def herding(features: Tensor, labels: Tensor, quotas: Tensor, normalize: bool = 
     Memory: the padded copy, ``classes * n_max * d`` floats, plus ``O(classes * n_max)``.
     """
     if features.dim() != 2 or labels.shape != features.shape[:1]:
-        raise ValueError(f"herding needs (n, d) features and (n,) labels, got {tuple(features.shape)} and {tuple(labels.shape)}")
+        raise ValueError(
+            f"herding needs (n, d) features and (n,) labels, got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
     quotas = quotas.to(torch.int64).cpu()
     labels = labels.to(torch.int64)
     counts = torch.bincount(labels.cpu(), minlength=len(quotas))
@@ -187,7 +189,9 @@ def per_sample_gradients(
     names = list(parameters) if parameters is not None else [n for n, p in named.items() if p.requires_grad]
     missing = [n for n in names if n not in named]
     if missing or not names:
-        raise ValueError(f"per-sample gradients need parameters of the model; {missing or names} are not among {list(named)}")
+        raise ValueError(
+            f"per-sample gradients need parameters of the model; {missing or names} are not among {list(named)}"
+        )
     params = {n: named[n].detach() for n in names}
     routed = takes_task_ids(model)
 

@@ -49,7 +49,9 @@ class HerdingPolicy(UpdateEndPolicy):
 
     name = "herding"
 
-    def __init__(self, feature_layers: Sequence[str] | None = None, normalize: bool = True, batch_size: int = 1024) -> None:
+    def __init__(
+        self, feature_layers: Sequence[str] | None = None, normalize: bool = True, batch_size: int = 1024
+    ) -> None:
         super().__init__(batch_size)
         self.feature_layers = None if feature_layers is None else list(feature_layers)
         self.normalize = bool(normalize)
@@ -67,7 +69,9 @@ class HerdingPolicy(UpdateEndPolicy):
         in_chunk = torch.zeros(classes, dtype=torch.bool)
         in_chunk[targets[m:]] = True
         herd = in_chunk[targets]  # the rows of classes the chunk brings
-        picked = herding(features[herd.to(features.device)], targets[herd], torch.where(in_chunk, quotas, 0), self.normalize)
+        picked = herding(
+            features[herd.to(features.device)], targets[herd], torch.where(in_chunk, quotas, 0), self.normalize
+        )
         herded = herd.nonzero().squeeze(1)[picked.cpu()]
         # classes only in memory: the first quota_c exemplars in slot (herding) order
         rank = torch.zeros_like(targets)
@@ -136,7 +140,9 @@ class GradientDiversityPolicy(UpdateEndPolicy):
 
     name = "gradient_diversity"
 
-    def __init__(self, parameters: str | Sequence[str] = "last", sketch_dim: int | None = 1024, batch_size: int = 256) -> None:
+    def __init__(
+        self, parameters: str | Sequence[str] = "last", sketch_dim: int | None = 1024, batch_size: int = 256
+    ) -> None:
         super().__init__(batch_size)
         if isinstance(parameters, str) and parameters not in ("last", "all"):
             raise ValueError(f"parameters must be 'last', 'all' or a list of parameter names, got {parameters!r}")
@@ -158,7 +164,9 @@ class GradientDiversityPolicy(UpdateEndPolicy):
             return last_parameters(model)
         missing = [n for n in self.parameters if n not in trainable]
         if missing:
-            raise ValueError(f"parameters {missing} are not trainable parameters of {type(model).__name__}; it has {trainable}")
+            raise ValueError(
+                f"parameters {missing} are not trainable parameters of {type(model).__name__}; it has {trainable}"
+            )
         return list(self.parameters)
 
     def check(self, capacity: int, model: nn.Module | None = None) -> None:

@@ -109,12 +109,22 @@ def all_batches(ctx: UpdateContext, batch_size: int) -> Iterator[tuple[str, Tens
     device = ctx.device
     for where, batches in (("memory", ctx.memory_batches(batch_size)), ("chunk", ctx.chunk_batches(batch_size))):
         for x, y, t in batches:
-            yield where, nested.to(x, device), torch.as_tensor(y).to(device).long(), torch.as_tensor(t).to(device).long()
+            yield (
+                where,
+                nested.to(x, device),
+                torch.as_tensor(y).to(device).long(),
+                torch.as_tensor(t).to(device).long(),
+            )
 
 
 def _chunk_only(ctx: UpdateContext, batch_size: int) -> Iterator[tuple[str, Tensor, Tensor, Tensor]]:
     for x, y, t in ctx.chunk_batches(batch_size):
-        yield "chunk", nested.to(x, ctx.device), torch.as_tensor(y).to(ctx.device).long(), torch.as_tensor(t).to(ctx.device).long()
+        yield (
+            "chunk",
+            nested.to(x, ctx.device),
+            torch.as_tensor(y).to(ctx.device).long(),
+            torch.as_tensor(t).to(ctx.device).long(),
+        )
 
 
 def candidate_features(ctx: UpdateContext, layers: Sequence[str] | None, batch_size: int) -> tuple[Tensor, Tensor, int]:
@@ -138,7 +148,9 @@ def _metadata(ctx: UpdateContext, keys: Sequence[str], x: Tensor, t: Tensor) -> 
     layers = [k[len("features.") :] for k in keys if k.startswith("features.")]
     unknown = [k for k in keys if k != "logits" and not k.startswith("features.")]
     if unknown:
-        raise KeyError(f"update-end selection cannot produce the memory metadata {unknown}; it makes 'logits' and 'features.<layer>'")
+        raise KeyError(
+            f"update-end selection cannot produce the memory metadata {unknown}; it makes 'logits' and 'features.<layer>'"
+        )
     taps = _Penultimate(ctx.model, layers) if layers else None
     try:
         logits = ctx.forward(x, t)
@@ -161,7 +173,9 @@ def rewrite_memory(ctx: UpdateContext, chosen: Tensor, memory_rows: int, batch_s
     memory = ctx.memory
     chosen = chosen.to("cpu", torch.int64)
     if chosen.numel() > memory.capacity or chosen.numel() < len(memory) or chosen.unique().numel() != chosen.numel():
-        raise ValueError(f"a selection must keep between {len(memory)} and {memory.capacity} distinct rows, got {chosen.numel()}")
+        raise ValueError(
+            f"a selection must keep between {len(memory)} and {memory.capacity} distinct rows, got {chosen.numel()}"
+        )
     from_memory = chosen < memory_rows
     mem_slots = chosen[from_memory]
     chunk_rows, order = torch.sort(chosen[~from_memory] - memory_rows)  # read in chunk order
@@ -216,7 +230,13 @@ class UpdateEndPolicy(PolicyDefaults):
     _attached = False
 
     def select(
-        self, n: int, seen: int, size: int, capacity: int, targets: Tensor | None, stored_targets: Tensor | None,
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
         if not self._attached and capacity > 0:

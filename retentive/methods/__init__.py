@@ -18,5 +18,14 @@ from retentive.methods.registry import (
     unregister,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "MethodSpec", "all_methods", "discover", "find", "get", "method_table", "register",
-           "unregister"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "MethodSpec",
+    "all_methods",
+    "discover",
+    "find",
+    "get",
+    "method_table",
+    "register",
+    "unregister",
+]

@@ -2,9 +2,13 @@
 
 from retentive.methods.registry import MethodSpec, register
 
-register(MethodSpec(
-    "generative-replay", "retentive.updaters.generative.GenerativeReplayModelUpdater",
-    "a VAE generator learned next to the classifier replays samples; no real sample is kept",
-    configs=("generative_replay",), exports=("retentive.memory.generative.VariationalAutoencoder",),
-    memory_policy=None,
-))
+register(
+    MethodSpec(
+        "generative-replay",
+        "retentive.updaters.generative.GenerativeReplayModelUpdater",
+        "a VAE generator learned next to the classifier replays samples; no real sample is kept",
+        configs=("generative_replay",),
+        exports=("retentive.memory.generative.VariationalAutoencoder",),
+        memory_policy=None,
+    )
+)

@@ -2,8 +2,12 @@
 
 from retentive.methods.registry import MethodSpec, register
 
-register(MethodSpec(
-    "rar", "retentive.updaters.rar.RetrospectiveAdversarialReplayModelUpdater",
-    "ER whose replayed samples are mixed up and adversarially perturbed toward the nearest other class",
-    configs=("rar",), components=("retentive.components.AdversarialReplay", "retentive.components.MixupReplay"),
-))
+register(
+    MethodSpec(
+        "rar",
+        "retentive.updaters.rar.RetrospectiveAdversarialReplayModelUpdater",
+        "ER whose replayed samples are mixed up and adversarially perturbed toward the nearest other class",
+        configs=("rar",),
+        components=("retentive.components.AdversarialReplay", "retentive.components.MixupReplay"),
+    )
+)

@@ -62,8 +62,19 @@ class MethodSpec:
             Renate state folder (``retentive import-renate``); ``None``: it cannot.
     """
 
-    __slots__ = ("aliases", "components", "configs", "exports", "memory_insertion", "memory_policy", "name",
-                 "renate_import", "renate_name", "summary", "updater")
+    __slots__ = (
+        "aliases",
+        "components",
+        "configs",
+        "exports",
+        "memory_insertion",
+        "memory_policy",
+        "name",
+        "renate_import",
+        "renate_name",
+        "summary",
+        "updater",
+    )
 
     name: str
     updater: str
@@ -92,10 +103,19 @@ class MethodSpec:
         memory_insertion: str = "step",
         renate_import: Iterable[str] | None = None,
     ) -> None:
-        values = {"name": name, "updater": updater, "summary": summary, "renate_name": renate_name,
-                  "aliases": tuple(aliases), "configs": tuple(configs), "components": tuple(components),
-                  "exports": tuple(exports), "memory_policy": memory_policy, "memory_insertion": memory_insertion,
-                  "renate_import": None if renate_import is None else tuple(renate_import)}
+        values = {
+            "name": name,
+            "updater": updater,
+            "summary": summary,
+            "renate_name": renate_name,
+            "aliases": tuple(aliases),
+            "configs": tuple(configs),
+            "components": tuple(components),
+            "exports": tuple(exports),
+            "memory_policy": memory_policy,
+            "memory_insertion": memory_insertion,
+            "renate_import": None if renate_import is None else tuple(renate_import),
+        }
         for key, value in values.items():
             object.__setattr__(self, key, value)
         self._check()
@@ -122,8 +142,10 @@ class MethodSpec:
         for path in (self.updater, *self.components, *self.exports):
             split_path(path)
         if self.memory_insertion not in MEMORY_INSERTIONS:
-            raise ValueError(f"method {self.name!r}: memory_insertion must be one of {MEMORY_INSERTIONS}, "
-                             f"got {self.memory_insertion!r}")
+            raise ValueError(
+                f"method {self.name!r}: memory_insertion must be one of {MEMORY_INSERTIONS}, "
+                f"got {self.memory_insertion!r}"
+            )
         if not self.summary or "\n" in self.summary:
             raise ValueError(f"method {self.name!r}: summary must be one non-empty line")
 
@@ -152,12 +174,14 @@ def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     discover(entry_points=False)  # the built-in names first, so that a plug-in cannot take one unseen
     old = _SPECS.get(spec.name)
     if old is not None and old != spec and not replace:
-        raise ValueError(f"a method named {spec.name!r} is already registered ({old.updater}); "
-                         "pass replace=True to replace it")
+        raise ValueError(
+            f"a method named {spec.name!r} is already registered ({old.updater}); pass replace=True to replace it"
+        )
     taken = {n: _NAMES[n] for n in spec.names if n in _NAMES and _NAMES[n] != spec.name}
     if taken:
-        raise ValueError(f"method {spec.name!r}: the names {sorted(taken)} already belong to "
-                         f"{sorted(set(taken.values()))}")
+        raise ValueError(
+            f"method {spec.name!r}: the names {sorted(taken)} already belong to {sorted(set(taken.values()))}"
+        )
     if old is not None:
         for alias in old.names:
             _NAMES.pop(alias, None)
@@ -178,8 +202,9 @@ def unregister(name: str) -> MethodSpec:
 def _discover_builtin() -> None:
     import retentive.methods as package
 
-    names = {entry.partition(".")[0] for folder in package.__path__ for entry in os.listdir(folder)
-             if entry.endswith(".py")}
+    names = {
+        entry.partition(".")[0] for folder in package.__path__ for entry in os.listdir(folder) if entry.endswith(".py")
+    }
     for name in sorted(names - {"registry"}):
         if not name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{name}")
@@ -199,8 +224,11 @@ def _discover_entry_points() -> None:
         except Exception as error:
             import warnings
 
-            warnings.warn(f"the retentive method plug-in {entry.name!r} ({entry.value}) was skipped: {error}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"the retentive method plug-in {entry.name!r} ({entry.value}) was skipped: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def discover(entry_points: bool = True) -> None:
@@ -297,4 +325,3 @@ def method_table(markdown: bool = False, entry_points: bool = True) -> str:
         return "\n".join(lines)
     widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-

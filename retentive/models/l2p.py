@@ -37,7 +37,9 @@ def select_prompts(similarity: Tensor, n: int, per_batch: bool) -> Tensor:
     if not per_batch:
         return idx
     flat = idx.flatten()  # counted by scatter, not bincount: no wait on the host for the size
-    counts = torch.zeros(similarity.shape[1], dtype=torch.long, device=idx.device).scatter_add_(0, flat, torch.ones_like(flat))
+    counts = torch.zeros(similarity.shape[1], dtype=torch.long, device=idx.device).scatter_add_(
+        0, flat, torch.ones_like(flat)
+    )
     major = torch.sort(counts, descending=True, stable=True).indices[:n]
     return major.unsqueeze(0).expand(similarity.shape[0], -1)
 
@@ -95,28 +97,47 @@ class LearningToPromptTransformer(nn.Module):
         if similarity_fn != "cosine":
             raise ValueError(f"similarity_fn must be 'cosine' (the only one L2P defines), got {similarity_fn!r}")
         if prompt_embedding_features not in PROMPT_FEATURES:
-            raise ValueError(f"prompt_embedding_features must be one of {PROMPT_FEATURES}, got {prompt_embedding_features!r}")
+            raise ValueError(
+                f"prompt_embedding_features must be one of {PROMPT_FEATURES}, got {prompt_embedding_features!r}"
+            )
         if patch_pooler not in POOLERS:
             raise ValueError(f"patch_pooler must be one of {POOLERS}, got {patch_pooler!r}")
-        for name, value in (("pool_size", pool_size), ("pool_selection_size", pool_selection_size), ("prompt_size", prompt_size)):
+        for name, value in (
+            ("pool_size", pool_size),
+            ("pool_selection_size", pool_selection_size),
+            ("prompt_size", prompt_size),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if pool_selection_size > pool_size:
             raise ValueError(f"pool_selection_size {pool_selection_size} exceeds pool_size {pool_size}")
         self.transformer = VisionTransformer(
-            pretrained_model_name_or_path, image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim,
-            dropout, attention_dropout, num_outputs, num_channels,
+            pretrained_model_name_or_path,
+            image_size,
+            patch_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            mlp_dim,
+            dropout,
+            attention_dropout,
+            num_outputs,
+            num_channels,
         )
         self.transformer.requires_grad_(False)
         d = self.transformer.embedding_size
         if prompt_key_dim is not None and prompt_key_dim != d:
-            raise ValueError(f"prompt_key_dim {prompt_key_dim} must equal the backbone's hidden size {d} (keys meet [CLS] features)")
+            raise ValueError(
+                f"prompt_key_dim {prompt_key_dim} must equal the backbone's hidden size {d} (keys meet [CLS] features)"
+            )
         self.pool_selection_size = pool_selection_size
         self.per_batch_prompt = bool(per_batch_prompt)
         self.prompt_embedding_features = prompt_embedding_features
         self.patch_pooler = patch_pooler
         self.prompt_pool = nn.Parameter(torch.empty(pool_size, prompt_size, d).uniform_(-1, 1))  # Renate's init
-        self.prompt_keys = nn.Parameter(torch.empty(pool_size, d).uniform_(-1, 1), requires_grad=bool(train_prompt_keys))
+        self.prompt_keys = nn.Parameter(
+            torch.empty(pool_size, d).uniform_(-1, 1), requires_grad=bool(train_prompt_keys)
+        )
         self.head = nn.Linear(d, num_outputs)
         self.key_query_loss: Tensor | None = None
 

@@ -156,8 +156,12 @@ class PackedNetwork(nn.Module):
             if empty:
                 name = next(iter(empty))
                 size = self.model.get_parameter(name).numel()
-                fit = "" if prune_ratio is None else (
-                    f"; with prune_ratio={prune_ratio}, {tasks_that_fit(size, prune_ratio)} tasks fit in its {size} weights"
+                fit = (
+                    ""
+                    if prune_ratio is None
+                    else (
+                        f"; with prune_ratio={prune_ratio}, {tasks_that_fit(size, prune_ratio)} tasks fit in its {size} weights"
+                    )
                 )
                 raise ValueError(
                     f"PackNet has no free weights left in {name!r} for task {task} after {self.num_tasks} tasks{fit}"
@@ -217,8 +221,10 @@ class PackedNetwork(nn.Module):
         return self.model(x, task_ids) if takes_task_ids(self.model) else self.model(x)
 
     def _masked(self, x: Any, task_ids: Tensor, slot: int) -> Tensor:
-        weights = {name: parameter * mask.to(parameter.dtype)
-                   for (name, parameter, _), mask in zip(self.prunable(), self.visible(slot).values())}
+        weights = {
+            name: parameter * mask.to(parameter.dtype)
+            for (name, parameter, _), mask in zip(self.prunable(), self.visible(slot).values())
+        }
         args = (x, task_ids) if takes_task_ids(self.model) else (x,)
         return functional_call(self.model, weights, args, strict=False)
 

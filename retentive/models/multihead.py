@@ -59,7 +59,10 @@ class MultiHeadClassifier(nn.Module):
 
     @classmethod
     def mlp(
-        cls, class_groups: Sequence[Sequence[int]], in_features: int = 784, hidden: Sequence[int] = (100, 100),
+        cls,
+        class_groups: Sequence[Sequence[int]],
+        in_features: int = 784,
+        hidden: Sequence[int] = (100, 100),
         num_classes: int | None = None,
     ) -> MultiHeadClassifier:
         """The DER paper's MNIST MLP (784-100-100) with one linear head per task."""
@@ -95,4 +98,3 @@ class MultiHeadClassifier(nn.Module):
             values = self.heads[t](features[rows])
             out = out.index_put((rows.unsqueeze(1), self.task_classes(t).unsqueeze(0)), values)
         return out
-

@@ -45,14 +45,20 @@ class _Column(nn.Module):
             for i in range(len(widths)):
                 self.layers.append(nn.Linear(sizes[i], sizes[i + 1]))
                 # layer 0 reads the input, shared by all columns: no lateral there
-                self.laterals.append(nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1], bias=False) for _ in range(index if i else 0)))
+                self.laterals.append(
+                    nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1], bias=False) for _ in range(index if i else 0))
+                )
             self.head = nn.Linear(sizes[-1], outputs)
             self.head_laterals = nn.ModuleList(nn.Linear(sizes[-1], outputs, bias=False) for _ in range(index))
         else:
             channels, size = [in_shape[0], *widths], in_shape[1]
             for i in range(len(widths)):
                 self.layers.append(nn.Conv2d(channels[i], channels[i + 1], 3, padding=1))
-                self.laterals.append(nn.ModuleList(nn.Conv2d(channels[i], channels[i + 1], 1, bias=False) for _ in range(index if i else 0)))
+                self.laterals.append(
+                    nn.ModuleList(
+                        nn.Conv2d(channels[i], channels[i + 1], 1, bias=False) for _ in range(index if i else 0)
+                    )
+                )
             flat = channels[-1] * (size // 2 ** len(widths)) ** 2
             self.head = nn.Linear(flat, outputs)
             self.head_laterals = nn.ModuleList(nn.Linear(flat, outputs, bias=False) for _ in range(index))
@@ -111,10 +117,14 @@ class ProgressiveNetwork(nn.Module):
             raise ValueError(f"a CNN column needs in_shape (C, H, W), got {self.in_shape}")
         self.hidden = tuple(int(h) for h in (hidden or ((100, 100) if kind == "mlp" else (16, 32))))
         if kind == "cnn" and self.in_shape[1] % 2 ** len(self.hidden):
-            raise ValueError(f"image size {self.in_shape[1]} must be divisible by 2**{len(self.hidden)} (one pooling per layer)")
+            raise ValueError(
+                f"image size {self.in_shape[1]} must be divisible by 2**{len(self.hidden)} (one pooling per layer)"
+            )
         self.num_classes = int(num_classes)
         self.class_groups = None if class_groups is None else [[int(c) for c in g] for g in class_groups]
-        if self.class_groups is not None and any(not g or max(g) >= self.num_classes or min(g) < 0 for g in self.class_groups):
+        if self.class_groups is not None and any(
+            not g or max(g) >= self.num_classes or min(g) < 0 for g in self.class_groups
+        ):
             raise ValueError(f"class_groups {self.class_groups} do not fit num_classes={self.num_classes}")
         default = len(self.class_groups) if self.class_groups is not None else 10
         self.max_columns = int(max_columns if max_columns is not None else default)
@@ -143,7 +153,9 @@ class ProgressiveNetwork(nn.Module):
         column = _Column(self.hidden, self.kind, len(self._classes(k)), k, self.in_shape)
         device = self.column_tasks.device
         self.columns.append(column.to(device))
-        self.register_buffer(f"classes_{k}", torch.tensor(self._classes(k), dtype=torch.long, device=device), persistent=False)
+        self.register_buffer(
+            f"classes_{k}", torch.tensor(self._classes(k), dtype=torch.long, device=device), persistent=False
+        )
         self.column_tasks = torch.cat([self.column_tasks, self.column_tasks.new_tensor([task])])
 
     def _shrink(self, count: int) -> None:
@@ -192,7 +204,9 @@ class ProgressiveNetwork(nn.Module):
         expected = self.in_shape if self.kind == "cnn" else (math.prod(self.in_shape),)
         got = tuple(x.shape[1:]) if self.kind == "cnn" else (math.prod(x.shape[1:]),)
         if got != expected:
-            raise ValueError(f"ProgressiveNetwork ({self.kind}) takes inputs of shape {self.in_shape}, got {tuple(x.shape[1:])}")
+            raise ValueError(
+                f"ProgressiveNetwork ({self.kind}) takes inputs of shape {self.in_shape}, got {tuple(x.shape[1:])}"
+            )
         if self.num_columns == 0:  # before any task: no column, every class at fill_value
             return x.new_full((n, self.num_classes), self.fill_value)
         columns = cast("Sequence[_Column]", self.columns)
@@ -209,7 +223,9 @@ class ProgressiveNetwork(nn.Module):
             match = task_ids.unsqueeze(1) == self.column_tasks.unsqueeze(0)
             if not bool(match.any(dim=1).all()):
                 unknown = task_ids[~match.any(dim=1)][0]
-                raise DataError(f"task id {int(unknown)} has no column; the columns are for tasks {self.column_tasks.tolist()}")
+                raise DataError(
+                    f"task id {int(unknown)} has no column; the columns are for tasks {self.column_tasks.tolist()}"
+                )
             chosen = match.float().argmax(dim=1)
         out = logits[0].new_full((n, self.num_classes), self.fill_value)
         for k, values in enumerate(logits):

@@ -70,8 +70,17 @@ class SPromptTransformer(nn.Module):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.transformer = VisionTransformer(
-            pretrained_model_name_or_path, image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim,
-            dropout, attention_dropout, num_outputs, num_channels,
+            pretrained_model_name_or_path,
+            image_size,
+            patch_size,
+            num_layers,
+            num_heads,
+            hidden_dim,
+            mlp_dim,
+            dropout,
+            attention_dropout,
+            num_outputs,
+            num_channels,
         )
         self.transformer.requires_grad_(False)
         self.prompt_size = prompt_size

@@ -91,7 +91,11 @@ class FeatureTap:
         """The latest forward pass's features, as captured (not flattened)."""
         value = self._head_input if self.layer is None else self._declared
         if value is None:
-            what = f"the feature layer {self.layer!r} did not run" if self.layer is not None else "no nn.Linear ran on a tensor"
+            what = (
+                f"the feature layer {self.layer!r} did not run"
+                if self.layer is not None
+                else "no nn.Linear ran on a tensor"
+            )
             raise RuntimeError(f"{what} in the latest forward pass of {type(self.model).__name__}")
         return value
 

@@ -72,17 +72,32 @@ class VisionTransformer(nn.Module):
                 pretrained_model_name_or_path, add_pooling_layer=False, local_files_only=True
             )
         else:
-            _check_positive(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
-                            hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_channels=num_channels)
+            _check_positive(
+                image_size=image_size,
+                patch_size=patch_size,
+                num_layers=num_layers,
+                num_heads=num_heads,
+                hidden_dim=hidden_dim,
+                mlp_dim=mlp_dim,
+                num_channels=num_channels,
+            )
             if image_size % patch_size:
                 raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
             if hidden_dim % num_heads:
                 raise ValueError(f"hidden_dim {hidden_dim} must be a multiple of num_heads {num_heads}")
             config = ViTConfig(
-                hidden_size=hidden_dim, num_hidden_layers=num_layers, num_attention_heads=num_heads,
-                intermediate_size=mlp_dim, hidden_act="gelu", hidden_dropout_prob=float(dropout),
-                attention_probs_dropout_prob=float(attention_dropout), layer_norm_eps=1e-6,
-                image_size=image_size, patch_size=patch_size, num_channels=num_channels, qkv_bias=True,
+                hidden_size=hidden_dim,
+                num_hidden_layers=num_layers,
+                num_attention_heads=num_heads,
+                intermediate_size=mlp_dim,
+                hidden_act="gelu",
+                hidden_dropout_prob=float(dropout),
+                attention_probs_dropout_prob=float(attention_dropout),
+                layer_norm_eps=1e-6,
+                image_size=image_size,
+                patch_size=patch_size,
+                num_channels=num_channels,
+                qkv_bias=True,
             )
             self.backbone = ViTModel(config, add_pooling_layer=False)
         self.backbone.train()  # transformers hands models over in eval mode; a torch module starts in train

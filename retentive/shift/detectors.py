@@ -116,7 +116,9 @@ class ShiftDetectorWithFeatureExtractor(ShiftDetector):
 
     def extract_features(self, dataset: Dataset) -> Tensor:
         """``(N, D)`` features of ``dataset`` on the CPU."""
-        features, _ = extract(self._feature_extractor, dataset, self._batch_size, self._num_preprocessing_workers, self._device)
+        features, _ = extract(
+            self._feature_extractor, dataset, self._batch_size, self._num_preprocessing_workers, self._device
+        )
         return features.reshape(features.shape[0], -1).float()
 
     def _values(self, dataset: Dataset) -> Tensor:
@@ -192,12 +194,16 @@ class LabelShiftDetector(ShiftDetector):
 
     def _values(self, dataset: Dataset) -> Tensor:
         if self._predictor is not None:
-            predicted, _ = extract(self._predictor, dataset, self._batch_size, self._num_preprocessing_workers, self._device)
+            predicted, _ = extract(
+                self._predictor, dataset, self._batch_size, self._num_preprocessing_workers, self._device
+            )
             return predicted.long()
         labels = labels_of(dataset, self._batch_size, self._num_preprocessing_workers)
         if labels is None:
-            raise DataError("the label test needs labelled samples (dataset[i] = (x, y, ...)); for unlabelled data "
-                            "pass the model, to compare its predicted classes")
+            raise DataError(
+                "the label test needs labelled samples (dataset[i] = (x, y, ...)); for unlabelled data "
+                "pass the model, to compare its predicted classes"
+            )
         return labels
 
     def _test_values(self, reference: Tensor, query: Tensor, generator: torch.Generator) -> tuple[float, float, dict]:
@@ -205,4 +211,8 @@ class LabelShiftDetector(ShiftDetector):
         if int(max(reference.max(), query.max())) >= width:
             raise DataError(f"labels up to {int(max(reference.max(), query.max()))} but num_classes={width}")
         statistic, p_value, details = chi_square_test(class_counts(reference, width), class_counts(query, width))
-        return statistic, p_value, {**details, "test": "chi-square", "on": "predictions" if self._predictor else "labels"}
+        return (
+            statistic,
+            p_value,
+            {**details, "test": "chi-square", "on": "predictions" if self._predictor else "labels"},
+        )

@@ -36,7 +36,9 @@ def _call(model: nn.Module, x: Any) -> Tensor:
     """The model's logits; a task-routed model gets task id 0 (its first head) for every sample."""
     if not takes_task_ids(model):
         return model(x)
-    return model(x, torch.zeros(nested.batch_size(x), dtype=torch.long, device=next(iter(nested.flatten(x).values())).device))
+    return model(
+        x, torch.zeros(nested.batch_size(x), dtype=torch.long, device=next(iter(nested.flatten(x).values())).device)
+    )
 
 
 class RawInputs(nn.Module):
@@ -95,7 +97,11 @@ def _batches(dataset: Dataset, batch_size: int, num_workers: int) -> Iterator[tu
 
 
 def extract(
-    extractor: nn.Module, dataset: Dataset, batch_size: int = 32, num_workers: int = 0, device: str | torch.device = "cpu"
+    extractor: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str | torch.device = "cpu",
 ) -> tuple[Tensor, Tensor | None]:
     """``(features (N, D) on the CPU, labels (N,) or None)`` of ``dataset`` under ``extractor``.
 

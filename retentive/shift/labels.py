@@ -23,7 +23,9 @@ from torch import Tensor
 def class_counts(labels: Tensor, num_classes: int) -> Tensor:
     """``(num_classes,)`` int64 counts of integer ``labels``."""
     if labels.dtype.is_floating_point or labels.dim() != 1:
-        raise ValueError(f"labels must be a 1-d integer tensor, got shape {tuple(labels.shape)} and dtype {labels.dtype}")
+        raise ValueError(
+            f"labels must be a 1-d integer tensor, got shape {tuple(labels.shape)} and dtype {labels.dtype}"
+        )
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError(f"labels must be class indices >= 0, got {int(labels.min())}")
     return torch.bincount(labels.long().cpu(), minlength=num_classes)

@@ -42,7 +42,9 @@ def check_archive(data: bytes, where: str) -> None:
     total = 0
     for info in infos:
         if info.filename in names:
-            raise StateError(f"state file {where!r} could not be read safely: it holds the entry {info.filename!r} twice")
+            raise StateError(
+                f"state file {where!r} could not be read safely: it holds the entry {info.filename!r} twice"
+            )
         names.add(info.filename)
         method = _local_method(data, info, where)
         if info.compress_type != zipfile.ZIP_STORED or method != zipfile.ZIP_STORED:

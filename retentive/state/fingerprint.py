@@ -33,7 +33,7 @@ def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
         digest.update(_tensor_bytes(targets))
     for index in sorted({0, n // 2, n - 1}):
         for part in dataset[index]:  # nested inputs: every leaf, in flatten's order, with its path
-            for path, leaf in (nested.flatten(part).items() if nested.is_nested(part) else [("", part)]):
+            for path, leaf in nested.flatten(part).items() if nested.is_nested(part) else [("", part)]:
                 digest.update(path.encode() + _tensor_bytes(leaf))
     return {"samples": n, "sha256": digest.hexdigest()}
 
@@ -98,5 +98,3 @@ def differences(recorded: Any, expected: dict[str, Any]) -> str:
         else:
             parts.append(f"{key}: checkpoint {_short(old)}, this update {_short(new)}")
     return "; ".join(parts)
-
-

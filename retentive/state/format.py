@@ -144,8 +144,12 @@ def save_state(
         if own_lock:
             lock.release()
         if own_guard:
-            guard.deliver(committed, f"interrupted after the state folder {str(target)!r} was written" if committed
-                          else f"interrupted before the state folder {str(target)!r} was written; nothing was written")
+            guard.deliver(
+                committed,
+                f"interrupted after the state folder {str(target)!r} was written"
+                if committed
+                else f"interrupted before the state folder {str(target)!r} was written; nothing was written",
+            )
     return target
 
 
@@ -156,11 +160,15 @@ def _write_staged(target: Path, state: State, guard: CommitGuard) -> bool:
         try:
             rename_noreplace(staging, target)
         except FileExistsError:
-            raise StateError(f"output_state_folder {str(target)!r} appeared while the state was being written") from None
+            raise StateError(
+                f"output_state_folder {str(target)!r} appeared while the state was being written"
+            ) from None
     try:
         _fsync_dir(target.parent)
     except OSError as error:
-        raise StateError(f"the state folder {str(target)!r} is written, but syncing its folder failed: {error}") from error
+        raise StateError(
+            f"the state folder {str(target)!r} is written, but syncing its folder failed: {error}"
+        ) from error
     return True
 
 
@@ -295,7 +303,9 @@ def load_state(
     return _read_version(path, lambda version: _load_version(version, path, map_location, allow_checkpoint))
 
 
-def _load_version(version: FolderVersion, path: Path, map_location: str | torch.device, allow_checkpoint: bool) -> State:
+def _load_version(
+    version: FolderVersion, path: Path, map_location: str | torch.device, allow_checkpoint: bool
+) -> State:
     present = [name for name in (MANIFEST, *PAYLOADS) if version.has(name)]
     try:
         version.open(*present)  # all pinned to this version before any is read
@@ -304,8 +314,13 @@ def _load_version(version: FolderVersion, path: Path, map_location: str | torch.
     raw = _manifest_bytes(version, path)
     manifest = check_manifest(raw, path, allow_checkpoint)
     payloads = [_payload(version, path / name, manifest["files"][name], map_location) for name in PAYLOADS]
-    return State(model=payloads[0], learner=payloads[1], memory=payloads[2], manifest=manifest,
-                 version=hashlib.sha256(raw).hexdigest())
+    return State(
+        model=payloads[0],
+        learner=payloads[1],
+        memory=payloads[2],
+        manifest=manifest,
+        version=hashlib.sha256(raw).hexdigest(),
+    )
 
 
 def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: str | torch.device) -> dict[str, Any]:

@@ -47,23 +47,29 @@ def find_leftovers(parent: str | os.PathLike[str]) -> list[Leftover]:
     for entry in entries:
         name = entry.name
         if name.startswith(STAGING_PREFIX):
-            target = staging_target_name(entry) or name[len(STAGING_PREFIX):]
+            target = staging_target_name(entry) or name[len(STAGING_PREFIX) :]
             busy = lock_is_held(parent / f"{LOCK_PREFIX}{target}")
-            note = "being written now" if busy else (
-                f"left by an interrupted write; removed by the next update writing {target!r}")
+            note = (
+                "being written now"
+                if busy
+                else (f"left by an interrupted write; removed by the next update writing {target!r}")
+            )
             found.append(Leftover(entry, "staging", target, not busy, note))
         elif name.startswith(LOCK_PREFIX):
-            target = name[len(LOCK_PREFIX):]
+            target = name[len(LOCK_PREFIX) :]
             if lock_is_held(entry):
                 pid = read_holder(entry).get("pid", "?")
                 found.append(Leftover(entry, "lock", target, False, f"held by pid {pid}: an update is running"))
             else:
                 found.append(Leftover(entry, "lock", target, True, "its holder exited; the next update takes it over"))
         elif name.startswith(RESUME_PREFIX):
-            target = name[len(RESUME_PREFIX):]
+            target = name[len(RESUME_PREFIX) :]
             done = (parent / target).exists()
-            note = "its output exists, so they are no longer needed" if done else (
-                "an unfinished update; rerun it with resume=True to continue")
+            note = (
+                "its output exists, so they are no longer needed"
+                if done
+                else ("an unfinished update; rerun it with resume=True to continue")
+            )
             found.append(Leftover(entry, "resume", target, done, note))
     return found
 

@@ -138,11 +138,17 @@ def swap_in(
         try:
             recover(target)
             if expected is not None:
-                check_unchanged(target, expected, f"{expected[:12]}", "Nothing was written; the new state was discarded "
-                                "(build the updater again from the folder's current state to update it).")
+                check_unchanged(
+                    target,
+                    expected,
+                    f"{expected[:12]}",
+                    "Nothing was written; the new state was discarded "
+                    "(build the updater again from the folder's current state to update it).",
+                )
             old_digest = manifest_digest(target)
-            staging = write_staging(target, State(state.model, state.learner, state.memory,
-                                                  {**state.manifest, "replaces": old_digest}))
+            staging = write_staging(
+                target, State(state.model, state.learner, state.memory, {**state.manifest, "replaces": old_digest})
+            )
             committed = _exchange_staged(staging, target, guard)
             _keep_previous(staging, target)
         except BaseException:
@@ -181,8 +187,9 @@ def _exchange_staged(staging: Path, target: Path, guard: CommitGuard) -> bool:
             raise
         if not isinstance(error, OSError):
             raise
-        warnings.warn(f"the new state of {str(target)!r} is in place, but syncing its folder failed: {error}",
-                      stacklevel=3)
+        warnings.warn(
+            f"the new state of {str(target)!r} is in place, but syncing its folder failed: {error}", stacklevel=3
+        )
     return True
 
 
@@ -245,6 +252,10 @@ def rollback(folder: str | os.PathLike[str], expected: str | None = None) -> Pat
             _discard(previous)
             _fsync_dir(target.parent)
         finally:
-            guard.deliver(committed, f"interrupted after the rollback of {str(target)!r} was committed"
-                          if committed else f"interrupted before the rollback of {str(target)!r}; nothing was changed")
+            guard.deliver(
+                committed,
+                f"interrupted after the rollback of {str(target)!r} was committed"
+                if committed
+                else f"interrupted before the rollback of {str(target)!r}; nothing was changed",
+            )
     return target

@@ -75,7 +75,9 @@ def _file_report(folder: Path, name: str, manifest: dict[str, Any] | None) -> Fi
     if not entry:
         return FileReport(name, size, None, None, False, "not listed in the manifest")
     if size != expected_bytes:
-        return FileReport(name, size, expected_bytes, expected_sha, False, f"size {size} != {expected_bytes} in the manifest")
+        return FileReport(
+            name, size, expected_bytes, expected_sha, False, f"size {size} != {expected_bytes} in the manifest"
+        )
     try:
         digest = _sha256(path)
     except OSError as error:
@@ -120,13 +122,20 @@ def _input_leaves(memory: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
         value = storage[key]
         if torch.is_tensor(value) and is_input_key(key):
             stored = str(value.dtype).removeprefix("torch.")
-            leaves[key] = {"shape": list(value.shape[1:]), "dtype": str(dtypes.get(key, stored)), "stored_dtype": stored}
+            leaves[key] = {
+                "shape": list(value.shape[1:]),
+                "dtype": str(dtypes.get(key, stored)),
+                "stored_dtype": stored,
+            }
     return leaves or None
 
 
 def leftovers_beside(folder: str | os.PathLike[str]) -> list[str]:
     """Describe the debris interrupted runs left in ``folder``'s parent (one line each)."""
-    return [f"{item.path.name}: {item.kind} of {item.target!r}: {_advice(item.note)}" for item in find_leftovers(Path(folder).parent)]
+    return [
+        f"{item.path.name}: {item.kind} of {item.target!r}: {_advice(item.note)}"
+        for item in find_leftovers(Path(folder).parent)
+    ]
 
 
 def inspect_state(folder: str | os.PathLike[str]) -> StateReport:
@@ -176,13 +185,16 @@ def format_report(report: StateReport) -> str:
             f"format          {m.get('format')} v{m.get('format_version')} (kind {m.get('kind', 'state')}), written by "
             f"retentive {m.get('retentive_version')} with torch {m.get('torch_version')} at {m.get('created')}"
         )
-        lines.append(f"updater         {m.get('updater')}; updates done {m.get('updates_done')}; "
-                     f"tasks seen (task: samples) {m.get('tasks_seen')}")
+        lines.append(
+            f"updater         {m.get('updater')}; updates done {m.get('updates_done')}; "
+            f"tasks seen (task: samples) {m.get('tasks_seen')}"
+        )
         if isinstance(hyper, dict):
             lines.append("hyperparameters " + ", ".join(f"{k}={v}" for k, v in sorted(hyper.items())))
         if isinstance(m.get("resume"), dict):
-            lines.append(f"resume          checkpoint of {m['resume'].get('of')!r} after "
-                         f"{m['resume'].get('epochs_done')} epochs")
+            lines.append(
+                f"resume          checkpoint of {m['resume'].get('of')!r} after {m['resume'].get('epochs_done')} epochs"
+            )
     lines.append("files")
     for f in report.files:
         status = "ok" if f.ok else f"BAD: {f.problem}"
@@ -192,8 +204,10 @@ def format_report(report: StateReport) -> str:
     memory = m.get("memory")
     if isinstance(memory, dict):
         capacity = hyper.get("memory_size") if isinstance(hyper, dict) else None
-        lines.append(f"memory          {memory.get('size')} samples (capacity {capacity}, offered {memory.get('seen')}), "
-                     f"keys {memory.get('keys')}")
+        lines.append(
+            f"memory          {memory.get('size')} samples (capacity {capacity}, offered {memory.get('seen')}), "
+            f"keys {memory.get('keys')}"
+        )
     if report.memory_inputs:
         width = max(len(key) for key in report.memory_inputs)
         lines.append("  inputs (per sample)")

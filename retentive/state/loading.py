@@ -18,8 +18,11 @@ def _mismatch(model: nn.Module, saved: dict) -> str:
     own = model.state_dict()
     missing = [name for name in own if name not in saved]
     unexpected = [name for name in saved if name not in own]
-    shapes = [f"{name} {tuple(saved[name].shape)} saved, {tuple(own[name].shape)} here"
-              for name in own if name in saved and tuple(saved[name].shape) != tuple(own[name].shape)]
+    shapes = [
+        f"{name} {tuple(saved[name].shape)} saved, {tuple(own[name].shape)} here"
+        for name in own
+        if name in saved and tuple(saved[name].shape) != tuple(own[name].shape)
+    ]
     parts = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)):
         if names:

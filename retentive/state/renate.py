@@ -69,8 +69,11 @@ def _model_weights(folder: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
 
 
 def _sample_files(buffer_dir: Path, size: int) -> list[Path]:
-    files = {int(m.group(1)): p for p in buffer_dir.iterdir() if (m := re.fullmatch(r"(\d+)\.pt", p.name))} \
-        if buffer_dir.is_dir() else {}
+    files = (
+        {int(m.group(1)): p for p in buffer_dir.iterdir() if (m := re.fullmatch(r"(\d+)\.pt", p.name))}
+        if buffer_dir.is_dir()
+        else {}
+    )
     missing = [i for i in range(size) if i not in files]
     if missing:
         raise StateError(f"the Renate buffer in {str(buffer_dir)!r} holds {size} samples but lacks {missing[:5]}.pt")
@@ -102,9 +105,13 @@ def _memory(folder: Path, buffer: dict[str, Any]) -> tuple[dict[str, Any], str]:
         storage[key] = values[:size].clone()
     generator = torch.Generator().manual_seed(int(buffer.get("seed", 0)))
     state = {
-        "capacity": capacity, "policy": POLICIES[kind], "size": size, "seen": seen,
+        "capacity": capacity,
+        "policy": POLICIES[kind],
+        "size": size,
+        "seen": seen,
         "generators": {"insert": generator.get_state(), "sample": generator.get_state()},
-        "storage": storage, "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in storage.items()},
+        "storage": storage,
+        "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in storage.items()},
     }
     return state, kind
 
@@ -115,14 +122,20 @@ def _learner(types: tuple[str, ...]) -> dict[str, Any]:
     components = [getattr(retentive.components, name)(1.0) for name in types]
     rng = __import__("random").Random(0).getstate()
     return {
-        "learner": {"total_steps": 0, "components": [c.state_dict() for c in components],
-                    "component_types": list(types),
-                    "generator": torch.Generator().manual_seed(0).get_state(), "rng": [rng[0], list(rng[1]), rng[2]]},
+        "learner": {
+            "total_steps": 0,
+            "components": [c.state_dict() for c in components],
+            "component_types": list(types),
+            "generator": torch.Generator().manual_seed(0).get_state(),
+            "rng": [rng[0], list(rng[1]), rng[2]],
+        },
         "updater": {"updates_done": 1, "tasks_seen": {}, "task_order": []},
     }
 
 
-def import_renate(renate_folder: str | os.PathLike[str], new_folder: str | os.PathLike[str], updater: str | None = None) -> Path:
+def import_renate(
+    renate_folder: str | os.PathLike[str], new_folder: str | os.PathLike[str], updater: str | None = None
+) -> Path:
     """Convert the Renate state folder ``renate_folder`` into the new state folder ``new_folder``.
 
     ``updater`` names the retentive updater that will continue from it (default: DER when the
@@ -150,23 +163,42 @@ def import_renate(renate_folder: str | os.PathLike[str], new_folder: str | os.Pa
             memory, kind = _memory(source, buffer)
             read += [f"{BUFFER_DIR}/{i}.pt" for i in range(memory["size"])]
     if updater is None:
-        updater = ("DarkExperienceReplayModelUpdater" if memory and "logits" in memory["storage"]
-                   else "ExperienceReplayModelUpdater" if memory else "FineTuningModelUpdater")
+        updater = (
+            "DarkExperienceReplayModelUpdater"
+            if memory and "logits" in memory["storage"]
+            else "ExperienceReplayModelUpdater"
+            if memory
+            else "FineTuningModelUpdater"
+        )
     if memory is None:
         if importable[updater]:
             raise StateError(f"{updater} replays a memory, but {str(source)!r} holds no Renate buffer")
-        memory = {"capacity": 0, "policy": "reservoir", "size": 0, "seen": 0,
-                  "generators": {"insert": torch.Generator().get_state(), "sample": torch.Generator().get_state()},
-                  "storage": {}, "dtypes": {}}
+        memory = {
+            "capacity": 0,
+            "policy": "reservoir",
+            "size": 0,
+            "seen": 0,
+            "generators": {"insert": torch.Generator().get_state(), "sample": torch.Generator().get_state()},
+            "storage": {},
+            "dtypes": {},
+        }
     elif "LogitMSE" in importable[updater] and "logits" not in memory["storage"]:
         raise StateError(f"{updater} needs the logits stored with each sample; the Renate buffer holds none")
     manifest = {
-        "updater": updater, "hyperparameters": {"memory_size": memory["capacity"]}, "updates_done": 1,
-        "tasks_seen": {}, "task_order": [], "world_size": 1, "effective_precision": None,
+        "updater": updater,
+        "hyperparameters": {"memory_size": memory["capacity"]},
+        "updates_done": 1,
+        "tasks_seen": {},
+        "task_order": [],
+        "world_size": 1,
+        "effective_precision": None,
         "memory": {"size": memory["size"], "seen": memory["seen"], "keys": list(memory["storage"])},
-        "imported_from": {"renate_folder": str(source.resolve()), "buffer": kind, "dropped_model_keys": dropped,
-                          "files": {name: _sha256(source / name) for name in read}},
+        "imported_from": {
+            "renate_folder": str(source.resolve()),
+            "buffer": kind,
+            "dropped_model_keys": dropped,
+            "files": {name: _sha256(source / name) for name in read},
+        },
     }
-    save_state(target, State(model=weights, learner=_learner(importable[updater]),
-                            memory=memory, manifest=manifest))
+    save_state(target, State(model=weights, learner=_learner(importable[updater]), memory=memory, manifest=manifest))
     return target

@@ -96,8 +96,12 @@ def capture_rng() -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": [version, list(internal), gauss_next],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -109,8 +113,9 @@ def restore_rng(state: dict[str, Any]) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     numpy = state["numpy"]
-    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
-                         numpy["has_gauss"], numpy["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -190,8 +195,7 @@ def write_checkpoint(
         manifest={
             **state.manifest,
             "kind": KIND_CHECKPOINT,
-            "resume": {"of": output.name, "fingerprint": fingerprint, "epochs_done": epochs_done,
-                       "complete": complete},
+            "resume": {"of": output.name, "fingerprint": fingerprint, "epochs_done": epochs_done, "complete": complete},
         },
     )
     refuse_symlink(root, "the resume folder")
@@ -211,8 +215,11 @@ def write_checkpoint(
                 root.rmdir()
         raise
     finally:
-        guard.deliver(False, f"interrupted while the resume checkpoint after epoch {epochs_done} was written; the "
-                      "update was not committed")
+        guard.deliver(
+            False,
+            f"interrupted while the resume checkpoint after epoch {epochs_done} was written; the "
+            "update was not committed",
+        )
     for entry in root.iterdir():  # older checkpoints and staging debris
         if entry == folder:
             continue
@@ -341,8 +348,9 @@ class ResumeSession:
         """After ``epochs_done`` epochs; ``trainer=None`` marks the final one (training over)."""
         assert self.lock is not None and self._loader is not None
         training = {} if trainer is None else capture_training(trainer, self._loader)
-        write_checkpoint(self.output, self.lock, self.capture(), training, self.fingerprint, epochs_done,
-                         complete=trainer is None)
+        write_checkpoint(
+            self.output, self.lock, self.capture(), training, self.fingerprint, epochs_done, complete=trainer is None
+        )
 
     def attach_loader(self, loader: DataLoader) -> None:
         """The update's training loader: its generator is saved with, and restored from, checkpoints."""
@@ -352,7 +360,9 @@ class ResumeSession:
         try:
             loader.generator.set_state(self.checkpoint.training["loader_generator"])
         except (RuntimeError, TypeError) as error:
-            raise StateError(f"the checkpoint {str(self.checkpoint.folder)!r} does not fit this update: {error}") from error
+            raise StateError(
+                f"the checkpoint {str(self.checkpoint.folder)!r} does not fit this update: {error}"
+            ) from error
 
     def finish(self) -> None:
         """After a successful fit: the complete checkpoint (a crash before the save keeps the training)."""

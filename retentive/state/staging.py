@@ -87,10 +87,7 @@ def staging_folders(parent: str | os.PathLike[str], target_name: str | None = No
         entries = sorted(Path(parent).iterdir())
     except OSError:
         return []
-    return [
-        p for p in entries
-        if is_staging(p) and (target_name is None or staging_target_name(p) == target_name)
-    ]
+    return [p for p in entries if is_staging(p) and (target_name is None or staging_target_name(p) == target_name)]
 
 
 def remove_stale_staging(target: str | os.PathLike[str]) -> list[Path]:

@@ -17,14 +17,37 @@ from retentive.training.renate_names import OPTIMIZER_KEYS, RENAMED, make_optimi
 from retentive.training.settings import JobSettings
 
 #: updater arguments a config space may not set: the job decides them
-RESERVED = frozenset({
-    "model", "loss_fn", "optimizer", "input_state_folder", "output_state_folder", "logger", "callbacks",
-    "resume", "logged_metrics", "learning_rate_scheduler", "learning_rate_scheduler_interval", "metric", "mode",
-    "enable_progress_bar", *TRANSFORMS,
-})
+RESERVED = frozenset(
+    {
+        "model",
+        "loss_fn",
+        "optimizer",
+        "input_state_folder",
+        "output_state_folder",
+        "logger",
+        "callbacks",
+        "resume",
+        "logged_metrics",
+        "learning_rate_scheduler",
+        "learning_rate_scheduler_interval",
+        "metric",
+        "mode",
+        "enable_progress_bar",
+        *TRANSFORMS,
+    }
+)
 #: updater arguments the job's own arguments set (the job's value wins, as in Renate)
-FROM_JOB = ("max_epochs", "seed", "accelerator", "devices", "strategy", "precision", "deterministic_trainer",
-            "gradient_clip_val", "gradient_clip_algorithm")
+FROM_JOB = (
+    "max_epochs",
+    "seed",
+    "accelerator",
+    "devices",
+    "strategy",
+    "precision",
+    "deterministic_trainer",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+)
 
 
 @dataclass
@@ -81,8 +104,9 @@ def _logger(settings: JobSettings, name: str) -> Any:
     return TensorBoardLogger(save_dir=str(settings.logs_path), name=name)
 
 
-def from_module(settings: JobSettings, values: Mapping[str, Any], output: str, callbacks: Sequence[Any],
-                log_name: str) -> Assembled:
+def from_module(
+    settings: JobSettings, values: Mapping[str, Any], output: str, callbacks: Sequence[Any], log_name: str
+) -> Assembled:
     """Build from a Renate config module: data module, model, loss, optimizer, scheduler, metrics,
     transforms, then the updater named by ``settings.updater``."""
     import torch
@@ -103,14 +127,29 @@ def from_module(settings: JobSettings, values: Mapping[str, Any], output: str, c
         arguments["learning_rate_scheduler"], arguments["learning_rate_scheduler_interval"] = scheduler
     val = data_module.val_data()
     updater = cls(
-        model=model, loss_fn=loss_fn, optimizer=optimizer, logged_metrics=call(module, "metrics_fn", given),
-        input_state_folder=settings.input_state, output_state_folder=output,
-        metric=settings.metric if val is not None else None, mode=settings.mode,
-        logger=_logger(settings, log_name), enable_progress_bar=False, callbacks=list(callbacks),
-        **_job_arguments(settings), **_updater_values(values, cls), **arguments,
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        logged_metrics=call(module, "metrics_fn", given),
+        input_state_folder=settings.input_state,
+        output_state_folder=output,
+        metric=settings.metric if val is not None else None,
+        mode=settings.mode,
+        logger=_logger(settings, log_name),
+        enable_progress_bar=False,
+        callbacks=list(callbacks),
+        **_job_arguments(settings),
+        **_updater_values(values, cls),
+        **arguments,
     )
-    return Assembled(updater, data_module.train_data(), val, data_module.train_collate_fn(),
-                     data_module.val_collate_fn(), settings.task_id)
+    return Assembled(
+        updater,
+        data_module.train_data(),
+        val,
+        data_module.train_collate_fn(),
+        data_module.val_collate_fn(),
+        settings.task_id,
+    )
 
 
 def yaml_overrides(values: Mapping[str, Any]) -> list[str]:
@@ -120,8 +159,9 @@ def yaml_overrides(values: Mapping[str, Any]) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in values.items()]
 
 
-def from_yaml(settings: JobSettings, values: Mapping[str, Any], output: str, callbacks: Sequence[Any],
-              log_name: str) -> Assembled:
+def from_yaml(
+    settings: JobSettings, values: Mapping[str, Any], output: str, callbacks: Sequence[Any], log_name: str
+) -> Assembled:
     """Build from a ``retentive update`` YAML config, with the searched values as ``--set`` overrides."""
     from retentive.cli.config import build_updater, load_config
     from retentive.data.files import read_chunk

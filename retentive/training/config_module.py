@@ -23,8 +23,12 @@ from retentive.errors import RetentiveError
 
 REQUIRED = ("model_fn", "data_module_fn")
 TRANSFORMS = (
-    "train_transform", "train_target_transform", "test_transform", "test_target_transform",
-    "buffer_transform", "buffer_target_transform",
+    "train_transform",
+    "train_target_transform",
+    "test_transform",
+    "test_target_transform",
+    "buffer_transform",
+    "buffer_target_transform",
 )
 OPTIONAL = ("loss_fn", "optimizer_fn", "lr_scheduler_fn", "metrics_fn", *TRANSFORMS)
 #: arguments the job fills in itself, never taken from the config space
@@ -50,7 +54,9 @@ def import_config_module(path: str | os.PathLike[str]) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
-        raise ConfigModuleError(f"config_file {str(file)!r} failed to import: {type(error).__name__}: {error}") from error
+        raise ConfigModuleError(
+            f"config_file {str(file)!r} failed to import: {type(error).__name__}: {error}"
+        ) from error
     missing = [fn for fn in REQUIRED if not callable(getattr(module, fn, None))]
     if missing:
         raise ConfigModuleError(

@@ -35,8 +35,9 @@ class JobResult:
         return dict(self.winner.config)
 
 
-def _run_single(settings: JobSettings, space: Mapping[str, Any], folder: Path, progress: Progress | None) -> tuple[
-        list[TrialRecord], dict[int, Path]]:
+def _run_single(
+    settings: JobSettings, space: Mapping[str, Any], folder: Path, progress: Progress | None
+) -> tuple[list[TrialRecord], dict[int, Path]]:
     from retentive.training.trial import STATE_NAME, run_trial
 
     record = TrialRecord(0, dict(space))
@@ -54,9 +55,19 @@ def _run_single(settings: JobSettings, space: Mapping[str, Any], folder: Path, p
     return [record], {0: output}
 
 
-def execute(settings: JobSettings, space: dict[str, Any], output: Path | str, *, n_workers: int = 1, scheduler: Any = None,
-            scheduler_kwargs: Mapping[str, Any] | None = None, max_time: float | None = None,
-            max_trials: int | None = None, keep_trials: bool = False, progress: Progress | None = None) -> JobResult:
+def execute(
+    settings: JobSettings,
+    space: dict[str, Any],
+    output: Path | str,
+    *,
+    n_workers: int = 1,
+    scheduler: Any = None,
+    scheduler_kwargs: Mapping[str, Any] | None = None,
+    max_time: float | None = None,
+    max_trials: int | None = None,
+    keep_trials: bool = False,
+    progress: Progress | None = None,
+) -> JobResult:
     """Run the trials under ``settings.working_directory`` and promote the winner to ``output``."""
     start = time.perf_counter()
     metric, mode = settings.metric or "train_loss", settings.mode if settings.metric else "min"
@@ -66,24 +77,44 @@ def execute(settings: JobSettings, space: dict[str, Any], output: Path | str, *,
         if is_search(space):
             job_file = settings.write(folder / "job.json")
             records, folders, backend = run_search(
-                space, job_file, folder, metric, mode, n_workers, scheduler, scheduler_kwargs, settings.seed,
-                settings.max_epochs or 50, max_time, max_trials, progress, settings.devices, settings.accelerator)
+                space,
+                job_file,
+                folder,
+                metric,
+                mode,
+                n_workers,
+                scheduler,
+                scheduler_kwargs,
+                settings.seed,
+                settings.max_epochs or 50,
+                max_time,
+                max_trials,
+                progress,
+                settings.devices,
+                settings.accelerator,
+            )
             winner = choose_winner(records, folders, metric, mode)
             if winner is None:
                 first = records[0].trial_id if records else 0
-                raise RuntimeError(f"no trial finished with a value of {metric!r} ({len(records)} started); the log "
-                                   f"of trial {first}:\n{trial_log(backend, first)}")
+                raise RuntimeError(
+                    f"no trial finished with a value of {metric!r} ({len(records)} started); the log "
+                    f"of trial {first}:\n{trial_log(backend, first)}"
+                )
         else:
             records, folders = _run_single(settings, space, folder, progress)
             winner = records[0]
         history = read_history(settings.input_state)
         csv_bytes = hpo_csv(history, records, metric)
-        name = "single" if not is_search(space) else (scheduler if isinstance(scheduler, str) else
-                                                       getattr(scheduler, "__name__", "random"))
+        name = (
+            "single"
+            if not is_search(space)
+            else (scheduler if isinstance(scheduler, str) else getattr(scheduler, "__name__", "random"))
+        )
         record = manifest_record(records, winner, metric, mode, name or "random", csv_bytes)
         promote(folders[winner.trial_id], output, record, {HPO_FILE: csv_bytes})
     finally:
         if not keep_trials:
             shutil.rmtree(folder, ignore_errors=True)
-    return JobResult(output, metric, mode, winner, records, time.perf_counter() - start,
-                     folder if keep_trials else None)
+    return JobResult(
+        output, metric, mode, winner, records, time.perf_counter() - start, folder if keep_trials else None
+    )

@@ -37,9 +37,14 @@ def _rows(update_id: int, trials: Sequence[TrialRecord], metric: str) -> list[di
     rows = []
     for trial in trials:
         for result in trial.results:
-            row: dict[str, Any] = {"update_id": update_id, "trial_id": trial.trial_id,
-                                   "epoch": result.get("epoch"), metric: result.get(metric),
-                                   "st_worker_time": result.get("st_worker_time"), "status": trial.status}
+            row: dict[str, Any] = {
+                "update_id": update_id,
+                "trial_id": trial.trial_id,
+                "epoch": result.get("epoch"),
+                metric: result.get(metric),
+                "st_worker_time": result.get("st_worker_time"),
+                "status": trial.status,
+            }
             row.update({f"config_{key}": value for key, value in trial.config.items()})
             rows.append(row)
     return rows
@@ -78,12 +83,16 @@ def manifest_record(
     trials: Sequence[TrialRecord], winner: TrialRecord, metric: str, mode: str, scheduler: str, csv_bytes: bytes
 ) -> dict[str, Any]:
     """What the promoted state's manifest says about the search that chose it."""
-    return {MANIFEST_KEY: {
-        "metric": metric,
-        "mode": mode,
-        "scheduler": scheduler,
-        "winner": {"trial_id": winner.trial_id, "config": winner.config, metric: winner.best(metric, mode)},
-        "trials": [{"trial_id": t.trial_id, "status": t.status, "config": t.config, metric: t.best(metric, mode)}
-                   for t in trials],
-        "hpo_csv": {"name": HPO_FILE, "sha256": hashlib.sha256(csv_bytes).hexdigest(), "bytes": len(csv_bytes)},
-    }}
+    return {
+        MANIFEST_KEY: {
+            "metric": metric,
+            "mode": mode,
+            "scheduler": scheduler,
+            "winner": {"trial_id": winner.trial_id, "config": winner.config, metric: winner.best(metric, mode)},
+            "trials": [
+                {"trial_id": t.trial_id, "status": t.status, "config": t.config, metric: t.best(metric, mode)}
+                for t in trials
+            ],
+            "hpo_csv": {"name": HPO_FILE, "sha256": hashlib.sha256(csv_bytes).hexdigest(), "bytes": len(csv_bytes)},
+        }
+    }

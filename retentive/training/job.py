@@ -28,8 +28,9 @@ def check_backend(backend: str) -> None:
         raise ValueError(f"backend must be 'local', got {backend!r}")
 
 
-def stop_after(max_num_trials_started: int | None, max_num_trials_completed: int | None,
-               max_num_trials_finished: int | None) -> int | None:
+def stop_after(
+    max_num_trials_started: int | None, max_num_trials_completed: int | None, max_num_trials_finished: int | None
+) -> int | None:
     """How many trials a search runs: the smallest of Renate's three trial limits given."""
     given = [n for n in (max_num_trials_started, max_num_trials_completed, max_num_trials_finished) if n is not None]
     for n in given:
@@ -38,14 +39,16 @@ def stop_after(max_num_trials_started: int | None, max_num_trials_completed: int
     return min(given) if given else None
 
 
-def check_search(space: Mapping[str, Any], max_time: float | None, max_trials: int | None, n_workers: int,
-                 scheduler: Any) -> None:
+def check_search(
+    space: Mapping[str, Any], max_time: float | None, max_trials: int | None, n_workers: int, scheduler: Any
+) -> None:
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
         raise ValueError(f"n_workers must be an int >= 1, got {n_workers!r}")
     check_scheduler(scheduler)
     if is_search(space) and max_time is None and max_trials is None:
-        raise ValueError("a config space with domains is a search: give max_time or max_num_trials_finished, "
-                         "else it never stops")
+        raise ValueError(
+            "a config space with domains is a search: give max_time or max_num_trials_finished, else it never stops"
+        )
 
 
 def check_metric(module: Any, space: Mapping[str, Any], settings: JobSettings) -> None:
@@ -64,13 +67,19 @@ def prepare_data(module: Any, space: Mapping[str, Any], settings: JobSettings) -
     """Renate's order: ``prepare_data()`` once in the job, then check a search has validation data."""
     from retentive.training.config_module import call
 
-    data_module = call(module, "data_module_fn", {**settings.function_values(), **first_values(space)},
-                       data_path=str(settings.data_path))
+    data_module = call(
+        module,
+        "data_module_fn",
+        {**settings.function_values(), **first_values(space)},
+        data_path=str(settings.data_path),
+    )
     data_module.prepare_data()
     data_module.setup()
     if is_search(space) and data_module.val_data() is None:
-        raise ValueError("a search chooses its winner on validation data, but data_module_fn's val_data() is None: "
-                         "give the data module a validation set (e.g. val_size > 0)")
+        raise ValueError(
+            "a search chooses its winner on validation data, but data_module_fn's val_data() is None: "
+            "give the data module a validation set (e.g. val_size > 0)"
+        )
 
 
 def run_training_job(
@@ -139,10 +148,21 @@ def run_training_job(
     check_space_keys(list(space), module, updater_class(updater))
     working = Path(working_directory or "renate_working_dir")
     settings = JobSettings(
-        working_directory=str(working.resolve()), metric=metric, mode=mode, updater=updater,
-        config_file=str(Path(config_file).resolve()), max_epochs=max_epochs, task_id=task_id, chunk_id=chunk_id,
-        seed=seed, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-        deterministic_trainer=deterministic_trainer, gradient_clip_val=gradient_clip_val,
+        working_directory=str(working.resolve()),
+        metric=metric,
+        mode=mode,
+        updater=updater,
+        config_file=str(Path(config_file).resolve()),
+        max_epochs=max_epochs,
+        task_id=task_id,
+        chunk_id=chunk_id,
+        seed=seed,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        deterministic_trainer=deterministic_trainer,
+        gradient_clip_val=gradient_clip_val,
         gradient_clip_algorithm=gradient_clip_algorithm,
         threads=threads if threads is not None or not is_search(space) else max(1, (os.cpu_count() or 1) // n_workers),
     )
@@ -151,6 +171,15 @@ def run_training_job(
     with localized_input(input_state_url, working) as local_input:
         settings.input_state = None if local_input is None else str(local_input.resolve())
         prepare_data(module, space, settings)
-        return execute(settings, space, output, n_workers=n_workers, scheduler=scheduler,
-                       scheduler_kwargs=scheduler_kwargs, max_time=max_time, max_trials=max_trials,
-                       keep_trials=keep_trials, progress=progress)
+        return execute(
+            settings,
+            space,
+            output,
+            n_workers=n_workers,
+            scheduler=scheduler,
+            scheduler_kwargs=scheduler_kwargs,
+            max_time=max_time,
+            max_trials=max_trials,
+            keep_trials=keep_trials,
+            progress=progress,
+        )

@@ -146,7 +146,9 @@ def promote(
     return target
 
 
-def _stage(winner_folder: Location, staging: Path, manifest_extra: dict[str, Any], extra_files: dict[str, bytes]) -> None:
+def _stage(
+    winner_folder: Location, staging: Path, manifest_extra: dict[str, Any], extra_files: dict[str, bytes]
+) -> None:
     """Copy the winner into ``staging`` with the search's record in its manifest, durably."""
     import json
 

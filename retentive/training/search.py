@@ -40,11 +40,20 @@ def check_scheduler(scheduler: Any) -> None:
     if scheduler is None or isinstance(scheduler, type):
         return
     if scheduler not in SCHEDULERS:
-        raise ValueError(f"scheduler must be one of {list(SCHEDULERS)} or a Syne Tune scheduler class, got {scheduler!r}")
+        raise ValueError(
+            f"scheduler must be one of {list(SCHEDULERS)} or a Syne Tune scheduler class, got {scheduler!r}"
+        )
 
 
-def make_scheduler(scheduler: Any, space: dict[str, Any], metric: str, mode: str, seed: int, max_epochs: int,
-                   scheduler_kwargs: Mapping[str, Any] | None = None) -> Any:
+def make_scheduler(
+    scheduler: Any,
+    space: dict[str, Any],
+    metric: str,
+    mode: str,
+    seed: int,
+    max_epochs: int,
+    scheduler_kwargs: Mapping[str, Any] | None = None,
+) -> Any:
     """The Syne Tune scheduler for a Renate scheduler name (or a scheduler class)."""
     from syne_tune.optimizer.baselines import ASHA, BOTorch, RandomSearch
 
@@ -58,8 +67,9 @@ def make_scheduler(scheduler: Any, space: dict[str, Any], metric: str, mode: str
         return BOTorch(space, metric=metric, do_minimize=minimize, random_seed=seed, **kwargs)
     # max_t one past the last epoch: ASHA stops (kills) a trial that reports max_t, which would be
     # before the trial has written its state; a trial that survives every rung finishes on its own
-    return ASHA(space, metric=metric, time_attr="epoch", max_t=max_epochs + 1, do_minimize=minimize, random_seed=seed,
-                **kwargs)
+    return ASHA(
+        space, metric=metric, time_attr="epoch", max_t=max_epochs + 1, do_minimize=minimize, random_seed=seed, **kwargs
+    )
 
 
 def _collector(trials: dict[int, TrialRecord], metric: str, progress: Progress | None, stdout: Any) -> Any:
@@ -153,9 +163,21 @@ def _syne_tune_folder(folder: Path) -> Iterator[None]:
 
 
 def run_search(
-    space: dict[str, Any], job_file: Path, folder: Path, metric: str, mode: str, n_workers: int, scheduler: Any,
-    scheduler_kwargs: Mapping[str, Any] | None, seed: int, max_epochs: int, max_time: float | None,
-    max_trials: int | None, progress: Progress | None, devices: int = 1, accelerator: str = "auto",
+    space: dict[str, Any],
+    job_file: Path,
+    folder: Path,
+    metric: str,
+    mode: str,
+    n_workers: int,
+    scheduler: Any,
+    scheduler_kwargs: Mapping[str, Any] | None,
+    seed: int,
+    max_epochs: int,
+    max_time: float | None,
+    max_trials: int | None,
+    progress: Progress | None,
+    devices: int = 1,
+    accelerator: str = "auto",
 ) -> tuple[list[TrialRecord], dict[int, Path], Any]:
     """Run the trials; return their records, the state folder of each completed trial, and the backend."""
     hpo_module()
@@ -168,15 +190,26 @@ def run_search(
     full_space = {**space, JOB_FILE_KEY: str(job_file)}
     trials: dict[int, TrialRecord] = {}
     with _syne_tune_folder(folder):
-        backend = LocalBackend(entry_point=str(Path(trial_module.__file__)), pass_args_as_json=True,
-                               num_gpus_per_trial=devices, rotate_gpus=accelerator not in ("cpu",) and _has_gpu())
+        backend = LocalBackend(
+            entry_point=str(Path(trial_module.__file__)),
+            pass_args_as_json=True,
+            num_gpus_per_trial=devices,
+            rotate_gpus=accelerator not in ("cpu",) and _has_gpu(),
+        )
         tuner = Tuner(
             trial_backend=backend,
-            scheduler=_capped(make_scheduler(scheduler, full_space, metric, mode, seed, max_epochs, scheduler_kwargs),
-                              max_trials),
+            scheduler=_capped(
+                make_scheduler(scheduler, full_space, metric, mode, seed, max_epochs, scheduler_kwargs), max_trials
+            ),
             stop_criterion=StoppingCriterion(max_wallclock_time=max_time),
-            n_workers=n_workers, sleep_time=0.2, results_update_interval=3600, print_update_interval=3600,
-            max_failures=10**6, tuner_name="retentive", save_tuner=False, wait_trial_completion_when_stopping=True,
+            n_workers=n_workers,
+            sleep_time=0.2,
+            results_update_interval=3600,
+            print_update_interval=3600,
+            max_failures=10**6,
+            tuner_name="retentive",
+            save_tuner=False,
+            wait_trial_completion_when_stopping=True,
             callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
             output_logger=_quiet_logger(),
         )
@@ -207,9 +240,13 @@ def trial_log(backend: Any, trial_id: int, lines: int = 20) -> str:
     return "\n".join(text[-lines:])
 
 
-def choose_winner(records: list[TrialRecord], folders: Mapping[int, Path], metric: str, mode: str) -> TrialRecord | None:
+def choose_winner(
+    records: list[TrialRecord], folders: Mapping[int, Path], metric: str, mode: str
+) -> TrialRecord | None:
     """The completed trial with the best reported ``metric`` (ties: the earlier trial)."""
-    scored = [(best, r.trial_id, r) for r in records if r.trial_id in folders and (best := r.best(metric, mode)) is not None]
+    scored = [
+        (best, r.trial_id, r) for r in records if r.trial_id in folders and (best := r.best(metric, mode)) is not None
+    ]
     if not scored:
         return None
     sign = -1.0 if mode == "max" else 1.0

@@ -52,8 +52,13 @@ class JobSettings:
 
     def function_values(self) -> dict[str, Any]:
         """The job settings a config function may name as arguments (``chunk_id``, ``seed``, ...)."""
-        return {"chunk_id": self.chunk_id, "seed": self.seed, "task_id": self.task_id, "max_epochs": self.max_epochs,
-                "updater": self.updater}
+        return {
+            "chunk_id": self.chunk_id,
+            "seed": self.seed,
+            "task_id": self.task_id,
+            "max_epochs": self.max_epochs,
+            "updater": self.updater,
+        }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)

@@ -70,21 +70,27 @@ def first_values(space: Mapping[str, Any]) -> dict[str, Any]:
 
 def _domain(key: str, spec: Mapping[str, Any], source: str) -> Any:
     if len(spec) != 1 or next(iter(spec)) not in DOMAINS:
-        raise SpaceError(f"{source}: {key}: expected one of {{{', '.join(f'{d}: ...' for d in DOMAINS)}}}, got {dict(spec)!r}")
+        raise SpaceError(
+            f"{source}: {key}: expected one of {{{', '.join(f'{d}: ...' for d in DOMAINS)}}}, got {dict(spec)!r}"
+        )
     kind, arguments = next(iter(spec.items()))
     config_space = hpo_module().config_space
     if kind == "choice":
         if not isinstance(arguments, list) or not arguments:
             raise SpaceError(f"{source}: {key}: choice needs a non-empty list of values, got {arguments!r}")
         return config_space.choice(arguments)
-    if not isinstance(arguments, list) or len(arguments) != 2 or not all(
-        isinstance(a, (int, float)) and not isinstance(a, bool) for a in arguments
+    if (
+        not isinstance(arguments, list)
+        or len(arguments) != 2
+        or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in arguments)
     ):
         raise SpaceError(f"{source}: {key}: {kind} needs [lower, upper] numbers, got {arguments!r}")
     lower, upper = arguments
     if not lower < upper or (kind.startswith("log") and lower <= 0):
-        raise SpaceError(f"{source}: {key}: {kind} needs lower < upper{' and lower > 0' if kind.startswith('log') else ''}, "
-                         f"got {arguments!r}")
+        raise SpaceError(
+            f"{source}: {key}: {kind} needs lower < upper{' and lower > 0' if kind.startswith('log') else ''}, "
+            f"got {arguments!r}"
+        )
     if kind in ("randint", "lograndint") and not all(isinstance(a, int) for a in arguments):
         raise SpaceError(f"{source}: {key}: {kind} needs integer bounds, got {arguments!r}")
     return getattr(config_space, kind)(lower, upper)

@@ -53,8 +53,13 @@ def run_trial(settings: Any, values: Mapping[str, Any], output: str | Path, repo
     if settings.yaml_config is not None and job.val is not None and job.updater.metric is None:
         job.updater.metric, job.updater.mode = settings.metric, settings.mode
     with quiet_lightning():
-        job.updater.update(job.train, val_dataset=job.val, train_dataset_collate_fn=job.train_collate_fn,
-                           val_dataset_collate_fn=job.val_collate_fn, task_id=job.task_id)
+        job.updater.update(
+            job.train,
+            val_dataset=job.val,
+            train_dataset_collate_fn=job.train_collate_fn,
+            val_dataset_collate_fn=job.val_collate_fn,
+            task_id=job.task_id,
+        )
     return Path(output)
 
 

@@ -36,12 +36,24 @@ def check_yaml_job(settings: JobSettings, space: dict[str, Any]) -> None:
 
 
 def tune_yaml(
-    config: str | os.PathLike[str], space: dict[str, Any], data: str | os.PathLike[str],
-    val_data: str | os.PathLike[str], output_state: str | os.PathLike[str],
-    input_state: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (), metric: str = "val/accuracy",
-    mode: str = "max", n_workers: int = 1, max_trials: int | None = None, max_time: float | None = None,
-    scheduler: str | None = None, working_directory: str | os.PathLike[str] | None = None, seed: int = 0,
-    threads: int | None = None, task_id: int | None = None, keep_trials: bool = False,
+    config: str | os.PathLike[str],
+    space: dict[str, Any],
+    data: str | os.PathLike[str],
+    val_data: str | os.PathLike[str],
+    output_state: str | os.PathLike[str],
+    input_state: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    metric: str = "val/accuracy",
+    mode: str = "max",
+    n_workers: int = 1,
+    max_trials: int | None = None,
+    max_time: float | None = None,
+    scheduler: str | None = None,
+    working_directory: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    task_id: int | None = None,
+    keep_trials: bool = False,
     progress: Progress | None = None,
 ) -> JobResult:
     """Search ``space`` (dotted config keys -> domains) for the update of ``data``; the winner by
@@ -51,18 +63,39 @@ def tune_yaml(
 
     check_search(space, max_time, max_trials, n_workers, scheduler)
     output = check_output_location(output_state, input_state)
-    working = Path(working_directory) if working_directory is not None else default_working_directory(output, ".retentive-tune-")
+    working = (
+        Path(working_directory)
+        if working_directory is not None
+        else default_working_directory(output, ".retentive-tune-")
+    )
     with localized_input(input_state, working) as local_input:
         settings = JobSettings(
-            working_directory=str(working.resolve()), metric=metric, mode=mode, yaml_config=str(Path(config).resolve()),
-            overrides=list(overrides), data=str(Path(data).resolve()), val_data=str(Path(val_data).resolve()),
-            max_epochs=None, task_id=task_id, input_state=None if local_input is None else str(local_input.resolve()),
-            seed=seed, threads=threads if threads is not None else max(1, (os.cpu_count() or 1) // n_workers),
+            working_directory=str(working.resolve()),
+            metric=metric,
+            mode=mode,
+            yaml_config=str(Path(config).resolve()),
+            overrides=list(overrides),
+            data=str(Path(data).resolve()),
+            val_data=str(Path(val_data).resolve()),
+            max_epochs=None,
+            task_id=task_id,
+            input_state=None if local_input is None else str(local_input.resolve()),
+            seed=seed,
+            threads=threads if threads is not None else max(1, (os.cpu_count() or 1) // n_workers),
         )
         check_yaml_job(settings, space)
         try:
-            return execute(settings, space, output, n_workers=n_workers, scheduler=scheduler,
-                           max_time=max_time, max_trials=max_trials, keep_trials=keep_trials, progress=progress)
+            return execute(
+                settings,
+                space,
+                output,
+                n_workers=n_workers,
+                scheduler=scheduler,
+                max_time=max_time,
+                max_trials=max_trials,
+                keep_trials=keep_trials,
+                progress=progress,
+            )
         finally:
             for folder in (working / "trials", working):
                 if folder.is_dir() and not any(folder.iterdir()):

@@ -108,8 +108,9 @@ class PackNetModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but ``components``.
     """
 
-    refused_arguments = refusing(("components",),
-                                 "masks the gradients with its own component; drop the argument {name!r}")
+    refused_arguments = refusing(
+        ("components",), "masks the gradients with its own component; drop the argument {name!r}"
+    )
 
     def __init__(
         self,
@@ -136,7 +137,12 @@ class PackNetModelUpdater(ModelUpdater):
             adapt_model(self.model, task, prune_ratio=self.prune_ratio)
 
     def _fit(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any, max_epochs: int | None = None
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        seed: int,
+        session: Any,
+        max_epochs: int | None = None,
     ) -> None:
         self._val_dataset = val_dataset
         super()._fit(train_dataset, val_dataset, seed, session, max_epochs)
@@ -195,7 +201,9 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
         **kwargs: Unpack[AllSettings],
     ) -> None:
         if not isinstance(model, ProgressiveNetwork):
-            raise TypeError(f"ProgressiveNetworkModelUpdater needs a retentive.models.ProgressiveNetwork, got {type(model).__name__}")
+            raise TypeError(
+                f"ProgressiveNetworkModelUpdater needs a retentive.models.ProgressiveNetwork, got {type(model).__name__}"
+            )
         super().__init__(model, loss_fn, optimizer, **kwargs)
 
     def _apply_state(self, state: State, folder: Path | None) -> None:
@@ -225,4 +233,3 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
             "parameters": sum(counts),
         }
         return state
-

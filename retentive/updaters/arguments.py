@@ -13,9 +13,18 @@ DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
 #: constructor arguments that say where and how to run, not what is learned: not hyperparameters
 NOT_HYPERPARAMETERS = frozenset(
-    {"model", "input_state_folder", "output_state_folder", "logger", "callbacks", "enable_progress_bar", "resume",
-     "logged_metrics"}
+    {
+        "model",
+        "input_state_folder",
+        "output_state_folder",
+        "logger",
+        "callbacks",
+        "enable_progress_bar",
+        "resume",
+        "logged_metrics",
+    }
 )
+
 
 def split_batch(
     batch_size: int, memory_size: int, batch_memory_frac: float | None, memory_batch_size: int | None
@@ -31,7 +40,9 @@ def split_batch(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if memory_batch_size is not None:
         if batch_memory_frac is not None:
-            raise ValueError("pass either batch_memory_frac (Renate's split) or memory_batch_size (new + memory), not both")
+            raise ValueError(
+                "pass either batch_memory_frac (Renate's split) or memory_batch_size (new + memory), not both"
+            )
         if memory_batch_size < 0:
             raise ValueError(f"memory_batch_size must be >= 0, got {memory_batch_size}")
         return batch_size, min(memory_size, memory_batch_size)

@@ -211,8 +211,10 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
         check_monitor(metric, mode, logged_metric_names(check_logged_metrics(logged_metrics)))
         if early_stopping_enabled and metric is None:
-            warnings.warn("early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",
-                          stacklevel=2)
+            warnings.warn(
+                "early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",
+                stacklevel=2,
+            )
             early_stopping_enabled = False
         self.metric, self.mode, self.early_stopping_enabled = metric, mode, bool(early_stopping_enabled)
         self.new_batch_size, self.memory_batch_size = split_batch(
@@ -223,7 +225,9 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self.state_locations = StateLocations(input_state_folder, output_state_folder, resume)
         self.input_state_folder = self.state_locations.input_folder
         self.output_state_folder = self.state_locations.output_folder
-        self.in_place = self.output_state_folder is not None and is_in_place(self.input_state_folder, self.output_state_folder)
+        self.in_place = self.output_state_folder is not None and is_in_place(
+            self.input_state_folder, self.output_state_folder
+        )
         if self.output_state_folder is not None and not self.in_place:
             check_output_folder(self.output_state_folder, self.input_state_folder)
         if resume and self.output_state_folder is None:
@@ -255,7 +259,9 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             train_target_transform=train_target_transform,
             # Renate's rule: replayed samples get the training transforms unless told otherwise
             buffer_transform=buffer_transform if buffer_transform is not None else train_transform,
-            buffer_target_transform=buffer_target_transform if buffer_target_transform is not None else train_target_transform,
+            buffer_target_transform=buffer_target_transform
+            if buffer_target_transform is not None
+            else train_target_transform,
             test_transform=test_transform,
             test_target_transform=test_target_transform,
             learning_rate_scheduler_interval=learning_rate_scheduler_interval,
@@ -379,16 +385,21 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:
             if lock is not None and self.in_place:  # fail before training, not after
-                self._check_unchanged("Nothing was trained or written (build the updater again from the folder's "
-                                      "current state to update it).")
+                self._check_unchanged(
+                    "Nothing was trained or written (build the updater again from the folder's "
+                    "current state to update it)."
+                )
             if train_dataset_collate_fn is not None:
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
             # Lightning's chatter quieted; its SystemExit for Ctrl-C made a KeyboardInterrupt again,
             # raised at a step boundary (never inside a logger's writer)
-            with quiet_lightning(), keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call), \
-                    interrupts_at_step_boundaries(self.callbacks):
+            with (
+                quiet_lightning(),
+                keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call),
+                interrupts_at_step_boundaries(self.callbacks),
+            ):
                 return self._update(train_dataset, val_dataset, task_id, lock)
         finally:
             if lock is not None:
@@ -429,12 +440,21 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         if self.resume:
             assert self.output_state_folder is not None
             fingerprint = update_fingerprint(
-                type(self).__name__, self.hyperparameters,
+                type(self).__name__,
+                self.hyperparameters,
                 None if self.input_state_folder is None else self.input_state_folder / MANIFEST,
-                task, seed, train_dataset,
+                task,
+                seed,
+                train_dataset,
             )
-            session = ResumeSession(self.output_state_folder, fingerprint, lock, self._state, self._apply_state,
-                                    self.trainer_kwargs["max_epochs"])
+            session = ResumeSession(
+                self.output_state_folder,
+                fingerprint,
+                lock,
+                self._state,
+                self._apply_state,
+                self.trainer_kwargs["max_epochs"],
+            )
         backup = self._snapshot()
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))

@@ -61,8 +61,10 @@ class FineTuningModelUpdater(ModelUpdater):
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
     """
 
-    refused_arguments = refusing(("memory_size", "components", "batch_memory_frac", "memory_batch_size"),
-                                 "keeps no memory; drop the argument {name!r}")
+    refused_arguments = refusing(
+        ("memory_size", "components", "batch_memory_frac", "memory_batch_size"),
+        "keeps no memory; drop the argument {name!r}",
+    )
 
     def __init__(
         self,
@@ -93,8 +95,9 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
             batching ones and ``memory_policy``.
     """
 
-    refused_arguments = refusing(_MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone; "
-                                                    "drop the argument {name!r}")
+    refused_arguments = refusing(
+        _MEMORY_ARGUMENTS, "trains on its greedy class-balanced memory alone; drop the argument {name!r}"
+    )
 
     def __init__(
         self,
@@ -111,8 +114,16 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         check_reinitializable(model)
         new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
         super().__init__(
-            model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_size=new, batch_memory_frac=0.0,
-            memory_policy=GreedyClassBalancedPolicy(), memory_insertion="update_end", **kwargs,
+            model,
+            loss_fn,
+            optimizer,
+            components=[],
+            memory_size=memory_size,
+            batch_size=new,
+            batch_memory_frac=0.0,
+            memory_policy=GreedyClassBalancedPolicy(),
+            memory_insertion="update_end",
+            **kwargs,
         )
 
     def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
@@ -143,8 +154,16 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         check_reinitializable(model)
-        super().__init__(model, loss_fn, optimizer, components=[], memory_size=0, batch_memory_frac=0.0,
-                         memory_insertion="update_end", **kwargs)
+        super().__init__(
+            model,
+            loss_fn,
+            optimizer,
+            components=[],
+            memory_size=0,
+            batch_memory_frac=0.0,
+            memory_insertion="update_end",
+            **kwargs,
+        )
 
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         return UnboundedBuffer(seed=seed)

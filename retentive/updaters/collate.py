@@ -37,7 +37,8 @@ class CollatedView(Dataset):
                 f"got {type(batch).__name__}"
             )
         try:
-            return tuple(nested.tree_map(lambda leaf: leaf[0], part) if not torch.is_tensor(part) else part[0]
-                         for part in batch)
+            return tuple(
+                nested.tree_map(lambda leaf: leaf[0], part) if not torch.is_tensor(part) else part[0] for part in batch
+            )
         except (TypeError, IndexError) as error:
             raise DataError(f"the {self.role} collate_fn must return batched tensors: {error}") from error

@@ -87,9 +87,11 @@ class _TaskBalancedMemory(ModelUpdater):
 
 
 #: GEM and A-GEM fill the memory themselves and do not replay it in the loss
-_NO_MEMORY_BATCH = refusing(("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"),
-                            "fills its memory per task at the end of each update and does not replay it in the "
-                            "loss; drop the argument {name!r}")
+_NO_MEMORY_BATCH = refusing(
+    ("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"),
+    "fills its memory per task at the end of each update and does not replay it in the "
+    "loss; drop the argument {name!r}",
+)
 
 
 class _AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
@@ -121,8 +123,16 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = GradientEpisodicMemory(memory_strength)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         memory_batch_size=0, memory_insertion="update_end", **kwargs)
+        super().__init__(
+            model,
+            loss_fn,
+            optimizer,
+            components=[own, *components],
+            memory_size=memory_size,
+            memory_batch_size=0,
+            memory_insertion="update_end",
+            **kwargs,
+        )
 
 
 class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -150,8 +160,16 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = AveragedGradientEpisodicMemory(sample_size)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         memory_batch_size=0, memory_insertion="update_end", **kwargs)
+        super().__init__(
+            model,
+            loss_fn,
+            optimizer,
+            components=[own, *components],
+            memory_size=memory_size,
+            memory_batch_size=0,
+            memory_insertion="update_end",
+            **kwargs,
+        )
 
 
 class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
@@ -188,6 +206,16 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch
         own = MemoryCrossEntropy(float(memory))
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         batch_size=batch_size, batch_memory_frac=batch_memory_frac, loss_weight=float(new),
-                         loss_normalization=True, memory_insertion="update_end", **kwargs)
+        super().__init__(
+            model,
+            loss_fn,
+            optimizer,
+            components=[own, *components],
+            memory_size=memory_size,
+            batch_size=batch_size,
+            batch_memory_frac=batch_memory_frac,
+            loss_weight=float(new),
+            loss_normalization=True,
+            memory_insertion="update_end",
+            **kwargs,
+        )

@@ -81,7 +81,9 @@ class FittingMixin(_Host):
         trainer.fit(
             self.learner,
             train_dataloaders=train_loader,
-            val_dataloaders=None if val_dataset is None else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
+            val_dataloaders=None
+            if val_dataset is None
+            else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
         )
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")

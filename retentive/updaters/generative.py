@@ -52,7 +52,9 @@ class GenerativeReplay(Component):
     snapshot_update: Tensor  # component states (add_state)
     updates_trained: Tensor
 
-    def __init__(self, model: nn.Module, generator: VariationalAutoencoder, replay_ratio: float, generator_lr: float) -> None:
+    def __init__(
+        self, model: nn.Module, generator: VariationalAutoencoder, replay_ratio: float, generator_lr: float
+    ) -> None:
         super().__init__(weight=replay_ratio / (1.0 - replay_ratio))
         self.replay_ratio = float(replay_ratio)
         self.generator_lr = float(generator_lr)
@@ -132,8 +134,15 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             raise ValueError("GenerativeReplayModelUpdater stores no real sample; memory_size must be 0")
         if not 0.0 <= float(replay_ratio) < 1.0:
             raise ValueError(f"replay_ratio must lie in [0, 1), got {replay_ratio}")
-        for name, value in (("consolidation_steps", consolidation_steps), ("consolidation_batch_size", consolidation_batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "consolidation_steps" else 1):
+        for name, value in (
+            ("consolidation_steps", consolidation_steps),
+            ("consolidation_batch_size", consolidation_batch_size),
+        ):
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < (0 if name == "consolidation_steps" else 1)
+            ):
                 raise ValueError(f"{name} must be an int >= {0 if name == 'consolidation_steps' else 1}, got {value!r}")
         generator = generator if generator is not None else VariationalAutoencoder()
         if not isinstance(generator, VariationalAutoencoder):
@@ -142,7 +151,9 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         self.consolidation_steps, self.consolidation_batch_size = consolidation_steps, consolidation_batch_size
         super().__init__(model, loss_fn, optimizer, components=[self.replay, *components], **kwargs)
 
-    def _update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any) -> nn.Module:
+    def _update(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any
+    ) -> nn.Module:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
         if sample is not None and torch.is_tensor(sample[0]):
             self.replay.memory.generator.check_inputs(sample[0].unsqueeze(0))

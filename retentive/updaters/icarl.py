@@ -62,8 +62,17 @@ def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | 
     return layer
 
 
-class _ICaRLSettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, LossNormalization, EmaGamma, Seed,
-                     RefreshMetadata, total=False):
+class _ICaRLSettings(
+    UpdaterSettings,
+    BatchSize,
+    BatchMemoryFrac,
+    MemoryBatchSize,
+    LossNormalization,
+    EmaGamma,
+    Seed,
+    RefreshMetadata,
+    total=False,
+):
     """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
 
 
@@ -80,8 +89,10 @@ class ICaRLModelUpdater(ModelUpdater):
             ``loss_weight`` (iCaRL's BCE replaces the task loss) and ``memory_policy``.
     """
 
-    refused_arguments = refusing(("loss_weight", "memory_policy", "memory_insertion"),
-                                 "keeps a herded memory and iCaRL's loss; drop the argument {name!r}")
+    refused_arguments = refusing(
+        ("loss_weight", "memory_policy", "memory_insertion"),
+        "keeps a herded memory and iCaRL's loss; drop the argument {name!r}",
+    )
 
     def __init__(
         self,
@@ -95,8 +106,16 @@ class ICaRLModelUpdater(ModelUpdater):
     ) -> None:
         layer = resolve_feature_layer(model, feature_layer)
         own = ICaRL(memory_size, layer)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], memory_size=memory_size,
-                         loss_weight=0.0, memory_insertion="update_end", **kwargs)
+        super().__init__(
+            model,
+            loss_fn,
+            optimizer,
+            components=[own, *components],
+            memory_size=memory_size,
+            loss_weight=0.0,
+            memory_insertion="update_end",
+            **kwargs,
+        )
         self.hyperparameters["feature_layer"] = layer  # as resolved from the model
 
     def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:

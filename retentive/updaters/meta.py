@@ -214,7 +214,9 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
             )
         if not float(inner_lr) > 0:
             raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
-        self._meta: dict[str, Any] = dict(inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order))
+        self._meta: dict[str, Any] = dict(
+            inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order)
+        )
         own = [MemoryCrossEntropy(alpha), *components]
         super().__init__(model, loss_fn, optimizer, components=own, memory_size=memory_size, **kwargs)
 

@@ -117,8 +117,12 @@ class PersistenceMixin(_Host):
     def _check_unchanged(self, fate: str) -> None:
         """Raise StateConflictError if the in-place folder no longer holds :attr:`state_version`."""
         assert self.output_state_folder is not None and self.state_version is not None
-        check_unchanged(self.output_state_folder, self.state_version,
-                        f"{self.state_version[:12]} (updates_done {self.updates_done})", fate)
+        check_unchanged(
+            self.output_state_folder,
+            self.state_version,
+            f"{self.state_version[:12]} (updates_done {self.updates_done})",
+            fate,
+        )
 
     def _interrupt_messages(self) -> tuple[str | None, str | None]:
         """What an interrupt before and after this call's commit means for the output (``None``
@@ -128,8 +132,10 @@ class PersistenceMixin(_Host):
         folder = self.output_state_folder
         if folder is None:
             return "interrupted before the update finished; nothing was written", None
-        return (f"interrupted before the new state was committed; {str(folder)!r} is unchanged",
-                f"interrupted after the new state was committed to {str(folder)!r}; the update is complete")
+        return (
+            f"interrupted before the new state was committed; {str(folder)!r} is unchanged",
+            f"interrupted after the new state was committed to {str(folder)!r}; the update is complete",
+        )
 
     def _committed_in_call(self) -> bool:
         """Whether the update() under way has committed a local state (set while signals are held)."""
@@ -180,8 +186,12 @@ class PersistenceMixin(_Host):
             if failure is None and message is not None:
                 raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
         where = self.state_locations.output_url or str(folder)
-        guard.deliver(committed, f"interrupted after the new state was committed to {where!r}; the update is complete"
-                      if committed else f"interrupted before the new state was committed; {where!r} is unchanged")
+        guard.deliver(
+            committed,
+            f"interrupted after the new state was committed to {where!r}; the update is complete"
+            if committed
+            else f"interrupted before the new state was committed; {where!r} is unchanged",
+        )
         if failure is not None:
             raise failure
 

@@ -70,13 +70,23 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
         )
 
 
-class _PromptSettings(UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, Seed, MemoryInsertion,
-                      RefreshMetadata, total=False):
+class _PromptSettings(
+    UpdaterSettings,
+    BatchSize,
+    LossWeight,
+    LossNormalization,
+    EmaGamma,
+    Seed,
+    MemoryInsertion,
+    RefreshMetadata,
+    total=False,
+):
     """What L2P and S-Prompts pass on: no memory."""
 
 
-class _PromptReplaySettings(UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata,
-                            total=False):
+class _PromptReplaySettings(
+    UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
+):
     """What L2P with replay passes on to Offline-ER."""
 
 
@@ -106,7 +116,9 @@ class LearningToPromptModelUpdater(ModelUpdater):
         _check_model(name, model, LearningToPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
-        super().__init__(model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs)
+        super().__init__(
+            model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs
+        )
 
 
 class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
@@ -138,8 +150,13 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
         _check_model(type(self).__name__, model, LearningToPromptTransformer)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
         super().__init__(
-            model, loss_fn, optimizer, memory_size, loss_weight_new_data=loss_weight_new_data,
-            batch_memory_frac=batch_memory_frac, **kwargs,
+            model,
+            loss_fn,
+            optimizer,
+            memory_size,
+            loss_weight_new_data=loss_weight_new_data,
+            batch_memory_frac=batch_memory_frac,
+            **kwargs,
         )
 
     def _build_learner(self, **kwargs: Any) -> Learner:
@@ -172,7 +189,9 @@ class SPeftModelUpdater(ModelUpdater):
         name = type(self).__name__
         _check_model(name, model, SPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        super().__init__(model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs)
+        super().__init__(
+            model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs
+        )
 
     def _adapt_model(self, tasks: Sequence[int | str]) -> None:
         # one prompt per update; restoring, the model grows from its own state dict instead

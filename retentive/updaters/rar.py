@@ -45,8 +45,10 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
             and batch, which are ``mem_size`` and ``batch_size_mem`` here.
     """
 
-    refused_arguments = refusing(("memory_size", "memory_batch_size", "batch_memory_frac", "components"),
-                                 "sets {name} itself (use mem_size and batch_size_mem)")
+    refused_arguments = refusing(
+        ("memory_size", "memory_batch_size", "batch_memory_frac", "components"),
+        "sets {name} itself (use mem_size and batch_size_mem)",
+    )
 
     def __init__(
         self,
@@ -74,8 +76,16 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
         components = [replay]
         if use_adversarial_replay:
             components.append(
-                AdversarialReplay(weight, epsilon_fgsm, iter_fgsm, decay_factor_fgsm, opt_lr, name_ext_layer, input_range)
+                AdversarialReplay(
+                    weight, epsilon_fgsm, iter_fgsm, decay_factor_fgsm, opt_lr, name_ext_layer, input_range
+                )
             )
         super().__init__(
-            model, loss_fn, optimizer, components=components, memory_size=mem_size, memory_batch_size=batch_size_mem, **kwargs
+            model,
+            loss_fn,
+            optimizer,
+            components=components,
+            memory_size=mem_size,
+            memory_batch_size=batch_size_mem,
+            **kwargs,
         )

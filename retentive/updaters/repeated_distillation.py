@@ -43,8 +43,16 @@ if TYPE_CHECKING:
 else:
     from typing import Unpack
 
-_REFUSED = ("components", "batch_memory_frac", "memory_batch_size", "memory_insertion", "refresh_memory_metadata",
-            "loss_weight", "loss_normalization", "ema_memory_update_gamma")
+_REFUSED = (
+    "components",
+    "batch_memory_frac",
+    "memory_batch_size",
+    "memory_insertion",
+    "refresh_memory_metadata",
+    "loss_weight",
+    "loss_normalization",
+    "ema_memory_update_gamma",
+)
 
 
 def _reinitialize(model: torch.nn.Module) -> torch.nn.Module:
@@ -128,11 +136,22 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         if kwargs.get("resume"):
             raise ValueError("RepeatedDistillationModelUpdater fits twice per update; resume=True is not supported")
         if isinstance(memory_size, int) and not isinstance(memory_size, bool) and memory_size < 1:
-            raise ValueError(f"Repeated Distillation distils over its memory, so memory_size must be >= 1, got {memory_size}")
+            raise ValueError(
+                f"Repeated Distillation distils over its memory, so memory_size must be >= 1, got {memory_size}"
+            )
         if not has_own_reset(model):
             check_reinitializable(model)
-        super().__init__(model, loss_fn, optimizer, components=[], memory_size=memory_size, batch_memory_frac=0.0,
-                         seed=0 if seed is None else seed, memory_insertion="update_end", **kwargs)
+        super().__init__(
+            model,
+            loss_fn,
+            optimizer,
+            components=[],
+            memory_size=memory_size,
+            batch_memory_frac=0.0,
+            seed=0 if seed is None else seed,
+            memory_insertion="update_end",
+            **kwargs,
+        )
         self._route = 0  # the task routing of the chunk under way (set per update)
 
     def _build_learner(self, **kwargs: Any) -> Learner:
@@ -145,7 +164,12 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         return forward_routed(model, inputs, task_ids.to(device)).float().cpu()
 
     def _fit(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, seed: int, session: Any, max_epochs: int | None = None
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        seed: int,
+        session: Any,
+        max_epochs: int | None = None,
     ) -> None:
         learner = self.learner
         assert isinstance(learner, RepeatedDistillationLearner)
@@ -164,7 +188,9 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         expert.eval()
         for batch in self._batches(train_dataset, self._route):
             logits = self._logits(expert, batch.inputs, batch.task_ids)
-            self.memory.add({"inputs": batch.inputs, "targets": batch.targets, "task_ids": batch.task_ids, "logits": logits})
+            self.memory.add(
+                {"inputs": batch.inputs, "targets": batch.targets, "task_ids": batch.task_ids, "logits": logits}
+            )
         del expert
         _reinitialize(self.model)
         # the consolidation reads the memory, so its batches get the buffer transforms (Renate's)

@@ -38,8 +38,9 @@ else:
     from typing import Unpack
 
 
-class _OfflineSettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, MemoryPolicy, Seed,
-                       RefreshMetadata, total=False):
+class _OfflineSettings(
+    UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
+):
     """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""
 
 
@@ -64,8 +65,12 @@ class ExperienceReplayModelUpdater(ModelUpdater):
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components([MemoryCrossEntropy(alpha)], components),
-            memory_size=memory_size, **kwargs
+            model,
+            loss_fn,
+            optimizer,
+            components=with_user_components([MemoryCrossEntropy(alpha)], components),
+            memory_size=memory_size,
+            **kwargs,
         )
 
 
@@ -93,8 +98,12 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
     ) -> None:
         own = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components(own, components),
-            memory_size=memory_size, **kwargs
+            model,
+            loss_fn,
+            optimizer,
+            components=with_user_components(own, components),
+            memory_size=memory_size,
+            **kwargs,
         )
 
 
@@ -151,8 +160,12 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
         layers = resolve_feature_layers(model, feature_layers)
         component = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components([component], components),
-            memory_size=memory_size, **kwargs
+            model,
+            loss_fn,
+            optimizer,
+            components=with_user_components([component], components),
+            memory_size=memory_size,
+            **kwargs,
         )
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
@@ -194,8 +207,12 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         )
         own = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components(own, components),
-            memory_size=memory_size, **kwargs
+            model,
+            loss_fn,
+            optimizer,
+            components=with_user_components(own, components),
+            memory_size=memory_size,
+            **kwargs,
         )
 
 
@@ -265,8 +282,12 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
             layers = resolve_feature_layers(model, feature_layers)
             own.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
         super().__init__(
-            model, loss_fn, optimizer, components=with_user_components(own, components),
-            memory_size=memory_size, **kwargs
+            model,
+            loss_fn,
+            optimizer,
+            components=with_user_components(own, components),
+            memory_size=memory_size,
+            **kwargs,
         )
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
@@ -286,10 +307,14 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
     """
 
     refused_arguments = {
-        **refusing(("loss_weight", "loss_normalization", "ema_memory_update_gamma", "components"),
-                   "does not take {name!r}; the loss is a * L_new + (1 - a) * L_memory with a = loss_weight_new_data"),
-        **refusing(("memory_insertion",), "fills its memory with the whole chunk when an update ends; "
-                                          "drop the argument {name!r}"),
+        **refusing(
+            ("loss_weight", "loss_normalization", "ema_memory_update_gamma", "components"),
+            "does not take {name!r}; the loss is a * L_new + (1 - a) * L_memory with a = loss_weight_new_data",
+        ),
+        **refusing(
+            ("memory_insertion",),
+            "fills its memory with the whole chunk when an update ends; drop the argument {name!r}",
+        ),
     }
 
     def __init__(
@@ -305,8 +330,14 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
             raise ValueError(f"loss_weight_new_data must lie in [0, 1] or be None, got {loss_weight_new_data}")
         self._memory_loss = MemoryCrossEntropy(1.0)
         super().__init__(
-            model, loss_fn, optimizer, components=[self._memory_loss], memory_size=memory_size,
-            loss_normalization=True, memory_insertion="update_end", **kwargs,
+            model,
+            loss_fn,
+            optimizer,
+            components=[self._memory_loss],
+            memory_size=memory_size,
+            loss_normalization=True,
+            memory_insertion="update_end",
+            **kwargs,
         )
         self.loss_weight_new_data = None if loss_weight_new_data is None else float(loss_weight_new_data)
 

@@ -112,8 +112,20 @@ class RefreshMetadata(TypedDict, total=False):
     refresh_memory_metadata: bool
 
 
-class ReplaySettings(UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, LossWeight, LossNormalization,
-                     EmaGamma, MemoryPolicy, Seed, MemoryInsertion, RefreshMetadata, total=False):
+class ReplaySettings(
+    UpdaterSettings,
+    BatchSize,
+    BatchMemoryFrac,
+    MemoryBatchSize,
+    LossWeight,
+    LossNormalization,
+    EmaGamma,
+    MemoryPolicy,
+    Seed,
+    MemoryInsertion,
+    RefreshMetadata,
+    total=False,
+):
     """Every argument but ``memory_size`` and ``components``, which a replay method lists itself (it
     requires the first and puts its own loss terms before the user's)."""
 
@@ -126,13 +138,24 @@ class AllSettings(OwnComponentsSettings, Components, total=False):
     """Every :class:`~retentive.updaters.base.ModelUpdater` argument but the model, loss and optimizer."""
 
 
-class FixedMemorySettings(UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, MemoryPolicy, Seed,
-                          MemoryInsertion, RefreshMetadata, total=False):
+class FixedMemorySettings(
+    UpdaterSettings,
+    BatchSize,
+    LossWeight,
+    LossNormalization,
+    EmaGamma,
+    MemoryPolicy,
+    Seed,
+    MemoryInsertion,
+    RefreshMetadata,
+    total=False,
+):
     """Every argument but the memory's size, its batch split and ``components``, which the method
     fixes itself (fine-tuning keeps no memory; RAR names them its own way)."""
 
 
-class OwnMemorySettings(UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata,
-                        total=False):
+class OwnMemorySettings(
+    UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False
+):
     """What a method that fills its memory itself at update end (GDumb, Joint, GEM, A-GEM) passes on:
     no components, memory batch split, policy or insertion of the user's."""

@@ -107,7 +107,9 @@ def check_dataset(dataset: Dataset, role: str, memory: ReplayBuffer) -> None:
         raise MemoryShapeError(leaves_mismatch(sorted(leaves), stored_inputs, f"the {role}"))
     offered = nested.structure(sample[0])
     if not nested.same_layout(offered, memory.input_structure):  # same paths, other containers
-        raise MemoryShapeError(f"the memory holds inputs structured as {memory.input_structure} but the {role} inputs are {offered}")
+        raise MemoryShapeError(
+            f"the memory holds inputs structured as {memory.input_structure} but the {role} inputs are {offered}"
+        )
     for key, leaf in leaves.items():
         shape, dtype = stored[key]
         if leaf.shape == shape and leaf.dtype == dtype:
@@ -134,12 +136,12 @@ def probe_model(model: nn.Module, x: Any, task_id: int, role: str) -> int:
         with evaluating(model):
             out = forward_routed(model, batch, torch.full((1,), task_id, dtype=torch.long, device=device))
     except Exception as error:
-        raise DataError(
-            f"the model cannot run on a {role} {_describe(x)}: {type(error).__name__}: {error}"
-        ) from error
+        raise DataError(f"the model cannot run on a {role} {_describe(x)}: {type(error).__name__}: {error}") from error
     if not torch.is_tensor(out) or out.dim() != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise DataError(f"the model must return logits of shape (batch, classes); on one {role} sample it returned {shape}")
+        raise DataError(
+            f"the model must return logits of shape (batch, classes); on one {role} sample it returned {shape}"
+        )
     return int(out.shape[1])
 
 
@@ -220,7 +222,9 @@ def check_chunk(model: nn.Module, dataset: Dataset, role: str, task_id: int | No
     else:  # the other labels are checked batch by batch as they are trained on (the Learner)
         _check_label_tensor(torch.as_tensor(sample[1]).reshape(1), num_outputs, role, whole=False)
     inputs = _input_leaves(dataset, n)
-    _check_finite(inputs if inputs is not None else {p: leaf.unsqueeze(0) for p, leaf in nested.flatten(x).items()}, role)
+    _check_finite(
+        inputs if inputs is not None else {p: leaf.unsqueeze(0) for p, leaf in nested.flatten(x).items()}, role
+    )
     task_ids = _tensor_attr(dataset, "task_ids", n)
     if task_ids is not None:
         _check_task_ids(task_ids, task_id if role == "training" else None, role)
@@ -233,7 +237,9 @@ def _shape(x: Any) -> Any:
     return tuple(flat[""].shape) if list(flat) == [""] else {k: tuple(v.shape) for k, v in flat.items()}
 
 
-def check_transforms(model: nn.Module, transforms: dict[str, tuple[Any, Any]], dataset: Dataset, task: int | str) -> None:
+def check_transforms(
+    model: nn.Module, transforms: dict[str, tuple[Any, Any]], dataset: Dataset, task: int | str
+) -> None:
     """Refuse, before training, a transform whose output the model cannot run on.
 
     ``transforms`` maps a role (``train``, ``buffer``, ``test``) to its (input, target) transforms,
@@ -256,7 +262,9 @@ def check_transforms(model: nn.Module, transforms: dict[str, tuple[Any, Any]], d
                 f"model cannot run on: {error}"
             ) from error
         except Exception as error:
-            raise DataError(f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}") from error
+            raise DataError(
+                f"{name} fails on a sample of shape {_shape(sample)}: {type(error).__name__}: {error}"
+            ) from error
 
 
 def check_memory_labels(

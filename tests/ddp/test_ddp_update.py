@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ddp_worker import CHUNK_SIZES, build_model, chunks, fingerprints, make_updater
+
 from retentive.memory.compact import decode, dtype_from_name
 from retentive.state import load_state
 
@@ -38,8 +38,19 @@ def run(tmp_path_factory):
     make_updater(out / "single0", out / "single1", devices=1).update(data[1], task_id=1)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "support" / "ddp_worker.py"), "--out", str(out), "--single-state", str(out / "single0")],
-        cwd=out, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "tests" / "support" / "ddp_worker.py"),
+            "--out",
+            str(out),
+            "--single-state",
+            str(out / "single0"),
+        ],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return out
@@ -96,8 +107,8 @@ def test_random_component_state_agrees_across_ranks_and_was_exercised(run):
     assert {"CLSConsistency", "ShrinkAndPerturb", "PooledOutputDistillation"} <= set(types)
     cls = second["learner"]["components"][types.index("CLSConsistency")]
     assert int(cls["iteration"]) == second["learner"]["total_steps"] > first["learner"]["total_steps"]
-    plastic = {k[len("plastic_model."):]: v for k, v in cls.items() if k.startswith("plastic_model.")}
-    stable = {k[len("stable_model."):]: v for k, v in cls.items() if k.startswith("stable_model.")}
+    plastic = {k[len("plastic_model.") :]: v for k, v in cls.items() if k.startswith("plastic_model.")}
+    stable = {k[len("stable_model.") :]: v for k, v in cls.items() if k.startswith("stable_model.")}
     weight = "5.weight"
     # the teachers were updated on different random steps, so they differ from each other and the model
     assert not torch.equal(plastic[weight], stable[weight])
@@ -115,8 +126,13 @@ def test_memory_is_a_uniform_sample_of_what_every_rank_saw(run):
     memory = ranks[1][0]["memory"]
     assert memory["size"] == MEMORY and memory["seen"] == sum(CHUNK_SIZES[:2])
     # what each rank offered, over both updates: every sample exactly once, on one rank
-    offered = [{k: torch.cat([upd[r]["seen"][k] for upd in ranks]) for k in ("fingerprints", "targets", "logits")} for r in range(2)]
-    chunk_of = [torch.cat([torch.full((len(upd[r]["seen"]["targets"]),), i) for i, upd in enumerate(ranks)]) for r in range(2)]
+    offered = [
+        {k: torch.cat([upd[r]["seen"][k] for upd in ranks]) for k in ("fingerprints", "targets", "logits")}
+        for r in range(2)
+    ]
+    chunk_of = [
+        torch.cat([torch.full((len(upd[r]["seen"]["targets"]),), i) for i, upd in enumerate(ranks)]) for r in range(2)
+    ]
     all_fp = torch.cat([o["fingerprints"] for o in offered])
     assert all_fp.numel() == sum(CHUNK_SIZES[:2]) and all_fp.unique().numel() == all_fp.numel()
     assert abs(len(offered[0]["targets"]) - len(offered[1]["targets"])) <= 1  # 999: one rank one fewer
@@ -125,7 +141,7 @@ def test_memory_is_a_uniform_sample_of_what_every_rank_saw(run):
     provenance = torch.full((MEMORY,), -1)
     chunk = torch.full((MEMORY,), -1)
     for r in range(2):
-        match = (stored_fp[:, None] == offered[r]["fingerprints"][None, :])
+        match = stored_fp[:, None] == offered[r]["fingerprints"][None, :]
         found = match.any(1)
         where = match.float().argmax(1)
         provenance[found] = r

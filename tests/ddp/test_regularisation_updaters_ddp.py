@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from methods_ddp_worker import METHODS
 from test_ddp_update import _assert_equal, _dumps
 
@@ -25,8 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("methods_ddp")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "methods_ddp_worker.py"), "--out", str(out)],
-                          cwd=out, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "support" / "methods_ddp_worker.py"), "--out", str(out)],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return out
 
@@ -42,7 +47,9 @@ def test_both_ranks_hold_identical_models_components_and_memories(run, name):
 
 def test_the_second_update_used_the_first_ones_state(run):
     ewc = _dumps(run, "ewc_er1")[0]["learner"]["components"][1]
-    assert bool(ewc["consolidated"]) and any(k.startswith("fisher__") and bool(v.abs().sum() > 0) for k, v in ewc.items())
+    assert bool(ewc["consolidated"]) and any(
+        k.startswith("fisher__") and bool(v.abs().sum() > 0) for k, v in ewc.items()
+    )
     icarl = _dumps(run, "icarl1")[0]
     assert icarl["learner"]["components"][0]["has_mean"].sum() == 4
     assert torch.bincount(icarl["memory"]["storage"]["targets"]).tolist() == [25, 25, 25, 25]

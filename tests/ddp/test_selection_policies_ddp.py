@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from selection_ddp_worker import MEMORY, POLICIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
@@ -29,7 +28,11 @@ def test_replicas_identical_under_two_process_ddp(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "support" / "selection_ddp_worker.py"), "--out", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     for policy in POLICIES:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from arch_worker import GROUPS, build_model
+
 from retentive import PackNetModelUpdater, ProgressiveNetworkModelUpdater, StateError, load_model
 from retentive.data import TensorChunk, load_mnist, split_mnist
 from retentive.models import MultiHeadClassifier, PackedNetwork, ProgressiveNetwork
@@ -28,7 +28,14 @@ QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=Fal
 
 def run_worker(method: str, task: int, input_state: Path | None, output_state: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, str(ROOT / "tests" / "support" / "arch_worker.py"), method, str(task), str(input_state or "-"), str(output_state)]
+    command = [
+        sys.executable,
+        str(ROOT / "tests" / "support" / "arch_worker.py"),
+        method,
+        str(task),
+        str(input_state or "-"),
+        str(output_state),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -78,7 +85,9 @@ def test_packnet_masks_route_by_task_and_free_weights_start_at_zero():
     kept = net.prune(0.5)
     assert kept == {"backbone.1.weight": 6}  # 12 weights, half kept; heads are task-specific
     weight = net.model.get_parameter("backbone.1.weight")
-    assert int((weight == 0).sum()) == 6 and torch.equal(net.trainable()["backbone.1.weight"], net.owner("backbone.1.weight") == 1)
+    assert int((weight == 0).sum()) == 6 and torch.equal(
+        net.trainable()["backbone.1.weight"], net.owner("backbone.1.weight") == 1
+    )
     net.adapt(1)
     assert [p.requires_grad for p in net.shared()] == [False]  # fixed after the first task
     assert torch.equal(net.trainable()["backbone.1.weight"], weight == 0)
@@ -122,15 +131,26 @@ def test_packnet_earlier_tasks_are_bit_identical_across_updates_in_new_processes
     architecture = manifest["architecture"]
     assert architecture["packnet_tasks"] == [0, 1, 2]
     trunk = 784 * 32 + 32 * 32
-    assert architecture["weights_per_task"] == [trunk - int(0.5 * trunk), int(0.5 * trunk) - int(0.5 * int(0.5 * trunk)), pytest.approx(trunk // 8, abs=2)]
+    assert architecture["weights_per_task"] == [
+        trunk - int(0.5 * trunk),
+        int(0.5 * trunk) - int(0.5 * int(0.5 * trunk)),
+        pytest.approx(trunk // 8, abs=2),
+    ]
 
 
 def _packnet_updater(tmp: Path, name: str, previous: Path | None, prune_ratio: float = 0.5) -> PackNetModelUpdater:
     torch.manual_seed(0)
     model = PackedNetwork(MultiHeadClassifier.mlp(GROUPS, hidden=(8,), num_classes=10))
     return PackNetModelUpdater(
-        model, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), prune_ratio=prune_ratio,
-        post_prune_epochs=0, batch_size=50, input_state_folder=previous, output_state_folder=tmp / name, **QUIET,
+        model,
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        prune_ratio=prune_ratio,
+        post_prune_epochs=0,
+        batch_size=50,
+        input_state_folder=previous,
+        output_state_folder=tmp / name,
+        **QUIET,
     )
 
 
@@ -142,8 +162,11 @@ def tiny_chunks():
 def test_packnet_without_free_weights_says_how_many_tasks_fit_and_writes_nothing(tmp_path, tiny_chunks):
     _packnet_updater(tmp_path, "s0", None, prune_ratio=0.0).update(tiny_chunks[0], task_id=0)
     updater = _packnet_updater(tmp_path, "s1", tmp_path / "s0", prune_ratio=0.0)
-    with pytest.raises(ValueError, match=r"no free weights left in 'backbone.1.weight' for task 1 after 1 tasks; "
-                                         r"with prune_ratio=0.0, 1 tasks fit in its 6272 weights"):
+    with pytest.raises(
+        ValueError,
+        match=r"no free weights left in 'backbone.1.weight' for task 1 after 1 tasks; "
+        r"with prune_ratio=0.0, 1 tasks fit in its 6272 weights",
+    ):
         updater.update(tiny_chunks[1], task_id=1)
     assert not (tmp_path / "s1").exists()
 
@@ -162,7 +185,12 @@ def test_packnet_needs_a_packed_network():
     with pytest.raises(TypeError, match="needs a retentive.models.PackedNetwork"):
         PackNetModelUpdater(torch.nn.Linear(2, 2), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1))
     with pytest.raises(ValueError, match="prune_ratio must lie in"):
-        PackNetModelUpdater(PackedNetwork(torch.nn.Linear(2, 2)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), prune_ratio=1.0)
+        PackNetModelUpdater(
+            PackedNetwork(torch.nn.Linear(2, 2)),
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            prune_ratio=1.0,
+        )
 
 
 # ------------------------------------------------------------------------------------- progressive networks
@@ -179,7 +207,9 @@ def test_progressive_columns_are_frozen_bit_identical_in_new_processes(method, t
                 assert torch.equal(later.columns[k].state_dict()[key], value), f"column {k} {key} changed"
             assert torch.equal(logits(later, test_inputs[k]), logits(model, test_inputs[k]))
     counts = models[-1].parameter_counts()
-    assert counts == sorted(counts) and len(set(counts)) == len(counts), "each column adds laterals from all earlier ones"
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), (
+        "each column adds laterals from all earlier ones"
+    )
     manifest = json.loads((states[-1] / "manifest.json").read_text())
     assert manifest["architecture"]["parameters_per_column"] == counts
     assert manifest["architecture"]["column_tasks"] == list(range(len(states)))
@@ -215,8 +245,13 @@ def test_progressive_state_with_more_columns_than_the_model_builds(tmp_path, tin
     def updater(name: str, previous: Path | None, max_columns: int) -> ProgressiveNetworkModelUpdater:
         model = ProgressiveNetwork(hidden=(8,), num_classes=10, class_groups=GROUPS, max_columns=max_columns)
         return ProgressiveNetworkModelUpdater(
-            model, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), batch_size=50,
-            input_state_folder=previous, output_state_folder=tmp_path / name, **QUIET,
+            model,
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            batch_size=50,
+            input_state_folder=previous,
+            output_state_folder=tmp_path / name,
+            **QUIET,
         )
 
     updater("s0", None, 2).update(tiny_chunks[0], task_id=0)
@@ -227,7 +262,9 @@ def test_progressive_state_with_more_columns_than_the_model_builds(tmp_path, tin
     with pytest.raises(StateError, match="builds at most 1 columns; task 1 would need column 2"):
         load_model(small, tmp_path / "s1")  # load_model grows the columns first (adapt per task)
     with pytest.raises(StateError, match="holds 2 progressive columns .* builds at most 1"):
-        ProgressiveNetwork(hidden=(8,), class_groups=GROUPS, max_columns=1).load_state_dict(load_state(tmp_path / "s1").model)
+        ProgressiveNetwork(hidden=(8,), class_groups=GROUPS, max_columns=1).load_state_dict(
+            load_state(tmp_path / "s1").model
+        )
     grown = updater("s2", tmp_path / "s1", 2)
     with pytest.raises(ValueError, match="builds at most 2 columns; task 2 would need column 3"):
         grown.update(tiny_chunks[2], task_id=2)

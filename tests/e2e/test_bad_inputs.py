@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import QUIET, sgd
+from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
-from helpers import QUIET, sgd
 from retentive import (
     DataError,
     ExperienceReplayModelUpdater,
@@ -28,7 +29,6 @@ from retentive import (
 from retentive.data import TensorChunk
 from retentive.models import MLP
 from retentive.state import load_state
-from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 pytestmark = pytest.mark.slow
 
@@ -119,26 +119,44 @@ def test_06_inputs_of_a_dtype_the_model_cannot_take(refused, tmp_path):
 def test_07_inputs_of_another_shape_than_the_memory_holds(world, refused, tmp_path):
     state0, chunk = world
     small = _chunk(torch.rand(16, 1, 14, 14), chunk.targets[:16])
-    refused(der(tmp_path / "s1", state0), small, MemoryShapeError, r"shape \(1, 14, 14\) .* memory holds inputs of shape \(1, 28, 28\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        small,
+        MemoryShapeError,
+        r"shape \(1, 14, 14\) .* memory holds inputs of shape \(1, 28, 28\)",
+    )
 
 
 def test_08_inputs_of_another_dtype_than_the_memory_holds(world, refused, tmp_path):
     state0, chunk = world
-    refused(der(tmp_path / "s1", state0), _chunk(chunk.inputs.double(), chunk.targets), MemoryShapeError, "dtype torch.float64")
+    refused(
+        der(tmp_path / "s1", state0),
+        _chunk(chunk.inputs.double(), chunk.targets),
+        MemoryShapeError,
+        "dtype torch.float64",
+    )
 
 
 def test_09_float_labels(world, refused, tmp_path):
     state0, chunk = world
-    refused(der(tmp_path / "s1", state0), _chunk(chunk.inputs, chunk.targets.float()), DataError,
-            "targets must be integer class indices, got dtype torch.float32")
+    refused(
+        der(tmp_path / "s1", state0),
+        _chunk(chunk.inputs, chunk.targets.float()),
+        DataError,
+        "targets must be integer class indices, got dtype torch.float32",
+    )
 
 
 def test_10_label_beyond_the_models_outputs(world, refused, tmp_path):
     state0, chunk = world
     targets = chunk.targets.clone()
     targets[5] = 10
-    refused(der(tmp_path / "s1", state0), _chunk(chunk.inputs, targets), DataError,
-            r"label 10 \(sample 5\) is outside the model's 10 outputs \(expected 0..9\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        _chunk(chunk.inputs, targets),
+        DataError,
+        r"label 10 \(sample 5\) is outside the model's 10 outputs \(expected 0..9\)",
+    )
 
 
 def test_10b_label_beyond_the_outputs_in_a_dataset_hiding_its_labels(world, refused, tmp_path):
@@ -153,8 +171,12 @@ def test_10c_label_beyond_the_outputs_in_a_tensor_dataset(world, refused, tmp_pa
     state0, chunk = world
     targets = chunk.targets.clone()
     targets[40] = 10
-    refused(der(tmp_path / "s1", state0), TensorDataset(chunk.inputs, targets), DataError,
-            r"label 10 \(sample 40\) is outside the model's 10 outputs \(expected 0..9\); 1 of 64 labels is outside 0..9 \(10\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        TensorDataset(chunk.inputs, targets),
+        DataError,
+        r"label 10 \(sample 40\) is outside the model's 10 outputs \(expected 0..9\); 1 of 64 labels is outside 0..9 \(10\)",
+    )
 
 
 def test_11_negative_label(world, refused, tmp_path):
@@ -167,7 +189,12 @@ def test_11_negative_label(world, refused, tmp_path):
 def test_12_one_hot_labels(world, refused, tmp_path):
     state0, chunk = world
     one_hot = nn.functional.one_hot(chunk.targets, 10)
-    refused(der(tmp_path / "s1", state0), _chunk(chunk.inputs, one_hot), DataError, r"one class index per sample, got shape \(64, 10\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        _chunk(chunk.inputs, one_hot),
+        DataError,
+        r"one class index per sample, got shape \(64, 10\)",
+    )
 
 
 def test_13_nan_in_inputs(world, refused, tmp_path):
@@ -175,16 +202,24 @@ def test_13_nan_in_inputs(world, refused, tmp_path):
     inputs = chunk.inputs.clone()
     inputs[7, 0, 3, 3] = float("nan")
     inputs[9, 0, 0, 0] = float("inf")
-    refused(der(tmp_path / "s1", state0), _chunk(inputs, chunk.targets), DataError,
-            r"NaN or infinite values in 2 samples \(first: sample 7\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        _chunk(inputs, chunk.targets),
+        DataError,
+        r"NaN or infinite values in 2 samples \(first: sample 7\)",
+    )
 
 
 def test_13b_nan_in_the_inputs_of_a_tensor_dataset(world, refused, tmp_path):
     state0, chunk = world
     inputs = chunk.inputs.clone()
     inputs[30, 0, 5, 5] = float("nan")
-    refused(der(tmp_path / "s1", state0), TensorDataset(inputs, chunk.targets), DataError,
-            r"NaN or infinite values in 1 samples \(first: sample 30\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        TensorDataset(inputs, chunk.targets),
+        DataError,
+        r"NaN or infinite values in 1 samples \(first: sample 30\)",
+    )
 
 
 def test_14_inf_in_inputs_of_a_dataset_hiding_its_tensors(world, refused, tmp_path):
@@ -210,7 +245,9 @@ def test_16_a_model_that_does_not_return_logits(refused, tmp_path):
             return self.inner(x).sum(dim=1)
 
     chunk = _chunk(torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,)))
-    refused(der(tmp_path / "s1", model=Flat()), chunk, DataError, r"logits of shape \(batch, classes\); .* returned \(1,\)")
+    refused(
+        der(tmp_path / "s1", model=Flat()), chunk, DataError, r"logits of shape \(batch, classes\); .* returned \(1,\)"
+    )
 
 
 # ---------------------------------------------------------------- sizes: documented safe behaviour
@@ -234,8 +271,9 @@ def test_18_a_memory_larger_than_all_the_data_keeps_every_sample(world, tmp_path
 
 def test_19_memory_size_zero_trains_without_replay_and_negative_is_refused(world, tmp_path):
     _, chunk = world
-    updater = ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=0, batch_size=32, **QUIET,
-                                           output_state_folder=tmp_path / "s0")
+    updater = ExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=0, batch_size=32, **QUIET, output_state_folder=tmp_path / "s0"
+    )
     updater.update(chunk, task_id=0)
     state = load_state(tmp_path / "s0")
     assert state.memory["size"] == 0 and state.memory["seen"] == 64 and state.manifest["memory"]["keys"] == []
@@ -248,14 +286,25 @@ def test_19_memory_size_zero_trains_without_replay_and_negative_is_refused(world
 def test_20_invalid_task_id(world, refused, tmp_path, task_id):
     # strings name tasks (Renate's form, e.g. "default_task"); an empty one names nothing
     state0, chunk = world
-    refused(der(tmp_path / "s1", state0), chunk, DataError, "task_id must be a non-empty string or an int >= 0", task_id=task_id)
+    refused(
+        der(tmp_path / "s1", state0),
+        chunk,
+        DataError,
+        "task_id must be a non-empty string or an int >= 0",
+        task_id=task_id,
+    )
 
 
 def test_21_task_id_contradicting_the_samples(world, refused, tmp_path):
     state0, chunk = world
     tagged = _chunk(chunk.inputs, chunk.targets, torch.full_like(chunk.targets, 2))
-    refused(der(tmp_path / "s1", state0), tagged, DataError, "task_id=1 was passed but every training sample carries task id 2",
-            task_id=1)
+    refused(
+        der(tmp_path / "s1", state0),
+        tagged,
+        DataError,
+        "task_id=1 was passed but every training sample carries task id 2",
+        task_id=1,
+    )
 
 
 def test_22_negative_task_ids_in_the_samples(world, refused, tmp_path):
@@ -287,8 +336,13 @@ def test_24_a_memory_size_that_differs_from_the_state(world):
 
 def test_25_a_state_written_by_another_updater(world):
     state0, _ = world
-    with pytest.raises(StateError, match=r"holds components \['LogitMSE', 'MemoryCrossEntropy'\] but the learner has \['MemoryCrossEntropy'\]"):
-        ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=state0, **QUIET)
+    with pytest.raises(
+        StateError,
+        match=r"holds components \['LogitMSE', 'MemoryCrossEntropy'\] but the learner has \['MemoryCrossEntropy'\]",
+    ):
+        ExperienceReplayModelUpdater(
+            MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=state0, **QUIET
+        )
 
 
 # ---------------------------------------------------------------- folders
@@ -371,7 +425,12 @@ def test_30_an_io_error_while_flushing_the_state(world, refused, tmp_path, monke
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    refused(der(tmp_path / "s1", state0), chunk, StateError, r"writing the state to .* failed \(\[Errno 5\] Input/output error\)")
+    refused(
+        der(tmp_path / "s1", state0),
+        chunk,
+        StateError,
+        r"writing the state to .* failed \(\[Errno 5\] Input/output error\)",
+    )
 
 
 def test_31_empty_validation_chunk(world, refused, tmp_path):

@@ -41,15 +41,25 @@ def small_benchmark(mnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     stream = io.StringIO()
     report = run_benchmark(
-        ["seq-mnist"], ["fine-tuning", "der++"], seeds=[0, 1], output=out, options=SMALL,
-        progress=Progress(20, stream=stream), data=mnist,
+        ["seq-mnist"],
+        ["fine-tuning", "der++"],
+        seeds=[0, 1],
+        output=out,
+        options=SMALL,
+        progress=Progress(20, stream=stream),
+        data=mnist,
     )
     return report, out, stream.getvalue()
 
 
 def test_every_run_is_a_full_accuracy_matrix_per_view(small_benchmark):
     report, _, _ = small_benchmark
-    assert [(r.method, r.seed) for r in report.runs] == [("fine-tuning", 0), ("der++", 0), ("fine-tuning", 1), ("der++", 1)]
+    assert [(r.method, r.seed) for r in report.runs] == [
+        ("fine-tuning", 0),
+        ("der++", 0),
+        ("fine-tuning", 1),
+        ("der++", 1),
+    ]
     for run in report.runs:
         assert set(run.views) == {"class-il", "task-il"}
         for view in run.views.values():
@@ -72,8 +82,10 @@ def test_fine_tuning_forgets_in_class_il_and_replay_forgets_less(small_benchmark
         assert d.metrics["average_accuracy"] > f.metrics["average_accuracy"] + 0.1
         assert d.metrics["forgetting"] < f.metrics["forgetting"]
     # task-aware reading of the same model is far better than class-IL
-    assert all(r.views["task-il"].metrics["average_accuracy"] > r.views["class-il"].metrics["average_accuracy"] + 0.2
-               for r in report.runs)
+    assert all(
+        r.views["task-il"].metrics["average_accuracy"] > r.views["class-il"].metrics["average_accuracy"] + 0.2
+        for r in report.runs
+    )
 
 
 def test_each_update_resumed_from_the_previous_state_folder(small_benchmark):
@@ -119,8 +131,13 @@ def test_task_incremental_and_domain_scenarios_run(mnist, tmp_path):
     er = PROTOCOLS["seq-mnist"]["er"]
     til = run_scenario(er, build_scenario("seq-mnist-til", 0, options, mnist), 0, tmp_path / "til")
     assert list(til.views) == ["task-il"] and til.views["task-il"].metrics["average_accuracy"] > 0.8
-    quick = MethodSpec("er", "ExperienceReplayModelUpdater", "SGD", {"lr": 0.1},
-                       {"memory_size": 50, "batch_size": 32, "memory_batch_size": 32})
+    quick = MethodSpec(
+        "er",
+        "ExperienceReplayModelUpdater",
+        "SGD",
+        {"lr": 0.1},
+        {"memory_size": 50, "batch_size": 32, "memory_batch_size": 32},
+    )
     rot = run_scenario(quick, build_scenario("rot-mnist", 0, options, mnist), 0, tmp_path / "rot", keep_states="none")
     assert torch.tensor(rot.views["domain-il"].matrix).shape == (3, 3) and rot.final_state is None
     assert not any((tmp_path / "rot").iterdir())

@@ -22,9 +22,28 @@ def benchmarked(tmp_path_factory):
         "small-er:\n  updater: ExperienceReplayModelUpdater\n  optimizer_args: {lr: 0.1}\n"
         "  args: {memory_size: 60, batch_size: 20, batch_memory_frac: 0.5, max_epochs: 1}\n"
     )
-    code = main(["benchmark", "--scenario", "seq-mnist", "--method", "fine-tuning", "small-er", "--methods-file",
-                 str(methods), "--orders", "given", "random", "--keep-states", "all", "--no-tensorboard", "--quiet",
-                 "--output", str(out), *QUICK])
+    code = main(
+        [
+            "benchmark",
+            "--scenario",
+            "seq-mnist",
+            "--method",
+            "fine-tuning",
+            "small-er",
+            "--methods-file",
+            str(methods),
+            "--orders",
+            "given",
+            "random",
+            "--keep-states",
+            "all",
+            "--no-tensorboard",
+            "--quiet",
+            "--output",
+            str(out),
+            *QUICK,
+        ]
+    )
     return code, out
 
 
@@ -33,7 +52,11 @@ def test_benchmark_command_writes_results_and_prints_the_table(benchmarked, caps
     assert code == 0
     data = json.loads((out / "results.json").read_text())
     assert {(r["method"], r["order"]) for r in data["runs"]} == {
-        ("fine-tuning", "given"), ("fine-tuning", "random"), ("small-er", "given"), ("small-er", "random")}
+        ("fine-tuning", "given"),
+        ("fine-tuning", "random"),
+        ("small-er", "given"),
+        ("small-er", "random"),
+    }
     assert data["settings"]["methods"]["seq-mnist"]["small-er"]["args"]["memory_size"] == 60
     assert (out / "heatmaps" / "seq-mnist_class-il_random.png").read_bytes().startswith(SIGNATURE)
     assert not (out / "tensorboard").exists()
@@ -47,12 +70,29 @@ def test_evaluate_rebuilds_the_matrix_from_the_state_folders(benchmarked, tmp_pa
     states = [str(folder / f"chunk_00{i}") for i in range(3)]
     report = tmp_path / "eval.json"
     heatmap = tmp_path / "eval.png"
-    code = main(["evaluate", *states, "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "80",
-                 "--json", str(report), "--heatmap", str(heatmap)])
+    code = main(
+        [
+            "evaluate",
+            *states,
+            "--scenario",
+            "seq-mnist",
+            "--tasks",
+            "3",
+            "--test-per-chunk",
+            "80",
+            "--json",
+            str(report),
+            "--heatmap",
+            str(heatmap),
+        ]
+    )
     assert code == 0
     evaluated = json.loads(report.read_text())["views"]["class-il"]
-    run = next(r for r in json.loads((out / "results.json").read_text())["runs"]
-               if r["method"] == "small-er" and r["order"] == "given")
+    run = next(
+        r
+        for r in json.loads((out / "results.json").read_text())["runs"]
+        if r["method"] == "small-er" and r["order"] == "given"
+    )
     flat = [v for row in evaluated["matrix"] for v in row]
     assert flat == pytest.approx([v for row in run["views"]["class-il"]["matrix"] for v in row])
     assert evaluated["metrics"]["forgetting"] == pytest.approx(run["views"]["class-il"]["metrics"]["forgetting"])
@@ -101,21 +141,40 @@ def _one_line(capsys) -> str:
 def test_7_evaluate_refuses_state_folders_out_of_update_order(benchmarked, capsys):
     _, out = benchmarked
     first, second, third = _states(out)
-    assert main(["evaluate", second, first, third, "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20"]) == 1
+    assert (
+        main(["evaluate", second, first, third, "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20"])
+        == 1
+    )
     line = _one_line(capsys)
-    assert "out of update order" in line and f"{second!r} is after 2 updates but the next one, {first!r}, after 1" in line
+    assert (
+        "out of update order" in line and f"{second!r} is after 2 updates but the next one, {first!r}, after 1" in line
+    )
 
 
 def test_7_evaluate_imports_model_from_the_current_folder(benchmarked, tmp_path, monkeypatch, capsys):
     import sys
 
     _, out = benchmarked
-    (tmp_path / "issue16_models.py").write_text("from retentive.models import MLP\n\n\ndef build():\n    return MLP()\n")
+    (tmp_path / "issue16_models.py").write_text(
+        "from retentive.models import MLP\n\n\ndef build():\n    return MLP()\n"
+    )
     monkeypatch.chdir(tmp_path)
     # as the `retentive` script runs: the current folder is not on sys.path
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
-    code = main(["evaluate", *_states(out, 1), "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20",
-                 "--model", "issue16_models:build"])
+    code = main(
+        [
+            "evaluate",
+            *_states(out, 1),
+            "--scenario",
+            "seq-mnist",
+            "--tasks",
+            "3",
+            "--test-per-chunk",
+            "20",
+            "--model",
+            "issue16_models:build",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
 
 
@@ -133,8 +192,25 @@ def test_7_evaluate_heatmap_shows_the_acc_it_prints(benchmarked, tmp_path, monke
 
     _, out = benchmarked
     recorded = {}
-    monkeypatch.setattr(heatmap, "write_heatmap", lambda path, matrices, caption=None, seen=None: recorded.update(k=seen))
-    assert main(["evaluate", *_states(out, 2), "--scenario", "seq-mnist", "--tasks", "3", "--test-per-chunk", "20",
-                 "--heatmap", str(tmp_path / "h.png")]) == 0
+    monkeypatch.setattr(
+        heatmap, "write_heatmap", lambda path, matrices, caption=None, seen=None: recorded.update(k=seen)
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                *_states(out, 2),
+                "--scenario",
+                "seq-mnist",
+                "--tasks",
+                "3",
+                "--test-per-chunk",
+                "20",
+                "--heatmap",
+                str(tmp_path / "h.png"),
+            ]
+        )
+        == 0
+    )
     assert recorded == {"k": 2}  # the panels' ACC is over the 2 chunks seen, as the printed metrics are
     assert "metrics over the first 2 of 3 chunks (average_accuracy is the ACC over them)" in capsys.readouterr().out

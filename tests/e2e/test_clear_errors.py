@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import QUIET, sgd
+from s3_server import s3  # noqa: F401 - the fixture
+from state_helpers import der, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
 from torch.utils.data import Dataset, TensorDataset
 
-from helpers import QUIET, sgd
 from retentive import DataError, ExperienceReplayModelUpdater, StateError
 from retentive.cli import main
 from retentive.cli.config import ConfigError, load_config
@@ -22,8 +24,6 @@ from retentive.data import TensorChunk
 from retentive.data.files import write_chunk
 from retentive.models import MLP
 from retentive.state.remote import publish_state
-from s3_server import s3  # noqa: F401 - the fixture
-from state_helpers import der, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,16 @@ def world(split_small, tmp_path_factory):
 def _er(output: Path | None, **kwargs) -> ExperienceReplayModelUpdater:
     torch.manual_seed(0)
     model = kwargs.pop("model", None) or MLP()
-    return ExperienceReplayModelUpdater(model, torch.nn.CrossEntropyLoss(), sgd(), memory_size=100, batch_size=32,
-                                        output_state_folder=output, **QUIET, **kwargs)
+    return ExperienceReplayModelUpdater(
+        model,
+        torch.nn.CrossEntropyLoss(),
+        sgd(),
+        memory_size=100,
+        batch_size=32,
+        output_state_folder=output,
+        **QUIET,
+        **kwargs,
+    )
 
 
 def _refused(updater, dataset, match: str) -> DataError:
@@ -89,8 +97,10 @@ def test_10_memory_labels_out_of_range_are_refused_when_the_updater_is_built(wor
     digest = tree_digest(folder)
     model = MLP()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
-    expected = (rf"the memory in '{re.escape(str(folder))}' holds 1 of 50 labels outside the model's 10 outputs "
-                rf"\(expected 0..9\): {label} \(first in slot 3\)")
+    expected = (
+        rf"the memory in '{re.escape(str(folder))}' holds 1 of 50 labels outside the model's 10 outputs "
+        rf"\(expected 0..9\): {label} \(first in slot 3\)"
+    )
     with pytest.raises(StateError, match=expected):
         der(tmp_path / "out", folder, model=model)
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # put back, as for a model mismatch
@@ -105,7 +115,9 @@ def test_10_a_bad_memory_label_at_a_url_names_the_url(s3, world, tmp_path):  # n
     state0, _ = world
     url = f"s3://{s3.bucket}/bad-labels"
     publish_state(_with_memory_label(state0, tmp_path / "bad", 1000), url)
-    with pytest.raises(StateError, match=rf"^the memory in '{re.escape(url)}' holds 1 of 50 labels outside the model's 10 outputs"):
+    with pytest.raises(
+        StateError, match=rf"^the memory in '{re.escape(url)}' holds 1 of 50 labels outside the model's 10 outputs"
+    ):
         der(tmp_path / "out", url)
     assert not (tmp_path / "out").exists()
 
@@ -118,8 +130,23 @@ def test_10_the_cli_reports_a_bad_memory_label_in_one_line(world, tmp_path, caps
     capsys.readouterr()
     folder = _with_memory_label(tmp_path / "s0", tmp_path / "bad", 1000, slot=0)
     out = tmp_path / "new" / "s1"
-    assert main(["update", "--config", str(ER), "--data", str(data), "--input-state", str(folder),
-                 "--output-state", str(out), *CLI]) == 1
+    assert (
+        main(
+            [
+                "update",
+                "--config",
+                str(ER),
+                "--data",
+                str(data),
+                "--input-state",
+                str(folder),
+                "--output-state",
+                str(out),
+                *CLI,
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert "holds 1 of 96 labels outside the model's 10 outputs (expected 0..9): 1000 (first in slot 0)" in err
@@ -132,9 +159,12 @@ def test_11_a_tensor_dataset_label_out_of_range_is_refused_before_training(world
     targets = chunk.targets.clone()
     targets[500] = 10
     updater = _er(tmp_path / "s1")
-    _refused(updater, TensorDataset(chunk.inputs, targets),
-             r"^training label 10 \(sample 500\) is outside the model's 10 outputs \(expected 0..9\); "
-             r"1 of 1000 labels is outside 0..9 \(10\)$")
+    _refused(
+        updater,
+        TensorDataset(chunk.inputs, targets),
+        r"^training label 10 \(sample 500\) is outside the model's 10 outputs \(expected 0..9\); "
+        r"1 of 1000 labels is outside 0..9 \(10\)$",
+    )
     assert updater.learner.total_steps == 0  # refused before the first step
 
 
@@ -144,8 +174,11 @@ def test_11_a_dataset_hiding_its_labels_is_refused_at_the_step_not_with_an_index
     _, chunk = world
     targets = chunk.targets.clone()
     targets[500] = 10
-    _refused(_er(tmp_path / "s1"), Plain(chunk.inputs, targets),
-             r"^label 10 is outside the model's 10 outputs \(expected 0..9\), at step \d+ \(task 0\)$")
+    _refused(
+        _er(tmp_path / "s1"),
+        Plain(chunk.inputs, targets),
+        r"^label 10 is outside the model's 10 outputs \(expected 0..9\), at step \d+ \(task 0\)$",
+    )
 
 
 def test_11_an_in_place_update_with_a_bad_label_leaves_the_folder_untouched(world, tmp_path):
@@ -170,16 +203,22 @@ def digits_5_to_9(mnist_train):
 @pytest.mark.parametrize("form", [TensorDataset, TensorChunk])
 def test_11_every_label_out_of_range_is_counted_and_listed(digits_5_to_9, tmp_path, form):
     inputs, targets = digits_5_to_9
-    error = _refused(_er(tmp_path / "s1", model=MLP(num_classes=5)), form(inputs, targets),
-                     r"is outside the model's 5 outputs \(expected 0..4\); 1000 of 1000 labels are outside 0..4 "
-                     r"\(5, 6, 7, 8, 9\)$")
+    error = _refused(
+        _er(tmp_path / "s1", model=MLP(num_classes=5)),
+        form(inputs, targets),
+        r"is outside the model's 5 outputs \(expected 0..4\); 1000 of 1000 labels are outside 0..4 "
+        r"\(5, 6, 7, 8, 9\)$",
+    )
     assert str(error).startswith(f"training label {int(targets[0])} (sample 0)")
 
 
 def test_11_a_dataset_hiding_its_labels_claims_no_count(digits_5_to_9, tmp_path):
     inputs, targets = digits_5_to_9
-    _refused(_er(tmp_path / "s1", model=MLP(num_classes=5)), Plain(inputs, targets),
-             rf"^training label {int(targets[0])} \(sample 0\) is outside the model's 5 outputs \(expected 0..4\)$")
+    _refused(
+        _er(tmp_path / "s1", model=MLP(num_classes=5)),
+        Plain(inputs, targets),
+        rf"^training label {int(targets[0])} \(sample 0\) is outside the model's 5 outputs \(expected 0..4\)$",
+    )
 
 
 # ------------------------------------------------------------------ 12. precision, and a closed pipe
@@ -209,8 +248,23 @@ def test_12_a_precision_lightning_refuses_is_one_line_naming_key_value_and_choic
     assert "'bf16-mixed', '32-true'" in line and "64, 32, 16, '64', '32', '16', 'bf16'), got str '7'" in line
     assert not (tmp_path / "new").exists()
     # from --set, YAML makes 7 an int; a near miss gets a suggestion
-    assert main(["update", "--config", str(ER), "--data", str(chunk_file), "--output-state", str(out), *CLI,
-                 "--set", "trainer.precision=bf16_mixed"]) == 1
+    assert (
+        main(
+            [
+                "update",
+                "--config",
+                str(ER),
+                "--data",
+                str(chunk_file),
+                "--output-state",
+                str(out),
+                *CLI,
+                "--set",
+                "trainer.precision=bf16_mixed",
+            ]
+        )
+        == 1
+    )
     line = _one_line(capsys, "update")
     assert f"{ER} (with --set trainer.precision): trainer.precision:" in line
     assert line.endswith("got str 'bf16_mixed' (did you mean 'bf16-mixed'?)")
@@ -221,8 +275,23 @@ def test_12_a_precision_lightning_refuses_is_one_line_naming_key_value_and_choic
     assert main(["update", "--config", str(ER), "--data", str(chunk_file), "--output-state", str(out), *CLI]) == 0
     capsys.readouterr()
     digest = tree_digest(out)
-    assert main(["update", "--config", str(config), "--data", str(chunk_file), "--input-state", str(out),
-                 "--output-state", str(out), *CLI]) == 1
+    assert (
+        main(
+            [
+                "update",
+                "--config",
+                str(config),
+                "--data",
+                str(chunk_file),
+                "--input-state",
+                str(out),
+                "--output-state",
+                str(out),
+                *CLI,
+            ]
+        )
+        == 1
+    )
     assert "trainer.precision: expected a precision Lightning accepts" in _one_line(capsys, "update")
     assert tree_digest(out) == digest and hidden_entries(out.parent) == []
 
@@ -252,8 +321,12 @@ def test_12_the_precisions_accepted_are_exactly_lightnings():
 def _shell(command: str, tmp_path: Path) -> tuple[str, str, int]:
     """Run ``command`` in bash without pipefail; stdout, stderr and the first command's exit code."""
     code = tmp_path / "code"
-    result = subprocess.run(["bash", "-c", f"set +o pipefail; {command}; echo ${{PIPESTATUS[0]}} > {code}"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", f"set +o pipefail; {command}; echo ${{PIPESTATUS[0]}} > {code}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return result.stdout, result.stderr, int(code.read_text())
 
 
@@ -269,9 +342,13 @@ def test_12_output_to_a_closed_pipe_exits_quietly(world, tmp_path):
 
 def test_12_a_broken_pipe_that_is_not_stdout_is_not_hidden(world, tmp_path):
     state0, _ = world
-    script = ("import sys, retentive.cli.inspect as command\n"
-              "def run(args):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
-              "command.run = run\n"
-              "from retentive.cli import main\nsys.exit(main(sys.argv[1:]))")
-    result = subprocess.run([sys.executable, "-c", script, "inspect", str(state0)], capture_output=True, text=True, timeout=120)
+    script = (
+        "import sys, retentive.cli.inspect as command\n"
+        "def run(args):\n    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "command.run = run\n"
+        "from retentive.cli import main\nsys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "inspect", str(state0)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1 and "BrokenPipeError" in result.stderr and "Traceback" in result.stderr

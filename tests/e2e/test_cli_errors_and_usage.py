@@ -47,24 +47,46 @@ def _one_error_line(capsys, command: str) -> str:
 def test_2_tests_find_mnist_as_the_library_does():
     """tests/unit/test_mnist.py hard-coded ../shared/data/mnist; now no test names that folder."""
     pattern = re.compile(r"""/\s*["']shared["']|["'][^"'\n]*\.\./shared""")  # a path built to it in code
-    offenders = [p.name for p in (ROOT / "tests").rglob("*.py")
-                 if p.name not in ("test_cli_errors_and_usage.py", "test_readme_first_command.py", "first_run_support.py")  # these check its absence
-                 and pattern.search(p.read_text(encoding="utf-8"))]
+    offenders = [
+        p.name
+        for p in (ROOT / "tests").rglob("*.py")
+        if p.name
+        not in (
+            "test_cli_errors_and_usage.py",
+            "test_readme_first_command.py",
+            "first_run_support.py",
+        )  # these check its absence
+        and pattern.search(p.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
     conftest = (ROOT / "tests" / "conftest.py").read_text(encoding="utf-8")
     assert "ensure_mnist()" in conftest  # a machine without MNIST fetches it, as the commands do
 
 
 # ------------------------------------------------------------------ 3. --help in well under a second
-@pytest.mark.parametrize("argv", [["--help"], ["update", "--help"], ["benchmark", "--help"], ["evaluate", "--help"],
-                                  ["demo", "--help"], ["inspect", "--help"], ["shift", "--help"], ["updte"], ["--version"],
-                                  ["update", "--config", "c", "--data", "d", "--output-state", "o", "--set", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["update", "--help"],
+        ["benchmark", "--help"],
+        ["evaluate", "--help"],
+        ["demo", "--help"],
+        ["inspect", "--help"],
+        ["shift", "--help"],
+        ["updte"],
+        ["--version"],
+        ["update", "--config", "c", "--data", "d", "--output-state", "o", "--set", "x"],
+    ],
+)
 def test_3_help_and_usage_errors_import_neither_torch_nor_lightning(argv):
-    probe = ("import json, sys, time; start = time.perf_counter()\n"
-             "from retentive.cli import main\n"
-             "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
-             "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'lightning', 'numpy') if m in sys.modules)\n"
-             "print(json.dumps([code, heavy, time.perf_counter() - start]), file=sys.stderr)")
+    probe = (
+        "import json, sys, time; start = time.perf_counter()\n"
+        "from retentive.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'lightning', 'numpy') if m in sys.modules)\n"
+        "print(json.dumps([code, heavy, time.perf_counter() - start]), file=sys.stderr)"
+    )
     result = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=60)
     code, heavy, seconds = json.loads(result.stderr.strip().splitlines()[-1])
     assert heavy == [], f"{argv} imported {heavy}"
@@ -72,7 +94,9 @@ def test_3_help_and_usage_errors_import_neither_torch_nor_lightning(argv):
 
 
 def test_3_version():
-    result = subprocess.run([sys.executable, "-m", "retentive.cli", "--version"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "retentive.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
     from retentive import __version__
 
     assert result.returncode == 0 and result.stdout.strip() == f"retentive {__version__}"
@@ -80,8 +104,22 @@ def test_3_version():
 
 # ------------------------------------------------------------------ 4. one line, not a traceback
 def test_4_ddp_spawn_is_one_line_naming_the_key(chunks, tmp_path, capsys):
-    code = main(["update", "--config", str(ER), "--data", str(chunks / "train_0.npz"), "--output-state",
-                 str(tmp_path / "new" / "s0"), *QUIET, "--set", "trainer.strategy=ddp_spawn", "--set", "trainer.devices=2"])
+    code = main(
+        [
+            "update",
+            "--config",
+            str(ER),
+            "--data",
+            str(chunks / "train_0.npz"),
+            "--output-state",
+            str(tmp_path / "new" / "s0"),
+            *QUIET,
+            "--set",
+            "trainer.strategy=ddp_spawn",
+            "--set",
+            "trainer.devices=2",
+        ]
+    )
     assert code == 1
     line = _one_error_line(capsys, "update")
     assert "(with --set trainer.strategy): trainer.strategy: 'ddp_spawn' is refused" in line
@@ -90,8 +128,20 @@ def test_4_ddp_spawn_is_one_line_naming_the_key(chunks, tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: accelerator=gpu is valid here")
 def test_4_an_accelerator_the_machine_lacks_is_one_line(chunks, tmp_path, capsys):
-    code = main(["update", "--config", str(ER), "--data", str(chunks / "train_0.npz"), "--output-state",
-                 str(tmp_path / "s0"), *QUIET, "--set", "trainer.accelerator=gpu"])
+    code = main(
+        [
+            "update",
+            "--config",
+            str(ER),
+            "--data",
+            str(chunks / "train_0.npz"),
+            "--output-state",
+            str(tmp_path / "s0"),
+            *QUIET,
+            "--set",
+            "trainer.accelerator=gpu",
+        ]
+    )
     assert code == 1
     line = _one_error_line(capsys, "update")
     assert "trainer.accelerator: Lightning refused the Trainer settings (accelerator='gpu'" in line
@@ -101,17 +151,24 @@ def test_4_a_misspelled_methods_file_key_is_one_line_and_leaves_no_output(tmp_pa
     methods = tmp_path / "methods.yaml"
     methods.write_text("my-er:\n  updater: ExperienceReplayModelUpdater\n  args: {memory_sise: 50}\n")
     out = tmp_path / "bench"
-    assert main(["benchmark", "--method", "my-er", "--methods-file", str(methods), "--output", str(out), "--quiet"]) == 1
+    assert (
+        main(["benchmark", "--method", "my-er", "--methods-file", str(methods), "--output", str(out), "--quiet"]) == 1
+    )
     line = _one_error_line(capsys, "benchmark")
     # the same checker, and so the same message, as `retentive update --config`
-    assert f"{methods}: my-er.args.memory_sise: unknown argument of ExperienceReplayModelUpdater (did you mean 'memory_size'?)" in line
+    assert (
+        f"{methods}: my-er.args.memory_sise: unknown argument of ExperienceReplayModelUpdater (did you mean 'memory_size'?)"
+        in line
+    )
     assert not out.exists()
 
 
 def test_4_benchmark_without_data_exits_1_not_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RETENTIVE_MNIST_MIRROR", "http://127.0.0.1:9/")
-    monkeypatch.setattr("retentive.data.mnist.search_dirs", lambda root=None: [tmp_path / "nowhere", tmp_path / "cache" / "mnist"])
+    monkeypatch.setattr(
+        "retentive.data.mnist.search_dirs", lambda root=None: [tmp_path / "nowhere", tmp_path / "cache" / "mnist"]
+    )
     assert main(["benchmark", "--method", "er", "--output", str(tmp_path / "bench"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "could not be fetched" in err and "Traceback" not in err
@@ -121,8 +178,20 @@ def test_4_benchmark_without_data_exits_1_not_2(tmp_path, monkeypatch, capsys):
 # ------------------------------------------------------------------ 5. nothing starts over silently
 def test_5_an_interrupted_update_is_neither_restarted_nor_deleted_silently(chunks, tmp_path, monkeypatch, capsys):
     output = tmp_path / "state" / "chunk_0"
-    args = ["update", "--config", str(ER), "--data", str(chunks / "train_0.npz"), "--output-state", str(output), *QUIET,
-            "--set", "trainer.max_epochs=3", "--set", "trainer.callbacks=[{class_path: crash_callback.CrashAtEpoch}]"]
+    args = [
+        "update",
+        "--config",
+        str(ER),
+        "--data",
+        str(chunks / "train_0.npz"),
+        "--output-state",
+        str(output),
+        *QUIET,
+        "--set",
+        "trainer.max_epochs=3",
+        "--set",
+        "trainer.callbacks=[{class_path: crash_callback.CrashAtEpoch}]",
+    ]
     monkeypatch.setenv("RETENTIVE_TEST_CRASH_AT", "2")
     with pytest.raises(RuntimeError, match="simulated crash"):  # a defect, not a user error: its traceback stays
         main([*args, "--resume"])
@@ -138,7 +207,9 @@ def test_5_an_interrupted_update_is_neither_restarted_nor_deleted_silently(chunk
 
     assert main([*args, "--resume", "--set", "optimizer.init_args.lr=0.05"]) == 1  # another lr: names only lr
     line = _one_error_line(capsys, "update")
-    assert re.search(r"\(hyperparameters: checkpoint \{[\w.]*\blr: 0\.1\}, this update \{[\w.]*\blr: 0\.05\}\)", line), line
+    assert re.search(
+        r"\(hyperparameters: checkpoint \{[\w.]*\blr: 0\.1\}, this update \{[\w.]*\blr: 0\.05\}\)", line
+    ), line
     assert len(line) < 500  # not two 900-character dicts
 
     assert main([*args, "--resume"]) == 0
@@ -149,8 +220,22 @@ def test_5_an_interrupted_update_is_neither_restarted_nor_deleted_silently(chunk
 def test_5_fresh_discards_the_checkpoint_and_says_so(chunks, tmp_path, capsys):
     output = tmp_path / "s0"
     (checkpoint_root(output) / "epoch-0004").mkdir(parents=True)
-    assert main(["update", "--config", str(ER), "--data", str(chunks / "train_0.npz"), "--output-state", str(output),
-                 *QUIET, "--fresh"]) == 0
+    assert (
+        main(
+            [
+                "update",
+                "--config",
+                str(ER),
+                "--data",
+                str(chunks / "train_0.npz"),
+                "--output-state",
+                str(output),
+                *QUIET,
+                "--fresh",
+            ]
+        )
+        == 0
+    )
     assert "discarded the checkpoint after epoch 4" in capsys.readouterr().out
     assert not checkpoint_root(output).exists() and output.is_dir()
 
@@ -176,8 +261,12 @@ def test_6_errors_name_flags_and_files(chunks, tmp_path, capsys):
     assert f"--output-state '{tmp_path / 'taken'}' already exists" in line and "output_state_folder" not in line
     # a label outside the model's outputs: the message names the file
     bad = tmp_path / "bad.npz"
-    write_chunk(bad, __import__("retentive.data.tensors", fromlist=["TensorChunk"]).TensorChunk(
-        torch.rand(8, 1, 28, 28), torch.full((8,), 12)))
+    write_chunk(
+        bad,
+        __import__("retentive.data.tensors", fromlist=["TensorChunk"]).TensorChunk(
+            torch.rand(8, 1, 28, 28), torch.full((8,), 12)
+        ),
+    )
     assert main(["update", "--config", str(ER), "--data", str(bad), "--output-state", str(tmp_path / "o"), *QUIET]) == 1
     line = _one_error_line(capsys, "update")
     assert f"{bad}: training label 12" in line
@@ -198,9 +287,18 @@ def test_8_quiet_lightning_silences_the_banner_and_tip_in_one_place(split_small,
     from retentive.quiet import quiet_lightning
 
     train, _ = split_small
-    updater = FineTuningModelUpdater(model=MLP(), loss_fn=torch.nn.CrossEntropyLoss(), optimizer=partial(torch.optim.SGD, lr=0.1),
-                                     batch_size=64, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                                     log_every_n_steps=1000, output_state_folder=tmp_path / "s")
+    updater = FineTuningModelUpdater(
+        model=MLP(),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        batch_size=64,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        log_every_n_steps=1000,
+        output_state_folder=tmp_path / "s",
+    )
     import logging
 
     level = logging.getLogger("pytorch_lightning.utilities.rank_zero").level
@@ -212,8 +310,11 @@ def test_8_quiet_lightning_silences_the_banner_and_tip_in_one_place(split_small,
     assert logging.getLogger("pytorch_lightning.utilities.rank_zero").level == level  # put back
     # one place: no other module quiets a Lightning logger or filters warnings
     pattern = re.compile(r"""warnings\.filterwarnings\(|getLogger\(\s*["'](pytorch_lightning|lightning)""")
-    sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "retentive").rglob("*.py")
-                     if pattern.search(p.read_text(encoding="utf-8")))
+    sources = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "retentive").rglob("*.py")
+        if pattern.search(p.read_text(encoding="utf-8"))
+    )
     assert set(sources) == {"retentive/quiet.py"}
 
 
@@ -221,8 +322,21 @@ def test_8_load_model_returns_eval_mode(tmp_path, chunks, capsys):
     from retentive import load_model
     from retentive.models import MLP
 
-    assert main(["update", "--config", str(ER), "--data", str(chunks / "train_0.npz"), "--output-state", str(tmp_path / "s"),
-                 *QUIET]) == 0
+    assert (
+        main(
+            [
+                "update",
+                "--config",
+                str(ER),
+                "--data",
+                str(chunks / "train_0.npz"),
+                "--output-state",
+                str(tmp_path / "s"),
+                *QUIET,
+            ]
+        )
+        == 0
+    )
     model = MLP().train()
     assert load_model(model, tmp_path / "s").training is False
     assert load_model(MLP().train(), tmp_path / "s", eval_mode=False).training is True
@@ -262,14 +376,22 @@ def test_4_a_method_in_the_update_config_form_is_checked_the_same_way(tmp_path):
     from retentive.cli.config import ConfigError
 
     methods = tmp_path / "methods.yaml"
-    methods.write_text("der:\n  updater: {class_path: retentive.DarkExperienceReplayModelUpdater, init_args: {memory_size: 50, beta: 0.5}}\n"
-                       "  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.03}}\n  trainer: {max_epochs: 2}\n")
+    methods.write_text(
+        "der:\n  updater: {class_path: retentive.DarkExperienceReplayModelUpdater, init_args: {memory_size: 50, beta: 0.5}}\n"
+        "  optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.03}}\n  trainer: {max_epochs: 2}\n"
+    )
     spec = load_methods(methods)["der"]
     assert spec.updater_class.__name__ == "DarkExperienceReplayModelUpdater" and spec.optimizer == "SGD"
-    assert dict(spec.args) == {"memory_size": 50, "beta": 0.5, "max_epochs": 2} and dict(spec.optimizer_args) == {"lr": 0.03}
+    assert dict(spec.args) == {"memory_size": 50, "beta": 0.5, "max_epochs": 2} and dict(spec.optimizer_args) == {
+        "lr": 0.03
+    }
     methods.write_text(methods.read_text().replace("lr: 0.03", "lrr: 0.03"))
-    with pytest.raises(ConfigError, match=r"der\.optimizer\.init_args\.lrr: unknown argument of SGD \(did you mean 'lr'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"der\.optimizer\.init_args\.lrr: unknown argument of SGD \(did you mean 'lr'\?\)"
+    ):
         load_methods(methods)
-    methods.write_text("x:\n  updater: {class_path: retentive.ExperienceReplayModelUpdater}\n  trainer: {max_epochs: one}\n")
+    methods.write_text(
+        "x:\n  updater: {class_path: retentive.ExperienceReplayModelUpdater}\n  trainer: {max_epochs: one}\n"
+    )
     with pytest.raises(ConfigError, match=r"x\.updater\.init_args\.max_epochs: expected int"):
         load_methods(methods)

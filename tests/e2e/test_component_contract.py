@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from third_party import GradientMomentumProjection, build, chunks
 from torch import nn
 
 import retentive as R
@@ -22,7 +23,6 @@ from retentive.data.transforms import Compose, RandomCrop, RandomHorizontalFlip
 from retentive.errors import DataError
 from retentive.models import MLP, SmallCNN
 from retentive.state import load_state
-from third_party import GradientMomentumProjection, build, chunks
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +65,18 @@ def test_third_party_gradient_component_through_two_processes_is_bit_identical(t
     assert isinstance(projection, GradientMomentumProjection)
     assert int(projection.updates_seen) == 2 and int(projection.projected_steps) == second.learner.total_steps > 0
     means = projection.parameter_state("mean_grad", second.model)
-    assert set(means) == {n for n, p in second.model.named_parameters()} and all(m.abs().sum() > 0 for m in means.values())
+    assert set(means) == {n for n, p in second.model.named_parameters()} and all(
+        m.abs().sum() > 0 for m in means.values()
+    )
     # two fresh processes, one per update
     env = {**os.environ, "PYTHONPATH": f"{TESTS.parents[1]}{os.pathsep}{TESTS}"}
     for source, target, index in (("-", "two0", 0), (str(tmp_path / "two0"), "two1", 1)):
         done = subprocess.run(
             [sys.executable, str(TESTS / "third_party.py"), source, str(tmp_path / target), str(index)],
-            capture_output=True, text=True, env=env, timeout=300,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
     _assert_same(_payloads(tmp_path / "one1"), _payloads(tmp_path / "two1"))
@@ -105,8 +110,14 @@ def test_a_component_returning_a_non_scalar_is_refused_and_nothing_changes(tmp_p
     model = MLP(hidden=(16,))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     updater = R.ExperienceReplayModelUpdater(
-        model, nn.CrossEntropyLoss(), _sgd(), memory_size=20, batch_size=16, components=[Vector()],
-        output_state_folder=tmp_path / "out", **QUIET,
+        model,
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=20,
+        batch_size=16,
+        components=[Vector()],
+        output_state_folder=tmp_path / "out",
+        **QUIET,
     )
     with pytest.raises(ValueError, match=r"Vector.loss must return a scalar tensor or None, got \(8,\)"):
         updater.update(chunks()[0])
@@ -123,7 +134,9 @@ def test_weights_are_applied_by_the_learner_and_penalties_skip_the_normaliser():
         def loss(self, ctx):
             return torch.tensor(self.value)
 
-    learner = R.Learner(MLP(hidden=(8,)), nn.CrossEntropyLoss(), _sgd(), [Constant(2.0, 3.0), Constant(0.5, 4.0, False)])
+    learner = R.Learner(
+        MLP(hidden=(8,)), nn.CrossEntropyLoss(), _sgd(), [Constant(2.0, 3.0), Constant(0.5, 4.0, False)]
+    )
     batch = (torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long))
     total, ctx = learner.step_loss(batch)
     new = ctx.losses["loss/new"]
@@ -169,8 +182,15 @@ def test_unreduced_loss_gives_the_numbers_of_the_mean_reduced_one(name, split_sm
     weights = []
     for reduction in ("mean", "none"):
         torch.manual_seed(0)
-        updater = cls(MLP(hidden=(16,)), nn.CrossEntropyLoss(reduction=reduction), _sgd(), batch_size=16, seed=1,
-                      **arguments, **QUIET)
+        updater = cls(
+            MLP(hidden=(16,)),
+            nn.CrossEntropyLoss(reduction=reduction),
+            _sgd(),
+            batch_size=16,
+            seed=1,
+            **arguments,
+            **QUIET,
+        )
         for i, chunk in enumerate(train):
             updater.update(chunk, task_id=i)
         weights.append(updater.model.state_dict())
@@ -183,7 +203,9 @@ def test_a_per_sample_loss_of_the_wrong_length_is_refused():
         return nn.functional.cross_entropy(logits, targets, reduction="none")[:-1]
 
     updater = R.FineTuningModelUpdater(MLP(hidden=(8,)), bad_loss, _sgd(), batch_size=16, **QUIET)
-    with pytest.raises(ValueError, match=r"loss_fn must return a scalar or one value per sample \(shape \(16,\)\), got shape \(15,\)"):
+    with pytest.raises(
+        ValueError, match=r"loss_fn must return a scalar or one value per sample \(shape \(16,\)\), got shape \(15,\)"
+    ):
         updater.update(chunks()[0])
 
 
@@ -210,7 +232,9 @@ def test_buffer_transform_is_applied_to_replayed_samples_only(mnist_train):
     model = SmallCNN()
     seen = []
     # training forwards only (the checks before training probe the model in eval mode)
-    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()) if module.training else None)
+    model.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].detach().clone()) if module.training else None
+    )
     updater = R.ExperienceReplayModelUpdater(
         model, nn.CrossEntropyLoss(), _sgd(0.01), memory_size=32, batch_size=32, buffer_transform=spy, **QUIET
     )
@@ -219,7 +243,7 @@ def test_buffer_transform_is_applied_to_replayed_samples_only(mnist_train):
     replays = [(given, out) for given, out in spy.calls if given.shape[0] > 1]  # not the one-sample probe
     assert replays, "the memory was never replayed"
     changed = 0
-    for forward, (given, out) in zip(seen[-len(replays):], replays):
+    for forward, (given, out) in zip(seen[-len(replays) :], replays):
         k = given.shape[0]
         assert torch.equal(forward[-k:], out)  # replayed samples reach the model transformed
         assert all(tuple(x.flatten().tolist()) in raw for x in forward[:-k])  # new samples untouched
@@ -241,8 +265,14 @@ def test_a_transform_the_model_cannot_take_is_refused_before_training(tmp_path):
             return x[..., :20, :20]
 
     updater = R.ExperienceReplayModelUpdater(
-        model, nn.CrossEntropyLoss(), _sgd(), memory_size=20, batch_size=16, train_transform=Shrink(),
-        output_state_folder=tmp_path / "out", **QUIET,
+        model,
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=20,
+        batch_size=16,
+        train_transform=Shrink(),
+        output_state_folder=tmp_path / "out",
+        **QUIET,
     )
     with pytest.raises(DataError, match=r"train_transform.*shape \(1, 20, 20\).*cannot run"):
         updater.update(chunks()[0])
@@ -282,8 +312,16 @@ def test_the_training_step_reads_no_tensor_back_to_python(monkeypatch):
     monkeypatch.setattr(R.Learner, "training_step", step)
     for cls, extra in ((R.ExperienceReplayModelUpdater, {}), (R.DarkExperienceReplayModelUpdater, {})):
         torch.manual_seed(0)
-        updater = cls(MLP(hidden=(16,)), nn.CrossEntropyLoss(), _sgd(), memory_size=40, batch_size=16,
-                      log_every_n_steps=10_000, **extra, **QUIET)
+        updater = cls(
+            MLP(hidden=(16,)),
+            nn.CrossEntropyLoss(),
+            _sgd(),
+            memory_size=40,
+            batch_size=16,
+            log_every_n_steps=10_000,
+            **extra,
+            **QUIET,
+        )
         for i, chunk in enumerate(chunks()):
             updater.update(chunk, task_id=i)
         assert updater.learner.total_steps > 10
@@ -303,8 +341,9 @@ def test_a_nan_still_stops_the_update_at_its_step(tmp_path):
 
     model = MLP(hidden=(8,))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    updater = R.FineTuningModelUpdater(model, nn.CrossEntropyLoss(), _sgd(), batch_size=16,
-                                       output_state_folder=tmp_path / "out", **QUIET)
+    updater = R.FineTuningModelUpdater(
+        model, nn.CrossEntropyLoss(), _sgd(), batch_size=16, output_state_folder=tmp_path / "out", **QUIET
+    )
     with pytest.raises(R.NonFiniteLossError, match=r"became nan at step [0-3] \(task 0\)"):
         updater.update(Plain())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
@@ -338,14 +377,22 @@ class Growing(nn.Module):
 def test_a_growing_model_is_rebuilt_from_the_state_folder(tmp_path):
     torch.manual_seed(0)
     model = Growing()  # no head yet: the update grows the first one before it probes the model
-    first = R.FineTuningModelUpdater(model, nn.CrossEntropyLoss(), _sgd(), batch_size=16,
-                                     output_state_folder=tmp_path / "s0", **QUIET)
+    first = R.FineTuningModelUpdater(
+        model, nn.CrossEntropyLoss(), _sgd(), batch_size=16, output_state_folder=tmp_path / "s0", **QUIET
+    )
     first.update(chunks()[0], task_id=0)
     head0 = {k: v.clone() for k, v in model.heads["0"].state_dict().items()}
     torch.manual_seed(1)
     second_model = Growing()  # built as for the first chunk; the state folder grows it
-    second = R.FineTuningModelUpdater(second_model, nn.CrossEntropyLoss(), _sgd(), batch_size=16,
-                                      input_state_folder=tmp_path / "s0", output_state_folder=tmp_path / "s1", **QUIET)
+    second = R.FineTuningModelUpdater(
+        second_model,
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        batch_size=16,
+        input_state_folder=tmp_path / "s0",
+        output_state_folder=tmp_path / "s1",
+        **QUIET,
+    )
     assert set(second_model.heads) == {"0"}
     assert all(torch.equal(v, second_model.heads["0"].state_dict()[k]) for k, v in head0.items())
     second.update(chunks()[1], task_id=1)
@@ -354,7 +401,9 @@ def test_a_growing_model_is_rebuilt_from_the_state_folder(tmp_path):
     rebuilt = R.load_model(Growing(), tmp_path / "s1")
     assert set(rebuilt.heads) == {"0", "1"}
     assert all(torch.equal(v, second_model.state_dict()[k]) for k, v in rebuilt.state_dict().items())
-    third = R.FineTuningModelUpdater(Growing(), nn.CrossEntropyLoss(), _sgd(), input_state_folder=tmp_path / "s1", **QUIET)
+    third = R.FineTuningModelUpdater(
+        Growing(), nn.CrossEntropyLoss(), _sgd(), input_state_folder=tmp_path / "s1", **QUIET
+    )
     assert set(third.model.heads) == {"0", "1"} and third.task_order == [0, 1]
     assert all(torch.equal(v, second_model.state_dict()[k]) for k, v in third.model.state_dict().items())
 
@@ -363,8 +412,14 @@ def test_a_growing_model_is_rebuilt_from_the_state_folder(tmp_path):
 def test_every_constructor_argument_is_captured_including_scheduler_and_policy():
     scheduler = partial(torch.optim.lr_scheduler.StepLR, step_size=1)
     updater = R.ExperienceReplayModelUpdater(
-        MLP(hidden=(8,)), nn.CrossEntropyLoss(), _sgd(0.2), memory_size=30, alpha=0.7,
-        learning_rate_scheduler=scheduler, memory_policy=R.GreedyClassBalancedPolicy(), **QUIET,
+        MLP(hidden=(8,)),
+        nn.CrossEntropyLoss(),
+        _sgd(0.2),
+        memory_size=30,
+        alpha=0.7,
+        learning_rate_scheduler=scheduler,
+        memory_policy=R.GreedyClassBalancedPolicy(),
+        **QUIET,
     )
     h = updater.hyperparameters
     assert h["alpha"] == 0.7 and h["memory_size"] == 30 and h["batch_size"] == 32
@@ -390,8 +445,14 @@ def test_update_end_insertion_replays_earlier_chunks_only(tmp_path):
     watch = Watch()
     torch.manual_seed(0)
     updater = R.DarkExperienceReplayModelUpdater(
-        MLP(hidden=(16,)), nn.CrossEntropyLoss(), _sgd(), memory_size=50, batch_size=16, components=[watch],
-        memory_insertion="update_end", **QUIET,
+        MLP(hidden=(16,)),
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=50,
+        batch_size=16,
+        components=[watch],
+        memory_insertion="update_end",
+        **QUIET,
     )
     updater.update(chunks()[0], task_id=0)
     assert watch.max_task == [] and len(updater.memory) == 50  # no replay while the memory was empty
@@ -410,8 +471,13 @@ def test_update_end_insertion_replays_earlier_chunks_only(tmp_path):
 def test_refresh_recomputes_the_logits_of_this_updates_samples_only():
     torch.manual_seed(0)
     updater = R.DarkExperienceReplayModelUpdater(
-        MLP(hidden=(16,)), nn.CrossEntropyLoss(), _sgd(), memory_size=60, batch_size=16,
-        refresh_memory_metadata=True, **QUIET,
+        MLP(hidden=(16,)),
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=60,
+        batch_size=16,
+        refresh_memory_metadata=True,
+        **QUIET,
     )
     updater.update(chunks()[0], task_id=0)
     size = len(updater.memory)

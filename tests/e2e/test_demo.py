@@ -17,7 +17,9 @@ def test_demo_runs_five_processes_through_state_folders(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
         [sys.executable, "-m", "retentive.cli", "demo", "--output", str(out), "--samples-per-chunk", "400"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "average_accuracy" in result.stdout and "forgetting" in result.stdout
@@ -32,5 +34,7 @@ def test_demo_runs_five_processes_through_state_folders(tmp_path):
     assert len(row) == 5 and row[0] > 0.3 and row[4] > 0.5
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
     # a second run refuses to mix with the first
-    again = subprocess.run([sys.executable, "-m", "retentive.cli", "demo", "--output", str(out)], capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "retentive.cli", "demo", "--output", str(out)], capture_output=True, text=True
+    )
     assert again.returncode == 2 and "earlier run" in again.stderr

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 from retentive.errors import StateError
@@ -29,7 +28,9 @@ def disk(tmp_path):
     """A 4 MiB tmpfs, unmounted afterwards."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill ({done.stderr.strip() or done.returncode}); these tests need root")
     try:
@@ -62,7 +63,9 @@ def _one_line_no_space(error: StateError) -> None:
 
 def test_a_full_disk_while_the_lock_is_written_is_one_state_error_and_leaves_no_lock(disk):
     filler = fill(disk)
-    with pytest.raises(StateError, match=r"cannot write the lock file .*\.retentive-lock-out.*nothing was written") as caught:
+    with pytest.raises(
+        StateError, match=r"cannot write the lock file .*\.retentive-lock-out.*nothing was written"
+    ) as caught:
         OutputLock(disk / "out").acquire()
     _one_line_no_space(caught.value)
     assert hidden_entries(disk) == []  # no lock file, and (in this process) no locked descriptor left

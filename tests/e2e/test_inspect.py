@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 import torch
+from state_helpers import der, hidden_entries
 
 from retentive.cli import main
 from retentive.state.housekeeping import find_leftovers, remove_leftovers
 from retentive.state.inspection import inspect_state
 from retentive.state.locking import OutputLock
-from state_helpers import der, hidden_entries
 
 pytestmark = pytest.mark.slow
 
@@ -71,16 +71,22 @@ def test_a_damaged_state_is_reported_with_the_file_at_fault_and_exit_1(state1, t
 
 def test_debris_beside_a_state_is_reported_and_only_stale_debris_is_removed(state1, tmp_path, capsys):
     shutil.copytree(state1, tmp_path / "s1")
-    (tmp_path / ".retentive-staging-s2-0123456789ab").mkdir()      # an interrupted write of s2
-    (tmp_path / ".retentive-lock-s3").write_text('{"pid": 1}')     # a stale lock
-    (tmp_path / ".retentive-resume-s1").mkdir()                    # checkpoints of a finished update
-    (tmp_path / ".retentive-resume-s4").mkdir()                    # checkpoints of an unfinished one
-    busy = OutputLock(tmp_path / "s5").acquire()                   # an update running now
+    (tmp_path / ".retentive-staging-s2-0123456789ab").mkdir()  # an interrupted write of s2
+    (tmp_path / ".retentive-lock-s3").write_text('{"pid": 1}')  # a stale lock
+    (tmp_path / ".retentive-resume-s1").mkdir()  # checkpoints of a finished update
+    (tmp_path / ".retentive-resume-s4").mkdir()  # checkpoints of an unfinished one
+    busy = OutputLock(tmp_path / "s5").acquire()  # an update running now
     (tmp_path / ".retentive-staging-s5-abcdefabcdef").mkdir()
     try:
         kinds = {(item.kind, item.target): item.stale for item in find_leftovers(tmp_path)}
-        assert kinds == {("staging", "s2"): True, ("lock", "s3"): True, ("resume", "s1"): True,
-                         ("resume", "s4"): False, ("lock", "s5"): False, ("staging", "s5"): False}
+        assert kinds == {
+            ("staging", "s2"): True,
+            ("lock", "s3"): True,
+            ("resume", "s1"): True,
+            ("resume", "s4"): False,
+            ("lock", "s5"): False,
+            ("staging", "s5"): False,
+        }
         assert main(["inspect", str(tmp_path / "s1")]) == 0
         out = capsys.readouterr().out
         assert "staging of 's2': left by an interrupted write" in out
@@ -90,7 +96,10 @@ def test_debris_beside_a_state_is_reported_and_only_stale_debris_is_removed(stat
         assert "(resume=True from Python), or with --fresh to discard it" in out
         removed = {p.name for p in remove_leftovers(tmp_path)}
         assert removed == {".retentive-staging-s2-0123456789ab", ".retentive-lock-s3", ".retentive-resume-s1"}
-        assert hidden_entries(tmp_path) == [".retentive-lock-s5", ".retentive-resume-s4",
-                                            ".retentive-staging-s5-abcdefabcdef"]
+        assert hidden_entries(tmp_path) == [
+            ".retentive-lock-s5",
+            ".retentive-resume-s4",
+            ".retentive-staging-s5-abcdefabcdef",
+        ]
     finally:
         busy.release()

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import torch
 from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 from retentive.cli import main
@@ -34,7 +33,11 @@ from retentive.state.locking import lock_path
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONFAULTHANDLER": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+ENV = {
+    **os.environ,
+    "PYTHONFAULTHANDLER": "1",
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 class CtrlC(pl.Callback):
@@ -105,8 +108,9 @@ def test_ctrl_c_during_the_commit_is_held_until_it_is_complete_and_says_so(state
     before = tree_digest(folder)
     _interrupt_after_exchange(monkeypatch)
     updater = der(folder, folder)
-    with pytest.raises(UpdateInterrupted, match="interrupted after the new state was committed to .*the update is "
-                                                "complete") as caught:
+    with pytest.raises(
+        UpdateInterrupted, match="interrupted after the new state was committed to .*the update is complete"
+    ) as caught:
         updater.update(chunks[1], task_id=1)
     assert caught.value.committed is True
     assert updater.updates_done == 2 and load_state(folder).manifest["updates_done"] == 2  # the updater kept it
@@ -182,12 +186,37 @@ def test_sigint_to_a_real_retentive_update_exits_130_with_one_line(state1, long_
     folder = tmp_path / "s"
     shutil.copytree(state1, folder)
     before = tree_digest(folder)
-    command = [sys.executable, "-m", "retentive.cli", "update", "--config", ROOT / "configs" / "der.yaml", "--data",
-               long_chunk, "--input-state", folder, "--output-state", folder, "--threads", "1",
-               "--set", "trainer.max_epochs=100", "--set", "logger=false", "--set", "updater.init_args.memory_size=50"]
-    process = subprocess.Popen(list(map(str, command)), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,  # a terminal's Ctrl-C, even if this runs in background
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+    command = [
+        sys.executable,
+        "-m",
+        "retentive.cli",
+        "update",
+        "--config",
+        ROOT / "configs" / "der.yaml",
+        "--data",
+        long_chunk,
+        "--input-state",
+        folder,
+        "--output-state",
+        folder,
+        "--threads",
+        "1",
+        "--set",
+        "trainer.max_epochs=100",
+        "--set",
+        "logger=false",
+        "--set",
+        "updater.init_args.memory_size=50",
+    ]
+    process = subprocess.Popen(
+        list(map(str, command)),
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,  # a terminal's Ctrl-C, even if this runs in background
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # noqa: PLW1509
     try:
         deadline = time.monotonic() + 120
         while not lock_path(folder).exists():  # update() holds the lock from its start: training begins
@@ -197,10 +226,10 @@ def test_sigint_to_a_real_retentive_update_exits_130_with_one_line(state1, long_
         process.send_signal(signal.SIGINT)
         try:
             out, err = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as hung:
             process.send_signal(signal.SIGABRT)
             out, err = process.communicate(timeout=60)
-            raise AssertionError(err[-5000:])
+            raise AssertionError(err[-5000:]) from hung
     finally:
         if process.poll() is None:
             process.kill()
@@ -212,17 +241,32 @@ def test_sigint_to_a_real_retentive_update_exits_130_with_one_line(state1, long_
     assert tree_digest(folder) == before and hidden_entries(tmp_path) == []
 
 
-def test_retentive_update_interrupted_during_its_commit_exits_0_and_says_it_committed(state1, long_chunk, tmp_path,
-                                                                                     monkeypatch):
+def test_retentive_update_interrupted_during_its_commit_exits_0_and_says_it_committed(
+    state1, long_chunk, tmp_path, monkeypatch
+):
     folder = tmp_path / "s"
     shutil.copytree(state1, folder)
     _interrupt_after_exchange(monkeypatch)
     out, err = io.StringIO(), io.StringIO()
     monkeypatch.chdir(tmp_path)
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["update", "--config", str(ROOT / "configs" / "der.yaml"), "--data", str(long_chunk),
-                     "--input-state", str(folder), "--output-state", str(folder), "--set", "logger=false",
-                     "--set", "updater.init_args.memory_size=50"])
+        code = main(
+            [
+                "update",
+                "--config",
+                str(ROOT / "configs" / "der.yaml"),
+                "--data",
+                str(long_chunk),
+                "--input-state",
+                str(folder),
+                "--output-state",
+                str(folder),
+                "--set",
+                "logger=false",
+                "--set",
+                "updater.init_args.memory_size=50",
+            ]
+        )
     assert code == 0
     assert err.getvalue().splitlines() == [
         f"retentive update: interrupted after the new state was committed to {str(folder)!r}; the update is complete"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from reader_race_worker import marked_state, marks
 
 from retentive.errors import StateError
 from retentive.state import MANIFEST, State, load_state, read_manifest, save_state
 from retentive.state.inplace import exchange
 from retentive.state.reading import FolderVersion, read_consistently
-from reader_race_worker import marked_state, marks
 
 pytestmark = pytest.mark.slow
 

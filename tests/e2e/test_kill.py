@@ -24,8 +24,9 @@ def _kill_test_module():
 
 def test_sigkill_during_training_and_save_never_corrupts(tmp_path, mnist_train):
     kill_test = _kill_test_module()
-    counts = kill_test.run_kill_test(kills=4, seed=1, workdir=tmp_path, samples=400, epochs=3, memory_size=400,
-                                   mnist=mnist_train)
+    counts = kill_test.run_kill_test(
+        kills=4, seed=1, workdir=tmp_path, samples=400, epochs=3, memory_size=400, mnist=mnist_train
+    )
     assert counts["problems"] == []
     assert counts["corrupt"] == 0 and counts["input_modified"] == 0
     assert counts["during_training"] == 2 and counts["during_save"] == 2
@@ -38,8 +39,9 @@ def test_sigkill_during_an_in_place_swap_leaves_the_old_or_the_new_state(tmp_pat
     """Two random moments of the save, and one self-kill after each step of the swap."""
     kill_test = _kill_test_module()
     kills = 2 + 2 * len(kill_test.SWAP_STEPS)
-    counts = kill_test.run_inplace_kill_test(kills=kills, seed=2, workdir=tmp_path, samples=300, epochs=1,
-                                             memory_size=300, mnist=mnist_train)
+    counts = kill_test.run_inplace_kill_test(
+        kills=kills, seed=2, workdir=tmp_path, samples=300, epochs=1, memory_size=300, mnist=mnist_train
+    )
     assert counts["problems"] == [] and counts["corrupt"] == 0
     assert set(counts["swap_step"]) == set(kill_test.SWAP_STEPS)
     # staged: the old state; every later step: the new one (and rollback restores the old)
@@ -55,8 +57,9 @@ def test_sigint_and_sigterm_after_each_step_of_an_in_place_swap_never_split_the_
 
     kill_test = _kill_test_module()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        counts = kill_test.run_inplace_signal_test(signum, tmp_path / signal.Signals(signum).name, samples=200,
-                                                   memory_size=200, mnist=mnist_train)
+        counts = kill_test.run_inplace_signal_test(
+            signum, tmp_path / signal.Signals(signum).name, samples=200, memory_size=200, mnist=mnist_train
+        )
         assert counts["problems"] == [] and counts["corrupt"] == 0, counts
         assert counts["old_state"] == ["staged"]  # before the exchange: interrupted, nothing committed
         assert counts["new_state"] == list(kill_test.SWAP_STEPS[1:])  # after it: the commit completed first

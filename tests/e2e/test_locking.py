@@ -9,11 +9,11 @@ import time
 
 import pytest
 import torch
+from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 
 from retentive.errors import StateError, StateLockedError
-from retentive.state.locking import OutputLock, lock_is_held, lock_path
 from retentive.state import load_state
-from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
+from retentive.state.locking import OutputLock, lock_is_held, lock_path
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,9 @@ def test_two_concurrent_updates_of_one_output_one_wins_the_other_fails_clearly(s
         _wait_until(lambda: lock_is_held(lock_path(output)))
         loser = der(output, state0)
         before = snapshot(loser)
-        with pytest.raises(StateLockedError, match=rf"output_state_folder .*s1' is being written by another update \(pid {pid}"):
+        with pytest.raises(
+            StateLockedError, match=rf"output_state_folder .*s1' is being written by another update \(pid {pid}"
+        ):
             loser.update(chunks[1], task_id=1)
         assert same_snapshot(snapshot(loser), before)  # the loser trained nothing and wrote nothing
         assert not output.exists()  # the winner is still training

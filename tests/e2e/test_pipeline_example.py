@@ -30,8 +30,11 @@ def readme_command() -> list[str]:
 
 def test_readme_pipeline_runs_as_written(tmp_path):
     output = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     command = readme_command() + ["--output", str(output), "--limit", "64"]  # small chunks: a fast test
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

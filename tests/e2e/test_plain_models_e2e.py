@@ -45,12 +45,20 @@ def test_icarl_runs_on_a_plain_model_and_its_class_means_are_the_last_linear_inp
     train, test = chunks
     folder = tmp_path / "state"
     torch.manual_seed(0)
-    first = R.ICaRLModelUpdater(MODELS[name](), nn.CrossEntropyLoss(), _sgd(), memory_size=40, output_state_folder=folder,
-                                **QUIET)
+    first = R.ICaRLModelUpdater(
+        MODELS[name](), nn.CrossEntropyLoss(), _sgd(), memory_size=40, output_state_folder=folder, **QUIET
+    )
     first.update(train[0], task_id=0)
     torch.manual_seed(1)  # any fresh weights: the folder's replace them
-    second = R.ICaRLModelUpdater(MODELS[name](), nn.CrossEntropyLoss(), _sgd(), memory_size=40,
-                                 input_state_folder=folder, output_state_folder=folder, **QUIET)
+    second = R.ICaRLModelUpdater(
+        MODELS[name](),
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=40,
+        input_state_folder=folder,
+        output_state_folder=folder,
+        **QUIET,
+    )
     model = second.update(train[1], task_id=1)
     assert second.memory.class_counts(4).tolist() == [10, 10, 10, 10]
     icarl = second.learner.components[0]
@@ -89,8 +97,9 @@ def test_packnet_wraps_a_plain_model_and_keeps_the_first_task_bit_identical(name
     with torch.no_grad():
         before = model(test[0].inputs, test[0].task_ids)
     torch.manual_seed(1)
-    second = R.PackNetModelUpdater(MODELS[name](), nn.CrossEntropyLoss(), _sgd(), input_state_folder=folder,
-                                   output_state_folder=folder, **QUIET)
+    second = R.PackNetModelUpdater(
+        MODELS[name](), nn.CrossEntropyLoss(), _sgd(), input_state_folder=folder, output_state_folder=folder, **QUIET
+    )
     model = second.update(train[1], task_id=1)
     manifest = load_state(folder).manifest
     assert manifest["architecture"]["packnet_tasks"] == [0, 1]
@@ -117,8 +126,17 @@ def test_packnet_retrains_through_the_updaters_fit_with_the_validation_data(chun
     train, test = chunks
     count = Count()
     torch.manual_seed(0)
-    updater = R.PackNetModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), post_prune_epochs=2, metric="val_loss", mode="min",
-                                    callbacks=[count], output_state_folder=tmp_path / "s0", **QUIET)
+    updater = R.PackNetModelUpdater(
+        MLP(),
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        post_prune_epochs=2,
+        metric="val_loss",
+        mode="min",
+        callbacks=[count],
+        output_state_folder=tmp_path / "s0",
+        **QUIET,
+    )
     updater.update(train[0], val_dataset=test[0], task_id=0)
     assert (count.fits, count.validations) == (2, 1 + 2)  # the first fit's epoch, then the two retraining epochs
     assert updater._val_dataset is None  # not kept past the update

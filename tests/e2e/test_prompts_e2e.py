@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from prompts_support import CASES, FIRST, build
 
 import retentive
-from prompts_support import CASES, FIRST, build
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +44,13 @@ def two_chunks(mnist_train, mnist_test, tmp_path_factory):
         updater = build(name, None, root / name / "s0")
         before = _test_loss(updater.model, tests[0])
         losses[name] = (before, _test_loss(updater.update(chunks[0], task_id="first_task"), tests[0]))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "prompts_support.py"), str(root)], check=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support"), os.environ.get("PYTHONPATH", "")]),
+    }
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "support" / "prompts_support.py"), str(root)], check=True, env=env
+    )
     return root, losses, tests
 
 
@@ -66,7 +71,9 @@ def test_second_process_restores_the_state_bit_for_bit(two_chunks, name):
 def test_l2p_learns_prompts_and_keys_and_keeps_the_backbone(two_chunks, name):
     root = two_chunks[0]
     s0, s1 = _model_pt(root / name / "s0"), _model_pt(root / name / "s1")
-    assert not torch.equal(s0["prompt_pool"], s1["prompt_pool"]) and not torch.equal(s0["prompt_keys"], s1["prompt_keys"])
+    assert not torch.equal(s0["prompt_pool"], s1["prompt_pool"]) and not torch.equal(
+        s0["prompt_keys"], s1["prompt_keys"]
+    )
     assert s1["prompt_pool"].shape == (10, 5, 32) and s1["prompt_keys"].shape == (10, 32)  # Renate's pool defaults
     frozen = [k for k in s0 if k.startswith("transformer.")]
     assert frozen and all(torch.equal(s0[k], s1[k]) for k in frozen)
@@ -80,7 +87,9 @@ def test_l2p_replay_and_rd_memories(two_chunks):
         assert memory["size"] == 40 and stored & {0, 1} and stored & {2, 3}, (name, stored)
     # Repeated Distillation's step 4: every stored logit is the consolidated model's
     memory = retentive.state.load_state(root / "RepeatedDistillationModelUpdater" / "s1").memory
-    model = retentive.load_model(CASES["RepeatedDistillationModelUpdater"][0](), root / "RepeatedDistillationModelUpdater" / "s1")
+    model = retentive.load_model(
+        CASES["RepeatedDistillationModelUpdater"][0](), root / "RepeatedDistillationModelUpdater" / "s1"
+    )
     with torch.no_grad():
         logits = model(memory["storage"]["inputs"][:40])
     torch.testing.assert_close(memory["storage"]["logits"][:40], logits, rtol=1e-4, atol=1e-4)

@@ -11,8 +11,15 @@ import subprocess
 import sys
 
 import pytest
-
-from first_run_support import build_mirror, closed_port_url, fresh_clone, newcomer_env, readme_first_command, run_retentive, serve
+from first_run_support import (
+    build_mirror,
+    closed_port_url,
+    fresh_clone,
+    newcomer_env,
+    readme_first_command,
+    run_retentive,
+    serve,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +38,14 @@ def test_fresh_clone_runs_the_readme_demo_fetching_mnist_from_a_mirror(clone, tm
     mirror = build_mirror(tmp_path / "mirror")
     with serve(mirror) as url:
         env = newcomer_env(tmp_path / "home", url)
-        where = subprocess.run([sys.executable, "-c", "import retentive; print(retentive.__file__)"], cwd=clone, env=env,
-                               capture_output=True, text=True, check=True).stdout
+        where = subprocess.run(
+            [sys.executable, "-c", "import retentive; print(retentive.__file__)"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert where.startswith(str(clone))  # the clone's code runs, not this checkout's
         result = run_retentive(clone, [*args, "--samples-per-chunk", "200", "--threads", "1"], env)
     assert result.returncode == 0, result.stderr
@@ -40,17 +53,29 @@ def test_fresh_clone_runs_the_readme_demo_fetching_mnist_from_a_mirror(clone, tm
     assert sum(line.strip().startswith(("0 |", "1 |", "2 |", "3 |", "4 |")) for line in result.stdout.splitlines()) == 5
     # one line says where MNIST came from and went; nothing else reaches stderr (no Lightning banner)
     assert result.stderr.splitlines() == [
-        f"retentive: fetching MNIST from {url} into {tmp_path / 'home' / '.cache' / 'retentive' / 'mnist'}"]
+        f"retentive: fetching MNIST from {url} into {tmp_path / 'home' / '.cache' / 'retentive' / 'mnist'}"
+    ]
     cached = sorted(p.name for p in (tmp_path / "home" / ".cache" / "retentive" / "mnist").iterdir())
-    assert cached == sorted(f"{name}.gz" for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    assert cached == sorted(
+        f"{name}.gz"
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    )
     assert (clone / "demo_output" / "state" / "chunk_004" / "manifest.json").is_file()
 
 
 def test_fresh_clone_with_an_unreachable_mirror_fails_in_one_line(clone, tmp_path):
     url = closed_port_url()
-    result = run_retentive(clone, [*readme_first_command(clone), "--output", "offline_output"],
-                           newcomer_env(tmp_path / "home", url), timeout=120)
+    result = run_retentive(
+        clone,
+        [*readme_first_command(clone), "--output", "offline_output"],
+        newcomer_env(tmp_path / "home", url),
+        timeout=120,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("retentive: fetching MNIST from")  # where from, then why not
@@ -65,8 +90,14 @@ def test_4_the_pipeline_example_without_data_is_one_line(clone, tmp_path):
     """Finding 4 of issue 16: examples/split_mnist_pipeline.sh without data ended in a traceback."""
     env = newcomer_env(tmp_path / "home", closed_port_url())
     env.update(PYTHON=sys.executable, PYTHONPATH=str(clone))  # the clone's code, even for the export script
-    result = subprocess.run(["bash", "examples/split_mnist_pipeline.sh", "--output", str(tmp_path / "out")], cwd=clone,
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "examples/split_mnist_pipeline.sh", "--output", str(tmp_path / "out")],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("export_split_mnist.py: error: MNIST is not on this machine")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from er_family_support import snapshot
 from methods_support import UPDATERS, build
+
 from retentive.components.distillation import icarl_classifier
 from retentive.evaluation import accuracy_row
 from retentive.models import MLP
@@ -49,21 +49,41 @@ def chains(split_small, tmp_path_factory):
         updater.update(train[CHUNKS], task_id=CHUNKS)
         expected_next = root / f"{name}_expected_next.pt"
         torch.save(snapshot(updater), expected_next)
-        results[name] = {"folder": previous, "expected": expected, "expected_next": expected_next,
-                         "accuracy": accuracy, "nme": nme, "updater": updater}
+        results[name] = {
+            "folder": previous,
+            "expected": expected,
+            "expected_next": expected_next,
+            "accuracy": accuracy,
+            "nme": nme,
+            "updater": updater,
+        }
     return results, root
 
 
 @pytest.fixture(scope="module")
 def reloaded(chains):
     results, root = chains
-    jobs = [{"name": n, "folder": str(r["folder"]), "expected": str(r["expected"]), "next_chunk": str(root / "next_chunk.pt"),
-             "next_task": CHUNKS, "expected_next": str(r["expected_next"])} for n, r in results.items()]
+    jobs = [
+        {
+            "name": n,
+            "folder": str(r["folder"]),
+            "expected": str(r["expected"]),
+            "next_chunk": str(root / "next_chunk.pt"),
+            "next_task": CHUNKS,
+            "expected_next": str(r["expected_next"]),
+        }
+        for n, r in results.items()
+    ]
     jobs_path = root / "jobs.json"
     jobs_path.write_text(json.dumps(jobs))
     env = {**os.environ, "PYTHONPATH": f"{TESTS_DIR.parents[1]}{os.pathsep}{TESTS_DIR}"}
-    done = subprocess.run([sys.executable, str(TESTS_DIR / "methods_state_worker.py"), str(jobs_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(TESTS_DIR / "methods_state_worker.py"), str(jobs_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -100,11 +120,16 @@ def test_component_states_are_not_trivial(chains):
     assert all(bool((v != 0).any()) for v in si.learner.components[0].parameter_state("importance", si.model).values())
     assert results["lwf"]["updater"].learner.components[0].seen_classes.tolist() == [True] * 8
     icarl = results["icarl"]["updater"]
-    assert icarl.learner.components[0].has_mean.sum() == 8 and icarl.memory.class_counts(8).tolist() == [8] * 4 + [7] * 4
+    assert (
+        icarl.learner.components[0].has_mean.sum() == 8 and icarl.memory.class_counts(8).tolist() == [8] * 4 + [7] * 4
+    )
     combo = results["er_ewc"]["updater"]
     assert [type(c).__name__ for c in combo.learner.components] == ["MemoryCrossEntropy", "ElasticWeightConsolidation"]
     assert bool(combo.learner.components[1].consolidated) and len(combo.memory) == 60
     lwf_si = results["lwf_si"]["updater"]
-    assert [type(c).__name__ for c in lwf_si.learner.components] == ["LearningWithoutForgetting", "SynapticIntelligence"]
+    assert [type(c).__name__ for c in lwf_si.learner.components] == [
+        "LearningWithoutForgetting",
+        "SynapticIntelligence",
+    ]
     tasks = results["gem"]["updater"].memory.storage["task_ids"][:60]
     assert torch.bincount(tasks).tolist() == [15, 15, 15, 15]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from s3_server import s3  # noqa: F401 - the fixture
 from state_helpers import der
+
 from retentive.cli import main
 from retentive.errors import StateConflictError, StateError
 from retentive.models import MLP
@@ -61,8 +61,13 @@ def _versions(s3, key: str) -> set[str]:
 
 
 def _worker(s3, *args: object) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=s3.env(PYTHONPATH=str(ROOT)),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)],
+        env=s3.env(PYTHONPATH=str(ROOT)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 # ---------------------------------------------------------------- finding 1: concurrent publishers
@@ -94,8 +99,10 @@ def test_concurrent_publishers_to_one_s3_url_lose_no_commit(s3, trained, tmp_pat
         for proc in (*procs, reader):
             proc.kill()
             proc.wait()
-    print(f"{writers} writers x {rounds} rounds: {sum('ok' in r for r in results)} commits, "
-          f"{sum('conflict' in r for r in results)} conflicts; {read['reads']} verified reads")
+    print(
+        f"{writers} writers x {rounds} rounds: {sum('ok' in r for r in results)} commits, "
+        f"{sum('conflict' in r for r in results)} conflicts; {read['reads']} verified reads"
+    )
     assert read["reads"] > 0 and read["errors"] == [], read["errors"][:3]
     assert [r for r in results if "error" in r] == []
     commits = [r for r in results if "ok" in r]
@@ -114,7 +121,9 @@ def test_concurrent_publishers_to_one_s3_url_lose_no_commit(s3, trained, tmp_pat
         chain.append(version)
     assert sorted(chain) == sorted(c["ok"] for c in commits)
     pointer = _pointer(s3, key)
-    assert pointer["version"] == chain[-1] and pointer["previous"][0]["version"] == (chain[-2] if len(chain) > 1 else first.version)
+    assert pointer["version"] == chain[-1] and pointer["previous"][0]["version"] == (
+        chain[-2] if len(chain) > 1 else first.version
+    )
     # every committed version is still there (none is older than the grace period); conflicts' uploads are gone
     assert _versions(s3, key) == {first.version, *chain}
     fetched = fetch_state(url, tmp_path / "final")
@@ -124,8 +133,11 @@ def test_concurrent_publishers_to_one_s3_url_lose_no_commit(s3, trained, tmp_pat
 def test_first_publishers_to_a_fresh_url_one_wins(s3, trained, tmp_path):
     url = f"s3://{s3.bucket}/fresh-race"
     won = publish_state(trained[0], url, expect=None)
-    with pytest.raises(StateConflictError, match=rf"expected no committed state, but version {won.version} is "
-                                                 r"committed now; nothing was committed and the upload versions/\S+ was removed"):
+    with pytest.raises(
+        StateConflictError,
+        match=rf"expected no committed state, but version {won.version} is "
+        r"committed now; nothing was committed and the upload versions/\S+ was removed",
+    ):
         publish_state(trained[1], url, expect=None)
     assert _versions(s3, "fresh-race") == {won.version}
     assert _files(fetch_state(url, tmp_path / "a")) == _files(trained[0])
@@ -166,7 +178,9 @@ def test_rollback_at_a_url_restores_the_previous_version_bit_for_bit(s3, trained
     assert f"rolled back {url} to version {first.version}" in capsys.readouterr().out
     assert _files(fetch_state(url, tmp_path / "a")) == _files(trained[0])
     torch.testing.assert_close(load_model(MLP(), url).state_dict(), load_state(trained[0]).model, rtol=0, atol=0)
-    with pytest.raises(StateError, match=rf"has no previous version to roll back to: version {first.version} is committed"):
+    with pytest.raises(
+        StateError, match=rf"has no previous version to roll back to: version {first.version} is committed"
+    ):
         rollback_url(url)
     assert main(["rollback", url]) == 1
     assert "no previous version" in capsys.readouterr().err
@@ -184,7 +198,9 @@ def test_rollback_refuses_a_corrupt_previous_version(s3, trained):
     fs = s3.filesystem()
     fs.pipe_file(f"{s3.bucket}/rollback-corrupt/versions/{first.version}/model.pt", b"not a model")
     before = _pointer(s3, "rollback-corrupt")
-    with pytest.raises(StateError, match=rf"cannot roll .* back to version {first.version}: .*model.pt.*; nothing was changed"):
+    with pytest.raises(
+        StateError, match=rf"cannot roll .* back to version {first.version}: .*model.pt.*; nothing was changed"
+    ):
         rollback_url(url)
     assert _pointer(s3, "rollback-corrupt") == before
 
@@ -196,11 +212,16 @@ def test_a_stale_expectation_is_refused_where_the_store_has_no_conditional_write
     url = "memory://retentive-test/stale"
     read = publish_state(trained[0], url)
     moved = publish_state(trained[1], url)
-    with pytest.raises(StateConflictError, match=rf"expected version {read.version}, but version {moved.version} is committed"):
+    with pytest.raises(
+        StateConflictError, match=rf"expected version {read.version}, but version {moved.version} is committed"
+    ):
         publish_state(trained[0], url, expect=read)
     with pytest.raises(StateConflictError, match="expected no committed state"):
         publish_state(trained[0], url, expect=None)
-    assert json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/stale/current.json"))["version"] == moved.version
+    assert (
+        json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/stale/current.json"))["version"]
+        == moved.version
+    )
 
 
 def test_a_rollback_racing_a_publish_changes_nothing(trained, monkeypatch):
@@ -222,7 +243,10 @@ def test_a_rollback_racing_a_publish_changes_nothing(trained, monkeypatch):
     assert f"version {read.version} was read, but version {moved[0].version} is committed now" in str(refused.value)
     import fsspec
 
-    assert json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/rollback-race/current.json"))["version"] == moved[0].version
+    assert (
+        json.loads(fsspec.filesystem("memory").cat_file("/retentive-test/rollback-race/current.json"))["version"]
+        == moved[0].version
+    )
 
 
 # ---------------------------------------------------------------- garbage collection
@@ -240,7 +264,13 @@ def test_garbage_collection_keeps_committed_previous_and_young_versions(trained)
     third = publish_state(trained[0], url, keep_previous=2)
     left = {p.rsplit("/", 1)[-1] for p in fs.ls(f"{root}/versions", detail=False)}
     # the old uncommitted one goes; the committed, its two previous, an upload in flight and foreign names stay
-    assert left == {third.version, second.version, second.previous[0]["version"], f"{young}-bbbbbbbbbbbb", "not-a-version"}
+    assert left == {
+        third.version,
+        second.version,
+        second.previous[0]["version"],
+        f"{young}-bbbbbbbbbbbb",
+        "not-a-version",
+    }
     with pytest.raises(ValueError, match="keep_previous must be an int >= 1"):
         publish_state(trained[0], url, keep_previous=0)
 
@@ -274,10 +304,19 @@ def test_crafted_extra_names_are_refused_and_nothing_is_written(s3, trained, tmp
     assert not (tmp_path / "abs-target").exists()
 
 
-@pytest.mark.parametrize("field, value", [("version", "../../x"), ("version", "/abs"), ("version", ".."),
-                                          ("version", ""), ("version", "20240101T000000Z-aaaaaaaaaaaa/.."),
-                                          ("previous", [{"version": "../x", "manifest_sha256": "0" * 64}]),
-                                          ("manifest_sha256", "../x"), ("extra", {"ok.csv": {"sha256": "x", "bytes": 1}})])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("version", "../../x"),
+        ("version", "/abs"),
+        ("version", ".."),
+        ("version", ""),
+        ("version", "20240101T000000Z-aaaaaaaaaaaa/.."),
+        ("previous", [{"version": "../x", "manifest_sha256": "0" * 64}]),
+        ("manifest_sha256", "../x"),
+        ("extra", {"ok.csv": {"sha256": "x", "bytes": 1}}),
+    ],
+)
 def test_crafted_pointers_are_refused_in_memory(trained, tmp_path, field, value):
     import fsspec
 

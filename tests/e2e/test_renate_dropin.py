@@ -59,33 +59,60 @@ COMMON = dict(
 )
 BUFFER = dict(buffer_transform=None, buffer_target_transform=None)
 REPLAY = dict(batch_memory_frac=0.5, loss_weight=1.0, ema_memory_update_gamma=1.0, loss_normalization=1, **BUFFER)
-CLS = dict(stable_model_update_weight=0.999, plastic_model_update_weight=0.999,
-           stable_model_update_probability=0.7, plastic_model_update_probability=0.9)
-SUPER = dict(der_alpha=1.0, der_beta=1.0, sp_shrink_factor=0.95, sp_sigma=0.001, cls_alpha=0.1,
-             cls_stable_model_update_weight=0.999, cls_plastic_model_update_weight=0.999,
-             cls_stable_model_update_probability=0.7, cls_plastic_model_update_probability=0.9,
-             pod_alpha=1.0, pod_distillation_type="spatial", pod_normalize=1)
+CLS = dict(
+    stable_model_update_weight=0.999,
+    plastic_model_update_weight=0.999,
+    stable_model_update_probability=0.7,
+    plastic_model_update_probability=0.9,
+)
+SUPER = dict(
+    der_alpha=1.0,
+    der_beta=1.0,
+    sp_shrink_factor=0.95,
+    sp_sigma=0.001,
+    cls_alpha=0.1,
+    cls_stable_model_update_weight=0.999,
+    cls_plastic_model_update_weight=0.999,
+    cls_stable_model_update_probability=0.7,
+    cls_plastic_model_update_probability=0.9,
+    pod_alpha=1.0,
+    pod_distillation_type="spatial",
+    pod_normalize=1,
+)
 #: class name -> its own arguments beyond COMMON, at Renate's defaults
 RENATE_UPDATERS: dict[str, dict] = {
     "ExperienceReplayModelUpdater": dict(memory_size=32, alpha=1.0, **REPLAY),
     "DarkExperienceReplayModelUpdater": dict(memory_size=32, alpha=1.0, beta=1.0, **REPLAY),
     "PooledOutputDistillationExperienceReplayModelUpdater": dict(
-        memory_size=32, alpha=1.0, distillation_type="spatial", normalize=1, **REPLAY),
+        memory_size=32, alpha=1.0, distillation_type="spatial", normalize=1, **REPLAY
+    ),
     "CLSExperienceReplayModelUpdater": dict(memory_size=32, alpha=0.5, beta=0.1, **CLS, **REPLAY),
     "SuperExperienceReplayModelUpdater": dict(memory_size=32, **SUPER, **REPLAY),
-    "OfflineExperienceReplayModelUpdater": dict(memory_size=32, batch_memory_frac=0.5, loss_weight_new_data=None, **BUFFER),
+    "OfflineExperienceReplayModelUpdater": dict(
+        memory_size=32, batch_memory_frac=0.5, loss_weight_new_data=None, **BUFFER
+    ),
     "GDumbModelUpdater": dict(memory_size=32, batch_memory_frac=0.5, **BUFFER),
     "FineTuningModelUpdater": dict(),
     "JointModelUpdater": dict(),
     "LearningToPromptModelUpdater": dict(learner_kwargs=None, prompt_sim_loss_weight=0.5, **BUFFER),
-    "LearningToPromptReplayModelUpdater": dict(memory_size=32, batch_memory_frac=0.5, loss_weight_new_data=None,
-                                               prompt_sim_loss_weight=0.5, **BUFFER),
+    "LearningToPromptReplayModelUpdater": dict(
+        memory_size=32, batch_memory_frac=0.5, loss_weight_new_data=None, prompt_sim_loss_weight=0.5, **BUFFER
+    ),
     "SPeftModelUpdater": dict(learner_kwargs=None, **BUFFER),
     "RepeatedDistillationModelUpdater": dict(memory_size=32, seed=None, **BUFFER),
 }
 #: a tiny ViT (28x28 MNIST, 7x7 patches) for the transformer updaters; every other one gets an MLP
-VIT = dict(image_size=28, patch_size=7, num_channels=1, hidden_dim=32, num_layers=1, num_heads=2, mlp_dim=32, dropout=0.0,
-           attention_dropout=0.0)
+VIT = dict(
+    image_size=28,
+    patch_size=7,
+    num_channels=1,
+    hidden_dim=32,
+    num_layers=1,
+    num_heads=2,
+    mlp_dim=32,
+    dropout=0.0,
+    attention_dropout=0.0,
+)
 MODELS = {
     "LearningToPromptModelUpdater": lambda: renate_like.LearningToPromptTransformer(**VIT),
     "LearningToPromptReplayModelUpdater": lambda: renate_like.LearningToPromptTransformer(**VIT),
@@ -137,7 +164,9 @@ def test_every_class_takes_every_renate_argument_and_updates_the_renate_way(name
     for argument, value in {**COMMON, **RENATE_UPDATERS[name]}.items():
         if argument not in ("max_epochs", "input_state_folder", "output_state_folder", "logger"):
             assert updater.hyperparameters.get(argument, value) == value or argument == "loss_normalization", argument
-    assert updater.trainer_kwargs["strategy"] == "auto" and updater.trainer_kwargs["devices"] == 1  # one device: in process
+    assert (
+        updater.trainer_kwargs["strategy"] == "auto" and updater.trainer_kwargs["devices"] == 1
+    )  # one device: in process
     first = DictDataset(chunks[0].subset(torch.arange(64)))
     val = DictDataset(chunks[0].subset(torch.arange(64, 96)))
     updater.update(first, val, train_dataset_collate_fn=collate, val_dataset_collate_fn=collate, task_id="default_task")
@@ -147,8 +176,9 @@ def test_every_class_takes_every_renate_argument_and_updates_the_renate_way(name
 
 def test_renate_defaults_without_arguments():
     """A Renate user who passes nothing gets Renate's settings."""
-    updater = renate_like.ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(reduction="none"),
-                                                       partial(torch.optim.SGD, lr=0.05), memory_size=32, logger=False)
+    updater = renate_like.ExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(reduction="none"), partial(torch.optim.SGD, lr=0.05), memory_size=32, logger=False
+    )
     assert updater.trainer_kwargs["max_epochs"] == 50
     assert updater.hyperparameters["strategy"] == "ddp" and updater.hyperparameters["precision"] == "32"
     assert updater.new_batch_size == 16 and updater.memory_batch_size == 16  # batch 32, frac 0.5
@@ -174,12 +204,25 @@ WORKER = textwrap.dedent(
 
 def test_two_chunks_through_state_folders_in_two_processes(chunks, tmp_path):
     torch.manual_seed(0)
-    renate_updater("DarkExperienceReplayModelUpdater", output_state_folder=tmp_path / "s0", mask_unused_classes=True).update(
-        DictDataset(chunks[0]), train_dataset_collate_fn=collate, task_id="first_task"
+    renate_updater(
+        "DarkExperienceReplayModelUpdater", output_state_folder=tmp_path / "s0", mask_unused_classes=True
+    ).update(DictDataset(chunks[0]), train_dataset_collate_fn=collate, task_id="first_task")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            str(Path(__file__).resolve().parent),
+            str(tmp_path / "s0"),
+            str(tmp_path / "s1"),
+        ],
+        check=True,
+        env=env,
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", WORKER, str(Path(__file__).resolve().parent), str(tmp_path / "s0"), str(tmp_path / "s1")],
-                   check=True, env=env)
     state = load_state(tmp_path / "s1")
     assert state.manifest["task_order"] == ["first_task", "second_task"]
     assert state.manifest["tasks_seen"] == {"first_task": 96, "second_task": 96}
@@ -195,7 +238,9 @@ def test_two_chunks_through_state_folders_in_two_processes(chunks, tmp_path):
 def test_inspect_shows_string_task_ids(chunks, tmp_path):
     from retentive.state.inspection import format_report, inspect_state
 
-    renate_updater("FineTuningModelUpdater", output_state_folder=tmp_path / "s0").update(chunks[0], task_id="default_task")
+    renate_updater("FineTuningModelUpdater", output_state_folder=tmp_path / "s0").update(
+        chunks[0], task_id="default_task"
+    )
     assert "default_task" in format_report(inspect_state(tmp_path / "s0"))
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import QUIET, sgd
 from torch import nn
 
-from helpers import QUIET, sgd
-from retentive import DarkExperienceReplayModelUpdater, StateError
+from retentive import DarkExperienceReplayModelUpdater, DataError, StateError
 from retentive.models import MLP
 from retentive.state import load_state
 from retentive.state.inplace import previous_path, rollback
@@ -20,13 +20,25 @@ pytestmark = pytest.mark.slow
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def der(folder: Path | None, input_folder: Path | None = None):
     torch.manual_seed(0)
-    return DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(reduction="none"), sgd(), memory_size=60,
-                                            batch_size=20, input_state_folder=input_folder, output_state_folder=folder, **QUIET)
+    return DarkExperienceReplayModelUpdater(
+        MLP(),
+        nn.CrossEntropyLoss(reduction="none"),
+        sgd(),
+        memory_size=60,
+        batch_size=20,
+        input_state_folder=input_folder,
+        output_state_folder=folder,
+        **QUIET,
+    )
 
 
 @pytest.fixture()
@@ -75,7 +87,7 @@ def test_a_failed_in_place_update_leaves_the_folder_and_its_previous_version(chu
     der(folder, folder).update(chunks[1])
     current, previous = digest(folder), digest(previous_path(folder))
     bad = torch.utils.data.TensorDataset(torch.full((4, 784), float("nan")), torch.zeros(4, dtype=torch.long))
-    with pytest.raises(Exception):
+    with pytest.raises(DataError):  # refused before training: NaN inputs
         der(folder, folder).update(bad)
     assert digest(folder) == current and digest(previous_path(folder)) == previous
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from er_family_support import UPDATERS, build, snapshot
+
 from retentive.evaluation import accuracy_row
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,10 @@ def reloaded(chains, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{TESTS_DIR}"}
     done = subprocess.run(
         [sys.executable, str(TESTS_DIR / "state_check_worker.py"), str(jobs_path)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import QUIET, sgd
+from state_helpers import rehash
+
 from retentive import ExperienceReplayModelUpdater
 from retentive.errors import StateError
 from retentive.memory import ReplayBuffer
 from retentive.memory.budget import MemoryBudgetError, available_bytes
 from retentive.models import MLP
 from retentive.state import load_state, save_state
-from state_helpers import rehash
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +64,16 @@ def _peak_growth(statement: str) -> dict:
 def _updater(memory_size: int, input_state: Path | None = None, output: Path | None = None, **kwargs):
     torch.manual_seed(0)
     return ExperienceReplayModelUpdater(
-        MLP(**kwargs.pop("model", {})), torch.nn.CrossEntropyLoss(), sgd(0.03), memory_size=memory_size,
-        batch_size=32, seed=0, input_state_folder=input_state, output_state_folder=output, **QUIET, **kwargs,
+        MLP(**kwargs.pop("model", {})),
+        torch.nn.CrossEntropyLoss(),
+        sgd(0.03),
+        memory_size=memory_size,
+        batch_size=32,
+        seed=0,
+        input_state_folder=input_state,
+        output_state_folder=output,
+        **QUIET,
+        **kwargs,
     )
 
 
@@ -73,7 +81,9 @@ def _state_with_memory(folder: Path, memory_size: int, storage: dict[str, torch.
     """A state folder of a fresh ER updater whose memory payload holds ``storage`` (``size`` rows)."""
     state = _updater(memory_size)._state()
     state.memory.update(
-        size=size, seen=size, storage=storage,
+        size=size,
+        seen=size,
+        storage=storage,
         dtypes={key: str(value.dtype).removeprefix("torch.") for key, value in storage.items()},
     )
     return save_state(folder, state)
@@ -155,7 +165,9 @@ def test_a_huge_memory_size_costs_only_the_rows_filled(split_small, tmp_path):
     updater.update(chunk, task_id=0)
     assert len(updater.memory) == 200 and 200 <= updater.memory.allocated <= 400
     again = _updater(10**7, input_state=tmp_path / "s")
-    assert again.memory.allocated == 200 and torch.equal(again.memory.storage["inputs"], updater.memory.storage["inputs"][:200])
+    assert again.memory.allocated == 200 and torch.equal(
+        again.memory.storage["inputs"], updater.memory.storage["inputs"][:200]
+    )
 
 
 def test_building_from_a_small_state_with_a_huge_memory_size_stays_small(tmp_path):
@@ -166,7 +178,9 @@ def test_building_from_a_small_state_with_a_huge_memory_size_stays_small(tmp_pat
         "task_ids": torch.zeros(100, dtype=torch.int64),
     }
     state = _updater(10**7, model=dict(in_features=4, hidden=(8,)))._state()
-    state.memory.update(size=100, seen=100, storage=storage, dtypes={"inputs": "float32", "targets": "int64", "task_ids": "int64"})
+    state.memory.update(
+        size=100, seen=100, storage=storage, dtypes={"inputs": "float32", "targets": "int64", "task_ids": "int64"}
+    )
     folder = save_state(tmp_path / "s", state)
     measured = _peak_growth(
         "u = ExperienceReplayModelUpdater(MLP(in_features=4, hidden=(8,)), torch.nn.CrossEntropyLoss(), sgd(0.03), "
@@ -180,12 +194,20 @@ def test_growth_beyond_the_device_budget_is_one_clear_error_and_changes_nothing(
     """Storage for a million 40 MB samples exceeds any machine this runs on: refused up front and
     at growth, naming the bytes needed and available, the memory as it was."""
     memory = ReplayBuffer(10**6)
-    memory.add({"inputs": torch.zeros(1, 1000, 10000), "targets": torch.zeros(1, dtype=torch.int64), "task_ids": torch.zeros(1, dtype=torch.int64)})
+    memory.add(
+        {
+            "inputs": torch.zeros(1, 1000, 10000),
+            "targets": torch.zeros(1, dtype=torch.int64),
+            "task_ids": torch.zeros(1, dtype=torch.int64),
+        }
+    )
     before = memory.state_dict()
     available = available_bytes("cpu")
     assert available is not None and available < 10**6 * 40_000_016
     for attempt in (lambda: memory.check_room(10**6), lambda: memory.reserve(10**6)):
-        with pytest.raises(MemoryBudgetError, match=r"needs 40,000,016,000,000 bytes on cpu .* but [\d,]+ bytes are available"):
+        with pytest.raises(
+            MemoryBudgetError, match=r"needs 40,000,016,000,000 bytes on cpu .* but [\d,]+ bytes are available"
+        ):
             attempt()
     assert isinstance(MemoryBudgetError("x"), MemoryError)
     after = memory.state_dict()
@@ -200,16 +222,24 @@ def test_growth_keeps_samples_and_draws_identical_to_a_restored_memory():
     g = torch.Generator().manual_seed(0)
     sizes = []
     for _ in range(7):
-        grown.add({"inputs": torch.randn(32, 5, generator=g), "targets": torch.randint(0, 10, (32,), generator=g),
-                   "task_ids": torch.zeros(32, dtype=torch.int64)})
+        grown.add(
+            {
+                "inputs": torch.randn(32, 5, generator=g),
+                "targets": torch.randint(0, 10, (32,), generator=g),
+                "task_ids": torch.zeros(32, dtype=torch.int64),
+            }
+        )
         sizes.append(grown.allocated)
     assert sizes == [32, 64, 128, 128, 256, 256, 256]  # doubling, capped at the capacity
     restored = ReplayBuffer(300, seed=99)
     restored.load_state_dict(grown.state_dict())
     assert restored.allocated == grown.size == 224
     for _ in range(4):
-        batch = {"inputs": torch.randn(32, 5, generator=g), "targets": torch.randint(0, 10, (32,), generator=g),
-                 "task_ids": torch.zeros(32, dtype=torch.int64)}
+        batch = {
+            "inputs": torch.randn(32, 5, generator=g),
+            "targets": torch.randint(0, 10, (32,), generator=g),
+            "task_ids": torch.zeros(32, dtype=torch.int64),
+        }
         assert torch.equal(grown.add(batch), restored.add(batch))
         a, b = grown.sample(20), restored.sample(20)
         assert torch.equal(a.indices, b.indices) and torch.equal(a.inputs, b.inputs)
@@ -227,12 +257,24 @@ def test_an_update_the_memory_could_not_hold_is_refused_before_training(tmp_path
 
     g = torch.Generator().manual_seed(0)
     chunk = TensorChunk(torch.randn(64, 4, generator=g), torch.randint(0, 10, (64,), generator=g))
-    first = ExperienceReplayModelUpdater(MLP(in_features=4, hidden=(8,)), torch.nn.CrossEntropyLoss(), sgd(0.03),
-                                         memory_size=10**6, output_state_folder=tmp_path / "s1", **QUIET)
+    first = ExperienceReplayModelUpdater(
+        MLP(in_features=4, hidden=(8,)),
+        torch.nn.CrossEntropyLoss(),
+        sgd(0.03),
+        memory_size=10**6,
+        output_state_folder=tmp_path / "s1",
+        **QUIET,
+    )
     first.update(chunk, task_id=0)
-    second = ExperienceReplayModelUpdater(MLP(in_features=4, hidden=(8,)), torch.nn.CrossEntropyLoss(), sgd(0.03),
-                                          memory_size=10**6, input_state_folder=tmp_path / "s1",
-                                          output_state_folder=tmp_path / "s2", **QUIET)
+    second = ExperienceReplayModelUpdater(
+        MLP(in_features=4, hidden=(8,)),
+        torch.nn.CrossEntropyLoss(),
+        sgd(0.03),
+        memory_size=10**6,
+        input_state_folder=tmp_path / "s1",
+        output_state_folder=tmp_path / "s2",
+        **QUIET,
+    )
     weights = {k: v.clone() for k, v in second.model.state_dict().items()}
     monkeypatch.setattr(budget, "available_bytes", lambda device: 1000)  # 1 KB left on the device
     fits: list[int] = []

@@ -9,12 +9,12 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
+from state_helpers import der, hidden_entries, same_snapshot, snapshot
 
 import retentive.updaters.persistence as persistence_module
 from retentive import StateError
-from retentive.state.resume import ResumeWarning, checkpoint_root, discard_checkpoints, has_checkpoint
 from retentive.state import load_state
-from state_helpers import der, hidden_entries, same_snapshot, snapshot
+from retentive.state.resume import ResumeWarning, checkpoint_root, discard_checkpoints, has_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,9 @@ def setup(split_small, tmp_path_factory):
 
 def _same_state(a, b) -> bool:
     sa, sb = load_state(a), load_state(b)
-    return same_snapshot({"m": sa.model, "mem": sa.memory, "l": sa.learner}, {"m": sb.model, "mem": sb.memory, "l": sb.learner})
+    return same_snapshot(
+        {"m": sa.model, "mem": sa.memory, "l": sa.learner}, {"m": sb.model, "mem": sb.memory, "l": sb.learner}
+    )
 
 
 def test_an_interrupted_update_resumes_from_its_last_epoch_and_ends_identical(setup, tmp_path):

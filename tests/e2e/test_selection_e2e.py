@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from retentive.memory import ReplayBuffer
+from selection_support import MEMORY, POLICY_NAMES, build, chunks
 
 from retentive import ExperienceReplayModelUpdater
 from retentive.memory import (
@@ -19,9 +18,9 @@ from retentive.memory import (
     GradientDiversityPolicy,
     HerdingPolicy,
     KCenterPolicy,
+    ReplayBuffer,
 )
 from retentive.models import MLP
-from selection_support import MEMORY, POLICY_NAMES, build, chunks
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,9 @@ def test_every_policy_round_trips_through_state_folders_in_two_processes(tmp_pat
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     done = subprocess.run(
         [sys.executable, str(TESTS_DIR / "selection_worker.py"), str(tmp_path / "jobs.json")],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for job in jobs:
@@ -89,8 +90,15 @@ def _er(policy, tmp_path: Path, model=None, memory_size: int = 5):
     from functools import partial
 
     return cls(
-        model or MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=memory_size,
-        memory_policy=policy, output_state_folder=tmp_path / "out", accelerator="cpu", logger=False, max_epochs=1,
+        model or MLP(),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.05),
+        memory_size=memory_size,
+        memory_policy=policy,
+        output_state_folder=tmp_path / "out",
+        accelerator="cpu",
+        logger=False,
+        max_epochs=1,
         enable_progress_bar=False,
     )
 
@@ -98,9 +106,18 @@ def _er(policy, tmp_path: Path, model=None, memory_size: int = 5):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: (HerdingPolicy(feature_layers=["features.9"]), None), r"feature layers \['features.9'\] are not submodules of MLP"),
-        (lambda: (KCenterPolicy(feature_layers=["head"]), None), r"feature layers \['head'\] are not submodules of MLP"),
-        (lambda: (GradientDiversityPolicy(), MLP().requires_grad_(False)), "needs trainable parameters, but MLP has none"),
+        (
+            lambda: (HerdingPolicy(feature_layers=["features.9"]), None),
+            r"feature layers \['features.9'\] are not submodules of MLP",
+        ),
+        (
+            lambda: (KCenterPolicy(feature_layers=["head"]), None),
+            r"feature layers \['head'\] are not submodules of MLP",
+        ),
+        (
+            lambda: (GradientDiversityPolicy(), MLP().requires_grad_(False)),
+            "needs trainable parameters, but MLP has none",
+        ),
         (lambda: (ClassBalancedReservoirPolicy(num_classes=10), None), "memory_size=5 is smaller than the 10 classes"),
     ],
 )
@@ -113,8 +130,11 @@ def test_bad_input_is_refused_before_training_and_nothing_is_written(make, messa
 
 def test_an_unhooked_update_end_policy_refuses_to_leave_a_memory_empty():
     memory = ReplayBuffer(5, policy=HerdingPolicy())  # a memory used outside an updater, never attached
-    batch = {"inputs": torch.zeros(2, 1, 28, 28), "targets": torch.zeros(2, dtype=torch.long),
-             "task_ids": torch.zeros(2, dtype=torch.long)}
+    batch = {
+        "inputs": torch.zeros(2, 1, 28, 28),
+        "targets": torch.zeros(2, dtype=torch.long),
+        "task_ids": torch.zeros(2, dtype=torch.long),
+    }
     with pytest.raises(RuntimeError, match="nothing calls its on_update_end"):
         memory.add(batch)
 

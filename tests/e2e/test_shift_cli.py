@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import QUIET, sgd
+
 from retentive import DarkExperienceReplayModelUpdater, detect_shift, load_model
 from retentive.cli import main
 from retentive.data.files import write_chunk
@@ -31,8 +31,16 @@ def _digits(mnist, classes, start, n):
 def pipeline(mnist_train, tmp_path_factory):
     root = tmp_path_factory.mktemp("shift")
     torch.manual_seed(0)
-    updater = DarkExperienceReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), sgd(0.1), memory_size=300,
-                                               batch_size=32, output_state_folder=root / "state", seed=0, **QUIET)
+    updater = DarkExperienceReplayModelUpdater(
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        sgd(0.1),
+        memory_size=300,
+        batch_size=32,
+        output_state_folder=root / "state",
+        seed=0,
+        **QUIET,
+    )
     updater.update(_digits(mnist_train, [0, 1, 2], 0, 600))
     same, other = _digits(mnist_train, [0, 1, 2], 600, 300), _digits(mnist_train, [0, 1, 2], 900, 300)
     write_chunk(root / "same.npz", same)
@@ -59,8 +67,13 @@ def test_no_shift_exits_0_and_a_rotated_chunk_exits_3_with_json_and_tensorboard(
     assert list(tb.glob("shift/version_0/events.out.tfevents.*"))
     # the Python API gives the same result from the same state folder
     model = load_model(MLP(), pipeline / "state")
-    result = detect_shift(record_chunk(pipeline / "rotated.npz"), state_folder=pipeline / "state", model=model,
-                          num_permutations=200, batch_size=256)
+    result = detect_shift(
+        record_chunk(pipeline / "rotated.npz"),
+        state_folder=pipeline / "state",
+        model=model,
+        num_permutations=200,
+        batch_size=256,
+    )
     assert (result.p_value, result.statistic) == (record["p_value"], record["statistic"])
 
 
@@ -75,8 +88,21 @@ def test_ks_on_raw_inputs_and_the_label_test_on_new_classes(pipeline, capsys):
     assert main([*base, "--data", str(pipeline / "rotated.npz"), "--detector", "ks"]) == 3
     assert main([*base, "--data", str(pipeline / "same.npz"), "--detector", "labels"]) == 0
     assert main([*base, "--data", str(pipeline / "new_classes.npz"), "--detector", "labels"]) == 3
-    assert main([*base, "--data", str(pipeline / "new_classes.npz"), "--detector", "labels", "--predicted",
-                 "--config", str(CONFIG)]) == 3
+    assert (
+        main(
+            [
+                *base,
+                "--data",
+                str(pipeline / "new_classes.npz"),
+                "--detector",
+                "labels",
+                "--predicted",
+                "--config",
+                str(CONFIG),
+            ]
+        )
+        == 3
+    )
     out = capsys.readouterr().out
     assert "ks: shift detected" in out and "predicted-labels: shift detected" in out
 
@@ -85,12 +111,23 @@ def test_bad_input_is_one_error_and_nothing_is_written(pipeline, tmp_path, capsy
     out, tb = tmp_path / "out" / "shift.json", tmp_path / "tb"
     written = ["--json", str(out), "--tb-logs", str(tb)]
     assert _run(pipeline, "--data", str(pipeline / "wide.npz"), *written) == 1
-    assert "wide.npz: inputs of shape (1, 30, 30) and dtype torch.float32 do not fit the model MLP" in capsys.readouterr().err
+    assert (
+        "wide.npz: inputs of shape (1, 30, 30) and dtype torch.float32 do not fit the model MLP"
+        in capsys.readouterr().err
+    )
     assert _run(pipeline, "--data", str(pipeline / "one.npz"), *written) == 1
     assert "one.npz: the mmd test needs at least 2 query samples, got 1" in capsys.readouterr().err
     torch.manual_seed(0)
-    empty = DarkExperienceReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), sgd(0.1), memory_size=0, batch_size=32,
-                                             output_state_folder=tmp_path / "empty", seed=0, **QUIET)
+    empty = DarkExperienceReplayModelUpdater(
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        sgd(0.1),
+        memory_size=0,
+        batch_size=32,
+        output_state_folder=tmp_path / "empty",
+        seed=0,
+        **QUIET,
+    )
     empty.update(record_chunk(pipeline / "one.npz"))
     assert main(["shift", "--state", str(tmp_path / "empty"), "--data", str(pipeline / "same.npz"), *written]) == 1
     assert "the replay memory of" in capsys.readouterr().err

@@ -54,8 +54,13 @@ class Worker:
 
     def __init__(self, folder: Path, chunk: Path, go: Path) -> None:
         self.go = go
-        self.process = subprocess.Popen([sys.executable, str(TESTS / "concurrency_worker.py"), str(folder), str(chunk),
-                                         str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        self.process = subprocess.Popen(
+            [sys.executable, str(TESTS / "concurrency_worker.py"), str(folder), str(chunk), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
 
     def built(self) -> None:
         line = self.process.stdout.readline()  # type: ignore[union-attr]
@@ -107,8 +112,13 @@ def test_in_place_updates_released_together_commit_exactly_once(base, folder, tm
 
 
 def _rollback_cli(folder: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "retentive.cli", "rollback", str(folder)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen(
+        [sys.executable, "-m", "retentive.cli", "rollback", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def test_an_update_built_before_a_rollback_conflicts_instead_of_undoing_it(base, folder, tmp_path):
@@ -163,8 +173,11 @@ def test_a_stale_updater_in_the_same_process_gets_a_conflict_and_writes_nothing(
     stale, fresh = der(folder, folder, resume=True), der(folder, folder)
     fresh.update(base[2], task_id=1)
     after = tree_digest(folder)
-    with pytest.raises(StateConflictError, match=r"changed since this update read it: it read version [0-9a-f]{12} "
-                                                 r"\(updates_done 1\), the folder now holds [0-9a-f]{12} \(updates_done 2"):
+    with pytest.raises(
+        StateConflictError,
+        match=r"changed since this update read it: it read version [0-9a-f]{12} "
+        r"\(updates_done 1\), the folder now holds [0-9a-f]{12} \(updates_done 2",
+    ):
         stale.update(base[2], task_id=1)
     assert stale.updates_done == 1 and tree_digest(folder) == after
     assert hidden_entries(tmp_path) == [previous_path(folder).name]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from state_helpers import der, edit_manifest, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
 
 import retentive.state.format as state_module
 from retentive import StateError, load_model
-from retentive.state.inspection import inspect_state
 from retentive.models import MLP
 from retentive.state import load_state, read_manifest, save_state
-from state_helpers import der, edit_manifest, hidden_entries, rehash, same_snapshot, snapshot, tree_digest
+from retentive.state.inspection import inspect_state
 
 pytestmark = pytest.mark.slow
 

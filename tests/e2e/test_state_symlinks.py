@@ -7,7 +7,6 @@ import os
 import shutil
 
 import pytest
-import torch
 from state_helpers import der, tree_digest
 
 from retentive.errors import StateError
@@ -30,7 +29,9 @@ def victim(tmp_path):
 def test_a_lock_file_planted_as_a_symlink_is_refused_for_a_new_output(state1, chunks, tmp_path, victim):
     os.symlink(victim, lock_path(tmp_path / "out"))
     updater = der(tmp_path / "out", state1)
-    with pytest.raises(StateError, match=r"the lock file .*\.retentive-lock-out' is a symbolic link \(to .*precious\.txt'\)"):
+    with pytest.raises(
+        StateError, match=r"the lock file .*\.retentive-lock-out' is a symbolic link \(to .*precious\.txt'\)"
+    ):
         updater.update(chunks[1], task_id=1)
     assert victim.read_bytes() == b"not yours to overwrite\n"
     assert not (tmp_path / "out").exists() and lock_path(tmp_path / "out").is_symlink()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from s3_server import s3  # noqa: F401 - the fixture
 from state_helpers import der
+
 from retentive.cli import main
 from retentive.cli.config import build_updater, load_config
 from retentive.data.files import write_chunk
@@ -35,8 +35,14 @@ PER_CHUNK = 96
 
 def _cli(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "retentive.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "retentive.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _objects(s3, prefix: str = "") -> list[str]:
@@ -79,12 +85,41 @@ def test_two_chunks_through_s3_resume_in_a_fresh_process(s3, chunks, tmp_path, m
     first, second = f"s3://{s3.bucket}/pipeline/chunk_0", f"s3://{s3.bucket}/pipeline/chunk_1"
     monkeypatch.chdir(tmp_path)
     # chunk 0: the CLI in this process, writing straight to s3://
-    assert main(["update", "--config", str(CONFIG), "--data", str(chunks / "train_0.npz"), "--output-state", first,
-                 "--set", "logger=false"]) == 0
+    assert (
+        main(
+            [
+                "update",
+                "--config",
+                str(CONFIG),
+                "--data",
+                str(chunks / "train_0.npz"),
+                "--output-state",
+                first,
+                "--set",
+                "logger=false",
+            ]
+        )
+        == 0
+    )
     assert not list(tmp_path.glob("*")), "nothing is left locally"
     # chunk 1: a fresh process resumes from chunk 0's remote state and publishes chunk 1's
-    done = _cli("update", "--config", CONFIG, "--data", chunks / "train_1.npz", "--input-state", first,
-                "--output-state", second, "--set", "logger=false", "--threads", "1", env=s3.env(), cwd=tmp_path)
+    done = _cli(
+        "update",
+        "--config",
+        CONFIG,
+        "--data",
+        chunks / "train_1.npz",
+        "--input-state",
+        first,
+        "--output-state",
+        second,
+        "--set",
+        "logger=false",
+        "--threads",
+        "1",
+        env=s3.env(),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert f"state -> {second}" in done.stdout
     remote = load_state(fetch_state(second, tmp_path / "fetched_1"))
@@ -92,8 +127,9 @@ def test_two_chunks_through_s3_resume_in_a_fresh_process(s3, chunks, tmp_path, m
     # the same second update from a local copy of chunk 0's state gives the same weights: it resumed exactly
     config = load_config(CONFIG, ["logger=false"])
     local_first = fetch_state(first, tmp_path / "fetched_0")
-    updater = build_updater(config, input_state_folder=local_first, output_state_folder=tmp_path / "local_1",
-                            resume=False)
+    updater = build_updater(
+        config, input_state_folder=local_first, output_state_folder=tmp_path / "local_1", resume=False
+    )
     from retentive.data.files import read_chunk
 
     updater.update(read_chunk(chunks / "train_1.npz"))
@@ -142,8 +178,13 @@ def test_sigkill_during_publish_leaves_a_committed_state_never_a_mix(s3, trained
     expected = {_sha(trained[0] / "model.pt"): "a", _sha(trained[1] / "model.pt"): "b"}
     rng = random.Random(0)
     debris_seen = 0
-    worker = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "publish_worker.py"), url, *map(str, trained)],
-                              env=s3.env(PYTHONPATH=str(ROOT)), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "support" / "publish_worker.py"), url, *map(str, trained)],
+        env=s3.env(PYTHONPATH=str(ROOT)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert worker.stdout.readline().strip() == "ready"
         for attempt in range(4):
@@ -206,8 +247,17 @@ def test_cli_reports_bad_credentials_in_one_line(s3, chunks, tmp_path, monkeypat
     before = _objects(s3)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    code = main(["update", "--config", str(CONFIG), "--data", str(chunks / "train_0.npz"),
-                 "--output-state", f"s3://{s3.bucket}/x"])
+    code = main(
+        [
+            "update",
+            "--config",
+            str(CONFIG),
+            "--data",
+            str(chunks / "train_0.npz"),
+            "--output-state",
+            f"s3://{s3.bucket}/x",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "access denied" in err and f"s3://{s3.bucket}/x" in err
     monkeypatch.undo()

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from retentive.data import load_mnist, split_mnist, subsample
 from retentive.evaluation import accuracy
@@ -23,8 +22,10 @@ from retentive.training import run_training_job
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "tests" / "support" / "hpo_config.py")
-pytestmark = pytest.mark.skipif(not os.environ.get("RETENTIVE_DATA") and not Path("/work/shared/data/mnist").is_dir(),
-                                reason="real MNIST idx files are needed")
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("RETENTIVE_DATA") and not Path("/work/shared/data/mnist").is_dir(),
+    reason="real MNIST idx files are needed",
+)
 pytestmark = [pytestmark, pytest.mark.slow]
 
 
@@ -74,10 +75,21 @@ def test_a_search_picks_the_best_trial_writes_hpo_csv_and_the_next_chunk_resumes
     space = {"optimizer": "SGD", "learning_rate": loguniform(1e-4, 0.3), "memory_size": 50, "batch_size": 16}
     finished = []
     first = run_training_job(
-        mode="max", config_space=space, metric="val_accuracy", backend="local", updater="DER", max_epochs=1,
-        chunk_id=0, config_file=CONFIG, output_state_url=str(tmp_path / "chunk_0"),
-        working_directory=str(tmp_path / "work"), n_workers=2, max_num_trials_finished=3, seed=3,
-        threads=1, progress=lambda trial, trials: finished.append(trial.trial_id),
+        mode="max",
+        config_space=space,
+        metric="val_accuracy",
+        backend="local",
+        updater="DER",
+        max_epochs=1,
+        chunk_id=0,
+        config_file=CONFIG,
+        output_state_url=str(tmp_path / "chunk_0"),
+        working_directory=str(tmp_path / "work"),
+        n_workers=2,
+        max_num_trials_finished=3,
+        seed=3,
+        threads=1,
+        progress=lambda trial, trials: finished.append(trial.trial_id),
     )
     values = {t.trial_id: t.best("val_accuracy", "max") for t in first.trials}
     assert sorted(values) == [0, 1, 2] and sorted(finished) == [0, 1, 2]
@@ -94,24 +106,41 @@ def test_a_search_picks_the_best_trial_writes_hpo_csv_and_the_next_chunk_resumes
     assert _val_accuracy(out, 0, seed=3) == pytest.approx(max(values.values()), abs=1e-6)  # the winner's own state
     rows = _rows(out)
     assert [(r["update_id"], r["trial_id"]) for r in sorted(rows, key=lambda r: r["trial_id"])] == [
-        ("0", "0"), ("0", "1"), ("0", "2")]
+        ("0", "0"),
+        ("0", "1"),
+        ("0", "2"),
+    ]
     assert hashlib.sha256((out / "hpo.csv").read_bytes()).hexdigest() == manifest["search"]["hpo_csv"]["sha256"]
     assert not any((tmp_path / "work" / "trials").iterdir())  # trial folders removed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunk_0", "work"]  # nothing else (Syne Tune's std.out)
 
     before = _digests(out)
     second = run_training_job(
-        mode="max", config_space={"optimizer": "SGD", "learning_rate": first.winner.config["learning_rate"],
-                                  "memory_size": 50, "batch_size": 16},
-        metric="val_accuracy", backend="local", updater="DER", max_epochs=1, chunk_id=1, config_file=CONFIG,
-        input_state_url=str(out), output_state_url=str(tmp_path / "chunk_1"), working_directory=str(tmp_path / "work"),
+        mode="max",
+        config_space={
+            "optimizer": "SGD",
+            "learning_rate": first.winner.config["learning_rate"],
+            "memory_size": 50,
+            "batch_size": 16,
+        },
+        metric="val_accuracy",
+        backend="local",
+        updater="DER",
+        max_epochs=1,
+        chunk_id=1,
+        config_file=CONFIG,
+        input_state_url=str(out),
+        output_state_url=str(tmp_path / "chunk_1"),
+        working_directory=str(tmp_path / "work"),
     )
     assert _digests(out) == before  # the input is never modified
     assert len(second.trials) == 1
     later = load_state(tmp_path / "chunk_1")
     assert later.manifest["updates_done"] == 2
     assert [r["update_id"] for r in _rows(tmp_path / "chunk_1")] == ["0", "0", "0", "1"]
-    assert _val_accuracy(tmp_path / "chunk_1", 1, seed=0) == pytest.approx(second.winner.best("val_accuracy", "max"), abs=1e-6)
+    assert _val_accuracy(tmp_path / "chunk_1", 1, seed=0) == pytest.approx(
+        second.winner.best("val_accuracy", "max"), abs=1e-6
+    )
 
 
 def test_renates_example_runs_with_the_import_changed(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from first_run_support import closed_port_url
 from s3_server import forget_s3_clients, s3  # noqa: F401 - the fixture
+
 from retentive.errors import StateError
 from retentive.state import load_state
 from retentive.state.remote import fetch_state
@@ -28,8 +28,17 @@ def _job(tmp_path: Path, **changes):
     config = tmp_path / "renate_config.py"
     if not config.exists():
         shutil.copy(ROOT / "tests" / "support" / "hpo_config.py", config)
-    arguments = dict(mode="max", config_space=dict(CONSTANTS), metric="val_accuracy", backend="local", updater="DER",
-                     max_epochs=1, chunk_id=0, config_file=str(config), working_directory=str(tmp_path / "work"))
+    arguments = dict(
+        mode="max",
+        config_space=dict(CONSTANTS),
+        metric="val_accuracy",
+        backend="local",
+        updater="DER",
+        max_epochs=1,
+        chunk_id=0,
+        config_file=str(config),
+        working_directory=str(tmp_path / "work"),
+    )
     arguments.update(changes)
     return run_training_job(**arguments)
 

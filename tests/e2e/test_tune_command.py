@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,9 +54,29 @@ def files(tmp_path, monkeypatch):
 
 
 def test_retentive_tune_picks_the_best_trial_and_the_next_update_resumes_from_it(files, capsys):
-    code = main(["tune", "--config", "der.yaml", "--space", "space.yaml", "--data", "train_0.npz",
-                 "--val-data", "val/val_0.npz", "--output-state", "state/chunk_0", "--workers", "2",
-                 "--max-trials", "2", "--seed", "1", "--threads", "1"])
+    code = main(
+        [
+            "tune",
+            "--config",
+            "der.yaml",
+            "--space",
+            "space.yaml",
+            "--data",
+            "train_0.npz",
+            "--val-data",
+            "val/val_0.npz",
+            "--output-state",
+            "state/chunk_0",
+            "--workers",
+            "2",
+            "--max-trials",
+            "2",
+            "--seed",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     progress = [line for line in out.splitlines() if line.startswith("retentive tune: trial ")]
@@ -73,8 +92,21 @@ def test_retentive_tune_picks_the_best_trial_and_the_next_update_resumes_from_it
     assert sorted(r["trial_id"] for r in rows) == ["0", "1"] and {r["update_id"] for r in rows} == {"0"}
     assert sorted(p.name for p in (files / "state").iterdir()) == ["chunk_0"]  # no trial folders left
 
-    code = main(["update", "--config", "der.yaml", "--data", "train_1.npz", "--val-data", "val",
-                 "--input-state", "state/chunk_0", "--output-state", "state/chunk_1"])
+    code = main(
+        [
+            "update",
+            "--config",
+            "der.yaml",
+            "--data",
+            "train_1.npz",
+            "--val-data",
+            "val",
+            "--input-state",
+            "state/chunk_0",
+            "--output-state",
+            "state/chunk_1",
+        ]
+    )
     assert code == 0
     later = json.loads((files / "state" / "chunk_1" / "manifest.json").read_text())
     assert later["updates_done"] == 2
@@ -82,18 +114,35 @@ def test_retentive_tune_picks_the_best_trial_and_the_next_update_resumes_from_it
 
 def test_a_space_key_the_config_does_not_take_is_one_error_and_nothing_is_written(files, capsys):
     (files / "space.yaml").write_text("optimizer.init_args.lrr: {loguniform: [0.0001, 0.3]}\n")
-    code = main(["tune", "--config", "der.yaml", "--space", "space.yaml", "--data", "train_0.npz",
-                 "--val-data", "val", "--output-state", "state/chunk_0", "--max-trials", "2"])
+    code = main(
+        [
+            "tune",
+            "--config",
+            "der.yaml",
+            "--space",
+            "space.yaml",
+            "--data",
+            "train_0.npz",
+            "--val-data",
+            "val",
+            "--output-state",
+            "state/chunk_0",
+            "--max-trials",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "optimizer.init_args.lrr" in err[0], err
     assert not (files / "state").exists()
 
 
 def test_tune_help_imports_neither_torch_lightning_nor_syne_tune():
-    probe = ("import sys\nfrom retentive.cli import main\n"
-             "try:\n    main(['tune', '--help'])\nexcept SystemExit:\n    pass\n"
-             "import retentive.training, retentive.training.job\n"
-             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning', 'syne_tune') if m in sys.modules))")
+    probe = (
+        "import sys\nfrom retentive.cli import main\n"
+        "try:\n    main(['tune', '--help'])\nexcept SystemExit:\n    pass\n"
+        "import retentive.training, retentive.training.job\n"
+        "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning', 'syne_tune') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "--space SPACE" in result.stdout and "--workers N" in result.stdout

@@ -9,10 +9,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +20,8 @@ from retentive.cli import main
 from retentive.cli.config import instantiate, load_config
 from retentive.data.files import read_chunk, write_chunk
 from retentive.evaluation import accuracy
-from retentive.state.loading import load_model
 from retentive.state import load_state
+from retentive.state.loading import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +85,20 @@ def update_here(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def first_update(config_path: Path, work: Path, chunk_files: Path) -> Chain:
-    chain = Chain(work, update_here(
-        "--config", config_path, "--data", chunk_files / "train_0.npz", "--output-state", work / "state" / "chunk_0",
-        "--threads", "1", cwd=work,
-    ))
+    chain = Chain(
+        work,
+        update_here(
+            "--config",
+            config_path,
+            "--data",
+            chunk_files / "train_0.npz",
+            "--output-state",
+            work / "state" / "chunk_0",
+            "--threads",
+            "1",
+            cwd=work,
+        ),
+    )
     if chain.first.returncode == 0:
         chain.before = digest(chain.states[0])
     return chain
@@ -98,9 +107,21 @@ def first_update(config_path: Path, work: Path, chunk_files: Path) -> Chain:
 def second_update(chain: Chain, config_path: Path, chunk_files: Path) -> Chain:
     if chain.first.returncode == 0:
         chain.second = run_update(
-            "--config", config_path, "--data", chunk_files / "train_1.npz", "--input-state", chain.states[0],
-            "--output-state", chain.states[1], "--val-data", chunk_files / "val", "--summary", chain.work / "summary.json",
-            "--threads", "1", cwd=chain.work,
+            "--config",
+            config_path,
+            "--data",
+            chunk_files / "train_1.npz",
+            "--input-state",
+            chain.states[0],
+            "--output-state",
+            chain.states[1],
+            "--val-data",
+            chunk_files / "val",
+            "--summary",
+            chain.work / "summary.json",
+            "--threads",
+            "1",
+            cwd=chain.work,
         )
     return chain
 
@@ -155,9 +176,24 @@ def test_help_explains_every_option_and_the_exit_codes(capsys):
         main(["update", "--help"])
     assert caught.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for option in ("--config", "--data", "--input-state", "--output-state", "--task-id", "--val-data", "--set", "--summary"):
+    for option in (
+        "--config",
+        "--data",
+        "--input-state",
+        "--output-state",
+        "--task-id",
+        "--val-data",
+        "--set",
+        "--summary",
+    ):
         assert option in text
-    for phrase in ("omit it for the first chunk", "must not exist yet", "weights_only=True", "column 'target'", "exit codes: 0"):
+    for phrase in (
+        "omit it for the first chunk",
+        "must not exist yet",
+        "weights_only=True",
+        "column 'target'",
+        "exit codes: 0",
+    ):
         assert phrase in text
 
 
@@ -187,7 +223,12 @@ def test_retentive_errors_exit_1_with_the_reason(chunk_files, tmp_path, capsys):
     assert err.startswith("retentive update: error: ") and f"{bad}: updater.init_args.alpah: unknown argument" in err
 
     good = str(ROOT / "configs" / "er.yaml")
-    assert main(["update", "--config", good, "--data", str(tmp_path / "none.npz"), "--output-state", str(tmp_path / "out")]) == 1
+    assert (
+        main(
+            ["update", "--config", good, "--data", str(tmp_path / "none.npz"), "--output-state", str(tmp_path / "out")]
+        )
+        == 1
+    )
     assert "none.npz: no such file or folder" in capsys.readouterr().err
     assert main(["update", "--config", good, *common, "--input-state", str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
@@ -209,8 +250,21 @@ def test_a_csv_chunk_trains_through_the_command(split_small, chunk_files, tmp_pa
     pixels = train[0].subset(torch.arange(64))
     table = write_chunk(tmp_path / "pixels.csv", type(pixels)(pixels.inputs.flatten(1), pixels.targets))
     out = tmp_path / "state"
-    argv = ["update", "--config", str(ROOT / "configs" / "er.yaml"), "--data", str(table), "--output-state", str(out),
-            "--task-id", "7", "--set", "logger=false", "--summary", str(tmp_path / "summary.json")]
+    argv = [
+        "update",
+        "--config",
+        str(ROOT / "configs" / "er.yaml"),
+        "--data",
+        str(table),
+        "--output-state",
+        str(out),
+        "--task-id",
+        "7",
+        "--set",
+        "logger=false",
+        "--summary",
+        str(tmp_path / "summary.json"),
+    ]
     assert main(argv) == 0
     manifest = load_state(out).manifest
     assert manifest["tasks_seen"] == {"7": 64} and manifest["memory"]["size"] == 64

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import QUIET, sgd
 from torch import nn
 from torch.utils.data import Dataset
-from helpers import QUIET, sgd
 
 from retentive import (
     DarkExperienceReplayModelUpdater,
@@ -46,9 +46,49 @@ def _run_chunks(make_updater, train, test, tmp_path, name):
 def test_replay_forgets_less_than_fine_tuning(split_small, tmp_path):
     train, test = split_small
     kw = dict(batch_size=20, seed=0, **QUIET)
-    ft = _run_chunks(lambda m, i, o: FineTuningModelUpdater(m, nn.CrossEntropyLoss(), sgd(0.1), input_state_folder=i, output_state_folder=o, **kw), train, test, tmp_path, "ft")
-    er = _run_chunks(lambda m, i, o: ExperienceReplayModelUpdater(m, nn.CrossEntropyLoss(), sgd(0.1), memory_size=200, batch_memory_frac=0.5, input_state_folder=i, output_state_folder=o, **kw), train, test, tmp_path, "er")
-    der = _run_chunks(lambda m, i, o: DarkExperienceReplayModelUpdater(m, nn.CrossEntropyLoss(), sgd(0.1), memory_size=200, alpha=0.5, beta=0.5, batch_memory_frac=0.5, input_state_folder=i, output_state_folder=o, **kw), train, test, tmp_path, "der")
+    ft = _run_chunks(
+        lambda m, i, o: FineTuningModelUpdater(
+            m, nn.CrossEntropyLoss(), sgd(0.1), input_state_folder=i, output_state_folder=o, **kw
+        ),
+        train,
+        test,
+        tmp_path,
+        "ft",
+    )
+    er = _run_chunks(
+        lambda m, i, o: ExperienceReplayModelUpdater(
+            m,
+            nn.CrossEntropyLoss(),
+            sgd(0.1),
+            memory_size=200,
+            batch_memory_frac=0.5,
+            input_state_folder=i,
+            output_state_folder=o,
+            **kw,
+        ),
+        train,
+        test,
+        tmp_path,
+        "er",
+    )
+    der = _run_chunks(
+        lambda m, i, o: DarkExperienceReplayModelUpdater(
+            m,
+            nn.CrossEntropyLoss(),
+            sgd(0.1),
+            memory_size=200,
+            alpha=0.5,
+            beta=0.5,
+            batch_memory_frac=0.5,
+            input_state_folder=i,
+            output_state_folder=o,
+            **kw,
+        ),
+        train,
+        test,
+        tmp_path,
+        "der",
+    )
     # fine-tuning keeps only the last two digits; replay keeps a good share of all ten
     assert average_accuracy(ft) < 0.25
     assert average_accuracy(er) > average_accuracy(ft) + 0.25
@@ -59,9 +99,13 @@ def test_replay_forgets_less_than_fine_tuning(split_small, tmp_path):
 def test_state_folder_restores_weights_memory_and_logits(split_small, tmp_path):
     train, _ = split_small
     torch.manual_seed(0)
-    first = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, beta=0.0, output_state_folder=tmp_path / "s0", **QUIET)
+    first = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, beta=0.0, output_state_folder=tmp_path / "s0", **QUIET
+    )
     model = first.update(train[0])
-    second = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, beta=0.0, input_state_folder=tmp_path / "s0", **QUIET)
+    second = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, beta=0.0, input_state_folder=tmp_path / "s0", **QUIET
+    )
     for key, value in model.state_dict().items():
         assert torch.equal(second.model.state_dict()[key], value)
     assert set(second.memory.keys) == {"inputs", "targets", "task_ids", "logits"}
@@ -95,7 +139,16 @@ def test_two_chunks_across_processes_equal_one_process(mnist_train, tmp_path):
 
     train = small_split(mnist_train, 300)
     make = lambda **kw: DarkExperienceReplayModelUpdater(  # noqa: E731
-        MLP(), nn.CrossEntropyLoss(), sgd(0.05), memory_size=100, alpha=0.5, beta=0.5, batch_size=20, seed=7, **QUIET, **kw
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(0.05),
+        memory_size=100,
+        alpha=0.5,
+        beta=0.5,
+        batch_size=20,
+        seed=7,
+        **QUIET,
+        **kw,
     )
     torch.manual_seed(1)
     in_process = make()
@@ -105,7 +158,11 @@ def test_two_chunks_across_processes_equal_one_process(mnist_train, tmp_path):
     torch.manual_seed(1)
     make(output_state_folder=tmp_path / "s0").update(train[0], task_id=0)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-c", WORKER, str(ROOT / "tests"), str(tmp_path / "s0"), str(tmp_path / "s1")], check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-c", WORKER, str(ROOT / "tests"), str(tmp_path / "s0"), str(tmp_path / "s1")],
+        check=True,
+        env=env,
+    )
 
     resumed = make(input_state_folder=tmp_path / "s1")
     for key, value in in_process.model.state_dict().items():
@@ -131,7 +188,9 @@ class Views(Dataset):
 
 def test_state_size_is_model_plus_memory(tmp_path):
     model = MLP()
-    updater = DarkExperienceReplayModelUpdater(model, nn.CrossEntropyLoss(), sgd(), memory_size=500, batch_size=64, output_state_folder=tmp_path / "s", **QUIET)
+    updater = DarkExperienceReplayModelUpdater(
+        model, nn.CrossEntropyLoss(), sgd(), memory_size=500, batch_size=64, output_state_folder=tmp_path / "s", **QUIET
+    )
     updater.update(Views(20_000))
     model_bytes = sum(v.numel() * v.element_size() for v in model.state_dict().values())
     total = sum(p.stat().st_size for p in (tmp_path / "s").iterdir())
@@ -156,7 +215,9 @@ def test_split_batch_conventions():
 def first_state(split_small, tmp_path):
     train, _ = split_small
     torch.manual_seed(0)
-    ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, output_state_folder=tmp_path / "s0", **QUIET).update(train[0])
+    ExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, output_state_folder=tmp_path / "s0", **QUIET
+    ).update(train[0])
     return tmp_path / "s0"
 
 
@@ -165,7 +226,16 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def _er(tmp_path, state, model=None, **kw):
-    return ExperienceReplayModelUpdater(model or MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=state, output_state_folder=tmp_path / "out", **QUIET, **kw)
+    return ExperienceReplayModelUpdater(
+        model or MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        memory_size=50,
+        input_state_folder=state,
+        output_state_folder=tmp_path / "out",
+        **QUIET,
+        **kw,
+    )
 
 
 def test_empty_dataset(first_state, tmp_path):
@@ -179,7 +249,9 @@ def test_sample_shape_differs_from_memory(first_state, tmp_path):
     with pytest.raises(MemoryShapeError, match=r"\(1, 32, 32\).*\(1, 28, 28\)"):
         _er(tmp_path, first_state).update(TensorChunk(torch.zeros(10, 1, 32, 32), torch.zeros(10, dtype=torch.long)))
     with pytest.raises(MemoryShapeError, match="float64"):
-        _er(tmp_path, first_state).update(TensorChunk(torch.zeros(10, 1, 28, 28, dtype=torch.float64), torch.zeros(10, dtype=torch.long)))
+        _er(tmp_path, first_state).update(
+            TensorChunk(torch.zeros(10, 1, 28, 28, dtype=torch.float64), torch.zeros(10, dtype=torch.long))
+        )
     assert not (tmp_path / "out").exists() and _snapshot(first_state) == before
 
 
@@ -214,13 +286,25 @@ def test_bad_state_folders(first_state, tmp_path):
     with pytest.raises(StateError, match="not a retentive state folder"):
         _er(tmp_path, tmp_path / "junk")
     # the same folder in and out is an in-place update (Renate's pipelines; tests/e2e/test_renate_inplace.py)
-    assert ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=first_state, output_state_folder=first_state, **QUIET).in_place
+    assert ExperienceReplayModelUpdater(
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        memory_size=50,
+        input_state_folder=first_state,
+        output_state_folder=first_state,
+        **QUIET,
+    ).in_place
     with pytest.raises(StateError, match="does not fit the model"):
         _er(tmp_path, first_state, model=MLP(hidden=(50,)))
     with pytest.raises(StateError, match="memory_size=20"):
-        ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=20, input_state_folder=first_state, **QUIET)
+        ExperienceReplayModelUpdater(
+            MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=20, input_state_folder=first_state, **QUIET
+        )
     with pytest.raises(StateError, match="LogitMSE"):
-        DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=first_state, **QUIET)
+        DarkExperienceReplayModelUpdater(
+            MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, input_state_folder=first_state, **QUIET
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -229,7 +313,9 @@ def test_bad_state_folders(first_state, tmp_path):
 
 def test_ema_memory_update_refreshes_stored_logits(split_small):
     train, _ = split_small
-    updater = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=64, batch_size=32, ema_memory_update_gamma=0.5, **QUIET)
+    updater = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=64, batch_size=32, ema_memory_update_gamma=0.5, **QUIET
+    )
     updater.update(train[0])
     stored = updater.memory.storage["logits"].clone()
     inserted = updater.memory.seen
@@ -259,8 +345,15 @@ def test_tensorboard_logs_losses_accuracy_and_memory_histogram(split_small, tmp_
     train, test = split_small
     logger = TensorBoardLogger(str(tmp_path / "tb"), name="run")
     updater = DarkExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=100, batch_size=20, logger=logger, log_every_n_steps=10,
-        accelerator="cpu", enable_progress_bar=False,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        memory_size=100,
+        batch_size=20,
+        logger=logger,
+        log_every_n_steps=10,
+        accelerator="cpu",
+        enable_progress_bar=False,
     )
     updater.update(train[0], val_dataset=test[0])
     updater.update(train[1], val_dataset=test[1])

@@ -33,8 +33,15 @@ def main(method: str, task: int, input_state: str, output_state: str) -> None:
     torch.set_num_threads(1)
     chunk = split_mnist(load_mnist("train"), with_task_ids=True)[task].subset(torch.arange(200))
     common = dict(
-        batch_size=20, input_state_folder=None if input_state == "-" else input_state, output_state_folder=output_state,
-        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1, seed=task,
+        batch_size=20,
+        input_state_folder=None if input_state == "-" else input_state,
+        output_state_folder=output_state,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        max_epochs=1,
+        seed=task,
     )
     optimizer = partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-3)
     loss = torch.nn.CrossEntropyLoss()

@@ -18,10 +18,10 @@ import torch
 
 torch.set_num_threads(1)
 
-from state_helpers import der
+from state_helpers import der  # noqa: E402 (threads are set before anything builds a model)
 
-from retentive.data import TensorChunk
-from retentive.errors import StateConflictError, StateLockedError
+from retentive.data import TensorChunk  # noqa: E402
+from retentive.errors import StateConflictError, StateLockedError  # noqa: E402
 
 
 def main() -> int:

@@ -26,7 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # support/, tests/ (conftest)
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1]),
+]  # support/, tests/ (conftest)
 
 CHUNK_SIZES = (999, 1000, 1000)
 FINGERPRINT_SEED = 1234
@@ -52,6 +55,7 @@ def fingerprints(inputs: Tensor) -> Tensor:
 
 def chunks() -> list:
     from conftest import small_split
+
     from retentive.data import load_mnist
 
     train = small_split(load_mnist("train"), 1000)
@@ -89,10 +93,22 @@ def make_super_updater(input_state: Path | None, output_state: Path):
 
     torch.manual_seed(0)
     return SuperExperienceReplayModelUpdater(
-        build_dropout_model(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05),
-        memory_size=300, batch_size=64, batch_memory_frac=0.5, feature_layers=["3"],
-        input_state_folder=input_state, output_state_folder=output_state,
-        accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False, max_epochs=1, seed=0,
+        build_dropout_model(),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.05),
+        memory_size=300,
+        batch_size=64,
+        batch_memory_frac=0.5,
+        feature_layers=["3"],
+        input_state_folder=input_state,
+        output_state_folder=output_state,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        logger=False,
+        enable_progress_bar=False,
+        max_epochs=1,
+        seed=0,
     )
 
 

@@ -14,11 +14,12 @@ QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_
 
 #: name -> (updater class, its arguments) for the small end-to-end runs.
 UPDATERS: dict[str, tuple[type, dict[str, Any]]] = {
-    "pod_er": (
-        R.PooledOutputDistillationExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20, alpha=1.0)
-    ),
+    "pod_er": (R.PooledOutputDistillationExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20, alpha=1.0)),
     "cls_er": (R.CLSExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20)),
-    "super_er": (R.SuperExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20, ema_memory_update_gamma=0.9)),
+    "super_er": (
+        R.SuperExperienceReplayModelUpdater,
+        dict(memory_size=100, batch_size=20, ema_memory_update_gamma=0.9),
+    ),
     "offline_er": (R.OfflineExperienceReplayModelUpdater, dict(memory_size=100, batch_size=20)),
     "gdumb": (R.GDumbModelUpdater, dict(memory_size=100, batch_size=10, max_epochs=8)),
     "joint": (R.JointModelUpdater, dict(batch_size=10)),

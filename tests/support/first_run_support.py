@@ -86,12 +86,24 @@ def readme_first_command(clone: Path) -> list[str]:
 def newcomer_env(home: Path, mirror: str) -> dict[str, str]:
     """A machine with nothing cached: a new home and cache, MNIST only from ``mirror``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("RETENTIVE_")}
-    env.update(HOME=str(home), RETENTIVE_CACHE=str(home / ".cache" / "retentive"), RETENTIVE_MNIST_MIRROR=mirror,
-               PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        HOME=str(home),
+        RETENTIVE_CACHE=str(home / ".cache" / "retentive"),
+        RETENTIVE_MNIST_MIRROR=mirror,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return env
 
 
-def run_retentive(clone: Path, args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+def run_retentive(
+    clone: Path, args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess:
     """``retentive ARGS`` from the clone's own code (its folder first on the path), in the clone."""
-    return subprocess.run([sys.executable, "-m", "retentive.cli", *args], cwd=clone, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "retentive.cli", *args],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,7 +1,7 @@
 """A small Renate config module for the training-job tests: Split-MNIST (real MNIST idx files),
 a few hundred samples per chunk, validation on every chunk seen so far."""
 
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import torch
 from torchmetrics import Accuracy
@@ -26,11 +26,13 @@ class SplitMNIST(RenateDataModule):
         self._val_data = torch.utils.data.ConcatDataset(seen)
 
 
-def data_module_fn(data_path: str, chunk_id: int, seed: int = 0, n_train: int = 400, n_val: int = 200) -> RenateDataModule:
+def data_module_fn(
+    data_path: str, chunk_id: int, seed: int = 0, n_train: int = 400, n_val: int = 200
+) -> RenateDataModule:
     return SplitMNIST(data_path, chunk_id, n_train, n_val, seed)
 
 
-def model_fn(model_state_url: Optional[str] = None) -> torch.nn.Module:
+def model_fn(model_state_url: str | None = None) -> torch.nn.Module:
     return MLP(hidden=(32,))
 
 
@@ -38,7 +40,7 @@ def loss_fn() -> torch.nn.Module:
     return torch.nn.CrossEntropyLoss(reduction="none")
 
 
-def metrics_fn() -> Dict:
+def metrics_fn() -> dict:
     return {"accuracy": Accuracy(task="multiclass", num_classes=10)}
 
 

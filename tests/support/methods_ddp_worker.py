@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # support/, tests/ (conftest)
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1]),
+]  # support/, tests/ (conftest)
 
 from ddp_worker import build_model, dump  # noqa: E402
 
@@ -29,23 +32,38 @@ def make(method: str, input_state: Path | None, output_state: Path):
     import retentive as R
 
     torch.manual_seed(0)
-    common = dict(input_state_folder=input_state, output_state_folder=output_state, accelerator="cpu", devices=2,
-                  strategy="ddp", logger=False, enable_progress_bar=False, seed=0)
+    common = dict(
+        input_state_folder=input_state,
+        output_state_folder=output_state,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        logger=False,
+        enable_progress_bar=False,
+        seed=0,
+    )
     optimizer = partial(torch.optim.SGD, lr=0.05)
     loss = nn.CrossEntropyLoss()
     if method == "agem":
-        return R.AveragedGradientEpisodicMemoryModelUpdater(build_model(), loss, optimizer, memory_size=100, sample_size=32,
-                                                            batch_size=32, **common)
+        return R.AveragedGradientEpisodicMemoryModelUpdater(
+            build_model(), loss, optimizer, memory_size=100, sample_size=32, batch_size=32, **common
+        )
     if method == "gem":
-        return R.GradientEpisodicMemoryModelUpdater(build_model(), loss, optimizer, memory_size=100, batch_size=32, **common)
+        return R.GradientEpisodicMemoryModelUpdater(
+            build_model(), loss, optimizer, memory_size=100, batch_size=32, **common
+        )
     if method == "ewc_er":
         components = [R.MemoryCrossEntropy(1.0), R.ElasticWeightConsolidation(1.0)]
-        return R.ModelUpdater(build_model(), loss, optimizer, components=components, memory_size=100, batch_size=32, **common)
+        return R.ModelUpdater(
+            build_model(), loss, optimizer, components=components, memory_size=100, batch_size=32, **common
+        )
     if method == "si":
         return R.SynapticIntelligenceModelUpdater(build_model(), loss, optimizer, batch_size=32, **common)
     if method == "lwf":
         return R.LearningWithoutForgettingModelUpdater(build_model(), loss, optimizer, batch_size=32, **common)
-    return R.ICaRLModelUpdater(build_model(), loss, optimizer, memory_size=100, batch_size=32, feature_layer="3", **common)
+    return R.ICaRLModelUpdater(
+        build_model(), loss, optimizer, memory_size=100, batch_size=32, feature_layer="3", **common
+    )
 
 
 def main() -> None:
@@ -54,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from conftest import small_split
+
     from retentive.data import load_mnist
 
     data = [c.subset(torch.arange(300)) for c in small_split(load_mnist("train"), 1000)[:2]]

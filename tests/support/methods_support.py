@@ -7,11 +7,10 @@ from functools import partial
 from typing import Any
 
 import torch
+from er_family_support import QUIET
 
 import retentive as R
 from retentive.models import MLP
-
-from er_family_support import QUIET
 
 
 def _components(name: str) -> list[R.Component]:

@@ -76,7 +76,13 @@ def read(folder: Path, seconds: float) -> dict[str, object]:
         seen = marks(state)
         versions |= seen
         mixed += len(seen) != 1
-    return {"loads": loads, "mixed": mixed, "errors": len(errors), "first_errors": errors[:3], "versions": len(versions)}
+    return {
+        "loads": loads,
+        "mixed": mixed,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "versions": len(versions),
+    }
 
 
 if __name__ == "__main__":

@@ -41,14 +41,19 @@ class S3Server:
     def env(self, **changes: str) -> dict[str, str]:
         """The environment a client of this server needs (for a subprocess), with ``changes``."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        return {**base, "AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret,
-                "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, **changes}
+        return {
+            **base,
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            **changes,
+        }
 
     def filesystem(self):
         import s3fs
 
-        return s3fs.S3FileSystem(key=self.key, secret=self.secret, endpoint_url=self.endpoint,
-                                 skip_instance_cache=True)
+        return s3fs.S3FileSystem(key=self.key, secret=self.secret, endpoint_url=self.endpoint, skip_instance_cache=True)
 
 
 def _free_port() -> int:
@@ -77,13 +82,23 @@ def s3_server() -> Iterator[S3Server]:
 
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "AWS_ACCESS_KEY_ID": "setup", "AWS_SECRET_ACCESS_KEY": "setup"}
-    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "127.0.0.1", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "INITIAL_NO_AUTH_ACTION_COUNT": "3",
+        "AWS_ACCESS_KEY_ID": "setup",
+        "AWS_SECRET_ACCESS_KEY": "setup",
+    }
+    process = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "127.0.0.1", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_until_up(endpoint, process)
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
-                           aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam = boto3.client(
+            "iam", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="setup", aws_secret_access_key="setup"
+        )
         iam.create_user(UserName="retentive")
         key = iam.create_access_key(UserName="retentive")["AccessKey"]
         iam.put_user_policy(UserName="retentive", PolicyName="s3", PolicyDocument=_POLICY)

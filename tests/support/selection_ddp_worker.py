@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # support/, tests/ (conftest)
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1]),
+]  # support/, tests/ (conftest)
 
 POLICIES = ("class_balanced_reservoir", "ring_buffer", "herding", "k_center", "gradient_diversity", "forgetting")
 MEMORY = 40
@@ -31,15 +34,28 @@ def make_updater(policy: str, input_state: Path | None, output_state: Path):
 
     torch.manual_seed(0)
     return DarkExperienceReplayModelUpdater(
-        MLP(hidden=(64,)), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=MEMORY,
-        batch_size=32, batch_memory_frac=0.5, memory_policy=policy_from_name(policy),
-        input_state_folder=input_state, output_state_folder=output_state, accelerator="cpu", devices=2,
-        strategy="ddp", logger=False, enable_progress_bar=False, seed=0, max_epochs=1,
+        MLP(hidden=(64,)),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.05),
+        memory_size=MEMORY,
+        batch_size=32,
+        batch_memory_frac=0.5,
+        memory_policy=policy_from_name(policy),
+        input_state_folder=input_state,
+        output_state_folder=output_state,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        logger=False,
+        enable_progress_bar=False,
+        seed=0,
+        max_epochs=1,
     )
 
 
 def main() -> None:
     from conftest import small_split
+
     from retentive.data import load_mnist
 
     parser = argparse.ArgumentParser()
@@ -53,7 +69,11 @@ def main() -> None:
             folder = args.out / f"{policy}_{update}"
             updater = make_updater(policy, previous, folder)
             updater.update(chunk, task_id=update)
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else int(os.environ.get("LOCAL_RANK", 0))
+            rank = (
+                torch.distributed.get_rank()
+                if torch.distributed.is_initialized()
+                else int(os.environ.get("LOCAL_RANK", 0))
+            )
             torch.save(updater.memory.state_dict(), args.out / f"{policy}_{update}.rank{rank}.pt")
             previous = folder
 

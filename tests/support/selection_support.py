@@ -13,7 +13,13 @@ from retentive.memory import policy_from_name
 from retentive.models import MLP
 
 POLICY_NAMES = (
-    "reservoir", "class_balanced_reservoir", "ring_buffer", "herding", "k_center", "gradient_diversity", "forgetting",
+    "reservoir",
+    "class_balanced_reservoir",
+    "ring_buffer",
+    "herding",
+    "k_center",
+    "gradient_diversity",
+    "forgetting",
 )
 MEMORY = 24
 
@@ -30,8 +36,19 @@ def build(name: str, input_state: Path | None, output_state: Path | None, **kwar
     torch.manual_seed(0)
     updater = DarkExperienceReplayModelUpdater
     return updater(
-        MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), memory_size=MEMORY, batch_size=16,
-        memory_batch_size=8, memory_policy=policy_from_name(name), input_state_folder=input_state,
-        output_state_folder=output_state, accelerator="cpu", logger=False, enable_progress_bar=False, seed=3, max_epochs=1,
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.05),
+        memory_size=MEMORY,
+        batch_size=16,
+        memory_batch_size=8,
+        memory_policy=policy_from_name(name),
+        input_state_folder=input_state,
+        output_state_folder=output_state,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        seed=3,
+        max_epochs=1,
         **kwargs,
     )

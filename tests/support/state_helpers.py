@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from helpers import QUIET, sgd
+
 from retentive import DarkExperienceReplayModelUpdater
 from retentive.models import MLP
 from retentive.state import MANIFEST, PAYLOADS
@@ -23,7 +23,11 @@ def der(output: Path | None = None, input_state: Path | None = None, memory_size
     model = settings.pop("model", None) or MLP()
     optimizer = settings.pop("optimizer", None) or sgd(0.03)
     return DarkExperienceReplayModelUpdater(
-        model, torch.nn.CrossEntropyLoss(), optimizer, input_state_folder=input_state, output_state_folder=output,
+        model,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        input_state_folder=input_state,
+        output_state_folder=output,
         **settings,
     )
 

@@ -64,7 +64,10 @@ def sentences(topic: int, n: int, generator: torch.Generator) -> list[str]:
     for length in lengths:
         own = torch.rand(length, generator=generator) < 0.4
         picks = torch.randint(0, 100, (length,), generator=generator).tolist()
-        words = [topic_words(topic)[p % WORDS_PER_TOPIC] if o else FILLER[p % len(FILLER)] for o, p in zip(own.tolist(), picks)]
+        words = [
+            topic_words(topic)[p % WORDS_PER_TOPIC] if o else FILLER[p % len(FILLER)]
+            for o, p in zip(own.tolist(), picks)
+        ]
         out.append(" ".join(words))
     return out
 
@@ -78,7 +81,9 @@ def tokenised_chunk(topics: tuple[int, ...], per_topic: int, seed: int):
     for topic in topics:
         texts += sentences(topic, per_topic, generator)
         labels += [topic] * per_topic
-    encoded = build_tokenizer()(texts, padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+    encoded = build_tokenizer()(
+        texts, padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+    )
     order = torch.randperm(len(labels), generator=generator)
     inputs = {key: value[order].contiguous() for key, value in encoded.items()}
     return TensorChunk(inputs, torch.tensor(labels)[order])
@@ -101,9 +106,16 @@ class TextClassifier(nn.Module):
 
         vocab_size = len(SPECIAL) + len(FILLER) + TOPICS * WORDS_PER_TOPIC
         config = BertConfig(
-            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=MAX_LENGTH, num_labels=TOPICS, pad_token_id=0,
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=MAX_LENGTH,
+            num_labels=TOPICS,
+            pad_token_id=0,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
         )
         self.bert = BertForSequenceClassification(config)
 
@@ -116,14 +128,27 @@ def make_updater(input_state: Path | None, output_state: Path | None, devices: i
 
     torch.manual_seed(0)
     settings: dict[str, Any] = dict(
-        memory_size=80, batch_size=32, batch_memory_frac=0.5, alpha=0.5, beta=1.0, max_epochs=EPOCHS, seed=0,
-        accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-        logger=False, enable_progress_bar=False,
+        memory_size=80,
+        batch_size=32,
+        batch_memory_frac=0.5,
+        alpha=0.5,
+        beta=1.0,
+        max_epochs=EPOCHS,
+        seed=0,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        logger=False,
+        enable_progress_bar=False,
     )
     settings.update(extra)
     return DarkExperienceReplayModelUpdater(
-        TextClassifier(), nn.CrossEntropyLoss(), partial(torch.optim.AdamW, lr=5e-3),
-        input_state_folder=input_state, output_state_folder=output_state, **settings,
+        TextClassifier(),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.AdamW, lr=5e-3),
+        input_state_folder=input_state,
+        output_state_folder=output_state,
+        **settings,
     )
 
 

@@ -115,7 +115,9 @@ class Payload:
 
 
 def test_pt_never_runs_code(tmp_path, capsys):
-    torch.save({"inputs": torch.zeros(2, 1), "targets": torch.zeros(2, dtype=torch.long), "x": Payload()}, tmp_path / "evil.pt")
+    torch.save(
+        {"inputs": torch.zeros(2, 1), "targets": torch.zeros(2, dtype=torch.long), "x": Payload()}, tmp_path / "evil.pt"
+    )
     with pytest.raises(DataError, match="could not be read safely"):
         read_chunk(tmp_path / "evil.pt")
     assert "code ran" not in capsys.readouterr().out

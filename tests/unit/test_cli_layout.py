@@ -6,18 +6,32 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from retentive.cli import COMMANDS, build_parser
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the dev extra installs tomli on Python 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_one_module_per_command_and_the_entry_point():
-    assert sorted(COMMANDS) == ["benchmark", "demo", "evaluate", "import-renate", "inspect", "rollback", "shift", "tune", "update"]
+    assert sorted(COMMANDS) == [
+        "benchmark",
+        "demo",
+        "evaluate",
+        "import-renate",
+        "inspect",
+        "rollback",
+        "shift",
+        "tune",
+        "update",
+    ]
     for name, (module, _) in COMMANDS.items():
         assert module == f"retentive.cli.{name.replace('-', '_')}"
         command = importlib.import_module(module)
@@ -34,7 +48,7 @@ def test_the_choices_mirror_the_registries():
     from retentive.benchmarking.scenarios import SCENARIOS
     from retentive.cli import names
 
-    assert names.SCENARIOS == tuple(sorted(SCENARIOS)) and names.ORDERS == ORDERS and names.KEEP_STATES == KEEP_STATES
+    assert tuple(sorted(SCENARIOS)) == names.SCENARIOS and names.ORDERS == ORDERS and names.KEEP_STATES == KEEP_STATES
 
 
 def test_the_config_code_is_split_by_stage_and_the_old_import_still_works():
@@ -49,13 +63,17 @@ def test_the_config_code_is_split_by_stage_and_the_old_import_still_works():
 
 
 def test_importing_retentive_and_the_cli_imports_neither_torch_nor_lightning():
-    probe = ("import sys, retentive, retentive.cli, retentive.cli.config, retentive.quiet\n"
-             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning', 'numpy') if m in sys.modules))")
+    probe = (
+        "import sys, retentive, retentive.cli, retentive.cli.config, retentive.quiet\n"
+        "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning', 'numpy') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("name", ["DarkExperienceReplayModelUpdater", "load_model", "RetentiveError", "Learner", "accuracy_row"])
+@pytest.mark.parametrize(
+    "name", ["DarkExperienceReplayModelUpdater", "load_model", "RetentiveError", "Learner", "accuracy_row"]
+)
 def test_public_names_load_on_first_use(name):
     import retentive
 

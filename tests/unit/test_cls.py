@@ -47,8 +47,13 @@ def test_teacher_selection_by_hand():
 
 def _context(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> StepContext:
     return StepContext(
-        inputs=inputs, targets=targets, task_ids=torch.zeros_like(targets), outputs=model(inputs),
-        loss_fn=nn.functional.cross_entropy, model=model, step=0,
+        inputs=inputs,
+        targets=targets,
+        task_ids=torch.zeros_like(targets),
+        outputs=model(inputs),
+        loss_fn=nn.functional.cross_entropy,
+        model=model,
+        step=0,
         memory=MemoryBatch(torch.arange(len(targets)), {"inputs": inputs, "targets": targets}),
         memory_outputs=model(inputs),
     )

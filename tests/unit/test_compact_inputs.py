@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 from helpers import QUIET, sgd
+from torch import nn
 
 from retentive import DarkExperienceReplayModelUpdater
 from retentive.data import TensorChunk
@@ -75,11 +75,19 @@ def test_updater_with_uint8_memory_end_to_end(split_small, tmp_path):
     train, _ = split_small
     kwargs = dict(memory_size=300, batch_size=32, alpha=0.5, beta=0.5, **QUIET)
     torch.manual_seed(0)
-    compact = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_input_dtype="uint8",
-                                               output_state_folder=tmp_path / "compact", **kwargs)
+    compact = DarkExperienceReplayModelUpdater(
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        memory_input_dtype="uint8",
+        output_state_folder=tmp_path / "compact",
+        **kwargs,
+    )
     compact.update(train[0])
     torch.manual_seed(0)
-    plain = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), output_state_folder=tmp_path / "plain", **kwargs)
+    plain = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), output_state_folder=tmp_path / "plain", **kwargs
+    )
     plain.update(train[0])
     # the same training: replayed inputs decode to exactly the images a float32 memory returns
     assert compact.memory.storage["inputs"].dtype == torch.uint8
@@ -89,7 +97,9 @@ def test_updater_with_uint8_memory_end_to_end(split_small, tmp_path):
     sizes = {name: (tmp_path / name / "memory.pt").stat().st_size for name in ("compact", "plain")}
     assert sizes["compact"] < 0.35 * sizes["plain"]
     # a plain updater resumes from the compact folder and trains on the next chunk
-    resumed = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), input_state_folder=tmp_path / "compact", **kwargs)
+    resumed = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), input_state_folder=tmp_path / "compact", **kwargs
+    )
     assert torch.equal(resumed.memory.storage["inputs"], plain.memory.storage["inputs"])
     resumed.update(train[1])
     assert compact.hyperparameters["memory_input_dtype"] == "uint8"
@@ -99,7 +109,9 @@ def test_updater_refuses_inputs_uint8_cannot_hold(split_small):
     train, _ = split_small
     chunk = train[0]
     standardised = TensorChunk((chunk.inputs - 0.1307) / 0.3081, chunk.targets)
-    updater = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, memory_input_dtype="uint8", **QUIET)
+    updater = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, memory_input_dtype="uint8", **QUIET
+    )
     with pytest.raises(MemoryShapeError, match="k/255"):
         updater.update(standardised)
     assert len(updater.memory) == 0  # put back as it was

@@ -60,7 +60,7 @@ def config_error(tmp_path: Path, edit, overrides=()) -> ConfigError:
         (3, float, True),  # an int is a float
         (False, float, False),
         ("3", int, False),
-        (None, Optional[int], True),
+        (None, Optional[int], True),  # noqa: UP045 (the old spelling is what is under test)
         (2.5, int | None, False),
         ([100, 100], collections.abc.Sequence[int], True),
         ("ab", collections.abc.Sequence[str], False),  # text is not a list
@@ -97,7 +97,12 @@ def test_signature_follows_kwargs_to_the_base_updater():
     assert {"alpha", "beta", "memory_size", "precision", "batch_memory_frac", "components"} <= set(signature.parameters)
     assert signature.parameters["alpha"].hint is float
     # only the class's own arguments without defaults are required
-    assert {p.name for p in signature.parameters.values() if p.required} == {"model", "loss_fn", "optimizer", "memory_size"}
+    assert {p.name for p in signature.parameters.values() if p.required} == {
+        "model",
+        "loss_fn",
+        "optimizer",
+        "memory_size",
+    }
 
 
 def test_signature_of_a_factory_leaves_out_what_it_is_called_with():
@@ -138,7 +143,10 @@ def test_overrides_parse_as_yaml_and_create_missing_mappings():
 
 def test_source_names_the_override_behind_an_error():
     source = Source("c.yaml", ("optimizer.init_args.lr",))
-    assert str(source.error("optimizer.init_args.lr", "bad")) == "c.yaml (with --set optimizer.init_args.lr): optimizer.init_args.lr: bad"
+    assert (
+        str(source.error("optimizer.init_args.lr", "bad"))
+        == "c.yaml (with --set optimizer.init_args.lr): optimizer.init_args.lr: bad"
+    )
     assert str(source.error("model", "bad")) == "c.yaml: model: bad"
 
 
@@ -191,7 +199,9 @@ def test_misplaced_and_missing_arguments(tmp_path):
 
 def test_class_paths_are_checked(tmp_path):
     error = config_error(tmp_path, lambda r: r["optimizer"].update(class_path="torch.optim.SGDD"))
-    assert error.key == "optimizer.class_path" and "torch.optim has no attribute 'SGDD' (did you mean 'SGD'?)" in str(error)
+    assert error.key == "optimizer.class_path" and "torch.optim has no attribute 'SGDD' (did you mean 'SGD'?)" in str(
+        error
+    )
     error = config_error(tmp_path, lambda r: r["model"].update(class_path="no_such_package.Net"))
     assert "there is no module named 'no_such_package'" in str(error)
     error = config_error(tmp_path, lambda r: r["updater"].update(class_path="torch.nn.Linear"))
@@ -219,7 +229,10 @@ def test_duplicate_keys_in_a_file_are_refused(tmp_path):
 
 def test_build_der_with_overrides_and_a_scheduler(tmp_path):
     raw = der_raw()
-    raw["learning_rate_scheduler"] = {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 2, "gamma": 0.5}}
+    raw["learning_rate_scheduler"] = {
+        "class_path": "torch.optim.lr_scheduler.StepLR",
+        "init_args": {"step_size": 2, "gamma": 0.5},
+    }
     path = write(tmp_path, raw)
     config = load_config(path, ["optimizer.init_args.lr=0.02", "updater.init_args.beta=0", "logger=false"])
     updater = build_updater(config, output_state_folder=tmp_path / "out")
@@ -253,10 +266,15 @@ def test_nested_specs_build_a_custom_updater(tmp_path):
     assert type(updater) is ModelUpdater
     assert [type(c) for c in updater.learner.components] == [LogitMSE, MemoryCrossEntropy]
     assert updater.learner.components[0].weight == 0.25
-    raw["updater"]["init_args"]["components"][1] = {"class_path": "torch.nn.Linear", "init_args": {"in_features": 1, "out_features": 1}}
+    raw["updater"]["init_args"]["components"][1] = {
+        "class_path": "torch.nn.Linear",
+        "init_args": {"in_features": 1, "out_features": 1},
+    }
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, raw))
-    assert caught.value.key == "updater.init_args.components.1.class_path" and "does not build Component" in str(caught.value)
+    assert caught.value.key == "updater.init_args.components.1.class_path" and "does not build Component" in str(
+        caught.value
+    )
 
 
 def test_a_refusal_by_the_constructor_names_the_section(tmp_path):

@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from er_family_support import QUIET
 from torch import nn
 
 import retentive as R
@@ -24,8 +25,6 @@ from retentive.data import TensorChunk
 from retentive.learner import Learner
 from retentive.models import MLP
 
-from er_family_support import QUIET
-
 
 def test_distillation_kl_by_hand():
     student = torch.tensor([[0.0, 0.0]])
@@ -33,12 +32,16 @@ def test_distillation_kl_by_hand():
     expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
     assert float(distillation_kl(student, teacher, 2.0)) == pytest.approx(expected)
     # mean over the batch: a second, identical-to-teacher sample adds 0
-    both = distillation_kl(torch.tensor([[0.0, 0.0], [1.0, 2.0]]), torch.tensor([[2 * math.log(3.0), 0.0], [1.0, 2.0]]), 2.0)
+    both = distillation_kl(
+        torch.tensor([[0.0, 0.0], [1.0, 2.0]]), torch.tensor([[2 * math.log(3.0), 0.0], [1.0, 2.0]]), 2.0
+    )
     assert float(both) == pytest.approx(expected / 2, rel=1e-5)
 
 
 def test_icarl_targets_by_hand():
-    targets = icarl_targets(torch.tensor([2, 0]), torch.tensor([[0.0, math.log(3.0), 5.0], [1.0, 1.0, 1.0]]), torch.tensor([1]), 3)
+    targets = icarl_targets(
+        torch.tensor([2, 0]), torch.tensor([[0.0, math.log(3.0), 5.0], [1.0, 1.0, 1.0]]), torch.tensor([1]), 3
+    )
     expected = torch.tensor([[0.0, 0.75, 1.0], [1.0, 1 / (1 + math.exp(-1.0)), 0.0]])
     torch.testing.assert_close(targets, expected)
 
@@ -98,7 +101,9 @@ def test_herding_mean_is_closer_to_the_class_mean_than_random_selection():
         real = features[k, : int(counts[k])]
         mean = real.mean(0)
         herded = (real[chosen[k]].mean(0) - mean).norm()
-        random = torch.stack([(real[torch.randperm(len(real), generator=g)[:10]].mean(0) - mean).norm() for _ in range(200)])
+        random = torch.stack(
+            [(real[torch.randperm(len(real), generator=g)[:10]].mean(0) - mean).norm() for _ in range(200)]
+        )
         assert herded < random.min(), (herded, random.min())
 
 
@@ -138,7 +143,9 @@ def test_nme_classifier_on_a_toy_set():
     # the score is -||f/|f| - μ||²
     f = torch.nn.functional.normalize(x[0:1], dim=-1)
     assert float(scores[0, 0]) == pytest.approx(-float((f - means[0]).pow(2).sum()), abs=1e-6)
-    torch.testing.assert_close(nme_scores(x, means, torch.ones(3, dtype=torch.bool)).argmax(-1), torch.tensor([0, 1, 2, 0]))
+    torch.testing.assert_close(
+        nme_scores(x, means, torch.ones(3, dtype=torch.bool)).argmax(-1), torch.tensor([0, 1, 2, 0])
+    )
     with pytest.raises(ValueError, match="no class means yet"):
         NearestMeanOfExemplars(Toy(), "features", torch.zeros(0, 0), torch.zeros(0, dtype=torch.bool))
 
@@ -157,8 +164,14 @@ def test_icarl_herds_a_balanced_memory_keeps_class_means_and_predicts_by_nme(tmp
     for i, chunk in enumerate(chunks):
         folder = tmp_path / f"chunk_{i}"
         updater = R.ICaRLModelUpdater(
-            MLP(2, (16,), 4), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=12, batch_size=10,
-            input_state_folder=previous, output_state_folder=folder, **{**QUIET, "max_epochs": 3},
+            MLP(2, (16,), 4),
+            nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            memory_size=12,
+            batch_size=10,
+            input_state_folder=previous,
+            output_state_folder=folder,
+            **{**QUIET, "max_epochs": 3},
         )
         updater.update(chunk, task_id=i)
         previous = folder
@@ -179,8 +192,15 @@ def test_icarl_herds_a_balanced_memory_keeps_class_means_and_predicts_by_nme(tmp
 
 def test_icarl_with_fewer_memory_slots_than_classes_fails_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
-    updater = R.ICaRLModelUpdater(MLP(2, (4,), 4), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
-                                  memory_size=3, batch_size=10, output_state_folder=out, **QUIET)
+    updater = R.ICaRLModelUpdater(
+        MLP(2, (4,), 4),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=3,
+        batch_size=10,
+        output_state_folder=out,
+        **QUIET,
+    )
     with pytest.raises(ValueError, match="a memory of 3 samples cannot keep one sample for each of the 4 classes seen"):
         updater.update(blobs([0, 1, 2, 3], 5, 0), task_id=0)
     assert not out.exists() and len(updater.memory) == 0
@@ -191,5 +211,6 @@ def test_icarl_needs_a_feature_layer():
     with pytest.raises(ValueError, match="iCaRL needs feature_layer"):
         R.ICaRLModelUpdater(model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=4, **QUIET)
     with pytest.raises(ValueError, match="feature_layer 'nope' is not a submodule"):
-        R.ICaRLModelUpdater(model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=4,
-                            feature_layer="nope", **QUIET)
+        R.ICaRLModelUpdater(
+            model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=4, feature_layer="nope", **QUIET
+        )

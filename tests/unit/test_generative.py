@@ -27,15 +27,24 @@ def make(tmp: Path, name: str, previous: Path | None = None, **kwargs) -> Genera
     torch.manual_seed(0)
     generator = VariationalAutoencoder((1, 28, 28), latent_dim=8, hidden=(64,))
     return GenerativeReplayModelUpdater(
-        MLP(hidden=(32,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), generator=generator,
-        batch_size=12, input_state_folder=previous, output_state_folder=tmp / name, **{**QUIET, **kwargs},
+        MLP(hidden=(32,)),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        generator=generator,
+        batch_size=12,
+        input_state_folder=previous,
+        output_state_folder=tmp / name,
+        **{**QUIET, **kwargs},
     )
 
 
 def test_replay_count_makes_the_stated_share():
     assert replay_count(12, 0.5) == 12 and replay_count(12, 0.25) == 4 and replay_count(10, 0.0) == 0
-    assert all(abs(replay_count(n, r) / (n + replay_count(n, r)) - r) < 0.5 / (n + replay_count(n, r)) + 1e-9
-               for n in (10, 32) for r in (0.2, 0.5, 0.75))
+    assert all(
+        abs(replay_count(n, r) / (n + replay_count(n, r)) - r) < 0.5 / (n + replay_count(n, r)) + 1e-9
+        for n in (10, 32)
+        for r in (0.2, 0.5, 0.75)
+    )
 
 
 def test_replay_is_labelled_by_the_previous_classifier_at_the_stated_ratio(tmp_path, chunks):
@@ -60,7 +69,7 @@ def test_replay_is_labelled_by_the_previous_classifier_at_the_stated_ratio(tmp_p
     updater.update(chunks[1])
     assert seen and all(k == 4 for n, k in seen if n == 12), "12 new + 4 replayed: a replayed share of 0.25"
     assert replay.weight == pytest.approx(0.25 / 0.75)
-    assert replay.last["inputs"].shape[1:] == (1, 28, 28) and 0 <= float(replay.last["inputs"].min())
+    assert replay.last["inputs"].shape[1:] == (1, 28, 28) and float(replay.last["inputs"].min()) >= 0
 
 
 def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
@@ -91,7 +100,9 @@ def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
     again = make(tmp_path, "s2", tmp_path / "s1")
     assert torch.equal(
         again.replay.memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
-        make(tmp_path, "s3", tmp_path / "s1").replay.memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
+        make(tmp_path, "s3", tmp_path / "s1").replay.memory.generator.sample_inputs(
+            3, torch.Generator().manual_seed(1)
+        ),
     )
 
 
@@ -104,13 +115,24 @@ def test_consolidation_takes_replay_only_steps(tmp_path, chunks):
 def test_bad_generative_inputs_are_refused_and_nothing_is_written(tmp_path, chunks):
     torch.manual_seed(0)
     updater = GenerativeReplayModelUpdater(
-        MLP(hidden=(32,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
-        generator=VariationalAutoencoder((3, 32, 32)), output_state_folder=tmp_path / "s", **QUIET,
+        MLP(hidden=(32,)),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        generator=VariationalAutoencoder((3, 32, 32)),
+        output_state_folder=tmp_path / "s",
+        **QUIET,
     )
-    with pytest.raises(DataError, match=r"the generator models inputs of shape \(3, 32, 32\) but the training inputs have shape \(1, 28, 28\)"):
+    with pytest.raises(
+        DataError,
+        match=r"the generator models inputs of shape \(3, 32, 32\) but the training inputs have shape \(1, 28, 28\)",
+    ):
         updater.update(chunks[0])
     assert not (tmp_path / "s").exists()
     with pytest.raises(ValueError, match="stores no real sample; memory_size must be 0"):
-        GenerativeReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=10, **QUIET)
+        GenerativeReplayModelUpdater(
+            MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=10, **QUIET
+        )
     with pytest.raises(ValueError, match=r"replay_ratio must lie in \[0, 1\), got 1.0"):
-        GenerativeReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), replay_ratio=1.0, **QUIET)
+        GenerativeReplayModelUpdater(
+            MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), replay_ratio=1.0, **QUIET
+        )

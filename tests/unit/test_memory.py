@@ -13,7 +13,11 @@ from retentive.memory import ReplayBuffer, ReservoirPolicy
 
 def _batch(start: int, n: int, dim: int = 3) -> dict[str, torch.Tensor]:
     ids = torch.arange(start, start + n)
-    return {"inputs": ids[:, None].float().expand(n, dim).clone(), "targets": ids % 10, "task_ids": torch.zeros(n, dtype=torch.long)}
+    return {
+        "inputs": ids[:, None].float().expand(n, dim).clone(),
+        "targets": ids % 10,
+        "task_ids": torch.zeros(n, dtype=torch.long),
+    }
 
 
 def test_fills_in_order_then_stays_full():
@@ -116,7 +120,9 @@ def test_state_dict_copies_out_of_views():
     """A memory filled from views of a large tensor saves only its own rows."""
     big = torch.randn(10_000, 784)
     memory = ReplayBuffer(5)
-    memory.add({"inputs": big[:5], "targets": torch.zeros(5, dtype=torch.long), "task_ids": torch.zeros(5, dtype=torch.long)})
+    memory.add(
+        {"inputs": big[:5], "targets": torch.zeros(5, dtype=torch.long), "task_ids": torch.zeros(5, dtype=torch.long)}
+    )
     stored = memory.state_dict()["storage"]["inputs"]
     assert stored.untyped_storage().nbytes() == 5 * 784 * 4
 

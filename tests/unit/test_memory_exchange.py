@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from rank_threads import run_ranks
 
 from retentive.errors import MemoryShapeError
@@ -151,7 +150,11 @@ def test_mismatched_replicas_are_refused():
     def work(rank, exchange):
         memory = ReplayBuffer(10)
         n = 4
-        batch = {"inputs": torch.zeros(n, 3 + rank), "targets": torch.zeros(n, dtype=torch.long), "task_ids": torch.zeros(n, dtype=torch.long)}
+        batch = {
+            "inputs": torch.zeros(n, 3 + rank),
+            "targets": torch.zeros(n, dtype=torch.long),
+            "task_ids": torch.zeros(n, dtype=torch.long),
+        }
         distributed_add(memory, batch, exchange)
 
     with pytest.raises(MemoryShapeError, match="different sizes"):

@@ -59,8 +59,17 @@ def test_the_backends_satisfy_the_replay_memory_protocol() -> None:
 
 @pytest.mark.parametrize(
     "policy",
-    [ReservoirPolicy(), GreedyClassBalancedPolicy(), ClassBalancedReservoirPolicy(), RingBufferPolicy(), AppendPolicy(),
-     HerdingPolicy(), KCenterPolicy(), GradientDiversityPolicy(), ForgettingPolicy()],
+    [
+        ReservoirPolicy(),
+        GreedyClassBalancedPolicy(),
+        ClassBalancedReservoirPolicy(),
+        RingBufferPolicy(),
+        AppendPolicy(),
+        HerdingPolicy(),
+        KCenterPolicy(),
+        GradientDiversityPolicy(),
+        ForgettingPolicy(),
+    ],
     ids=lambda p: type(p).__name__,
 )
 def test_every_built_in_policy_declares_every_member(policy):
@@ -74,7 +83,9 @@ def test_a_policy_lacking_members_is_refused_when_the_memory_is_built_naming_the
         def select(self, n, seen, size, capacity, targets, stored_targets, generator):
             return torch.arange(0), torch.arange(0)
 
-    with pytest.raises(TypeError, match=r"lacks the InsertionPolicy members \['uses_targets', 'fills_free_slots_first', 'check'"):
+    with pytest.raises(
+        TypeError, match=r"lacks the InsertionPolicy members \['uses_targets', 'fills_free_slots_first', 'check'"
+    ):
         ReplayBuffer(4, policy=SelectOnly())  # type: ignore[arg-type]
 
     class Mine(PolicyDefaults, SelectOnly):  # the defaults complete it
@@ -93,8 +104,20 @@ def test_a_stateful_policy_saves_its_state_and_a_stateless_one_saves_none():
 
 # ------------------------------------------------------------------------------------ the boundary
 #: members of a memory that only the memory package may touch
-INTERNAL = {"storage", "size", "dtypes", "allocate", "encode", "write", "choose_slots", "prepare", "reserve",
-            "allocated", "input_dtype", "sample_generator"}
+INTERNAL = {
+    "storage",
+    "size",
+    "dtypes",
+    "allocate",
+    "encode",
+    "write",
+    "choose_slots",
+    "prepare",
+    "reserve",
+    "allocated",
+    "input_dtype",
+    "sample_generator",
+}
 MEMORY_LIKE = re.compile(r"(memory|buffer)(\[\d+\])?$", re.IGNORECASE)
 
 
@@ -107,9 +130,14 @@ def boundary_violations(source: str, where: str = "<source>") -> list[str]:
             internal = node.attr in INTERNAL or (node.attr.startswith("_") and not node.attr.startswith("__"))
             if node.attr == "storage" or (internal and MEMORY_LIKE.search(receiver)):
                 found.append((node.lineno, f"{receiver}.{node.attr}"))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr"):
-            if node.args and "policy" in ast.unparse(node.args[0]).lower():
-                found.append((node.lineno, ast.unparse(node)))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr")
+            and node.args
+            and "policy" in ast.unparse(node.args[0]).lower()
+        ):
+            found.append((node.lineno, ast.unparse(node)))
     return [f"{where}:{line}: {text}" for line, text in sorted(found)]
 
 
@@ -122,8 +150,11 @@ def test_the_boundary_scan_finds_what_it_forbids():
         "y = self._memory[0]._gather(idx)\n"
     )
     assert [v.split(": ", 1)[1] for v in boundary_violations(offending)] == [
-        "self.memory.storage", "ctx.memory.size", "memory.allocate",
-        "getattr(memory.policy, 'on_update_end', None)", "self._memory[0]._gather",
+        "self.memory.storage",
+        "ctx.memory.size",
+        "memory.allocate",
+        "getattr(memory.policy, 'on_update_end', None)",
+        "self._memory[0]._gather",
     ]
     allowed = "n = len(memory)\nrows = memory.decoded('targets')\nmemory.seen += 3\nmemory.policy.on_update_end(ctx)\n"
     assert boundary_violations(allowed) == []
@@ -165,7 +196,9 @@ def test_icarls_padded_herding_is_the_one_herding():
     counts = torch.tensor([7, 4, 2])
     chosen = herding_selection(padded, counts, 3)
     valid = torch.arange(7)[None] < counts[:, None]
-    flat = herding(padded[valid], torch.arange(3)[:, None].expand(3, 7)[valid], torch.tensor([3, 3, 2]), normalize=False)
+    flat = herding(
+        padded[valid], torch.arange(3)[:, None].expand(3, 7)[valid], torch.tensor([3, 3, 2]), normalize=False
+    )
     starts = [0, 7, 11]
     expected = [[i - starts[c] for i in flat.tolist() if starts[c] <= i < starts[c] + int(counts[c])] for c in range(3)]
     assert chosen.tolist() == [expected[0], expected[1], expected[2] + [-1]]
@@ -208,8 +241,11 @@ def test_replace_memory_refuses_metadata_and_takes_nested_inputs():
     with pytest.raises(ValueError, match=r"also stores \['logits'\]"):
         replace_memory(memory, _batch(0, 2), offered=2)
     nested = ReplayBuffer(4)
-    rows = {"inputs": {"a": torch.ones(2, 3), "b": torch.zeros(2, dtype=torch.int64)}, "targets": torch.arange(2),
-            "task_ids": torch.zeros(2, dtype=torch.int64)}
+    rows = {
+        "inputs": {"a": torch.ones(2, 3), "b": torch.zeros(2, dtype=torch.int64)},
+        "targets": torch.arange(2),
+        "task_ids": torch.zeros(2, dtype=torch.int64),
+    }
     replace_memory(nested, rows, offered=2)
     replace_memory(nested, rows, offered=2)  # rebuilt again: its input leaves are not metadata
     assert len(nested) == 2 and nested.seen == 4 and torch.equal(nested.decoded("inputs")["a"], torch.ones(2, 3))

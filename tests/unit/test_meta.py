@@ -44,8 +44,16 @@ def after_memory_update(make) -> tuple[torch.nn.Module, tuple[torch.Tensor, torc
 def test_mer_update_equals_a_hand_written_reference(beta, gamma, batch_num):
     def make(model):
         return MetaExperienceReplayModelUpdater(
-            model, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=LR), memory_size=4, beta=beta, gamma=gamma,
-            batch_num=batch_num, batch_size=2, memory_batch_size=4, **QUIET,
+            model,
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=LR),
+            memory_size=4,
+            beta=beta,
+            gamma=gamma,
+            batch_num=batch_num,
+            batch_size=2,
+            memory_batch_size=4,
+            **QUIET,
         )
 
     model, (w, b), x, y = after_memory_update(make)
@@ -68,8 +76,16 @@ def test_online_meta_learning_equals_a_hand_written_maml_step(first_order):
 
     def make(model):
         return OnlineMetaLearningModelUpdater(
-            model, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=LR), memory_size=4, inner_lr=inner_lr,
-            inner_steps=2, first_order=first_order, batch_size=2, memory_batch_size=4, **QUIET,
+            model,
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=LR),
+            memory_size=4,
+            inner_lr=inner_lr,
+            inner_steps=2,
+            first_order=first_order,
+            batch_size=2,
+            memory_batch_size=4,
+            **QUIET,
         )
 
     model, (w0, b0), x, y = after_memory_update(make)
@@ -88,10 +104,19 @@ def test_online_meta_learning_equals_a_hand_written_maml_step(first_order):
 
 def test_second_order_terms_matter():
     def final(first_order: bool) -> torch.Tensor:
-        model, *_ = after_memory_update(lambda m: OnlineMetaLearningModelUpdater(
-            m, torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=LR), memory_size=4, inner_lr=0.5,
-            first_order=first_order, batch_size=2, memory_batch_size=4, **QUIET,
-        ))
+        model, *_ = after_memory_update(
+            lambda m: OnlineMetaLearningModelUpdater(
+                m,
+                torch.nn.CrossEntropyLoss(),
+                partial(torch.optim.SGD, lr=LR),
+                memory_size=4,
+                inner_lr=0.5,
+                first_order=first_order,
+                batch_size=2,
+                memory_batch_size=4,
+                **QUIET,
+            )
+        )
         return model.weight.detach()
 
     assert not torch.allclose(final(True), final(False), atol=1e-7)
@@ -100,11 +125,15 @@ def test_second_order_terms_matter():
 def test_bad_meta_arguments_are_refused_before_anything_is_written(tmp_path):
     common = (tiny(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=LR))
     with pytest.raises(ValueError, match=r"inner_steps must be an int >= 1, got 0"):
-        OnlineMetaLearningModelUpdater(*common, memory_size=10, inner_steps=0, output_state_folder=tmp_path / "s", **QUIET)
+        OnlineMetaLearningModelUpdater(
+            *common, memory_size=10, inner_steps=0, output_state_folder=tmp_path / "s", **QUIET
+        )
     with pytest.raises(ValueError, match="inner_lr must be > 0"):
         OnlineMetaLearningModelUpdater(*common, memory_size=10, inner_lr=0.0, **QUIET)
     with pytest.raises(ValueError, match=r"batch_num must be an int >= 1, got 0"):
-        MetaExperienceReplayModelUpdater(*common, memory_size=10, batch_num=0, output_state_folder=tmp_path / "s", **QUIET)
+        MetaExperienceReplayModelUpdater(
+            *common, memory_size=10, batch_num=0, output_state_folder=tmp_path / "s", **QUIET
+        )
     with pytest.raises(ValueError, match="beta must be > 0"):
         MetaExperienceReplayModelUpdater(*common, memory_size=10, beta=0.0, **QUIET)
     with pytest.raises(ValueError, match="takes no components"):

@@ -24,14 +24,23 @@ from retentive.methods.registry import MethodSpec, all_methods, import_path
 ROOT = Path(__file__).resolve().parents[2]
 #: Renate 0.5.2's updater names (renate/cli/parsing_functions.py) -> retentive's classes: the drop-in names
 RENATE = {
-    "ER": "ExperienceReplayModelUpdater", "DER": "DarkExperienceReplayModelUpdater",
-    "POD-ER": "PooledOutputDistillationExperienceReplayModelUpdater", "CLS-ER": "CLSExperienceReplayModelUpdater",
-    "Super-ER": "SuperExperienceReplayModelUpdater", "Offline-ER": "OfflineExperienceReplayModelUpdater",
-    "GDumb": "GDumbModelUpdater", "Joint": "JointModelUpdater", "FineTuning": "FineTuningModelUpdater",
-    "Avalanche-ER": "ExperienceReplayAvalancheModelUpdater", "Avalanche-EWC": "ElasticWeightConsolidationModelUpdater",
-    "Avalanche-LwF": "LearningWithoutForgettingModelUpdater", "Avalanche-iCaRL": "ICaRLModelUpdater",
-    "LearningToPrompt": "LearningToPromptModelUpdater", "LearningToPromptReplay": "LearningToPromptReplayModelUpdater",
-    "SPeft": "SPeftModelUpdater", "RD": "RepeatedDistillationModelUpdater",
+    "ER": "ExperienceReplayModelUpdater",
+    "DER": "DarkExperienceReplayModelUpdater",
+    "POD-ER": "PooledOutputDistillationExperienceReplayModelUpdater",
+    "CLS-ER": "CLSExperienceReplayModelUpdater",
+    "Super-ER": "SuperExperienceReplayModelUpdater",
+    "Offline-ER": "OfflineExperienceReplayModelUpdater",
+    "GDumb": "GDumbModelUpdater",
+    "Joint": "JointModelUpdater",
+    "FineTuning": "FineTuningModelUpdater",
+    "Avalanche-ER": "ExperienceReplayAvalancheModelUpdater",
+    "Avalanche-EWC": "ElasticWeightConsolidationModelUpdater",
+    "Avalanche-LwF": "LearningWithoutForgettingModelUpdater",
+    "Avalanche-iCaRL": "ICaRLModelUpdater",
+    "LearningToPrompt": "LearningToPromptModelUpdater",
+    "LearningToPromptReplay": "LearningToPromptReplayModelUpdater",
+    "SPeft": "SPeftModelUpdater",
+    "RD": "RepeatedDistillationModelUpdater",
 }
 
 
@@ -41,8 +50,15 @@ def _builtin() -> tuple[MethodSpec, ...]:
 
 def _type_checking_names() -> set[str]:
     tree = ast.parse((ROOT / "retentive" / "__init__.py").read_text(encoding="utf-8"))
-    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
-    return {alias.asname or alias.name for node in ast.walk(block) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    block = next(
+        node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+    )
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
 
 
 def _config_updater(path: Path) -> str:
@@ -121,9 +137,15 @@ def test_the_renate_names_and_the_renate_import_come_from_the_registry():
 
     assert registry.renate_names() == RENATE
     assert not hasattr(renate_names, "NOT_YET") and not hasattr(renate_names, "UPDATERS")
-    assert UPDATER_COMPONENTS == registry.renate_importable() == {
-        "ExperienceReplayModelUpdater": ("MemoryCrossEntropy",),
-        "DarkExperienceReplayModelUpdater": ("LogitMSE", "MemoryCrossEntropy"), "FineTuningModelUpdater": ()}
+    assert (
+        UPDATER_COMPONENTS
+        == registry.renate_importable()
+        == {
+            "ExperienceReplayModelUpdater": ("MemoryCrossEntropy",),
+            "DarkExperienceReplayModelUpdater": ("LogitMSE", "MemoryCrossEntropy"),
+            "FineTuningModelUpdater": (),
+        }
+    )
     parser = build_parser()
     sub = next(a for a in parser._actions if a.choices and "import-renate" in a.choices).choices["import-renate"]
     assert next(a for a in sub._actions if a.dest == "updater").choices == sorted(UPDATER_COMPONENTS)
@@ -144,9 +166,18 @@ def test_each_specs_memory_insertion_is_what_its_updater_does(name):
 
     spec = registry.get(name)
     arguments = _ON_A_MLP.get(name, {"memory_size": 20} if spec.memory_policy is not None else {})
-    updater = spec.updater_class()(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), seed=0,
-                                   accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                                   batch_size=10, **arguments)
+    updater = spec.updater_class()(
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        seed=0,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        batch_size=10,
+        **arguments,
+    )
     assert updater.learner.update_memory_every_step == (spec.memory_insertion == "step")
     assert (updater.memory.capacity > 0) == (spec.memory_policy is not None) or name == "joint"
 
@@ -212,20 +243,27 @@ def test_a_method_from_one_file_outside_the_package_is_everywhere(outside_method
     assert "MyMethodModelUpdater" in dir(retentive) and registry.get("MyMethod").updater_class() is cls
     # the config loader: `retentive update --config` with the method's name as its updater
     config = tmp_path / "my_method.yaml"
-    config.write_text(textwrap.dedent("""\
+    config.write_text(
+        textwrap.dedent("""\
         updater: {class_path: my-method, init_args: {batch_size: 8}}
         model: {class_path: retentive.models.MLP, init_args: {in_features: 4, hidden: [8], num_classes: 2}}
         loss_fn: torch.nn.CrossEntropyLoss
         optimizer: {class_path: torch.optim.SGD, init_args: {lr: 0.1}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     assert load_config(config).updater.class_path == "my_method.MyMethodModelUpdater"
     # `retentive benchmark`: its method table, and a methods file naming it
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["benchmark", "--list-methods"]) == 0
-    assert any(line.split()[:3] == ["my-method", "MyMethod", "MyMethodModelUpdater"] for line in out.getvalue().splitlines())
+    assert any(
+        line.split()[:3] == ["my-method", "MyMethod", "MyMethodModelUpdater"] for line in out.getvalue().splitlines()
+    )
     methods = tmp_path / "methods.yaml"
-    methods.write_text("mine: {updater: MyMethod, optimizer_args: {lr: 0.1}, args: {batch_size: 8}}\n", encoding="utf-8")
+    methods.write_text(
+        "mine: {updater: MyMethod, optimizer_args: {lr: 0.1}, args: {batch_size: 8}}\n", encoding="utf-8"
+    )
     assert load_methods(methods)["mine"].updater_class is cls
     # the Renate name map (run_training_job's) and the Renate state import
     assert registry.renate_names()["MyMethod"] == "MyMethodModelUpdater" and updater_class("MyMethod") is cls
@@ -233,24 +271,32 @@ def test_a_method_from_one_file_outside_the_package_is_everywhere(outside_method
 
 
 def test_a_plugin_registers_through_the_entry_point_group(tmp_path, monkeypatch):
-    (tmp_path / "my_plugin.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_plugin.py").write_text(
+        textwrap.dedent("""
         from retentive.methods import MethodSpec
 
         def methods():
             return [MethodSpec("plugged", "retentive.updaters.baselines.FineTuningModelUpdater", "a plug-in",
                                aliases=("Plugged",))]
-        '''), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     points = [EntryPoint("plugged", "my_plugin:methods", registry.ENTRY_POINT_GROUP)]
-    monkeypatch.setattr("importlib.metadata.entry_points", lambda group: points if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(
+        "importlib.metadata.entry_points", lambda group: points if group == registry.ENTRY_POINT_GROUP else []
+    )
     monkeypatch.setitem(registry._DISCOVERED, "entry_points", False)
     with pytest.warns(RuntimeWarning, match="plug-in 'plugged' .* skipped: .*already belong"):
         assert registry.find("Plugged") is None  # it reuses FineTuning's class name: skipped, not fatal
     points[:] = []
-    (tmp_path / "my_plugin2.py").write_text(textwrap.dedent('''
+    (tmp_path / "my_plugin2.py").write_text(
+        textwrap.dedent("""
         from retentive.methods import MethodSpec, register
         register(MethodSpec("plugged", "my_method_free.PluggedModelUpdater", "a plug-in", aliases=("Plugged",)))
-        '''), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     points.append(EntryPoint("plugged", "my_plugin2", registry.ENTRY_POINT_GROUP))
     monkeypatch.setitem(registry._DISCOVERED, "entry_points", False)
     try:
@@ -270,7 +316,14 @@ def test_run_training_job_accepts_every_renate_updater_name(name, tmp_path):
     # an unknown config-space key is refused after the updater name is resolved, naming its class:
     # the name reached the right class, and nothing trained
     with pytest.raises(ValueError, match=rf"\['not_an_argument'\] are not arguments of {RENATE[name]}\b"):
-        run_training_job(config_space={"not_an_argument": 1}, mode="max", metric="val_accuracy", backend="local",
-                         updater=name, config_file=str(ROOT / "tests" / "support" / "hpo_config.py"),
-                         output_state_url=str(tmp_path / "out"), working_directory=str(tmp_path / "work"))
+        run_training_job(
+            config_space={"not_an_argument": 1},
+            mode="max",
+            metric="val_accuracy",
+            backend="local",
+            updater=name,
+            config_file=str(ROOT / "tests" / "support" / "hpo_config.py"),
+            output_state_url=str(tmp_path / "out"),
+            working_directory=str(tmp_path / "work"),
+        )
     assert not (tmp_path / "out").exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from first_run_support import serve
+
 from retentive.data import MNISTNotFoundError, load_mnist, load_mnist_arrays, split_mnist
 from retentive.data.mnist import FILES, ensure_mnist, locate_mnist, mirrors, parse_idx, search_dirs
 
@@ -38,7 +38,11 @@ def _mirror_of(source: Path, target: Path) -> Path:
 
 def test_real_mnist_shapes_and_label_counts(mnist_train, mnist_test):
     assert mnist_train.inputs.shape == (60000, 1, 28, 28) and mnist_test.inputs.shape == (10000, 1, 28, 28)
-    assert mnist_train.inputs.dtype == torch.float32 and 0.0 <= float(mnist_train.inputs.min()) and float(mnist_train.inputs.max()) == 1.0
+    assert (
+        mnist_train.inputs.dtype == torch.float32
+        and float(mnist_train.inputs.min()) >= 0.0
+        and float(mnist_train.inputs.max()) == 1.0
+    )
     assert torch.bincount(mnist_test.targets).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
@@ -62,7 +66,9 @@ def test_missing_files_error_lists_every_place_searched(tmp_path, monkeypatch):
     monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RETENTIVE_DATA", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("retentive.data.mnist.Path.resolve", lambda self: tmp_path / "pkg" / "retentive" / "data" / "mnist.py")
+    monkeypatch.setattr(
+        "retentive.data.mnist.Path.resolve", lambda self: tmp_path / "pkg" / "retentive" / "data" / "mnist.py"
+    )
     with pytest.raises(MNISTNotFoundError) as error:
         load_mnist("test", root=tmp_path / "nowhere")
     message = str(error.value)
@@ -145,7 +151,9 @@ def test_ensure_fetches_what_is_missing_trying_each_mirror_in_order(tmp_path, mo
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"from http://127.0.0.1:9/ into {tmp_path / 'cache' / 'mnist'}" in err
     assert sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir()) == [
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
     ensure_mnist(splits=("test",))  # present now: nothing fetched, nothing said
     assert capsys.readouterr().err == ""
 

@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _last_linear_input(model: nn.Module, *args: torch.Tensor) -> torch.Tensor:
     """The input of the last ``nn.Linear`` called, captured by hand with a forward pre-hook."""
     captured: list[torch.Tensor] = []
-    handles = [m.register_forward_pre_hook(lambda module, a: captured.append(a[0]))
-               for m in model.modules() if isinstance(m, nn.Linear)]
+    handles = [
+        m.register_forward_pre_hook(lambda module, a: captured.append(a[0]))
+        for m in model.modules()
+        if isinstance(m, nn.Linear)
+    ]
     with torch.no_grad():
         model(*args)
     for handle in handles:
@@ -93,8 +96,13 @@ def test_the_rule_follows_the_call_order_and_a_declaration_or_a_name_overrides_i
         FeatureTap(nn.Hardtanh())
 
 
-@pytest.mark.parametrize("build, x", [(lambda: MLP(in_features=6, hidden=(5, 4), num_classes=3), torch.randn(7, 6)),
-                                      (lambda: SmallCNN(image_size=8), torch.randn(7, 1, 8, 8))])
+@pytest.mark.parametrize(
+    "build, x",
+    [
+        (lambda: MLP(in_features=6, hidden=(5, 4), num_classes=3), torch.randn(7, 6)),
+        (lambda: SmallCNN(image_size=8), torch.randn(7, 1, 8, 8)),
+    ],
+)
 def test_the_reference_models_declare_the_tensor_their_classifier_reads(build, x):
     torch.manual_seed(0)
     model = build().eval()
@@ -171,7 +179,10 @@ def test_only_the_protocol_module_probes_model_capabilities():
         "retentive/models/protocol.py",  # the helpers
         "retentive/models/reinit.py",  # reset_parameters of each layer, not of the model
     }
-    found = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "retentive").rglob("*.py"))
-             for n, line in enumerate(path.read_text().splitlines(), 1)
-             if probe.search(line) and str(path.relative_to(ROOT)) not in allowed]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "retentive").rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line) and str(path.relative_to(ROOT)) not in allowed
+    ]
     assert found == []

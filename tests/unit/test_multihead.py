@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import QUIET, sgd
 from torch import nn
 
-from helpers import QUIET, sgd
 from retentive import ExperienceReplayModelUpdater
 from retentive.data import TensorChunk
 from retentive.errors import DataError
@@ -84,9 +84,15 @@ def test_the_learner_routes_new_and_memory_samples_to_their_own_heads(split_smal
     def updater(input_folder, output_folder):
         torch.manual_seed(0)
         return ExperienceReplayModelUpdater(
-            MultiHeadClassifier.mlp(GROUPS[:2], num_classes=4), nn.CrossEntropyLoss(), sgd(0.1),
-            memory_size=memory_size, batch_size=20, input_state_folder=input_folder, output_state_folder=output_folder,
-            seed=0, **QUIET,
+            MultiHeadClassifier.mlp(GROUPS[:2], num_classes=4),
+            nn.CrossEntropyLoss(),
+            sgd(0.1),
+            memory_size=memory_size,
+            batch_size=20,
+            input_state_folder=input_folder,
+            output_state_folder=output_folder,
+            seed=0,
+            **QUIET,
         )
 
     model = updater(None, tmp_path / "s0").update(train[0], task_id=0)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from rank_threads import run_ranks
 from torch import nn
 
-from rank_threads import run_ranks
 from retentive.data import TensorChunk, nested
 from retentive.data.files import read_chunk, write_chunk
 from retentive.errors import DataError, MemoryShapeError
 from retentive.memory import ReplayBuffer, UnboundedBuffer
-from retentive.memory.exchange import Exchange, distributed_add
+from retentive.memory.exchange import distributed_add
 from retentive.state.inspection import StateReport, format_report
 from retentive.updaters.validation import check_chunk, check_dataset
 
@@ -62,7 +62,9 @@ def memory_state_round_trip(state: dict) -> dict:
 def test_paths_and_layouts_of_structures():
     x = {"b": torch.zeros(2), "a": (torch.zeros(2), [torch.zeros(2)])}
     spec = nested.structure(x)
-    assert nested.paths(spec, "inputs") == list(nested.flatten(x, "inputs")) == ["inputs.a.0", "inputs.a.1.0", "inputs.b"]
+    assert (
+        nested.paths(spec, "inputs") == list(nested.flatten(x, "inputs")) == ["inputs.a.0", "inputs.a.1.0", "inputs.b"]
+    )
     assert nested.paths(None, "inputs") == ["inputs"]
     as_lists = nested.structure({"b": torch.zeros(2), "a": [torch.zeros(2), (torch.zeros(2),)]})
     assert nested.same_layout(spec, as_lists)  # a collate turning tuples into lists changes nothing
@@ -79,7 +81,12 @@ def test_memory_stores_one_tensor_per_leaf_and_samples_the_structure_back():
     for start in range(0, 40, 8):
         memory.add(text_batch(start, 8))
     assert set(memory.storage) == {
-        "inputs.attention_mask", "inputs.input_ids", "inputs.extra.0", "targets", "task_ids", "logits"
+        "inputs.attention_mask",
+        "inputs.input_ids",
+        "inputs.extra.0",
+        "targets",
+        "task_ids",
+        "logits",
     }
     assert memory.storage["inputs.input_ids"].shape == (12, 8)
     batch = memory.sample(7)
@@ -98,7 +105,8 @@ def test_memory_stores_one_tensor_per_leaf_and_samples_the_structure_back():
     assert torch.equal(plain.storage["targets"], memory.storage["targets"])
     assert torch.equal(memory.decoded("inputs")["input_ids"], memory.storage["inputs.input_ids"])
     assert memory.input_spec() == {
-        "attention_mask": (torch.Size([8]), torch.int64), "extra.0": (torch.Size([3]), torch.float32),
+        "attention_mask": (torch.Size([8]), torch.int64),
+        "extra.0": (torch.Size([3]), torch.float32),
         "input_ids": (torch.Size([8]), torch.int64),
     }
     rows = memory.rows(2, 5)
@@ -126,9 +134,7 @@ def test_nested_state_is_plain_data_and_continues_bit_identically():
     memory = ReplayBuffer(10, seed=5, input_dtype="float16")
     memory.add(text_batch(0, 17))
     state = memory_state_round_trip(memory.state_dict())
-    assert state["input_structure"] == {
-        "dict": {"attention_mask": None, "extra": {"tuple": [None]}, "input_ids": None}
-    }
+    assert state["input_structure"] == {"dict": {"attention_mask": None, "extra": {"tuple": [None]}, "input_ids": None}}
     clone = ReplayBuffer(10, seed=99, input_dtype="float16")
     clone.load_state_dict(state)
     assert isinstance(clone.sample(3).inputs["extra"], tuple)
@@ -153,7 +159,9 @@ def test_plain_tensor_memory_state_keeps_its_format():
     legacy["generator"] = memory.insert_generator.get_state()  # one generator, as the oldest states have
     clone = ReplayBuffer(6)
     clone.load_state_dict(memory_state_round_trip(legacy))
-    assert clone.input_structure is None and torch.equal(clone.sample(6).inputs.sort(0).values, memory.storage["inputs"].sort(0).values)
+    assert clone.input_structure is None and torch.equal(
+        clone.sample(6).inputs.sort(0).values, memory.storage["inputs"].sort(0).values
+    )
 
 
 def test_a_saved_state_whose_leaves_and_structure_disagree_is_refused():
@@ -182,12 +190,20 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize(
     "change, match",
     [
-        (lambda b: b["inputs"].pop("attention_mask"), r"leaves \[inputs.attention_mask, inputs.extra.0, inputs.input_ids\] "
-                                                       r"but the batch's inputs have \[inputs.extra.0, inputs.input_ids\]"),
-        (lambda b: b["inputs"].update(input_ids=torch.zeros(4, 12, dtype=torch.long)),
-         r"'inputs.input_ids' holds samples of shape \(8,\).*got shape \(12,\).*length 12 .* stores length 8"),
+        (
+            lambda b: b["inputs"].pop("attention_mask"),
+            r"leaves \[inputs.attention_mask, inputs.extra.0, inputs.input_ids\] "
+            r"but the batch's inputs have \[inputs.extra.0, inputs.input_ids\]",
+        ),
+        (
+            lambda b: b["inputs"].update(input_ids=torch.zeros(4, 12, dtype=torch.long)),
+            r"'inputs.input_ids' holds samples of shape \(8,\).*got shape \(12,\).*length 12 .* stores length 8",
+        ),
         (lambda b: b["inputs"].update(input_ids=b["inputs"]["input_ids"][:, :5]), r"length 5 .* stores length 8"),
-        (lambda b: b["inputs"].update(attention_mask=b["inputs"]["attention_mask"].int()), r"'inputs.attention_mask'.*torch.int32"),
+        (
+            lambda b: b["inputs"].update(attention_mask=b["inputs"]["attention_mask"].int()),
+            r"'inputs.attention_mask'.*torch.int32",
+        ),
         (lambda b: b.update(inputs=b["inputs"]["input_ids"]), r"inputs have \[inputs\]"),
         (lambda b: b["inputs"].update(extra=torch.zeros(4, 3)), r"inputs have \[inputs.attention_mask, inputs.extra, "),
         (lambda b: b["inputs"].update(input_ids=b["inputs"]["input_ids"][:3]), "disagree on the batch size"),
@@ -267,9 +283,7 @@ def test_replicas_of_a_nested_memory_equal_one_process_inserting_the_union():
     replicas = run_ranks(world_size, work)
     single = ReplayBuffer(20, seed=7, input_dtype="uint8")
     for per_rank in batches:
-        union = {
-            key: nested.cat([b[key] for b in per_rank]) for key in per_rank[0]
-        }
+        union = {key: nested.cat([b[key] for b in per_rank]) for key in per_rank[0]}
         single.add(union)
     for replica in replicas:
         assert set(replica.storage) == set(single.storage) and replica.seen == single.seen == offsets
@@ -282,10 +296,16 @@ def test_replicas_with_other_leaves_of_the_same_row_size_are_refused():
     def work(rank, exchange):
         memory = ReplayBuffer(10)
         n = 4
-        inputs = {"a": torch.zeros(n, 4, dtype=torch.int32), "b": torch.zeros(n, 4, dtype=torch.int32)} if rank == 0 else {
-            "a": torch.zeros(n, 8, dtype=torch.int32)
+        inputs = (
+            {"a": torch.zeros(n, 4, dtype=torch.int32), "b": torch.zeros(n, 4, dtype=torch.int32)}
+            if rank == 0
+            else {"a": torch.zeros(n, 8, dtype=torch.int32)}
+        )
+        batch = {
+            "inputs": inputs,
+            "targets": torch.zeros(n, dtype=torch.long),
+            "task_ids": torch.zeros(n, dtype=torch.long),
         }
-        batch = {"inputs": inputs, "targets": torch.zeros(n, dtype=torch.long), "task_ids": torch.zeros(n, dtype=torch.long)}
         distributed_add(memory, batch, exchange)
 
     with pytest.raises(MemoryShapeError, match="layout"):
@@ -336,11 +356,16 @@ def test_check_dataset_accepts_fitting_nested_chunks_and_names_what_differs():
     check_dataset(text_chunk(0, 5), "training", memory)  # nothing stored yet: any layout
     memory.add(text_batch(0, 5))
     check_dataset(text_chunk(5, 5), "training", memory)
-    with pytest.raises(MemoryShapeError, match=r"training inputs: memory input leaf 'inputs.attention_mask' .* got shape \(12,\).* length 12 .* length 8"):
+    with pytest.raises(
+        MemoryShapeError,
+        match=r"training inputs: memory input leaf 'inputs.attention_mask' .* got shape \(12,\).* length 12 .* length 8",
+    ):
         check_dataset(text_chunk(5, 5, length=12), "training", memory)
     missing = text_chunk(5, 5)
     del missing.inputs["extra"]
-    with pytest.raises(MemoryShapeError, match=r"but the validation inputs have \[inputs.attention_mask, inputs.input_ids\]"):
+    with pytest.raises(
+        MemoryShapeError, match=r"but the validation inputs have \[inputs.attention_mask, inputs.input_ids\]"
+    ):
         check_dataset(missing, "validation", memory)
     with pytest.raises(MemoryShapeError, match=r"inputs have \[inputs\]"):
         check_dataset(TensorChunk(torch.zeros(5, 8), torch.zeros(5, dtype=torch.long)), "training", memory)
@@ -349,8 +374,17 @@ def test_check_dataset_accepts_fitting_nested_chunks_and_names_what_differs():
     with pytest.raises(MemoryShapeError, match=r"structured as .*'extra': \{'tuple'.* are .*'extra': \{'dict'"):
         check_dataset(as_dict, "training", memory)
     plain = ReplayBuffer(10)
-    plain.add({"inputs": torch.zeros(2, 1, 28, 28), "targets": torch.zeros(2, dtype=torch.long), "task_ids": torch.zeros(2, dtype=torch.long)})
-    with pytest.raises(MemoryShapeError, match=r"training inputs have shape \(1, 14, 14\) .* memory holds inputs of shape \(1, 28, 28\)"):
+    plain.add(
+        {
+            "inputs": torch.zeros(2, 1, 28, 28),
+            "targets": torch.zeros(2, dtype=torch.long),
+            "task_ids": torch.zeros(2, dtype=torch.long),
+        }
+    )
+    with pytest.raises(
+        MemoryShapeError,
+        match=r"training inputs have shape \(1, 14, 14\) .* memory holds inputs of shape \(1, 28, 28\)",
+    ):
         check_dataset(TensorChunk(torch.zeros(3, 1, 14, 14), torch.zeros(3, dtype=torch.long)), "training", plain)
     with pytest.raises(DataError, match="inputs must be tensors, got ndarray"):
         check_dataset([(torch.zeros(3).numpy(), 0)], "training", plain)
@@ -363,11 +397,15 @@ def test_check_chunk_probes_a_dict_model_and_checks_every_floating_leaf():
     check_chunk(model, text_chunk(0, 10), "training", None, 0)
     chunk = text_chunk(0, 10)
     chunk.inputs["extra"][0][7, 1] = float("nan")
-    with pytest.raises(DataError, match=r"input leaf 'inputs.extra.0' holds NaN or infinite values in 1 samples \(first: sample 7\)"):
+    with pytest.raises(
+        DataError, match=r"input leaf 'inputs.extra.0' holds NaN or infinite values in 1 samples \(first: sample 7\)"
+    ):
         check_chunk(model, chunk, "training", None, 0)
     wrong = text_chunk(0, 10)
     wrong.inputs["input_ids"] = wrong.inputs["input_ids"] + 5000  # beyond the embedding
-    with pytest.raises(DataError, match=r"model cannot run on a training input with the leaves .*inputs.input_ids \(8,\) int64"):
+    with pytest.raises(
+        DataError, match=r"model cannot run on a training input with the leaves .*inputs.input_ids \(8,\) int64"
+    ):
         check_chunk(model, wrong, "training", None, 0)
 
 
@@ -388,13 +426,20 @@ def test_tensor_chunk_indexes_every_leaf():
 
 @pytest.mark.parametrize("suffix", [".pt", ".npz"])
 def test_chunk_files_carry_several_input_arrays(tmp_path, suffix):
-    inputs = {"input_ids": torch.randint(0, 100, (6, 8)), "attention_mask": torch.ones(6, 8, dtype=torch.int32),
-              "image": {"pixels": torch.randint(0, 256, (6, 2, 2), dtype=torch.uint8)}}
+    inputs = {
+        "input_ids": torch.randint(0, 100, (6, 8)),
+        "attention_mask": torch.ones(6, 8, dtype=torch.int32),
+        "image": {"pixels": torch.randint(0, 256, (6, 2, 2), dtype=torch.uint8)},
+    }
     chunk = TensorChunk(inputs, torch.arange(6) % 3, torch.zeros(6, dtype=torch.long))
     path = write_chunk(tmp_path / f"c{suffix}", chunk)
     if suffix == ".pt":
         assert set(torch.load(path, weights_only=True)) == {
-            "inputs.attention_mask", "inputs.image.pixels", "inputs.input_ids", "targets", "task_ids"
+            "inputs.attention_mask",
+            "inputs.image.pixels",
+            "inputs.input_ids",
+            "targets",
+            "task_ids",
         }
     back = read_chunk(path)
     assert set(back.inputs) == {"attention_mask", "image", "input_ids"}
@@ -417,7 +462,9 @@ def test_chunk_files_with_inconsistent_input_arrays_are_refused(tmp_path):
         return path
 
     y = torch.zeros(4, dtype=torch.long)
-    both = save("both.pt", {"inputs": torch.zeros(4, 2), "inputs.input_ids": torch.zeros(4, 2, dtype=torch.long), "targets": y})
+    both = save(
+        "both.pt", {"inputs": torch.zeros(4, 2), "inputs.input_ids": torch.zeros(4, 2, dtype=torch.long), "targets": y}
+    )
     with pytest.raises(DataError, match="holds both 'inputs' and"):
         read_chunk(both)
     rows = save("rows.pt", {"inputs.a": torch.zeros(4, 2), "inputs.b": torch.zeros(3, 2), "targets": y})
@@ -471,6 +518,7 @@ def text_run(tmp_path_factory):
     """DER++ on a tiny BERT over two chunks of tokenised text, each update a new updater that
     loads the previous state folder; and the same without a memory, for comparison."""
     from text_worker import chunks, make_updater
+
     from retentive.evaluation import accuracy
 
     out = tmp_path_factory.mktemp("text")
@@ -482,7 +530,10 @@ def text_run(tmp_path_factory):
     forgetful = make_updater(out / "f0", None, memory_size=0)
     forgetful.update(train[1], task_id=1)
     return {
-        "out": out, "train": train, "test": test, "updater": updater,
+        "out": out,
+        "train": train,
+        "test": test,
+        "updater": updater,
         "accuracy": [accuracy(updater.model, c) for c in test],
         "forgetful_accuracy": [accuracy(forgetful.model, c) for c in test],
     }
@@ -491,6 +542,7 @@ def text_run(tmp_path_factory):
 @pytest.mark.slow
 def test_der_updates_a_hugging_face_text_classifier_on_dict_inputs_through_state_folders(text_run):
     from text_worker import MAX_LENGTH, TextClassifier
+
     from retentive import load_model
     from retentive.state import load_state
     from retentive.state.inspection import inspect_state
@@ -503,7 +555,9 @@ def test_der_updates_a_hugging_face_text_classifier_on_dict_inputs_through_state
 
     memory = load_state(out / "s1").memory  # read with weights_only=True
     assert memory["input_structure"] == {"dict": {"attention_mask": None, "input_ids": None}}
-    stored = {key.removeprefix("inputs."): memory["storage"][key] for key in ("inputs.input_ids", "inputs.attention_mask")}
+    stored = {
+        key.removeprefix("inputs."): memory["storage"][key] for key in ("inputs.input_ids", "inputs.attention_mask")
+    }
     assert stored["input_ids"].shape == (80, MAX_LENGTH) and stored["input_ids"].dtype == torch.int64
     assert bool(_rows_offered(stored, memory["storage"]["targets"], train).all())
     assert set(memory["storage"]["targets"].tolist()) == {0, 1, 2, 3}
@@ -535,7 +589,10 @@ def test_text_of_another_padded_length_or_keys_is_refused_and_nothing_changes(te
     del no_mask.inputs["attention_mask"]
     for chunk, match in (
         (longer, r"'inputs.attention_mask' holds samples of shape \(16,\).*length 20 .* stores length 16"),
-        (no_mask, r"leaves \[inputs.attention_mask, inputs.input_ids\] but the training inputs have \[inputs.input_ids\]"),
+        (
+            no_mask,
+            r"leaves \[inputs.attention_mask, inputs.input_ids\] but the training inputs have \[inputs.input_ids\]",
+        ),
     ):
         updater = make_updater(state1, tmp_path / "s2")
         before = snapshot(updater)
@@ -554,13 +611,18 @@ def _ddp_dumps(out: Path, name: str) -> list[dict]:
 @pytest.mark.ddp
 def test_the_text_classifier_under_two_process_ddp(tmp_path):
     from text_worker import EPOCHS, TextClassifier, chunks, make_updater
+
     from retentive import load_model
     from retentive.evaluation import accuracy
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "support" / "text_worker.py"), "--out", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     for name in ("ddp0", "ddp1"):

@@ -9,9 +9,9 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
+from er_family_support import QUIET
 from torch import nn
 
-from er_family_support import QUIET
 from retentive import GDumbModelUpdater, JointModelUpdater, OfflineExperienceReplayModelUpdater
 from retentive.models import MLP, reinitialize_
 from retentive.streams import Purpose, stream_seed
@@ -29,12 +29,14 @@ class Recorder(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         memory = pl_module.memory
-        self.steps.append({
-            "terms": {k: float(v) for k, v in outputs["losses"].items()},
-            "memory_size": len(memory),
-            "memory_inputs": memory.storage["inputs"][: len(memory)].clone() if len(memory) else None,
-            "batch": int(batch[0].shape[0]),
-        })
+        self.steps.append(
+            {
+                "terms": {k: float(v) for k, v in outputs["losses"].items()},
+                "memory_size": len(memory),
+                "memory_inputs": memory.storage["inputs"][: len(memory)].clone() if len(memory) else None,
+                "batch": int(batch[0].shape[0]),
+            }
+        )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,14 @@ def test_offline_er_weights_and_memory(chunks, tmp_path):
     first, second = chunks
     recorder = Recorder()
     updater = OfflineExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=100, batch_size=20, callbacks=[recorder],
-        output_state_folder=tmp_path / "s0", **QUIET,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=100,
+        batch_size=20,
+        callbacks=[recorder],
+        output_state_folder=tmp_path / "s0",
+        **QUIET,
     )
     updater.update(first, task_id=0)
     assert updater.learner.loss_weight == 1.0
@@ -61,8 +69,14 @@ def test_offline_er_weights_and_memory(chunks, tmp_path):
 
     recorder.steps.clear()
     updater = OfflineExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=100, batch_size=20, callbacks=[recorder],
-        input_state_folder=tmp_path / "s0", **QUIET,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        _sgd(),
+        memory_size=100,
+        batch_size=20,
+        callbacks=[recorder],
+        input_state_folder=tmp_path / "s0",
+        **QUIET,
     )
     memory_at_start = updater.memory.storage["inputs"][:100].clone()
     updater.update(second, task_id=1)
@@ -112,11 +126,17 @@ def test_reinitialised_and_trained_on_memory_only(chunks, tmp_path, kind):
     seen = 0
     for i, chunk in enumerate((first, second)):
         arguments = dict(
-            batch_size=10, callbacks=[recorder], seed=7, input_state_folder=tmp_path / f"s{i - 1}" if i else None,
-            output_state_folder=tmp_path / f"s{i}", **QUIET,
+            batch_size=10,
+            callbacks=[recorder],
+            seed=7,
+            input_state_folder=tmp_path / f"s{i - 1}" if i else None,
+            output_state_folder=tmp_path / f"s{i}",
+            **QUIET,
         )
         if kind == "gdumb":
-            updater = GDumbModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=40, **{**arguments, "max_epochs": 3})
+            updater = GDumbModelUpdater(
+                MLP(), nn.CrossEntropyLoss(), _sgd(), memory_size=40, **{**arguments, "max_epochs": 3}
+            )
         else:
             updater = JointModelUpdater(MLP(), nn.CrossEntropyLoss(), _sgd(), **arguments)
         steps_before = updater.learner.total_steps

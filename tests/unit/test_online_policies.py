@@ -113,7 +113,7 @@ def test_cbrs_is_a_uniform_reservoir_within_a_class():
     runs = 1500
     for seed in range(runs):
         buffer = ReplayBuffer(10, policy=ClassBalancedReservoirPolicy(), seed=seed)
-        for start in range(0, 100, 20):
+        for _ in range(5):
             _offer(buffer, [0] * 20)
         hits[buffer.storage["inputs"][:, 0].long()] += 1
     expected, sd = runs * 0.1, (runs * 0.1 * 0.9) ** 0.5

@@ -115,7 +115,9 @@ def test_component_weights_the_mean_over_layers():
     # layer a: distance 7.6035 (vs zeros); layer b: 0 (identical) -> 0.5 * mean = 0.5 * 7.6035 / 2
     ctx = _context({"a": A, "b": A}, {"features.a": torch.zeros_like(A), "features.b": A})
     expected = 0.5 * math.sqrt(7.5**2 + 1.25**2) / 2
-    assert (pod.weight * pod.loss(ctx)).item() == pytest.approx(expected, rel=1e-6)  # v2: the Learner applies the weight
+    assert (pod.weight * pod.loss(ctx)).item() == pytest.approx(
+        expected, rel=1e-6
+    )  # v2: the Learner applies the weight
     ctx.memory = None
     assert pod.loss(ctx) is None
 

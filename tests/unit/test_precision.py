@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 from helpers import QUIET, sgd
+from torch import nn
 
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.models import MLP
@@ -17,8 +17,16 @@ def test_bf16_mixed_update_stores_float32_logits_of_the_autocast_forward(split_s
     train, test = split_small
     torch.manual_seed(0)
     updater = DarkExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), sgd(0.1), memory_size=200, batch_size=32, alpha=0.5, beta=0.5,
-        precision=precision, output_state_folder=tmp_path / "state", **QUIET,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(0.1),
+        memory_size=200,
+        batch_size=32,
+        alpha=0.5,
+        beta=0.5,
+        precision=precision,
+        output_state_folder=tmp_path / "state",
+        **QUIET,
     )
     model = updater.update(train[0])
     logits = updater.memory.storage["logits"]
@@ -33,7 +41,9 @@ def test_bf16_mixed_update_stores_float32_logits_of_the_autocast_forward(split_s
 
 def test_full_precision_logits_are_not_rounded(split_small):
     train, _ = split_small
-    updater = DarkExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=100, batch_size=32, precision="32", **QUIET)
+    updater = DarkExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=100, batch_size=32, precision="32", **QUIET
+    )
     updater.update(train[0])
     logits = updater.memory.storage["logits"]
     assert not torch.equal(logits, logits.bfloat16().float())
@@ -42,7 +52,10 @@ def test_full_precision_logits_are_not_rounded(split_small):
 def test_spawned_strategies_are_refused_before_training(split_small):
     train, _ = split_small
     updater = ExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        memory_size=50,
         **{**QUIET, "devices": 2, "strategy": "ddp_spawn"},
     )
     with pytest.raises(ValueError, match="strategy='ddp'"):

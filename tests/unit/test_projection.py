@@ -7,13 +7,14 @@ from functools import partial
 
 import pytest
 import torch
+from er_family_support import QUIET
 from torch import nn
 
 import retentive as R
 from retentive.components.projection import (
+    GEM_EPS,
     AveragedGradientEpisodicMemory,
     GradientEpisodicMemory,
-    GEM_EPS,
     agem_project,
     assign_flat_grad_,
     flat_grad,
@@ -23,8 +24,6 @@ from retentive.data import TensorChunk
 from retentive.learner import Learner
 from retentive.memory.buffer import ReplayBuffer
 from retentive.models import MLP
-
-from er_family_support import QUIET
 
 
 def test_agem_projection_by_hand():
@@ -104,7 +103,9 @@ def _memory_with_tasks(x: torch.Tensor, y: torch.Tensor, tasks: torch.Tensor) ->
 def test_gem_in_a_learner_projects_the_step_gradient_against_each_past_task():
     torch.manual_seed(0)
     model = MLP(6, (5,), 4)
-    memory = _memory_with_tasks(torch.randn(8, 6), torch.tensor([0, 1, 0, 1, 2, 3, 2, 3]), torch.tensor([0] * 4 + [1] * 4))
+    memory = _memory_with_tasks(
+        torch.randn(8, 6), torch.tensor([0, 1, 0, 1, 2, 3, 2, 3]), torch.tensor([0] * 4 + [1] * 4)
+    )
     gem = GradientEpisodicMemory(memory_strength=0.0)
     learner = Learner(model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), components=[gem], memory=memory)
     learner.begin_update(0, 2, 2, None)
@@ -118,7 +119,9 @@ def test_gem_in_a_learner_projects_the_step_gradient_against_each_past_task():
     past = []
     for task in (0, 1):
         idx = (memory.storage["task_ids"] == task).nonzero().flatten()
-        grads = torch.autograd.grad(nn.functional.cross_entropy(model(memory.storage["inputs"][idx]), memory.storage["targets"][idx]), params)
+        grads = torch.autograd.grad(
+            nn.functional.cross_entropy(model(memory.storage["inputs"][idx]), memory.storage["targets"][idx]), params
+        )
         past.append(torch.cat([v.reshape(-1) for v in grads]))
     G = torch.stack(past)
     gem.on_before_optimizer_step(ctx)
@@ -169,12 +172,27 @@ def chunk(classes: tuple[int, int], n: int = 20, seed: int = 0) -> TensorChunk:
 @pytest.mark.parametrize("cls", [R.GradientEpisodicMemoryModelUpdater, R.AveragedGradientEpisodicMemoryModelUpdater])
 def test_a_memory_smaller_than_the_tasks_seen_fails_before_training_and_writes_nothing(cls, tmp_path):
     first = tmp_path / "chunk_0"
-    updater = cls(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=1, batch_size=10,
-                  output_state_folder=first, **QUIET)
+    updater = cls(
+        MLP(),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=1,
+        batch_size=10,
+        output_state_folder=first,
+        **QUIET,
+    )
     updater.update(chunk((0, 1)), task_id=0)
     second = tmp_path / "chunk_1"
-    updater = cls(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=1, batch_size=10,
-                  input_state_folder=first, output_state_folder=second, **QUIET)
+    updater = cls(
+        MLP(),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=1,
+        batch_size=10,
+        input_state_folder=first,
+        output_state_folder=second,
+        **QUIET,
+    )
     steps = updater.learner.total_steps
     with pytest.raises(ValueError, match="a memory of 1 samples cannot keep one sample for each of the 2 tasks seen"):
         updater.update(chunk((2, 3)), task_id=1)
@@ -182,8 +200,9 @@ def test_a_memory_smaller_than_the_tasks_seen_fails_before_training_and_writes_n
 
 
 def test_the_episodic_memory_is_task_balanced_and_keeps_earlier_tasks_rows():
-    updater = R.GradientEpisodicMemoryModelUpdater(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
-                                                   memory_size=10, batch_size=10, **QUIET)
+    updater = R.GradientEpisodicMemoryModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=10, batch_size=10, **QUIET
+    )
     updater.update(chunk((0, 1), 20, 0), task_id=0)
     first = updater.memory.storage["inputs"][:10].clone()
     assert len(updater.memory) == 10 and updater.memory.seen == 20
@@ -196,8 +215,14 @@ def test_the_episodic_memory_is_task_balanced_and_keeps_earlier_tasks_rows():
 
 def test_episodic_updaters_refuse_memory_batching():
     with pytest.raises(TypeError, match="drop the argument 'batch_memory_frac'"):
-        R.GradientEpisodicMemoryModelUpdater(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
-                                             memory_size=10, batch_memory_frac=0.5, **QUIET)
+        R.GradientEpisodicMemoryModelUpdater(
+            MLP(),
+            nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            memory_size=10,
+            batch_memory_frac=0.5,
+            **QUIET,
+        )
     with pytest.raises(ValueError, match="memory_strength must be >= 0"):
         GradientEpisodicMemory(-1.0)
     with pytest.raises(ValueError, match="sample_size must be an int >= 1"):

@@ -17,8 +17,17 @@ from retentive.models.sprompts import nearest_task
 from retentive.updaters.repeated_distillation import double_distillation_loss
 
 #: a tiny ViT for 28x28 MNIST: 16 patches of 7x7, 2 layers, 4 heads, width 32
-ARCH = dict(image_size=28, patch_size=7, num_channels=1, hidden_dim=32, num_layers=2, num_heads=4, mlp_dim=64,
-            dropout=0.0, attention_dropout=0.0)
+ARCH = dict(
+    image_size=28,
+    patch_size=7,
+    num_channels=1,
+    hidden_dim=32,
+    num_layers=2,
+    num_heads=4,
+    mlp_dim=64,
+    dropout=0.0,
+    attention_dropout=0.0,
+)
 R2 = 1 / math.sqrt(2)
 
 
@@ -41,7 +50,9 @@ def test_cosine_similarity_top_n_and_surrogate_by_hand():
 
 def test_l2p_model_selects_by_cosine_to_the_frozen_query_and_only_prompts_keys_head_learn():
     torch.manual_seed(0)
-    model = LearningToPromptTransformer(**ARCH, pool_size=4, pool_selection_size=2, prompt_size=3, per_batch_prompt=False)
+    model = LearningToPromptTransformer(
+        **ARCH, pool_size=4, pool_selection_size=2, prompt_size=3, per_batch_prompt=False
+    )
     x = torch.rand(5, 1, 28, 28)
     query = model.transformer.tokens(x)[:, 0]
     torch.testing.assert_close(model.query(x), query)
@@ -71,8 +82,13 @@ def test_l2p_updater_loss_is_ce_plus_weight_times_surrogate(mnist_train):
     torch.manual_seed(0)
     model = LearningToPromptTransformer(**ARCH, pool_size=4, pool_selection_size=2, prompt_size=2)
     updater = retentive.LearningToPromptModelUpdater(
-        model, nn.CrossEntropyLoss(reduction="none"), partial(torch.optim.SGD, lr=0.1), prompt_sim_loss_weight=0.25,
-        max_epochs=1, logger=False, enable_progress_bar=False,
+        model,
+        nn.CrossEntropyLoss(reduction="none"),
+        partial(torch.optim.SGD, lr=0.1),
+        prompt_sim_loss_weight=0.25,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
     )
     x, y = mnist_train.inputs[:8], mnist_train.targets[:8]
     total, ctx = updater.learner.step_loss((x, y))
@@ -110,10 +126,12 @@ def test_sprompt_inference_uses_the_prompt_of_the_nearest_center():
     model.eval()
     x = torch.cat([b, a])
     assert model.infer_task(x).tolist() == [1, 0]
-    by_hand = torch.cat([
-        model.heads[1](model.transformer.tokens(b, model.prompts[1])[:, 0]),
-        model.heads[0](model.transformer.tokens(a, model.prompts[0])[:, 0]),
-    ])
+    by_hand = torch.cat(
+        [
+            model.heads[1](model.transformer.tokens(b, model.prompts[1])[:, 0]),
+            model.heads[0](model.transformer.tokens(a, model.prompts[0])[:, 0]),
+        ]
+    )
     torch.testing.assert_close(model(x), by_hand)
     model.train()  # training: the newest task's prompt and head for every sample
     torch.testing.assert_close(model(a), model.heads[1](model.transformer.tokens(a, model.prompts[1])[:, 0]))
@@ -154,7 +172,9 @@ def test_bad_inputs_are_refused_with_clear_errors(tmp_path):
     with pytest.raises(TypeError, match="SPromptTransformer"):
         retentive.SPeftModelUpdater(LearningToPromptTransformer(**ARCH), loss, opt, logger=False)
     with pytest.raises(ValueError, match="prompt_sim_loss_weight"):
-        retentive.LearningToPromptReplayModelUpdater(LearningToPromptTransformer(**ARCH), loss, opt, 10, prompt_sim_loss_weight=-1)
+        retentive.LearningToPromptReplayModelUpdater(
+            LearningToPromptTransformer(**ARCH), loss, opt, 10, prompt_sim_loss_weight=-1
+        )
     with pytest.raises(TypeError, match="learner_kwargs"):
         retentive.LearningToPromptModelUpdater(LearningToPromptTransformer(**ARCH), loss, opt, learner_kwargs={"x": 1})
     with pytest.raises(TypeError, match="by name"):  # Renate's fourth positional is batch_size; here, by name
@@ -173,8 +193,15 @@ def test_bad_inputs_are_refused_with_clear_errors(tmp_path):
     from retentive.data import TensorChunk
     from retentive.errors import DataError
 
-    updater = retentive.SPeftModelUpdater(SPromptTransformer(**ARCH, clusters_per_task=5), loss, opt, max_epochs=1,
-                                          logger=False, enable_progress_bar=False, output_state_folder=tmp_path / "s")
+    updater = retentive.SPeftModelUpdater(
+        SPromptTransformer(**ARCH, clusters_per_task=5),
+        loss,
+        opt,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        output_state_folder=tmp_path / "s",
+    )
     with pytest.raises(DataError, match="clusters_per_task=5"):
         updater.update(TensorChunk(torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 0])))
     assert not (tmp_path / "s").exists() and updater.model.num_tasks == 1 and updater.updates_done == 0
@@ -187,15 +214,23 @@ def test_l2p_replay_loss_is_offline_er_mix_plus_weight_times_surrogate(mnist_tra
     torch.manual_seed(0)
     model = LearningToPromptTransformer(**ARCH, pool_size=4, pool_selection_size=2, prompt_size=2)
     updater = retentive.LearningToPromptReplayModelUpdater(
-        model, nn.CrossEntropyLoss(reduction="none"), partial(torch.optim.SGD, lr=0.1), memory_size=8,
-        loss_weight_new_data=0.3, max_epochs=1, logger=False, enable_progress_bar=False,
+        model,
+        nn.CrossEntropyLoss(reduction="none"),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=8,
+        loss_weight_new_data=0.3,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
     )
     x, y = mnist_train.inputs[:16], mnist_train.targets[:16]
     updater.memory.add({"inputs": x[:8], "targets": y[:8], "task_ids": torch.zeros(8, dtype=torch.long)})
     updater._training_data(TensorChunk(x[8:], y[8:]), 0)  # sets a = 0.3 for this update
     total, ctx = updater.learner.step_loss((x[8:], y[8:]))
     assert ctx.memory_outputs is not None and ctx.memory_outputs.shape == (8, 10)
-    expected = (0.3 * nn.functional.cross_entropy(ctx.outputs, y[8:])
-                + 0.7 * nn.functional.cross_entropy(ctx.memory_outputs, ctx.memory.targets)
-                + 0.5 * model.key_query_loss)
+    expected = (
+        0.3 * nn.functional.cross_entropy(ctx.outputs, y[8:])
+        + 0.7 * nn.functional.cross_entropy(ctx.memory_outputs, ctx.memory.targets)
+        + 0.5 * model.key_query_loss
+    )
     torch.testing.assert_close(total, expected)

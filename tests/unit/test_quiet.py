@@ -14,10 +14,12 @@ def test_known_irrelevant_warnings_are_dropped_inside_and_kept_outside():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with quiet_lightning():
-            warnings.warn(DDP_NOTICE, FutureWarning)  # once per rank under DDP (finding 8 of issue 16)
-            warnings.warn("The number of training batches (3) is smaller than the logging interval", UserWarning)
-            warnings.warn("a warning that matters", UserWarning)
-        warnings.warn(DDP_NOTICE, FutureWarning)
+            warnings.warn(DDP_NOTICE, FutureWarning, stacklevel=1)  # once per rank under DDP (finding 8 of issue 16)
+            warnings.warn(
+                "The number of training batches (3) is smaller than the logging interval", UserWarning, stacklevel=1
+            )
+            warnings.warn("a warning that matters", UserWarning, stacklevel=1)
+        warnings.warn(DDP_NOTICE, FutureWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["a warning that matters", DDP_NOTICE]
 
 

@@ -61,12 +61,23 @@ def test_iterated_attack_stays_within_epsilon_and_the_input_range(iterations, de
 
 def _context(model, new, memory, generator_seed: int = 0) -> StepContext:
     x, y = new.inputs, new.targets
-    mem = MemoryBatch(torch.arange(len(memory)), {"inputs": memory.inputs, "targets": memory.targets,
-                                                   "task_ids": torch.zeros(len(memory), dtype=torch.long)})
+    mem = MemoryBatch(
+        torch.arange(len(memory)),
+        {"inputs": memory.inputs, "targets": memory.targets, "task_ids": torch.zeros(len(memory), dtype=torch.long)},
+    )
     return StepContext(
-        inputs=x, targets=y, task_ids=torch.zeros_like(y), outputs=model(x), loss_fn=torch.nn.CrossEntropyLoss(),
-        model=model, step=0, memory=mem, memory_inputs=memory.inputs, memory_outputs=model(memory.inputs),
-        generator=torch.Generator().manual_seed(generator_seed), rng=random.Random(generator_seed),
+        inputs=x,
+        targets=y,
+        task_ids=torch.zeros_like(y),
+        outputs=model(x),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        model=model,
+        step=0,
+        memory=mem,
+        memory_inputs=memory.inputs,
+        memory_outputs=model(memory.inputs),
+        generator=torch.Generator().manual_seed(generator_seed),
+        rng=random.Random(generator_seed),
     )
 
 
@@ -117,8 +128,15 @@ def test_rar_updater_trains_and_refuses_conflicting_memory_arguments(tmp_path, m
     def make(folder, previous=None):
         torch.manual_seed(0)
         return RetrospectiveAdversarialReplayModelUpdater(
-            MLP(hidden=(32,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), batch_size_mem=10,
-            mem_size=50, batch_size=10, input_state_folder=previous, output_state_folder=tmp_path / folder, **QUIET,
+            MLP(hidden=(32,)),
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            batch_size_mem=10,
+            mem_size=50,
+            batch_size=10,
+            input_state_folder=previous,
+            output_state_folder=tmp_path / folder,
+            **QUIET,
         )
 
     make("s0").update(mnist_chunks[0])
@@ -128,14 +146,31 @@ def test_rar_updater_trains_and_refuses_conflicting_memory_arguments(tmp_path, m
     assert isinstance(rar, AdversarialReplay) and rar.last["inputs"].shape[0] == 10
     assert set(updater.memory.storage["targets"][: len(updater.memory)].tolist()) & {0, 1}
     with pytest.raises(ValueError, match="sets memory_size itself"):
-        RetrospectiveAdversarialReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
-                                                   batch_size_mem=10, memory_size=10, **QUIET)
+        RetrospectiveAdversarialReplayModelUpdater(
+            MLP(),
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            batch_size_mem=10,
+            memory_size=10,
+            **QUIET,
+        )
     with pytest.raises(ValueError, match="iter_fgsm must be an int >= 1"):
-        RetrospectiveAdversarialReplayModelUpdater(MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1),
-                                                   batch_size_mem=10, iter_fgsm=0, **QUIET)
+        RetrospectiveAdversarialReplayModelUpdater(
+            MLP(),
+            torch.nn.CrossEntropyLoss(),
+            partial(torch.optim.SGD, lr=0.1),
+            batch_size_mem=10,
+            iter_fgsm=0,
+            **QUIET,
+        )
     plain = RetrospectiveAdversarialReplayModelUpdater(
-        MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), batch_size_mem=10,
-        use_adversarial_replay=False, use_mixup=False, **QUIET,
+        MLP(),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        batch_size_mem=10,
+        use_adversarial_replay=False,
+        use_mixup=False,
+        **QUIET,
     )
     assert [type(c).__name__ for c in plain.learner.components] == ["MemoryCrossEntropy"]
     assert plain.learner.components[0].weight == 1.0, "without adversarial replay beta_coef counts as 0"

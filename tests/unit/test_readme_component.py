@@ -6,10 +6,10 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from third_party import QUIET, chunks
 
 import retentive as R
 from retentive.models import MLP
-from third_party import QUIET, chunks
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -17,7 +17,9 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _example() -> str:
     text = README.read_text()
     section = text[text.index("### Writing a component") :]
-    return section[section.index("```python") + len("```python") : section.index("```\n", section.index("```python") + 9)]
+    return section[
+        section.index("```python") + len("```python") : section.index("```\n", section.index("```python") + 9)
+    ]
 
 
 def test_the_readme_component_trains_and_saves_its_state(tmp_path):
@@ -26,8 +28,14 @@ def test_the_readme_component_trains_and_saves_its_state(tmp_path):
     component = namespace["GradientNormPenalty"](0.1)
     torch.manual_seed(0)
     updater = R.ExperienceReplayModelUpdater(
-        MLP(hidden=(16,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=30,
-        batch_size=16, components=[component], output_state_folder=tmp_path / "s0", **QUIET,
+        MLP(hidden=(16,)),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=30,
+        batch_size=16,
+        components=[component],
+        output_state_folder=tmp_path / "s0",
+        **QUIET,
     )
     updater.update(chunks()[0])
     assert int(component.steps) == updater.learner.total_steps > 0

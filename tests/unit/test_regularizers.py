@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from er_family_support import QUIET
 from torch import nn
 
 import retentive as R
@@ -23,8 +24,6 @@ from retentive.data import TensorChunk
 from retentive.errors import NonFiniteLossError
 from retentive.learner import Learner
 from retentive.models import MLP
-
-from er_family_support import QUIET
 
 
 def linear_model() -> nn.Linear:
@@ -54,8 +53,10 @@ def by_hand_fisher(model: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, tor
 def test_fisher_diagonal_matches_the_closed_form_of_a_linear_softmax(exact_jacobians):
     model = linear_model()
     x = torch.tensor([[1.0, 2.0], [-0.5, 0.0], [3.0, -1.0]])
-    batches = [Batch(x[:2], torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)),
-               Batch(x[2:], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))]
+    batches = [
+        Batch(x[:2], torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)),
+        Batch(x[2:], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)),
+    ]
     fisher = fisher_diagonal(model, batches, lambda inputs, t: model(inputs), exact_jacobians=exact_jacobians)
     fw, fb = by_hand_fisher(model, x)
     torch.testing.assert_close(fisher["weight"], fw, rtol=1e-5, atol=1e-7)
@@ -67,8 +68,14 @@ def test_fisher_closed_form_for_linear_layers_equals_per_sample_jacobians_on_an_
     model = MLP(12, (7, 5), 4)
     model.features[1].weight.requires_grad_(False)  # a frozen parameter is left out
     x = torch.randn(40, 12)
-    batches = [Batch(x[i : i + 16], torch.zeros(len(x[i : i + 16]), dtype=torch.long), torch.zeros(len(x[i : i + 16]), dtype=torch.long))
-               for i in range(0, 40, 16)]
+    batches = [
+        Batch(
+            x[i : i + 16],
+            torch.zeros(len(x[i : i + 16]), dtype=torch.long),
+            torch.zeros(len(x[i : i + 16]), dtype=torch.long),
+        )
+        for i in range(0, 40, 16)
+    ]
     fast = fisher_diagonal(model, batches, lambda inputs, t: model(inputs))
     exact = fisher_diagonal(model, batches, lambda inputs, t: model(inputs), exact_jacobians=True)
     assert set(fast) == set(exact) and "features.1.weight" not in fast
@@ -132,7 +139,9 @@ def test_si_accumulates_lr_times_squared_gradient_under_plain_sgd_and_normalises
     learner.on_fit_end()
     importance = si.parameter_state("importance", model)
     for n, p in model.named_parameters():
-        torch.testing.assert_close(importance[n], expected[n] / ((p.detach() - start[n]).pow(2) + xi), rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(
+            importance[n], expected[n] / ((p.detach() - start[n]).pow(2) + xi), rtol=1e-5, atol=1e-8
+        )
         assert torch.equal(si.parameter_state("anchor", model)[n], p.detach())
         assert not si.parameter_state("omega", model)[n].any()
     assert bool(si.consolidated)
@@ -187,14 +196,25 @@ def test_an_overflowing_penalty_stops_the_update_and_writes_nothing(tmp_path):
     chunks = [TensorChunk(torch.rand(40, 1, 28, 28), torch.randint(2 * i, 2 * i + 2, (40,))) for i in range(2)]
     first = tmp_path / "chunk_0"
     updater = R.ElasticWeightConsolidationModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.5), ewc_lambda=1e38, batch_size=10,
-        output_state_folder=first, **QUIET,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.5),
+        ewc_lambda=1e38,
+        batch_size=10,
+        output_state_folder=first,
+        **QUIET,
     )
     updater.update(chunks[0], task_id=0)
     second = tmp_path / "chunk_1"
     updater = R.ElasticWeightConsolidationModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.5), ewc_lambda=1e38, batch_size=10,
-        input_state_folder=first, output_state_folder=second, **QUIET,
+        MLP(),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.5),
+        ewc_lambda=1e38,
+        batch_size=10,
+        input_state_folder=first,
+        output_state_folder=second,
+        **QUIET,
     )
     before = {k: v.clone() for k, v in updater.model.state_dict().items()}
     with pytest.raises(NonFiniteLossError, match="nothing was written"):
@@ -209,7 +229,9 @@ def test_a_non_finite_fisher_is_a_clear_error():
         model.weight[0, 0] = float("nan")
     ewc = ElasticWeightConsolidation(1.0)
     learner, _ = _learner(ewc, model)
-    with pytest.raises(NonFiniteLossError, match=r"EWC's Fisher diagonal is not finite for parameters \['weight', 'bias'\]"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"EWC's Fisher diagonal is not finite for parameters \['weight', 'bias'\]"
+    ):
         learner.on_fit_end()
 
 
@@ -227,7 +249,9 @@ def test_a_failed_first_update_is_rolled_back_with_its_own_error(cls, tmp_path):
     """The per-parameter state is created during the fit; putting back the state from before it
     must drop it again rather than fail on missing keys and hide the real error."""
     out = tmp_path / "out"
-    updater = cls(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=1e38), batch_size=10, output_state_folder=out, **QUIET)
+    updater = cls(
+        MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=1e38), batch_size=10, output_state_folder=out, **QUIET
+    )
     with pytest.raises(NonFiniteLossError):  # the first step's weights overflow
         updater.update(TensorChunk(torch.rand(40, 1, 28, 28), torch.randint(0, 2, (40,))), task_id=0)
     assert not out.exists()
@@ -241,4 +265,10 @@ def test_per_parameter_states_are_registered_in_declaration_order():
     """Two DDP ranks broadcast buffers in registration order: it must not depend on the hash seed."""
     ewc = ElasticWeightConsolidation(1.0)
     ewc.init_parameter_state(linear_model())
-    assert [name for name, _ in ewc.named_buffers()] == ["consolidated", "fisher__weight", "fisher__bias", "anchor__weight", "anchor__bias"]
+    assert [name for name, _ in ewc.named_buffers()] == [
+        "consolidated",
+        "fisher__weight",
+        "fisher__bias",
+        "anchor__weight",
+        "anchor__bias",
+    ]

@@ -11,10 +11,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from helpers import QUIET, sgd
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from helpers import QUIET, sgd
 from retentive import (
     Component,
     DataError,
@@ -41,8 +41,14 @@ def test_mask_keeps_chunk_and_memory_classes_on_new_and_memory_logits():
         model.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [2.0, 2.0, 2.0]]))
         model.bias.zero_()
     updater = ExperienceReplayModelUpdater(
-        model, nn.CrossEntropyLoss(reduction="none"), sgd(), memory_size=2, batch_size=4, batch_memory_frac=0.5,
-        mask_unused_classes=True, **QUIET,
+        model,
+        nn.CrossEntropyLoss(reduction="none"),
+        sgd(),
+        memory_size=2,
+        batch_size=4,
+        batch_memory_frac=0.5,
+        mask_unused_classes=True,
+        **QUIET,
     )
     xm = torch.tensor([[0.1, 0.2, 0.9], [0.1, 0.2, 0.9]])
     updater.memory.add({"inputs": xm, "targets": torch.tensor([2, 2]), "task_ids": torch.zeros(2, dtype=torch.long)})
@@ -85,8 +91,15 @@ def test_early_stopping_writes_the_best_epochs_state(split_small, tmp_path):
     recorder = WeightsAtValidation()
     torch.manual_seed(0)
     updater = FineTuningModelUpdater(
-        MLP(), nn.CrossEntropyLoss(reduction="none"), sgd(0.1), batch_size=20, metric="val_loss", mode="min",
-        early_stopping_enabled=True, output_state_folder=tmp_path / "s0", callbacks=[recorder],
+        MLP(),
+        nn.CrossEntropyLoss(reduction="none"),
+        sgd(0.1),
+        batch_size=20,
+        metric="val_loss",
+        mode="min",
+        early_stopping_enabled=True,
+        output_state_folder=tmp_path / "s0",
+        callbacks=[recorder],
         **{**QUIET, "max_epochs": 12},
     )
     updater.update(_flipped(chunk), test[0], task_id="default_task")
@@ -105,8 +118,14 @@ def test_metric_without_early_stopping_still_writes_the_best_epoch(split_small, 
     recorder = WeightsAtValidation()
     torch.manual_seed(0)
     updater = FineTuningModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), sgd(0.1), batch_size=20, metric="val_loss", output_state_folder=tmp_path / "s0",
-        callbacks=[recorder], **{**QUIET, "max_epochs": 4},
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(0.1),
+        batch_size=20,
+        metric="val_loss",
+        output_state_folder=tmp_path / "s0",
+        callbacks=[recorder],
+        **{**QUIET, "max_epochs": 4},
     )
     updater.update(_flipped(train[0].subset(torch.arange(200))), test[0])
     assert len(recorder.val_loss) == 4  # no early stopping: every epoch ran
@@ -157,8 +176,15 @@ def test_renate_and_retentive_names_are_logged(split_small):
     logger, steps = Captured(), StepLosses()
     accuracy = torchmetrics.classification.MulticlassAccuracy(num_classes=10, average="micro")
     updater = ExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(reduction="none"), sgd(), memory_size=50, batch_size=20,
-        logged_metrics={"accuracy": accuracy}, metric="val_accuracy", mode="max", callbacks=[steps],
+        MLP(),
+        nn.CrossEntropyLoss(reduction="none"),
+        sgd(),
+        memory_size=50,
+        batch_size=20,
+        logged_metrics={"accuracy": accuracy},
+        metric="val_accuracy",
+        mode="max",
+        callbacks=[steps],
         **{**QUIET, "logger": logger},
     )
     updater.update(train[0].subset(torch.arange(200)), test[0], task_id="default_task")
@@ -180,9 +206,14 @@ def test_scheduler_interval(split_small, interval):
     train, _ = split_small
     seen = FinalLearningRate()
     updater = FineTuningModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), sgd(0.1), batch_size=50, callbacks=[seen],
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(0.1),
+        batch_size=50,
+        callbacks=[seen],
         learning_rate_scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5),
-        learning_rate_scheduler_interval=interval, **{**QUIET, "max_epochs": 2},
+        learning_rate_scheduler_interval=interval,
+        **{**QUIET, "max_epochs": 2},
     )
     updater.update(train[0].subset(torch.arange(150)))  # 3 steps an epoch, 2 epochs
     assert seen.lr == pytest.approx(0.1 * 0.5 ** (6 if interval == "step" else 2))
@@ -210,8 +241,16 @@ def test_gradients_are_clipped_after_the_components_hooks(split_small, algorithm
     before = [p.detach().clone() for p in model.parameters()]
     lr, clip = 0.1, 1e-3
     updater = ExperienceReplayModelUpdater(
-        model, nn.CrossEntropyLoss(), sgd(lr), memory_size=10, batch_size=40, batch_memory_frac=0.0,
-        components=[Amplify(1.0)], gradient_clip_val=clip, gradient_clip_algorithm=algorithm, **QUIET,
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(lr),
+        memory_size=10,
+        batch_size=40,
+        batch_memory_frac=0.0,
+        components=[Amplify(1.0)],
+        gradient_clip_val=clip,
+        gradient_clip_algorithm=algorithm,
+        **QUIET,
     )
     updater.update(chunk)  # one step
     deltas = [(p.detach() - b) / lr for p, b in zip(model.parameters(), before)]
@@ -228,8 +267,16 @@ def test_no_clipping_by_default_lets_the_amplified_step_through(split_small):
     torch.manual_seed(0)
     model = MLP()
     before = [p.detach().clone() for p in model.parameters()]
-    ExperienceReplayModelUpdater(model, nn.CrossEntropyLoss(), sgd(0.1), memory_size=10, batch_size=40,
-                                 batch_memory_frac=0.0, components=[Amplify(1.0)], **QUIET).update(train[0].subset(torch.arange(40)))
+    ExperienceReplayModelUpdater(
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(0.1),
+        memory_size=10,
+        batch_size=40,
+        batch_memory_frac=0.0,
+        components=[Amplify(1.0)],
+        **QUIET,
+    ).update(train[0].subset(torch.arange(40)))
     assert max(float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before)) > 0.01
 
 
@@ -260,8 +307,14 @@ def test_unknown_metric_is_refused():
 def test_metric_of_a_logged_metric_is_accepted():
     import torchmetrics
 
-    FineTuningModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), metric="val_f1",
-                           logged_metrics={"f1": torchmetrics.classification.MulticlassF1Score(10)}, **QUIET)
+    FineTuningModelUpdater(
+        MLP(),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        metric="val_f1",
+        logged_metrics={"f1": torchmetrics.classification.MulticlassF1Score(10)},
+        **QUIET,
+    )
 
 
 def test_mode_other_than_min_max_is_refused():
@@ -273,9 +326,18 @@ def test_early_stopping_without_a_validation_set_fails_before_anything_is_writte
     train, _ = split_small
     model = MLP()
     before = copy.deepcopy(model.state_dict())
-    updater = FineTuningModelUpdater(model, nn.CrossEntropyLoss(), sgd(), metric="val_loss", early_stopping_enabled=True,
-                                     output_state_folder=tmp_path / "s0", **QUIET)
-    with pytest.raises(ValueError, match="early_stopping_enabled=True monitors 'val_loss' on the validation set, but no val_dataset"):
+    updater = FineTuningModelUpdater(
+        model,
+        nn.CrossEntropyLoss(),
+        sgd(),
+        metric="val_loss",
+        early_stopping_enabled=True,
+        output_state_folder=tmp_path / "s0",
+        **QUIET,
+    )
+    with pytest.raises(
+        ValueError, match="early_stopping_enabled=True monitors 'val_loss' on the validation set, but no val_dataset"
+    ):
         updater.update(train[0])
     assert not (tmp_path / "s0").exists() and all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
 
@@ -311,8 +373,14 @@ def test_other_bad_renate_arguments(arguments, message):
 
 def test_missing_input_folder_stays_an_error_even_in_place(tmp_path):
     with pytest.raises(StateError, match="does not exist"):
-        FineTuningModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), input_state_folder=tmp_path / "typo",
-                               output_state_folder=tmp_path / "typo", **QUIET)
+        FineTuningModelUpdater(
+            MLP(),
+            nn.CrossEntropyLoss(),
+            sgd(),
+            input_state_folder=tmp_path / "typo",
+            output_state_folder=tmp_path / "typo",
+            **QUIET,
+        )
 
 
 def test_replayed_samples_get_the_train_transform_unless_a_buffer_transform_is_given(split_small):
@@ -324,12 +392,17 @@ def test_replayed_samples_get_the_train_transform_unless_a_buffer_transform_is_g
         calls.append(int(x.shape[0]))
         return x
 
-    updater = ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=32, batch_size=32,
-                                           train_transform=spy, **QUIET)
+    updater = ExperienceReplayModelUpdater(
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=32, batch_size=32, train_transform=spy, **QUIET
+    )
     assert updater.learner.transforms["buffer"][0] is spy
     updater.update(train[0].subset(torch.arange(64)))
     # per-sample transforms: 64 new samples, plus 16 replayed in each of the 3 steps after the first
     assert len(calls) >= 64 + 3 * 16
     other = lambda x: x  # noqa: E731
-    assert ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=32, train_transform=spy,
-                                        buffer_transform=other, **QUIET).learner.transforms["buffer"][0] is other
+    assert (
+        ExperienceReplayModelUpdater(
+            MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=32, train_transform=spy, buffer_transform=other, **QUIET
+        ).learner.transforms["buffer"][0]
+        is other
+    )

@@ -19,9 +19,9 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import QUIET, sgd
 from torch import nn
 
-from helpers import QUIET, sgd
 import retentive as R
 from retentive.evaluation import (
     average_accuracy,
@@ -52,11 +52,14 @@ def test_flip_metrics_refuse_mismatched_lengths():
         negative_flip_rate(NEW, OLD[:3], GT)
 
 
-ACC = torch.tensor([
-    [0.9362000226974487, 0.6093000173568726, 0.3325999975204468],
-    [0.8284000158309937, 0.9506999850273132, 0.3382999897003174],
-    [0.4377000033855438, 0.48260000348091125, 0.9438999891281128],
-], dtype=torch.float64)
+ACC = torch.tensor(
+    [
+        [0.9362000226974487, 0.6093000173568726, 0.3325999975204468],
+        [0.8284000158309937, 0.9506999850273132, 0.3382999897003174],
+        [0.4377000033855438, 0.48260000348091125, 0.9438999891281128],
+    ],
+    dtype=torch.float64,
+)
 INIT = [0.2, 0.1, 0.09]
 
 
@@ -64,9 +67,14 @@ def _upto(task: int) -> torch.Tensor:
     return ACC[: task + 1, : task + 1]
 
 
-@pytest.mark.parametrize("task, expected", [
-    (0, 0.9362000226974487), (1, (0.8284000158309937 + 0.9506999850273132) / 2),
-    (2, (0.4377000033855438 + 0.48260000348091125 + 0.9438999891281128) / 3)])
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        (0, 0.9362000226974487),
+        (1, (0.8284000158309937 + 0.9506999850273132) / 2),
+        (2, (0.4377000033855438 + 0.48260000348091125 + 0.9438999891281128) / 3),
+    ],
+)
 def test_average_accuracy(task, expected):
     assert average_accuracy(_upto(task)) == pytest.approx(expected)
 
@@ -76,22 +84,34 @@ def test_micro_average_accuracy(task, expected):
     assert micro_average_accuracy(_upto(task), [10, 5, 10][: task + 1]) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("task, expected", [
-    (0, 0.0), (1, 0.9362000226974487 - 0.8284000158937),
-    (2, ((0.9362000226974487 - 0.4377000033855438) + (0.9506999850273132 - 0.48260000348091125)) / 2)])
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        (0, 0.0),
+        (1, 0.9362000226974487 - 0.8284000158937),
+        (2, ((0.9362000226974487 - 0.4377000033855438) + (0.9506999850273132 - 0.48260000348091125)) / 2),
+    ],
+)
 def test_forgetting(task, expected):
     assert forgetting(_upto(task)) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("task, expected", [
-    (0, 0.0), (1, 0.8284000158309937 - 0.9362000226974487),
-    (2, ((0.4377000033855438 - 0.9362000226974487) + (0.48260000348091125 - 0.9506999850273132)) / 2)])
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        (0, 0.0),
+        (1, 0.8284000158309937 - 0.9362000226974487),
+        (2, ((0.4377000033855438 - 0.9362000226974487) + (0.48260000348091125 - 0.9506999850273132)) / 2),
+    ],
+)
 def test_backward_transfer(task, expected):
     assert backward_transfer(_upto(task)) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("task, expected", [
-    (0, 0.0), (1, 0.6093000173568726 - 0.1), (2, ((0.6093000173568726 - 0.1) + (0.3382999897003174 - 0.09)) / 2)])
+@pytest.mark.parametrize(
+    "task, expected",
+    [(0, 0.0), (1, 0.6093000173568726 - 0.1), (2, ((0.6093000173568726 - 0.1) + (0.3382999897003174 - 0.09)) / 2)],
+)
 def test_forward_transfer(task, expected):
     assert forward_transfer(_upto(task), INIT[: task + 1]) == pytest.approx(expected)
 
@@ -155,15 +175,24 @@ def test_infinite_buffer_keeps_everything_in_order():
 
 
 # ---------------------------------------------------------------- ER learners
-@pytest.mark.parametrize("batch_size, memory_size, frac", [(20, 10, 0.5), (30, 10, 0.34), (20, 100, 0.5), (10, 30, 0.1), (100, 10, 0.03)])
+@pytest.mark.parametrize(
+    "batch_size, memory_size, frac", [(20, 10, 0.5), (30, 10, 0.34), (20, 100, 0.5), (10, 30, 0.1), (100, 10, 0.03)]
+)
 def test_er_memory_batch_and_size_after_update(batch_size, memory_size, frac):
     from retentive.data import TensorChunk
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 10))
     dataset = TensorChunk(torch.rand(100, 10), torch.randint(10, (100,)))
-    updater = R.ExperienceReplayModelUpdater(model, nn.CrossEntropyLoss(reduction="none"), sgd(), memory_size=memory_size,
-                                             batch_memory_frac=frac, batch_size=batch_size, **QUIET)
+    updater = R.ExperienceReplayModelUpdater(
+        model,
+        nn.CrossEntropyLoss(reduction="none"),
+        sgd(),
+        memory_size=memory_size,
+        batch_memory_frac=frac,
+        batch_size=batch_size,
+        **QUIET,
+    )
     updater.update(dataset, task_id="default_task")
     memory_batch = int(frac * batch_size)
     assert updater.memory_batch_size == min(memory_size, memory_batch)
@@ -176,10 +205,17 @@ def test_er_memory_batch_and_size_after_update(batch_size, memory_size, frac):
 
 def test_er_component_weights_are_the_arguments():
     m = lambda: nn.Sequential(nn.Linear(784, 10))  # noqa: E731
-    cls = R.CLSExperienceReplayModelUpdater(m(), nn.CrossEntropyLoss(), sgd(), memory_size=10, alpha=0.3, beta=0.2, **QUIET)
+    cls = R.CLSExperienceReplayModelUpdater(
+        m(), nn.CrossEntropyLoss(), sgd(), memory_size=10, alpha=0.3, beta=0.2, **QUIET
+    )
     assert [c.weight for c in cls.learner.components] == [0.3, 0.2]
-    der = R.DarkExperienceReplayModelUpdater(m(), nn.CrossEntropyLoss(), sgd(), memory_size=10, alpha=0.4, beta=0.6, **QUIET)
-    assert [(type(c).__name__, c.weight) for c in der.learner.components] == [("LogitMSE", 0.4), ("MemoryCrossEntropy", 0.6)]
+    der = R.DarkExperienceReplayModelUpdater(
+        m(), nn.CrossEntropyLoss(), sgd(), memory_size=10, alpha=0.4, beta=0.6, **QUIET
+    )
+    assert [(type(c).__name__, c.weight) for c in der.learner.components] == [
+        ("LogitMSE", 0.4),
+        ("MemoryCrossEntropy", 0.6),
+    ]
 
 
 # ---------------------------------------------------------------- model updaters
@@ -197,7 +233,9 @@ def test_the_model_passed_is_the_one_updated(split_small):
 
     model = MLP()
     before = copy.deepcopy(model.state_dict())
-    returned = R.FineTuningModelUpdater(model, nn.CrossEntropyLoss(), sgd(), **QUIET).update(train[0].subset(torch.arange(64)))
+    returned = R.FineTuningModelUpdater(model, nn.CrossEntropyLoss(), sgd(), **QUIET).update(
+        train[0].subset(torch.arange(64))
+    )
     assert returned is model
     assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -209,8 +247,9 @@ def test_seeded_update_is_deterministic(split_small):
     outputs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = R.ExperienceReplayModelUpdater(MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=30, seed=3, **QUIET).update(
-            train[0].subset(torch.arange(100)))
+        model = R.ExperienceReplayModelUpdater(
+            MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=30, seed=3, **QUIET
+        ).update(train[0].subset(torch.arange(100)))
         outputs.append(model(test[0].inputs[:20]))
     assert torch.equal(outputs[0], outputs[1])
 
@@ -228,8 +267,15 @@ def test_early_stopping_only_with_metric_validation_and_flag(use_val, early_stop
     train = TensorChunk(torch.rand(10, 10), torch.randint(10, (10,)))
     val = TensorChunk(torch.rand(10, 10), torch.randint(10, (10,)))
     epochs = Epochs()
-    updater = R.FineTuningModelUpdater(model, nn.CrossEntropyLoss(reduction="none"), sgd(0.3), early_stopping_enabled=early_stopping,
-                                       metric=metric, callbacks=[epochs], **{**QUIET, "max_epochs": 10})
+    updater = R.FineTuningModelUpdater(
+        model,
+        nn.CrossEntropyLoss(reduction="none"),
+        sgd(0.3),
+        early_stopping_enabled=early_stopping,
+        metric=metric,
+        callbacks=[epochs],
+        **{**QUIET, "max_epochs": 10},
+    )
     if metric and early_stopping and not use_val:
         with pytest.raises(ValueError, match="no val_dataset"):
             updater.update(train, task_id="default_task")

@@ -8,9 +8,9 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
+from er_family_support import manual_step, start
 from torch import nn
 
-from er_family_support import manual_step, start
 from retentive import Learner, ReplayBuffer
 from retentive.components import (
     CLSConsistency,
@@ -40,8 +40,14 @@ def _super_learner(normalize: bool, gamma: float = 1.0) -> tuple[Learner, MLP]:
         PooledOutputDistillation(0.7, model.feature_layers, "spatial", normalize=True),
     ]
     learner = Learner(
-        model, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), components=components,
-        memory=ReplayBuffer(32, seed=0), memory_batch_size=6, loss_weight=1.5, loss_normalization=normalize,
+        model,
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        components=components,
+        memory=ReplayBuffer(32, seed=0),
+        memory_batch_size=6,
+        loss_weight=1.5,
+        loss_normalization=normalize,
         ema_memory_update_gamma=gamma,
     )
     return learner, model
@@ -72,10 +78,12 @@ def test_total_loss_by_hand(normalize):
             0.5 * F.mse_loss(out_mem, memory.data["logits"]),
             0.3 * F.cross_entropy(out_mem, my),
             0.2 * F.mse_loss(out_mem, teacher),
-            0.7 * (
+            0.7
+            * (
                 pod_distance(hidden["features.2"], memory.data["features.features.2"], "spatial", True)
                 + pod_distance(hidden["features.4"], memory.data["features.features.4"], "spatial", True)
-            ) / 2,
+            )
+            / 2,
         ]
         expected = 1.5 * F.cross_entropy(out_new, y) + sum(terms)
         if normalize:  # shrink-and-perturb has weight 0 and does not count

@@ -224,6 +224,7 @@ def test_update_end_policies_over_chunks(name):
         _online(memory, _chunk([0], 16, 0), 0, logits=True)
     memory.policy.attach(model, 30)
     chunks = [_chunk([0, 1], 120, 0), _chunk([2, 3], 120, 1), _chunk([4, 5, 0], 120, 2)]
+    previous = chunks[0].inputs[:0]
     for task, chunk in enumerate(chunks):
         _online(memory, chunk, task, logits=True)
         before = {int(v) for v in memory.storage["inputs"][: len(memory), 0:784].argmax(1)}
@@ -232,7 +233,7 @@ def test_update_end_policies_over_chunks(name):
         n = len(memory)
         stored = memory.storage["inputs"][:n]
         # every row is a sample of this chunk or one the memory held, with its own target and task
-        pool = torch.cat([chunk.inputs] + ([] if task == 0 else [previous]))
+        pool = torch.cat([chunk.inputs, previous])
         assert bool((stored[:, None] == pool[None]).all(2).any(1).all())
         assert torch.equal(memory.storage["targets"][:n], stored.argmax(1))
         new_rows = (stored[:, None] == chunk.inputs[None]).all(2).any(1)
@@ -413,7 +414,10 @@ def test_nested_dict_inputs(name):
     torch.manual_seed(0)
     model = Text()
     g = torch.Generator().manual_seed(0)
-    x = {"input_ids": torch.randint(0, 20, (30, 5), generator=g), "attention_mask": torch.ones(30, 5, dtype=torch.int64)}
+    x = {
+        "input_ids": torch.randint(0, 20, (30, 5), generator=g),
+        "attention_mask": torch.ones(30, 5, dtype=torch.int64),
+    }
 
     class Chunk(torch.utils.data.Dataset):
         def __len__(self) -> int:
@@ -428,6 +432,8 @@ def test_nested_dict_inputs(name):
     assert len(memory) == 6 and set(memory.keys) == {"inputs.input_ids", "inputs.attention_mask", "targets", "task_ids"}
     ids = memory.decoded("inputs")["input_ids"]
     assert bool((ids[:, None] == x["input_ids"][None]).all(2).any(1).all())
-    assert torch.equal(memory.storage["targets"][:6], torch.tensor([(x["input_ids"] == r).all(1).nonzero()[0, 0] % 3 for r in ids]))
+    assert torch.equal(
+        memory.storage["targets"][:6], torch.tensor([(x["input_ids"] == r).all(1).nonzero()[0, 0] % 3 for r in ids])
+    )
     run_update_end(memory, ChunkContext(model, memory, Chunk(), update=1))  # memory batches are nested too
     assert len(memory) == 6

@@ -9,7 +9,10 @@ from retentive.data.sharding import ShardedBatchSampler
 
 
 def _epoch(n, batch, world, shuffle=True, seed=0):
-    return [list(ShardedBatchSampler(n, batch, r, world, shuffle, torch.Generator().manual_seed(seed))) for r in range(world)]
+    return [
+        list(ShardedBatchSampler(n, batch, r, world, shuffle, torch.Generator().manual_seed(seed)))
+        for r in range(world)
+    ]
 
 
 @pytest.mark.parametrize("n,batch,world", [(1000, 32, 2), (999, 32, 2), (1001, 16, 3), (70, 10, 4), (5, 32, 2)])
@@ -70,9 +73,20 @@ def test_updater_loaders_shard_both_kinds_of_dataset(batch_indexing):
     from retentive.data import TensorChunk
 
     n = 77
-    dataset = TensorChunk(torch.arange(n, dtype=torch.float32).unsqueeze(1), torch.arange(n) % 10) if batch_indexing else _PlainDataset(n)
-    updater = ExperienceReplayModelUpdater(nn.Linear(1, 10), nn.CrossEntropyLoss(), lambda p: torch.optim.SGD(p, lr=0.1),
-                                           memory_size=10, batch_size=16, logger=False, max_epochs=1)
+    dataset = (
+        TensorChunk(torch.arange(n, dtype=torch.float32).unsqueeze(1), torch.arange(n) % 10)
+        if batch_indexing
+        else _PlainDataset(n)
+    )
+    updater = ExperienceReplayModelUpdater(
+        nn.Linear(1, 10),
+        nn.CrossEntropyLoss(),
+        lambda p: torch.optim.SGD(p, lr=0.1),
+        memory_size=10,
+        batch_size=16,
+        logger=False,
+        max_epochs=1,
+    )
     seen = []
     for rank in range(2):
         batches = list(updater._loader(dataset, shuffle=True, seed=3, rank=rank, world_size=2))

@@ -33,8 +33,9 @@ def test_identical_data_scores_zero_and_disjoint_data_scores_high(make):
     assert result.score == (1.0 if detector.name == "ks" else 1 - 1 / 101) and result.shift
 
 
-@pytest.mark.parametrize("dataset", [TensorDataset(torch.randn(20, 2)),
-                                     TensorDataset(torch.randn(20, 2), torch.randint(0, 10, (20,)))])
+@pytest.mark.parametrize(
+    "dataset", [TensorDataset(torch.randn(20, 2)), TensorDataset(torch.randn(20, 2), torch.randint(0, 10, (20,)))]
+)
 def test_extract_features(dataset):
     detector = ShiftDetectorWithFeatureExtractor(feature_extractor=nn.Linear(2, 4))
     assert detector.extract_features(dataset).shape == (20, 4)
@@ -69,8 +70,12 @@ def test_results_are_deterministic_under_a_seed_and_subsample_large_sides():
 
 
 def test_label_shift_on_labels_and_on_predicted_classes():
-    labels = lambda counts: TensorChunk(torch.randn(sum(counts), 4), torch.repeat_interleave(  # noqa: E731
-        torch.arange(len(counts)), torch.tensor(counts)))
+    labels = lambda counts: TensorChunk(
+        torch.randn(sum(counts), 4),
+        torch.repeat_interleave(  # noqa: E731
+            torch.arange(len(counts)), torch.tensor(counts)
+        ),
+    )
     detector = LabelShiftDetector()
     detector.fit(labels([50, 50, 50]))
     assert not detector.test(labels([48, 52, 50])).shift
@@ -85,8 +90,10 @@ def test_label_shift_on_labels_and_on_predicted_classes():
 
 
 def test_nested_inputs_are_flattened_leaf_by_leaf():
-    make = lambda shift: TensorChunk({"a": torch.randn(60, 2) + shift, "b": torch.randn(60, 3, 2)},  # noqa: E731
-                                     torch.zeros(60, dtype=torch.long))
+    make = lambda shift: TensorChunk(
+        {"a": torch.randn(60, 2) + shift, "b": torch.randn(60, 3, 2)},  # noqa: E731
+        torch.zeros(60, dtype=torch.long),
+    )
     detector = KolmogorovSmirnovCovariateShiftDetector()
     detector.fit(make(0.0))
     result = detector.test(make(1.5))
@@ -109,8 +116,12 @@ def test_bad_input_is_one_clear_error():
 
 
 def test_the_label_test_reads_labels_of_any_dataset_and_nested_inputs():
-    make = lambda counts: TensorDataset(torch.randn(sum(counts), 3), torch.repeat_interleave(  # noqa: E731
-        torch.arange(len(counts)), torch.tensor(counts)))
+    make = lambda counts: TensorDataset(
+        torch.randn(sum(counts), 3),
+        torch.repeat_interleave(  # noqa: E731
+            torch.arange(len(counts)), torch.tensor(counts)
+        ),
+    )
     detector = LabelShiftDetector(num_classes=3)
     detector.fit(make([40, 40, 40]))
     via_loader = detector.test(make([80, 20, 20]))

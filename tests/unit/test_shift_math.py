@@ -70,7 +70,12 @@ def test_mmd_is_deterministic_under_a_seed():
 
 def test_ks_statistic_and_p_values_against_scipy():
     torch.manual_seed(0)
-    for n0, n1, shift, tolerance in ((30, 30, 0.5, 1e-9), (200, 200, 0.2, 1e-9), (50, 200, 0.35, 0.01), (500, 2000, 0.1, 3e-3)):
+    for n0, n1, shift, tolerance in (
+        (30, 30, 0.5, 1e-9),
+        (200, 200, 0.2, 1e-9),
+        (50, 200, 0.35, 0.01),
+        (500, 2000, 0.1, 3e-3),
+    ):
         a, b = torch.randn(n0, 4, dtype=torch.float64), torch.randn(n1, 4, dtype=torch.float64) + shift
         statistics, p_values = ks_statistics(a, b), ks_p_values(ks_statistics(a, b), n0, n1)
         for j in range(4):

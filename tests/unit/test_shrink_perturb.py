@@ -6,9 +6,9 @@ from functools import partial
 
 import pytest
 import torch
+from er_family_support import start
 from torch import nn
 
-from er_family_support import start
 from retentive import Learner
 from retentive.components import ShrinkAndPerturb, shrink_perturb_
 

@@ -23,7 +23,9 @@ def test_every_purpose_and_update_gets_its_own_seed_and_stream():
     for seed in (0, 7):
         seeds = {(u, p): stream_seed(seed, u, p) for u in range(3) for p in Purpose}
         assert len(set(seeds.values())) == len(seeds)
-        draws = {key: tuple(torch.rand(4, generator=torch.Generator().manual_seed(s)).tolist()) for key, s in seeds.items()}
+        draws = {
+            key: tuple(torch.rand(4, generator=torch.Generator().manual_seed(s)).tolist()) for key, s in seeds.items()
+        }
         assert len(set(draws.values())) == len(draws)  # first draws pairwise different
     assert stream_seed(3, 1, Purpose.DATA_ORDER) == stream_seed(3, 1, Purpose.DATA_ORDER)  # reproducible
     assert 0 <= stream_seed(3, 1, Purpose.GLOBAL, bits=32) < 2**32
@@ -48,8 +50,14 @@ def test_the_updater_seeds_each_consumer_from_its_own_stream():
     g = torch.Generator().manual_seed(0)
     chunk = TensorChunk(torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))
     updater = R.ExperienceReplayModelUpdater(
-        MLP(hidden=(8,)), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=20,
-        batch_size=16, seed=11, callbacks=[callback], **QUIET,
+        MLP(hidden=(8,)),
+        nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=20,
+        batch_size=16,
+        seed=11,
+        callbacks=[callback],
+        **QUIET,
     )
     for update in range(2):
         updater.update(chunk)

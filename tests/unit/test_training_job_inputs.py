@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from syne_tune.config_space import loguniform
 
-from retentive.errors import StateError
 from retentive.training import run_training_job
 from retentive.training.config_module import ConfigModuleError
 
@@ -17,9 +16,20 @@ SPACE = {"optimizer": "SGD", "learning_rate": loguniform(1e-3, 0.3), "memory_siz
 
 
 def _job(tmp_path: Path, config: Path, **changes):
-    arguments = dict(mode="max", config_space=dict(SPACE), metric="val_accuracy", backend="local", updater="DER",
-                     max_epochs=1, chunk_id=0, config_file=str(config), output_state_url=str(tmp_path / "out"),
-                     working_directory=str(tmp_path / "work"), n_workers=2, max_num_trials_finished=3)
+    arguments = dict(
+        mode="max",
+        config_space=dict(SPACE),
+        metric="val_accuracy",
+        backend="local",
+        updater="DER",
+        max_epochs=1,
+        chunk_id=0,
+        config_file=str(config),
+        output_state_url=str(tmp_path / "out"),
+        working_directory=str(tmp_path / "work"),
+        n_workers=2,
+        max_num_trials_finished=3,
+    )
     arguments.update(changes)
     return run_training_job(**arguments)
 
@@ -43,13 +53,17 @@ def _nothing_written(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["model_fn", "data_module_fn"])
 def test_a_config_module_missing_a_required_function_is_refused(tmp_path, config, missing):
-    with pytest.raises(ConfigModuleError, match=f"does not define {missing}; a config module must define model_fn and data_module_fn"):
+    with pytest.raises(
+        ConfigModuleError, match=f"does not define {missing}; a config module must define model_fn and data_module_fn"
+    ):
         _job(tmp_path, _without(config, missing))
     _nothing_written(tmp_path)
 
 
 def test_a_config_space_key_that_is_no_updater_argument_is_refused(tmp_path, config):
-    with pytest.raises(ValueError, match=r"config_space keys \['lerning_rate'\] are not arguments of DarkExperienceReplayModelUpdater"):
+    with pytest.raises(
+        ValueError, match=r"config_space keys \['lerning_rate'\] are not arguments of DarkExperienceReplayModelUpdater"
+    ):
         _job(tmp_path, config, config_space={"lerning_rate": loguniform(1e-3, 0.3), "memory_size": 50})
     _nothing_written(tmp_path)
 

@@ -7,11 +7,11 @@ from functools import partial
 
 import torch
 from pytorch_lightning.loggers import Logger
+from third_party import chunks
 
 import retentive as R
 from retentive.models import MLP
 from retentive.state import load_state
-from third_party import chunks
 
 
 class Recording(Logger):
@@ -38,8 +38,17 @@ class Recording(Logger):
 def _updater(logger, **kwargs):
     torch.manual_seed(0)
     return R.DarkExperienceReplayModelUpdater(
-        MLP(hidden=(8,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), memory_size=30,
-        batch_size=16, logger=logger, accelerator="cpu", devices=1, enable_progress_bar=False, max_epochs=1, **kwargs,
+        MLP(hidden=(8,)),
+        torch.nn.CrossEntropyLoss(),
+        partial(torch.optim.SGD, lr=0.1),
+        memory_size=30,
+        batch_size=16,
+        logger=logger,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        max_epochs=1,
+        **kwargs,
     )
 
 

@@ -34,7 +34,8 @@ def _ids(specs: list[registry.MethodSpec]) -> list[str]:
 
 def _on_a_mlp(spec: registry.MethodSpec, **extra: Any) -> ModelUpdater:
     arguments = {"rar": {"batch_size_mem": 10, "mem_size": 20}, "joint": {}}.get(
-        spec.name, {"memory_size": 20} if spec.memory_policy is not None else {})
+        spec.name, {"memory_size": 20} if spec.memory_policy is not None else {}
+    )
     cls = spec.updater_class()
     return cls(MLP(), nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), **QUIET, **arguments, **extra)
 
@@ -62,7 +63,8 @@ def test_the_config_loader_reads_the_same_signature(spec):
     assert not loader.open
     assert list(loader.parameters) == list(listed)
     assert {n for n, p in loader.parameters.items() if p.required} == {
-        n for n, p in listed.items() if p.default is inspect.Parameter.empty}
+        n for n, p in listed.items() if p.default is inspect.Parameter.empty
+    }
     untyped = [n for n, p in loader.parameters.items() if p.hint is Any and "Any" not in str(listed[n].annotation)]
     assert not untyped, f"types the config loader cannot resolve: {untyped}"
     assert dict(loader.refused) == dict(refusals(cls))
@@ -74,8 +76,11 @@ def test_a_misspelt_keyword_is_a_type_error_naming_it(spec):
         spec.updater_class()(None, None, None, max_epoch=3)  # refused before anything is built
 
 
-@pytest.mark.parametrize("spec", [s for s in _SPECS if refusals(s.updater_class())],
-                         ids=_ids([s for s in _SPECS if refusals(s.updater_class())]))
+@pytest.mark.parametrize(
+    "spec",
+    [s for s in _SPECS if refusals(s.updater_class())],
+    ids=_ids([s for s in _SPECS if refusals(s.updater_class())]),
+)
 def test_a_refused_argument_is_refused_with_its_reason_by_the_call_and_the_config(spec):
     cls = spec.updater_class()
     for name, message in refusals(cls).items():
@@ -102,8 +107,9 @@ def test_memory_insertion_is_the_specs_by_default(spec):
         assert updater.learner.update_memory_every_step == (spec.memory_insertion == "step")
 
 
-@pytest.mark.parametrize("spec", [s for s in _SPECS if s.name not in _OWN_MODEL],
-                         ids=_ids([s for s in _SPECS if s.name not in _OWN_MODEL]))
+@pytest.mark.parametrize(
+    "spec", [s for s in _SPECS if s.name not in _OWN_MODEL], ids=_ids([s for s in _SPECS if s.name not in _OWN_MODEL])
+)
 def test_the_argument_record_is_the_bound_signature(spec):
     updater = _on_a_mlp(spec, max_epochs=3)
     listed = set(inspect.signature(type(updater)).parameters) - NOT_HYPERPARAMETERS
@@ -115,8 +121,9 @@ def test_a_subclass_outside_the_package_gets_a_real_signature_too():
     class Mine(ExperienceReplayModelUpdater):
         refused_arguments = refusing(("loss_weight",), "weighs its own loss; drop {name!r}")
 
-        def __init__(self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, gamma: float = 0.5,
-                      **kwargs: Any) -> None:
+        def __init__(
+            self, model: Any, loss_fn: Any, optimizer: Any, memory_size: int, gamma: float = 0.5, **kwargs: Any
+        ) -> None:
             self.gamma = gamma
             super().__init__(model, loss_fn, optimizer, memory_size, **kwargs)
 

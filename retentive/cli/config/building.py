@@ -62,7 +62,9 @@ def build_updater(config: UpdateConfig, **runtime: Any) -> Any:
         "seed": config.seed,
     }
     if config.learning_rate_scheduler is not None:
-        arguments["learning_rate_scheduler"] = factory(config.learning_rate_scheduler, "learning_rate_scheduler", source)
+        arguments["learning_rate_scheduler"] = factory(
+            config.learning_rate_scheduler, "learning_rate_scheduler", source
+        )
     if isinstance(config.logger, Spec):
         arguments["logger"] = instantiate(config.logger, "logger", source)
     elif config.logger is False:

@@ -26,15 +26,21 @@ def parse_spec(value: Any, key: str, source: Source, shorthand: bool = False) ->
         raise source.error(key, f"expected a mapping with class_path and init_args, got {describe_value(value)}")
     for name in value:
         if name not in SPEC_KEYS:
-            raise source.error(f"{key}.{name}", f"unknown key{suggest(name, SPEC_KEYS)}; expected class_path and init_args")
+            raise source.error(
+                f"{key}.{name}", f"unknown key{suggest(name, SPEC_KEYS)}; expected class_path and init_args"
+            )
     class_path = value.get("class_path")
     if not isinstance(class_path, str) or not class_path:
-        raise source.error(f"{key}.class_path", f"expected an import path like torch.optim.SGD, got {describe_value(class_path)}")
+        raise source.error(
+            f"{key}.class_path", f"expected an import path like torch.optim.SGD, got {describe_value(class_path)}"
+        )
     init_args = value.get("init_args")
     if init_args is None:
         init_args = {}
     if not isinstance(init_args, dict):
-        raise source.error(f"{key}.init_args", f"expected a mapping of argument names to values, got {describe_value(init_args)}")
+        raise source.error(
+            f"{key}.init_args", f"expected a mapping of argument names to values, got {describe_value(init_args)}"
+        )
     for name in init_args:
         if not isinstance(name, str):
             raise source.error(f"{key}.init_args", f"argument names must be text, got {describe_value(name)}")
@@ -48,7 +54,11 @@ def lightning_precisions() -> tuple[str | int, ...]:
         from lightning_fabric.connector import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
     except ImportError:
         return ()
-    return tuple(v for kind in (_PRECISION_INPUT_STR, _PRECISION_INPUT_INT, _PRECISION_INPUT_STR_ALIAS) for v in typing.get_args(kind))
+    return tuple(
+        v
+        for kind in (_PRECISION_INPUT_STR, _PRECISION_INPUT_INT, _PRECISION_INPUT_STR_ALIAS)
+        for v in typing.get_args(kind)
+    )
 
 
 def check_precision(value: Any, key: str, source: Source) -> None:
@@ -81,7 +91,9 @@ def import_object(path: str, key: str, source: Source) -> Any:
             if not hasattr(target, attribute):
                 owner = ".".join(parts[: split + depth])
                 public = [name for name in dir(target) if not name.startswith("_")]
-                raise source.error(key, f"cannot import {path!r}: {owner} has no attribute {attribute!r}{suggest(attribute, public)}")
+                raise source.error(
+                    key, f"cannot import {path!r}: {owner} has no attribute {attribute!r}{suggest(attribute, public)}"
+                )
             target = getattr(target, attribute)
         if not callable(target):
             raise source.error(key, f"{path!r} is a {type(target).__name__}, not a class or function")
@@ -98,7 +110,9 @@ def check_value(value: Any, hint: Any, key: str, source: Source) -> None:
         raise source.error(key, "init_args without a class_path; name the class to build with class_path")
     if isinstance(value, list) and any(is_spec(v) or isinstance(v, (list, dict)) for v in value):
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-        sequences = [a for a in (args if origin in UNIONS else (hint,)) if typing.get_origin(a) in SEQUENCES or a in SEQUENCES]
+        sequences = [
+            a for a in (args if origin in UNIONS else (hint,)) if typing.get_origin(a) in SEQUENCES or a in SEQUENCES
+        ]
         if hint is not Any and hint is not inspect.Parameter.empty and not sequences:
             raise source.error(key, f"expected {describe(hint)}, got a list")
         element = typing.get_args(sequences[0])[0] if sequences and typing.get_args(sequences[0]) else Any
@@ -128,7 +142,11 @@ def check_arguments(
                 f"unknown argument of {signature.owner}{suggest(name, options)}; expected one of: {', '.join(options)}",
             )
         check_value(value, Any if parameter is None else parameter.hint, f"{key}.{name}", source)
-    missing = [p.name for p in signature.parameters.values() if p.required and p.name not in arguments and p.name not in supplied]
+    missing = [
+        p.name
+        for p in signature.parameters.values()
+        if p.required and p.name not in arguments and p.name not in supplied
+    ]
     if missing:
         needed = ", ".join(f"{name} ({describe(signature.parameters[name].hint)})" for name in missing)
         raise source.error(key, f"{signature.owner} needs the argument{'s' if len(missing) > 1 else ''} {needed}")
@@ -147,4 +165,3 @@ def check_spec(
         raise source.error(f"{key}.class_path", f"{spec.class_path} does not build {describe(hint)}")
     check_arguments(signature_of(target, skip_first=factory), spec.init_args, f"{key}.init_args", source, supplied)
     return target
-

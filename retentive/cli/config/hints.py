@@ -145,4 +145,3 @@ def describe_value(value: Any) -> str:
 def suggest(name: str, options: Collection[str]) -> str:
     close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-

@@ -67,7 +67,6 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(source, "", f"not valid YAML: {error}") from error
 
 
-
 def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
     """Read and parse a YAML file (as :func:`parse_yaml`); errors name the file and ``what`` it is."""
     label = str(path)
@@ -83,7 +82,9 @@ def parse_override(text: str, path: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key or not all(part.strip() for part in key.split(".")):
-        raise ConfigError(f"{path} (--set {text})", "", "expected --set KEY=VALUE with a dotted KEY, e.g. optimizer.init_args.lr=0.01")
+        raise ConfigError(
+            f"{path} (--set {text})", "", "expected --set KEY=VALUE with a dotted KEY, e.g. optimizer.init_args.lr=0.01"
+        )
     return key, parse_yaml(value, f"{path} (--set {text})")
 
 
@@ -98,7 +99,9 @@ def apply_override(raw: dict[str, Any], key: str, value: Any, path: str) -> dict
             child = node[part] = {}
         elif not isinstance(child, dict):
             where = ".".join(parts[: depth + 1])
-            raise ConfigError(f"{path} (--set {key})", where, f"is {describe_value(child)}, not a mapping, so {key} cannot be set")
+            raise ConfigError(
+                f"{path} (--set {key})", where, f"is {describe_value(child)}, not a mapping, so {key} cannot be set"
+            )
         node = child
     node[parts[-1]] = value
     return result
@@ -138,7 +141,9 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
         raise source.error("", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {describe_value(raw)}")
     for name in raw:
         if name not in SECTIONS:
-            raise source.error(str(name), f"unknown section{suggest(str(name), SECTIONS)}; expected: {', '.join(SECTIONS)}")
+            raise source.error(
+                str(name), f"unknown section{suggest(str(name), SECTIONS)}; expected: {', '.join(SECTIONS)}"
+            )
     for name, required in SECTIONS.items():
         if required and raw.get(name) is None:
             raise source.error(name, "missing; a config needs updater, model, loss_fn and optimizer")
@@ -151,7 +156,9 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
         raise source.error("updater.class_path", f"{updater.class_path} is not a retentive ModelUpdater subclass")
     for name in updater.init_args:
         if name in _ELSEWHERE:
-            raise source.error(f"updater.init_args.{name}", f"is set by {_ELSEWHERE[name]}, not in the updater's init_args")
+            raise source.error(
+                f"updater.init_args.{name}", f"is set by {_ELSEWHERE[name]}, not in the updater's init_args"
+            )
     updater_signature = signature_of(updater_class)
     check_arguments(updater_signature, updater.init_args, "updater.init_args", source, supplied=_ELSEWHERE)
 
@@ -160,7 +167,10 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
         raise source.error("trainer", f"expected a mapping of Trainer settings, got {describe_value(trainer)}")
     for name, value in trainer.items():
         if name not in TRAINER_KEYS:
-            raise source.error(f"trainer.{name}", f"unknown trainer setting{suggest(str(name), TRAINER_KEYS)}; expected one of: {', '.join(TRAINER_KEYS)}")
+            raise source.error(
+                f"trainer.{name}",
+                f"unknown trainer setting{suggest(str(name), TRAINER_KEYS)}; expected one of: {', '.join(TRAINER_KEYS)}",
+            )
         parameter = updater_signature.parameters.get(name)
         if parameter is None and not updater_signature.open:
             raise source.error(f"trainer.{name}", f"{updater_signature.owner} takes no {name} argument")
@@ -211,7 +221,9 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     label = str(path)
     raw = read_yaml_file(path, "config")
     if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(label, "", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {describe_value(raw)}")
+        raise ConfigError(
+            label, "", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {describe_value(raw)}"
+        )
     raw = raw or {}
     keys = []
     for item in overrides:
@@ -219,4 +231,3 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         raw = apply_override(raw, key, value, label)
         keys.append(key)
     return parse_config(raw, Source(label, tuple(keys)))
-

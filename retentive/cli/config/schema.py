@@ -81,4 +81,3 @@ class UpdateConfig:
     trainer: dict[str, Any]
     logger: Spec | bool | None
     seed: int
-

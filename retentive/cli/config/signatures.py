@@ -72,7 +72,8 @@ def signature_of(target: Any, skip_first: bool = False) -> Signature:
     keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     parameters = {
         p.name: Parameter(p.name, hints.get(p.name, Any), p.default is inspect.Parameter.empty)
-        for p in listed if p.kind in keyword
+        for p in listed
+        if p.kind in keyword
     }
     takes_more = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in listed)
     return Signature(owner, parameters, takes_more, refused)

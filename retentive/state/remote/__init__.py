@@ -14,4 +14,12 @@ from retentive.state.remote.layout import fetch_state, publish_state
 from retentive.state.remote.probe import check_reachable
 from retentive.state.remote.rollback import rollback_url
 
-__all__ = ["MissingExtraError", "check_reachable", "fetch_state", "is_url", "local_path", "publish_state", "rollback_url"]
+__all__ = [
+    "MissingExtraError",
+    "check_reachable",
+    "fetch_state",
+    "is_url",
+    "local_path",
+    "publish_state",
+    "rollback_url",
+]

@@ -61,10 +61,14 @@ def open_url(url: str, storage_options: dict[str, Any] | None = None) -> tuple[A
     except ImportError as error:
         extra = EXTRAS.get(name)
         how = f"pip install 'retentive[{extra}]'" if extra else f"install the fsspec backend for {name}://"
-        raise MissingExtraError(f"state at {url!r} needs the {name}:// filesystem, which is not installed: {how}") from error
+        raise MissingExtraError(
+            f"state at {url!r} needs the {name}:// filesystem, which is not installed: {how}"
+        ) from error
     except ValueError as error:  # fsspec: "Protocol not known"
         known = ", ".join(sorted(set(fsspec.available_protocols()) - {"file", "local"})[:12])
-        raise StateError(f"{url!r}: fsspec knows no filesystem {name}:// ({error}); known ones include {known}") from error
+        raise StateError(
+            f"{url!r}: fsspec knows no filesystem {name}:// ({error}); known ones include {known}"
+        ) from error
     return fs, path.rstrip("/")
 
 
@@ -75,10 +79,18 @@ def explain(error: BaseException) -> str:
     if names & {"NoCredentialsError", "PartialCredentialsError"}:
         return f"no credentials were found ({text}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
     if isinstance(error, PermissionError) or names & {"ClientError"} and "denied" in text.lower():
-        return (f"access denied ({text}): check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE) and the bucket's permissions")
-    if names & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionError",
-                "ServerTimeoutError", "ClientOSError"}:
+        return (
+            f"access denied ({text}): check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "AWS_PROFILE) and the bucket's permissions"
+        )
+    if names & {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ClientConnectorError",
+        "ConnectionError",
+        "ServerTimeoutError",
+        "ClientOSError",
+    }:
         return f"the server cannot be reached ({text}); check the URL and AWS_ENDPOINT_URL"
     if isinstance(error, FileNotFoundError):
         return f"not found ({text})"

@@ -44,8 +44,17 @@ from retentive.state.remote.pointer import POINTER_FORMAT, Pointer, PointerMoved
 from retentive.state.remote.versions import COMMIT_DEADLINE_SECONDS, remove_stale_versions
 from retentive.state.staging import new_staging_folder
 
-__all__ = ["AT_START", "POINTER", "POINTER_FORMAT", "VERSIONS", "fetch_committed", "fetch_state", "holds_state",
-           "publish_state", "read_pointer"]
+__all__ = [
+    "AT_START",
+    "POINTER",
+    "POINTER_FORMAT",
+    "VERSIONS",
+    "fetch_committed",
+    "fetch_state",
+    "holds_state",
+    "publish_state",
+    "read_pointer",
+]
 _ATTEMPTS = 3  # a reader racing a publish follows the new pointer this many times
 #: ``publish_state(expect=AT_START)``: commit over the pointer the publish reads when it begins
 AT_START: Any = object()
@@ -83,7 +92,9 @@ def extra_files(folder: Path) -> list[str]:
     """The folder's files beside the payloads and the manifest (``hpo.csv``), published with them;
     each must be a plain file name (:func:`~retentive.state.remote.names.extra_name`)."""
     core = {*PAYLOADS, MANIFEST}
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in core and not p.name.startswith("."))
+    names = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.name not in core and not p.name.startswith(".")
+    )
     return [extra_name(name, f"state folder {str(folder)!r}") for name in names]
 
 
@@ -120,13 +131,21 @@ def publish_state(
     try:
         _upload(fs, folder, prefix, extras, manifest, f"{url}/{VERSIONS}/{version}")
         if time.monotonic() - started > COMMIT_DEADLINE_SECONDS:
-            raise StateError(f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
-                             "its upload may be removed as debris; nothing was committed")
+            raise StateError(
+                f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
+                "its upload may be removed as debris; nothing was committed"
+            )
         previous = [] if expected is None else [expected.entry(), *expected.previous]
         pointer = {
-            "format": POINTER_FORMAT, "version": version, "manifest_sha256": _sha256_file(folder / MANIFEST),
-            "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": uuid.uuid4().hex,
-            "extra": {name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in extras},
+            "format": POINTER_FORMAT,
+            "version": version,
+            "manifest_sha256": _sha256_file(folder / MANIFEST),
+            "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": uuid.uuid4().hex,
+            "extra": {
+                name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+                for name in extras
+            },
             "previous": previous[:keep_previous],
         }
         committing = True
@@ -148,7 +167,9 @@ def publish_state(
         if isinstance(error, StateError) or not isinstance(error, Exception):
             raise
         state = "may be the new one or the previous one" if committing else "is unchanged"
-        raise StateError(f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}") from error
+        raise StateError(
+            f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}"
+        ) from error
     guard.deliver(True, f"interrupted after the new state was committed to {url!r}; the publish is complete", committed)
     remove_stale_versions(fs, root, url)
     return committed
@@ -162,12 +183,12 @@ def _upload(fs: Any, folder: Path, prefix: str, extras: list[str], manifest: dic
     for name in PAYLOADS:
         size = fs.info(f"{prefix}/{name}")["size"]
         if size != manifest["files"][name]["bytes"]:
-            raise StateError(f"{shown}/{name} holds {size} bytes after the upload, {manifest['files'][name]['bytes']} expected")
+            raise StateError(
+                f"{shown}/{name} holds {size} bytes after the upload, {manifest['files'][name]['bytes']} expected"
+            )
 
 
-def fetch_state(
-    url: str, local_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
-) -> Path:
+def fetch_state(url: str, local_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Path:
     """Download the committed state at ``url`` into ``local_dir`` (new, or an empty folder), verified;
     return ``local_dir``.
 
@@ -200,8 +221,14 @@ def fetch_committed(
             def moved(read: Pointer | None = pointer) -> bool:
                 return not same(read_pointer(fs, root, url), read)
 
-            if download(fs, root, url, None if pointer is None else pointer.data, work,
-                        moved if attempt < _ATTEMPTS - 1 and pointer is not None else None):
+            if download(
+                fs,
+                root,
+                url,
+                None if pointer is None else pointer.data,
+                work,
+                moved if attempt < _ATTEMPTS - 1 and pointer is not None else None,
+            ):
                 break
         os.rename(work, target)
     except OSError as error:
@@ -211,8 +238,9 @@ def fetch_committed(
     return target, pointer
 
 
-def download(fs: Any, root: str, url: str, entry: dict[str, Any] | None, staging: Path,
-             moved: Callable[[], bool] | None = None) -> bool:
+def download(
+    fs: Any, root: str, url: str, entry: dict[str, Any] | None, staging: Path, moved: Callable[[], bool] | None = None
+) -> bool:
     """Download and verify one version (``entry``: a validated pointer entry; ``None``: the plain
     folder at ``url``) into ``staging``; ``False`` when a file is gone and ``moved()`` says a
     concurrent commit moved the pointer (the caller retries)."""
@@ -247,6 +275,8 @@ def download(fs: Any, root: str, url: str, entry: dict[str, Any] | None, staging
             raise StateError(f"state file {shown}/{name} cannot be read: {explain(error)}") from error
         path = staging / name
         if path.stat().st_size != checksum.get("bytes") or _sha256_file(path) != checksum.get("sha256"):
-            raise StateError(f"state file {shown}/{name} does not match its manifest checksum "
-                             f"({path.stat().st_size} bytes, {checksum.get('bytes')} expected): it was modified or truncated")
+            raise StateError(
+                f"state file {shown}/{name} does not match its manifest checksum "
+                f"({path.stat().st_size} bytes, {checksum.get('bytes')} expected): it was modified or truncated"
+            )
     return True

@@ -60,8 +60,12 @@ class StateLocations:
             self._workdir = Path(tempfile.mkdtemp(prefix="retentive-state-"))
             self._cleanup = weakref.finalize(self, shutil.rmtree, self._workdir, True)
         self.input_folder = self._input(input_location)
-        self.output_folder = None if output_location is None else (
-            self._workdir / "output" if self.output_url is not None else local_path(output_location)  # type: ignore[operator]
+        self.output_folder = (
+            None
+            if output_location is None
+            else (
+                self._workdir / "output" if self.output_url is not None else local_path(output_location)  # type: ignore[operator]
+            )
         )
 
     def _input(self, location: Location) -> Path | None:
@@ -108,8 +112,9 @@ class StateLocations:
             with self.naming_urls():
                 self.expected = publish_state(self.output_folder, self.output_url, expect=self.expected)
         except StateConflictError as error:
-            raise StateConflictError(f"{error}; the updated state was discarded: update again from the URL's "
-                                     "current state") from error
+            raise StateConflictError(
+                f"{error}; the updated state was discarded: update again from the URL's current state"
+            ) from error
         except UpdateInterrupted as interrupt:  # a Ctrl-C during the commit, held until it was complete
             if interrupt.committed:
                 self.expected = interrupt.result

@@ -30,8 +30,10 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 def version_id(value: object, where: str) -> str:
     """``value`` if it is a version id this library generates, else :class:`StateError`."""
     if not isinstance(value, str) or not VERSION_ID.match(value):
-        raise StateError(f"{where} names version {value!r}, which is not a retentive version id "
-                         "(expected YYYYMMDDTHHMMSSZ-<12 hex digits>); nothing was read or written")
+        raise StateError(
+            f"{where} names version {value!r}, which is not a retentive version id "
+            "(expected YYYYMMDDTHHMMSSZ-<12 hex digits>); nothing was read or written"
+        )
     return value
 
 
@@ -46,15 +48,25 @@ def version_time(version: str) -> datetime:
 def extra_name(value: object, where: str) -> str:
     """``value`` if it is a safe extra file name (see the module), else :class:`StateError`."""
     if not isinstance(value, str) or not EXTRA_NAME.match(value) or value in RESERVED:
-        raise StateError(f"{where} names the extra file {value!r}, which is not a plain file name "
-                         f"(letters, digits, '.', '_', '-'; not one of {sorted(RESERVED)}); nothing was read or written")
+        raise StateError(
+            f"{where} names the extra file {value!r}, which is not a plain file name "
+            f"(letters, digits, '.', '_', '-'; not one of {sorted(RESERVED)}); nothing was read or written"
+        )
     return value
 
 
 def file_entry(value: object, where: str) -> dict[str, object]:
     """A ``{"sha256": ..., "bytes": ...}`` checksum entry, checked."""
-    ok = (isinstance(value, dict) and isinstance(value.get("sha256"), str) and bool(SHA256.match(value["sha256"]))
-          and isinstance(value.get("bytes"), int) and not isinstance(value.get("bytes"), bool) and value["bytes"] >= 0)
+    ok = (
+        isinstance(value, dict)
+        and isinstance(value.get("sha256"), str)
+        and bool(SHA256.match(value["sha256"]))
+        and isinstance(value.get("bytes"), int)
+        and not isinstance(value.get("bytes"), bool)
+        and value["bytes"] >= 0
+    )
     if not ok:
-        raise StateError(f"{where} has the checksum entry {value!r}; expected {{'sha256': <64 hex>, 'bytes': <int >= 0>}}")
+        raise StateError(
+            f"{where} has the checksum entry {value!r}; expected {{'sha256': <64 hex>, 'bytes': <int >= 0>}}"
+        )
     return value  # type: ignore[return-value]

@@ -152,13 +152,17 @@ def commit_pointer(fs: Any, root: str, url: str, data: dict[str, Any], expected:
     bucket, key, _ = fs.split_path(path)
     condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected.etag}
     try:
-        response = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=raw, ContentType="application/json", **condition)
+        response = fs.call_s3(
+            "put_object", Bucket=bucket, Key=key, Body=raw, ContentType="application/json", **condition
+        )
     except Exception as error:  # refused (412/409), or lost on the way: what does the store hold now?
         try:
             current = read_pointer(fs, root, url)
         except StateError:
-            raise StateError(f"committing the pointer of {url!r} failed ({explain(error)}) and it cannot be read back: "
-                             "its committed state may be the new one or the previous one") from error
+            raise StateError(
+                f"committing the pointer of {url!r} failed ({explain(error)}) and it cannot be read back: "
+                "its committed state may be the new one or the previous one"
+            ) from error
         if current is not None and current.raw == raw:  # ours: the PUT applied, its answer was lost
             return current
         if not same(current, expected):

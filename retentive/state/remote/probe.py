@@ -42,7 +42,9 @@ def check_reachable(url: str, write: bool, storage_options: dict[str, Any] | Non
                 raise StateError(f"{role} state {url!r}: the bucket {bucket!r} does not exist") from None
         if not write:
             if not holds_state(fs, root, url):
-                raise StateError(f"input state {url!r} holds no retentive state: neither {POINTER} nor {MANIFEST} is there")
+                raise StateError(
+                    f"input state {url!r} holds no retentive state: neither {POINTER} nor {MANIFEST} is there"
+                )
             return
         probe = f"{root}/.retentive-probe-{uuid.uuid4().hex[:12]}"
         fs.pipe_file(probe, b"")

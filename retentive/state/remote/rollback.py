@@ -28,19 +28,30 @@ def rollback_url(url: str, storage_options: dict[str, Any] | None = None) -> str
     fs, root = open_url(url, storage_options)
     pointer = read_pointer(fs, root, url)
     if pointer is None:
-        raise StateError(f"{url!r} has no {POINTER} (no retentive state published there, or a plain folder): "
-                         "nothing to roll back")
+        raise StateError(
+            f"{url!r} has no {POINTER} (no retentive state published there, or a plain folder): nothing to roll back"
+        )
     if not pointer.previous:
-        raise StateError(f"{url!r} has no previous version to roll back to: version {pointer.version} is committed "
-                         "and no earlier one is kept")
+        raise StateError(
+            f"{url!r} has no previous version to roll back to: version {pointer.version} is committed "
+            "and no earlier one is kept"
+        )
     target = pointer.previous[0]
     with tempfile.TemporaryDirectory(prefix="retentive-rollback-") as scratch:
         try:
             download(fs, root, url, target, Path(scratch))
         except StateError as error:
-            raise StateError(f"cannot roll {url!r} back to version {target['version']}: {error}; nothing was changed") from None
-    data = {"format": POINTER_FORMAT, **target, "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": uuid.uuid4().hex, "previous": pointer.previous[1:], "rolled_back_from": pointer.version}
+            raise StateError(
+                f"cannot roll {url!r} back to version {target['version']}: {error}; nothing was changed"
+            ) from None
+    data = {
+        "format": POINTER_FORMAT,
+        **target,
+        "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": uuid.uuid4().hex,
+        "previous": pointer.previous[1:],
+        "rolled_back_from": pointer.version,
+    }
     try:
         commit_pointer(fs, root, url, data, pointer)
     except PointerMoved as moved:
