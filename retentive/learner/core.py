@@ -24,7 +24,7 @@ losses are logged and at each epoch's end.
 Under data parallelism every rank keeps an identical replica of the memory: the ranks exchange
 their new samples after each step (:mod:`retentive.memory.exchange`), replay disjoint shares of
 one memory draw, run component hooks under shared randomness, and check at the end of the fit
-that their replicas agree (:mod:`retentive.distributed`). See docs/ddp.md.
+that their replicas agree (:mod:`retentive.distributed`). See docs/how-to/ddp-and-gpus.md.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every rank keeps an identical replica of the memory and of component state. During a fit the
 ranks exchange their new samples after each step (:mod:`retentive.memory.exchange`), component
 hooks draw from a global RNG seeded alike on every rank, and at the end every rank takes rank 0's
-buffers and checks that the replicas agree (:mod:`retentive.distributed`). See docs/ddp.md.
+buffers and checks that the replicas agree (:mod:`retentive.distributed`). See docs/how-to/ddp-and-gpus.md.
 """
 
 from __future__ import annotations
