@@ -58,6 +58,7 @@ class LifecycleMixin(_Host):
             _chunk=self._chunk,
             _forward=self._forward_eval,
             all_reduce_mean=self._all_reduce_mean,
+            memory_keys=self.memory_keys,
         )
 
     def _forward_eval(self, inputs: Any, task_ids: Tensor) -> Tensor:

@@ -265,3 +265,26 @@ def test_components_and_memory_policies_read_one_update_context():
     run_update_end(memory, ctx)
     assert len(memory) == 4 and memory.class_counts(2).tolist() == [2, 2]
     assert [b.targets.tolist() for b in ctx.memory_batches(3)] == [[0, 0, 1], [1]]
+
+
+def test_the_learners_update_context_names_the_metadata_its_components_store():
+    """Update-end selection into an empty memory stores the metadata the components declared
+    (DER's logits), which only the context can tell it: the memory has no keys yet."""
+    from functools import partial
+
+    from retentive.components.replay import LogitMSE
+    from retentive.learner import Learner
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    memory = ReplayBuffer(4, policy=HerdingPolicy())
+    memory.policy.attach(model, 4)
+    learner = Learner(model, nn.functional.cross_entropy, partial(torch.optim.SGD, lr=0.1), [LogitMSE()], memory)
+    chunk = TensorChunk(torch.randn(10, 3), torch.arange(10) % 2)
+    learner.begin_update(0, 0, 0, chunk_context(model, memory, chunk).chunk_batches)
+    ctx = learner.update_context()
+    assert ctx.memory_keys == ("logits",)
+    run_update_end(memory, ctx)
+    assert set(memory.keys) == {"inputs", "targets", "task_ids", "logits"}
+    with torch.no_grad():
+        assert torch.allclose(memory.decoded("logits"), model(memory.decoded("inputs")))
