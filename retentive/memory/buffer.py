@@ -130,6 +130,11 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def takes_samples(self) -> bool:
+        """A memory of capacity 0 is off: the Learner only counts what it would have offered."""
+        return self.capacity > 0
+
     def reseed(self, insert_seed: int, sample_seed: int) -> None:
         """Restart the insertion and the replay-draw streams (done by the updater per update)."""
         self.insert_generator.manual_seed(insert_seed)

@@ -47,6 +47,11 @@ class UnboundedBuffer(ReplayBuffer):
     def __init__(self, seed: int = 0) -> None:
         super().__init__(0, policy=AppendPolicy(), seed=seed)
 
+    @property
+    def takes_samples(self) -> bool:
+        """Always: the capacity grows with what is offered."""
+        return True
+
     def _reserve(self, needed: int) -> None:
         """Raise the capacity (doubling) to hold ``needed`` samples; the storage itself grows as it
         fills, like any :class:`ReplayBuffer`'s."""

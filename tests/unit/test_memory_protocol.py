@@ -19,6 +19,7 @@ from retentive.errors import MemoryShapeError
 from retentive.memory import (
     ClassBalancedReservoirPolicy,
     ForgettingPolicy,
+    GenerativeMemory,
     GradientDiversityPolicy,
     GreedyClassBalancedPolicy,
     HerdingPolicy,
@@ -31,9 +32,11 @@ from retentive.memory import (
     RingBufferPolicy,
     UnboundedBuffer,
     UpdateContext,
+    VariationalAutoencoder,
     chunk_context,
     run_update_end,
 )
+from retentive.memory.generative import GeneratorPolicy
 from retentive.memory.selection import class_quotas, herding
 from retentive.memory.unbounded import AppendPolicy
 
@@ -54,6 +57,9 @@ def test_the_backends_satisfy_the_replay_memory_protocol() -> None:
     assert isinstance(declared, ReplayMemory)
     unbounded: ReplayMemory = UnboundedBuffer()
     assert isinstance(unbounded, ReplayMemory)
+    generative: ReplayMemory = GenerativeMemory(VariationalAutoencoder((3,), 2, (4,)), nn.Linear(3, 2))
+    assert isinstance(generative, ReplayMemory)
+    assert generative.takes_samples and len(generative) == 0 and generative.capacity == 0
     assert not isinstance(object(), ReplayMemory)
 
 
@@ -65,6 +71,7 @@ def test_the_backends_satisfy_the_replay_memory_protocol() -> None:
         ClassBalancedReservoirPolicy(),
         RingBufferPolicy(),
         AppendPolicy(),
+        GeneratorPolicy(),
         HerdingPolicy(),
         KCenterPolicy(),
         GradientDiversityPolicy(),
@@ -288,3 +295,15 @@ def test_the_learners_update_context_names_the_metadata_its_components_store():
     assert set(memory.keys) == {"inputs", "targets", "task_ids", "logits"}
     with torch.no_grad():
         assert torch.allclose(memory.decoded("logits"), model(memory.decoded("inputs")))
+
+
+def test_a_generative_memory_is_refused_under_data_parallelism_before_any_exchange():
+    from retentive.memory.exchange import Exchange, distributed_add
+
+    def gather(tensor):
+        raise AssertionError("nothing may be exchanged")
+
+    memory = GenerativeMemory(VariationalAutoencoder((3,), 2, (4,)), nn.Linear(3, 2))
+    with pytest.raises(TypeError, match="GenerativeMemory cannot keep identical replicas under data parallelism"):
+        distributed_add(memory, _batch(0, 2), Exchange(0, 2, gather))
+    assert not ReplayBuffer(0).takes_samples and ReplayBuffer(1).takes_samples and UnboundedBuffer().takes_samples
