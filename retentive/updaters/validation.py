@@ -24,8 +24,8 @@ from torch.utils.data import Dataset, TensorDataset
 from retentive.data import nested
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner.transforms import apply_transform
-from retentive.memory.protocol import ReplayMemory
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
+from retentive.memory.protocol import ReplayMemory
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed
 

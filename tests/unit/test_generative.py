@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from retentive import DataError, GenerativeReplayModelUpdater, VariationalAutoencoder
-from retentive.memory import GenerativeMemory
 from retentive.data import load_mnist, split_mnist
+from retentive.memory import GenerativeMemory
 from retentive.models import MLP
 from retentive.state import load_state
 from retentive.updaters.generative import replay_count
