@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from retentive.errors import DataError, MemoryShapeError
 from retentive.memory.buffer import MemoryBatch
 from retentive.memory.layout import Spec, batch_size, flat_rows
-from retentive.memory.protocol import InsertionPolicy, PolicyDefaults
+from retentive.memory.protocol import InsertionPolicy, Offer, SlotPolicy
 from retentive.models.protocol import forward_routed
 from retentive.streams import memory_seeds
 
@@ -109,23 +109,14 @@ class VariationalAutoencoder(nn.Module):
         return self.decode(z)
 
 
-class GeneratorPolicy(PolicyDefaults):
+class GeneratorPolicy(SlotPolicy):
     """The policy of a :class:`GenerativeMemory`: no slot for any sample (the generator learns
     them instead), and the targets are never read."""
 
     name = "generator"
     uses_targets = False
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
 

@@ -20,7 +20,7 @@ probing for it at every use.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -110,6 +110,39 @@ class PolicyDefaults:
 
     def on_update_end(self, ctx: UpdateContext) -> None:
         """Nothing at update end."""
+
+
+class Offer(NamedTuple):
+    """The arguments of :meth:`InsertionPolicy.select`, as one value."""
+
+    n: int
+    seen: int
+    size: int
+    capacity: int
+    targets: Tensor | None
+    stored_targets: Tensor | None
+    generator: torch.Generator
+
+
+class SlotPolicy(PolicyDefaults):
+    """:class:`PolicyDefaults` with :meth:`select` written once: a subclass writes :meth:`place`,
+    which receives the arguments as one :class:`Offer` (every built-in policy is one)."""
+
+    def select(
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        return self.place(Offer(n, seen, size, capacity, targets, stored_targets, generator))
+
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        """``(source, slots)`` for the offer, as :meth:`InsertionPolicy.select` returns them."""
+        raise NotImplementedError
 
 
 def missing_policy_members(policy: object) -> list[str]:
