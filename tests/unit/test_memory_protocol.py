@@ -124,6 +124,9 @@ INTERNAL = {
     "allocated",
     "input_dtype",
     "sample_generator",
+    "spec",
+    "input_spec",
+    "restore_rows",
 }
 MEMORY_LIKE = re.compile(r"(memory|buffer)(\[\d+\])?$", re.IGNORECASE)
 
@@ -155,6 +158,7 @@ def test_the_boundary_scan_finds_what_it_forbids():
         "memory.allocate(rows)\n"
         "hook = getattr(memory.policy, 'on_update_end', None)\n"
         "y = self._memory[0]._gather(idx)\n"
+        "self.memory.restore_rows(rows, dtypes, None)\n"
     )
     assert [v.split(": ", 1)[1] for v in boundary_violations(offending)] == [
         "self.memory.storage",
@@ -162,6 +166,7 @@ def test_the_boundary_scan_finds_what_it_forbids():
         "memory.allocate",
         "getattr(memory.policy, 'on_update_end', None)",
         "self._memory[0]._gather",
+        "self.memory.restore_rows",
     ]
     allowed = "n = len(memory)\nrows = memory.decoded('targets')\nmemory.seen += 3\nmemory.policy.on_update_end(ctx)\n"
     assert boundary_violations(allowed) == []
