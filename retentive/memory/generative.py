@@ -298,6 +298,34 @@ class GenerativeMemory:
         self.sample_generator.set_state(generators["sample"])
 
 
+def state_from_component(component: Mapping[str, Any], memory: Mapping[str, Any], model: Mapping[str, Any]) -> dict:
+    """A :class:`GenerativeMemory` state from a folder written when the generator lived in a
+    ``GenerativeReplay`` component (``component``: its state; ``memory``: the capacity-0 sample
+    memory saved beside it; ``model``: the saved classifier).
+
+    That component froze the generator at the *start* of the next update; this memory freezes it
+    when an update ends. A saved folder is at an update's end, so the frozen pair is the saved
+    generator and the saved classifier, as the next update would have frozen them.
+    """
+
+    def part(prefix: str) -> dict[str, Tensor]:
+        return {k[len(prefix) :]: v for k, v in component.items() if k.startswith(prefix)}
+
+    generator = part("memory.generator.")
+    return {
+        "kind": KIND,
+        "capacity": 0,
+        "policy": GeneratorPolicy.name,
+        "size": 0,
+        "seen": int(memory["seen"]),
+        "generators": memory["generators"],
+        "generator": generator,
+        "previous_generator": generator,
+        "previous_solver": dict(model),
+        "has_previous": int(component["updates_trained"]) > 0,
+    }
+
+
 def _frozen_copy(module: _M) -> _M:
     import copy
 

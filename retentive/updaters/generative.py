@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,9 +30,10 @@ from torch.utils.data import Dataset
 from retentive.components.base import Component
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.learner import OptimizerFactory
-from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
+from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder, state_from_component
 from retentive.memory.policies import InsertionPolicy
 from retentive.models.routing import forward_routed
+from retentive.state.format import State
 from retentive.streams import Purpose
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, OwnComponentsSettings
@@ -100,6 +103,16 @@ class GenerativeReplayModelUpdater(ModelUpdater):
 
     def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> GenerativeMemory:
         return GenerativeMemory(self._generator, self.model, self._generator_lr, seed)
+
+    def _apply_state(self, state: State, folder: Path | None) -> None:
+        """A folder written when the generator lived in a component loads as this memory's state."""
+        learner = state.learner.get("learner", {})
+        if list(learner.get("component_types", []))[:1] == ["GenerativeReplay"]:
+            memory = state_from_component(learner["components"][0], state.memory, state.model)
+            learner = {**learner, "components": [{}, *learner["components"][1:]]}
+            learner["component_types"] = [type(self.replay).__name__, *learner["component_types"][1:]]
+            state = replace(state, learner={**state.learner, "learner": learner}, memory=memory)
+        super()._apply_state(state, folder)
 
     def _update(
         self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any

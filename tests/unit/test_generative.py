@@ -159,3 +159,36 @@ def test_bad_generative_inputs_are_refused_and_nothing_is_written(tmp_path, chun
         GenerativeReplayModelUpdater(
             MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), replay_ratio=1.0, **QUIET
         )
+
+
+def test_a_folder_written_when_the_generator_was_a_component_still_loads(tmp_path, chunks):
+    """Folders written before the generator became the memory kept it in a ``GenerativeReplay``
+    component beside a capacity-0 sample memory; they load as the same generator and replay."""
+    from dataclasses import replace
+
+    from retentive.memory import ReplayBuffer
+
+    make(tmp_path, "s0").update(chunks[0])
+    new = load_state(tmp_path / "s0")
+    weights = {f"memory.generator.{k}": v for k, v in new.memory["generator"].items()}
+    stale = {f"memory.previous_generator.{k}": torch.zeros_like(v) for k, v in new.memory["generator"].items()}
+    component = {
+        "snapshot_update": torch.tensor(0),
+        "updates_trained": torch.tensor(1),
+        "memory.has_previous": torch.tensor(False),
+        **weights,
+        **stale,
+        **{f"memory.previous_solver.{k}": torch.zeros_like(v) for k, v in new.model.items()},
+    }
+    sample_memory = ReplayBuffer(0)
+    sample_memory.seen = int(new.memory["seen"])
+    learner = {**new.learner["learner"], "component_types": ["GenerativeReplay"], "components": [component]}
+    old = replace(new, learner={**new.learner, "learner": learner}, memory=sample_memory.state_dict())
+    updater, reference = make(tmp_path, "a"), make(tmp_path, "b", tmp_path / "s0")
+    updater._apply_state(old, tmp_path / "s0")
+    assert updater.memory.seen == 120 and updater.memory.has_previous
+    for a, b in zip(updater.memory.generator.state_dict().values(), reference.memory.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    drawn, expected = updater.memory.sample(4), reference.memory.sample(4)
+    assert drawn is not None and expected is not None
+    assert torch.equal(drawn.inputs, expected.inputs) and torch.equal(drawn.targets, expected.targets)
