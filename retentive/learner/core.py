@@ -380,7 +380,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         """Offer the raw new samples to memory; EMA-refresh the metadata of the samples replayed."""
         if not self.update_memory_every_step:
             return
-        if self.memory.capacity == 0:
+        if not self.memory.takes_samples:
             self.memory.seen += int(ctx.targets.shape[0])
             return
         batch = {"inputs": nested.detach(ctx.raw_inputs), "targets": ctx.raw_targets, "task_ids": ctx.task_ids}
@@ -390,7 +390,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             fresh = self.metadata(ctx.memory_outputs, ctx.memory_features)
             refresh = Refresh(ctx.memory.indices, fresh, self.ema_memory_update_gamma)
         if self._exchange is not None:  # every replica takes every rank's refresh and samples
-            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))  # type: ignore[arg-type]  # the exchange reads ReplayBuffer internals; the built-in memories are ReplayBuffers
+            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))
             return
         if refresh is not None:
             for key, value in refresh.values.items():

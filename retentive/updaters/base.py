@@ -30,6 +30,7 @@ from retentive.learner.passes import insert_chunk, refresh_metadata
 from retentive.learner.transforms import Transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
+from retentive.memory.protocol import ReplayMemory
 from retentive.quiet import quiet_lightning
 from retentive.state import MANIFEST, check_output_folder
 from retentive.state.concurrency import read_versioned
@@ -307,7 +308,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
                 self._restore(state)
 
     # ---------------------------------------------------------------- hooks for subclasses
-    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
+    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayMemory:
         """The memory this updater keeps (Joint keeps an unbounded one)."""
         return ReplayBuffer(memory_size, policy=policy, seed=seed, input_dtype=self.memory_input_dtype)
 

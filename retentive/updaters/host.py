@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from retentive.learner import Learner
-    from retentive.memory.buffer import ReplayBuffer
+    from retentive.memory.protocol import ReplayMemory
     from retentive.state import State
     from retentive.state.remote.locations import StateLocations
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         mixin calls on another or on the ModelUpdater."""
 
         model: nn.Module
-        memory: ReplayBuffer
+        memory: ReplayMemory
         learner: Learner
         logger: Logger | None
         hyperparameters: dict[str, Any]
