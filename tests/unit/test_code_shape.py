@@ -23,7 +23,6 @@ ALLOWED: dict[str, str] = {
     "updaters/base.py": SPLITTING,
     "updaters/base.py:ModelUpdater.__init__": SPLITTING,
     "updaters/base.py:ModelUpdater._update": SPLITTING,
-    "memory/buffer.py": SPLITTING,
 }
 
 
