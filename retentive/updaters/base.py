@@ -33,6 +33,7 @@ from retentive.memory.policies import InsertionPolicy
 from retentive.quiet import quiet_lightning
 from retentive.state import MANIFEST, check_output_folder
 from retentive.state.concurrency import read_versioned
+from retentive.state.discovery import warn_if_starting_over
 from retentive.state.inplace import is_in_place
 from retentive.state.interrupts import keyboard_interrupts
 from retentive.state.locking import OutputLock
@@ -384,6 +385,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:
+            if writer and not self.state_locations.output_url:  # a fresh start beside earlier states: said aloud
+                warn_if_starting_over(self.input_state_folder, self.output_state_folder, self.updates_done)
             if lock is not None and self.in_place:  # fail before training, not after
                 self._check_unchanged(
                     "Nothing was trained or written (build the updater again from the folder's "
