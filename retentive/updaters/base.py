@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -27,6 +27,7 @@ from retentive.evaluation import chunk_classes
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.learner.metrics import check_logged_metrics, logged_metric_names
 from retentive.learner.passes import insert_chunk, refresh_metadata
+from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
@@ -113,8 +114,10 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         gradient_clip_val, gradient_clip_algorithm: clip gradients before each optimizer step
             (``"norm"`` by default or ``"value"``); ``None`` does not clip.
         seed: makes each update reproducible; update ``k`` uses ``seed + k``.
-        logger: a Lightning logger; default a ``TensorBoardLogger("tb_logs")`` made here; ``False``
-            disables logging.
+        logger: a Lightning logger; default a TensorBoard run ``tb_logs/<updater class>/<output state
+            name>`` made here; ``False`` disables logging. A ``TensorBoardLogger`` given without a
+            ``version`` also names its run after the output state; every update's steps continue
+            from the previous update's (:mod:`retentive.learner.runs`).
         enable_progress_bar: Lightning's progress bar.
         log_every_n_steps: how often training losses are logged.
         num_workers: DataLoader workers.
@@ -285,7 +288,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self.num_workers = int(num_workers)
         self.callbacks = list(callbacks)
         if logger is None or logger is True:
-            logger = TensorBoardLogger(save_dir="tb_logs", name=type(self).__name__)
+            logger = default_logger(type(self).__name__, output_state_folder)
+        name_run(logger, output_state_folder)  # one TensorBoard run per update, named after its state
         self.logger: Logger | None = logger or None
         arguments = getattr(self, "_arguments", {})
         self.hyperparameters: dict[str, Any] = {

@@ -11,6 +11,7 @@ from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data.loaders import training_loader
+from retentive.learner.runs import run_callbacks
 from retentive.state.resume import ResumeSession
 from retentive.updaters.monitoring import BestEpoch
 
@@ -32,7 +33,7 @@ class FittingMixin(_Host):
             kwargs["max_epochs"] = max_epochs
         return pl.Trainer(
             logger=self.logger if self.logger is not None else False,
-            callbacks=list(self.callbacks) + list(callbacks),
+            callbacks=[*self.callbacks, *callbacks, *run_callbacks(kwargs["enable_progress_bar"], self.callbacks)],
             enable_checkpointing=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,

@@ -134,3 +134,44 @@ def test_a_renate_state_folder_names_the_import_command_that_converts_it(tmp_pat
     assert main([*command_line, "--input-state", str(source), "--output-state", str(tmp_path / "cli")]) == 1
     line = capsys.readouterr().err.strip()
     assert "retentive import-renate" in line and "as --input-state" in line, line
+
+
+# ------------------------------------------------------------------ 4. TensorBoard: one axis, one run per update
+def scalars(run: Path) -> dict[str, list[int]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return {tag: [event.step for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_every_tensorboard_name_continues_across_updates_in_one_run_per_update(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default logger writes into ./tb_logs
+    previous = None
+    for index in range(2):
+        updater = ExperienceReplayModelUpdater(
+            MLP(hidden=(8,)),
+            nn.CrossEntropyLoss(),
+            sgd(),
+            memory_size=16,
+            batch_size=16,
+            max_epochs=2,
+            log_every_n_steps=2,
+            accelerator="cpu",
+            devices=1,
+            input_state_folder=previous,
+            output_state_folder=Path("state") / f"chunk_{index}",
+        )
+        updater.update(chunk(index), val_dataset=chunk(9, 16))
+        previous = Path("state") / f"chunk_{index}"
+    runs = tmp_path / "tb_logs" / "ExperienceReplayModelUpdater"
+    assert sorted(p.name for p in runs.iterdir()) == ["chunk_0", "chunk_1"]  # not version_0, version_1
+    first, second = scalars(runs / "chunk_0"), scalars(runs / "chunk_1")
+    for name in ("train_loss", "val_loss", "epoch", "loss/total", "val/accuracy"):
+        assert name in first and name in second, (name, sorted(second))
+    last_of_first = max(step for steps in first.values() for step in steps)
+    assert last_of_first >= 2 * 2  # two epochs of two steps
+    for name, steps in second.items():  # every name, Renate's per-epoch ones too, continues the axis
+        assert min(steps) > last_of_first, (name, steps, last_of_first)
+    bar = capsys.readouterr().out  # Lightning's bar writes to stdout
+    assert "Epoch 1" in bar and "v_num" not in bar  # the progress bar shows, without the run's version
