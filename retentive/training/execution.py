@@ -13,6 +13,7 @@ from typing import Any
 
 from retentive.training.hpo_record import HPO_FILE, TrialRecord, hpo_csv, manifest_record, read_history
 from retentive.training.locations import promote
+from retentive.training.progress import EpochProgress
 from retentive.training.search import Progress, choose_winner, run_search, trial_log
 from retentive.training.settings import JobSettings
 from retentive.training.space import constants, is_search
@@ -36,7 +37,11 @@ class JobResult:
 
 
 def _run_single(
-    settings: JobSettings, space: Mapping[str, Any], folder: Path, progress: Progress | None
+    settings: JobSettings,
+    space: Mapping[str, Any],
+    folder: Path,
+    progress: Progress | None,
+    epoch_progress: EpochProgress | None = None,
 ) -> tuple[list[TrialRecord], dict[int, Path]]:
     from retentive.training.trial import STATE_NAME, run_trial
 
@@ -45,6 +50,8 @@ def _run_single(
 
     def report(**result: Any) -> None:
         record.results.append({k: v for k, v in result.items() if k in (metric, "epoch")})
+        if epoch_progress is not None:
+            epoch_progress(record)
 
     output = folder / "0" / STATE_NAME
     output.parent.mkdir(parents=True)
@@ -67,6 +74,7 @@ def execute(
     max_trials: int | None = None,
     keep_trials: bool = False,
     progress: Progress | None = None,
+    epoch_progress: EpochProgress | None = None,
 ) -> JobResult:
     """Run the trials under ``settings.working_directory`` and promote the winner to ``output``."""
     start = time.perf_counter()
@@ -101,7 +109,7 @@ def execute(
                     f"of trial {first}:\n{trial_log(backend, first)}"
                 )
         else:
-            records, folders = _run_single(settings, space, folder, progress)
+            records, folders = _run_single(settings, space, folder, progress, epoch_progress)
             winner = records[0]
         history = read_history(settings.input_state)
         csv_bytes = hpo_csv(history, records, metric)

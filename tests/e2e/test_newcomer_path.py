@@ -175,3 +175,80 @@ def test_every_tensorboard_name_continues_across_updates_in_one_run_per_update(t
         assert min(steps) > last_of_first, (name, steps, last_of_first)
     bar = capsys.readouterr().out  # Lightning's bar writes to stdout
     assert "Epoch 1" in bar and "v_num" not in bar  # the progress bar shows, without the run's version
+
+
+# ------------------------------------------------------------------ 5. the config typo, iCaRL's scores, the job
+def test_a_config_typo_lists_only_what_the_updaters_init_args_may_hold(tmp_path, capsys):
+    config = ER.read_text().replace("batch_size: 64", "batch_sise: 64")
+    (tmp_path / "typo.yaml").write_text(config)
+    write_chunk(tmp_path / "next.npz", chunk(5))
+    command = ["update", "--config", str(tmp_path / "typo.yaml"), "--data", str(tmp_path / "next.npz")]
+    assert main([*command, "--output-state", str(tmp_path / "out")]) == 1
+    line = capsys.readouterr().err.strip()
+    listed = line.split("expected one of: ")[1].split(", ")
+    assert "did you mean 'batch_size'?" in line and "batch_size" in listed and "memory_size" in listed, line
+    for elsewhere in ("--input-state", "--output-state", "input_state_folder", "model", "optimizer", "max_epochs"):
+        assert elsewhere not in listed, (elsewhere, line)
+
+
+def test_the_icarl_classifier_scores_every_class_of_the_model_without_a_graph(tmp_path):
+    from retentive import ICaRLModelUpdater
+    from retentive.components.distillation import icarl_classifier
+
+    seen = chunk(0, 64)
+    seen = TensorChunk(seen.inputs, seen.targets % 8)  # eight of the model's ten classes
+    updater = ICaRLModelUpdater(
+        MLP(hidden=(8,)),
+        nn.CrossEntropyLoss(),
+        sgd(),
+        memory_size=16,
+        batch_size=16,
+        output_state_folder=tmp_path / "s",
+        **QUIET,
+    )
+    updater.update(seen)
+    scores = icarl_classifier(MLP(hidden=(8,)), tmp_path / "s")(seen.inputs[:8])
+    assert scores.shape == (8, 10)  # (N, classes), as the model's logits
+    assert scores.grad_fn is None and not scores.requires_grad
+    assert torch.isinf(scores[:, 8:]).all() and torch.isfinite(scores[:, :8]).all()  # no exemplars: never predicted
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("RETENTIVE_DATA") and not Path("/work/shared/data/mnist").is_dir(),
+    reason="real MNIST idx files are needed",
+)
+def test_run_training_job_prints_its_epochs_and_leaves_only_its_output_in_the_current_folder(
+    tmp_path, monkeypatch, capsys
+):
+    from retentive.training import run_training_job
+
+    monkeypatch.setenv("RETENTIVE_DATA", __import__("os").environ.get("RETENTIVE_DATA", "/work/shared/data"))
+    monkeypatch.chdir(tmp_path)
+    result = run_training_job(
+        mode="max",
+        config_space={"optimizer": "SGD", "learning_rate": 0.05, "memory_size": 50, "batch_size": 16, "n_train": 64},
+        metric="val_accuracy",
+        backend="local",
+        updater="ER",
+        max_epochs=2,
+        chunk_id=0,
+        config_file=str(ROOT / "tests" / "support" / "hpo_config.py"),
+        output_state_url="state_chunk_0",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state_chunk_0"]  # no renate_working_dir/
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[1].strip() for line in lines[:2]] == ["epoch 1/2", "epoch 2/2"], lines
+    assert all(line.startswith("run_training_job: ") for line in lines) and len(lines) == 3, lines
+    best = result.winner.best("val_accuracy", "max")
+    assert f"val_accuracy {best:.4f}; state -> state_chunk_0" in lines[-1]
+
+
+def test_a_searchs_finished_trials_print_one_line_each(capsys):
+    from retentive.training.hpo_record import TrialRecord
+    from retentive.training.progress import trial_lines
+    from retentive.training.trial import JOB_FILE_KEY
+
+    trial = TrialRecord(2, {"learning_rate": 0.01, JOB_FILE_KEY: "/tmp/job.json"}, status="Completed")
+    trial.results = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75}]
+    trial_lines("val_accuracy", "max")(trial, [trial])
+    assert capsys.readouterr().out == "run_training_job: trial 2 completed (learning_rate=0.01): val_accuracy 0.7500\n"
