@@ -92,7 +92,13 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             (lossy); ``None`` stores them as given. The model always sees them as given.
         input_state_folder: the previous update's output; ``None`` for the first chunk. Either
             state folder may also be a URL (``s3://bucket/prefix``, any fsspec filesystem), fetched
-            and published crash-safely by :mod:`retentive.state.remote`.
+            and published crash-safely by :mod:`retentive.state.remote`. The folder's weights are
+            loaded into ``model`` (a deviation from Renate, which uses the model passed in as is
+            and leaves loading the weights to the caller): a state folder is complete on its own,
+            and its memory, stored logits and component state (Fisher matrices, class means)
+            belong to its weights, which another model would silently break. ``None`` while the
+            output folder's parent holds state folders of earlier updates warns
+            (:class:`~retentive.state.discovery.StartsFreshWarning`) and starts a new model.
         output_state_folder: where this update's state goes; ``None``: not saved. It must not exist,
             unless it is the ``input_state_folder`` (an in-place update, as Renate pipelines run):
             then the new state is written beside it and swapped in atomically, and the version it

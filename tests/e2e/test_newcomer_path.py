@@ -252,3 +252,24 @@ def test_a_searchs_finished_trials_print_one_line_each(capsys):
     trial.results = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.75}]
     trial_lines("val_accuracy", "max")(trial, [trial])
     assert capsys.readouterr().out == "run_training_job: trial 2 completed (learning_rate=0.01): val_accuracy 0.7500\n"
+
+
+# ------------------------------------------------------------------ 6. the passed model and the state's weights
+def test_the_state_folders_weights_replace_the_passed_models_and_the_docstring_says_it_deviates(tmp_path):
+    """Renate's test_model_passed_is_used_as_is asserts the opposite; retentive keeps its rule and says so."""
+    import inspect
+
+    first = update(tmp_path / "chunk_0")
+    passed = MLP(hidden=(8,))
+    untouched = {k: v.clone() for k, v in passed.state_dict().items()}
+    updater = ExperienceReplayModelUpdater(
+        passed, nn.CrossEntropyLoss(), sgd(), memory_size=16, input_state_folder=tmp_path / "chunk_0", **QUIET
+    )
+    assert updater.model is passed  # the same object, with the state's weights
+    for name, value in passed.state_dict().items():
+        assert torch.equal(value, first.model.state_dict()[name]) and not torch.equal(value, untouched[name])
+    from retentive.updaters.base import ModelUpdater
+
+    doc = inspect.getdoc(ModelUpdater) or ""
+    argument = doc.split("input_state_folder:")[1].split("output_state_folder:")[0]
+    assert "deviation from Renate" in argument and "as is" in argument, argument
