@@ -40,13 +40,13 @@ def default_logger(updater: str, output: str | os.PathLike[str] | None) -> Tenso
     return TensorBoardLogger(save_dir=DEFAULT_SAVE_DIR, name=updater, version=run_name(output), default_hp_metric=False)
 
 
-def name_run(logger: Logger | None, output: str | os.PathLike[str] | None) -> None:
+def name_run(logger: Logger | bool | None, output: str | os.PathLike[str] | None) -> None:
     """Give a TensorBoard logger that was passed without a version, and has not started writing,
     the output state's name as its version (its run folder)."""
     name = run_name(output)
-    if isinstance(logger, TensorBoardLogger) and name is not None:
-        if logger._version is None and logger._experiment is None:
-            logger._version = name
+    unnamed = isinstance(logger, TensorBoardLogger) and logger._version is None and logger._experiment is None
+    if unnamed and name is not None:
+        logger._version = name  # type: ignore[union-attr]
 
 
 class ContinuedStep(pl.Callback):

@@ -21,6 +21,8 @@ from retentive.data.files import write_chunk
 from retentive.models import MLP
 from retentive.state import load_state
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 ER = ROOT / "configs" / "er.yaml"
 
