@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,11 @@ def test_the_command_line_suggests_the_newest_state_by_its_update_counter(tmp_pa
     line = capsys.readouterr().err.strip()
     assert f"pass --input-state {str(tmp_path / 'chunk_10')!r} to continue" in line, line
     assert "(chunk_8, chunk_9, chunk_10)" in line
+    # asked for on purpose, the fresh start is not warned about as well
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*command, "--output-state", str(tmp_path / "fresh"), "--from-scratch", "--threads", "1"]) == 0
+    assert not [w for w in caught if "earlier updates" in str(w.message)]
 
 
 def test_states_are_ordered_by_counter_then_time_then_natural_name(tmp_path):
