@@ -4,7 +4,8 @@ Each update builds a new Lightning ``Trainer``, whose own step count starts at 0
 names Lightning logs for the Learner (``train_loss``, ``val_loss``, ``epoch``, ...) would restart
 at every update while retentive's own (``loss/*``, ``val/accuracy``) continue, so chunks would
 overlap on the step axis. :class:`ContinuedStep` starts the Trainer's logging step at the
-Learner's step count, kept in the state folder, so every name lands on one axis.
+Learner's step count, kept in the state folder, and :func:`log_hyperparameters` puts
+TensorBoard's ``hp_metric`` at the update's first step, so every name lands on one axis.
 
 A TensorBoard run is named after the update's output state folder (``chunk_3``), not Lightning's
 ``version_N``: :func:`default_logger` builds the updater's default logger so, and
@@ -37,7 +38,7 @@ def run_name(output: str | os.PathLike[str] | None) -> str | None:
 
 def default_logger(updater: str, output: str | os.PathLike[str] | None) -> TensorBoardLogger:
     """``tb_logs/<updater>/<output state name>`` (``version_N`` when the update saves no state)."""
-    return TensorBoardLogger(save_dir=DEFAULT_SAVE_DIR, name=updater, version=run_name(output), default_hp_metric=False)
+    return TensorBoardLogger(save_dir=DEFAULT_SAVE_DIR, name=updater, version=run_name(output))
 
 
 def name_run(logger: Logger | bool | None, output: str | os.PathLike[str] | None) -> None:
@@ -47,6 +48,15 @@ def name_run(logger: Logger | bool | None, output: str | os.PathLike[str] | None
     unnamed = isinstance(logger, TensorBoardLogger) and logger._version is None and logger._experiment is None
     if unnamed and name is not None:
         logger._version = name  # type: ignore[union-attr]
+
+
+def log_hyperparameters(logger: Logger, hyperparameters: dict[str, Any], steps_before: int) -> None:
+    """The update's hyperparameters; TensorBoard's placeholder ``hp_metric`` goes at the update's
+    first step, not at step 0 of every run."""
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(hyperparameters, step=steps_before + 1)
+    else:
+        logger.log_hyperparams(hyperparameters)
 
 
 class ContinuedStep(pl.Callback):
