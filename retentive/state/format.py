@@ -241,7 +241,8 @@ def _manifest_bytes(version: FolderVersion, path: Path) -> bytes:
     manifest_path = path / MANIFEST
     if not version.has(MANIFEST):
         if all(version.has(name) for name in RENATE_FILES):
-            converted = path.resolve().with_name(f"{path.resolve().name}_retentive")
+            named = path if path.name else path.resolve()  # "." has no name to extend
+            converted = named.with_name(f"{named.name}_retentive")
             raise StateError(
                 f"{str(path)!r} is a Renate state folder ({', '.join(RENATE_FILES)}), which retentive reads only "
                 f"through its converter (Renate's pickles can run code when loaded): run `retentive import-renate "
