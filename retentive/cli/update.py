@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def check_pipeline(args: argparse.Namespace) -> None:
     Runs before anything is built, so that a refusal costs nothing and changes nothing.
     """
     from retentive.errors import StateError
-    from retentive.state.format import MANIFEST
+    from retentive.state.discovery import earlier_states
     from retentive.state.resume import checkpoint_root, leftover_epochs
 
     if args.resume and args.fresh:
@@ -154,14 +155,13 @@ def check_pipeline(args: argparse.Namespace) -> None:
             "or --fresh to discard it"
         )
     if args.input_state is None and not args.from_scratch:
-        parent = args.output_state.parent
-        siblings = sorted(p.name for p in parent.glob("*") if p != args.output_state and (p / MANIFEST).is_file())
-        if siblings:
-            shown = ", ".join(siblings[-3:])
+        earlier = earlier_states(args.output_state)  # oldest first, by the states' own counters and times
+        if earlier:
+            shown = ", ".join(p.name for p in earlier[-3:])
             raise StateError(
-                f"no --input-state, but {str(parent)!r} holds state folders of earlier updates ({shown}): pass "
-                f"--input-state {str(parent / siblings[-1])!r} to continue the pipeline, or --from-scratch to "
-                "start a new model"
+                f"no --input-state, but {str(args.output_state.parent)!r} holds state folders of earlier updates "
+                f"({shown}): pass --input-state {str(earlier[-1])!r} to continue the pipeline, or --from-scratch "
+                "to start a new model"
             )
 
 
@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
 
     from retentive.cli.config import build_updater, load_config
     from retentive.data.files import read_chunk
+    from retentive.state.discovery import StartsFreshWarning
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -264,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
     _announce_resume(args)
     before = updater.state_version
     try:
-        return _update_and_report(args, config, updater, train, val)
+        with warnings.catch_warnings():  # check_pipeline refused a fresh start beside earlier states unless asked
+            warnings.simplefilter("ignore", StartsFreshWarning)
+            return _update_and_report(args, config, updater, train, val)
     except KeyboardInterrupt as error:  # after update() returned: it committed, and nothing undoes that
         if getattr(error, "committed", False) or updater.state_version == before:
             raise

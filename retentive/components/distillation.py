@@ -324,10 +324,14 @@ class NearestMeanOfExemplars(nn.Module):
         self.register_buffer("has_mean", has_mean.detach().clone().bool())
 
     def forward(self, x: Tensor, task_ids: Tensor | None = None) -> Tensor:
-        with FeatureTap(self.model, self.feature_layer) as taps:
-            forward_routed(self.model, x, task_ids)
+        """``(N, classes)`` scores, one column per output of the model: the class means cover only
+        the classes seen so far (``-inf`` for the rest). A predictor, so no graph is built."""
+        with torch.no_grad(), FeatureTap(self.model, self.feature_layer) as taps:
+            logits = forward_routed(self.model, x, task_ids)
             features = taps.value()
-        return nme_scores(features, self.class_means, self.has_mean)
+        scores = nme_scores(features, self.class_means, self.has_mean)
+        unseen = logits.shape[-1] - scores.shape[-1]
+        return F.pad(scores, (0, unseen), value=float("-inf")) if unseen > 0 else scores
 
 
 def icarl_classifier(model: nn.Module, state_folder: str | os.PathLike[str]) -> NearestMeanOfExemplars:

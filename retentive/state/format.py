@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -240,10 +241,13 @@ def _manifest_bytes(version: FolderVersion, path: Path) -> bytes:
     manifest_path = path / MANIFEST
     if not version.has(MANIFEST):
         if all(version.has(name) for name in RENATE_FILES):
+            named = path if path.name else path.resolve()  # "." has no name to extend
+            converted = named.with_name(f"{named.name}_retentive")
             raise StateError(
-                f"{str(path)!r} is a Renate state folder ({', '.join(RENATE_FILES)}); retentive does not "
-                "read it, because its pickles can run code when loaded: start from the model's weights "
-                "instead (load them yourself, in a process you trust, into the model you pass in)"
+                f"{str(path)!r} is a Renate state folder ({', '.join(RENATE_FILES)}), which retentive reads only "
+                f"through its converter (Renate's pickles can run code when loaded): run `retentive import-renate "
+                f"{shlex.quote(str(path))} {shlex.quote(str(converted))}`, then pass {str(converted)!r} as "
+                "input_state_folder"
             )
         raise StateError(f"{str(path)!r} is not a retentive state folder: {MANIFEST} is missing")
     try:

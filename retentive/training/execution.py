@@ -13,6 +13,7 @@ from typing import Any
 
 from retentive.training.hpo_record import HPO_FILE, TrialRecord, hpo_csv, manifest_record, read_history
 from retentive.training.locations import promote
+from retentive.training.progress import EpochProgress
 from retentive.training.search import Progress, SearchOptions, choose_winner, run_search, trial_log
 from retentive.training.settings import JobSettings
 from retentive.training.space import constants, is_search
@@ -36,7 +37,11 @@ class JobResult:
 
 
 def _run_single(
-    settings: JobSettings, space: Mapping[str, Any], folder: Path, progress: Progress | None
+    settings: JobSettings,
+    space: Mapping[str, Any],
+    folder: Path,
+    progress: Progress | None,
+    epoch_progress: EpochProgress | None = None,
 ) -> tuple[list[TrialRecord], dict[int, Path]]:
     from retentive.training.trial import STATE_NAME, run_trial
 
@@ -45,6 +50,8 @@ def _run_single(
 
     def report(**result: Any) -> None:
         record.results.append({k: v for k, v in result.items() if k in (metric, "epoch")})
+        if epoch_progress is not None:
+            epoch_progress(record)
 
     output = folder / "0" / STATE_NAME
     output.parent.mkdir(parents=True)
@@ -55,7 +62,13 @@ def _run_single(
     return [record], {0: output}
 
 
-def execute(settings: JobSettings, space: dict[str, Any], output: Path | str, options: SearchOptions) -> JobResult:
+def execute(
+    settings: JobSettings,
+    space: dict[str, Any],
+    output: Path | str,
+    options: SearchOptions,
+    epoch_progress: EpochProgress | None = None,
+) -> JobResult:
     """Run the trials under ``settings.working_directory`` and promote the winner to ``output``."""
     start = time.perf_counter()
     metric, mode = settings.metric or "train_loss", settings.mode if settings.metric else "min"
@@ -65,7 +78,7 @@ def execute(settings: JobSettings, space: dict[str, Any], output: Path | str, op
         if is_search(space):
             records, folders, winner = _search(settings, space, folder, metric, mode, options)
         else:
-            records, folders = _run_single(settings, space, folder, options.progress)
+            records, folders = _run_single(settings, space, folder, options.progress, epoch_progress)
             winner = records[0]
         history = read_history(settings.input_state)
         csv_bytes = hpo_csv(history, records, metric)

@@ -3,12 +3,14 @@ a Renate config module, with a hyperparameter search when the config space holds
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from retentive.training.execution import JobResult, execute
+from retentive.training.progress import epoch_lines, summary_line, trial_lines
 from retentive.training.search import Progress, SearchOptions
 from retentive.training.settings import JobSettings
 from retentive.training.space import first_values, is_search
@@ -81,7 +83,7 @@ def run_training_job(
     chunk_id: int | None = None,
     input_state_url: str | None = None,
     output_state_url: str | None = None,
-    working_directory: str | None = "renate_working_dir",
+    working_directory: str | None = None,
     config_file: str | None = None,
     max_time: float | None = None,
     max_num_trials_started: int | None = None,
@@ -105,23 +107,29 @@ def run_training_job(
 ) -> JobResult:
     """Update the model on one chunk, searching hyperparameters when ``config_space`` has domains.
 
-    Renate's arguments and defaults. ``config_space`` maps updater arguments (``memory_size``,
-    ``alpha``, ...), Renate's optimizer settings (``optimizer``, ``learning_rate``, ``momentum``,
-    ``weight_decay``) and arguments of the config module's functions to constants or Syne Tune
-    domains. A search runs ``n_workers`` trials at a time, each an ordinary update from
-    ``input_state_url`` into its own folder under ``working_directory``; it stops after
-    ``max_num_trials_*`` trials (exactly that many run) or ``max_time`` seconds (running trials
-    finish). The trial with the best ``metric`` on the data module's validation data wins and is
-    promoted atomically to ``output_state_url``, with ``hpo.csv`` (every update's search, Renate's
-    file) and a ``search`` record in its manifest. Trial folders are removed unless ``keep_trials``.
-    ``threads``: torch threads per trial [a search: CPU cores / n_workers]. ``progress(trial, trials)``
-    is called as each trial finishes. SageMaker-only arguments (``role``, ``instance_type``, ...)
-    are accepted and ignored, as Renate does for the local backend. Everything is checked before
-    any trial runs (and nothing is written on a refusal).
+    Renate's arguments and defaults, but for ``working_directory``. ``config_space`` maps updater
+    arguments (``memory_size``, ``alpha``, ...), Renate's optimizer settings (``optimizer``,
+    ``learning_rate``, ``momentum``, ``weight_decay``) and arguments of the config module's
+    functions to constants or Syne Tune domains. A search runs ``n_workers`` trials at a time, each
+    an ordinary update from ``input_state_url`` into its own folder under ``working_directory``; it
+    stops after ``max_num_trials_*`` trials (exactly that many run) or ``max_time`` seconds (running
+    trials finish). The trial with the best ``metric`` on the data module's validation data wins and
+    is promoted atomically to ``output_state_url``, with ``hpo.csv`` (every update's search,
+    Renate's file) and a ``search`` record in its manifest. Trial folders are removed unless
+    ``keep_trials``. ``working_directory`` means what it means in Renate (the config module's
+    ``data_path`` is ``<working_directory>/data``, TensorBoard logs go to
+    ``<working_directory>/logs``), and is kept; by default it is a temporary folder, removed at the
+    end unless ``keep_trials`` (Renate's default, ``./renate_working_dir``, was left behind in the
+    current folder). ``threads``: torch threads per trial [a search: CPU cores / n_workers].
+    ``progress(trial, trials)`` is called as each trial finishes; without it the job prints one
+    line per epoch (no search) or per finished trial (a search), then one naming the winner.
+    SageMaker-only arguments (``role``, ``instance_type``, ...) are accepted and ignored, as Renate
+    does for the local backend. Everything is checked before any trial runs (and nothing is written
+    on a refusal).
     """
     from retentive.training.assembly import check_space_keys
     from retentive.training.config_module import import_config_module
-    from retentive.training.locations import check_output_location, localized_input
+    from retentive.training.locations import check_output_location, job_working_directory, localized_input
     from retentive.training.renate_names import updater_class
 
     check_backend(backend)
@@ -135,29 +143,38 @@ def run_training_job(
     search.check(space)
     module = import_config_module(config_file)
     check_space_keys(list(space), module, updater_class(updater))
-    working = Path(working_directory or "renate_working_dir")
-    settings = JobSettings(
-        working_directory=str(working.resolve()),
-        metric=metric,
-        mode=mode,
-        updater=updater,
-        config_file=str(Path(config_file).resolve()),
-        max_epochs=max_epochs,
-        task_id=task_id,
-        chunk_id=chunk_id,
-        seed=seed,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        precision=precision,
-        deterministic_trainer=deterministic_trainer,
-        gradient_clip_val=gradient_clip_val,
-        gradient_clip_algorithm=gradient_clip_algorithm,
-        threads=threads if threads is not None or not is_search(space) else max(1, (os.cpu_count() or 1) // n_workers),
-    )
-    check_metric(module, space, settings)
-    output = check_output_location(output_state_url, input_state_url)
-    with localized_input(input_state_url, working) as local_input:
-        settings.input_state = None if local_input is None else str(local_input.resolve())
-        prepare_data(module, space, settings)
-        return execute(settings, space, output, search)
+    printing = progress is None  # a caller's own progress replaces the lines printed here
+    watched = metric or "train_loss", mode if metric else "min"
+    if printing and is_search(space):
+        search = dataclasses.replace(search, progress=trial_lines(*watched))
+    with job_working_directory(working_directory, keep=keep_trials) as working:
+        settings = JobSettings(
+            working_directory=str(working.resolve()),
+            metric=metric,
+            mode=mode,
+            updater=updater,
+            config_file=str(Path(config_file).resolve()),
+            max_epochs=max_epochs,
+            task_id=task_id,
+            chunk_id=chunk_id,
+            seed=seed,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            precision=precision,
+            deterministic_trainer=deterministic_trainer,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm,
+            threads=threads
+            if threads is not None or not is_search(space)
+            else max(1, (os.cpu_count() or 1) // n_workers),
+        )
+        check_metric(module, space, settings)
+        output = check_output_location(output_state_url, input_state_url)
+        with localized_input(input_state_url, working) as local_input:
+            settings.input_state = None if local_input is None else str(local_input.resolve())
+            prepare_data(module, space, settings)
+            result = execute(settings, space, output, search, epoch_lines(*watched, max_epochs) if printing else None)
+    if printing:
+        print(summary_line(result.winner, len(result.trials), *watched, result.seconds, output_state_url), flush=True)
+    return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,22 @@ def default_working_directory(output: Path | str, prefix: str) -> Path:
     if isinstance(output, Path):
         return output.parent / f"{prefix}{output.name}"
     return Path.cwd() / f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def job_working_directory(given: Location | None, keep: bool = False) -> Iterator[Path]:
+    """A job's working directory (prepared data, TensorBoard logs, trial folders): the one given,
+    kept as Renate keeps it; by default a temporary folder, removed when the job ends unless
+    ``keep``, so that a job leaves nothing in the current folder but its output state."""
+    if given is not None:
+        yield Path(given)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="retentive-job-"))
+    try:
+        yield folder
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

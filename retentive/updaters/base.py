@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -27,6 +27,7 @@ from retentive.evaluation import chunk_classes
 from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
 from retentive.learner.metrics import check_logged_metrics, logged_metric_names
 from retentive.learner.passes import insert_chunk, refresh_metadata
+from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
@@ -34,6 +35,7 @@ from retentive.memory.protocol import ReplayMemory
 from retentive.quiet import quiet_lightning
 from retentive.state import MANIFEST, check_output_folder
 from retentive.state.concurrency import read_versioned
+from retentive.state.discovery import warn_if_starting_over
 from retentive.state.inplace import is_in_place
 from retentive.state.interrupts import keyboard_interrupts
 from retentive.state.locking import OutputLock
@@ -91,7 +93,13 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             (lossy); ``None`` stores them as given. The model always sees them as given.
         input_state_folder: the previous update's output; ``None`` for the first chunk. Either
             state folder may also be a URL (``s3://bucket/prefix``, any fsspec filesystem), fetched
-            and published crash-safely by :mod:`retentive.state.remote`.
+            and published crash-safely by :mod:`retentive.state.remote`. The folder's weights are
+            loaded into ``model`` (a deviation from Renate, which uses the model passed in as is
+            and leaves loading the weights to the caller): a state folder is complete on its own,
+            and its memory, stored logits and component state (Fisher matrices, class means)
+            belong to its weights, which another model would silently break. ``None`` while the
+            output folder's parent holds state folders of earlier updates warns
+            (:class:`~retentive.state.discovery.StartsFreshWarning`) and starts a new model.
         output_state_folder: where this update's state goes; ``None``: not saved. It must not exist,
             unless it is the ``input_state_folder`` (an in-place update, as Renate pipelines run):
             then the new state is written beside it and swapped in atomically, and the version it
@@ -113,8 +121,10 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         gradient_clip_val, gradient_clip_algorithm: clip gradients before each optimizer step
             (``"norm"`` by default or ``"value"``); ``None`` does not clip.
         seed: makes each update reproducible; update ``k`` uses ``seed + k``.
-        logger: a Lightning logger; default a ``TensorBoardLogger("tb_logs")`` made here; ``False``
-            disables logging.
+        logger: a Lightning logger; default a TensorBoard run ``tb_logs/<updater class>/<output state
+            name>`` made here; ``False`` disables logging. A ``TensorBoardLogger`` given without a
+            ``version`` also names its run after the output state; every update's steps continue
+            from the previous update's (:mod:`retentive.learner.runs`).
         enable_progress_bar: Lightning's progress bar.
         log_every_n_steps: how often training losses are logged.
         num_workers: DataLoader workers.
@@ -285,7 +295,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self.num_workers = int(num_workers)
         self.callbacks = list(callbacks)
         if logger is None or logger is True:
-            logger = TensorBoardLogger(save_dir="tb_logs", name=type(self).__name__)
+            logger = default_logger(type(self).__name__, output_state_folder)
+        name_run(logger, output_state_folder)  # one TensorBoard run per update, named after its state
         self.logger: Logger | None = logger or None
         arguments = getattr(self, "_arguments", {})
         self.hyperparameters: dict[str, Any] = {
@@ -385,6 +396,8 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:
+            if writer and not self.state_locations.output_url:  # a fresh start beside earlier states: said aloud
+                warn_if_starting_over(self.input_state_folder, self.output_state_folder, self.updates_done)
             if lock is not None and self.in_place:  # fail before training, not after
                 self._check_unchanged(
                     "Nothing was trained or written (build the updater again from the folder's "

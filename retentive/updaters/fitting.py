@@ -11,6 +11,7 @@ from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data.loaders import training_loader
+from retentive.learner.runs import log_hyperparameters, run_callbacks
 from retentive.state.resume import ResumeSession
 from retentive.updaters.monitoring import BestEpoch
 
@@ -32,7 +33,7 @@ class FittingMixin(_Host):
             kwargs["max_epochs"] = max_epochs
         return pl.Trainer(
             logger=self.logger if self.logger is not None else False,
-            callbacks=list(self.callbacks) + list(callbacks),
+            callbacks=[*self.callbacks, *callbacks, *run_callbacks(kwargs["enable_progress_bar"], self.callbacks)],
             enable_checkpointing=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
@@ -71,7 +72,7 @@ class FittingMixin(_Host):
             trainer.limit_train_batches = steps
         self.effective_precision = str(trainer.precision)  # Lightning may fall back (16-mixed on CPU)
         if self.logger is not None:
-            self.logger.log_hyperparams(self.hyperparameters)
+            log_hyperparameters(self.logger, self.hyperparameters, self.learner.total_steps)
         # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}

@@ -145,7 +145,7 @@ def check_arguments(
         if parameter is None and name in signature.refused:
             raise source.error(f"{key}.{name}", signature.refused[name])
         if parameter is None and not signature.open:
-            options = sorted(signature.parameters)
+            options = sorted(set(signature.parameters) - set(supplied))  # what may be set here
             raise source.error(
                 f"{key}.{name}",
                 f"unknown argument of {signature.owner}{suggest(name, options)}; expected one of: {', '.join(options)}",
