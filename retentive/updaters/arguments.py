@@ -1,13 +1,18 @@
-"""What an updater is built with: the step's batch split, extra components, Renate's device rules,
-and how the record of its arguments (:mod:`~retentive.updaters.signature`) becomes the manifest's
-hyperparameters, the resume fingerprint and TensorBoard's hparams."""
+"""What an updater is built with: the checks of its flat arguments, the step's batch split, the
+Learner's and the Trainer's settings drawn from them, Renate's device rules, and how the record of
+its arguments (:mod:`~retentive.updaters.signature`) becomes the manifest's hyperparameters, the
+resume fingerprint and TensorBoard's hparams."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from torch import nn
+
 from retentive.components.base import Component
+from retentive.learner.metrics import check_logged_metrics, logged_metric_names
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
@@ -80,15 +85,6 @@ def _isplain(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(_isplain(v) for v in value)
 
 
-def with_user_components(own: Sequence[Component], extra: Sequence[Component] | None) -> list[Component]:
-    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC)."""
-    extra = list(extra or ())
-    for component in extra:
-        if not isinstance(component, Component):
-            raise TypeError(f"components must be retentive Components, got {type(component).__name__}")
-    return list(own) + extra
-
-
 # ---------------------------------------------------------------- Renate's arguments
 #: Renate 0.5.2's defaults (renate/defaults.py), which retentive's updaters share
 RENATE_MAX_EPOCHS = 50
@@ -148,3 +144,83 @@ def check_task_id(task_id: Any) -> int | str | None:
     if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
         raise ValueError(f"task_id must be a non-empty string or an int >= 0, got {task_id!r}")
     return task_id
+
+
+MEMORY_INSERTION = ("step", "update_end")
+
+#: the Learner's settings that are the updater's arguments of the same name
+_LEARNER_ARGUMENTS = (
+    "loss_fn",
+    "optimizer",
+    "loss_weight",
+    "loss_normalization",
+    "ema_memory_update_gamma",
+    "mask_unused_classes",
+    "log_every_n_steps",
+    "train_transform",
+    "train_target_transform",
+    "test_transform",
+    "test_target_transform",
+    "learning_rate_scheduler_interval",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "logged_metrics",
+)
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> bool:
+    """Refuse what no updater can run with, before anything is built; returns whether early
+    stopping is on (it is off, with a warning, when no metric is monitored)."""
+    model, optimizer, memory_size = arguments["model"], arguments["optimizer"], arguments["memory_size"]
+    max_epochs, metric, insertion = arguments["max_epochs"], arguments["metric"], arguments["memory_insertion"]
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(optimizer):
+        raise TypeError(f"optimizer must be a callable taking the parameters, got {type(optimizer).__name__}")
+    if not isinstance(memory_size, int) or isinstance(memory_size, bool) or memory_size < 0:
+        raise ValueError(f"memory_size must be an int >= 0, got {memory_size!r}")
+    if not isinstance(max_epochs, int) or max_epochs < 1:
+        raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
+    check_monitor(metric, arguments["mode"], logged_metric_names(check_logged_metrics(arguments["logged_metrics"])))
+    if arguments["resume"] and arguments["output_state_folder"] is None:
+        raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
+    if insertion not in MEMORY_INSERTION:
+        raise ValueError(f"memory_insertion must be one of {MEMORY_INSERTION}, got {insertion!r}")
+    if arguments["early_stopping_enabled"] and metric is None:
+        warnings.warn(
+            "early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",
+            stacklevel=3,
+        )
+        return False
+    return bool(arguments["early_stopping_enabled"])
+
+
+def learner_settings(arguments: Mapping[str, Any], components: Sequence[Component]) -> dict[str, Any]:
+    """The :class:`~retentive.learner.Learner` keyword arguments the updater's arguments give
+    (but the model, the memory and its batch, which the updater passes itself)."""
+    train, train_target = arguments["train_transform"], arguments["train_target_transform"]
+    buffer, buffer_target = arguments["buffer_transform"], arguments["buffer_target_transform"]
+    return {
+        **{name: arguments[name] for name in _LEARNER_ARGUMENTS},
+        "components": list(components),
+        "lr_scheduler": arguments["learning_rate_scheduler"],
+        "update_memory_every_step": arguments["memory_insertion"] == "step",
+        # Renate's rule: replayed samples get the training transforms unless told otherwise
+        "buffer_transform": train if buffer is None else buffer,
+        "buffer_target_transform": train_target if buffer_target is None else buffer_target,
+    }
+
+
+def trainer_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The Lightning Trainer's settings the updater's arguments give (Renate's device rules applied)."""
+    devices, strategy = resolve_devices_strategy(arguments["devices"], arguments["strategy"], arguments["num_nodes"])
+    return {
+        "max_epochs": arguments["max_epochs"],
+        "accelerator": arguments["accelerator"],
+        "devices": devices,
+        "strategy": strategy,
+        "precision": arguments["precision"],
+        "num_nodes": arguments["num_nodes"],
+        "enable_progress_bar": arguments["enable_progress_bar"],
+        "deterministic": bool(arguments["deterministic_trainer"]),
+    }

@@ -50,7 +50,7 @@ class _FineTuningEquivalentEpochs:
     chunk_size: int
     new_batch_size: int
 
-    def _steps_per_epoch(self, world_size: int) -> int | None:
+    def steps_per_epoch(self, world_size: int) -> int | None:
         return max(1, math.ceil(self.chunk_size / (self.new_batch_size * max(1, world_size))))
 
 
@@ -126,12 +126,12 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
             **kwargs,
         )
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
 
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
         """Nothing left to insert: the chunk went to the memory before training."""
 
 
@@ -165,13 +165,13 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
             **kwargs,
         )
 
-    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
+    def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         return UnboundedBuffer(seed=seed)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
 
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
         """Nothing left to insert: the chunk went to the memory before training."""

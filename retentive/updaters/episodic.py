@@ -75,11 +75,11 @@ def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: 
 class _TaskBalancedMemory(ModelUpdater):
     """Fills the memory task by task when an update ends (see the module docstring)."""
 
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        rows, offered = task_balanced_rows(self.memory, self._batches(train_dataset, task_id), task_id)
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        rows, offered = task_balanced_rows(self.memory, self.batches(train_dataset, task_id), task_id)
         replace_memory(self.memory, rows, offered)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         # a memory too small for the tasks seen fails before any training, not after it
         tasks = set(self.memory.decoded("task_ids").tolist()) if len(self.memory) else set()
         balanced_quotas(self.memory.capacity, len(tasks | {int(task_id)}), "tasks")

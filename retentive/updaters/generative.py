@@ -151,16 +151,13 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         self.consolidation_steps, self.consolidation_batch_size = consolidation_steps, consolidation_batch_size
         super().__init__(model, loss_fn, optimizer, components=[self.replay, *components], **kwargs)
 
-    def _update(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any
-    ) -> nn.Module:
+    def check_data(self, train_dataset: Dataset) -> None:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
         if sample is not None and torch.is_tensor(sample[0]):
             self.replay.memory.generator.check_inputs(sample[0].unsqueeze(0))
-        return super()._update(train_dataset, val_dataset, task_id, lock)
 
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        super()._after_fit(train_dataset, task_id)
+    def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        super().after_fit(train_dataset, task_id)
         if self.consolidation_steps:
             self._consolidate()
 

@@ -118,5 +118,5 @@ class ICaRLModelUpdater(ModelUpdater):
         )
         self.hyperparameters["feature_layer"] = layer  # as resolved from the model
 
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
         """Nothing to insert: iCaRL's component herds the exemplars when the update ends."""

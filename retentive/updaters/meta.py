@@ -128,7 +128,7 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
         self._meta: dict[str, Any] = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
         super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **kwargs)
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
+    def build_learner(self, **kwargs: Any) -> Learner:
         return MetaExperienceReplayLearner(**self._meta, **kwargs)
 
 
@@ -220,5 +220,5 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         own = [MemoryCrossEntropy(alpha), *components]
         super().__init__(model, loss_fn, optimizer, components=own, memory_size=memory_size, **kwargs)
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
+    def build_learner(self, **kwargs: Any) -> Learner:
         return OnlineMetaLearner(**self._meta, **kwargs)

@@ -159,9 +159,9 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
             **kwargs,
         )
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
+    def build_learner(self, **kwargs: Any) -> Learner:
         kwargs["components"] = [*kwargs["components"], self.key_query]
-        return super()._build_learner(**kwargs)
+        return super().build_learner(**kwargs)
 
 
 class SPeftModelUpdater(ModelUpdater):
@@ -193,15 +193,14 @@ class SPeftModelUpdater(ModelUpdater):
             model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs
         )
 
-    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+    def adapt_model(self, tasks: Sequence[int | str]) -> None:
         # one prompt per update; restoring, the model grows from its own state dict instead
         adapt_model(self.model, self.updates_done)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def check_data(self, train_dataset: Dataset) -> None:
         clusters = clusters_per_task(self.model)
         if len(train_dataset) < clusters:  # type: ignore[arg-type]
             raise DataError(
                 f"S-Prompts clusters each chunk into clusters_per_task={clusters} centers, but the chunk holds "
                 f"only {len(train_dataset)} samples"  # type: ignore[arg-type]
             )
-        return train_dataset
