@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -17,11 +17,9 @@ from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
 from retentive.updaters.settings import (
-    EmaGamma,
     FixedMemorySettings,
     LossFunction,
-    LossNormalization,
-    LossWeight,
+    LossMixing,
     OwnMemorySettings,
     RefreshMetadata,
     Seed,
@@ -35,9 +33,12 @@ else:
     from typing import Unpack
 
 _MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion")
+#: what an updater that trains on its memory alone sets itself: no loss terms, no replay batch, and
+#: the chunk goes to the memory before training
+_ON_MEMORY: dict[str, Any] = {"components": (), "batch_memory_frac": 0.0, "memory_insertion": "update_end"}
 
 
-class _GDumbSettings(UpdaterSettings, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
+class _GDumbSettings(UpdaterSettings, LossMixing, Seed, RefreshMetadata, total=False):
     """What GDumb passes on: its memory, its batch and its insertion are its own."""
 
 
@@ -113,18 +114,8 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
         check_reinitializable(model)
         new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[],
-            memory_size=memory_size,
-            batch_size=new,
-            batch_memory_frac=0.0,
-            memory_policy=GreedyClassBalancedPolicy(),
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        fixed: dict[str, Any] = {"batch_size": new, "memory_policy": GreedyClassBalancedPolicy(), **_ON_MEMORY}
+        super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **fixed, **kwargs)
 
     def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
@@ -154,16 +145,7 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         check_reinitializable(model)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[],
-            memory_size=0,
-            batch_memory_frac=0.0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, memory_size=0, **_ON_MEMORY, **kwargs)
 
     def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         return UnboundedBuffer(seed=seed)

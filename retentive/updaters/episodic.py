@@ -11,7 +11,7 @@ update trains, as in GEM, A-GEM and Avalanche's replay.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -87,6 +87,7 @@ class _TaskBalancedMemory(ModelUpdater):
 
 
 #: GEM and A-GEM fill the memory themselves and do not replay it in the loss
+_NOT_REPLAYED: dict[str, Any] = {"memory_batch_size": 0, "memory_insertion": "update_end"}
 _NO_MEMORY_BATCH = refusing(
     ("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"),
     "fills its memory per task at the end of each update and does not replay it in the "
@@ -123,16 +124,7 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = GradientEpisodicMemory(memory_strength)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            memory_batch_size=0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **_NOT_REPLAYED, **kwargs)
 
 
 class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -160,16 +152,7 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = AveragedGradientEpisodicMemory(sample_size)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            memory_batch_size=0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **_NOT_REPLAYED, **kwargs)
 
 
 class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
@@ -206,16 +189,6 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch
         own = MemoryCrossEntropy(float(memory))
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            batch_size=batch_size,
-            batch_memory_frac=batch_memory_frac,
-            loss_weight=float(new),
-            loss_normalization=True,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        fixed: dict[str, Any] = {"batch_size": batch_size, "batch_memory_frac": batch_memory_frac}
+        fixed.update(loss_weight=float(new), memory_insertion="update_end")
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **fixed, **kwargs)

@@ -115,7 +115,12 @@ class FittingMixin(_Host):
         )
 
     def run_fits(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int, seed: int, session: ResumeSession | None
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        task_id: int,
+        seed: int,
+        session: ResumeSession | None,
     ) -> None:
         """Every fit the method's :meth:`fits` yields, in order; the ``k``-th shuffles with ``seed ^ k``.
 

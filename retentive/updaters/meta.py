@@ -128,8 +128,8 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
         self._meta: dict[str, Any] = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
         super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **kwargs)
 
-    def build_learner(self, **kwargs: Any) -> Learner:
-        return MetaExperienceReplayLearner(**self._meta, **kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        return MetaExperienceReplayLearner(**self._meta, **settings)
 
 
 class OnlineMetaLearner(Learner):
@@ -218,7 +218,7 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
             inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order)
         )
         own = [MemoryCrossEntropy(alpha), *components]
-        super().__init__(model, loss_fn, optimizer, components=own, memory_size=memory_size, **kwargs)
+        super().__init__(model, loss_fn, optimizer, own, memory_size, **kwargs)
 
-    def build_learner(self, **kwargs: Any) -> Learner:
-        return OnlineMetaLearner(**self._meta, **kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        return OnlineMetaLearner(**self._meta, **settings)

@@ -23,13 +23,11 @@ from retentive.updaters.base import ModelUpdater
 from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
 from retentive.updaters.settings import (
     BatchSize,
-    EmaGamma,
     LossFunction,
-    LossNormalization,
-    LossWeight,
     MemoryBatchSize,
     MemoryInsertion,
     MemoryPolicy,
+    OwnMemorySettings,
     RefreshMetadata,
     Seed,
     UpdaterSettings,
@@ -43,6 +41,8 @@ else:
 
 RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
 _MEMORY = ("memory_size", "components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+#: what L2P and S-Prompts set themselves: no memory, so no replayed share of the batch
+_NO_MEMORY: dict[str, Any] = {"memory_size": 0, "batch_memory_frac": 0.0}
 
 
 def _check_model(updater: str, model: Any, expected: type) -> None:
@@ -70,17 +70,7 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
         )
 
 
-class _PromptSettings(
-    UpdaterSettings,
-    BatchSize,
-    LossWeight,
-    LossNormalization,
-    EmaGamma,
-    Seed,
-    MemoryInsertion,
-    RefreshMetadata,
-    total=False,
-):
+class _PromptSettings(OwnMemorySettings, MemoryInsertion, total=False):
     """What L2P and S-Prompts pass on: no memory."""
 
 
@@ -116,9 +106,7 @@ class LearningToPromptModelUpdater(ModelUpdater):
         _check_model(name, model, LearningToPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
-        super().__init__(
-            model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs
-        )
+        super().__init__(model, loss_fn, optimizer, [self.key_query], **_NO_MEMORY, **kwargs)
 
 
 class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
@@ -149,19 +137,12 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
     ) -> None:
         _check_model(type(self).__name__, model, LearningToPromptTransformer)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            memory_size,
-            loss_weight_new_data=loss_weight_new_data,
-            batch_memory_frac=batch_memory_frac,
-            **kwargs,
-        )
+        weights: dict[str, Any] = {"batch_memory_frac": batch_memory_frac}
+        super().__init__(model, loss_fn, optimizer, memory_size, loss_weight_new_data, **weights, **kwargs)
 
-    def build_learner(self, **kwargs: Any) -> Learner:
-        kwargs["components"] = [*kwargs["components"], self.key_query]
-        return super().build_learner(**kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        settings["components"] = [*settings["components"], self.key_query]
+        return super().build_learner(**settings)
 
 
 class SPeftModelUpdater(ModelUpdater):
@@ -189,9 +170,7 @@ class SPeftModelUpdater(ModelUpdater):
         name = type(self).__name__
         _check_model(name, model, SPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        super().__init__(
-            model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs
-        )
+        super().__init__(model, loss_fn, optimizer, [TaskPrototypes()], **_NO_MEMORY, **kwargs)
 
     def adapt_model(self, tasks: Sequence[int | str]) -> None:
         # one prompt per update; restoring, the model grows from its own state dict instead

@@ -49,7 +49,7 @@ class ElasticWeightConsolidationModelUpdater(ModelUpdater):
     ) -> None:
         trainable_parameters(model, "ElasticWeightConsolidationModelUpdater")
         own = ElasticWeightConsolidation(ewc_lambda, gamma=ewc_gamma)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [own, *components], **kwargs)
 
 
 class SynapticIntelligenceModelUpdater(ModelUpdater):
@@ -76,7 +76,7 @@ class SynapticIntelligenceModelUpdater(ModelUpdater):
     ) -> None:
         trainable_parameters(model, "SynapticIntelligenceModelUpdater")
         own = SynapticIntelligence(si_c, epsilon=si_epsilon)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [own, *components], **kwargs)
 
 
 class LearningWithoutForgettingModelUpdater(ModelUpdater):
@@ -103,4 +103,4 @@ class LearningWithoutForgettingModelUpdater(ModelUpdater):
         **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         own = LearningWithoutForgetting(alpha, temperature=temperature)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [own, *components], **kwargs)

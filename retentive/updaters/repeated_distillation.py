@@ -146,17 +146,8 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
             )
         if not has_own_reset(model):
             check_reinitializable(model)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[],
-            memory_size=memory_size,
-            batch_memory_frac=0.0,
-            seed=0 if seed is None else seed,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        fixed: dict[str, Any] = {"batch_memory_frac": 0.0, "seed": 0 if seed is None else seed}
+        super().__init__(model, loss_fn, optimizer, (), memory_size, memory_insertion="update_end", **fixed, **kwargs)
 
     def build_learner(self, **settings: Any) -> Learner:
         return RepeatedDistillationLearner(**settings)

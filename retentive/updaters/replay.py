@@ -19,12 +19,10 @@ from retentive.models.protocol import hidden_layers
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
 from retentive.updaters.settings import (
-    BatchMemoryFrac,
-    BatchSize,
     LossFunction,
-    MemoryBatchSize,
     MemoryPolicy,
     RefreshMetadata,
+    ReplayBatch,
     ReplaySettings,
     Seed,
     UpdaterSettings,
@@ -37,9 +35,7 @@ else:
     from typing import Unpack
 
 
-class _OfflineSettings(
-    UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
-):
+class _OfflineSettings(UpdaterSettings, ReplayBatch, MemoryPolicy, Seed, RefreshMetadata, total=False):
     """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""
 
 

@@ -112,20 +112,30 @@ class RefreshMetadata(TypedDict, total=False):
     refresh_memory_metadata: bool
 
 
-class ReplaySettings(
-    UpdaterSettings,
-    BatchSize,
-    BatchMemoryFrac,
-    MemoryBatchSize,
-    LossWeight,
-    LossNormalization,
-    EmaGamma,
-    MemoryPolicy,
-    Seed,
-    MemoryInsertion,
-    RefreshMetadata,
-    total=False,
-):
+# ---------------------------------------------------------------- groups of them
+class LossMixing(LossWeight, LossNormalization, EmaGamma, total=False):
+    """How the step's loss terms combine, and the EMA refresh of stored metadata."""
+
+
+class ReplayBatch(BatchSize, BatchMemoryFrac, MemoryBatchSize, total=False):
+    """The step's batch: new samples and replayed ones."""
+
+
+class MemoryChoice(MemoryPolicy, MemoryInsertion, total=False):
+    """What the memory keeps and when new samples reach it."""
+
+
+class OwnMemorySettings(UpdaterSettings, BatchSize, LossMixing, Seed, RefreshMetadata, total=False):
+    """What a method that fills its memory itself at update end (GDumb, Joint, GEM, A-GEM) passes on:
+    no components, memory batch split, policy or insertion of the user's."""
+
+
+class FixedMemorySettings(OwnMemorySettings, MemoryChoice, total=False):
+    """Every argument but the memory's size, its batch split and ``components``, which the method
+    fixes itself (fine-tuning keeps no memory; RAR names them its own way)."""
+
+
+class ReplaySettings(FixedMemorySettings, BatchMemoryFrac, MemoryBatchSize, total=False):
     """Every argument but ``memory_size`` and ``components``, which a replay method lists itself (it
     requires the first and puts its own loss terms before the user's)."""
 
@@ -136,26 +146,3 @@ class OwnComponentsSettings(ReplaySettings, MemorySize, total=False):
 
 class AllSettings(OwnComponentsSettings, Components, total=False):
     """Every :class:`~retentive.updaters.base.ModelUpdater` argument but the model, loss and optimizer."""
-
-
-class FixedMemorySettings(
-    UpdaterSettings,
-    BatchSize,
-    LossWeight,
-    LossNormalization,
-    EmaGamma,
-    MemoryPolicy,
-    Seed,
-    MemoryInsertion,
-    RefreshMetadata,
-    total=False,
-):
-    """Every argument but the memory's size, its batch split and ``components``, which the method
-    fixes itself (fine-tuning keeps no memory; RAR names them its own way)."""
-
-
-class OwnMemorySettings(
-    UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False
-):
-    """What a method that fills its memory itself at update end (GDumb, Joint, GEM, A-GEM) passes on:
-    no components, memory batch split, policy or insertion of the user's."""
