@@ -16,15 +16,7 @@ from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
-from retentive.updaters.settings import (
-    FixedMemorySettings,
-    LossFunction,
-    LossMixing,
-    OwnMemorySettings,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import FixedMemorySettings, GDumbSettings, LossFunction, OwnMemorySettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -36,10 +28,6 @@ _MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "me
 #: what an updater that trains on its memory alone sets itself: no loss terms, no replay batch, and
 #: the chunk goes to the memory before training
 _ON_MEMORY: dict[str, Any] = {"components": (), "batch_memory_frac": 0.0, "memory_insertion": "update_end"}
-
-
-class _GDumbSettings(UpdaterSettings, LossMixing, Seed, RefreshMetadata, total=False):
-    """What GDumb passes on: its memory, its batch and its insertion are its own."""
 
 
 class _FineTuningEquivalentEpochs:
@@ -108,7 +96,7 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         memory_size: int,
         batch_memory_frac: float = 0.5,
         batch_size: int = 32,
-        **kwargs: Unpack[_GDumbSettings],
+        **kwargs: Unpack[GDumbSettings],
     ) -> None:
         if isinstance(memory_size, int) and memory_size < 1:
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")

@@ -25,14 +25,7 @@ from retentive.data import nested
 from retentive.learner import OptimizerFactory
 from retentive.memory.protocol import ReplayMemory
 from retentive.updaters.base import ModelUpdater, split_batch
-from retentive.updaters.settings import (
-    EmaGamma,
-    LossFunction,
-    OwnMemorySettings,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import AvalancheSettings, LossFunction, OwnMemorySettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -93,10 +86,6 @@ _NO_MEMORY_BATCH = refusing(
     "fills its memory per task at the end of each update and does not replay it in the "
     "loss; drop the argument {name!r}",
 )
-
-
-class _AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
-    """What Avalanche's replay passes on: the loss is the mean over the joint batch, the memory its own."""
 
 
 class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -184,7 +173,7 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
         batch_memory_frac: float = 0.5,
         batch_size: int = 32,
         components: Sequence[Component] = (),
-        **kwargs: Unpack[_AvalancheSettings],
+        **kwargs: Unpack[AvalancheSettings],
     ) -> None:
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch

@@ -26,15 +26,7 @@ from retentive.learner import OptimizerFactory
 from retentive.models.protocol import feature_layer as resolve_layer
 from retentive.models.protocol import has_hidden_layer
 from retentive.updaters.base import ModelUpdater
-from retentive.updaters.settings import (
-    EmaGamma,
-    LossFunction,
-    LossNormalization,
-    RefreshMetadata,
-    ReplayBatch,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import ICaRLSettings, LossFunction
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -58,10 +50,6 @@ def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | 
             "here; pass feature_layer=... or declare model.feature_layer"
         )
     return layer
-
-
-class _ICaRLSettings(UpdaterSettings, ReplayBatch, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
-    """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
 
 
 class ICaRLModelUpdater(ModelUpdater):
@@ -90,7 +78,7 @@ class ICaRLModelUpdater(ModelUpdater):
         memory_size: int,
         feature_layer: str | None = None,
         components: Sequence[Component] = (),
-        **kwargs: Unpack[_ICaRLSettings],
+        **kwargs: Unpack[ICaRLSettings],
     ) -> None:
         layer = resolve_feature_layer(model, feature_layer)
         own = ICaRL(memory_size, layer)

@@ -21,17 +21,7 @@ from retentive.models.protocol import adapt_model, clusters_per_task
 from retentive.models.sprompts import SPromptTransformer
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
-from retentive.updaters.settings import (
-    BatchSize,
-    LossFunction,
-    MemoryBatchSize,
-    MemoryInsertion,
-    MemoryPolicy,
-    OwnMemorySettings,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import LossFunction, PromptReplaySettings, PromptSettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -70,16 +60,6 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
         )
 
 
-class _PromptSettings(OwnMemorySettings, MemoryInsertion, total=False):
-    """What L2P and S-Prompts pass on: no memory."""
-
-
-class _PromptReplaySettings(
-    UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
-):
-    """What L2P with replay passes on to Offline-ER."""
-
-
 class LearningToPromptModelUpdater(ModelUpdater):
     """L2P (Wang et al., CVPR 2022): ``CE + prompt_sim_loss_weight * sum_i (1 - cos(q, k_i))``,
     no memory; only the prompt pool, its keys and the head of a
@@ -100,7 +80,7 @@ class LearningToPromptModelUpdater(ModelUpdater):
         optimizer: OptimizerFactory,
         prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
         learner_kwargs: dict[str, Any] | None = None,
-        **kwargs: Unpack[_PromptSettings],
+        **kwargs: Unpack[PromptSettings],
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, LearningToPromptTransformer)
@@ -133,7 +113,7 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
         batch_memory_frac: float = 0.5,
         loss_weight_new_data: float | None = None,
         prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
-        **kwargs: Unpack[_PromptReplaySettings],
+        **kwargs: Unpack[PromptReplaySettings],
     ) -> None:
         _check_model(type(self).__name__, model, LearningToPromptTransformer)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
@@ -165,7 +145,7 @@ class SPeftModelUpdater(ModelUpdater):
         loss_fn: LossFunction,
         optimizer: OptimizerFactory,
         learner_kwargs: dict[str, Any] | None = None,
-        **kwargs: Unpack[_PromptSettings],
+        **kwargs: Unpack[PromptSettings],
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, SPromptTransformer)

@@ -37,7 +37,7 @@ from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
 from retentive.updaters.hooks import Fit
-from retentive.updaters.settings import BatchSize, LossFunction, MemoryPolicy, UpdaterSettings
+from retentive.updaters.settings import DistillationSettings, LossFunction
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -103,10 +103,6 @@ class RepeatedDistillationLearner(Learner):
         return loss
 
 
-class _DistillationSettings(UpdaterSettings, BatchSize, MemoryPolicy, total=False):
-    """What RD passes on: its memory is filled and replayed its own way, with its own loss."""
-
-
 class RepeatedDistillationModelUpdater(ModelUpdater):
     """Repeated Distillation: train an expert on the chunk, then distil it and the previous model
     (through the logits in memory) into the re-initialised kept model (see the module docstring).
@@ -133,7 +129,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         optimizer: OptimizerFactory,
         memory_size: int,
         seed: int | None = None,
-        **kwargs: Unpack[_DistillationSettings],
+        **kwargs: Unpack[DistillationSettings],
     ) -> None:
         if kwargs.get("resume"):
             raise ValueError(

@@ -18,25 +18,13 @@ from retentive.learner import OptimizerFactory
 from retentive.models.protocol import hidden_layers
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
-from retentive.updaters.settings import (
-    LossFunction,
-    MemoryPolicy,
-    RefreshMetadata,
-    ReplayBatch,
-    ReplaySettings,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import LossFunction, OfflineSettings, ReplaySettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
 else:
     from typing import Unpack
-
-
-class _OfflineSettings(UpdaterSettings, ReplayBatch, MemoryPolicy, Seed, RefreshMetadata, total=False):
-    """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""
 
 
 class ExperienceReplayModelUpdater(ModelUpdater):
@@ -273,7 +261,7 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         optimizer: OptimizerFactory,
         memory_size: int,
         loss_weight_new_data: float | None = None,
-        **kwargs: Unpack[_OfflineSettings],
+        **kwargs: Unpack[OfflineSettings],
     ) -> None:
         if loss_weight_new_data is not None and not 0.0 <= float(loss_weight_new_data) <= 1.0:
             raise ValueError(f"loss_weight_new_data must lie in [0, 1] or be None, got {loss_weight_new_data}")

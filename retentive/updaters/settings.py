@@ -146,3 +146,34 @@ class OwnComponentsSettings(ReplaySettings, MemorySize, total=False):
 
 class AllSettings(OwnComponentsSettings, Components, total=False):
     """Every :class:`~retentive.updaters.base.ModelUpdater` argument but the model, loss and optimizer."""
+
+
+# ---------------------------------------------------------------- what each method passes on
+class GDumbSettings(UpdaterSettings, LossMixing, Seed, RefreshMetadata, total=False):
+    """What GDumb passes on: its memory, its batch and its insertion are its own."""
+
+
+class AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What Avalanche's replay passes on: the loss is the mean over the joint batch, the memory its own."""
+
+
+class ICaRLSettings(UpdaterSettings, ReplayBatch, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
+
+
+class PromptSettings(OwnMemorySettings, MemoryInsertion, total=False):
+    """What L2P and S-Prompts pass on: no memory."""
+
+
+class PromptReplaySettings(
+    UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
+):
+    """What L2P with replay passes on to Offline-ER."""
+
+
+class DistillationSettings(UpdaterSettings, BatchSize, MemoryPolicy, total=False):
+    """What RD passes on: its memory is filled and replayed its own way, with its own loss."""
+
+
+class OfflineSettings(UpdaterSettings, ReplayBatch, MemoryPolicy, Seed, RefreshMetadata, total=False):
+    """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""
