@@ -143,9 +143,8 @@ class FittingMixin(_Host):
         finally:
             if isinstance(fits, Generator):
                 fits.close()
-        if session is not None:
-            session.max_epochs = offset
-            session.finish()
+        if session is not None and session.lock is not None:  # the complete checkpoint: only the save is left
+            write_checkpoint(session.output, session.lock, session.capture(), {}, session.fingerprint, offset, True)
 
     def fit(self, fit: Fit, seed: int, window: FitWindow | None = None) -> None:
         """One fit: the Trainer over ``fit.data``, with resume, best-epoch selection and logging."""

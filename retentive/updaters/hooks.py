@@ -3,16 +3,18 @@ one place (as :class:`~retentive.components.base.Component` declares its hooks).
 
 A method is usually components plus a constructor; when it also changes what an update does, it
 overrides one or more of these and nothing else of :class:`~retentive.updaters.base.ModelUpdater`
-(a test enforces it). Within one ``update()`` they run in this order::
+(a test enforces it). When each runs::
 
-    adapt_model  ->  check_data  ->  fits: for each Fit it yields (the first from training_data)
-    the fit (steps_per_epoch; resume, best epoch, logging)  ->  after_fit (fill_memory)  ->  the state
-    is written, with manifest_entries
+    constructor      build_memory, build_learner
+    state load       adapt_model (every task the folder holds)
+    update()         adapt_model (its task) -> check_data -> fits (the first Fit from training_data;
+                     each Fit trained with steps_per_epoch) -> after_fit (fill_memory) ->
+                     the state written, with manifest_entries
 
-``build_memory`` and ``build_learner`` run once, in the constructor; ``adapt_model`` also runs
-before a state folder loads. Every fit a method yields runs through the one fit path
-(:meth:`~retentive.updaters.fitting.FittingMixin.fit`): resume checkpoints, the best epoch by the
-monitored metric, logging, the data-parallel ranks.
+Every fit a method yields runs through the one fit path (:meth:`~retentive.updaters.fitting.
+FittingMixin.fit`): resume checkpoints, the best epoch by the monitored metric, logging, the
+data-parallel ranks. A method may call, besides these, :meth:`ModelUpdater.batches` (the chunk as
+batches) and read the attributes the constructor sets (``model``, ``memory``, ``learner``, ...).
 """
 
 from __future__ import annotations
