@@ -138,7 +138,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         self._arguments = bind_arguments(cls, args, kwargs) or {}
         return self
 
-    def __init__(
+    def __init__(  # Renate's 46 flat arguments, kept as they are; the body is short
         self,
         model: nn.Module,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -213,13 +213,6 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             name: plain(value) for name, value in record.items() if name not in NOT_HYPERPARAMETERS
         }
         self.hyperparameters["precision"] = str(precision)
-        self.effective_precision: str | None = None
-        self.updates_done = 0
-        self.tasks_seen: dict[str, int] = {}
-        self.task_order: list[int | str] = []  # the task of each update, in order (growing models replay it)
-        self.chunk_size = 0  # samples in the chunk of the update under way
-        self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
-        self.global_rank = 0  # this process's rank in the last update
         self._load_input_state()
 
     # ---------------------------------------------------------------- helpers for methods

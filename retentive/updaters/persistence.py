@@ -57,7 +57,15 @@ class PersistenceMixin(_Host):
         self.state_version: str | None = None
 
     def _load_input_state(self) -> None:
-        """Restore the input state folder, if any (its version becomes :attr:`state_version`)."""
+        """The record of a fresh updater, then the input state folder's, if any (its version
+        becomes :attr:`state_version`)."""
+        self.effective_precision: str | None = None
+        self.updates_done = 0
+        self.tasks_seen: dict[str, int] = {}
+        self.task_order: list[int | str] = []  # the task of each update, in order (growing models replay it)
+        self.chunk_size = 0  # samples in the chunk of the update under way
+        self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
+        self.global_rank = 0  # this process's rank in the last update
         if self.input_state_folder is not None:
             with self.state_locations.naming_urls():
                 state, self.state_version = read_versioned(self.input_state_folder)
