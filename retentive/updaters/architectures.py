@@ -18,6 +18,7 @@ from retentive.learner import OptimizerFactory
 from retentive.models.masks import PackedNetwork
 from retentive.models.progressive import ProgressiveNetwork
 from retentive.models.protocol import adapt_model
+from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.hooks import Fit
 from retentive.updaters.settings import AllSettings, LossFunction, OwnComponentsSettings
@@ -121,10 +122,8 @@ class PackNetModelUpdater(ModelUpdater):
         model = packed(model)
         if not 0.0 <= float(prune_ratio) < 1.0:
             raise ValueError(f"prune_ratio must lie in [0, 1), got {prune_ratio}")
-        if not isinstance(post_prune_epochs, int) or post_prune_epochs < 0:
-            raise ValueError(f"post_prune_epochs must be an int >= 0, got {post_prune_epochs!r}")
         self.prune_ratio = float(prune_ratio)
-        self.post_prune_epochs = post_prune_epochs
+        self.post_prune_epochs = check_count("post_prune_epochs", post_prune_epochs, 0)
         self.masking = PackNetMasking()
         super().__init__(model, loss_fn, optimizer, [self.masking], **kwargs)
 

@@ -31,6 +31,13 @@ NOT_HYPERPARAMETERS = frozenset(
 )
 
 
+def check_count(name: str, value: Any, minimum: int, hint: str = "") -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}{hint}")
+    return value
+
+
 def split_batch(
     batch_size: int, memory_size: int, batch_memory_frac: float | None, memory_batch_size: int | None
 ) -> tuple[int, int]:
@@ -41,8 +48,7 @@ def split_batch(
     The DER paper's convention (e.g. 10 new + 128 memory): pass ``memory_batch_size``; then
     ``batch_size`` counts the new samples alone and ``m = min(memory_size, memory_batch_size)``.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_count("batch_size", batch_size, 1)
     if memory_batch_size is not None:
         if batch_memory_frac is not None:
             raise ValueError(
@@ -177,10 +183,8 @@ def check_arguments(arguments: Mapping[str, Any]) -> bool:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(optimizer):
         raise TypeError(f"optimizer must be a callable taking the parameters, got {type(optimizer).__name__}")
-    if not isinstance(memory_size, int) or isinstance(memory_size, bool) or memory_size < 0:
-        raise ValueError(f"memory_size must be an int >= 0, got {memory_size!r}")
-    if not isinstance(max_epochs, int) or max_epochs < 1:
-        raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
+    check_count("memory_size", memory_size, 0)
+    check_count("max_epochs", max_epochs, 1)
     check_monitor(metric, arguments["mode"], logged_metric_names(check_logged_metrics(arguments["logged_metrics"])))
     if arguments["resume"] and arguments["output_state_folder"] is None:
         raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")

@@ -28,6 +28,7 @@ from retentive.learner import OptimizerFactory
 from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
 from retentive.models.routing import forward_routed
 from retentive.streams import Purpose
+from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, OwnComponentsSettings
 
@@ -134,16 +135,8 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             raise ValueError("GenerativeReplayModelUpdater stores no real sample; memory_size must be 0")
         if not 0.0 <= float(replay_ratio) < 1.0:
             raise ValueError(f"replay_ratio must lie in [0, 1), got {replay_ratio}")
-        for name, value in (
-            ("consolidation_steps", consolidation_steps),
-            ("consolidation_batch_size", consolidation_batch_size),
-        ):
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < (0 if name == "consolidation_steps" else 1)
-            ):
-                raise ValueError(f"{name} must be an int >= {0 if name == 'consolidation_steps' else 1}, got {value!r}")
+        check_count("consolidation_steps", consolidation_steps, 0)
+        check_count("consolidation_batch_size", consolidation_batch_size, 1)
         generator = generator if generator is not None else VariationalAutoencoder()
         if not isinstance(generator, VariationalAutoencoder):
             raise TypeError(f"generator must be a retentive VariationalAutoencoder, got {type(generator).__name__}")

@@ -31,6 +31,7 @@ from retentive.components.replay import MemoryCrossEntropy
 from retentive.learner import Learner, OptimizerFactory
 from retentive.learner.transforms import apply_transform
 from retentive.models.routing import takes_task_ids
+from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, ReplaySettings
 
@@ -123,8 +124,7 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
         for name, value in (("beta", beta), ("gamma", gamma)):
             if not float(value) > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        if not isinstance(batch_num, int) or isinstance(batch_num, bool) or batch_num < 1:
-            raise ValueError(f"batch_num must be an int >= 1, got {batch_num!r}")
+        batch_num = check_count("batch_num", batch_num, 1)
         self._meta: dict[str, Any] = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
         super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **kwargs)
 
@@ -207,11 +207,8 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         components: Sequence[Component] = (),
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
-            raise ValueError(
-                f"inner_steps must be an int >= 1, got {inner_steps!r} (with no inner step this is plain experience replay: "
-                "use ExperienceReplayModelUpdater)"
-            )
+        hint = " (with no inner step this is plain experience replay: use ExperienceReplayModelUpdater)"
+        check_count("inner_steps", inner_steps, 1, hint)
         if not float(inner_lr) > 0:
             raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
         self._meta: dict[str, Any] = dict(
