@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import retentive.updaters as package
+from retentive.methods import registry
 from retentive.updaters import ModelUpdater
 from retentive.updaters.hooks import EXTENSION_POINTS, UpdaterHooks
 
@@ -19,14 +20,16 @@ _ALLOWED = {"__init__"}
 
 
 def _updater_classes() -> list[type]:
-    """Every ModelUpdater subclass defined in a module of retentive.updaters."""
+    """Every ModelUpdater subclass defined in retentive (the updaters package and every registered method)."""
     for info in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{info.name}")
+    for spec in registry.all_methods(entry_points=False):
+        spec.updater_class()
     found, todo = [], [ModelUpdater]
     while todo:
         for sub in todo.pop().__subclasses__():
             todo.append(sub)
-            if sub.__module__.startswith(f"{package.__name__}."):
+            if sub.__module__.startswith("retentive."):
                 found.append(sub)
     return found
 
