@@ -167,7 +167,6 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
 
     Args:
         model: a :class:`~retentive.models.ProgressiveNetwork`.
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(

@@ -62,7 +62,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         loss_fn: the task loss, e.g. ``nn.CrossEntropyLoss()`` (mean-reduced).
         optimizer: a callable taking the parameters, e.g. ``partial(torch.optim.SGD, lr=0.03)``;
             a fresh optimizer is built for each update, as in Renate.
-        components: the weighted loss terms (subclasses fill this in).
+        components: the weighted loss terms. A method puts its own first and those given to it
+            (``components=``, e.g. EWC's next to ER's) after them. A method also takes every
+            argument listed here that it does not refuse (``refused_arguments``), keyword-only.
         memory_size: replay memory capacity in samples (0: no memory).
         batch_size, batch_memory_frac, memory_batch_size: the step's batch; see :func:`split_batch`.
         loss_weight: the weight of the loss on new data.

@@ -95,7 +95,6 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the episodic memory, shared evenly by the tasks seen (>= the number of tasks).
         memory_strength: GEM's margin ``γ`` on the dual variables [0.5, the paper's].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones (the memory is not replayed in the loss).
     """
@@ -123,7 +122,6 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the episodic memory, shared evenly by the tasks seen.
         sample_size: memory samples per reference gradient [64, Avalanche's default].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones.
     """
@@ -154,7 +152,6 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the memory's capacity.
         batch_memory_frac: the share of each batch drawn from memory [0.5, Renate's default].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the loss
             weighting ones (the loss is the mean over the joint batch).
     """

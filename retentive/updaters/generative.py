@@ -114,7 +114,6 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         generator_lr: the generator's Adam learning rate [1e-3].
         consolidation_steps: replay-only classifier steps after each update [0: none].
         consolidation_batch_size: generated samples per consolidation step [64].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but a memory.
     """
 

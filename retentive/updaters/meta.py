@@ -190,8 +190,6 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         inner_steps: inner SGD steps on the current batch, >= 1 [1].
         first_order: drop the second-order terms (first-order MAML) [False].
         alpha: weight of the memory cross-entropy in the outer loss [1].
-        components: further components [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(

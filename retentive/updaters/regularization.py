@@ -33,8 +33,6 @@ class ElasticWeightConsolidationModelUpdater(ModelUpdater):
     Args:
         ewc_lambda: the penalty's weight [0.4, Renate's default].
         ewc_gamma: the decay of the accumulated Fisher per update [1].
-        components: further components (each with its own weight) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -60,8 +58,6 @@ class SynapticIntelligenceModelUpdater(ModelUpdater):
     Args:
         si_c: the penalty's weight ``c`` [1, Mammoth's tuned Seq-MNIST value].
         si_epsilon: the damping ``ξ`` [0.9, likewise].
-        components: further components [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -88,8 +84,6 @@ class LearningWithoutForgettingModelUpdater(ModelUpdater):
     Args:
         alpha: the distillation weight [1, Renate's default].
         temperature: the softmax temperature [2, Renate's default].
-        components: further components [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(

@@ -33,8 +33,6 @@ class ExperienceReplayModelUpdater(ModelUpdater):
     Args:
         alpha: weight of the memory cross-entropy [1].
         memory_size: replay memory capacity [500 in most benchmarks; required here].
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -57,8 +55,6 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
     Args:
         alpha: weight of the logit MSE [1].
         beta: weight of the memory cross-entropy [1]; 0 gives DER.
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -109,8 +105,6 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
         normalize: L2-normalise the pooled features [True].
         feature_layers: submodule names whose outputs are distilled; default the model's
             ``feature_layers`` attribute (``MLP`` and ``SmallCNN`` have one).
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -142,8 +136,6 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         stable_model_update_weight, plastic_model_update_weight: largest EMA decays [0.999, 0.999].
         stable_model_update_probability, plastic_model_update_probability: chance of a teacher
             update after each step [0.7, 0.9]; the plastic one must be the more frequent.
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -184,8 +176,6 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         cls_stable_model_update_probability, cls_plastic_model_update_probability: [0.7, 0.9].
         pod_alpha: weight of POD [1]; ``pod_distillation_type`` ["spatial"], ``pod_normalize`` [True].
         feature_layers: layers POD distils; default the model's ``feature_layers`` attribute.
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
