@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every figure of BENCHMARKS.md's "Evaluation harness" section, with the DER paper's protocol
+# Every figure of docs/benchmarks/scenarios.md (evaluation scenarios and task order), with the DER paper's protocol
 # (retentive.benchmarking.methods.PROTOCOLS, memory 500). Usage:
 #   PYTHON=.venv/bin/python bash benchmarks/evaluation_suite.sh [OUTPUT_ROOT] [PART ...]
 # PART is any of seq domain orders (default: all three). Each part writes OUTPUT_ROOT/PART/.

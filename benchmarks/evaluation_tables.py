@@ -1,4 +1,4 @@
-"""The Markdown tables of BENCHMARKS.md's "Evaluation harness" section, read from the results of
+"""The Markdown tables of docs/benchmarks/scenarios.md (evaluation scenarios), read from the results of
 ``benchmarks/evaluation_suite.sh`` and set next to the DER paper's published figures.
 
     python benchmarks/evaluation_tables.py OUTPUT_ROOT [--images docs/images]

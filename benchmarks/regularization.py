@@ -36,7 +36,7 @@ from retentive.models import MLP
 
 QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 #: name -> (memory, lr, updater class, its arguments, published (class-IL, task-IL))
-#: Mammoth's tuned settings (REFERENCE.md); EWC's lambda is discussed in BENCHMARKS.md.
+#: Mammoth's tuned settings (REFERENCE.md); EWC's lambda is discussed in docs/benchmarks/accuracy.md.
 METHODS: dict[str, tuple[int | None, float, Any, dict[str, Any], tuple[float, float] | None]] = {
     "sgd": (None, 0.03, R.FineTuningModelUpdater, {}, (19.60, 94.94)),
     "oewc": (
@@ -72,7 +72,7 @@ METHODS: dict[str, tuple[int | None, float, Any, dict[str, Any], tuple[float, fl
     "er500_ewc": (500, 0.1, R.ModelUpdater, dict(memory_batch_size=10), None),
 }
 WEIGHT_DECAY = {"lwf": 5e-4}
-EWC_WITH_ER = 1.0  # the lambda of EWC beside ER (stable with lr 0.1; see BENCHMARKS.md)
+EWC_WITH_ER = 1.0  # the lambda of EWC beside ER (stable with lr 0.1; see docs/benchmarks/accuracy.md)
 
 
 def make_updater(name: str, seed: int, input_state: Path | None, output_state: Path | None) -> R.ModelUpdater:

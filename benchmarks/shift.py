@@ -285,7 +285,7 @@ def _cells(row: dict[str, Any]) -> str:
 
 
 def report(path: Path) -> None:
-    """The BENCHMARKS.md tables of a results file: rates in % of trials with p < 0.05."""
+    """The docs/benchmarks/shift.md tables of a results file: rates in % of trials with p < 0.05."""
     results = json.loads(path.read_text())
     head = "| " + " | ".join(["{}"] + list(TESTS)) + " |\n|" + "---|" * (len(TESTS) + 1)
     rot = results["rotated_mnist"]

@@ -7,7 +7,7 @@ the named scenarios.
 
 from retentive.benchmarking.benchmark import BenchmarkReport, resolve_method, run_benchmark, write_heatmaps
 from retentive.benchmarking.heatmap import cell_label, heatmap_figure, heatmap_image, write_heatmap
-from retentive.benchmarking.methods import PROTOCOLS, MethodSpec, load_methods
+from retentive.benchmarking.methods import PROTOCOLS, BenchmarkMethod, load_methods
 from retentive.benchmarking.orders import ORDERS, chunk_difficulty, task_order
 from retentive.benchmarking.progress import Progress
 from retentive.benchmarking.report import SummaryRow, format_table, mean_std, read_runs, summarize_runs
@@ -17,7 +17,7 @@ from retentive.benchmarking.scenarios import SCENARIOS, Scenario, ScenarioOption
 
 __all__ = [
     "BenchmarkReport",
-    "MethodSpec",
+    "BenchmarkMethod",
     "ORDERS",
     "PROTOCOLS",
     "Progress",

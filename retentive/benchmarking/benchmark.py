@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +25,7 @@ import torch
 
 from retentive._version import __version__
 from retentive.benchmarking.heatmap import CAPTION, write_heatmap
-from retentive.benchmarking.methods import PROTOCOLS, MethodSpec
+from retentive.benchmarking.methods import PROTOCOLS, BenchmarkMethod
 from retentive.benchmarking.orders import ORDERS, chunk_difficulty, task_order
 from retentive.benchmarking.progress import Progress
 from retentive.benchmarking.report import (
@@ -38,7 +38,7 @@ from retentive.benchmarking.report import (
 )
 from retentive.benchmarking.results import RunResult
 from retentive.benchmarking.runner import run_scenario
-from retentive.benchmarking.scenarios import SCENARIOS, ScenarioOptions, build_scenario, load_mnist_pair
+from retentive.benchmarking.scenarios import SCENARIOS, Scenario, ScenarioOptions, build_scenario, load_mnist_pair
 from retentive.benchmarking.tensorboard import write_run
 from retentive.data.tensors import TensorChunk
 
@@ -56,9 +56,11 @@ class BenchmarkReport:
         return format_table(self.summary, markdown=markdown)
 
 
-def resolve_method(method: str | MethodSpec, protocol: str, custom: Mapping[str, MethodSpec]) -> MethodSpec:
+def resolve_method(
+    method: str | BenchmarkMethod, protocol: str, custom: Mapping[str, BenchmarkMethod]
+) -> BenchmarkMethod:
     """A spec as given, a name from ``custom`` (e.g. a YAML file), or a name in the scenario's protocol."""
-    if isinstance(method, MethodSpec):
+    if isinstance(method, BenchmarkMethod):
         return method
     if method in custom:
         return custom[method]
@@ -77,12 +79,12 @@ def _heatmap_name(scenario: str, view: str, order: str) -> str:
 
 def run_benchmark(
     scenarios: Sequence[str],
-    methods: Sequence[str | MethodSpec],
+    methods: Sequence[str | BenchmarkMethod],
     seeds: Sequence[int] = (0,),
     output: str | os.PathLike[str] = "benchmark_output",
     orders: Sequence[str] = ("given",),
     options: ScenarioOptions | None = None,
-    custom_methods: Mapping[str, MethodSpec] | None = None,
+    custom_methods: Mapping[str, BenchmarkMethod] | None = None,
     tensorboard: bool = True,
     keep_states: str = "last",
     progress: bool | Progress = True,
@@ -93,14 +95,7 @@ def run_benchmark(
     ``methods`` are specs, or names looked up in ``custom_methods`` and then in the scenario's
     DER-protocol method set. ``orders`` are from :data:`retentive.benchmarking.orders.ORDERS`.
     """
-    if not scenarios or not methods or not seeds or not orders:
-        raise ValueError("a benchmark needs at least one scenario, method, seed and order")
-    for order in orders:
-        if order not in ORDERS:
-            raise ValueError(f"unknown task order {order!r}; expected one of {ORDERS}")
-    for name in scenarios:
-        if name not in SCENARIOS:
-            raise ValueError(f"unknown scenario {name!r}; expected one of {sorted(SCENARIOS)}")
+    _check_choices(scenarios, methods, seeds, orders)
     options = options or ScenarioOptions()
     custom = dict(custom_methods or {})
     out = Path(output)
@@ -113,7 +108,47 @@ def run_benchmark(
     plan = {name: [resolve_method(m, first[name].protocol, custom) for m in methods] for name in scenarios}
     total = sum(first[n].num_chunks * len(plan[n]) for n in scenarios) * len(seeds) * len(orders)
     display = progress if isinstance(progress, Progress) else Progress(total, enabled=bool(progress))
-    settings = {
+    settings = _settings(scenarios, plan, seeds, orders, options, keep_states)
+    del first
+    runs: list[RunResult] = []
+    for name in scenarios:
+        for seed in seeds:
+            scenario = build_scenario(name, seed, options, data)
+            for order, arranged in _arrangements(scenario, seed, orders, display):
+                for spec in plan[name]:
+                    run_dir = Path(name) / spec.name / order / f"seed_{seed}"
+                    tb_dir = out / "tensorboard" / run_dir if tensorboard else None
+                    run = run_scenario(spec, arranged, seed, out / "states" / run_dir, tb_dir, keep_states, display)
+                    if tb_dir is not None:
+                        write_run(tb_dir, run)
+                    runs.append(run)
+                    write_json(out / "results.json", runs, summarize_runs(runs), settings)
+    return _finish(out, runs, settings)
+
+
+def _check_choices(
+    scenarios: Sequence[str], methods: Sequence[object], seeds: Sequence[int], orders: Sequence[str]
+) -> None:
+    if not scenarios or not methods or not seeds or not orders:
+        raise ValueError("a benchmark needs at least one scenario, method, seed and order")
+    for order in orders:
+        if order not in ORDERS:
+            raise ValueError(f"unknown task order {order!r}; expected one of {ORDERS}")
+    for name in scenarios:
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; expected one of {sorted(SCENARIOS)}")
+
+
+def _settings(
+    scenarios: Sequence[str],
+    plan: Mapping[str, Sequence[BenchmarkMethod]],
+    seeds: Sequence[int],
+    orders: Sequence[str],
+    options: ScenarioOptions,
+    keep_states: str,
+) -> dict[str, Any]:
+    """What ran, and where: saved with the results so a number can be traced to its setup."""
+    return {
         "scenarios": list(scenarios),
         "methods": {n: {spec.name: spec.to_dict() for spec in plan[n]} for n in scenarios},
         "seeds": [int(s) for s in seeds],
@@ -126,29 +161,27 @@ def run_benchmark(
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()}",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    del first
-    runs: list[RunResult] = []
-    for name in scenarios:
-        for seed in seeds:
-            scenario = build_scenario(name, seed, options, data)
-            difficulty = None
-            if any(o in ("easy-hard", "hard-easy") for o in orders):
-                difficulty = chunk_difficulty(scenario, seed)
-                display.note(
-                    f"{name} seed {seed}: probe error per chunk (%) " + " ".join(f"{100 * d:.1f}" for d in difficulty)
-                )
-            for order in orders:
-                arranged = scenario
-                if order != "given":
-                    arranged = scenario.reordered(task_order(order, difficulty, scenario.num_chunks, seed), order)
-                for spec in plan[name]:
-                    run_dir = Path(name) / spec.name / order / f"seed_{seed}"
-                    tb_dir = out / "tensorboard" / run_dir if tensorboard else None
-                    run = run_scenario(spec, arranged, seed, out / "states" / run_dir, tb_dir, keep_states, display)
-                    if tb_dir is not None:
-                        write_run(tb_dir, run)
-                    runs.append(run)
-                    write_json(out / "results.json", runs, summarize_runs(runs), settings)
+
+
+def _arrangements(
+    scenario: Scenario, seed: int, orders: Sequence[str], display: Progress
+) -> Iterator[tuple[str, Scenario]]:
+    """The scenario in each chunk order; difficulty orders probe every chunk's error once per seed."""
+    difficulty = None
+    if any(o in ("easy-hard", "hard-easy") for o in orders):
+        difficulty = chunk_difficulty(scenario, seed)
+        display.note(
+            f"{scenario.name} seed {seed}: probe error per chunk (%) " + " ".join(f"{100 * d:.1f}" for d in difficulty)
+        )
+    for order in orders:
+        if order == "given":
+            yield order, scenario
+        else:
+            yield order, scenario.reordered(task_order(order, difficulty, scenario.num_chunks, seed), order)
+
+
+def _finish(out: Path, runs: list[RunResult], settings: dict[str, Any]) -> BenchmarkReport:
+    """Write the final results, tables and heatmaps."""
     summary = summarize_runs(runs)
     settings["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json(out / "results.json", runs, summary, settings)

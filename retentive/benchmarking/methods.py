@@ -1,6 +1,6 @@
-"""Method specs: a method name -> an updater class, its optimizer and its arguments.
+"""Benchmark methods: a method's label -> an updater, its optimizer and its arguments.
 
-A spec is plain data (so it prints, saves to JSON and loads from YAML) and builds a fresh updater
+A :class:`BenchmarkMethod` is plain data (so it prints, saves to JSON and loads from YAML) and builds a fresh updater
 for each chunk, as a pipeline does. The DER paper's tuned settings at memory 500 ship as
 :data:`PROTOCOLS`, one method set per benchmark family. A YAML file holds more methods::
 
@@ -38,13 +38,18 @@ SPEC_KEYS = ("updater", "optimizer", "optimizer_args", "args")
 RESERVED_ARGS = ("model", "loss_fn", "optimizer", "input_state_folder", "output_state_folder", "seed", "logger")
 
 
+def _import_path(name: str, what: str) -> Any:
+    """The object at the dotted import path ``name``; a ValueError naming ``what`` if it is not there."""
+    module_name, _, attribute = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"{what} {name!r} could not be imported: {error}") from error
+
+
 def _resolve_updater(name: str) -> type[ModelUpdater]:
     if "." in name:
-        module_name, _, attribute = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise ValueError(f"updater {name!r} could not be imported: {error}") from error
+        cls = _import_path(name, "updater")
     else:  # a name a registered method answers to: der, DER, DarkExperienceReplayModelUpdater
         from retentive.methods.registry import all_methods, find
 
@@ -62,21 +67,14 @@ def _resolve_updater(name: str) -> type[ModelUpdater]:
 
 def _resolve_optimizer(name: str) -> type:
     """A class in :mod:`torch.optim` by name (``SGD``), or any optimizer class by import path."""
-    if "." in name:
-        module_name, _, attribute = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise ValueError(f"optimizer {name!r} could not be imported: {error}") from error
-    else:
-        cls = getattr(torch.optim, name, None)
+    cls = _import_path(name, "optimizer") if "." in name else getattr(torch.optim, name, None)
     if not isinstance(cls, type):
         raise ValueError(f"unknown optimizer {name!r}; expected a class in torch.optim or a dotted import path")
     return cls
 
 
 @dataclass(frozen=True)
-class MethodSpec:
+class BenchmarkMethod:
     """One continual-learning method as the benchmark runs it.
 
     Args:
@@ -146,7 +144,7 @@ class MethodSpec:
         }
 
     @classmethod
-    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> MethodSpec:
+    def from_dict(cls, name: str, spec: Mapping[str, Any]) -> BenchmarkMethod:
         if not isinstance(spec, Mapping):
             raise ValueError(
                 f"method {name!r} must be a mapping with keys {list(SPEC_KEYS)}, got {type(spec).__name__}"
@@ -176,15 +174,17 @@ def from_config_form(name: str, spec: Mapping[str, Any], source: Any) -> dict[st
     ``class_path``/``init_args``, optional ``trainer``), in the short form; one description of a
     method serves both ``retentive update --config`` and ``retentive benchmark --methods-file``."""
     from retentive.cli.config import parse_spec
-    from retentive.cli.config.hints import describe_value, suggest
+    from retentive.cli.config.checking import refuse_unknown
+    from retentive.cli.config.hints import describe_value
 
-    for key in spec:
-        if key not in CONFIG_FORM_KEYS:
-            raise source.error(
-                f"{name}.{key}",
-                f"unknown section{suggest(str(key), CONFIG_FORM_KEYS)}; a method takes "
-                f"{', '.join(CONFIG_FORM_KEYS)} (the model, loss and data are the scenario's)",
-            )
+    refuse_unknown(
+        spec,
+        CONFIG_FORM_KEYS,
+        name,
+        source,
+        "section",
+        f"a method takes {', '.join(CONFIG_FORM_KEYS)} (the model, loss and data are the scenario's)",
+    )
     updater = parse_spec(spec["updater"], f"{name}.updater", source, shorthand=True)
     optimizer = parse_spec(spec.get("optimizer") or "torch.optim.SGD", f"{name}.optimizer", source, shorthand=True)
     trainer = spec.get("trainer") or {}
@@ -209,15 +209,12 @@ def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -
     (``my-er.args.memory_sise: unknown argument ... (did you mean 'memory_size'?)``).
     """
     from retentive.cli.config import check_arguments, signature_of
-    from retentive.cli.config.hints import describe_value, suggest
+    from retentive.cli.config.checking import refuse_unknown
+    from retentive.cli.config.hints import describe_value
 
     if not isinstance(spec, Mapping):
         raise source.error(name, f"expected a mapping with keys {', '.join(SPEC_KEYS)}, got {describe_value(spec)}")
-    for key in spec:
-        if key not in SPEC_KEYS:
-            raise source.error(
-                f"{name}.{key}", f"unknown keys{suggest(str(key), SPEC_KEYS)}; expected {', '.join(SPEC_KEYS)}"
-            )
+    refuse_unknown(spec, SPEC_KEYS, name, source, "keys", f"expected {', '.join(SPEC_KEYS)}")
     if not isinstance(spec.get("updater"), str):
         raise source.error(
             f"{name}.updater",
@@ -250,7 +247,7 @@ def check_method(name: str, spec: Any, source: Any, config_form: bool = False) -
     )
 
 
-def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
+def load_methods(path: str | os.PathLike[str]) -> dict[str, BenchmarkMethod]:
     """Read a YAML file of ``name: {updater, optimizer, optimizer_args, args}`` entries, each checked
     by :func:`check_method` before anything runs (so a misspelled argument costs no training)."""
     from retentive.cli.config import ConfigError, Source
@@ -269,7 +266,7 @@ def load_methods(path: str | os.PathLike[str]) -> dict[str, MethodSpec]:
         check_method(str(name), spec, source, config_form)
         short[str(name)] = spec
     try:
-        return {name: MethodSpec.from_dict(name, spec) for name, spec in short.items()}
+        return {name: BenchmarkMethod.from_dict(name, spec) for name, spec in short.items()}
     except ValueError as error:
         raise ConfigError(label, "", str(error)) from error
 
@@ -282,15 +279,15 @@ def _der(updater: str, lr: float, batch: int, memory_batch: int | None = None, *
     return {"updater": updater, "optimizer": "SGD", "optimizer_args": {"lr": lr}, "args": args}
 
 
-def _protocol(entries: Mapping[str, dict[str, Any]]) -> Mapping[str, MethodSpec]:
-    return MappingProxyType({name: MethodSpec.from_dict(name, spec) for name, spec in entries.items()})
+def _protocol(entries: Mapping[str, dict[str, Any]]) -> Mapping[str, BenchmarkMethod]:
+    return MappingProxyType({name: BenchmarkMethod.from_dict(name, spec) for name, spec in entries.items()})
 
 
 #: The DER paper's best settings at memory 500 (Buzzega et al. 2020; Mammoth's ``best_args``):
 #: SGD without momentum, one epoch, B new + M memory samples. DER/DER++ use the plain loss sum, as
 #: Mammoth does; Mammoth's ER takes one cross-entropy over the concatenated new and memory batch,
 #: which for B == M is exactly Renate's normalised total (CE_new + CE_memory) / 2.
-PROTOCOLS: Mapping[str, Mapping[str, MethodSpec]] = MappingProxyType(
+PROTOCOLS: Mapping[str, Mapping[str, BenchmarkMethod]] = MappingProxyType(
     {
         "seq-mnist": _protocol(
             {

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from retentive.benchmarking.methods import MethodSpec
+from retentive.benchmarking.methods import BenchmarkMethod
 from retentive.benchmarking.progress import Progress
 from retentive.benchmarking.resources import Measure
 from retentive.benchmarking.results import RunResult, ViewResult
 from retentive.benchmarking.scenarios import Scenario
+from retentive.data.tensors import TensorChunk
 from retentive.evaluation import accuracy_row
 from retentive.quiet import quiet_lightning
 from retentive.state.loading import load_model
@@ -34,8 +36,27 @@ def _task_id(chunk: object, position: int) -> int:
     return int(task_ids[0]) if task_ids is not None and len(task_ids) else position
 
 
+@dataclass
+class _Costs:
+    """What each update of a run cost, chunk after chunk (fields named as in :class:`RunResult`)."""
+
+    train_counts: list[int] = field(default_factory=list)
+    update_seconds: list[float] = field(default_factory=list)
+    samples_per_second: list[float] = field(default_factory=list)
+    peak_rss_bytes: list[int] = field(default_factory=list)
+    evaluation_seconds: list[float] = field(default_factory=list)
+    memory_scope: str = "update"
+
+    def record(self, measure: Measure, count: int) -> None:
+        self.memory_scope = measure.scope
+        self.update_seconds.append(measure.seconds)
+        self.train_counts.append(count)
+        self.samples_per_second.append(count / measure.seconds)
+        self.peak_rss_bytes.append(measure.peak_rss_bytes)
+
+
 def run_scenario(
-    method: MethodSpec,
+    method: BenchmarkMethod,
     scenario: Scenario,
     seed: int,
     workdir: str | Path,
@@ -58,39 +79,19 @@ def run_scenario(
     model = scenario.model_factory()
     random_init = {view: accuracy_row(model, scenario.test, task_aware=aware) for view, aware in scenario.views.items()}
     rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
-    update_seconds, rates, peaks, eval_seconds, train_counts = [], [], [], [], []
-    scope = "update"
+    costs = _Costs()
     previous: Path | None = None
-    label = f"{scenario.name} | {method.name} | {scenario.order_name} | seed {seed}"
     if progress is not None:
-        progress.start_run(label)
+        progress.start_run(f"{scenario.name} | {method.name} | {scenario.order_name} | seed {seed}")
     with quiet_lightning():
         for i in range(scenario.num_chunks):
             train = scenario.train[i]
             folder = workdir / f"chunk_{i:03d}"
-            logger: bool | Logger = False
-            if tensorboard_dir is not None:
-                from pytorch_lightning.loggers import TensorBoardLogger
-
-                logger = TensorBoardLogger(save_dir=str(tensorboard_dir), name="", version="training")
             if i > 0:
                 model = scenario.model_factory()  # a pipeline rebuilds the model; the state restores it
-            with Measure() as measure:
-                updater = method.build(
-                    model, input_state_folder=previous, output_state_folder=folder, seed=seed, logger=logger
-                )
-                updater.update(train, task_id=_task_id(train, i))
-            del updater
-            scope = measure.scope
-            update_seconds.append(measure.seconds)
-            train_counts.append(len(train))
-            rates.append(len(train) / measure.seconds)
-            peaks.append(measure.peak_rss_bytes)
-            begun = time.perf_counter()
-            evaluated = load_model(scenario.model_factory(), folder)
-            for view, aware in scenario.views.items():
-                rows[view].append(accuracy_row(evaluated, scenario.test, task_aware=aware))
-            eval_seconds.append(time.perf_counter() - begun)
+            measure = _update(method, model, train, i, previous, folder, seed, tensorboard_dir)
+            costs.record(measure, len(train))
+            costs.evaluation_seconds.append(_evaluate(scenario, folder, rows))
             if previous is not None and keep_states != "all":
                 shutil.rmtree(previous)
             previous = folder
@@ -109,13 +110,40 @@ def run_scenario(
         chunk_names=list(scenario.chunk_names),
         method_spec=method.to_dict(),
         views={view: ViewResult.from_rows(rows[view], random_init[view], counts) for view in scenario.views},
-        train_counts=train_counts,
         test_counts=counts,
-        update_seconds=update_seconds,
-        samples_per_second=rates,
-        peak_rss_bytes=peaks,
-        memory_scope=scope,
-        evaluation_seconds=eval_seconds,
+        **asdict(costs),
         final_state=str(previous) if keep_states != "none" and previous is not None else None,
         total_seconds=time.perf_counter() - started,
     )
+
+
+def _update(
+    method: BenchmarkMethod,
+    model: torch.nn.Module,
+    train: TensorChunk,
+    position: int,
+    previous: Path | None,
+    folder: Path,
+    seed: int,
+    tensorboard_dir: str | Path | None,
+) -> Measure:
+    """One chunk's update by a freshly built updater, resuming from ``previous``; its cost measured."""
+    logger: bool | Logger = False
+    if tensorboard_dir is not None:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        logger = TensorBoardLogger(save_dir=str(tensorboard_dir), name="", version="training")
+    with Measure() as measure:
+        updater = method.build(model, input_state_folder=previous, output_state_folder=folder, seed=seed, logger=logger)
+        updater.update(train, task_id=_task_id(train, position))
+    del updater
+    return measure
+
+
+def _evaluate(scenario: Scenario, folder: Path, rows: dict[str, list[torch.Tensor]]) -> float:
+    """Append each view's accuracy row of the model loaded back from ``folder``; the seconds it took."""
+    begun = time.perf_counter()
+    evaluated = load_model(scenario.model_factory(), folder)
+    for view, aware in scenario.views.items():
+        rows[view].append(accuracy_row(evaluated, scenario.test, task_aware=aware))
+    return time.perf_counter() - begun

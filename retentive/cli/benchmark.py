@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from retentive.cli.arguments import add_mnist_options
+
 
 def outputs(args: argparse.Namespace) -> list[Path]:
     """The folders a run may create; a failed run removes those it left empty."""
@@ -24,6 +26,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"scenarios to run [seq-mnist]; one of {', '.join(sorted(SCENARIOS))}",
     )
+    _add_methods(parser)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds [0]")
+    parser.add_argument(
+        "--orders",
+        nargs="+",
+        default=["given"],
+        choices=ORDERS,
+        metavar="ORDER",
+        help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]",
+    )
+    parser.add_argument(
+        "--train-per-chunk",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N training samples per chunk, for quick runs [all]",
+    )
+    add_mnist_options(
+        parser, "number of chunks [the scenario's own: 5 or 20]", "at most N test samples per chunk [all]"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("benchmark_output"),
+        help="results folder; must not hold results yet [benchmark_output]",
+    )
+    parser.add_argument(
+        "--keep-states", default="last", choices=KEEP_STATES, help="state folders to keep per run [last]"
+    )
+    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+
+
+def _add_methods(parser: argparse.ArgumentParser) -> None:
+    """Which methods run: protocol names, a methods file, or just the list of registered methods."""
     parser.add_argument(
         "--method",
         nargs="+",
@@ -46,40 +85,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print the registered methods (name, Renate name, updater, memory, summary) and exit; "
         "any of their names may be a methods file's updater",
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="S", help="seeds [0]")
-    parser.add_argument(
-        "--orders",
-        nargs="+",
-        default=["given"],
-        choices=ORDERS,
-        metavar="ORDER",
-        help=f"chunk orders, side by side: {', '.join(ORDERS)} [given]",
-    )
-    parser.add_argument("--tasks", type=int, default=None, help="number of chunks [the scenario's own: 5 or 20]")
-    parser.add_argument(
-        "--train-per-chunk",
-        type=int,
-        default=None,
-        metavar="N",
-        help="at most N training samples per chunk, for quick runs [all]",
-    )
-    parser.add_argument(
-        "--test-per-chunk", type=int, default=None, metavar="N", help="at most N test samples per chunk [all]"
-    )
-    parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("benchmark_output"),
-        help="results folder; must not hold results yet [benchmark_output]",
-    )
-    parser.add_argument(
-        "--keep-states", default="last", choices=KEEP_STATES, help="state folders to keep per run [last]"
-    )
-    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
-    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from retentive.cli.arguments import add_mnist_options
+
+if TYPE_CHECKING:  # imported when the command runs (startup time)
+    from torch import Tensor
+
+    from retentive.benchmarking.scenarios import Scenario
 
 #: Python argument names in library messages -> this command's terms
 FLAGS = {"resume=True": "--resume (of `retentive update`)"}
@@ -34,11 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="the scenario's seed (permutations, angles) and the random init for FWT [0]"
     )
-    parser.add_argument("--tasks", type=int, default=None, help="number of chunks [the scenario's own]")
-    parser.add_argument(
-        "--test-per-chunk", type=int, default=None, metavar="N", help="at most N test samples per chunk"
-    )
-    parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
+    add_mnist_options(parser, "number of chunks [the scenario's own]", "at most N test samples per chunk")
     parser.add_argument(
         "--model",
         default=None,
@@ -86,13 +89,9 @@ def check_order(folders: list[Path], manifests: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from retentive.benchmarking.heatmap import write_heatmap
     from retentive.benchmarking.scenarios import ScenarioOptions, build_scenario
     from retentive.data.mnist import ensure_mnist
-    from retentive.errors import StateError
-    from retentive.evaluation import accuracy_row, flip_metrics, format_matrix, summarize
     from retentive.state import read_manifest
-    from retentive.state.loading import load_model
 
     torch.set_num_threads(args.threads)
     ensure_mnist(args.data)
@@ -109,11 +108,47 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
-    states, previous = [], None
-    flips: list[dict[str, Any]] = []
     manifests = [read_manifest(folder) for folder in args.states]  # a StateError (exit 1) names a bad folder
     check_order(args.states, manifests)
+    rows, states, flips = _evaluate_states(args, scenario, factory, manifests)
+    results = _matrices(args, scenario, factory, rows)
+    for flip in flips:
+        print(
+            f"flips {flip['from']} -> {flip['to']}: "
+            + "  ".join(f"{name.upper()} {100 * flip[name]:.2f}%" for name in ("nfr", "pfr", "nfi", "pfi"))
+        )
+    if args.json is not None:
+        document = {
+            "scenario": scenario.name,
+            "seed": args.seed,
+            "states": states,
+            "chunk_names": list(scenario.chunk_names),
+            "views": results,
+            "flips": flips,
+        }
+        args.json.write_text(json.dumps(document, indent=1))
+        print(f"\nresults: {args.json}")
+    if args.heatmap is not None:
+        from retentive.benchmarking.heatmap import write_heatmap
+
+        # the panels' ACC is the one printed above: over the chunks seen, while updates remain
+        matrices = {view: torch.tensor(r["matrix"]) for view, r in results.items()}
+        write_heatmap(args.heatmap, matrices, seen=len(args.states))
+        print(f"heatmap: {args.heatmap}")
+    return 0
+
+
+def _evaluate_states(
+    args: argparse.Namespace, scenario: Scenario, factory: Callable[..., Any], manifests: list[dict[str, Any]]
+) -> tuple[dict[str, list[Tensor]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each state's accuracy row per view, what its manifest says, and the flips against the state before."""
+    from retentive.errors import StateError
+    from retentive.evaluation import accuracy_row, flip_metrics
+    from retentive.state.loading import load_model
+
+    rows: dict[str, list[Tensor]] = {view: [] for view in scenario.views}
+    states, previous = [], None
+    flips: list[dict[str, Any]] = []
     for folder, manifest in zip(args.states, manifests):
         try:
             model = load_model(factory(), folder)
@@ -130,18 +165,22 @@ def run(args: argparse.Namespace) -> int:
         previous = (folder, model)
         for view, aware in scenario.views.items():
             rows[view].append(accuracy_row(model, scenario.test, task_aware=aware))
-        states.append(
-            {
-                "state": str(folder),
-                "updater": manifest.get("updater"),
-                "updates_done": manifest.get("updates_done"),
-                "tasks_seen": manifest.get("tasks_seen"),
-            }
-        )
+        states.append({"state": str(folder), **{k: manifest.get(k) for k in ("updater", "updates_done", "tasks_seen")}})
         print(
             f"{folder}: {manifest.get('updater')}, {manifest.get('updates_done')} updates, "
             f"tasks seen {manifest.get('tasks_seen')}"
         )
+    return rows, states, flips
+
+
+def _matrices(
+    args: argparse.Namespace, scenario: Scenario, factory: Callable[..., Any], rows: dict[str, list[Tensor]]
+) -> dict[str, dict[str, Any]]:
+    """Each view's accuracy matrix and metrics over the chunks seen (against a random init), printed."""
+    import torch
+
+    from retentive.evaluation import accuracy_row, format_matrix, summarize
+
     torch.manual_seed(args.seed)
     untrained = factory()
     k, counts = len(args.states), scenario.test_counts()
@@ -159,28 +198,4 @@ def run(args: argparse.Namespace) -> int:
             f"metrics over {scope} (average_accuracy is the ACC over them): "
             + "  ".join(f"{name} {100 * value:.2f}%" for name, value in metrics.items())
         )
-    for flip in flips:
-        print(
-            f"flips {flip['from']} -> {flip['to']}: "
-            + "  ".join(f"{name.upper()} {100 * flip[name]:.2f}%" for name in ("nfr", "pfr", "nfi", "pfi"))
-        )
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "scenario": scenario.name,
-                    "seed": args.seed,
-                    "states": states,
-                    "chunk_names": list(scenario.chunk_names),
-                    "views": results,
-                    "flips": flips,
-                },
-                indent=1,
-            )
-        )
-        print(f"\nresults: {args.json}")
-    if args.heatmap is not None:
-        # the panels' ACC is the one printed above: over the chunks seen, while updates remain
-        write_heatmap(args.heatmap, {view: torch.tensor(r["matrix"]) for view, r in results.items()}, seen=k)
-        print(f"heatmap: {args.heatmap}")
-    return 0
+    return results

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from retentive.cli.update import DATA_HELP, positive_int
+from retentive.cli.arguments import add_chunk, add_threads, positive_int
 
 if TYPE_CHECKING:  # imported when a command runs (startup time)
     from torch import nn
@@ -52,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state", required=True, type=Path, metavar="DIR", help="the state folder; its replay memory is the reference"
     )
-    parser.add_argument("--data", required=True, type=Path, metavar="CHUNK", help="the new chunk: " + DATA_HELP)
+    add_chunk(parser, "the new chunk")
     parser.add_argument(
         "--detector",
         choices=("mmd", "ks", "labels"),
@@ -103,9 +103,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="TensorBoard folder; the result is logged under DIR/shift [tb_logs]",
     )
     parser.add_argument("--no-tensorboard", action="store_true", help="do not log to TensorBoard")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]"
-    )
+    add_threads(parser)
 
 
 def outputs(args: argparse.Namespace) -> list[Path]:

@@ -12,8 +12,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from retentive.cli.locations import is_local, state_location
-from retentive.cli.update import DATA_HELP, non_negative_int, override, positive_int
+from retentive.cli.arguments import (
+    add_chunk,
+    add_overrides,
+    add_state_folders,
+    add_threads,
+    non_negative_int,
+    positive_int,
+)
+from retentive.cli.locations import is_local
 
 SCHEDULERS = ("random", "bo", "asha")  # retentive.training.search.SCHEDULERS, listed without importing it
 EPILOG = """\
@@ -48,9 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--config", required=True, type=Path, metavar="CONFIG", help="the YAML update config (see configs/)"
     )
     parser.add_argument("--space", required=True, type=Path, metavar="SPACE", help="the search space YAML (see below)")
-    parser.add_argument(
-        "--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP
-    )
+    add_chunk(parser)
     parser.add_argument(
         "--val-data",
         required=True,
@@ -58,20 +63,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="VAL",
         help="validation data the winner is chosen on, same format as --data",
     )
+    add_state_folders(
+        parser,
+        input_help="the previous update's state folder or URL (s3://...)",
+        output_help="where the winner's state goes (a folder or a URL); it must not hold a state yet",
+    )
+    _add_search(parser)
+    add_overrides(parser, "fix one config value for every trial, as in retentive update (repeatable)")
+    parser.add_argument("--task-id", type=non_negative_int, default=None, metavar="N", help="the chunk's task id")
+    parser.add_argument("--seed", type=int, default=0, help="the scheduler's seed [0]")
+    add_threads(parser, "torch threads per trial [CPU cores / --workers]")
     parser.add_argument(
-        "--input-state",
-        type=state_location,
+        "--working-dir",
+        type=Path,
         default=None,
         metavar="DIR",
-        help="the previous update's state folder or URL (s3://...)",
+        help="where trials run [.retentive-tune-<name> beside --output-state]",
     )
-    parser.add_argument(
-        "--output-state",
-        required=True,
-        type=state_location,
-        metavar="DIR",
-        help="where the winner's state goes (a folder or a URL); it must not hold a state yet",
-    )
+    parser.add_argument("--keep-trials", action="store_true", help="keep every trial's folder under --working-dir")
+
+
+def _add_search(parser: argparse.ArgumentParser) -> None:
+    """How many trials, how they are chosen, and what they are judged by."""
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N", help="trials run in parallel [1]")
     parser.add_argument("--max-trials", type=positive_int, default=None, metavar="N", help="run exactly N trials")
     parser.add_argument(
@@ -82,32 +95,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--metric", default="val/accuracy", help="the logged validation metric to optimise [val/accuracy]"
     )
     parser.add_argument("--mode", choices=("max", "min"), default="max", help="maximise or minimise --metric [max]")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        type=override,
-        help="fix one config value for every trial, as in retentive update (repeatable)",
-    )
-    parser.add_argument("--task-id", type=non_negative_int, default=None, metavar="N", help="the chunk's task id")
-    parser.add_argument("--seed", type=int, default=0, help="the scheduler's seed [0]")
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="torch threads per trial [CPU cores / --workers]",
-    )
-    parser.add_argument(
-        "--working-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="where trials run [.retentive-tune-<name> beside --output-state]",
-    )
-    parser.add_argument("--keep-trials", action="store_true", help="keep every trial's folder under --working-dir")
 
 
 def outputs(args: argparse.Namespace) -> list[Path]:

@@ -15,14 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retentive.cli.locations import is_local, state_location
-
-DATA_HELP = (
-    "a chunk file (.npz, .pt or .csv) or a folder of them, concatenated in name order. "
-    ".npz/.pt: arrays 'inputs' (N, ...), 'targets' (N,) integer classes, optional 'task_ids' (N,); "
-    ".pt is read with torch.load(weights_only=True). uint8 inputs are images, scaled to [0, 1]. "
-    ".csv: a header row; column 'target' is the class, optional 'task_id', every other column a float feature"
-)
+from retentive.cli.arguments import add_chunk, add_overrides, add_state_folders, add_threads, non_negative_int
+from retentive.cli.locations import is_local
 
 EPILOG = """\
 exit codes: 0 the update finished and the new state folder is written (also when Ctrl-C arrived
@@ -49,20 +43,6 @@ example, one chunk after another:
 """
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 #: Python argument names in library messages -> the flags a user of this command types
 FLAGS = {
     "output_state_folder": "--output-state",
@@ -73,68 +53,13 @@ FLAGS = {
 }
 
 
-def override(text: str) -> str:
-    """``--set KEY=VALUE``: the shape is checked here (bad usage, exit 2); the value when the config loads."""
-    key, sep, _ = text.partition("=")
-    if not sep or not key.strip() or not all(part.strip() for part in key.split(".")):
-        raise argparse.ArgumentTypeError(
-            f"expected KEY=VALUE with a dotted KEY, e.g. optimizer.init_args.lr=0.01, got {text!r}"
-        )
-    return text
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
-    parser.add_argument(
-        "--config",
-        required=True,
-        type=Path,
-        metavar="CONFIG",
-        help="YAML config naming the updater, model, loss, optimizer, scheduler, trainer settings and "
-        "logger by class_path/init_args (see configs/)",
-    )
-    parser.add_argument(
-        "--data", required=True, type=Path, metavar="CHUNK", help="the new training chunk: " + DATA_HELP
-    )
-    parser.add_argument(
-        "--input-state",
-        type=state_location,
-        default=None,
-        metavar="DIR",
-        help="the state folder the previous update wrote (model, memory, learner state), or its URL "
-        "(s3://bucket/prefix, any fsspec filesystem); omit it for the first chunk",
-    )
-    parser.add_argument(
-        "--output-state",
-        required=True,
-        type=state_location,
-        metavar="DIR",
-        help="where this update's state folder goes, a folder or a URL (s3://bucket/prefix); it must not "
-        "exist yet (a URL: hold no state yet) and appears whole or not at all",
-    )
-    parser.add_argument(
-        "--task-id",
-        type=non_negative_int,
-        default=None,
-        metavar="N",
-        help="the chunk's task id (samples with their own task_ids keep them) [default: the number of updates done before]",
-    )
-    parser.add_argument(
-        "--val-data",
-        type=Path,
-        default=None,
-        metavar="CHUNK",
-        help="a validation chunk, same format as --data: its accuracy is logged after each epoch and printed at the end",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        dest="overrides",
-        type=override,
-        help="override one config value, by dotted key; VALUE is YAML (repeatable), "
+    _add_inputs(parser)
+    add_overrides(
+        parser,
+        "override one config value, by dotted key; VALUE is YAML (repeatable), "
         "e.g. --set optimizer.init_args.lr=0.01 --set logger.init_args.save_dir=runs",
     )
     parser.add_argument(
@@ -144,9 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads [torch's default]"
-    )
+    add_threads(parser)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -162,6 +85,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--from-scratch",
         action="store_true",
         help="start a new model although the folder of --output-state holds other state folders (see below)",
+    )
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    """What one update reads and writes: the config, the chunks, the state folders and the task id."""
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        metavar="CONFIG",
+        help="YAML config naming the updater, model, loss, optimizer, scheduler, trainer settings and "
+        "logger by class_path/init_args (see configs/)",
+    )
+    add_chunk(parser)
+    add_state_folders(
+        parser,
+        input_help="the state folder the previous update wrote (model, memory, learner state), or its URL "
+        "(s3://bucket/prefix, any fsspec filesystem); omit it for the first chunk",
+        output_help="where this update's state folder goes, a folder or a URL (s3://bucket/prefix); it must not "
+        "exist yet (a URL: hold no state yet) and appears whole or not at all",
+    )
+    parser.add_argument(
+        "--task-id",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="the chunk's task id (samples with their own task_ids keep them) [default: the number of updates done before]",
+    )
+    parser.add_argument(
+        "--val-data",
+        type=Path,
+        default=None,
+        metavar="CHUNK",
+        help="a validation chunk, same format as --data: its accuracy is logged after each epoch and printed at the end",
     )
 
 

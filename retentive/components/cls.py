@@ -19,7 +19,6 @@ model at each teacher update rather than averaged.
 
 from __future__ import annotations
 
-import copy
 import random
 
 import torch
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retentive.components.base import Component, StepContext, UpdateContext
+from retentive.components.distillation import detached_copy
 
 
 def ema_decay(step: int, weight: float) -> float:
@@ -70,18 +70,6 @@ def select_teacher_logits(plastic_logits: Tensor, stable_logits: Tensor, targets
     plastic = plastic_logits.softmax(dim=-1).gather(1, index)
     stable = stable_logits.softmax(dim=-1).gather(1, index)
     return torch.where(stable > plastic, stable_logits, plastic_logits)
-
-
-def _teacher(model: nn.Module) -> nn.Module:
-    teacher = copy.deepcopy(model)
-    for module in teacher.modules():
-        # A deep copy shares the model's hook functions (e.g. feature taps); the teacher's forward
-        # passes must not overwrite the features the learner captured from the model.
-        module._forward_hooks.clear()
-        module._forward_pre_hooks.clear()
-    for param in teacher.parameters():
-        param.requires_grad_(False)
-    return teacher
 
 
 class CLSConsistency(Component):
@@ -132,8 +120,8 @@ class CLSConsistency(Component):
         self.plastic_model_update_weight = float(plastic_model_update_weight)
         self.stable_model_update_probability = float(stable_model_update_probability)
         self.plastic_model_update_probability = float(plastic_model_update_probability)
-        self.plastic_model = _teacher(model)
-        self.stable_model = _teacher(model)
+        self.plastic_model = detached_copy(model)
+        self.stable_model = detached_copy(model)
         self.add_state("iteration", torch.tensor(0, dtype=torch.int64))
         self._cache: dict[str, _Pairs] = {}
         self._step: int | None = None  # a host copy of `iteration`: no device sync per step

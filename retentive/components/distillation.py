@@ -59,15 +59,24 @@ def nme_scores(features: Tensor, class_means: Tensor, has_mean: Tensor) -> Tenso
     return scores.masked_fill(~has_mean.to(scores.device).unsqueeze(0), float("-inf"))
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode that no optimizer or feature tap touches."""
+def detached_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (in its mode) that no optimizer or feature tap touches.
+
+    A deep copy shares the model's hook functions (e.g. feature taps); a teacher's forward passes
+    must not overwrite the features the learner captured from the model, so its hooks are dropped.
+    """
     teacher = copy.deepcopy(model)
     for module in teacher.modules():
         module._forward_hooks.clear()
         module._forward_pre_hooks.clear()
     for param in teacher.parameters():
         param.requires_grad_(False)
-    return teacher.eval()
+    return teacher
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode that no optimizer or feature tap touches."""
+    return detached_copy(model).eval()
 
 
 def chunk_classes(ctx: UpdateContext) -> Tensor:

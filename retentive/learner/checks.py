@@ -7,6 +7,8 @@ only (replayed labels are clamped meanwhile, :meth:`StepChecks.replayed_labels`)
 :meth:`StepChecks.raise_if_failed` reads them at logging steps and at the end of each epoch. A
 failure still stops the update with the step where it happened and nothing is written (the
 updater puts the model and memory back); the steps run in between are discarded with it.
+
+:func:`check_settings` refuses a Learner's bad settings when it is built, before any step.
 """
 
 from __future__ import annotations
@@ -15,6 +17,25 @@ import torch
 from torch import Tensor
 
 from retentive.errors import DataError, NonFiniteLossError
+
+SCHEDULER_INTERVALS = ("epoch", "step")
+CLIP_ALGORITHMS = (None, "norm", "value")
+
+
+def check_settings(
+    scheduler_interval: str, clip_algorithm: str | None, clip_val: float | None, ema_gamma: float
+) -> None:
+    """Refuse a scheduler interval, clipping or metadata EMA the Learner cannot run."""
+    if scheduler_interval not in SCHEDULER_INTERVALS:
+        raise ValueError(
+            f"learning_rate_scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {scheduler_interval!r}"
+        )
+    if clip_algorithm not in CLIP_ALGORITHMS:
+        raise ValueError(f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, got {clip_algorithm!r}")
+    if clip_val is not None and (isinstance(clip_val, bool) or not float(clip_val) >= 0):
+        raise ValueError(f"gradient_clip_val must be a number >= 0 or None, got {clip_val!r}")
+    if not 0.0 <= ema_gamma <= 1.0:
+        raise ValueError(f"ema_memory_update_gamma must lie in [0, 1], got {ema_gamma}")
 
 
 class StepChecks:

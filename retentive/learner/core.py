@@ -24,7 +24,7 @@ losses are logged and at each epoch's end.
 Under data parallelism every rank keeps an identical replica of the memory: the ranks exchange
 their new samples after each step (:mod:`retentive.memory.exchange`), replay disjoint shares of
 one memory draw, run component hooks under shared randomness, and check at the end of the fit
-that their replicas agree (:mod:`retentive.distributed`). See docs/ddp.md.
+that their replicas agree (:mod:`retentive.distributed`). See docs/how-to/ddp-and-gpus.md.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from torch import Tensor, nn
 from retentive.components.base import Component, StepContext, reduce_task_loss
 from retentive.data import nested
 from retentive.errors import DataError
-from retentive.learner.checks import StepChecks
+from retentive.learner.checks import StepChecks, check_settings
 from retentive.learner.host import ComponentList
 from retentive.learner.lifecycle import ChunkBatches, LifecycleMixin
-from retentive.learner.losses import mask_logits, normalized_total
+from retentive.learner.losses import mask_logits, normalized_total, weighted_terms
 from retentive.learner.metrics import EpochMetrics
 from retentive.learner.replicas import ReplicaMixin
 from retentive.learner.state import StateMixin
@@ -58,10 +58,6 @@ from retentive.models.taps import FeatureTaps
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
-
-SCHEDULER_INTERVALS = ("epoch", "step")
-CLIP_ALGORITHMS = (None, "norm", "value")
 
 
 class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.LightningModule):
@@ -127,19 +123,10 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         logged_metrics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if learning_rate_scheduler_interval not in SCHEDULER_INTERVALS:
-            raise ValueError(
-                f"learning_rate_scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {learning_rate_scheduler_interval!r}"
-            )
-        if gradient_clip_algorithm not in CLIP_ALGORITHMS:
-            raise ValueError(
-                f"gradient_clip_algorithm must be one of {CLIP_ALGORITHMS}, got {gradient_clip_algorithm!r}"
-            )
-        if gradient_clip_val is not None and (isinstance(gradient_clip_val, bool) or not float(gradient_clip_val) >= 0):
-            raise ValueError(f"gradient_clip_val must be a number >= 0 or None, got {gradient_clip_val!r}")
+        check_settings(
+            learning_rate_scheduler_interval, gradient_clip_algorithm, gradient_clip_val, ema_memory_update_gamma
+        )
         self.automatic_optimization = False  # see the module docstring
-        if not 0.0 <= ema_memory_update_gamma <= 1.0:
-            raise ValueError(f"ema_memory_update_gamma must lie in [0, 1], got {ema_memory_update_gamma}")
         if loss_weight < 0:
             raise ValueError(f"loss_weight must be >= 0, got {loss_weight}")
         for component in components:
@@ -168,6 +155,13 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.epoch_metrics = EpochMetrics(logged_metrics)
         self.memory_classes_masked = True  # Renate's mask keeps the classes in memory too
+        self.memory_keys = tuple(dict.fromkeys(k for c in components for k in c.memory_keys))
+        self._producers = {key: next(c for c in components if key in c.memory_keys) for key in self.memory_keys}
+        self.feature_layers = tuple(dict.fromkeys(layer for c in components for layer in c.feature_layers))
+        self._init_running_state()
+
+    def _init_running_state(self) -> None:
+        """What the updates fill in as they run: counters, the current task, randomness, checks, fit-time hooks."""
         self.total_steps = 0
         self.task_id: int | str = 0
         self.update_index = 0
@@ -175,9 +169,6 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         self.chunk_classes: Tensor | None = None
         #: set by the updater when the chunk's labels could not be checked before training
         self.check_labels_per_step = True
-        self.memory_keys = tuple(dict.fromkeys(k for c in components for k in c.memory_keys))
-        self._producers = {key: next(c for c in components if key in c.memory_keys) for key in self.memory_keys}
-        self.feature_layers = tuple(dict.fromkeys(layer for c in components for layer in c.feature_layers))
         self.generator = torch.Generator()
         self.rng = random.Random(0)
         self.checks = StepChecks()
@@ -341,27 +332,12 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         new_loss, ctx.new_loss_per_sample = reduce_task_loss(
             self.loss_fn(new_logits, ctx.targets), ctx.targets.shape[0]
         )
-        normalized: list[tuple[float, Tensor]] = []
-        penalties: list[Tensor] = []
-        named = ctx.losses
-        named["loss/new"] = new_loss
-        for i, component in enumerate(self.components):
-            term = component.loss(ctx)
-            if term is None:
-                continue
-            if not torch.is_tensor(term) or term.dim() != 0:
-                shape = tuple(term.shape) if torch.is_tensor(term) else type(term).__name__
-                raise ValueError(f"{type(component).__name__}.loss must return a scalar tensor or None, got {shape}")
-            weighted = component.weight * term
-            if component.normalized:
-                normalized.append((component.weight, weighted))
-            else:
-                penalties.append(weighted)
-            named[f"loss/{i}_{type(component).__name__}"] = weighted
+        ctx.losses["loss/new"] = new_loss
+        normalized, penalties = weighted_terms(self.components, ctx)
         total = normalized_total(self.loss_weight, new_loss, normalized, self.loss_normalization)
         for penalty in penalties:
             total = total + penalty
-        named["loss/total"] = total
+        ctx.losses["loss/total"] = total
         return total
 
     def after_step(self, ctx: StepContext) -> None:
@@ -380,7 +356,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         """Offer the raw new samples to memory; EMA-refresh the metadata of the samples replayed."""
         if not self.update_memory_every_step:
             return
-        if self.memory.capacity == 0:
+        if not self.memory.takes_samples:
             self.memory.seen += int(ctx.targets.shape[0])
             return
         batch = {"inputs": nested.detach(ctx.raw_inputs), "targets": ctx.raw_targets, "task_ids": ctx.task_ids}
@@ -390,7 +366,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             fresh = self.metadata(ctx.memory_outputs, ctx.memory_features)
             refresh = Refresh(ctx.memory.indices, fresh, self.ema_memory_update_gamma)
         if self._exchange is not None:  # every replica takes every rank's refresh and samples
-            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))  # type: ignore[arg-type]  # the exchange reads ReplayBuffer internals; the built-in memories are ReplayBuffers
+            self.inserted_slots.append(distributed_add(self.memory, batch, self._exchange, refresh))
             return
         if refresh is not None:
             for key, value in refresh.values.items():

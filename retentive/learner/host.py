@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         components: ComponentList
         memory: ReplayMemory
         memory_batch_size: int
+        memory_keys: tuple[str, ...]
         transforms: dict[str, tuple[Transform | None, Transform | None]]
         scheduler_interval: str
         epoch_metrics: EpochMetrics

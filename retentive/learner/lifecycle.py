@@ -58,6 +58,7 @@ class LifecycleMixin(_Host):
             _chunk=self._chunk,
             _forward=self._forward_eval,
             all_reduce_mean=self._all_reduce_mean,
+            memory_keys=self.memory_keys,
         )
 
     def _forward_eval(self, inputs: Any, task_ids: Tensor) -> Tensor:
@@ -89,7 +90,7 @@ class LifecycleMixin(_Host):
             ctx = self.update_context()
             for component in self.components:
                 component.on_update_end(ctx)
-            if self.memory.capacity > 0:  # update-end selection (herding, k-center, ...), inside the replica check
+            if self.memory.takes_samples:  # update-end selection (herding, k-center, ...), inside the replica check
                 self.memory.policy.on_update_end(ctx)
         if self._taps is not None:
             self._taps.remove()
@@ -107,7 +108,7 @@ class LifecycleMixin(_Host):
             ctx = self.update_context(epoch=self.current_epoch)
             for component in self.components:
                 component.on_train_epoch_end(ctx)
-            if self.memory.capacity > 0:  # a policy that evaluates per epoch (forgetting counts)
+            if self.memory.takes_samples:  # a policy that evaluates per epoch (forgetting counts)
                 self.memory.policy.on_train_epoch_end(ctx)
 
     def _scheduler(self) -> LRScheduler | None:

@@ -1,11 +1,15 @@
-"""Renate's loss arithmetic: the class mask and the normalised total of the weighted terms."""
+"""Renate's loss arithmetic: the class mask, the components' weighted terms and their normalised total."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from retentive.components.base import Component, StepContext
 
 
 def mask_logits(logits: Tensor, keep_classes: Tensor) -> Tensor:
@@ -34,3 +38,29 @@ def normalized_total(
         return total
     denominator = loss_weight + sum(weight for weight, _ in terms)
     return total / denominator if denominator > 0 else total
+
+
+def weighted_terms(
+    components: Iterable[Component], ctx: StepContext
+) -> tuple[list[tuple[float, Tensor]], list[Tensor]]:
+    """Each component's term times its weight, named in ``ctx.losses`` (``loss/<i>_<Class>``).
+
+    Returns the normalised terms with their weights, and the penalties (``normalized = False``)
+    that are added after the normalisation; a component whose ``loss`` returns ``None`` is absent.
+    """
+    normalized: list[tuple[float, Tensor]] = []
+    penalties: list[Tensor] = []
+    for i, component in enumerate(components):
+        term = component.loss(ctx)
+        if term is None:
+            continue
+        if not torch.is_tensor(term) or term.dim() != 0:
+            shape = tuple(term.shape) if torch.is_tensor(term) else type(term).__name__
+            raise ValueError(f"{type(component).__name__}.loss must return a scalar tensor or None, got {shape}")
+        weighted = component.weight * term
+        if component.normalized:
+            normalized.append((component.weight, weighted))
+        else:
+            penalties.append(weighted)
+        ctx.losses[f"loss/{i}_{type(component).__name__}"] = weighted
+    return normalized, penalties

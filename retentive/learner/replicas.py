@@ -3,7 +3,7 @@
 Every rank keeps an identical replica of the memory and of component state. During a fit the
 ranks exchange their new samples after each step (:mod:`retentive.memory.exchange`), component
 hooks draw from a global RNG seeded alike on every rank, and at the end every rank takes rank 0's
-buffers and checks that the replicas agree (:mod:`retentive.distributed`). See docs/ddp.md.
+buffers and checks that the replicas agree (:mod:`retentive.distributed`). See docs/how-to/ddp-and-gpus.md.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ReplicaMixin(_Host):
     def _end_distributed_fit(self, exchange: Exchange) -> None:
         """Agree on the memory's count, take rank 0's buffers, then check the replicas are equal."""
         strategy = self.trainer.strategy
-        if self.memory.capacity == 0:  # counted locally during the fit (no per-step exchange)
+        if not self.memory.takes_samples:  # counted locally during the fit (no per-step exchange)
             local = torch.tensor(self.memory.seen - self._seen_at_fit_start, dtype=torch.int64, device=self.device)
             self.memory.seen = self._seen_at_fit_start + int(strategy.reduce(local, reduce_op="sum"))
         broadcast_buffers([self.model, self.components])

@@ -1,5 +1,6 @@
-"""Replay memory: the declared interface (:mod:`~retentive.memory.protocol`), tensor storage, and
-the policies that fill it."""
+"""Replay memory: the declared interface (:mod:`~retentive.memory.protocol`), its backends (tensor
+storage: :class:`ReplayBuffer`, :class:`UnboundedBuffer`; a generator: :class:`GenerativeMemory`),
+and the policies that fill them."""
 
 from retentive.memory.buffer import CORE_KEYS, MemoryBatch, ReplayBuffer
 from retentive.memory.context import Batch, ChunkContext, UpdateContext, chunk_context
@@ -12,7 +13,7 @@ from retentive.memory.policies import (
     RingBufferPolicy,
     policy_from_name,
 )
-from retentive.memory.protocol import PolicyDefaults, ReplayMemory
+from retentive.memory.protocol import Offer, PolicyDefaults, ReplayMemory, SlotPolicy
 from retentive.memory.selection_policies import ForgettingPolicy, GradientDiversityPolicy, HerdingPolicy, KCenterPolicy
 from retentive.memory.unbounded import UnboundedBuffer
 from retentive.memory.update_end import UpdateEndPolicy, run_update_end
@@ -30,11 +31,13 @@ __all__ = [
     "InsertionPolicy",
     "KCenterPolicy",
     "MemoryBatch",
+    "Offer",
     "PolicyDefaults",
     "ReplayBuffer",
     "ReplayMemory",
     "ReservoirPolicy",
     "RingBufferPolicy",
+    "SlotPolicy",
     "UnboundedBuffer",
     "UpdateContext",
     "UpdateEndPolicy",

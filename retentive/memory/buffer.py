@@ -1,29 +1,17 @@
 """The replay memory: tensors per key, filled by an insertion policy.
 
-Storage is one tensor per key (``inputs``, ``targets``, ``task_ids``, and metadata such as
-``logits`` or ``features.layer3``), laid out on first insert from the sample shapes and kept on
-the training device. It is allocated as the memory fills: each key's tensor holds
-:attr:`ReplayBuffer.allocated` rows, grown geometrically (doubling, capped at the capacity) when a
-write needs more, each growth checked first against the device's budget
-(:mod:`retentive.memory.budget`), so ``memory_size=10**7`` costs only the rows filled.
-
-Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored as one tensor per leaf, ``inputs.input_ids`` and ``inputs.attention_mask`` (see
-:mod:`retentive.memory.layout`), and :meth:`ReplayBuffer.sample` gives them back in the structure
-they were offered in. ``add`` and ``sample`` are single vectorised scatters and gathers, and the
-whole memory saves as a handful of tensors: there is no per-sample object, file or Python loop.
-
-Floating input leaves may be stored compactly (``input_dtype``, see
-:mod:`retentive.memory.compact`; integer leaves such as token ids are stored as given); metadata
-such as logits and features are stored in the dtype they are offered in, which the Learner makes
-float32 whatever the training precision.
+:class:`ReplayBuffer` is the tensor backend of :class:`~retentive.memory.protocol.ReplayMemory`:
+its rows live in a :class:`~retentive.memory.storage.TensorStorage` (one tensor per key, grown as
+it fills, inputs compact if asked), its policy chooses the slots, and its state is the format of
+:mod:`retentive.memory.persistence`. ``add`` and ``sample`` are single vectorised scatters and
+gathers, and the whole memory saves as a handful of tensors: there is no per-sample object, file
+or Python loop. Metadata such as logits and features are stored in the dtype they are offered in,
+which the Learner makes float32 whatever the training precision.
 
 Under data parallelism every rank holds an identical replica: :mod:`retentive.memory.exchange`
 drives :meth:`ReplayBuffer.choose_slots` and :meth:`ReplayBuffer.write` with the samples of all
-ranks, and :meth:`ReplayBuffer.sample` gives each rank its own share of one draw.
-
-:class:`ReplayBuffer` is the tensor backend of :class:`~retentive.memory.protocol.ReplayMemory`;
-code outside this package reads and rewrites it only through that protocol. (Over 400 lines on
-purpose: layout, growth, the draw and the state format share the storage's invariants.)
+ranks, and :meth:`ReplayBuffer.sample` gives each rank its own share of one draw. Code outside
+this package reads and rewrites it only through the protocol.
 """
 
 from __future__ import annotations
@@ -35,13 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from retentive.data import nested
 from retentive.errors import MemoryShapeError
-from retentive.memory.budget import budget_error, check_growth, fits, grown_storage, nbytes
-from retentive.memory.compact import decode, dtype_from_name, dtype_name, encode, parse_input_dtype
-from retentive.memory.layout import INPUTS, Spec, batch_size, check_rows, flat_rows, is_input_key
+from retentive.memory.compact import decode
+from retentive.memory.layout import INPUTS, batch_size, flat_rows, is_input_key
+from retentive.memory.persistence import buffer_state, load_buffer_state
 from retentive.memory.policies import ReservoirPolicy
 from retentive.memory.protocol import InsertionPolicy, missing_policy_members
+from retentive.memory.storage import TensorStorage
 from retentive.streams import memory_seeds
 
 #: Keys every memory stores; everything else is metadata a component asked for.
@@ -76,7 +64,7 @@ class MemoryBatch:
         return int(self.indices.numel())
 
 
-class ReplayBuffer:
+class ReplayBuffer(TensorStorage):
     """A fixed-capacity sample memory.
 
     Args:
@@ -102,7 +90,7 @@ class ReplayBuffer:
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
             raise ValueError(f"memory capacity must be an int >= 0, got {capacity!r}")
-        self.capacity = capacity
+        super().__init__(capacity, input_dtype)
         chosen = ReservoirPolicy() if policy is None else policy
         if not isinstance(chosen, InsertionPolicy):
             raise TypeError(
@@ -114,134 +102,20 @@ class ReplayBuffer:
         self.insert_generator = torch.Generator()
         self.sample_generator = torch.Generator()
         self.reseed(*memory_seeds(seed, 0))
-        self.input_dtype = parse_input_dtype(input_dtype)
-        self.storage: dict[str, Tensor] = {}
-        #: the dtype each key is offered and sampled in (the storage differs for compact inputs)
-        self.dtypes: dict[str, torch.dtype] = {}
-        #: the containers of nested inputs (:func:`retentive.data.nested.structure`); ``None`` for
-        #: a plain tensor or before the first insert
-        self.input_structure: Any = None
-        self._specs: dict[str, Spec] | None = None  # see specs()
-        self._input_keys: frozenset[str] = frozenset()
-        self.size = 0
         self.seen = 0
-        self.device = torch.device("cpu")
 
     def __len__(self) -> int:
         return self.size
+
+    @property
+    def takes_samples(self) -> bool:
+        """A memory of capacity 0 is off: the Learner only counts what it would have offered."""
+        return self.capacity > 0
 
     def reseed(self, insert_seed: int, sample_seed: int) -> None:
         """Restart the insertion and the replay-draw streams (done by the updater per update)."""
         self.insert_generator.manual_seed(insert_seed)
         self.sample_generator.manual_seed(sample_seed)
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(self.storage)
-
-    def to(self, device: torch.device | str) -> ReplayBuffer:
-        """Move the storage to ``device`` (the training device); the generator stays on the CPU."""
-        self.device = torch.device(device)
-        self.storage = {k: v.to(self.device) for k, v in self.storage.items()}
-        return self
-
-    def spec(self, key: str) -> Spec | None:
-        """The per-sample shape and the offered dtype of storage key ``key``; ``None`` if not stored.
-
-        Nested inputs have one storage key per leaf (``inputs.input_ids``); see :meth:`input_spec`.
-        """
-        stored = self.storage.get(key)
-        return None if stored is None else (stored.shape[1:], self.dtypes[key])
-
-    def specs(self) -> dict[str, Spec]:
-        """Every storage key's per-sample shape and offered dtype (empty before the first insert).
-
-        Computed once per layout (the storage is (re)built only by :meth:`allocate` and
-        :meth:`load_state_dict`), since every insert checks against it; do not modify it.
-        """
-        if self._specs is None:
-            self._specs = {key: (value.shape[1:], self.dtypes[key]) for key, value in self.storage.items()}
-            self._input_keys = frozenset(key for key in self._specs if is_input_key(key))
-        return self._specs
-
-    def input_spec(self) -> dict[str, Spec] | None:
-        """``{leaf path: (per-sample shape, offered dtype)}`` of the stored inputs, ``None`` if empty.
-
-        The paths are :func:`retentive.data.nested.flatten`'s: ``""`` for a plain tensor,
-        ``"input_ids"`` for a dict's key, ``"0"`` for a tuple's first item.
-        """
-        if not self.storage:
-            return None
-        cut = len(INPUTS) + len(nested.SEPARATOR)
-        return {(key[cut:] if key != INPUTS else ""): spec for key, spec in self.specs().items() if is_input_key(key)}
-
-    def _stored_dtype(self, key: str, dtype: torch.dtype) -> torch.dtype:
-        """Compact storage applies to floating input leaves only; everything else is kept as offered."""
-        if self.input_dtype is not None and is_input_key(key) and dtype.is_floating_point:
-            return self.input_dtype
-        return dtype
-
-    def prepare(self, batch: Mapping[str, Any]) -> tuple[dict[str, Tensor], int]:
-        """``batch`` flattened to storage keys (one per input leaf) and its size, after checking
-        that it fits the storage: the same keys and input leaves, per-sample shapes and dtypes.
-
-        Raises :class:`MemoryShapeError` naming the key or leaf and what is stored; nothing is
-        changed.
-        """
-        flat = flat_rows(batch)
-        n = batch_size(flat)
-        check_rows(flat, self.specs())
-        if self.storage and INPUTS in batch:
-            offered = nested.structure(batch[INPUTS])
-            if not nested.same_layout(offered, self.input_structure):
-                raise MemoryShapeError(
-                    f"the memory holds inputs structured as {self.input_structure} but the batch's are {offered}"
-                )
-        return flat, n
-
-    def allocate(self, batch: Mapping[str, Any]) -> None:
-        """Lay the storage out from a batch's shapes and dtypes (done by the first insert).
-
-        No row is allocated yet: :meth:`write` grows the storage as slots are filled.
-        """
-        self.input_structure = nested.structure(batch[INPUTS]) if INPUTS in batch else None
-        self._specs = None
-        for key, value in flat_rows(batch).items():
-            self.dtypes[key] = value.dtype
-            self.storage[key] = torch.zeros(
-                (0, *value.shape[1:]), dtype=self._stored_dtype(key, value.dtype), device=self.device
-            )
-
-    @property
-    def allocated(self) -> int:
-        """The rows each key's storage holds now: at least :attr:`size`, at most :attr:`capacity`."""
-        return int(next(iter(self.storage.values())).shape[0]) if self.storage else 0
-
-    def check_room(self, rows: int) -> None:
-        """Raise :class:`~retentive.memory.budget.MemoryBudgetError` if storage for ``rows`` filled
-        slots (at most the capacity) would not fit the device's budget now; nothing is changed.
-
-        An updater can call it before training with ``len(memory) + len(chunk)``: the memory can hold
-        no more rows after the update than that.
-        """
-        check_growth(self.storage, min(rows, self.capacity), self.capacity, self.device)
-
-    def reserve(self, rows: int) -> None:
-        """Make room for ``rows`` filled slots: every key's storage grows on its device and dtype to
-        ``max(rows, 2 * allocated)`` rows, capped at the capacity, keeping the rows it holds.
-
-        Raises :class:`~retentive.memory.budget.MemoryBudgetError` naming the bytes needed and
-        available, the memory unchanged, when even ``rows`` rows do not fit the device's budget.
-        """
-        if rows > self.allocated and self.storage:
-            self.storage.update(grown_storage(self.storage, min(rows, self.capacity), self.capacity, self.device))
-
-    def encode(self, rows: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Flat rows (storage keys) as they are stored (compact inputs), on the memory's device."""
-        return {
-            key: encode(value.detach().to(self.device), self._stored_dtype(key, value.dtype))
-            for key, value in rows.items()
-        }
 
     def choose_slots(self, n: int, targets: Tensor | None) -> tuple[Tensor, Tensor]:
         """The policy's ``(source, slots)`` for ``n`` samples offered after the ``seen`` so far."""
@@ -249,24 +123,6 @@ class ReplayBuffer:
         return self.policy.select(
             n, self.seen, self.size, self.capacity, targets, stored_targets, self.insert_generator
         )
-
-    def write(self, rows: Mapping[str, Tensor], slots: Tensor, size: int | None = None) -> None:
-        """Store encoded ``rows`` (storage keys, see :meth:`encode`) into ``slots``, one row per slot.
-
-        ``size`` is the filled size afterwards when the caller knows it; otherwise it is read from
-        the slots (once the memory is full, never: nothing is read back from a tensor per step).
-        """
-        if not slots.numel():
-            return
-        if size is None and self.size < self.capacity:
-            size = max(self.size, int(slots.max()) + 1)
-        if size is not None:
-            self.reserve(size)
-        dst = slots.to(self.device)
-        for key, value in rows.items():
-            self.storage[key][dst] = value
-        if size is not None:
-            self.size = size
 
     def replace(self, rows: Mapping[str, Any], offered: int = 0) -> None:
         """Make ``rows`` the memory's whole content, in slots ``0..n-1``; count ``offered`` samples seen.
@@ -348,20 +204,6 @@ class ReplayBuffer:
         idx = idx.to(self.device)
         return MemoryBatch(indices=idx, data=self._gather(idx))
 
-    def _gather(self, idx: Tensor | slice) -> dict[str, Any]:
-        """The rows ``idx`` of every key, inputs decoded and rebuilt in their offered structure."""
-        data: dict[str, Any] = {}
-        leaves: dict[str, Tensor] = {}
-        self.specs()  # the input keys, once per layout
-        for key, value in self.storage.items():
-            if key in self._input_keys:
-                leaves[key] = decode(value[idx], self.dtypes[key])
-            else:
-                data[key] = value[idx]
-        if leaves:
-            data[INPUTS] = nested.unflatten(leaves, self.input_structure, INPUTS)
-        return data
-
     def gather(self, indices: Tensor) -> MemoryBatch:
         """The samples in slots ``indices``, inputs decoded (in their offered structure)."""
         idx = indices.to(self.device)
@@ -399,85 +241,10 @@ class ReplayBuffer:
             return torch.zeros(num_classes or 0, dtype=torch.int64)
         return torch.bincount(self.storage["targets"][: self.size].long().cpu(), minlength=num_classes or 0)
 
-    def nbytes(self) -> int:
-        return sum(v.numel() * v.element_size() for v in self.storage.values())
-
     def state_dict(self) -> dict[str, object]:
-        """Tensors and plain values only: only the filled rows, contiguous, on the CPU.
-
-        ``dtypes`` names the dtype each key was offered in; it differs from the stored tensor's
-        only for compact inputs, which a buffer with another ``input_dtype`` converts on load.
-        Nested inputs add ``input_structure`` (plain dicts, lists and ``None``, see
-        :func:`retentive.data.nested.structure`) beside their per-leaf storage keys; plain-tensor
-        inputs are stored exactly as before nested inputs existed (the one key ``inputs``).
-        """
-        state: dict[str, object] = {
-            "capacity": self.capacity,
-            "policy": self.policy.name,
-            "size": self.size,
-            "seen": self.seen,
-            "generators": {"insert": self.insert_generator.get_state(), "sample": self.sample_generator.get_state()},
-            "storage": {k: v[: self.size].detach().cpu().contiguous().clone() for k, v in self.storage.items()},
-            "dtypes": {k: dtype_name(v) for k, v in self.dtypes.items()},
-        }
-        policy_state = self.policy.state_dict()
-        if policy_state:  # a stateless policy saves none (as before policies declared state_dict)
-            state["policy_state"] = policy_state
-        if self.input_structure is not None:
-            state["input_structure"] = self.input_structure
-        return state
+        """Tensors and plain values only (:func:`retentive.memory.persistence.buffer_state`)."""
+        return buffer_state(self)
 
     def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore a :meth:`state_dict`: only the saved rows are allocated (the storage grows as it
-        fills again), after checking they fit the device's budget."""
-        capacity = int(state["capacity"])  # type: ignore[call-overload]
-        if capacity != self.capacity:
-            raise MemoryShapeError(
-                f"the saved memory has capacity {capacity} but this updater was built with memory_size={self.capacity}"
-            )
-        size = int(state["size"])  # type: ignore[call-overload]
-        if not 0 <= size <= capacity:
-            raise MemoryShapeError(f"the saved memory holds {size} samples, outside [0, its capacity {capacity}]")
-        storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
-        needed = sum(nbytes(rows) for rows in storage.values())
-        ok, available = fits(needed, self.device)
-        if not ok:
-            raise budget_error(needed, available, self.device, f"the {size:,} saved samples")
-        self.size = size
-        self.seen = int(state["seen"])  # type: ignore[call-overload]
-        generators = state.get("generators")
-        if generators is None:  # written before the streams were split: one generator served both
-            generators = {"insert": state["generator"], "sample": state["generator"]}
-        self.insert_generator.set_state(generators["insert"])  # type: ignore[index]
-        self.sample_generator.set_state(generators["sample"])  # type: ignore[index]
-        self.policy.load_state_dict(state.get("policy_state") or {})  # type: ignore[arg-type]  # absent: fresh
-        # folders written before compact inputs existed store every key as offered
-        offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]
-        structure = state.get("input_structure")
-        _check_saved_inputs(list(storage), structure)
-        self.storage = {}
-        self.dtypes = {}
-        self._specs = None
-        self.input_structure = structure
-        for key, rows in storage.items():
-            if rows.shape[0] != self.size:
-                raise MemoryShapeError(f"saved memory key {key!r} has {rows.shape[0]} rows, expected {self.size}")
-            dtype = dtype_from_name(offered[key])
-            if is_input_key(key):  # the saved encoding may differ from this buffer's input_dtype
-                rows = encode(decode(rows, dtype), self._stored_dtype(key, dtype))
-            self.dtypes[key] = dtype
-            held = torch.empty((self.size, *rows.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
-            self.storage[key] = held.copy_(rows)  # a copy: never an alias of the saved tensors
-
-
-def _check_saved_inputs(keys: list[str], structure: Any) -> None:
-    """The saved input leaves must be exactly those the saved structure names."""
-    saved = sorted(k for k in keys if is_input_key(k))
-    if not saved:
-        return
-    try:
-        expected = sorted(nested.paths(structure, INPUTS))
-    except ValueError as error:
-        raise MemoryShapeError(f"the saved memory's input structure is not valid: {error}") from None
-    if saved != expected:
-        raise MemoryShapeError(f"the saved memory stores the input leaves {saved} but its structure names {expected}")
+        """Restore a :meth:`state_dict` (:func:`retentive.memory.persistence.load_buffer_state`)."""
+        load_buffer_state(self, state)

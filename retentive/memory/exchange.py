@@ -45,6 +45,7 @@ from torch import Tensor
 
 from retentive.errors import MemoryShapeError
 from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.protocol import ReplayMemory
 
 Gather = Callable[[Tensor], Tensor]
 
@@ -138,16 +139,46 @@ def _owners(source: Tensor, offsets: Tensor) -> Tensor:
 
 
 def distributed_add(
-    memory: ReplayBuffer, batch: Mapping[str, Any], exchange: Exchange, refresh: Refresh | None = None
+    memory: ReplayMemory, batch: Mapping[str, Any], exchange: Exchange, refresh: Refresh | None = None
 ) -> Tensor:
     """Offer every rank's ``batch`` to every replica (and apply every rank's ``refresh`` first).
 
     ``batch["inputs"]`` may be nested (a dict/tuple/list of tensors), as for
     :meth:`ReplayBuffer.add`. Every rank must call this at the same step. Returns the slots
-    written, the same on all ranks.
+    written, the same on all ranks. Only a sample memory (a :class:`ReplayBuffer`) has replicas
+    that can agree sample by sample; another memory is refused on every rank, before any exchange.
     """
-    # A batch that does not fit is refused on every rank together: a rank raising alone would
-    # leave the others waiting in the next all-gather.
+    if not isinstance(memory, ReplayBuffer):
+        raise TypeError(
+            f"{type(memory).__name__} cannot keep identical replicas under data parallelism (only a sample memory "
+            "exchanges its rows); train it in one process"
+        )
+    flat, counts, refresh_counts = _agree(memory, batch, exchange, refresh)
+    if memory.capacity == 0:
+        memory.seen += sum(counts)
+        return torch.empty(0, dtype=torch.int64)
+    if refresh is not None and any(refresh_counts):
+        _apply_refreshes(memory, refresh, refresh_counts, exchange)
+    union_targets = None
+    if memory.policy.uses_targets:
+        local = {"targets": flat["targets"].detach().to(torch.int64)}
+        union_targets = torch.cat([rows["targets"] for rows in _gather_rows(local, counts, exchange)]).cpu()
+    total = sum(counts)
+    source, slots = memory.choose_slots(total, union_targets)
+    if slots.numel():
+        _write_union(memory, flat, counts, source, slots, exchange)
+    memory.seen += total
+    return slots
+
+
+def _agree(
+    memory: ReplayBuffer, batch: Mapping[str, Any], exchange: Exchange, refresh: Refresh | None
+) -> tuple[dict[str, Tensor], list[int], list[int]]:
+    """Step 1: the headers. Returns this rank's flat rows, every rank's batch and refresh counts.
+
+    A batch that does not fit is refused on every rank together: a rank raising alone would
+    leave the others waiting in the next all-gather.
+    """
     problem: MemoryShapeError | None = None
     try:
         flat, n = memory.prepare(batch)
@@ -172,37 +203,28 @@ def distributed_add(
             f"the ranks' memories store rows of different sizes or layouts ({widths} bytes per rank, layout checksums "
             f"{layouts}); every rank must offer the same keys, input leaves, shapes and dtypes"
         )
-    if memory.capacity == 0:
-        memory.seen += sum(counts)
-        return torch.empty(0, dtype=torch.int64)
+    return flat, counts, refresh_counts
 
-    if refresh is not None and any(refresh_counts):
-        _apply_refreshes(memory, refresh, refresh_counts, exchange)
 
-    union_targets = None
-    if memory.policy.uses_targets:
-        local = {"targets": flat["targets"].detach().to(torch.int64)}
-        union_targets = torch.cat([rows["targets"] for rows in _gather_rows(local, counts, exchange)]).cpu()
-    total = sum(counts)
-    source, slots = memory.choose_slots(total, union_targets)
-    if slots.numel():
-        offsets = torch.tensor([0, *counts], dtype=torch.int64).cumsum(0)
-        owners = _owners(source, offsets)
-        per_rank = torch.bincount(owners, minlength=exchange.world_size).tolist()
-        mine = source[owners == exchange.rank] - offsets[exchange.rank]
-        local_rows = memory.encode({key: value.detach()[mine.to(value.device)] for key, value in flat.items()})
-        everyone = _gather_rows(local_rows, per_rank, exchange)
-        # union row i came from rank owners[i] and is that rank's position-th accepted row
-        position = torch.empty_like(source)
-        for r in range(exchange.world_size):
-            where = (owners == r).nonzero().squeeze(1)
-            position[where] = torch.arange(where.numel())
-        stacked = {key: torch.cat([rows[key] for rows in everyone]) for key in local_rows}
-        start = torch.tensor([0, *per_rank], dtype=torch.int64).cumsum(0)
-        order = (start[owners] + position).to(memory.device)
-        memory.write({key: value.to(memory.device)[order] for key, value in stacked.items()}, slots)
-    memory.seen += total
-    return slots
+def _write_union(
+    memory: ReplayBuffer, flat: dict[str, Tensor], counts: list[int], source: Tensor, slots: Tensor, exchange: Exchange
+) -> None:
+    """Step 4: gather the accepted rows (each rank sends its own) and write them to ``slots``."""
+    offsets = torch.tensor([0, *counts], dtype=torch.int64).cumsum(0)
+    owners = _owners(source, offsets)
+    per_rank = torch.bincount(owners, minlength=exchange.world_size).tolist()
+    mine = source[owners == exchange.rank] - offsets[exchange.rank]
+    local_rows = memory.encode({key: value.detach()[mine.to(value.device)] for key, value in flat.items()})
+    everyone = _gather_rows(local_rows, per_rank, exchange)
+    # union row i came from rank owners[i] and is that rank's position-th accepted row
+    position = torch.empty_like(source)
+    for r in range(exchange.world_size):
+        where = (owners == r).nonzero().squeeze(1)
+        position[where] = torch.arange(where.numel())
+    stacked = {key: torch.cat([rows[key] for rows in everyone]) for key in local_rows}
+    start = torch.tensor([0, *per_rank], dtype=torch.int64).cumsum(0)
+    order = (start[owners] + position).to(memory.device)
+    memory.write({key: value.to(memory.device)[order] for key, value in stacked.items()}, slots)
 
 
 def _apply_refreshes(memory: ReplayBuffer, refresh: Refresh, counts: list[int], exchange: Exchange) -> None:

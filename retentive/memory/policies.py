@@ -13,7 +13,7 @@ from collections import deque
 import torch
 from torch import Tensor
 
-from retentive.memory.protocol import InsertionPolicy, PolicyDefaults
+from retentive.memory.protocol import InsertionPolicy, Offer, PolicyDefaults, SlotPolicy
 
 __all__ = [
     "ClassBalancedReservoirPolicy",
@@ -41,7 +41,7 @@ def _keep_last_per_slot(source: Tensor, slots: Tensor, n: int | None = None) -> 
     return source[last], slots[last]
 
 
-class ReservoirPolicy(PolicyDefaults):
+class ReservoirPolicy(SlotPolicy):
     """Reservoir sampling (Vitter's algorithm R): every sample seen is kept with equal probability.
 
     Sample number ``t`` (0-based, counted over everything ever offered) fills slot ``t`` while the
@@ -56,16 +56,8 @@ class ReservoirPolicy(PolicyDefaults):
     #: slots ``size..capacity-1`` are filled before any is replaced
     fills_free_slots_first = True
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        n, seen, capacity, generator = offer.n, offer.seen, offer.capacity, offer.generator
         position = torch.arange(seen, seen + n, dtype=torch.int64)
         filling = position < capacity
         draws = (torch.rand(n, generator=generator, dtype=torch.float64) * (position + 1)).long()
@@ -75,7 +67,7 @@ class ReservoirPolicy(PolicyDefaults):
         return _keep_last_per_slot(source, slots[accepted], n)
 
 
-class GreedyClassBalancedPolicy(PolicyDefaults):
+class GreedyClassBalancedPolicy(SlotPolicy):
     """GDumb's greedy class-balancing sampler (Prabhu et al., ECCV 2020).
 
     While the memory has free slots every sample is kept. Once it is full, a sample of class ``y``
@@ -93,16 +85,9 @@ class GreedyClassBalancedPolicy(PolicyDefaults):
     name = "greedy_class_balanced"
     fills_free_slots_first = True
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        n, size, capacity, generator = offer.n, offer.size, offer.capacity, offer.generator
+        targets, stored_targets = offer.targets, offer.stored_targets
         if targets is None:
             raise ValueError("the greedy class-balanced policy needs the targets of the incoming samples")
         fill = max(0, min(capacity - size, n))
@@ -148,7 +133,29 @@ def _check_room(capacity: int, num_classes: int, policy: str) -> None:
         )
 
 
-class ClassBalancedReservoirPolicy(PolicyDefaults):
+class _ClassSharePolicy(SlotPolicy):
+    """An online policy that shares the memory between classes: it may be told the number of
+    classes, and then refuses a memory with fewer slots up front."""
+
+    #: the policy's name in messages
+    label = "class-share"
+    #: it fills free slots first, so the buffer knows its size without reading the slots
+    fills_free_slots_first = True
+
+    def __init__(self, num_classes: int | None = None) -> None:
+        if num_classes is not None and (
+            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+        ):
+            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
+        self.num_classes = num_classes
+
+    def check(self, capacity: int, model: object = None) -> None:
+        """Refuse a memory smaller than the number of classes (before anything is trained)."""
+        if self.num_classes is not None:
+            _check_room(capacity, self.num_classes, self.label)
+
+
+class ClassBalancedReservoirPolicy(_ClassSharePolicy):
     """Class-balancing reservoir sampling (CBRS; Chrysakis & Moens, ICML 2020, Algorithm 1).
 
     Every class gets an equal share of the memory, rebalanced as classes appear, and within its
@@ -176,22 +183,12 @@ class ClassBalancedReservoirPolicy(PolicyDefaults):
     """
 
     name = "class_balanced_reservoir"
-    #: it fills free slots first, so the buffer knows its size without reading the slots
-    fills_free_slots_first = True
+    label = "class-balanced reservoir"
 
     def __init__(self, num_classes: int | None = None) -> None:
-        if num_classes is not None and (
-            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-        ):
-            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         self.seen_per_class = torch.zeros(0, dtype=torch.int64)
         self.full = torch.zeros(0, dtype=torch.bool)
-
-    def check(self, capacity: int, model: object = None) -> None:
-        """Refuse a memory smaller than the number of classes (before anything is trained)."""
-        if self.num_classes is not None:
-            _check_room(capacity, self.num_classes, "class-balanced reservoir")
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"seen_per_class": self.seen_per_class.clone(), "full": self.full.clone()}
@@ -202,17 +199,10 @@ class ClassBalancedReservoirPolicy(PolicyDefaults):
         )
         self.full = state.get("full", torch.zeros(0, dtype=torch.bool)).to("cpu", torch.bool).clone()
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
-        labels = _check_labels(targets, "class-balanced reservoir")
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        n, size, capacity, generator = offer.n, offer.size, offer.capacity, offer.generator
+        targets, stored_targets = offer.targets, offer.stored_targets
+        labels = _check_labels(targets, self.label)
         stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
         classes = max([len(self.seen_per_class) - 1, *labels, *stored]) + 1 if (labels or stored) else 0
         seen_c = self.seen_per_class.tolist() + [0] * (classes - len(self.seen_per_class))
@@ -232,7 +222,7 @@ class ClassBalancedReservoirPolicy(PolicyDefaults):
                 slot = size
                 size += 1
             else:
-                _check_room(capacity, len(by_class), "class-balanced reservoir")
+                _check_room(capacity, len(by_class), self.label)
                 largest = max(len(v) for v in by_class.values())
                 candidates = [c for c, v in by_class.items() if len(v) == largest]
                 for c in candidates:
@@ -254,7 +244,7 @@ class ClassBalancedReservoirPolicy(PolicyDefaults):
         return _keep_last_per_slot(torch.tensor(source, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64))
 
 
-class RingBufferPolicy(PolicyDefaults):
+class RingBufferPolicy(_ClassSharePolicy):
     """A FIFO per class (the ring buffer of Chaudhry et al., "On Tiny Episodic Memories in
     Continual Learning", 2019), with the per-class share rebalanced as classes appear.
 
@@ -275,21 +265,12 @@ class RingBufferPolicy(PolicyDefaults):
     """
 
     name = "ring_buffer"
-    #: it fills free slots first, so the buffer knows its size without reading the slots
-    fills_free_slots_first = True
+    label = "ring-buffer"
 
     def __init__(self, num_classes: int | None = None) -> None:
-        if num_classes is not None and (
-            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-        ):
-            raise ValueError(f"num_classes must be an int >= 1 or None, got {num_classes!r}")
-        self.num_classes = num_classes
+        super().__init__(num_classes)
         #: arrival position (stream index) of the sample in each slot; -1 where empty
         self.arrival = torch.zeros(0, dtype=torch.int64)
-
-    def check(self, capacity: int, model: object = None) -> None:
-        if self.num_classes is not None:
-            _check_room(capacity, self.num_classes, "ring-buffer")
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"arrival": self.arrival.clone()}
@@ -297,17 +278,10 @@ class RingBufferPolicy(PolicyDefaults):
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.arrival = state.get("arrival", torch.zeros(0, dtype=torch.int64)).to("cpu", torch.int64).clone()
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
-        labels = _check_labels(targets, "ring-buffer")
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        seen, size, capacity = offer.seen, offer.size, offer.capacity
+        targets, stored_targets = offer.targets, offer.stored_targets
+        labels = _check_labels(targets, self.label)
         stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
         arrival = self.arrival
         if arrival.numel() != capacity:  # first use, or a memory filled by another policy: slot order
@@ -328,7 +302,7 @@ class RingBufferPolicy(PolicyDefaults):
                 slot = size
                 size += 1
             else:
-                _check_room(capacity, len(queues), "ring-buffer")
+                _check_room(capacity, len(queues), self.label)
                 largest = max(len(q) for q in queues.values())
                 if len(own) >= largest - 1:  # moving a slot over would not balance anything
                     slot = own.popleft()

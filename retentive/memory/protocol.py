@@ -2,8 +2,14 @@
 
 Everything outside :mod:`retentive.memory` uses a memory only through :class:`ReplayMemory`
 (the components, the Learner, the updaters, the state code), so that another backend (a
-memory-mapped one, say) is a class with these members, nothing more. :class:`ReplayBuffer` and
-:class:`UnboundedBuffer` satisfy it (``tests/test_memory_protocol.py``).
+memory-mapped one, say) is a class with these members, nothing more. :class:`ReplayBuffer`,
+:class:`UnboundedBuffer` and :class:`GenerativeMemory` satisfy it
+(``tests/unit/test_memory_protocol.py``).
+
+A generative memory stores no row yet replays any number of samples and learns from every batch
+offered. So the protocol does not read "is the memory on" from the capacity: ``capacity`` and
+``len`` count stored rows, :attr:`ReplayMemory.takes_samples` says whether batches are offered
+at all, and :meth:`ReplayMemory.sample` may give more than ``len`` samples.
 
 An :class:`InsertionPolicy` declares every member a memory or a Learner reads from it;
 :class:`PolicyDefaults` gives each optional one its documented default, so a policy writes only
@@ -14,7 +20,7 @@ probing for it at every use.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +112,39 @@ class PolicyDefaults:
         """Nothing at update end."""
 
 
+class Offer(NamedTuple):
+    """The arguments of :meth:`InsertionPolicy.select`, as one value."""
+
+    n: int
+    seen: int
+    size: int
+    capacity: int
+    targets: Tensor | None
+    stored_targets: Tensor | None
+    generator: torch.Generator
+
+
+class SlotPolicy(PolicyDefaults):
+    """:class:`PolicyDefaults` with :meth:`select` written once: a subclass writes :meth:`place`,
+    which receives the arguments as one :class:`Offer` (every built-in policy is one)."""
+
+    def select(
+        self,
+        n: int,
+        seen: int,
+        size: int,
+        capacity: int,
+        targets: Tensor | None,
+        stored_targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        return self.place(Offer(n, seen, size, capacity, targets, stored_targets, generator))
+
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        """``(source, slots)`` for the offer, as :meth:`InsertionPolicy.select` returns them."""
+        raise NotImplementedError
+
+
 def missing_policy_members(policy: object) -> list[str]:
     """The :class:`InsertionPolicy` members ``policy`` lacks (empty: it satisfies the protocol)."""
     members = (
@@ -134,7 +173,7 @@ class ReplayMemory(Protocol):
     tensors and plain values only, and one format serves every backend.
     """
 
-    #: the most samples kept (0: the memory is off)
+    #: the most rows stored
     capacity: int
     #: samples ever offered (kept or not); the Learner counts them itself while the memory is off
     seen: int
@@ -145,7 +184,15 @@ class ReplayMemory(Protocol):
     #: the insertion stream: draws a rewrite makes with it are the same on every replica
     insert_generator: torch.Generator
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The rows stored (readable with :meth:`rows`, :meth:`gather` and :meth:`decoded`)."""
+        ...
+
+    @property
+    def takes_samples(self) -> bool:
+        """Whether the Learner offers batches to :meth:`add` and runs the policy's hooks; ``False``
+        (a sample memory of capacity 0): it only counts the samples in :attr:`seen`."""
+        ...
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -168,7 +215,9 @@ class ReplayMemory(Protocol):
         """Offer a batch; return the slots written."""
         ...
 
-    def sample(self, n: int, rank: int = 0, world_size: int = 1) -> MemoryBatch | None: ...
+    def sample(self, n: int, rank: int = 0, world_size: int = 1) -> MemoryBatch | None:
+        """Up to ``n`` samples to replay (``rank``'s share of one draw), ``None`` when there is none."""
+        ...
 
     def gather(self, indices: Tensor) -> MemoryBatch: ...
 

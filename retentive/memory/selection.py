@@ -51,6 +51,20 @@ def class_quotas(available: Tensor, capacity: int) -> Tensor:
     return quotas
 
 
+def _padded_by_class(x: Tensor, labels: Tensor, counts: Tensor, n_max: int) -> tuple[Tensor, Tensor]:
+    """``x``'s rows grouped by class into ``(classes, n_max, d)`` (zero-padded), and the row index
+    of each entry (``-1`` for padding)."""
+    classes = len(counts)
+    order = torch.argsort(labels, stable=True)  # order[start_c : start_c + count_c]: class c's rows
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(labels), device=labels.device) - start.to(labels.device)[labels[order]]
+    padded = x.new_zeros(classes, n_max, x.shape[1])
+    padded[labels[order], rank] = x[order]
+    index = torch.full((classes, n_max), -1, dtype=torch.int64, device=x.device)
+    index[labels[order], rank] = order
+    return padded, index
+
+
 def herding(features: Tensor, labels: Tensor, quotas: Tensor, normalize: bool = True) -> Tensor:
     """iCaRL herding, per class: the rows whose running mean stays closest to the class mean.
 
@@ -84,14 +98,7 @@ def herding(features: Tensor, labels: Tensor, quotas: Tensor, normalize: bool = 
     classes, n_max = len(quotas), int(counts.max()) if counts.numel() else 0
     if int(quotas.sum()) == 0:
         return torch.zeros(0, dtype=torch.int64, device=features.device)
-    # rows grouped by class: order[start_c : start_c + count_c] are class c's rows
-    order = torch.argsort(labels, stable=True)
-    start = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(labels), device=labels.device) - start.to(labels.device)[labels[order]]
-    padded = x.new_zeros(classes, n_max, x.shape[1])
-    padded[labels[order], rank] = x[order]
-    index = torch.full((classes, n_max), -1, dtype=torch.int64, device=x.device)
-    index[labels[order], rank] = order
+    padded, index = _padded_by_class(x, labels, counts, n_max)
     valid = index >= 0
     # the plain mean of the (normalised) features, as in iCaRL's ConstructExemplarSet (only its
     # nearest-mean classifier renormalises the means)

@@ -14,24 +14,16 @@ import torch
 from torch import Tensor
 
 from retentive.memory.buffer import ReplayBuffer
-from retentive.memory.protocol import PolicyDefaults
+from retentive.memory.protocol import Offer, SlotPolicy
 
 
-class AppendPolicy(PolicyDefaults):
+class AppendPolicy(SlotPolicy):
     """Write incoming samples to the slots after the last filled one (the buffer makes room first)."""
 
     name = "append"
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        n, size, capacity = offer.n, offer.size, offer.capacity
         if size + n > capacity:
             raise ValueError(f"append needs {size + n} slots but the memory has {capacity}")
         return torch.arange(n, dtype=torch.int64), torch.arange(size, size + n, dtype=torch.int64)
@@ -46,6 +38,11 @@ class UnboundedBuffer(ReplayBuffer):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__(0, policy=AppendPolicy(), seed=seed)
+
+    @property
+    def takes_samples(self) -> bool:
+        """Always: the capacity grows with what is offered."""
+        return True
 
     def _reserve(self, needed: int) -> None:
         """Raise the capacity (doubling) to hold ``needed`` samples; the storage itself grows as it

@@ -32,7 +32,7 @@ from retentive.data import nested
 from retentive.memory.buffer import CORE_KEYS
 from retentive.memory.context import ChunkContext, UpdateContext, chunk_context
 from retentive.memory.layout import is_input_key
-from retentive.memory.protocol import PolicyDefaults, ReplayMemory
+from retentive.memory.protocol import Offer, ReplayMemory, SlotPolicy
 from retentive.models.modes import evaluating
 from retentive.models.taps import FeatureTap
 
@@ -210,7 +210,7 @@ def rewrite_memory(ctx: UpdateContext, chosen: Tensor, memory_rows: int, batch_s
 
 
 # ------------------------------------------------------------------------------------ policies
-class UpdateEndPolicy(PolicyDefaults):
+class UpdateEndPolicy(SlotPolicy):
     """Base of the update-end policies: nothing is kept online; :meth:`choose` picks at update end.
 
     Subclasses implement ``choose(ctx) -> (chosen union rows, memory rows)`` and may declare state
@@ -229,17 +229,8 @@ class UpdateEndPolicy(PolicyDefaults):
     #: set by :meth:`attach` once an updater promises to call :meth:`on_update_end`
     _attached = False
 
-    def select(
-        self,
-        n: int,
-        seen: int,
-        size: int,
-        capacity: int,
-        targets: Tensor | None,
-        stored_targets: Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
-        if not self._attached and capacity > 0:
+    def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
+        if not self._attached and offer.capacity > 0:
             raise RuntimeError(
                 f"{type(self).__name__} chooses the memory at the end of an update, but nothing calls its "
                 "on_update_end: the memory would stay empty. Use it through a ModelUpdater (memory_policy=...), "

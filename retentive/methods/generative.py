@@ -1,14 +1,11 @@
 """Deep generative replay: a VAE learned beside the classifier replays samples; none is kept."""
 
-from retentive.methods.registry import MethodSpec, register
+from retentive.methods.registry import family
 
-register(
-    MethodSpec(
-        "generative-replay",
-        "retentive.updaters.generative.GenerativeReplayModelUpdater",
-        "a VAE generator learned next to the classifier replays samples; no real sample is kept",
-        configs=("generative_replay",),
-        exports=("retentive.memory.generative.VariationalAutoencoder",),
-        memory_policy=None,
-    )
+family("retentive.updaters.generative")(
+    "generative-replay",
+    "GenerativeReplayModelUpdater",
+    "a VAE generator learned next to the classifier replays samples; no real sample is kept",
+    exports=("retentive.memory.generative.VariationalAutoencoder",),
+    memory_policy=None,
 )

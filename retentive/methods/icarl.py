@@ -1,18 +1,13 @@
 """iCaRL: herding exemplars, distillation and the nearest-mean-of-exemplars classifier."""
 
-from retentive.methods.registry import MethodSpec, register
+from retentive.methods.registry import family
 
-_COMPONENTS = "retentive.components"
-
-register(
-    MethodSpec(
-        "icarl",
-        "retentive.updaters.icarl.ICaRLModelUpdater",
-        "herding exemplars, distillation, and the nearest-mean-of-exemplars classifier",
-        renate_name="Avalanche-iCaRL",
-        configs=("icarl",),
-        components=(f"{_COMPONENTS}.ICaRL", f"{_COMPONENTS}.NearestMeanOfExemplars", f"{_COMPONENTS}.icarl_classifier"),
-        memory_policy="herding",
-        memory_insertion="update_end",
-    )
+family("retentive.updaters.icarl")(
+    "icarl",
+    "ICaRLModelUpdater",
+    "herding exemplars, distillation, and the nearest-mean-of-exemplars classifier",
+    renate_name="Avalanche-iCaRL",
+    components=("ICaRL", "NearestMeanOfExemplars", "icarl_classifier"),
+    memory_policy="herding",
+    memory_insertion="update_end",
 )

@@ -1,22 +1,16 @@
 """Meta-learning replay: MER (Reptile across memory draws) and online meta-learning (MAML + ER)."""
 
-from retentive.methods.registry import MethodSpec, register
+from retentive.methods.registry import family
 
-_UPDATERS = "retentive.updaters.meta"
+method = family("retentive.updaters.meta")
 
-register(
-    MethodSpec(
-        "mer",
-        f"{_UPDATERS}.MetaExperienceReplayModelUpdater",
-        "experience replay whose every step is a Reptile meta-update across memory draws",
-        configs=("mer",),
-    )
+method(
+    "mer",
+    "MetaExperienceReplayModelUpdater",
+    "experience replay whose every step is a Reptile meta-update across memory draws",
 )
-register(
-    MethodSpec(
-        "online-meta-learning",
-        f"{_UPDATERS}.OnlineMetaLearningModelUpdater",
-        "MAML's inner loop on each current batch, then an outer ER update",
-        configs=("online_meta_learning",),
-    )
+method(
+    "online-meta-learning",
+    "OnlineMetaLearningModelUpdater",
+    "MAML's inner loop on each current batch, then an outer ER update",
 )

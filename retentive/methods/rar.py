@@ -1,13 +1,10 @@
 """Retrospective adversarial replay: replayed samples mixed up and perturbed toward other classes."""
 
-from retentive.methods.registry import MethodSpec, register
+from retentive.methods.registry import family
 
-register(
-    MethodSpec(
-        "rar",
-        "retentive.updaters.rar.RetrospectiveAdversarialReplayModelUpdater",
-        "ER whose replayed samples are mixed up and adversarially perturbed toward the nearest other class",
-        configs=("rar",),
-        components=("retentive.components.AdversarialReplay", "retentive.components.MixupReplay"),
-    )
+family("retentive.updaters.rar")(
+    "rar",
+    "RetrospectiveAdversarialReplayModelUpdater",
+    "ER whose replayed samples are mixed up and adversarially perturbed toward the nearest other class",
+    components=("AdversarialReplay", "MixupReplay"),
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 ENTRY_POINT_GROUP = "retentive.methods"
@@ -188,6 +188,25 @@ def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     _SPECS[spec.name] = spec
     _NAMES.update(dict.fromkeys(spec.names, spec.name))
     return spec
+
+
+def family(module: str, **defaults: Any) -> Callable[..., MethodSpec]:
+    """The registering function of one family module, so that its specs read as a table.
+
+    ``method(name, class_name, summary, **fields)`` registers
+    ``MethodSpec(name, f"{module}.{class_name}", summary, **fields)`` with the family's
+    ``defaults`` under ``fields``. ``configs`` defaults to the name's config stem (``pod-er`` ->
+    ``pod_er``), and a component given by its bare name is one of :mod:`retentive.components`.
+    """
+
+    def method(name: str, class_name: str, summary: str, **fields: Any) -> MethodSpec:
+        fields = {**defaults, **fields}
+        fields.setdefault("configs", (name.replace("-", "_"),))
+        components = fields.get("components", ())
+        fields["components"] = tuple(c if "." in c else f"retentive.components.{c}" for c in components)
+        return register(MethodSpec(name, f"{module}.{class_name}", summary, **fields))
+
+    return method
 
 
 def unregister(name: str) -> MethodSpec:

@@ -1,14 +1,11 @@
 """Repeated distillation: an expert per chunk, distilled with the previous model over the memory."""
 
-from retentive.methods.registry import MethodSpec, register
+from retentive.methods.registry import family
 
-register(
-    MethodSpec(
-        "repeated-distillation",
-        "retentive.updaters.repeated_distillation.RepeatedDistillationModelUpdater",
-        "train an expert on the chunk, then distil it and the previous model into a fresh model over the memory",
-        renate_name="RD",
-        configs=("repeated_distillation",),
-        memory_insertion="update_end",
-    )
+family("retentive.updaters.repeated_distillation")(
+    "repeated-distillation",
+    "RepeatedDistillationModelUpdater",
+    "train an expert on the chunk, then distil it and the previous model into a fresh model over the memory",
+    renate_name="RD",
+    memory_insertion="update_end",
 )

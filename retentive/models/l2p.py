@@ -19,7 +19,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from retentive.models.vit import VisionTransformer
+from retentive.models.vit import VisionTransformer, check_positive
 
 PROMPT_FEATURES = ("cls", "mean")
 POOLERS = ("prompt_mean", "cls", "mean")
@@ -102,13 +102,7 @@ class LearningToPromptTransformer(nn.Module):
             )
         if patch_pooler not in POOLERS:
             raise ValueError(f"patch_pooler must be one of {POOLERS}, got {patch_pooler!r}")
-        for name, value in (
-            ("pool_size", pool_size),
-            ("pool_selection_size", pool_selection_size),
-            ("prompt_size", prompt_size),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive(pool_size=pool_size, pool_selection_size=pool_selection_size, prompt_size=prompt_size)
         if pool_selection_size > pool_size:
             raise ValueError(f"pool_selection_size {pool_selection_size} exceeds pool_size {pool_size}")
         self.transformer = VisionTransformer(

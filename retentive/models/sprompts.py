@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from retentive.models.kmeans import kmeans
-from retentive.models.vit import VisionTransformer
+from retentive.models.vit import VisionTransformer, check_positive
 
 
 def nearest_task(features: Tensor, centers: Tensor, center_tasks: Tensor) -> Tensor:
@@ -66,9 +66,7 @@ class SPromptTransformer(nn.Module):
         num_channels: int = 3,
     ) -> None:
         super().__init__()
-        for name, value in (("prompt_size", prompt_size), ("clusters_per_task", clusters_per_task)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive(prompt_size=prompt_size, clusters_per_task=clusters_per_task)
         self.transformer = VisionTransformer(
             pretrained_model_name_or_path,
             image_size,

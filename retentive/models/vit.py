@@ -27,7 +27,8 @@ def _vit_classes() -> tuple[Any, Any]:
     return ViTConfig, ViTModel
 
 
-def _check_positive(**values: Any) -> None:
+def check_positive(**values: Any) -> None:
+    """Refuse any of ``values`` that is not an int >= 1 (a bool is not), naming it."""
     for name, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -66,13 +67,13 @@ class VisionTransformer(nn.Module):
     ) -> None:
         super().__init__()
         ViTConfig, ViTModel = _vit_classes()
-        _check_positive(num_outputs=num_outputs)
+        check_positive(num_outputs=num_outputs)
         if pretrained_model_name_or_path is not None:
             self.backbone = ViTModel.from_pretrained(
                 pretrained_model_name_or_path, add_pooling_layer=False, local_files_only=True
             )
         else:
-            _check_positive(
+            check_positive(
                 image_size=image_size,
                 patch_size=patch_size,
                 num_layers=num_layers,

@@ -152,16 +152,7 @@ def import_renate(
     if updater is not None and updater not in importable:
         raise StateError(f"updater must be one of {sorted(importable)}, got {updater!r}")
     weights, dropped = _model_weights(source)
-    memory: dict[str, Any] | None = None
-    kind = None
-    read = [MODEL_FILE]
-    if (source / LEARNER_FILE).is_file():
-        checkpoint = safe_load(source / LEARNER_FILE)
-        read.append(LEARNER_FILE)
-        buffer = checkpoint.get("memory_buffer") if isinstance(checkpoint, dict) else None
-        if isinstance(buffer, dict):
-            memory, kind = _memory(source, buffer)
-            read += [f"{BUFFER_DIR}/{i}.pt" for i in range(memory["size"])]
+    memory, kind, read = _read_memory(source)
     if updater is None:
         updater = (
             "DarkExperienceReplayModelUpdater"
@@ -170,8 +161,9 @@ def import_renate(
             if memory
             else "FineTuningModelUpdater"
         )
+    components = importable[updater]
     if memory is None:
-        if importable[updater]:
+        if components:
             raise StateError(f"{updater} replays a memory, but {str(source)!r} holds no Renate buffer")
         memory = {
             "capacity": 0,
@@ -182,9 +174,34 @@ def import_renate(
             "storage": {},
             "dtypes": {},
         }
-    elif "LogitMSE" in importable[updater] and "logits" not in memory["storage"]:
+    elif "LogitMSE" in components and "logits" not in memory["storage"]:
         raise StateError(f"{updater} needs the logits stored with each sample; the Renate buffer holds none")
-    manifest = {
+    manifest = _manifest(updater, memory, source, kind, dropped, read)
+    save_state(target, State(model=weights, learner=_learner(components), memory=memory, manifest=manifest))
+    return target
+
+
+def _read_memory(source: Path) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The memory state converted from the Renate buffer (``None``: the folder holds none), the
+    buffer's kind, and the files read (their checksums go into the manifest)."""
+    memory: dict[str, Any] | None = None
+    kind = None
+    read = [MODEL_FILE]
+    if (source / LEARNER_FILE).is_file():
+        checkpoint = safe_load(source / LEARNER_FILE)
+        read.append(LEARNER_FILE)
+        buffer = checkpoint.get("memory_buffer") if isinstance(checkpoint, dict) else None
+        if isinstance(buffer, dict):
+            memory, kind = _memory(source, buffer)
+            read += [f"{BUFFER_DIR}/{i}.pt" for i in range(memory["size"])]
+    return memory, kind, read
+
+
+def _manifest(
+    updater: str, memory: dict[str, Any], source: Path, kind: str | None, dropped: list[str], read: list[str]
+) -> dict[str, Any]:
+    """The new state's manifest, recording where it was imported from."""
+    return {
         "updater": updater,
         "hyperparameters": {"memory_size": memory["capacity"]},
         "updates_done": 1,
@@ -200,5 +217,3 @@ def import_renate(
             "files": {name: _sha256(source / name) for name in read},
         },
     }
-    save_state(target, State(model=weights, learner=_learner(importable[updater]), memory=memory, manifest=manifest))
-    return target

@@ -13,7 +13,7 @@ from typing import Any
 
 from retentive.training.hpo_record import HPO_FILE, TrialRecord, hpo_csv, manifest_record, read_history
 from retentive.training.locations import promote
-from retentive.training.search import Progress, choose_winner, run_search, trial_log
+from retentive.training.search import Progress, SearchOptions, choose_winner, run_search, trial_log
 from retentive.training.settings import JobSettings
 from retentive.training.space import constants, is_search
 
@@ -55,19 +55,7 @@ def _run_single(
     return [record], {0: output}
 
 
-def execute(
-    settings: JobSettings,
-    space: dict[str, Any],
-    output: Path | str,
-    *,
-    n_workers: int = 1,
-    scheduler: Any = None,
-    scheduler_kwargs: Mapping[str, Any] | None = None,
-    max_time: float | None = None,
-    max_trials: int | None = None,
-    keep_trials: bool = False,
-    progress: Progress | None = None,
-) -> JobResult:
+def execute(settings: JobSettings, space: dict[str, Any], output: Path | str, options: SearchOptions) -> JobResult:
     """Run the trials under ``settings.working_directory`` and promote the winner to ``output``."""
     start = time.perf_counter()
     metric, mode = settings.metric or "train_loss", settings.mode if settings.metric else "min"
@@ -75,46 +63,34 @@ def execute(
     folder.mkdir(parents=True)
     try:
         if is_search(space):
-            job_file = settings.write(folder / "job.json")
-            records, folders, backend = run_search(
-                space,
-                job_file,
-                folder,
-                metric,
-                mode,
-                n_workers,
-                scheduler,
-                scheduler_kwargs,
-                settings.seed,
-                settings.max_epochs or 50,
-                max_time,
-                max_trials,
-                progress,
-                settings.devices,
-                settings.accelerator,
-            )
-            winner = choose_winner(records, folders, metric, mode)
-            if winner is None:
-                first = records[0].trial_id if records else 0
-                raise RuntimeError(
-                    f"no trial finished with a value of {metric!r} ({len(records)} started); the log "
-                    f"of trial {first}:\n{trial_log(backend, first)}"
-                )
+            records, folders, winner = _search(settings, space, folder, metric, mode, options)
         else:
-            records, folders = _run_single(settings, space, folder, progress)
+            records, folders = _run_single(settings, space, folder, options.progress)
             winner = records[0]
         history = read_history(settings.input_state)
         csv_bytes = hpo_csv(history, records, metric)
-        name = (
-            "single"
-            if not is_search(space)
-            else (scheduler if isinstance(scheduler, str) else getattr(scheduler, "__name__", "random"))
-        )
-        record = manifest_record(records, winner, metric, mode, name or "random", csv_bytes)
+        name = options.scheduler_name if is_search(space) else "single"
+        record = manifest_record(records, winner, metric, mode, name, csv_bytes)
         promote(folders[winner.trial_id], output, record, {HPO_FILE: csv_bytes})
     finally:
-        if not keep_trials:
+        if not options.keep_trials:
             shutil.rmtree(folder, ignore_errors=True)
     return JobResult(
-        output, metric, mode, winner, records, time.perf_counter() - start, folder if keep_trials else None
+        output, metric, mode, winner, records, time.perf_counter() - start, folder if options.keep_trials else None
     )
+
+
+def _search(
+    settings: JobSettings, space: dict[str, Any], folder: Path, metric: str, mode: str, options: SearchOptions
+) -> tuple[list[TrialRecord], dict[int, Path], TrialRecord]:
+    """The search's trials, the state folder of each completed one, and the winner."""
+    job_file = settings.write(folder / "job.json")
+    records, folders, backend = run_search(space, job_file, folder, metric, mode, settings, options)
+    winner = choose_winner(records, folders, metric, mode)
+    if winner is None:
+        first = records[0].trial_id if records else 0
+        raise RuntimeError(
+            f"no trial finished with a value of {metric!r} ({len(records)} started); the log "
+            f"of trial {first}:\n{trial_log(backend, first)}"
+        )
+    return records, folders, winner

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retentive.training.execution import JobResult, execute
-from retentive.training.search import Progress, check_scheduler
+from retentive.training.search import Progress, SearchOptions
 from retentive.training.settings import JobSettings
 from retentive.training.space import first_values, is_search
 
@@ -37,18 +37,6 @@ def stop_after(
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"a trial limit must be an int >= 1, got {n!r}")
     return min(given) if given else None
-
-
-def check_search(
-    space: Mapping[str, Any], max_time: float | None, max_trials: int | None, n_workers: int, scheduler: Any
-) -> None:
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise ValueError(f"n_workers must be an int >= 1, got {n_workers!r}")
-    check_scheduler(scheduler)
-    if is_search(space) and max_time is None and max_trials is None:
-        raise ValueError(
-            "a config space with domains is a search: give max_time or max_num_trials_finished, else it never stops"
-        )
 
 
 def check_metric(module: Any, space: Mapping[str, Any], settings: JobSettings) -> None:
@@ -143,7 +131,8 @@ def run_training_job(
         raise ValueError("output_state_url is required: where the updated state goes")
     space = dict(config_space)
     max_trials = stop_after(max_num_trials_started, max_num_trials_completed, max_num_trials_finished)
-    check_search(space, max_time, max_trials, n_workers, scheduler)
+    search = SearchOptions(n_workers, scheduler, scheduler_kwargs, max_time, max_trials, keep_trials, progress)
+    search.check(space)
     module = import_config_module(config_file)
     check_space_keys(list(space), module, updater_class(updater))
     working = Path(working_directory or "renate_working_dir")
@@ -171,15 +160,4 @@ def run_training_job(
     with localized_input(input_state_url, working) as local_input:
         settings.input_state = None if local_input is None else str(local_input.resolve())
         prepare_data(module, space, settings)
-        return execute(
-            settings,
-            space,
-            output,
-            n_workers=n_workers,
-            scheduler=scheduler,
-            scheduler_kwargs=scheduler_kwargs,
-            max_time=max_time,
-            max_trials=max_trials,
-            keep_trials=keep_trials,
-            progress=progress,
-        )
+        return execute(settings, space, output, search)

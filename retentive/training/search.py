@@ -14,12 +14,14 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from retentive.quiet import quiet_search
 from retentive.training.hpo_record import TrialRecord
-from retentive.training.space import hpo_module
+from retentive.training.settings import JobSettings
+from retentive.training.space import hpo_module, is_search
 from retentive.training.trial import JOB_FILE_KEY, STATE_NAME
 
 SCHEDULERS = ("random", "bo", "asha")
@@ -43,6 +45,38 @@ def check_scheduler(scheduler: Any) -> None:
         raise ValueError(
             f"scheduler must be one of {list(SCHEDULERS)} or a Syne Tune scheduler class, got {scheduler!r}"
         )
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a job searches: trials at a time, how they are chosen, when the search stops, whether
+    the trial folders are kept, and who hears of each finished trial."""
+
+    n_workers: int = 1
+    scheduler: Any = None
+    scheduler_kwargs: Mapping[str, Any] | None = None
+    max_time: float | None = None
+    max_trials: int | None = None
+    keep_trials: bool = False
+    progress: Progress | None = None
+
+    def check(self, space: Mapping[str, Any]) -> None:
+        """Refuse options no search can run with, or a search of ``space`` that would never stop."""
+        n_workers = self.n_workers
+        if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+            raise ValueError(f"n_workers must be an int >= 1, got {n_workers!r}")
+        check_scheduler(self.scheduler)
+        if is_search(space) and self.max_time is None and self.max_trials is None:
+            raise ValueError(
+                "a config space with domains is a search: give max_time or max_num_trials_finished, else it never stops"
+            )
+
+    @property
+    def scheduler_name(self) -> str:
+        """The scheduler as the search record names it."""
+        scheduler = self.scheduler
+        name = scheduler if isinstance(scheduler, str) else getattr(scheduler, "__name__", "random")
+        return name or "random"
 
 
 def make_scheduler(
@@ -168,22 +202,12 @@ def run_search(
     folder: Path,
     metric: str,
     mode: str,
-    n_workers: int,
-    scheduler: Any,
-    scheduler_kwargs: Mapping[str, Any] | None,
-    seed: int,
-    max_epochs: int,
-    max_time: float | None,
-    max_trials: int | None,
-    progress: Progress | None,
-    devices: int = 1,
-    accelerator: str = "auto",
+    settings: JobSettings,
+    options: SearchOptions,
 ) -> tuple[list[TrialRecord], dict[int, Path], Any]:
     """Run the trials; return their records, the state folder of each completed trial, and the backend."""
     hpo_module()
-    from syne_tune import StoppingCriterion, Tuner
     from syne_tune.backend import LocalBackend
-    from syne_tune.results_callback import StoreResultsCallback
 
     import retentive.training.trial as trial_module
 
@@ -193,27 +217,20 @@ def run_search(
         backend = LocalBackend(
             entry_point=str(Path(trial_module.__file__)),
             pass_args_as_json=True,
-            num_gpus_per_trial=devices,
-            rotate_gpus=accelerator not in ("cpu",) and _has_gpu(),
+            num_gpus_per_trial=settings.devices,
+            rotate_gpus=settings.accelerator not in ("cpu",) and _has_gpu(),
         )
-        tuner = Tuner(
-            trial_backend=backend,
-            scheduler=_capped(
-                make_scheduler(scheduler, full_space, metric, mode, seed, max_epochs, scheduler_kwargs), max_trials
-            ),
-            stop_criterion=StoppingCriterion(max_wallclock_time=max_time),
-            n_workers=n_workers,
-            sleep_time=0.2,
-            results_update_interval=3600,
-            print_update_interval=3600,
-            max_failures=10**6,
-            tuner_name="retentive",
-            save_tuner=False,
-            wait_trial_completion_when_stopping=True,
-            callbacks=[StoreResultsCallback(), _collector(trials, metric, progress, sys.stdout)],
-            output_logger=_quiet_logger(),
+        scheduler = make_scheduler(
+            options.scheduler,
+            full_space,
+            metric,
+            mode,
+            settings.seed,
+            settings.max_epochs or 50,
+            options.scheduler_kwargs,
         )
-        with contextlib.redirect_stdout(io.StringIO()), quiet_search(), _numpy_seeded(seed):
+        tuner = _tuner(backend, _capped(scheduler, options.max_trials), options, trials, metric)
+        with contextlib.redirect_stdout(io.StringIO()), quiet_search(), _numpy_seeded(settings.seed):
             tuner.run()  # stdout: Syne Tune prints a summary of its own
     records = sorted(trials.values(), key=lambda t: t.trial_id)
     folders = {}
@@ -228,6 +245,28 @@ def run_search(
             trials[trial_id] = TrialRecord(trial_id, {}, status="Failed")
     records = sorted(trials.values(), key=lambda t: t.trial_id)
     return records, folders, backend
+
+
+def _tuner(backend: Any, scheduler: Any, options: SearchOptions, trials: dict[int, TrialRecord], metric: str) -> Any:
+    """Syne Tune's Tuner, quiet, collecting each finished trial into ``trials``."""
+    from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.results_callback import StoreResultsCallback
+
+    return Tuner(
+        trial_backend=backend,
+        scheduler=scheduler,
+        stop_criterion=StoppingCriterion(max_wallclock_time=options.max_time),
+        n_workers=options.n_workers,
+        sleep_time=0.2,
+        results_update_interval=3600,
+        print_update_interval=3600,
+        max_failures=10**6,
+        tuner_name="retentive",
+        save_tuner=False,
+        wait_trial_completion_when_stopping=True,
+        callbacks=[StoreResultsCallback(), _collector(trials, metric, options.progress, sys.stdout)],
+        output_logger=_quiet_logger(),
+    )
 
 
 def trial_log(backend: Any, trial_id: int, lines: int = 20) -> str:

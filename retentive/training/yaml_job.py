@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retentive.training.execution import JobResult, execute
-from retentive.training.search import Progress
+from retentive.training.search import Progress, SearchOptions
 from retentive.training.settings import JobSettings
 from retentive.training.space import first_values
 
@@ -58,10 +58,10 @@ def tune_yaml(
 ) -> JobResult:
     """Search ``space`` (dotted config keys -> domains) for the update of ``data``; the winner by
     ``metric`` on ``val_data`` is promoted to ``output_state`` (see :func:`run_training_job`)."""
-    from retentive.training.job import check_search
     from retentive.training.locations import check_output_location, default_working_directory, localized_input
 
-    check_search(space, max_time, max_trials, n_workers, scheduler)
+    search = SearchOptions(n_workers, scheduler, None, max_time, max_trials, keep_trials, progress)
+    search.check(space)
     output = check_output_location(output_state, input_state)
     working = (
         Path(working_directory)
@@ -85,17 +85,7 @@ def tune_yaml(
         )
         check_yaml_job(settings, space)
         try:
-            return execute(
-                settings,
-                space,
-                output,
-                n_workers=n_workers,
-                scheduler=scheduler,
-                max_time=max_time,
-                max_trials=max_trials,
-                keep_trials=keep_trials,
-                progress=progress,
-            )
+            return execute(settings, space, output, search)
         finally:
             for folder in (working / "trials", working):
                 if folder.is_dir() and not any(folder.iterdir()):

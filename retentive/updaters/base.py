@@ -88,7 +88,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             strategy is ignored and training runs in this process, as in Renate; ``devices=None``
             means one device and ``strategy=None`` means ``"ddp"`` on several. With ``"ddp"`` on
             several devices or nodes, ``batch_size`` is per device and every rank keeps an
-            identical replica of the memory (docs/ddp.md).
+            identical replica of the memory (docs/how-to/ddp-and-gpus.md).
         learning_rate_scheduler_interval: ``"epoch"`` [default] or ``"step"``: when the scheduler steps.
         metric, mode: a logged name to monitor (``val_loss``, ``val_<logged metric>``,
             ``val/accuracy``, ``train_loss``, ...) and ``"min"`` [default] or ``"max"``. With a

@@ -1,11 +1,13 @@
-"""Deep generative replay (Shin et al., NeurIPS 2017): a generator replaces the replay memory.
+"""Deep generative replay (Shin et al., NeurIPS 2017): a generator is the replay memory.
 
-Per step, ``k`` inputs are drawn from the previous generator (frozen at the update's start) and
-labelled by the previous classifier; the classifier trains on the new batch and them, the
-replayed share of each step being ``replay_ratio`` (``k / (n + k)``, and the loss the mean over
-the mixed batch: DGR's ``r * L_new + (1 - r) * L_replay`` with ``r = 1 - replay_ratio``). The
-generator trains next to it on the same mixture of real and replayed inputs, so it learns every
-chunk so far. No real sample is stored: the state is the generator's weights.
+The memory is a :class:`~retentive.memory.generative.GenerativeMemory`, drawn from and offered
+samples by the Learner like any replay memory. Per step, ``k`` inputs are drawn from the previous
+generator (frozen when the last update ended) and labelled by the previous classifier; the
+classifier trains on the new batch and them in one forward pass, the replayed share of a full
+step being ``replay_ratio`` (``k / (n + k)``, and the loss DGR's ``r * L_new + (1 - r) * L_replay``
+with ``r = 1 - replay_ratio``). The generator trains next to it on the same mixture of real and
+replayed inputs (the memory's ``add``), so it learns every chunk so far. No real sample is
+stored: the state is the generator's weights.
 
 ``consolidation_steps`` adds a replay-only phase after each update (the "sleep" of dual-memory and
 brain-inspired replay): steps on inputs drawn from the generator just trained, labelled by the
@@ -16,17 +18,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import Dataset
 
-from retentive.components.base import Component, StepContext, UpdateContext
+from retentive.components.base import Component
+from retentive.components.replay import MemoryCrossEntropy
 from retentive.learner import OptimizerFactory
-from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder
+from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder, state_from_component
+from retentive.memory.policies import InsertionPolicy
 from retentive.models.routing import forward_routed
+from retentive.state.format import State
 from retentive.streams import Purpose
 from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
@@ -41,67 +47,6 @@ else:
 def replay_count(new: int, replay_ratio: float) -> int:
     """Replayed samples beside ``new`` ones so that they make ``replay_ratio`` of the step."""
     return max(1, round(replay_ratio / (1.0 - replay_ratio) * new)) if replay_ratio > 0 else 0
-
-
-class GenerativeReplay(Component):
-    """The replay term of DGR, and the generator's training beside the classifier.
-
-    The weight is ``replay_ratio / (1 - replay_ratio)``, so that under the Learner's normaliser the
-    total is ``(1 - replay_ratio) * L_new + replay_ratio * L_replay``.
-    """
-
-    snapshot_update: Tensor  # component states (add_state)
-    updates_trained: Tensor
-
-    def __init__(
-        self, model: nn.Module, generator: VariationalAutoencoder, replay_ratio: float, generator_lr: float
-    ) -> None:
-        super().__init__(weight=replay_ratio / (1.0 - replay_ratio))
-        self.replay_ratio = float(replay_ratio)
-        self.generator_lr = float(generator_lr)
-        self.memory = GenerativeMemory(generator, model)
-        self.add_state("snapshot_update", torch.tensor(-1))
-        self.add_state("updates_trained", torch.tensor(0))
-        self._optimizer: torch.optim.Optimizer | None = None
-        self._replay: Tensor | None = None
-        #: the last step's replayed batch (for inspection and tests)
-        self.last: dict[str, Tensor] = {}
-
-    def on_update_start(self, ctx: UpdateContext) -> None:
-        if int(self.snapshot_update) != ctx.update:  # not when a resumed update restarts
-            if int(self.updates_trained) > 0:
-                self.memory.snapshot(ctx.model)
-            self.snapshot_update.fill_(ctx.update)
-        self._optimizer = torch.optim.Adam(self.memory.generator.parameters(), lr=self.generator_lr)
-
-    def loss(self, ctx: StepContext) -> Tensor | None:
-        self._replay = None
-        k = replay_count(int(ctx.targets.shape[0]), self.replay_ratio)
-        replay = self.memory.sample(k, ctx.generator)
-        if replay is None:
-            return None
-        self._replay = replay.inputs
-        self.last = {"inputs": replay.inputs, "targets": replay.targets}
-        logits = forward_routed(ctx.model, replay.inputs.to(ctx.outputs.dtype), None)
-        return ctx.task_loss(logits, replay.targets)
-
-    def on_after_step(self, ctx: StepContext) -> None:
-        """One generator step on the real new inputs and the replayed ones."""
-        assert self._optimizer is not None
-        real = ctx.raw_inputs
-        if not torch.is_tensor(real):
-            raise TypeError("generative replay models tensor inputs; nested inputs have no generator here")
-        inputs = real if self._replay is None else torch.cat([real.to(self._replay.dtype), self._replay])
-        self._optimizer.zero_grad()
-        self.memory.generator.loss(inputs).backward()
-        self._optimizer.step()
-
-    def on_update_end(self, ctx: UpdateContext) -> None:
-        self.updates_trained += 1
-        self._optimizer = None
-
-    def extra_repr(self) -> str:
-        return f"replay_ratio={self.replay_ratio}, generator_lr={self.generator_lr}"
 
 
 class GenerativeReplayModelUpdater(ModelUpdater):
@@ -139,23 +84,41 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         generator = generator if generator is not None else VariationalAutoencoder()
         if not isinstance(generator, VariationalAutoencoder):
             raise TypeError(f"generator must be a retentive VariationalAutoencoder, got {type(generator).__name__}")
-        self.replay = GenerativeReplay(model, generator, float(replay_ratio), generator_lr)
+        self._generator, self._generator_lr = generator, float(generator_lr)
+        # the replay term, weighted so that the normalised total is (1 - r) * L_new + r * L_replay
+        self.replay = MemoryCrossEntropy(weight=float(replay_ratio) / (1.0 - float(replay_ratio)))
         self.consolidation_steps, self.consolidation_batch_size = consolidation_steps, consolidation_batch_size
         super().__init__(model, loss_fn, optimizer, components=[self.replay, *components], **kwargs)
+        self.memory: GenerativeMemory
+        self.memory_batch_size = self.learner.memory_batch_size = replay_count(self.new_batch_size, replay_ratio)
+
+    def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> GenerativeMemory:
+        return GenerativeMemory(self._generator, self.model, self._generator_lr, seed)
+
+    def migrate_state(self, state: State) -> State:
+        """A folder written when the generator lived in a component loads as this memory's state."""
+        learner = state.learner.get("learner", {})
+        if list(learner.get("component_types", []))[:1] == ["GenerativeReplay"]:
+            memory = state_from_component(learner["components"][0], state.memory, state.model)
+            learner = {**learner, "components": [{}, *learner["components"][1:]]}
+            learner["component_types"] = [type(self.replay).__name__, *learner["component_types"][1:]]
+            state = replace(state, learner={**state.learner, "learner": learner}, memory=memory)
+        return state
 
     def check_data(self, train_dataset: Dataset) -> None:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
         if sample is not None and torch.is_tensor(sample[0]):
-            self.replay.memory.generator.check_inputs(sample[0].unsqueeze(0))
+            self.memory.generator.check_inputs(sample[0].unsqueeze(0))
 
     def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         super().after_fit(train_dataset, task_id)
         if self.consolidation_steps:
             self._consolidate()
+        self.memory.snapshot(self.model)  # the next update replays what this one learned
 
     def _consolidate(self) -> None:
         """Replay-only steps: generated inputs labelled by the classifier as it ended the update."""
-        model, generator = self.model, self.replay.memory.generator
+        model, generator = self.model, self.memory.generator
         teacher = copy.deepcopy(model).eval()
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = self.learner.optimizer_factory(params)

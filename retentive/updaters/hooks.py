@@ -6,7 +6,7 @@ overrides one or more of these and nothing else of :class:`~retentive.updaters.b
 (a test enforces it). When each runs::
 
     constructor      build_memory, build_learner
-    state load       adapt_model (every task the folder holds)
+    state load       migrate_state -> adapt_model (every task the folder holds)
     update()         adapt_model (its task) -> check_data -> fits (the first Fit from training_data;
                      each Fit trained with steps_per_epoch) -> after_fit (fill_memory) ->
                      the state written, with manifest_entries
@@ -30,7 +30,9 @@ from retentive.learner import Learner
 from retentive.learner.passes import insert_chunk, refresh_metadata
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
+from retentive.memory.protocol import ReplayMemory
 from retentive.models.protocol import adapt_model
+from retentive.state import State
 
 if TYPE_CHECKING:
     from retentive.updaters.host import UpdaterHost as _Host
@@ -49,6 +51,7 @@ EXTENSION_POINTS = (
     "after_fit",
     "fill_memory",
     "manifest_entries",
+    "migrate_state",
 )
 
 
@@ -70,8 +73,9 @@ class Fit:
 class UpdaterHooks(_Host):
     """The extension points of :class:`~retentive.updaters.base.ModelUpdater`, with their defaults."""
 
-    def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
-        """In the constructor: the memory this updater keeps (Joint keeps an unbounded one)."""
+    def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayMemory:
+        """In the constructor: the memory this updater keeps (Joint keeps an unbounded one,
+        generative replay a generator)."""
         return ReplayBuffer(memory_size, policy=policy, seed=seed, input_dtype=self.memory_input_dtype)
 
     def build_learner(self, **settings: Any) -> Learner:
@@ -137,3 +141,9 @@ class UpdaterHooks(_Host):
         """When the state is written: entries the method adds to the manifest (PackNet's masks per
         task, a progressive network's columns). Plain JSON values."""
         return {}
+
+    def migrate_state(self, state: State) -> State:
+        """When a state loads (the input folder, a resume checkpoint), before it is applied:
+        return it as this method reads it now, e.g. a folder written by an earlier version of
+        the method (generative replay's generator moved from a component to the memory)."""
+        return state

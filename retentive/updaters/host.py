@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from retentive.learner import Learner
-    from retentive.memory.buffer import ReplayBuffer
+    from retentive.memory.protocol import ReplayMemory
     from retentive.state import State
     from retentive.state.remote.locations import StateLocations
     from retentive.updaters.hooks import Fit
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         mixin calls on another or on the ModelUpdater."""
 
         model: nn.Module
-        memory: ReplayBuffer
+        memory: ReplayMemory
         learner: Learner
         logger: Logger | None
         hyperparameters: dict[str, Any]
@@ -75,3 +75,4 @@ if TYPE_CHECKING:
         def fits(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int) -> Iterator[Fit]: ...
         def fill_memory(self, train_dataset: Dataset, task_id: int) -> None: ...
         def manifest_entries(self) -> dict[str, Any]: ...
+        def migrate_state(self, state: State) -> State: ...

@@ -82,6 +82,7 @@ class PersistenceMixin(_Host):
             raise
 
     def _apply_state(self, state: State, folder: Path | None) -> None:
+        state = self.migrate_state(state)
         task_order = list(state.learner.get("updater", {}).get("task_order", []))
         try:
             self.adapt_model(task_order)  # a growing model rebuilds its structure before weights load

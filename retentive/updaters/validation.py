@@ -24,8 +24,8 @@ from torch.utils.data import Dataset, TensorDataset
 from retentive.data import nested
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner.transforms import apply_transform
-from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
+from retentive.memory.protocol import ReplayMemory
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed
 
@@ -79,7 +79,7 @@ def _describe(x: Any) -> str:
     return f"input with the leaves {nested.describe(nested.flatten(x, INPUTS))}"
 
 
-def check_dataset(dataset: Dataset, role: str, memory: ReplayBuffer) -> None:
+def check_dataset(dataset: Dataset, role: str, memory: ReplayMemory) -> None:
     """Refuse a dataset that is not a non-empty map-style dataset of ``(x, y[, task_id])``, or
     whose inputs do not fit what ``memory`` stores.
 
@@ -268,7 +268,7 @@ def check_transforms(
 
 
 def check_memory_labels(
-    model: nn.Module, memory: ReplayBuffer, folder: object, buffer_transforms: tuple[Any, Any] = (None, None)
+    model: nn.Module, memory: ReplayMemory, folder: object, buffer_transforms: tuple[Any, Any] = (None, None)
 ) -> None:
     """Refuse a restored memory holding labels the model has no output for (a damaged or foreign
     state folder): without this, replaying them fails mid-update with torch's raw ``IndexError``,

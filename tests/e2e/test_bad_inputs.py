@@ -1,7 +1,7 @@
-"""The bad-input catalogue (README, "Bad input"): each case gets a clear error or a documented safe
+"""The bad-input catalogue (docs/reliability.md, "Bad input"): each case gets a clear error or a documented safe
 behaviour, and nothing is lost: on an error the model, memory and counters are as before the
 call, no output folder (or staging folder, or lock file) appears, and the input folder is
-byte-identical. The numbers match the README table."""
+byte-identical. The numbers match the table in docs/reliability.md."""
 
 from __future__ import annotations
 

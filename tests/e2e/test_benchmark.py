@@ -11,7 +11,7 @@ import torch
 
 from retentive.benchmarking import (
     PROTOCOLS,
-    MethodSpec,
+    BenchmarkMethod,
     Progress,
     ScenarioOptions,
     build_scenario,
@@ -131,7 +131,7 @@ def test_task_incremental_and_domain_scenarios_run(mnist, tmp_path):
     er = PROTOCOLS["seq-mnist"]["er"]
     til = run_scenario(er, build_scenario("seq-mnist-til", 0, options, mnist), 0, tmp_path / "til")
     assert list(til.views) == ["task-il"] and til.views["task-il"].metrics["average_accuracy"] > 0.8
-    quick = MethodSpec(
+    quick = BenchmarkMethod(
         "er",
         "ExperienceReplayModelUpdater",
         "SGD",
@@ -190,11 +190,11 @@ def test_method_specs_from_yaml(tmp_path):
     with pytest.raises(ValueError, match="unknown keys"):
         load_methods(bad)
     with pytest.raises(ValueError, match="unknown updater"):
-        MethodSpec("x", "NoSuchModelUpdater")
+        BenchmarkMethod("x", "NoSuchModelUpdater")
     with pytest.raises(ValueError, match="sets .*seed"):
-        MethodSpec("x", "FineTuningModelUpdater", args={"seed": 1})
+        BenchmarkMethod("x", "FineTuningModelUpdater", args={"seed": 1})
     with pytest.raises(ValueError, match="optimizer"):
-        MethodSpec("x", "FineTuningModelUpdater", optimizer="Nope")
+        BenchmarkMethod("x", "FineTuningModelUpdater", optimizer="Nope")
 
 
 def test_mean_std_and_measure():

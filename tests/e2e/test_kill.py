@@ -1,6 +1,6 @@
 """The kill test in reduced form: SIGKILL an update during training and during the save; the input
 stays byte-identical, the output is absent or complete, and resuming ends in the clean run's state.
-The full 30-kill run is ``python benchmarks/kill_test.py`` (BENCHMARKS.md)."""
+The full 30-kill run is ``python benchmarks/kill_test.py`` (docs/benchmarks/reliability.md)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import torch
 
 from retentive import DataError, GenerativeReplayModelUpdater, VariationalAutoencoder
 from retentive.data import load_mnist, split_mnist
+from retentive.memory import GenerativeMemory
 from retentive.models import MLP
 from retentive.state import load_state
 from retentive.updaters.generative import replay_count
@@ -57,19 +58,39 @@ def test_replay_is_labelled_by_the_previous_classifier_at_the_stated_ratio(tmp_p
 
     def recording(ctx):
         term = original(ctx)
-        seen.append((int(ctx.targets.shape[0]), int(replay.last["targets"].shape[0])))
+        seen.append((int(ctx.targets.shape[0]), int(ctx.memory.targets.shape[0])))
         # the labels are the previous classifier's (the model as the first update saved it)
         solver = MLP(hidden=(32,))
         solver.load_state_dict(first.model)
         with torch.no_grad():
-            assert torch.equal(solver(replay.last["inputs"]).argmax(1), replay.last["targets"])
+            assert torch.equal(solver(ctx.memory.inputs).argmax(1), ctx.memory.targets)
+        # replayed through the Learner's one forward pass, like any memory's samples
+        assert ctx.memory_outputs is not None and ctx.memory_outputs.shape[0] == ctx.memory.targets.shape[0]
+        seen_inputs.append(ctx.memory.inputs)
         return term
 
+    seen_inputs: list[torch.Tensor] = []
     replay.loss = recording  # type: ignore[method-assign]
     updater.update(chunks[1])
     assert seen and all(k == 4 for n, k in seen if n == 12), "12 new + 4 replayed: a replayed share of 0.25"
     assert replay.weight == pytest.approx(0.25 / 0.75)
-    assert replay.last["inputs"].shape[1:] == (1, 28, 28) and float(replay.last["inputs"].min()) >= 0
+    assert seen_inputs[-1].shape[1:] == (1, 28, 28) and float(seen_inputs[-1].min()) >= 0
+
+
+def test_the_generative_memory_is_the_updaters_replay_memory_and_learns_what_it_is_offered(tmp_path, chunks):
+    updater = make(tmp_path, "s0")
+    assert isinstance(updater.memory, GenerativeMemory) and updater.learner.memory is updater.memory
+    assert updater.memory.sample(4) is None, "nothing to replay before an update ends"
+    before = {k: v.clone() for k, v in updater.memory.generator.state_dict().items()}
+    updater.update(chunks[0])
+    memory = updater.memory
+    assert memory.seen == 120 and len(memory) == 0 and memory.keys == ()
+    assert any(not torch.equal(before[k], v) for k, v in memory.generator.state_dict().items()), "add trains it"
+    # the update's end froze the trained generator and classifier as the source of the next replay
+    drawn = memory.sample(5)
+    assert drawn is not None and drawn.inputs.shape == (5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(updater.model(drawn.inputs).argmax(1), drawn.targets)
 
 
 def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
@@ -99,11 +120,13 @@ def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
     # a new process restores the generator: the same updater built from the folder samples alike
     again = make(tmp_path, "s2", tmp_path / "s1")
     assert torch.equal(
-        again.replay.memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
-        make(tmp_path, "s3", tmp_path / "s1").replay.memory.generator.sample_inputs(
-            3, torch.Generator().manual_seed(1)
-        ),
+        again.memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
+        make(tmp_path, "s3", tmp_path / "s1").memory.generator.sample_inputs(3, torch.Generator().manual_seed(1)),
     )
+    # and the replay it draws: the frozen generator, classifier and replay stream come back too
+    drawn, redrawn = again.memory.sample(3), make(tmp_path, "s4", tmp_path / "s1").memory.sample(3)
+    assert drawn is not None and redrawn is not None
+    assert torch.equal(drawn.inputs, redrawn.inputs) and torch.equal(drawn.targets, redrawn.targets)
 
 
 def test_consolidation_takes_replay_only_steps(tmp_path, chunks):
@@ -136,3 +159,36 @@ def test_bad_generative_inputs_are_refused_and_nothing_is_written(tmp_path, chun
         GenerativeReplayModelUpdater(
             MLP(), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), replay_ratio=1.0, **QUIET
         )
+
+
+def test_a_folder_written_when_the_generator_was_a_component_still_loads(tmp_path, chunks):
+    """Folders written before the generator became the memory kept it in a ``GenerativeReplay``
+    component beside a capacity-0 sample memory; they load as the same generator and replay."""
+    from dataclasses import replace
+
+    from retentive.memory import ReplayBuffer
+
+    make(tmp_path, "s0").update(chunks[0])
+    new = load_state(tmp_path / "s0")
+    weights = {f"memory.generator.{k}": v for k, v in new.memory["generator"].items()}
+    stale = {f"memory.previous_generator.{k}": torch.zeros_like(v) for k, v in new.memory["generator"].items()}
+    component = {
+        "snapshot_update": torch.tensor(0),
+        "updates_trained": torch.tensor(1),
+        "memory.has_previous": torch.tensor(False),
+        **weights,
+        **stale,
+        **{f"memory.previous_solver.{k}": torch.zeros_like(v) for k, v in new.model.items()},
+    }
+    sample_memory = ReplayBuffer(0)
+    sample_memory.seen = int(new.memory["seen"])
+    learner = {**new.learner["learner"], "component_types": ["GenerativeReplay"], "components": [component]}
+    old = replace(new, learner={**new.learner, "learner": learner}, memory=sample_memory.state_dict())
+    updater, reference = make(tmp_path, "a"), make(tmp_path, "b", tmp_path / "s0")
+    updater._apply_state(old, tmp_path / "s0")
+    assert updater.memory.seen == 120 and updater.memory.has_previous
+    for a, b in zip(updater.memory.generator.state_dict().values(), reference.memory.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    drawn, expected = updater.memory.sample(4), reference.memory.sample(4)
+    assert drawn is not None and expected is not None
+    assert torch.equal(drawn.inputs, expected.inputs) and torch.equal(drawn.targets, expected.targets)

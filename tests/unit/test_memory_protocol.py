@@ -19,6 +19,7 @@ from retentive.errors import MemoryShapeError
 from retentive.memory import (
     ClassBalancedReservoirPolicy,
     ForgettingPolicy,
+    GenerativeMemory,
     GradientDiversityPolicy,
     GreedyClassBalancedPolicy,
     HerdingPolicy,
@@ -31,9 +32,11 @@ from retentive.memory import (
     RingBufferPolicy,
     UnboundedBuffer,
     UpdateContext,
+    VariationalAutoencoder,
     chunk_context,
     run_update_end,
 )
+from retentive.memory.generative import GeneratorPolicy
 from retentive.memory.selection import class_quotas, herding
 from retentive.memory.unbounded import AppendPolicy
 
@@ -54,6 +57,9 @@ def test_the_backends_satisfy_the_replay_memory_protocol() -> None:
     assert isinstance(declared, ReplayMemory)
     unbounded: ReplayMemory = UnboundedBuffer()
     assert isinstance(unbounded, ReplayMemory)
+    generative: ReplayMemory = GenerativeMemory(VariationalAutoencoder((3,), 2, (4,)), nn.Linear(3, 2))
+    assert isinstance(generative, ReplayMemory)
+    assert generative.takes_samples and len(generative) == 0 and generative.capacity == 0
     assert not isinstance(object(), ReplayMemory)
 
 
@@ -65,6 +71,7 @@ def test_the_backends_satisfy_the_replay_memory_protocol() -> None:
         ClassBalancedReservoirPolicy(),
         RingBufferPolicy(),
         AppendPolicy(),
+        GeneratorPolicy(),
         HerdingPolicy(),
         KCenterPolicy(),
         GradientDiversityPolicy(),
@@ -117,6 +124,9 @@ INTERNAL = {
     "allocated",
     "input_dtype",
     "sample_generator",
+    "spec",
+    "input_spec",
+    "restore_rows",
 }
 MEMORY_LIKE = re.compile(r"(memory|buffer)(\[\d+\])?$", re.IGNORECASE)
 
@@ -148,6 +158,7 @@ def test_the_boundary_scan_finds_what_it_forbids():
         "memory.allocate(rows)\n"
         "hook = getattr(memory.policy, 'on_update_end', None)\n"
         "y = self._memory[0]._gather(idx)\n"
+        "self.memory.restore_rows(rows, dtypes, None)\n"
     )
     assert [v.split(": ", 1)[1] for v in boundary_violations(offending)] == [
         "self.memory.storage",
@@ -155,6 +166,7 @@ def test_the_boundary_scan_finds_what_it_forbids():
         "memory.allocate",
         "getattr(memory.policy, 'on_update_end', None)",
         "self._memory[0]._gather",
+        "self.memory.restore_rows",
     ]
     allowed = "n = len(memory)\nrows = memory.decoded('targets')\nmemory.seen += 3\nmemory.policy.on_update_end(ctx)\n"
     assert boundary_violations(allowed) == []
@@ -265,3 +277,38 @@ def test_components_and_memory_policies_read_one_update_context():
     run_update_end(memory, ctx)
     assert len(memory) == 4 and memory.class_counts(2).tolist() == [2, 2]
     assert [b.targets.tolist() for b in ctx.memory_batches(3)] == [[0, 0, 1], [1]]
+
+
+def test_the_learners_update_context_names_the_metadata_its_components_store():
+    """Update-end selection into an empty memory stores the metadata the components declared
+    (DER's logits), which only the context can tell it: the memory has no keys yet."""
+    from functools import partial
+
+    from retentive.components.replay import LogitMSE
+    from retentive.learner import Learner
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    memory = ReplayBuffer(4, policy=HerdingPolicy())
+    memory.policy.attach(model, 4)
+    learner = Learner(model, nn.functional.cross_entropy, partial(torch.optim.SGD, lr=0.1), [LogitMSE()], memory)
+    chunk = TensorChunk(torch.randn(10, 3), torch.arange(10) % 2)
+    learner.begin_update(0, 0, 0, chunk_context(model, memory, chunk).chunk_batches)
+    ctx = learner.update_context()
+    assert ctx.memory_keys == ("logits",)
+    run_update_end(memory, ctx)
+    assert set(memory.keys) == {"inputs", "targets", "task_ids", "logits"}
+    with torch.no_grad():
+        assert torch.allclose(memory.decoded("logits"), model(memory.decoded("inputs")))
+
+
+def test_a_generative_memory_is_refused_under_data_parallelism_before_any_exchange():
+    from retentive.memory.exchange import Exchange, distributed_add
+
+    def gather(tensor):
+        raise AssertionError("nothing may be exchanged")
+
+    memory = GenerativeMemory(VariationalAutoencoder((3,), 2, (4,)), nn.Linear(3, 2))
+    with pytest.raises(TypeError, match="GenerativeMemory cannot keep identical replicas under data parallelism"):
+        distributed_add(memory, _batch(0, 2), Exchange(0, 2, gather))
+    assert not ReplayBuffer(0).takes_samples and ReplayBuffer(1).takes_samples and UnboundedBuffer().takes_samples

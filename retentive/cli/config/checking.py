@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import typing
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from retentive.cli.config.hints import SEQUENCES, UNIONS, describe, describe_value, matches, may_build, suggest
@@ -18,17 +18,26 @@ def is_spec(value: Any) -> bool:
     return isinstance(value, dict) and "class_path" in value
 
 
+def refuse_unknown(
+    keys: Iterable[Any], known: Collection[str], where: str, source: Any, what: str, expected: str
+) -> None:
+    """Refuse the first of ``keys`` not in ``known``: ``where.key: unknown WHAT (did you mean ...?); EXPECTED``.
+
+    ``source`` is a :class:`Source` (typed loosely for callers that pass one along untyped)."""
+    for key in keys:
+        if key not in known:
+            raise source.error(
+                f"{where}.{key}" if where else str(key), f"unknown {what}{suggest(str(key), known)}; {expected}"
+            )
+
+
 def parse_spec(value: Any, key: str, source: Source, shorthand: bool = False) -> Spec:
     """Check a ``{class_path, init_args}`` mapping (or, with ``shorthand``, a bare class path)."""
     if shorthand and isinstance(value, str):
         value = {"class_path": value}
     if not isinstance(value, dict):
         raise source.error(key, f"expected a mapping with class_path and init_args, got {describe_value(value)}")
-    for name in value:
-        if name not in SPEC_KEYS:
-            raise source.error(
-                f"{key}.{name}", f"unknown key{suggest(name, SPEC_KEYS)}; expected class_path and init_args"
-            )
+    refuse_unknown(value, SPEC_KEYS, key, source, "key", "expected class_path and init_args")
     class_path = value.get("class_path")
     if not isinstance(class_path, str) or not class_path:
         raise source.error(

@@ -20,10 +20,11 @@ from retentive.cli.config.checking import (
     check_value,
     import_object,
     parse_spec,
+    refuse_unknown,
 )
 from retentive.cli.config.hints import describe_value, matches, suggest
 from retentive.cli.config.schema import SECTIONS, TRAINER_KEYS, ConfigError, Source, Spec, UpdateConfig
-from retentive.cli.config.signatures import signature_of
+from retentive.cli.config.signatures import Signature, signature_of
 
 
 class _Loader(yaml.SafeLoader):
@@ -135,48 +136,9 @@ def method_spec(spec: Spec) -> Spec:
 
 def parse_config(raw: Any, source: Source) -> UpdateConfig:
     """Check a parsed YAML document (imports every class it names, builds nothing)."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise source.error("", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {describe_value(raw)}")
-    for name in raw:
-        if name not in SECTIONS:
-            raise source.error(
-                str(name), f"unknown section{suggest(str(name), SECTIONS)}; expected: {', '.join(SECTIONS)}"
-            )
-    for name, required in SECTIONS.items():
-        if required and raw.get(name) is None:
-            raise source.error(name, "missing; a config needs updater, model, loss_fn and optimizer")
-
-    from retentive.updaters.base import ModelUpdater
-
-    updater = method_spec(parse_spec(raw["updater"], "updater", source, shorthand=True))
-    updater_class = import_object(updater.class_path, "updater.class_path", source)
-    if not (inspect.isclass(updater_class) and issubclass(updater_class, ModelUpdater)):
-        raise source.error("updater.class_path", f"{updater.class_path} is not a retentive ModelUpdater subclass")
-    for name in updater.init_args:
-        if name in _ELSEWHERE:
-            raise source.error(
-                f"updater.init_args.{name}", f"is set by {_ELSEWHERE[name]}, not in the updater's init_args"
-            )
-    updater_signature = signature_of(updater_class)
-    check_arguments(updater_signature, updater.init_args, "updater.init_args", source, supplied=_ELSEWHERE)
-
-    trainer = raw.get("trainer") or {}
-    if not isinstance(trainer, dict):
-        raise source.error("trainer", f"expected a mapping of Trainer settings, got {describe_value(trainer)}")
-    for name, value in trainer.items():
-        if name not in TRAINER_KEYS:
-            raise source.error(
-                f"trainer.{name}",
-                f"unknown trainer setting{suggest(str(name), TRAINER_KEYS)}; expected one of: {', '.join(TRAINER_KEYS)}",
-            )
-        parameter = updater_signature.parameters.get(name)
-        if parameter is None and not updater_signature.open:
-            raise source.error(f"trainer.{name}", f"{updater_signature.owner} takes no {name} argument")
-        check_value(value, Any if parameter is None else parameter.hint, f"trainer.{name}", source)
-        if name == "precision":
-            check_precision(value, f"trainer.{name}", source)
+    raw = _check_sections({} if raw is None else raw, source)
+    updater, updater_signature = _parse_updater(raw["updater"], source)
+    trainer = _check_trainer(raw.get("trainer") or {}, updater_signature, source)
 
     def hint(name: str) -> Any:
         parameter = updater_signature.parameters.get(name)
@@ -214,6 +176,54 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
         logger=logger,
         seed=int(seed),
     )
+
+
+def _check_sections(raw: Any, source: Source) -> dict[str, Any]:
+    """The document as a mapping of known sections with every required one present."""
+    if not isinstance(raw, dict):
+        raise source.error("", f"expected a mapping of sections ({', '.join(SECTIONS)}), got {describe_value(raw)}")
+    refuse_unknown(raw, SECTIONS, "", source, "section", f"expected: {', '.join(SECTIONS)}")
+    for name, required in SECTIONS.items():
+        if required and raw.get(name) is None:
+            raise source.error(name, "missing; a config needs updater, model, loss_fn and optimizer")
+    return raw
+
+
+def _parse_updater(value: Any, source: Source) -> tuple[Spec, Signature]:
+    """The updater section (a registered method's name resolved) and the signature it is checked against."""
+    from retentive.updaters.base import ModelUpdater
+
+    updater = method_spec(parse_spec(value, "updater", source, shorthand=True))
+    updater_class = import_object(updater.class_path, "updater.class_path", source)
+    if not (inspect.isclass(updater_class) and issubclass(updater_class, ModelUpdater)):
+        raise source.error("updater.class_path", f"{updater.class_path} is not a retentive ModelUpdater subclass")
+    for name in updater.init_args:
+        if name in _ELSEWHERE:
+            raise source.error(
+                f"updater.init_args.{name}", f"is set by {_ELSEWHERE[name]}, not in the updater's init_args"
+            )
+    updater_signature = signature_of(updater_class)
+    check_arguments(updater_signature, updater.init_args, "updater.init_args", source, supplied=_ELSEWHERE)
+    return updater, updater_signature
+
+
+def _check_trainer(trainer: Any, updater_signature: Signature, source: Source) -> dict[str, Any]:
+    """The trainer section: known Trainer settings the updater takes, each of the type it expects."""
+    if not isinstance(trainer, dict):
+        raise source.error("trainer", f"expected a mapping of Trainer settings, got {describe_value(trainer)}")
+    for name, value in trainer.items():
+        if name not in TRAINER_KEYS:
+            raise source.error(
+                f"trainer.{name}",
+                f"unknown trainer setting{suggest(str(name), TRAINER_KEYS)}; expected one of: {', '.join(TRAINER_KEYS)}",
+            )
+        parameter = updater_signature.parameters.get(name)
+        if parameter is None and not updater_signature.open:
+            raise source.error(f"trainer.{name}", f"{updater_signature.owner} takes no {name} argument")
+        check_value(value, Any if parameter is None else parameter.hint, f"trainer.{name}", source)
+        if name == "precision":
+            check_precision(value, f"trainer.{name}", source)
+    return trainer
 
 
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> UpdateConfig:

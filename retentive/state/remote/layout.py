@@ -135,19 +135,7 @@ def publish_state(
                 f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
                 "its upload may be removed as debris; nothing was committed"
             )
-        previous = [] if expected is None else [expected.entry(), *expected.previous]
-        pointer = {
-            "format": POINTER_FORMAT,
-            "version": version,
-            "manifest_sha256": _sha256_file(folder / MANIFEST),
-            "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": uuid.uuid4().hex,
-            "extra": {
-                name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-                for name in extras
-            },
-            "previous": previous[:keep_previous],
-        }
+        pointer = _pointer_document(folder, version, extras, expected, keep_previous)
         committing = True
         with guard:  # SIGINT/SIGTERM held for the one conditional PUT: it commits whole or not at all
             committed = commit_pointer(fs, root, url, pointer, expected)  # the commit point
@@ -173,6 +161,25 @@ def publish_state(
     guard.deliver(True, f"interrupted after the new state was committed to {url!r}; the publish is complete", committed)
     remove_stale_versions(fs, root, url)
     return committed
+
+
+def _pointer_document(
+    folder: Path, version: str, extras: list[str], expected: Pointer | None, keep_previous: int
+) -> dict[str, Any]:
+    """The pointer that commits ``version``: the manifest's and extra files' checksums, and the
+    ``keep_previous`` versions committed before it (newest first)."""
+    previous = [] if expected is None else [expected.entry(), *expected.previous]
+    return {
+        "format": POINTER_FORMAT,
+        "version": version,
+        "manifest_sha256": _sha256_file(folder / MANIFEST),
+        "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": uuid.uuid4().hex,
+        "extra": {
+            name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in extras
+        },
+        "previous": previous[:keep_previous],
+    }
 
 
 def _upload(fs: Any, folder: Path, prefix: str, extras: list[str], manifest: dict[str, Any], shown: str) -> None:

@@ -1,4 +1,5 @@
-"""The README's "Writing a component" example runs as written, added to a replay updater."""
+"""The "Writing a component" guide's component (docs/how-to/writing-a-component.md) runs as written,
+added to a replay updater, and saves its state."""
 
 from __future__ import annotations
 
@@ -11,20 +12,17 @@ from third_party import QUIET, chunks
 import retentive as R
 from retentive.models import MLP
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "writing-a-component.md"
 
 
 def _example() -> str:
-    text = README.read_text()
-    section = text[text.index("### Writing a component") :]
-    return section[
-        section.index("```python") + len("```python") : section.index("```\n", section.index("```python") + 9)
-    ]
+    text = GUIDE.read_text()
+    return text[text.index("```python") + len("```python") : text.index("```\n", text.index("```python") + 9)]
 
 
-def test_the_readme_component_trains_and_saves_its_state(tmp_path):
+def test_the_guide_component_trains_and_saves_its_state(tmp_path):
     namespace: dict = {}
-    exec(compile(_example(), "README.md", "exec"), namespace)
+    exec(compile(_example(), str(GUIDE), "exec"), namespace)
     component = namespace["GradientNormPenalty"](0.1)
     torch.manual_seed(0)
     updater = R.ExperienceReplayModelUpdater(
