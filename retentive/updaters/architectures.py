@@ -7,22 +7,20 @@ pruning; a progressive network grows a column per task.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component, StepContext, UpdateContext
-from retentive.errors import StateError
 from retentive.learner import OptimizerFactory
 from retentive.models.masks import PackedNetwork
-from retentive.models.progressive import ColumnLimitError, ProgressiveNetwork
+from retentive.models.progressive import ProgressiveNetwork
 from retentive.models.protocol import adapt_model
-from retentive.state import State
-from retentive.streams import Purpose, stream_seed
+from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.hooks import Fit
 from retentive.updaters.settings import AllSettings, LossFunction, OwnComponentsSettings
 from retentive.updaters.signature import refusing
 
@@ -124,61 +122,40 @@ class PackNetModelUpdater(ModelUpdater):
         model = packed(model)
         if not 0.0 <= float(prune_ratio) < 1.0:
             raise ValueError(f"prune_ratio must lie in [0, 1), got {prune_ratio}")
-        if not isinstance(post_prune_epochs, int) or post_prune_epochs < 0:
-            raise ValueError(f"post_prune_epochs must be an int >= 0, got {post_prune_epochs!r}")
         self.prune_ratio = float(prune_ratio)
-        self.post_prune_epochs = post_prune_epochs
+        self.post_prune_epochs = check_count("post_prune_epochs", post_prune_epochs, 0)
         self.masking = PackNetMasking()
-        self._val_dataset: Dataset | None = None  # the update's, for the retraining's best epoch
-        super().__init__(model, loss_fn, optimizer, components=[self.masking], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [self.masking], **kwargs)
 
-    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+    def adapt_model(self, tasks: Sequence[int | str]) -> None:
         for task in tasks:
             adapt_model(self.model, task, prune_ratio=self.prune_ratio)
 
-    def _fit(
-        self,
-        train_dataset: Dataset,
-        val_dataset: Dataset | None,
-        seed: int,
-        session: Any,
-        max_epochs: int | None = None,
-    ) -> None:
-        self._val_dataset = val_dataset
-        super()._fit(train_dataset, val_dataset, seed, session, max_epochs)
-
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        super()._after_fit(train_dataset, task_id)
+    def fits(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int) -> Iterator[Fit]:
+        """The task's fit on the free weights; then the pruning and the retraining of the kept
+        ones (the same step, with the update's validation data for the best epoch)."""
+        yield from super().fits(train_dataset, val_dataset, task_id)
         model = self.model
         assert isinstance(model, PackedNetwork)
-        if not bool(model.pruned[model.current_slot]):
+        if not bool(model.pruned[model.current_slot]):  # idempotent: a resumed update pruned already
             model.prune(self.prune_ratio)
-        try:
-            if self.post_prune_epochs:
-                self._retrain(self._training_data(train_dataset, task_id))
-        finally:
-            self._val_dataset = None
+        if self.post_prune_epochs:
+            self.masking.phase = "retrain"
+            try:
+                yield Fit(self.training_data(train_dataset, task_id), val_dataset, self.post_prune_epochs)
+            finally:
+                self.masking.phase = "train"
 
-    def _retrain(self, dataset: Dataset) -> None:
-        """The post-pruning epochs: the same step, only the kept weights trainable, through the
-        updater's fit (logging, and the best epoch on the update's validation data)."""
-        self.masking.phase = "retrain"
-        try:
-            seed = stream_seed(self.seed, self.updates_done, Purpose.DATA_ORDER) ^ 1  # not the first fit's order
-            super()._fit(dataset, self._val_dataset, seed, None, max_epochs=self.post_prune_epochs)
-        finally:
-            self.masking.phase = "train"
-
-    def _state(self) -> State:
-        state = super()._state()
+    def manifest_entries(self) -> dict[str, Any]:
         model = self.model
         assert isinstance(model, PackedNetwork)
-        state.manifest["architecture"] = {
-            "packnet_tasks": model.task_slots.tolist(),
-            "weights_per_task": model.owned_counts(),
-            "free_weights": sum(model.free_counts().values()),
+        return {
+            "architecture": {
+                "packnet_tasks": model.task_slots.tolist(),
+                "weights_per_task": model.owned_counts(),
+                "free_weights": sum(model.free_counts().values()),
+            }
         }
-        return state
 
 
 class ProgressiveNetworkModelUpdater(ModelUpdater):
@@ -190,7 +167,6 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
 
     Args:
         model: a :class:`~retentive.models.ProgressiveNetwork`.
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -206,14 +182,8 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
             )
         super().__init__(model, loss_fn, optimizer, **kwargs)
 
-    def _apply_state(self, state: State, folder: Path | None) -> None:
-        try:
-            super()._apply_state(state, folder)
-        except ColumnLimitError as error:
-            raise StateError(f"the state in {str(folder)!r} does not fit this network: {error}") from error
-
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        super()._after_fit(train_dataset, task_id)
+    def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        super().after_fit(train_dataset, task_id)
         if self.logger is not None:
             model = self.model
             assert isinstance(model, ProgressiveNetwork)
@@ -222,14 +192,14 @@ class ProgressiveNetworkModelUpdater(ModelUpdater):
                 step=self.learner.total_steps,
             )
 
-    def _state(self) -> State:
-        state = super()._state()
+    def manifest_entries(self) -> dict[str, Any]:
         model = self.model
         assert isinstance(model, ProgressiveNetwork)
         counts = model.parameter_counts()
-        state.manifest["architecture"] = {
-            "column_tasks": model.column_tasks.tolist(),
-            "parameters_per_column": counts,
-            "parameters": sum(counts),
+        return {
+            "architecture": {
+                "column_tasks": model.column_tasks.tolist(),
+                "parameters_per_column": counts,
+                "parameters": sum(counts),
+            }
         }
-        return state

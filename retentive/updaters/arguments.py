@@ -1,13 +1,18 @@
-"""What an updater is built with: the step's batch split, extra components, Renate's device rules,
-and how the record of its arguments (:mod:`~retentive.updaters.signature`) becomes the manifest's
-hyperparameters, the resume fingerprint and TensorBoard's hparams."""
+"""What an updater is built with: the checks of its flat arguments, the step's batch split, the
+Learner's and the Trainer's settings drawn from them, Renate's device rules, and how the record of
+its arguments (:mod:`~retentive.updaters.signature`) becomes the manifest's hyperparameters, the
+resume fingerprint and TensorBoard's hparams."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from torch import nn
+
 from retentive.components.base import Component
+from retentive.learner.metrics import check_logged_metrics, logged_metric_names
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
@@ -26,6 +31,13 @@ NOT_HYPERPARAMETERS = frozenset(
 )
 
 
+def check_count(name: str, value: Any, minimum: int, hint: str = "") -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}{hint}")
+    return value
+
+
 def split_batch(
     batch_size: int, memory_size: int, batch_memory_frac: float | None, memory_batch_size: int | None
 ) -> tuple[int, int]:
@@ -36,8 +48,7 @@ def split_batch(
     The DER paper's convention (e.g. 10 new + 128 memory): pass ``memory_batch_size``; then
     ``batch_size`` counts the new samples alone and ``m = min(memory_size, memory_batch_size)``.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_count("batch_size", batch_size, 1)
     if memory_batch_size is not None:
         if batch_memory_frac is not None:
             raise ValueError(
@@ -78,15 +89,6 @@ def _isplain(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float, str)):
         return True
     return isinstance(value, (list, tuple)) and all(_isplain(v) for v in value)
-
-
-def with_user_components(own: Sequence[Component], extra: Sequence[Component] | None) -> list[Component]:
-    """A method's own components followed by any the user added with ``components=`` (e.g. ER + EWC)."""
-    extra = list(extra or ())
-    for component in extra:
-        if not isinstance(component, Component):
-            raise TypeError(f"components must be retentive Components, got {type(component).__name__}")
-    return list(own) + extra
 
 
 # ---------------------------------------------------------------- Renate's arguments
@@ -148,3 +150,81 @@ def check_task_id(task_id: Any) -> int | str | None:
     if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
         raise ValueError(f"task_id must be a non-empty string or an int >= 0, got {task_id!r}")
     return task_id
+
+
+MEMORY_INSERTION = ("step", "update_end")
+
+#: the Learner's settings that are the updater's arguments of the same name
+_LEARNER_ARGUMENTS = (
+    "loss_fn",
+    "optimizer",
+    "loss_weight",
+    "loss_normalization",
+    "ema_memory_update_gamma",
+    "mask_unused_classes",
+    "log_every_n_steps",
+    "train_transform",
+    "train_target_transform",
+    "test_transform",
+    "test_target_transform",
+    "learning_rate_scheduler_interval",
+    "gradient_clip_val",
+    "gradient_clip_algorithm",
+    "logged_metrics",
+)
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> bool:
+    """Refuse what no updater can run with, before anything is built; returns whether early
+    stopping is on (it is off, with a warning, when no metric is monitored)."""
+    model, optimizer, memory_size = arguments["model"], arguments["optimizer"], arguments["memory_size"]
+    max_epochs, metric, insertion = arguments["max_epochs"], arguments["metric"], arguments["memory_insertion"]
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(optimizer):
+        raise TypeError(f"optimizer must be a callable taking the parameters, got {type(optimizer).__name__}")
+    check_count("memory_size", memory_size, 0)
+    check_count("max_epochs", max_epochs, 1)
+    check_monitor(metric, arguments["mode"], logged_metric_names(check_logged_metrics(arguments["logged_metrics"])))
+    if arguments["resume"] and arguments["output_state_folder"] is None:
+        raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
+    if insertion not in MEMORY_INSERTION:
+        raise ValueError(f"memory_insertion must be one of {MEMORY_INSERTION}, got {insertion!r}")
+    if arguments["early_stopping_enabled"] and metric is None:
+        warnings.warn(
+            "early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",
+            stacklevel=3,
+        )
+        return False
+    return bool(arguments["early_stopping_enabled"])
+
+
+def learner_settings(arguments: Mapping[str, Any], components: Sequence[Component]) -> dict[str, Any]:
+    """The :class:`~retentive.learner.Learner` keyword arguments the updater's arguments give
+    (but the model, the memory and its batch, which the updater passes itself)."""
+    train, train_target = arguments["train_transform"], arguments["train_target_transform"]
+    buffer, buffer_target = arguments["buffer_transform"], arguments["buffer_target_transform"]
+    return {
+        **{name: arguments[name] for name in _LEARNER_ARGUMENTS},
+        "components": list(components),
+        "lr_scheduler": arguments["learning_rate_scheduler"],
+        "update_memory_every_step": arguments["memory_insertion"] == "step",
+        # Renate's rule: replayed samples get the training transforms unless told otherwise
+        "buffer_transform": train if buffer is None else buffer,
+        "buffer_target_transform": train_target if buffer_target is None else buffer_target,
+    }
+
+
+def trainer_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The Lightning Trainer's settings the updater's arguments give (Renate's device rules applied)."""
+    devices, strategy = resolve_devices_strategy(arguments["devices"], arguments["strategy"], arguments["num_nodes"])
+    return {
+        "max_epochs": arguments["max_epochs"],
+        "accelerator": arguments["accelerator"],
+        "devices": devices,
+        "strategy": strategy,
+        "precision": arguments["precision"],
+        "num_nodes": arguments["num_nodes"],
+        "enable_progress_bar": arguments["enable_progress_bar"],
+        "deterministic": bool(arguments["deterministic_trainer"]),
+    }

@@ -1,21 +1,20 @@
 """ModelUpdater: the life cycle of one update — load state, fit with Lightning, save state.
 
-Subclasses choose the loss components (and the memory); everything else — batching, seeding,
-the Trainer, validation of the input, and the state folder — lives here once: the update itself
-here, the state in :mod:`~retentive.updaters.persistence`, the fit in
-:mod:`~retentive.updaters.fitting`.
+Subclasses choose the loss components (and the memory), and override only the extension points
+declared in :mod:`~retentive.updaters.hooks`; everything else — batching, seeding, the Trainer,
+validation of the input, and the state folder — lives here once: the update itself here, its
+arguments in :mod:`~retentive.updaters.arguments`, the state in
+:mod:`~retentive.updaters.persistence`, the fits in :mod:`~retentive.updaters.fitting`.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
@@ -23,23 +22,15 @@ from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
-from retentive.evaluation import chunk_classes
-from retentive.learner import Learner, OptimizerFactory, SchedulerFactory
-from retentive.learner.metrics import check_logged_metrics, logged_metric_names
-from retentive.learner.passes import insert_chunk, refresh_metadata
+from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
-from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import InsertionPolicy
-from retentive.memory.protocol import ReplayMemory
 from retentive.quiet import quiet_lightning
 from retentive.state import MANIFEST, check_output_folder
-from retentive.state.concurrency import read_versioned
 from retentive.state.discovery import warn_if_starting_over
-from retentive.state.inplace import is_in_place
 from retentive.state.interrupts import keyboard_interrupts
 from retentive.state.locking import OutputLock
-from retentive.state.remote.locations import StateLocations
 from retentive.state.resume import ResumeSession, update_fingerprint
 from retentive.streams import Purpose, memory_seeds, stream_seed
 from retentive.updaters.arguments import (
@@ -47,30 +38,24 @@ from retentive.updaters.arguments import (
     RENATE_DEVICES,
     RENATE_MAX_EPOCHS,
     RENATE_STRATEGY,
-    check_monitor,
+    check_arguments,
     check_task_id,
+    learner_settings,
     plain,
-    resolve_devices_strategy,
     split_batch,
+    trainer_settings,
 )
 from retentive.updaters.chunks import chunk_batches
 from retentive.updaters.collate import CollatedView
 from retentive.updaters.fitting import FittingMixin
+from retentive.updaters.hooks import UpdaterHooks
 from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
 from retentive.updaters.signature import bind_arguments, define_signature
 from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
-MEMORY_INSERTION = ("step", "update_end")
 
-
-def _exposes_targets(dataset: Dataset) -> bool:
-    """Whether the chunk's labels were all checked before training (a ``targets`` tensor)."""
-    targets = getattr(dataset, "targets", None)
-    return torch.is_tensor(targets) and targets.dim() == 1 and targets.shape[0] == len(dataset)  # type: ignore[arg-type]
-
-
-class ModelUpdater(PersistenceMixin, FittingMixin):
+class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
     """Updates a model on one data chunk per :meth:`update` call without forgetting the earlier ones.
 
     Args:
@@ -79,7 +64,9 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         loss_fn: the task loss, e.g. ``nn.CrossEntropyLoss()`` (mean-reduced).
         optimizer: a callable taking the parameters, e.g. ``partial(torch.optim.SGD, lr=0.03)``;
             a fresh optimizer is built for each update, as in Renate.
-        components: the weighted loss terms (subclasses fill this in).
+        components: the weighted loss terms. A method puts its own first and those given to it
+            (``components=``, e.g. EWC's next to ER's) after them. A method also takes every
+            argument listed here that it does not refuse (``refused_arguments``), keyword-only.
         memory_size: replay memory capacity in samples (0: no memory).
         batch_size, batch_memory_frac, memory_batch_size: the step's batch; see :func:`split_batch`.
         loss_weight: the weight of the loss on new data.
@@ -163,7 +150,7 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         self._arguments = bind_arguments(cls, args, kwargs) or {}
         return self
 
-    def __init__(
+    def __init__(  # Renate's 46 flat arguments, kept as they are; the body is short
         self,
         model: nn.Module,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -212,152 +199,37 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not callable(optimizer):
-            raise TypeError(f"optimizer must be a callable taking the parameters, got {type(optimizer).__name__}")
-        if not isinstance(memory_size, int) or isinstance(memory_size, bool) or memory_size < 0:
-            raise ValueError(f"memory_size must be an int >= 0, got {memory_size!r}")
-        if not isinstance(max_epochs, int) or max_epochs < 1:
-            raise ValueError(f"max_epochs must be an int >= 1, got {max_epochs!r}")
-        check_monitor(metric, mode, logged_metric_names(check_logged_metrics(logged_metrics)))
-        if early_stopping_enabled and metric is None:
-            warnings.warn(
-                "early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",
-                stacklevel=2,
-            )
-            early_stopping_enabled = False
-        self.metric, self.mode, self.early_stopping_enabled = metric, mode, bool(early_stopping_enabled)
+        arguments = dict(locals())  # the flat arguments by name, before anything else is bound here
+        del arguments["self"]
+        self.early_stopping_enabled = check_arguments(arguments)
+        self.metric, self.mode, self.model = metric, mode, model
         self.new_batch_size, self.memory_batch_size = split_batch(
             batch_size, memory_size, batch_memory_frac, memory_batch_size
         )
-        self.model = model
-        # URLs (s3://...) are probed now and stand in for by local folders (retentive.state.remote)
-        self.state_locations = StateLocations(input_state_folder, output_state_folder, resume)
-        self.input_state_folder = self.state_locations.input_folder
-        self.output_state_folder = self.state_locations.output_folder
-        self.in_place = self.output_state_folder is not None and is_in_place(
-            self.input_state_folder, self.output_state_folder
-        )
-        if self.output_state_folder is not None and not self.in_place:
-            check_output_folder(self.output_state_folder, self.input_state_folder)
-        if resume and self.output_state_folder is None:
-            raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
-        self.resume = bool(resume)
-        if memory_insertion not in MEMORY_INSERTION:
-            raise ValueError(f"memory_insertion must be one of {MEMORY_INSERTION}, got {memory_insertion!r}")
-        self.memory_insertion = memory_insertion
+        self._locate_state(input_state_folder, output_state_folder, resume)
+        self.memory_insertion, self.memory_input_dtype = memory_insertion, memory_input_dtype
         self.refresh_memory_metadata = bool(refresh_memory_metadata)
-        self.memory_input_dtype = memory_input_dtype
-        self.memory = self._build_memory(memory_size, memory_policy, seed)
-        # an update-end policy checks the model now, before any training
-        self.memory.policy.attach(self.model, self.memory.capacity)
-        self.learner = self._build_learner(
-            model=model,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            components=components,
-            memory=self.memory,
-            memory_batch_size=self.memory_batch_size,
-            loss_weight=loss_weight,
-            loss_normalization=loss_normalization,
-            ema_memory_update_gamma=ema_memory_update_gamma,
-            mask_unused_classes=mask_unused_classes,
-            lr_scheduler=learning_rate_scheduler,
-            log_every_n_steps=log_every_n_steps,
-            update_memory_every_step=memory_insertion == "step",
-            train_transform=train_transform,
-            train_target_transform=train_target_transform,
-            # Renate's rule: replayed samples get the training transforms unless told otherwise
-            buffer_transform=buffer_transform if buffer_transform is not None else train_transform,
-            buffer_target_transform=buffer_target_transform
-            if buffer_target_transform is not None
-            else train_target_transform,
-            test_transform=test_transform,
-            test_target_transform=test_target_transform,
-            learning_rate_scheduler_interval=learning_rate_scheduler_interval,
-            gradient_clip_val=gradient_clip_val,
-            gradient_clip_algorithm=gradient_clip_algorithm,
-            logged_metrics=logged_metrics,
+        self.memory = self.build_memory(memory_size, memory_policy, seed)
+        self.memory.policy.attach(self.model, self.memory.capacity)  # an update-end policy checks the model now
+        settings = learner_settings(arguments, components)
+        self.learner = self.build_learner(
+            model=model, memory=self.memory, memory_batch_size=self.memory_batch_size, **settings
         )
-        devices, strategy = resolve_devices_strategy(devices, strategy, num_nodes)
-        self.trainer_kwargs: dict[str, Any] = dict(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            precision=precision,
-            num_nodes=num_nodes,
-            enable_progress_bar=enable_progress_bar,
-            deterministic=bool(deterministic_trainer),
-        )
-        self.seed = int(seed)
-        self.num_workers = int(num_workers)
-        self.callbacks = list(callbacks)
+        self.trainer_kwargs: dict[str, Any] = trainer_settings(arguments)
+        self.seed, self.num_workers, self.callbacks = int(seed), int(num_workers), list(callbacks)
         if logger is None or logger is True:
             logger = default_logger(type(self).__name__, output_state_folder)
         name_run(logger, output_state_folder)  # one TensorBoard run per update, named after its state
         self.logger: Logger | None = logger or None
-        arguments = getattr(self, "_arguments", {})
+        record = getattr(self, "_arguments", {})
         self.hyperparameters: dict[str, Any] = {
-            name: plain(value) for name, value in arguments.items() if name not in NOT_HYPERPARAMETERS
+            name: plain(value) for name, value in record.items() if name not in NOT_HYPERPARAMETERS
         }
         self.hyperparameters["precision"] = str(precision)
-        self.effective_precision: str | None = None
-        self.updates_done = 0
-        self.tasks_seen: dict[str, int] = {}
-        self.task_order: list[int | str] = []  # the task of each update, in order (growing models replay it)
-        self.chunk_size = 0  # samples in the chunk of the update under way
-        self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
-        self.global_rank = 0  # this process's rank in the last update
-        #: the version (manifest digest) of the state this updater holds: the one it read, then the
-        #: one its last in-place update wrote; an in-place update commits only onto it
-        self.state_version: str | None = None
-        if self.input_state_folder is not None:
-            with self.state_locations.naming_urls():
-                state, self.state_version = read_versioned(self.input_state_folder)
-                self._restore(state)
+        self._load_input_state()
 
-    # ---------------------------------------------------------------- hooks for subclasses
-    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayMemory:
-        """The memory this updater keeps (Joint keeps an unbounded one)."""
-        return ReplayBuffer(memory_size, policy=policy, seed=seed, input_dtype=self.memory_input_dtype)
-
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
-        """What the fit iterates over; the chunk itself unless a subclass trains on its memory."""
-        return train_dataset
-
-    def _steps_per_epoch(self, world_size: int) -> int | None:
-        """Steps an epoch may take (``None``: one pass over the training data). Joint and GDumb
-        train on their memory for as many steps as fine-tuning on the chunk takes (Renate's
-        fine-tuning-equivalent epochs)."""
-        return None
-
-    def _build_learner(self, **kwargs: Any) -> Learner:
-        """The Learner of this updater; a method that changes the optimisation loop itself (MER,
-        online meta-learning) returns its Learner subclass here."""
-        return Learner(**kwargs)
-
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        """After a successful fit, before the state is saved: update-end memory work.
-
-        With ``memory_insertion="update_end"`` the chunk is offered to the memory now, with
-        metadata from the trained model; with ``refresh_memory_metadata`` the metadata of the
-        samples this update inserted are recomputed by the trained model.
-        """
-        if self.memory_insertion == "update_end":
-            if self.memory.capacity:
-                self._fill_memory(train_dataset, task_id)
-        elif self.refresh_memory_metadata and self.learner.inserted_slots:
-            refresh_metadata(self.learner, torch.cat([s.cpu() for s in self.learner.inserted_slots]))
-
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
-        """Update-end insertion: the chunk is offered to the memory, with metadata from the trained
-        model. A method whose memory is filled its own way at update end (GDumb and Joint before
-        training, iCaRL by herding) overrides this."""
-        insert_chunk(self.learner, self._batches(train_dataset, task_id))
-
-    def _batches(self, dataset: Dataset, task_id: int | str, batch_size: int = 1024) -> Iterator[Batch]:
+    # ---------------------------------------------------------------- helpers for methods
+    def batches(self, dataset: Dataset, task_id: int | str, batch_size: int = 1024) -> Iterator[Batch]:
         """The whole chunk in order, as batches (what update-level hooks iterate)."""
         default = task_id if isinstance(task_id, int) else 0
         for rows in chunk_batches(dataset, default, batch_size):
@@ -422,6 +294,40 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
     def _update(
         self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: OutputLock | None
     ) -> nn.Module:
+        task = self._check_update(train_dataset, val_dataset, task_id)
+        route = task if isinstance(task, int) else 0  # string task ids share the model's one head
+        update = self.updates_done
+        seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
+        session = self._resume_session(train_dataset, task, seed, lock)
+        backup = self._snapshot()
+        pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
+        self.memory.reseed(*memory_seeds(self.seed, update))
+        self.learner.begin_update(self.seed, update, task, partial(self.batches, train_dataset, route))
+        try:
+            self.chunk_size = len(train_dataset)  # type: ignore[arg-type]
+            if session is not None and session.trained:
+                self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
+            else:
+                self.run_fits(train_dataset, val_dataset, route, seed, session)
+            self.after_fit(train_dataset, route)
+            self.updates_done += 1
+            self.task_order.append(task)
+            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
+            self._log_memory()
+            if self.output_state_folder is not None:
+                self._save(lock)
+        except BaseException:
+            if not self._committed_in_call():  # committed: the updater holds what the folder now holds
+                self._put_back(backup)
+            raise
+        return self.model
+
+    def _check_update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: Any) -> int | str:
+        """Refuse, before any training, what this update could not train on or write; returns its task.
+
+        A growing model grows for the task first (idempotent per task): the checks probe it, and
+        the rollback snapshot taken next covers its new structure.
+        """
         if self.output_state_folder is not None and not self.in_place:
             check_output_folder(self.output_state_folder, self.input_state_folder)
         self.state_locations.check_output()  # an output URL must still hold no committed state
@@ -434,11 +340,9 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
                 f"early_stopping_enabled=True monitors {self.metric!r} on the validation set, but no val_dataset "
                 "was passed; pass one or turn early stopping off"
             )
-        task = self.updates_done if task_id is None else task_id
-        route = task if isinstance(task, int) else 0  # string task ids share the model's one head
-        # a growing model grows for the task first (idempotent per task): the checks probe it, and
-        # the rollback snapshot below then covers its new structure
-        self._adapt_model([task])
+        task: int | str = self.updates_done if task_id is None else task_id
+        route = task if isinstance(task, int) else 0
+        self.adapt_model([task])
         check_dataset(train_dataset, "training", self.memory)
         # the memory can hold no more than its rows plus the chunk after this update: refuse now,
         # before training, what the device could not hold then (MemoryBudgetError)
@@ -448,53 +352,22 @@ class ModelUpdater(PersistenceMixin, FittingMixin):
             check_dataset(val_dataset, "validation", self.memory)
             check_chunk(self.model, val_dataset, "validation", None, route)
         check_transforms(self.model, self.learner.transforms, train_dataset, task)
-        update = self.updates_done
-        seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
-        session = None
-        if self.resume:
-            assert self.output_state_folder is not None
-            fingerprint = update_fingerprint(
-                type(self).__name__,
-                self.hyperparameters,
-                None if self.input_state_folder is None else self.input_state_folder / MANIFEST,
-                task,
-                seed,
-                train_dataset,
-            )
-            session = ResumeSession(
-                self.output_state_folder,
-                fingerprint,
-                lock,
-                self._state,
-                self._apply_state,
-                self.trainer_kwargs["max_epochs"],
-            )
-        backup = self._snapshot()
-        pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
-        self.memory.reseed(*memory_seeds(self.seed, update))
-        self.learner.begin_update(self.seed, update, task, partial(self._batches, train_dataset, route))
-        try:
-            self.chunk_size = len(train_dataset)  # type: ignore[arg-type]
-            fit_dataset = self._training_data(train_dataset, route)
-            self.learner.check_labels_per_step = not _exposes_targets(fit_dataset)
-            if self.learner.mask_unused_classes:
-                self.learner.set_chunk_classes(chunk_classes(fit_dataset))
-            if session is not None and session.trained:
-                self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
-            else:
-                self._fit(fit_dataset, val_dataset, seed, session)
-            self._after_fit(train_dataset, route)
-            self.updates_done += 1
-            self.task_order.append(task)
-            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
-            self._log_memory()
-            if self.output_state_folder is not None:
-                self._save(lock)
-        except BaseException:
-            if not self._committed_in_call():  # committed: the updater holds what the folder now holds
-                self._put_back(backup)
-            raise
-        return self.model
+        self.check_data(train_dataset)
+        return task
+
+    def _resume_session(
+        self, train_dataset: Dataset, task: int | str, seed: int, lock: OutputLock | None
+    ) -> ResumeSession | None:
+        """With ``resume=True``: the session that finds and writes this update's checkpoints."""
+        if not self.resume:
+            return None
+        assert self.output_state_folder is not None
+        input_manifest = None if self.input_state_folder is None else self.input_state_folder / MANIFEST
+        fingerprint = update_fingerprint(
+            type(self).__name__, self.hyperparameters, input_manifest, task, seed, train_dataset
+        )
+        max_epochs = self.trainer_kwargs["max_epochs"]
+        return ResumeSession(self.output_state_folder, fingerprint, lock, self._state, self._apply_state, max_epochs)
 
 
 define_signature(ModelUpdater)  # the root of every updater's signature (subclasses: __init_subclass__)

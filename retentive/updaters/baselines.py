@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -16,17 +16,7 @@ from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.arguments import split_batch
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk, memory_dataset
-from retentive.updaters.settings import (
-    EmaGamma,
-    FixedMemorySettings,
-    LossFunction,
-    LossNormalization,
-    LossWeight,
-    OwnMemorySettings,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import FixedMemorySettings, GDumbSettings, LossFunction, OwnMemorySettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -35,10 +25,9 @@ else:
     from typing import Unpack
 
 _MEMORY_ARGUMENTS = ("components", "batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion")
-
-
-class _GDumbSettings(UpdaterSettings, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
-    """What GDumb passes on: its memory, its batch and its insertion are its own."""
+#: what an updater that trains on its memory alone sets itself: no loss terms, no replay batch, and
+#: the chunk goes to the memory before training
+_ON_MEMORY: dict[str, Any] = {"components": (), "batch_memory_frac": 0.0, "memory_insertion": "update_end"}
 
 
 class _FineTuningEquivalentEpochs:
@@ -50,7 +39,7 @@ class _FineTuningEquivalentEpochs:
     chunk_size: int
     new_batch_size: int
 
-    def _steps_per_epoch(self, world_size: int) -> int | None:
+    def steps_per_epoch(self, world_size: int) -> int | None:
         return max(1, math.ceil(self.chunk_size / (self.new_batch_size * max(1, world_size))))
 
 
@@ -107,31 +96,21 @@ class GDumbModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         memory_size: int,
         batch_memory_frac: float = 0.5,
         batch_size: int = 32,
-        **kwargs: Unpack[_GDumbSettings],
+        **kwargs: Unpack[GDumbSettings],
     ) -> None:
         if isinstance(memory_size, int) and memory_size < 1:
             raise ValueError(f"GDumb trains on its memory, so memory_size must be >= 1, got {memory_size}")
         check_reinitializable(model)
         new, _ = split_batch(batch_size, memory_size, batch_memory_frac, None)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[],
-            memory_size=memory_size,
-            batch_size=new,
-            batch_memory_frac=0.0,
-            memory_policy=GreedyClassBalancedPolicy(),
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        fixed: dict[str, Any] = {"batch_size": new, "memory_policy": GreedyClassBalancedPolicy(), **_ON_MEMORY}
+        super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **fixed, **kwargs)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
 
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
         """Nothing left to insert: the chunk went to the memory before training."""
 
 
@@ -154,24 +133,15 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         check_reinitializable(model)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[],
-            memory_size=0,
-            batch_memory_frac=0.0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, memory_size=0, **_ON_MEMORY, **kwargs)
 
-    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
+    def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
         return UnboundedBuffer(seed=seed)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)
         reinitialize_(self.model)
         return memory_dataset(self.memory)
 
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
         """Nothing left to insert: the chunk went to the memory before training."""

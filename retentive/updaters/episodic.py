@@ -11,7 +11,7 @@ update trains, as in GEM, A-GEM and Avalanche's replay.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -25,14 +25,7 @@ from retentive.data import nested
 from retentive.learner import OptimizerFactory
 from retentive.memory.protocol import ReplayMemory
 from retentive.updaters.base import ModelUpdater, split_batch
-from retentive.updaters.settings import (
-    EmaGamma,
-    LossFunction,
-    OwnMemorySettings,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import AvalancheSettings, LossFunction, OwnMemorySettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -75,11 +68,11 @@ def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: 
 class _TaskBalancedMemory(ModelUpdater):
     """Fills the memory task by task when an update ends (see the module docstring)."""
 
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        rows, offered = task_balanced_rows(self.memory, self._batches(train_dataset, task_id), task_id)
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        rows, offered = task_balanced_rows(self.memory, self.batches(train_dataset, task_id), task_id)
         replace_memory(self.memory, rows, offered)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         # a memory too small for the tasks seen fails before any training, not after it
         tasks = set(self.memory.decoded("task_ids").tolist()) if len(self.memory) else set()
         balanced_quotas(self.memory.capacity, len(tasks | {int(task_id)}), "tasks")
@@ -87,15 +80,12 @@ class _TaskBalancedMemory(ModelUpdater):
 
 
 #: GEM and A-GEM fill the memory themselves and do not replay it in the loss
+_NOT_REPLAYED: dict[str, Any] = {"memory_batch_size": 0, "memory_insertion": "update_end"}
 _NO_MEMORY_BATCH = refusing(
     ("batch_memory_frac", "memory_batch_size", "memory_policy", "memory_insertion"),
     "fills its memory per task at the end of each update and does not replay it in the "
     "loss; drop the argument {name!r}",
 )
-
-
-class _AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
-    """What Avalanche's replay passes on: the loss is the mean over the joint batch, the memory its own."""
 
 
 class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -105,7 +95,6 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the episodic memory, shared evenly by the tasks seen (>= the number of tasks).
         memory_strength: GEM's margin ``γ`` on the dual variables [0.5, the paper's].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones (the memory is not replayed in the loss).
     """
@@ -123,16 +112,7 @@ class GradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = GradientEpisodicMemory(memory_strength)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            memory_batch_size=0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **_NOT_REPLAYED, **kwargs)
 
 
 class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
@@ -142,7 +122,6 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the episodic memory, shared evenly by the tasks seen.
         sample_size: memory samples per reference gradient [64, Avalanche's default].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
             batching ones.
     """
@@ -160,16 +139,7 @@ class AveragedGradientEpisodicMemoryModelUpdater(_TaskBalancedMemory):
         **kwargs: Unpack[OwnMemorySettings],
     ) -> None:
         own = AveragedGradientEpisodicMemory(sample_size)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            memory_batch_size=0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **_NOT_REPLAYED, **kwargs)
 
 
 class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
@@ -182,7 +152,6 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
     Args:
         memory_size: the memory's capacity.
         batch_memory_frac: the share of each batch drawn from memory [0.5, Renate's default].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the loss
             weighting ones (the loss is the mean over the joint batch).
     """
@@ -201,21 +170,11 @@ class ExperienceReplayAvalancheModelUpdater(_TaskBalancedMemory):
         batch_memory_frac: float = 0.5,
         batch_size: int = 32,
         components: Sequence[Component] = (),
-        **kwargs: Unpack[_AvalancheSettings],
+        **kwargs: Unpack[AvalancheSettings],
     ) -> None:
         new, memory = split_batch(batch_size, memory_size, batch_memory_frac, None)
         # (n * L_new + m * L_mem) / (n + m): the mean over the concatenated batch
         own = MemoryCrossEntropy(float(memory))
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            batch_size=batch_size,
-            batch_memory_frac=batch_memory_frac,
-            loss_weight=float(new),
-            loss_normalization=True,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        fixed: dict[str, Any] = {"batch_size": batch_size, "batch_memory_frac": batch_memory_frac}
+        fixed.update(loss_weight=float(new), memory_insertion="update_end")
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **fixed, **kwargs)

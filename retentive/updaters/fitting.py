@@ -1,18 +1,34 @@
-"""Fitting one chunk with Lightning: the loaders, the Trainer and its callbacks (a mixin of
-:class:`~retentive.updaters.base.ModelUpdater`)."""
+"""The one fit path of an update: every :class:`~retentive.updaters.hooks.Fit` a method yields runs
+through :meth:`FittingMixin.run_fits`, with the same loaders, Trainer, resume checkpoints, best
+epoch and logging (a mixin of :class:`~retentive.updaters.base.ModelUpdater`).
+
+With ``resume=True`` the checkpoints count the epochs of all the update's fits in a row: a fit
+whose epochs an interrupted run completed is not trained again (its state comes from the
+checkpoint), the fit the run was in continues from its last completed epoch, and a checkpoint is
+also written at the end of each fit, so that a crash between two fits loses neither.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data.loaders import training_loader
+from retentive.evaluation import chunk_classes
 from retentive.learner.runs import log_hyperparameters, run_callbacks
-from retentive.state.resume import ResumeSession
+from retentive.state.resume import (
+    EpochCheckpointer,
+    ResumeSession,
+    capture_training,
+    restore_training,
+    write_checkpoint,
+)
+from retentive.updaters.hooks import Fit
 from retentive.updaters.monitoring import BestEpoch
 
 if TYPE_CHECKING:
@@ -21,8 +37,65 @@ else:
     _Host = object
 
 
+def exposes_targets(dataset: Dataset) -> bool:
+    """Whether the data's labels were all checked before training (a ``targets`` tensor)."""
+    targets = getattr(dataset, "targets", None)
+    return torch.is_tensor(targets) and targets.dim() == 1 and targets.shape[0] == len(dataset)  # type: ignore[arg-type]
+
+
+class FitWindow:
+    """The epochs ``[offset, offset + epochs)`` of an update's resume session that one fit covers."""
+
+    def __init__(self, session: ResumeSession, offset: int, epochs: int) -> None:
+        self.session, self.offset, self.epochs = session, offset, epochs
+        before = 0 if session.checkpoint is None else session.checkpoint.epochs_done - offset
+        self.done = min(max(before, 0), epochs)  # epochs of this fit the interrupted run completed
+        self._loader: DataLoader | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """The interrupted run completed this fit: its state is restored instead of trained."""
+        return self.done == self.epochs
+
+    def restore_state(self) -> None:
+        """The checkpoint's state, put into the updater (for a fit it completed)."""
+        checkpoint = self.session.checkpoint
+        assert checkpoint is not None
+        self.session.apply(checkpoint.state, checkpoint.folder)
+
+    def callback(self) -> EpochCheckpointer:
+        resuming = 0 < self.done < self.epochs  # the run was interrupted inside this fit
+        save = None if self.session.lock is None else self._write
+        return EpochCheckpointer(save, self.offset + self.done, self._restore if resuming else None)
+
+    def _restore(self, trainer: pl.Trainer) -> None:
+        checkpoint = self.session.checkpoint
+        assert checkpoint is not None
+        self.restore_state()
+        restore_training(trainer, checkpoint.training, checkpoint.folder)
+
+    def _write(self, trainer: pl.Trainer, epochs_done: int) -> None:
+        session = self.session
+        assert session.lock is not None and self._loader is not None
+        training = capture_training(trainer, self._loader)
+        write_checkpoint(
+            session.output, session.lock, session.capture(), training, session.fingerprint, epochs_done, False
+        )
+
+    def attach_loader(self, loader: DataLoader) -> None:
+        """The fit's loader: its generator is saved with checkpoints, and restored from one made in this fit."""
+        self._loader = loader
+        if 0 < self.done < self.epochs:
+            self.session.attach_loader(loader)
+
+    def finish(self, trainer: pl.Trainer) -> None:
+        """At the end of the fit: a checkpoint of it (a crash before the next fit keeps it)."""
+        if self.session.lock is not None:
+            self._write(trainer, self.offset + self.epochs)
+
+
 class FittingMixin(_Host):
-    """``_fit`` and the Trainer and loaders it builds."""
+    """``run_fits``, the one fit path (``fit``), and the Trainer and loaders it builds."""
 
     def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
         return training_loader(dataset, self.new_batch_size, shuffle, seed, rank, world_size, self.num_workers)
@@ -42,22 +115,46 @@ class FittingMixin(_Host):
             **kwargs,
         )
 
-    def _fit(
+    def run_fits(
         self,
         train_dataset: Dataset,
         val_dataset: Dataset | None,
+        task_id: int,
         seed: int,
         session: ResumeSession | None,
-        max_epochs: int | None = None,
     ) -> None:
-        """One fit: ``max_epochs`` epochs [the updater's], with resume, best-epoch selection and logging.
+        """Every fit the method's :meth:`fits` yields, in order; the ``k``-th shuffles with ``seed ^ k``.
 
-        A method's extra fits (PackNet's retraining, Repeated Distillation's second fit) come here too.
+        The classes of the first fit's data are the update's (``mask_unused_classes``). On any
+        failure the method's generator is closed at once, so its clean-up (after a ``yield``) runs
+        before the updater is put back.
         """
-        total = self.trainer_kwargs["max_epochs"] if max_epochs is None else max_epochs
-        epochs = total - (0 if session is None else session.epochs_before)
-        callbacks: list[pl.Callback] = [] if session is None else [session.callback()]
-        if self.metric is not None and val_dataset is not None:
+        offset, fits = 0, self.fits(train_dataset, val_dataset, task_id)
+        try:
+            for index, fit in enumerate(fits):
+                if index == 0 and self.learner.mask_unused_classes:
+                    self.learner.set_chunk_classes(chunk_classes(fit.data))
+                epochs = self.trainer_kwargs["max_epochs"] if fit.epochs is None else fit.epochs
+                window = None if session is None else FitWindow(session, offset, epochs)
+                if window is not None and window.skipped:
+                    window.restore_state()
+                else:
+                    self.fit(fit, seed ^ index, window)
+                offset += epochs
+        finally:
+            if isinstance(fits, Generator):
+                fits.close()
+        if session is not None and session.lock is not None:  # the complete checkpoint: only the save is left
+            write_checkpoint(session.output, session.lock, session.capture(), {}, session.fingerprint, offset, True)
+
+    def fit(self, fit: Fit, seed: int, window: FitWindow | None = None) -> None:
+        """One fit: the Trainer over ``fit.data``, with resume, best-epoch selection and logging."""
+        epochs = self.trainer_kwargs["max_epochs"] if fit.epochs is None else fit.epochs
+        callbacks: list[pl.Callback] = []
+        if window is not None:
+            epochs -= window.done
+            callbacks.append(window.callback())
+        if self.metric is not None and fit.val_data is not None:
             # Renate's checkpoint rule: with a monitored metric and a validation set, the state
             # written is the best epoch's (early stopping or not)
             callbacks.append(BestEpoch(self.metric, self.mode, self._snapshot, self._put_back))
@@ -65,9 +162,10 @@ class FittingMixin(_Host):
                 from pytorch_lightning.callbacks import EarlyStopping
 
                 callbacks.append(EarlyStopping(monitor=self.metric, mode=self.mode))
+        self.learner.check_labels_per_step = not exposes_targets(fit.data)
         trainer = self._trainer(max_epochs=epochs, callbacks=callbacks)
         self._check_launcher(trainer)
-        steps = self._steps_per_epoch(trainer.world_size)
+        steps = self.steps_per_epoch(trainer.world_size)
         if steps is not None:
             trainer.limit_train_batches = steps
         self.effective_precision = str(trainer.precision)  # Lightning may fall back (16-mixed on CPU)
@@ -76,20 +174,15 @@ class FittingMixin(_Host):
         # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
-        train_loader = self._loader(train_dataset, shuffle=True, seed=seed, **ranks)
-        if session is not None:
-            session.attach_loader(train_loader)
-        trainer.fit(
-            self.learner,
-            train_dataloaders=train_loader,
-            val_dataloaders=None
-            if val_dataset is None
-            else self._loader(val_dataset, shuffle=False, seed=seed, **ranks),
-        )
+        train_loader = self._loader(fit.data, shuffle=True, seed=seed, **ranks)
+        val_loader = None if fit.val_data is None else self._loader(fit.val_data, shuffle=False, seed=seed, **ranks)
+        if window is not None:
+            window.attach_loader(train_loader)
+        trainer.fit(self.learner, train_dataloaders=train_loader, val_dataloaders=val_loader)
         if trainer.interrupted:
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
-        if session is not None:
-            session.finish()
+        if window is not None:
+            window.finish(trainer)
 
     def _check_launcher(self, trainer: pl.Trainer) -> None:
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):

@@ -19,8 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +34,7 @@ from retentive.memory.policies import InsertionPolicy
 from retentive.models.routing import forward_routed
 from retentive.state.format import State
 from retentive.streams import Purpose
+from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, OwnComponentsSettings
 
@@ -59,7 +59,6 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         generator_lr: the generator's Adam learning rate [1e-3].
         consolidation_steps: replay-only classifier steps after each update [0: none].
         consolidation_batch_size: generated samples per consolidation step [64].
-        components: further components [none].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but a memory.
     """
 
@@ -80,16 +79,8 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             raise ValueError("GenerativeReplayModelUpdater stores no real sample; memory_size must be 0")
         if not 0.0 <= float(replay_ratio) < 1.0:
             raise ValueError(f"replay_ratio must lie in [0, 1), got {replay_ratio}")
-        for name, value in (
-            ("consolidation_steps", consolidation_steps),
-            ("consolidation_batch_size", consolidation_batch_size),
-        ):
-            if (
-                not isinstance(value, int)
-                or isinstance(value, bool)
-                or value < (0 if name == "consolidation_steps" else 1)
-            ):
-                raise ValueError(f"{name} must be an int >= {0 if name == 'consolidation_steps' else 1}, got {value!r}")
+        check_count("consolidation_steps", consolidation_steps, 0)
+        check_count("consolidation_batch_size", consolidation_batch_size, 1)
         generator = generator if generator is not None else VariationalAutoencoder()
         if not isinstance(generator, VariationalAutoencoder):
             raise TypeError(f"generator must be a retentive VariationalAutoencoder, got {type(generator).__name__}")
@@ -101,10 +92,10 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         self.memory: GenerativeMemory
         self.memory_batch_size = self.learner.memory_batch_size = replay_count(self.new_batch_size, replay_ratio)
 
-    def _build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> GenerativeMemory:
+    def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> GenerativeMemory:
         return GenerativeMemory(self._generator, self.model, self._generator_lr, seed)
 
-    def _apply_state(self, state: State, folder: Path | None) -> None:
+    def migrate_state(self, state: State) -> State:
         """A folder written when the generator lived in a component loads as this memory's state."""
         learner = state.learner.get("learner", {})
         if list(learner.get("component_types", []))[:1] == ["GenerativeReplay"]:
@@ -112,18 +103,15 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             learner = {**learner, "components": [{}, *learner["components"][1:]]}
             learner["component_types"] = [type(self.replay).__name__, *learner["component_types"][1:]]
             state = replace(state, learner={**state.learner, "learner": learner}, memory=memory)
-        super()._apply_state(state, folder)
+        return state
 
-    def _update(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: Any
-    ) -> nn.Module:
+    def check_data(self, train_dataset: Dataset) -> None:
         sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
         if sample is not None and torch.is_tensor(sample[0]):
             self.memory.generator.check_inputs(sample[0].unsqueeze(0))
-        return super()._update(train_dataset, val_dataset, task_id, lock)
 
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        super()._after_fit(train_dataset, task_id)
+    def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        super().after_fit(train_dataset, task_id)
         if self.consolidation_steps:
             self._consolidate()
         self.memory.snapshot(self.model)  # the next update replays what this one learned

@@ -1,8 +1,9 @@
 """What the ModelUpdater's mixins read from the ModelUpdater, declared once for the type checker.
 
 :class:`~retentive.updaters.base.ModelUpdater` is split over files:
-:mod:`~retentive.updaters.persistence` and :mod:`~retentive.updaters.fitting` each hold a mixin
-that uses the attributes ``ModelUpdater.__init__`` sets and the other mixin's methods. Each mixin
+:mod:`~retentive.updaters.hooks`, :mod:`~retentive.updaters.persistence` and
+:mod:`~retentive.updaters.fitting` each hold a mixin that uses the attributes
+``ModelUpdater.__init__`` sets and the other mixins' methods. Each mixin
 inherits :class:`UpdaterHost` only under ``TYPE_CHECKING``; at runtime they derive from ``object``
 and the ModelUpdater's method resolution order is unchanged. Nothing here runs: ``import
 retentive.updaters.host`` defines no names.
@@ -13,18 +14,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
     from typing import Any
 
     import pytorch_lightning as pl
     from pytorch_lightning.loggers import Logger
     from torch import nn
+    from torch.utils.data import Dataset
 
     from retentive.learner import Learner
     from retentive.memory.protocol import ReplayMemory
     from retentive.state import State
     from retentive.state.remote.locations import StateLocations
+    from retentive.updaters.hooks import Fit
 
     class UpdaterHost:
         """The ModelUpdater's attributes (set in ``ModelUpdater.__init__``) and the methods one
@@ -57,10 +60,19 @@ if TYPE_CHECKING:
         task_order: list[int | str]
         chunk_size: int
         state_version: str | None
+        memory_insertion: str
+        memory_input_dtype: str | None
+        refresh_memory_metadata: bool
 
         def _put_back(self, backup: tuple[Any, ...]) -> None: ...
         def _snapshot(self) -> tuple[Any, ...]: ...
-        def _steps_per_epoch(self, world_size: int) -> int | None: ...
         def _state(self) -> State: ...
         def _apply_state(self, state: State, folder: Path | None) -> None: ...
-        def _adapt_model(self, tasks: Sequence[int | str]) -> None: ...
+        def batches(self, dataset: Dataset, task_id: int | str, batch_size: int = 1024) -> Iterator[Any]: ...
+        # the extension points (retentive.updaters.hooks)
+        def steps_per_epoch(self, world_size: int) -> int | None: ...
+        def adapt_model(self, tasks: Sequence[int | str]) -> None: ...
+        def fits(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int) -> Iterator[Fit]: ...
+        def fill_memory(self, train_dataset: Dataset, task_id: int) -> None: ...
+        def manifest_entries(self) -> dict[str, Any]: ...
+        def migrate_state(self, state: State) -> State: ...

@@ -15,7 +15,7 @@ The updated model itself (``update()``'s return value) predicts with its trained
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -26,17 +26,7 @@ from retentive.learner import OptimizerFactory
 from retentive.models.protocol import feature_layer as resolve_layer
 from retentive.models.protocol import has_hidden_layer
 from retentive.updaters.base import ModelUpdater
-from retentive.updaters.settings import (
-    BatchMemoryFrac,
-    BatchSize,
-    EmaGamma,
-    LossFunction,
-    LossNormalization,
-    MemoryBatchSize,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import ICaRLSettings, LossFunction
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -60,20 +50,6 @@ def resolve_feature_layer(model: nn.Module, feature_layer: str | None) -> str | 
             "here; pass feature_layer=... or declare model.feature_layer"
         )
     return layer
-
-
-class _ICaRLSettings(
-    UpdaterSettings,
-    BatchSize,
-    BatchMemoryFrac,
-    MemoryBatchSize,
-    LossNormalization,
-    EmaGamma,
-    Seed,
-    RefreshMetadata,
-    total=False,
-):
-    """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
 
 
 class ICaRLModelUpdater(ModelUpdater):
@@ -102,21 +78,13 @@ class ICaRLModelUpdater(ModelUpdater):
         memory_size: int,
         feature_layer: str | None = None,
         components: Sequence[Component] = (),
-        **kwargs: Unpack[_ICaRLSettings],
+        **kwargs: Unpack[ICaRLSettings],
     ) -> None:
         layer = resolve_feature_layer(model, feature_layer)
         own = ICaRL(memory_size, layer)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[own, *components],
-            memory_size=memory_size,
-            loss_weight=0.0,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        fixed: dict[str, Any] = {"loss_weight": 0.0, "memory_insertion": "update_end"}
+        super().__init__(model, loss_fn, optimizer, [own, *components], memory_size, **fixed, **kwargs)
         self.hyperparameters["feature_layer"] = layer  # as resolved from the model
 
-    def _fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
         """Nothing to insert: iCaRL's component herds the exemplars when the update ends."""

@@ -31,6 +31,7 @@ from retentive.components.replay import MemoryCrossEntropy
 from retentive.learner import Learner, OptimizerFactory
 from retentive.learner.transforms import apply_transform
 from retentive.models.routing import takes_task_ids
+from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.settings import LossFunction, ReplaySettings
 
@@ -123,13 +124,12 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
         for name, value in (("beta", beta), ("gamma", gamma)):
             if not float(value) > 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        if not isinstance(batch_num, int) or isinstance(batch_num, bool) or batch_num < 1:
-            raise ValueError(f"batch_num must be an int >= 1, got {batch_num!r}")
+        batch_num = check_count("batch_num", batch_num, 1)
         self._meta: dict[str, Any] = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
         super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **kwargs)
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
-        return MetaExperienceReplayLearner(**self._meta, **kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        return MetaExperienceReplayLearner(**self._meta, **settings)
 
 
 class OnlineMetaLearner(Learner):
@@ -190,8 +190,6 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         inner_steps: inner SGD steps on the current batch, >= 1 [1].
         first_order: drop the second-order terms (first-order MAML) [False].
         alpha: weight of the memory cross-entropy in the outer loss [1].
-        components: further components [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -207,18 +205,15 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
         components: Sequence[Component] = (),
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
-            raise ValueError(
-                f"inner_steps must be an int >= 1, got {inner_steps!r} (with no inner step this is plain experience replay: "
-                "use ExperienceReplayModelUpdater)"
-            )
+        hint = " (with no inner step this is plain experience replay: use ExperienceReplayModelUpdater)"
+        check_count("inner_steps", inner_steps, 1, hint)
         if not float(inner_lr) > 0:
             raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
         self._meta: dict[str, Any] = dict(
             inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order)
         )
         own = [MemoryCrossEntropy(alpha), *components]
-        super().__init__(model, loss_fn, optimizer, components=own, memory_size=memory_size, **kwargs)
+        super().__init__(model, loss_fn, optimizer, own, memory_size, **kwargs)
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
-        return OnlineMetaLearner(**self._meta, **kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        return OnlineMetaLearner(**self._meta, **settings)

@@ -8,7 +8,7 @@ half-changed; the write is atomic (staged, then renamed, or swapped in for an in
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +16,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from retentive.distributed import broadcast_object
 from retentive.errors import StateConflictError, StateError
-from retentive.models.protocol import adapt_model
-from retentive.state import State, save_state
-from retentive.state.concurrency import check_unchanged, manifest_digest
-from retentive.state.inplace import swap_in
+from retentive.state import State, check_output_folder, save_state
+from retentive.state.concurrency import check_unchanged, manifest_digest, read_versioned
+from retentive.state.inplace import is_in_place, swap_in
 from retentive.state.interrupts import CommitGuard, UpdateInterrupted
 from retentive.state.locking import OutputLock
+from retentive.state.remote.locations import StateLocations
 from retentive.state.resume import discard_checkpoints
 from retentive.streams import STREAMS_SCHEME
 from retentive.updaters.validation import check_memory_labels
@@ -35,6 +35,42 @@ else:
 class PersistenceMixin(_Host):
     """Load, snapshot, put back and save everything an update changes."""
 
+    def _locate_state(
+        self,
+        input_state_folder: str | os.PathLike[str] | None,
+        output_state_folder: str | os.PathLike[str] | None,
+        resume: bool,
+    ) -> None:
+        """The state folders; URLs (s3://...) are probed now and stand in for by local folders
+        (:mod:`retentive.state.remote`). A new output folder must not exist yet."""
+        self.state_locations = StateLocations(input_state_folder, output_state_folder, resume)
+        self.input_state_folder = self.state_locations.input_folder
+        self.output_state_folder = self.state_locations.output_folder
+        self.in_place = self.output_state_folder is not None and is_in_place(
+            self.input_state_folder, self.output_state_folder
+        )
+        if self.output_state_folder is not None and not self.in_place:
+            check_output_folder(self.output_state_folder, self.input_state_folder)
+        self.resume = bool(resume)
+        #: the version (manifest digest) of the state this updater holds: the one it read, then the
+        #: one its last in-place update wrote; an in-place update commits only onto it
+        self.state_version: str | None = None
+
+    def _load_input_state(self) -> None:
+        """The record of a fresh updater, then the input state folder's, if any (its version
+        becomes :attr:`state_version`)."""
+        self.effective_precision: str | None = None
+        self.updates_done = 0
+        self.tasks_seen: dict[str, int] = {}
+        self.task_order: list[int | str] = []  # the task of each update, in order (growing models replay it)
+        self.chunk_size = 0  # samples in the chunk of the update under way
+        self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
+        self.global_rank = 0  # this process's rank in the last update
+        if self.input_state_folder is not None:
+            with self.state_locations.naming_urls():
+                state, self.state_version = read_versioned(self.input_state_folder)
+                self._restore(state)
+
     def _restore(self, state: State) -> None:
         """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
         backup = self._snapshot()
@@ -46,8 +82,12 @@ class PersistenceMixin(_Host):
             raise
 
     def _apply_state(self, state: State, folder: Path | None) -> None:
+        state = self.migrate_state(state)
         task_order = list(state.learner.get("updater", {}).get("task_order", []))
-        self._adapt_model(task_order)  # a growing model rebuilds its structure before weights load
+        try:
+            self.adapt_model(task_order)  # a growing model rebuilds its structure before weights load
+        except ValueError as error:  # e.g. more columns than the network builds
+            raise StateError(f"the state in {str(folder)!r} does not fit this model: {error}") from error
         try:
             self.model.load_state_dict(state.model)
         except Exception as error:
@@ -68,11 +108,6 @@ class PersistenceMixin(_Host):
                 f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
             )
         self.updates_done, self.tasks_seen, self.task_order = updates_done, tasks_seen, task_order
-
-    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
-        """Let a model that grows per task (``model.adapt(task_id)``) grow for each of ``tasks``."""
-        for task in tasks:
-            adapt_model(self.model, task)
 
     def _snapshot(self) -> tuple[Any, ...]:
         """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""
@@ -111,6 +146,7 @@ class PersistenceMixin(_Host):
                 "effective_precision": self.effective_precision,
                 "random_streams": STREAMS_SCHEME,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
+                **self.manifest_entries(),
             },
         )
 

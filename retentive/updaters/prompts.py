@@ -21,19 +21,7 @@ from retentive.models.protocol import adapt_model, clusters_per_task
 from retentive.models.sprompts import SPromptTransformer
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.replay import OfflineExperienceReplayModelUpdater
-from retentive.updaters.settings import (
-    BatchSize,
-    EmaGamma,
-    LossFunction,
-    LossNormalization,
-    LossWeight,
-    MemoryBatchSize,
-    MemoryInsertion,
-    MemoryPolicy,
-    RefreshMetadata,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import LossFunction, PromptReplaySettings, PromptSettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -43,6 +31,8 @@ else:
 
 RENATE_PROMPT_SIM_LOSS_WEIGHT = 0.5
 _MEMORY = ("memory_size", "components", "batch_memory_frac", "memory_batch_size", "memory_policy")
+#: what L2P and S-Prompts set themselves: no memory, so no replayed share of the batch
+_NO_MEMORY: dict[str, Any] = {"memory_size": 0, "batch_memory_frac": 0.0}
 
 
 def _check_model(updater: str, model: Any, expected: type) -> None:
@@ -70,26 +60,6 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
         )
 
 
-class _PromptSettings(
-    UpdaterSettings,
-    BatchSize,
-    LossWeight,
-    LossNormalization,
-    EmaGamma,
-    Seed,
-    MemoryInsertion,
-    RefreshMetadata,
-    total=False,
-):
-    """What L2P and S-Prompts pass on: no memory."""
-
-
-class _PromptReplaySettings(
-    UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
-):
-    """What L2P with replay passes on to Offline-ER."""
-
-
 class LearningToPromptModelUpdater(ModelUpdater):
     """L2P (Wang et al., CVPR 2022): ``CE + prompt_sim_loss_weight * sum_i (1 - cos(q, k_i))``,
     no memory; only the prompt pool, its keys and the head of a
@@ -110,15 +80,13 @@ class LearningToPromptModelUpdater(ModelUpdater):
         optimizer: OptimizerFactory,
         prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
         learner_kwargs: dict[str, Any] | None = None,
-        **kwargs: Unpack[_PromptSettings],
+        **kwargs: Unpack[PromptSettings],
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, LearningToPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
-        super().__init__(
-            model, loss_fn, optimizer, components=[self.key_query], memory_size=0, batch_memory_frac=0.0, **kwargs
-        )
+        super().__init__(model, loss_fn, optimizer, [self.key_query], **_NO_MEMORY, **kwargs)
 
 
 class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
@@ -145,23 +113,16 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
         batch_memory_frac: float = 0.5,
         loss_weight_new_data: float | None = None,
         prompt_sim_loss_weight: float = RENATE_PROMPT_SIM_LOSS_WEIGHT,
-        **kwargs: Unpack[_PromptReplaySettings],
+        **kwargs: Unpack[PromptReplaySettings],
     ) -> None:
         _check_model(type(self).__name__, model, LearningToPromptTransformer)
         self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            memory_size,
-            loss_weight_new_data=loss_weight_new_data,
-            batch_memory_frac=batch_memory_frac,
-            **kwargs,
-        )
+        weights: dict[str, Any] = {"batch_memory_frac": batch_memory_frac}
+        super().__init__(model, loss_fn, optimizer, memory_size, loss_weight_new_data, **weights, **kwargs)
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
-        kwargs["components"] = [*kwargs["components"], self.key_query]
-        return super()._build_learner(**kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        settings["components"] = [*settings["components"], self.key_query]
+        return super().build_learner(**settings)
 
 
 class SPeftModelUpdater(ModelUpdater):
@@ -184,24 +145,21 @@ class SPeftModelUpdater(ModelUpdater):
         loss_fn: LossFunction,
         optimizer: OptimizerFactory,
         learner_kwargs: dict[str, Any] | None = None,
-        **kwargs: Unpack[_PromptSettings],
+        **kwargs: Unpack[PromptSettings],
     ) -> None:
         name = type(self).__name__
         _check_model(name, model, SPromptTransformer)
         _check_learner_kwargs(name, learner_kwargs)
-        super().__init__(
-            model, loss_fn, optimizer, components=[TaskPrototypes()], memory_size=0, batch_memory_frac=0.0, **kwargs
-        )
+        super().__init__(model, loss_fn, optimizer, [TaskPrototypes()], **_NO_MEMORY, **kwargs)
 
-    def _adapt_model(self, tasks: Sequence[int | str]) -> None:
+    def adapt_model(self, tasks: Sequence[int | str]) -> None:
         # one prompt per update; restoring, the model grows from its own state dict instead
         adapt_model(self.model, self.updates_done)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def check_data(self, train_dataset: Dataset) -> None:
         clusters = clusters_per_task(self.model)
         if len(train_dataset) < clusters:  # type: ignore[arg-type]
             raise DataError(
                 f"S-Prompts clusters each chunk into clusters_per_task={clusters} centers, but the chunk holds "
                 f"only {len(train_dataset)} samples"  # type: ignore[arg-type]
             )
-        return train_dataset

@@ -73,19 +73,11 @@ class RetrospectiveAdversarialReplayModelUpdater(ModelUpdater):
             raise ValueError(f"beta_coef must lie in [0, 1], got {beta_coef}")
         weight = 1.0 - (float(beta_coef) if use_adversarial_replay else 0.0)
         replay: Component = MixupReplay(weight, coef_lambda) if use_mixup else MemoryCrossEntropy(weight)
-        components = [replay]
+        own = [replay]
         if use_adversarial_replay:
-            components.append(
+            own.append(
                 AdversarialReplay(
                     weight, epsilon_fgsm, iter_fgsm, decay_factor_fgsm, opt_lr, name_ext_layer, input_range
                 )
             )
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=components,
-            memory_size=mem_size,
-            memory_batch_size=batch_size_mem,
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, own, mem_size, memory_batch_size=batch_size_mem, **kwargs)

@@ -33,8 +33,6 @@ class ElasticWeightConsolidationModelUpdater(ModelUpdater):
     Args:
         ewc_lambda: the penalty's weight [0.4, Renate's default].
         ewc_gamma: the decay of the accumulated Fisher per update [1].
-        components: further components (each with its own weight) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -49,7 +47,7 @@ class ElasticWeightConsolidationModelUpdater(ModelUpdater):
     ) -> None:
         trainable_parameters(model, "ElasticWeightConsolidationModelUpdater")
         own = ElasticWeightConsolidation(ewc_lambda, gamma=ewc_gamma)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [own, *components], **kwargs)
 
 
 class SynapticIntelligenceModelUpdater(ModelUpdater):
@@ -60,8 +58,6 @@ class SynapticIntelligenceModelUpdater(ModelUpdater):
     Args:
         si_c: the penalty's weight ``c`` [1, Mammoth's tuned Seq-MNIST value].
         si_epsilon: the damping ``ξ`` [0.9, likewise].
-        components: further components [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -76,7 +72,7 @@ class SynapticIntelligenceModelUpdater(ModelUpdater):
     ) -> None:
         trainable_parameters(model, "SynapticIntelligenceModelUpdater")
         own = SynapticIntelligence(si_c, epsilon=si_epsilon)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [own, *components], **kwargs)
 
 
 class LearningWithoutForgettingModelUpdater(ModelUpdater):
@@ -88,8 +84,6 @@ class LearningWithoutForgettingModelUpdater(ModelUpdater):
     Args:
         alpha: the distillation weight [1, Renate's default].
         temperature: the softmax temperature [2, Renate's default].
-        components: further components [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -103,4 +97,4 @@ class LearningWithoutForgettingModelUpdater(ModelUpdater):
         **kwargs: Unpack[OwnComponentsSettings],
     ) -> None:
         own = LearningWithoutForgetting(alpha, temperature=temperature)
-        super().__init__(model, loss_fn, optimizer, components=[own, *components], **kwargs)
+        super().__init__(model, loss_fn, optimizer, [own, *components], **kwargs)

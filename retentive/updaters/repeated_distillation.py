@@ -19,6 +19,7 @@ split (a fixed label space).
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,7 +36,8 @@ from retentive.models.protocol import forward_routed, has_own_reset, reset_model
 from retentive.models.reinit import check_reinitializable, reinitialize_
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import memory_dataset
-from retentive.updaters.settings import BatchSize, LossFunction, MemoryPolicy, UpdaterSettings
+from retentive.updaters.hooks import Fit
+from retentive.updaters.settings import DistillationSettings, LossFunction
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -101,10 +103,6 @@ class RepeatedDistillationLearner(Learner):
         return loss
 
 
-class _DistillationSettings(UpdaterSettings, BatchSize, MemoryPolicy, total=False):
-    """What RD passes on: its memory is filled and replayed its own way, with its own loss."""
-
-
 class RepeatedDistillationModelUpdater(ModelUpdater):
     """Repeated Distillation: train an expert on the chunk, then distil it and the previous model
     (through the logits in memory) into the re-initialised kept model (see the module docstring).
@@ -119,7 +117,7 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         memory_size: the memory (reservoir) holding samples and their logits (required).
         seed: Renate's default is ``None``; here ``None`` means 0, so runs stay reproducible.
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory
-            batching and loss-mixing ones, and ``resume`` (two fits per update).
+            batching and loss-mixing ones, and ``resume`` (the expert is not part of the state).
     """
 
     refused_arguments = refusing(_REFUSED, "trains on its memory with its own loss; drop {name!r}")
@@ -131,31 +129,24 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         optimizer: OptimizerFactory,
         memory_size: int,
         seed: int | None = None,
-        **kwargs: Unpack[_DistillationSettings],
+        **kwargs: Unpack[DistillationSettings],
     ) -> None:
         if kwargs.get("resume"):
-            raise ValueError("RepeatedDistillationModelUpdater fits twice per update; resume=True is not supported")
+            raise ValueError(
+                "RepeatedDistillationModelUpdater cannot resume: the expert it trains first in each update is not "
+                "part of the state; resume=True is not supported"
+            )
         if isinstance(memory_size, int) and not isinstance(memory_size, bool) and memory_size < 1:
             raise ValueError(
                 f"Repeated Distillation distils over its memory, so memory_size must be >= 1, got {memory_size}"
             )
         if not has_own_reset(model):
             check_reinitializable(model)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[],
-            memory_size=memory_size,
-            batch_memory_frac=0.0,
-            seed=0 if seed is None else seed,
-            memory_insertion="update_end",
-            **kwargs,
-        )
-        self._route = 0  # the task routing of the chunk under way (set per update)
+        fixed: dict[str, Any] = {"batch_memory_frac": 0.0, "seed": 0 if seed is None else seed}
+        super().__init__(model, loss_fn, optimizer, (), memory_size, memory_insertion="update_end", **fixed, **kwargs)
 
-    def _build_learner(self, **kwargs: Any) -> Learner:
-        return RepeatedDistillationLearner(**kwargs)
+    def build_learner(self, **settings: Any) -> Learner:
+        return RepeatedDistillationLearner(**settings)
 
     @torch.no_grad()
     def _logits(self, model: torch.nn.Module, inputs: Any, task_ids: Tensor) -> Tensor:
@@ -163,30 +154,18 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         inputs = apply_transform(self.learner.transforms["test"][0], nested.to(inputs, device), "test_transform")
         return forward_routed(model, inputs, task_ids.to(device)).float().cpu()
 
-    def _fit(
-        self,
-        train_dataset: Dataset,
-        val_dataset: Dataset | None,
-        seed: int,
-        session: Any,
-        max_epochs: int | None = None,
-    ) -> None:
+    def fits(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int) -> Iterator[Fit]:
+        """Steps 1-3: the expert's fit on the chunk, its logits to the memory, the consolidation's fit."""
         learner = self.learner
         assert isinstance(learner, RepeatedDistillationLearner)
         expert = _reinitialize(copy.deepcopy(self.model))
         learner.model, learner.phase = expert, "expert"
         try:
-            trainer = self._trainer()
-            self._check_launcher(trainer)
-            self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
-            loader = self._loader(train_dataset, True, seed, trainer.global_rank, trainer.world_size)
-            trainer.fit(learner, train_dataloaders=loader)
-            if trainer.interrupted:
-                raise RuntimeError("the expert's training was interrupted; nothing was written")
+            yield Fit(train_dataset)  # not validated: the expert is not kept
         finally:
             learner.model = self.model
         expert.eval()
-        for batch in self._batches(train_dataset, self._route):
+        for batch in self.batches(train_dataset, task_id):
             logits = self._logits(expert, batch.inputs, batch.task_ids)
             self.memory.add(
                 {"inputs": batch.inputs, "targets": batch.targets, "task_ids": batch.task_ids, "logits": logits}
@@ -197,17 +176,12 @@ class RepeatedDistillationModelUpdater(ModelUpdater):
         learner.phase, train_transforms = "distill", learner.transforms["train"]
         learner.transforms["train"] = learner.transforms["buffer"]
         try:
-            chunk = memory_dataset(self.memory)
             logits = self.memory.decoded("logits").cpu()
-            super()._fit(_LogitChunk(chunk, logits), val_dataset, seed ^ 1, session)
+            yield Fit(_LogitChunk(memory_dataset(self.memory), logits), val_dataset)
         finally:
             learner.phase, learner.transforms["train"] = "expert", train_transforms
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
-        self._route = task_id  # the task routing of the chunk's samples (for the expert's logits)
-        return train_dataset
-
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+    def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         """Step 4: every stored logit becomes the consolidated model's."""
         with evaluating(self.model):
             for start in range(0, len(self.memory), 1024):

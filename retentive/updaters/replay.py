@@ -16,20 +16,9 @@ from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
 from retentive.learner import OptimizerFactory
 from retentive.models.protocol import hidden_layers
-from retentive.updaters.arguments import with_user_components
 from retentive.updaters.base import ModelUpdater
 from retentive.updaters.chunks import add_chunk
-from retentive.updaters.settings import (
-    BatchMemoryFrac,
-    BatchSize,
-    LossFunction,
-    MemoryBatchSize,
-    MemoryPolicy,
-    RefreshMetadata,
-    ReplaySettings,
-    Seed,
-    UpdaterSettings,
-)
+from retentive.updaters.settings import LossFunction, OfflineSettings, ReplaySettings
 from retentive.updaters.signature import refusing
 
 if TYPE_CHECKING:
@@ -38,20 +27,12 @@ else:
     from typing import Unpack
 
 
-class _OfflineSettings(
-    UpdaterSettings, BatchSize, BatchMemoryFrac, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
-):
-    """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""
-
-
 class ExperienceReplayModelUpdater(ModelUpdater):
     """ER: the task loss on new data plus ``alpha`` times the task loss on replayed memory.
 
     Args:
         alpha: weight of the memory cross-entropy [1].
         memory_size: replay memory capacity [500 in most benchmarks; required here].
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -64,14 +45,7 @@ class ExperienceReplayModelUpdater(ModelUpdater):
         components: Sequence[Component] = (),
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=with_user_components([MemoryCrossEntropy(alpha)], components),
-            memory_size=memory_size,
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [MemoryCrossEntropy(alpha), *components], memory_size, **kwargs)
 
 
 class DarkExperienceReplayModelUpdater(ModelUpdater):
@@ -81,8 +55,6 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
     Args:
         alpha: weight of the logit MSE [1].
         beta: weight of the memory cross-entropy [1]; 0 gives DER.
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -97,14 +69,7 @@ class DarkExperienceReplayModelUpdater(ModelUpdater):
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
         own = [LogitMSE(alpha)] + ([MemoryCrossEntropy(beta)] if beta > 0 else [])
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=with_user_components(own, components),
-            memory_size=memory_size,
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [*own, *components], memory_size, **kwargs)
 
 
 def resolve_feature_layers(model: nn.Module, feature_layers: Sequence[str] | None) -> tuple[str, ...]:
@@ -140,8 +105,6 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
         normalize: L2-normalise the pooled features [True].
         feature_layers: submodule names whose outputs are distilled; default the model's
             ``feature_layers`` attribute (``MLP`` and ``SmallCNN`` have one).
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -158,15 +121,8 @@ class PooledOutputDistillationExperienceReplayModelUpdater(ModelUpdater):
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
         layers = resolve_feature_layers(model, feature_layers)
-        component = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=with_user_components([component], components),
-            memory_size=memory_size,
-            **kwargs,
-        )
+        pod = PooledOutputDistillation(alpha, layers, distillation_type, normalize)
+        super().__init__(model, loss_fn, optimizer, [pod, *components], memory_size, **kwargs)
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
@@ -180,8 +136,6 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         stable_model_update_weight, plastic_model_update_weight: largest EMA decays [0.999, 0.999].
         stable_model_update_probability, plastic_model_update_probability: chance of a teacher
             update after each step [0.7, 0.9]; the plastic one must be the more frequent.
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -199,21 +153,10 @@ class CLSExperienceReplayModelUpdater(ModelUpdater):
         components: Sequence[Component] = (),
         **kwargs: Unpack[ReplaySettings],
     ) -> None:
-        teachers = dict(
-            stable_model_update_weight=stable_model_update_weight,
-            plastic_model_update_weight=plastic_model_update_weight,
-            stable_model_update_probability=stable_model_update_probability,
-            plastic_model_update_probability=plastic_model_update_probability,
-        )
-        own = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, **teachers)]
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=with_user_components(own, components),
-            memory_size=memory_size,
-            **kwargs,
-        )
+        decays = (stable_model_update_weight, plastic_model_update_weight)
+        chances = (stable_model_update_probability, plastic_model_update_probability)
+        own = [MemoryCrossEntropy(alpha), CLSConsistency(beta, model, *decays, *chances)]
+        super().__init__(model, loss_fn, optimizer, [*own, *components], memory_size, **kwargs)
 
 
 class SuperExperienceReplayModelUpdater(ModelUpdater):
@@ -233,8 +176,6 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         cls_stable_model_update_probability, cls_plastic_model_update_probability: [0.7, 0.9].
         pod_alpha: weight of POD [1]; ``pod_distillation_type`` ["spatial"], ``pod_normalize`` [True].
         feature_layers: layers POD distils; default the model's ``feature_layers`` attribute.
-        components: further components, after the method's own (e.g. EWC's) [none].
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument.
     """
 
     def __init__(
@@ -265,30 +206,16 @@ class SuperExperienceReplayModelUpdater(ModelUpdater):
         if der_beta > 0:
             own.append(MemoryCrossEntropy(der_beta))
         if cls_alpha > 0:
-            own.append(
-                CLSConsistency(
-                    cls_alpha,
-                    model,
-                    stable_model_update_weight=cls_stable_model_update_weight,
-                    plastic_model_update_weight=cls_plastic_model_update_weight,
-                    stable_model_update_probability=cls_stable_model_update_probability,
-                    plastic_model_update_probability=cls_plastic_model_update_probability,
-                )
-            )
+            decays = (cls_stable_model_update_weight, cls_plastic_model_update_weight)
+            chances = (cls_stable_model_update_probability, cls_plastic_model_update_probability)
+            own.append(CLSConsistency(cls_alpha, model, *decays, *chances))
         if sp_shrink_factor != 1.0 or sp_sigma != 0.0:
             own.append(ShrinkAndPerturb(sp_shrink_factor, sp_sigma))
         layers: tuple[str, ...] = ()
         if pod_alpha > 0:
             layers = resolve_feature_layers(model, feature_layers)
             own.append(PooledOutputDistillation(pod_alpha, layers, pod_distillation_type, pod_normalize))
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=with_user_components(own, components),
-            memory_size=memory_size,
-            **kwargs,
-        )
+        super().__init__(model, loss_fn, optimizer, [*own, *components], memory_size, **kwargs)
         self.hyperparameters["feature_layers"] = list(layers)  # as resolved from the model
 
 
@@ -324,21 +251,13 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         optimizer: OptimizerFactory,
         memory_size: int,
         loss_weight_new_data: float | None = None,
-        **kwargs: Unpack[_OfflineSettings],
+        **kwargs: Unpack[OfflineSettings],
     ) -> None:
         if loss_weight_new_data is not None and not 0.0 <= float(loss_weight_new_data) <= 1.0:
             raise ValueError(f"loss_weight_new_data must lie in [0, 1] or be None, got {loss_weight_new_data}")
         self._memory_loss = MemoryCrossEntropy(1.0)
-        super().__init__(
-            model,
-            loss_fn,
-            optimizer,
-            components=[self._memory_loss],
-            memory_size=memory_size,
-            loss_normalization=True,
-            memory_insertion="update_end",
-            **kwargs,
-        )
+        own = [self._memory_loss]
+        super().__init__(model, loss_fn, optimizer, own, memory_size, memory_insertion="update_end", **kwargs)
         self.loss_weight_new_data = None if loss_weight_new_data is None else float(loss_weight_new_data)
 
     def new_data_weight(self, num_new: int) -> float:
@@ -347,7 +266,7 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
             return self.loss_weight_new_data
         return num_new / (self.memory.seen + num_new)
 
-    def _training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
+    def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         # With a + (1 - a) = 1 in the normalised total, the step loss is exactly a*L_new + (1-a)*L_mem;
         # with an empty memory the memory term is absent and the loss is L_new.
         a = self.new_data_weight(len(train_dataset)) if len(self.memory) else 1.0  # type: ignore[arg-type]
@@ -355,5 +274,6 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
         self._memory_loss.weight = 1.0 - a
         return train_dataset
 
-    def _after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+    def fill_memory(self, train_dataset: Dataset, task_id: int) -> None:
+        """The whole chunk is offered to the memory (its policy decides what stays), no metadata."""
         add_chunk(self.memory, train_dataset, task_id)

@@ -112,20 +112,30 @@ class RefreshMetadata(TypedDict, total=False):
     refresh_memory_metadata: bool
 
 
-class ReplaySettings(
-    UpdaterSettings,
-    BatchSize,
-    BatchMemoryFrac,
-    MemoryBatchSize,
-    LossWeight,
-    LossNormalization,
-    EmaGamma,
-    MemoryPolicy,
-    Seed,
-    MemoryInsertion,
-    RefreshMetadata,
-    total=False,
-):
+# ---------------------------------------------------------------- groups of them
+class LossMixing(LossWeight, LossNormalization, EmaGamma, total=False):
+    """How the step's loss terms combine, and the EMA refresh of stored metadata."""
+
+
+class ReplayBatch(BatchSize, BatchMemoryFrac, MemoryBatchSize, total=False):
+    """The step's batch: new samples and replayed ones."""
+
+
+class MemoryChoice(MemoryPolicy, MemoryInsertion, total=False):
+    """What the memory keeps and when new samples reach it."""
+
+
+class OwnMemorySettings(UpdaterSettings, BatchSize, LossMixing, Seed, RefreshMetadata, total=False):
+    """What a method that fills its memory itself at update end (GDumb, Joint, GEM, A-GEM) passes on:
+    no components, memory batch split, policy or insertion of the user's."""
+
+
+class FixedMemorySettings(OwnMemorySettings, MemoryChoice, total=False):
+    """Every argument but the memory's size, its batch split and ``components``, which the method
+    fixes itself (fine-tuning keeps no memory; RAR names them its own way)."""
+
+
+class ReplaySettings(FixedMemorySettings, BatchMemoryFrac, MemoryBatchSize, total=False):
     """Every argument but ``memory_size`` and ``components``, which a replay method lists itself (it
     requires the first and puts its own loss terms before the user's)."""
 
@@ -138,24 +148,32 @@ class AllSettings(OwnComponentsSettings, Components, total=False):
     """Every :class:`~retentive.updaters.base.ModelUpdater` argument but the model, loss and optimizer."""
 
 
-class FixedMemorySettings(
-    UpdaterSettings,
-    BatchSize,
-    LossWeight,
-    LossNormalization,
-    EmaGamma,
-    MemoryPolicy,
-    Seed,
-    MemoryInsertion,
-    RefreshMetadata,
-    total=False,
-):
-    """Every argument but the memory's size, its batch split and ``components``, which the method
-    fixes itself (fine-tuning keeps no memory; RAR names them its own way)."""
+# ---------------------------------------------------------------- what each method passes on
+class GDumbSettings(UpdaterSettings, LossMixing, Seed, RefreshMetadata, total=False):
+    """What GDumb passes on: its memory, its batch and its insertion are its own."""
 
 
-class OwnMemorySettings(
-    UpdaterSettings, BatchSize, LossWeight, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False
+class AvalancheSettings(UpdaterSettings, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What Avalanche's replay passes on: the loss is the mean over the joint batch, the memory its own."""
+
+
+class ICaRLSettings(UpdaterSettings, ReplayBatch, LossNormalization, EmaGamma, Seed, RefreshMetadata, total=False):
+    """What iCaRL passes on: its BCE replaces the task loss, its herding the memory policy."""
+
+
+class PromptSettings(OwnMemorySettings, MemoryInsertion, total=False):
+    """What L2P and S-Prompts pass on: no memory."""
+
+
+class PromptReplaySettings(
+    UpdaterSettings, BatchSize, MemoryBatchSize, MemoryPolicy, Seed, RefreshMetadata, total=False
 ):
-    """What a method that fills its memory itself at update end (GDumb, Joint, GEM, A-GEM) passes on:
-    no components, memory batch split, policy or insertion of the user's."""
+    """What L2P with replay passes on to Offline-ER."""
+
+
+class DistillationSettings(UpdaterSettings, BatchSize, MemoryPolicy, total=False):
+    """What RD passes on: its memory is filled and replayed its own way, with its own loss."""
+
+
+class OfflineSettings(UpdaterSettings, ReplayBatch, MemoryPolicy, Seed, RefreshMetadata, total=False):
+    """What Offline-ER passes on: no loss weighting (``a`` replaces it), no components or insertion."""

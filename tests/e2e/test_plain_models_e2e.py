@@ -139,4 +139,4 @@ def test_packnet_retrains_through_the_updaters_fit_with_the_validation_data(chun
     )
     updater.update(train[0], val_dataset=test[0], task_id=0)
     assert (count.fits, count.validations) == (2, 1 + 2)  # the first fit's epoch, then the two retraining epochs
-    assert updater._val_dataset is None  # not kept past the update
+    assert all(value is not test[0] for value in vars(updater).values())  # not kept past the update

@@ -187,14 +187,14 @@ def test_a_conflict_found_at_the_commit_discards_the_new_state_and_its_checkpoin
     """The commit compares again under the lock (here a writer that ignores the lock edits the
     manifest while the update trains); the trained state and its resume checkpoint are discarded."""
     updater = der(folder, folder, resume=True)
-    after_fit = updater._after_fit
+    after_fit = updater.after_fit
 
     def meanwhile(*args):
         after_fit(*args)
         manifest = folder / "manifest.json"
         manifest.write_text(manifest.read_text() + "\n")
 
-    updater._after_fit = meanwhile
+    updater.after_fit = meanwhile
     with pytest.raises(StateConflictError, match="Nothing was written; the new state was discarded"):
         updater.update(base[2], task_id=1)
     assert updater.updates_done == 1 and _updates_done(folder) == 1

@@ -225,7 +225,7 @@ def test_l2p_replay_loss_is_offline_er_mix_plus_weight_times_surrogate(mnist_tra
     )
     x, y = mnist_train.inputs[:16], mnist_train.targets[:16]
     updater.memory.add({"inputs": x[:8], "targets": y[:8], "task_ids": torch.zeros(8, dtype=torch.long)})
-    updater._training_data(TensorChunk(x[8:], y[8:]), 0)  # sets a = 0.3 for this update
+    updater.training_data(TensorChunk(x[8:], y[8:]), 0)  # sets a = 0.3 for this update
     total, ctx = updater.learner.step_loss((x[8:], y[8:]))
     assert ctx.memory_outputs is not None and ctx.memory_outputs.shape == (8, 10)
     expected = (
