@@ -19,6 +19,7 @@ method(
     renate_name="GDumb",
     memory_policy="greedy_class_balanced",
     memory_insertion="update_end",
+    paper="Prabhu, Torr & Dokania, ECCV 2020: GDumb: A Simple Approach that Questions Our Progress in Continual Learning",
 )
 method(
     "joint",

@@ -8,4 +8,5 @@ family("retentive.updaters.generative")(
     "a VAE generator learned next to the classifier replays samples; no real sample is kept",
     exports=("retentive.memory.generative.VariationalAutoencoder",),
     memory_policy=None,
+    paper="Shin et al., NeurIPS 2017: Continual Learning with Deep Generative Replay (arXiv:1705.08690)",
 )

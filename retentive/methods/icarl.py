@@ -10,4 +10,5 @@ family("retentive.updaters.icarl")(
     components=("ICaRL", "NearestMeanOfExemplars", "icarl_classifier"),
     memory_policy="herding",
     memory_insertion="update_end",
+    paper="Rebuffi et al., CVPR 2017: iCaRL: Incremental Classifier and Representation Learning (arXiv:1611.07725)",
 )

@@ -8,6 +8,7 @@ method(
     "mer",
     "MetaExperienceReplayModelUpdater",
     "experience replay whose every step is a Reptile meta-update across memory draws",
+    paper="Riemer et al., ICLR 2019: Learning to Learn without Forgetting by Maximizing Transfer and Minimizing Interference (arXiv:1810.11910)",
 )
 method(
     "online-meta-learning",

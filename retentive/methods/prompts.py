@@ -13,6 +13,7 @@ method(
     components=("PromptKeyQueryLoss",),
     exports=(_VIT, "retentive.models.l2p.LearningToPromptTransformer"),
     memory_policy=None,
+    paper="Wang et al., CVPR 2022: Learning to Prompt for Continual Learning (arXiv:2112.08654)",
 )
 method(
     "l2p-replay",
@@ -20,6 +21,7 @@ method(
     "L2P with Offline-ER replay: the prompt loss on new data and the task loss on memory",
     renate_name="LearningToPromptReplay",
     memory_insertion="update_end",
+    paper="Wang et al., CVPR 2022: Learning to Prompt for Continual Learning (arXiv:2112.08654)",
 )
 method(
     "speft",
@@ -29,4 +31,5 @@ method(
     components=("TaskPrototypes",),
     exports=(_VIT, "retentive.models.sprompts.SPromptTransformer"),
     memory_policy=None,
+    paper="Wang, Huang & Hong, NeurIPS 2022: S-Prompts Learning with Pre-trained Transformers: An Occam's Razor for Domain Incremental Learning",
 )

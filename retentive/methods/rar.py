@@ -7,4 +7,5 @@ family("retentive.updaters.rar")(
     "RetrospectiveAdversarialReplayModelUpdater",
     "ER whose replayed samples are mixed up and adversarially perturbed toward the nearest other class",
     components=("AdversarialReplay", "MixupReplay"),
+    paper="Kumari et al., NeurIPS 2022: Retrospective Adversarial Replay for Continual Learning",
 )

@@ -60,6 +60,9 @@ class MethodSpec:
         memory_insertion: when new samples reach the memory: each ``"step"``, or at ``"update_end"``.
         renate_import: the components, in order, its learner holds when it continues from a
             Renate state folder (``retentive import-renate``); ``None``: it cannot.
+        paper: the paper that introduced the method, ``"Authors, Venue Year: Title"`` with
+            ``arXiv:ID`` where there is one (the method catalogue links it); ``None`` for a baseline
+            or a combination without a paper of its own.
     """
 
     __slots__ = (
@@ -70,6 +73,7 @@ class MethodSpec:
         "memory_insertion",
         "memory_policy",
         "name",
+        "paper",
         "renate_import",
         "renate_name",
         "summary",
@@ -87,6 +91,7 @@ class MethodSpec:
     memory_policy: str | None
     memory_insertion: str
     renate_import: tuple[str, ...] | None
+    paper: str | None
 
     def __init__(
         self,
@@ -102,6 +107,7 @@ class MethodSpec:
         memory_policy: str | None = "reservoir",
         memory_insertion: str = "step",
         renate_import: Iterable[str] | None = None,
+        paper: str | None = None,
     ) -> None:
         values = {
             "name": name,
@@ -115,6 +121,7 @@ class MethodSpec:
             "memory_policy": memory_policy,
             "memory_insertion": memory_insertion,
             "renate_import": None if renate_import is None else tuple(renate_import),
+            "paper": paper,
         }
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -148,6 +155,8 @@ class MethodSpec:
             )
         if not self.summary or "\n" in self.summary:
             raise ValueError(f"method {self.name!r}: summary must be one non-empty line")
+        if self.paper is not None and (not self.paper or "\n" in self.paper):
+            raise ValueError(f"method {self.name!r}: paper must be one non-empty line or None")
 
     @property
     def class_name(self) -> str:

@@ -12,6 +12,7 @@ method(
     configs=("er", "er_class_balanced", "er_ring_buffer"),
     components=("MemoryCrossEntropy",),
     renate_import=("MemoryCrossEntropy",),
+    paper="Chaudhry et al., 2019: On Tiny Episodic Memories in Continual Learning (arXiv:1902.10486)",
 )
 method(
     "der",
@@ -21,6 +22,7 @@ method(
     aliases=("der++",),
     components=("LogitMSE",),
     renate_import=("LogitMSE", "MemoryCrossEntropy"),
+    paper="Buzzega et al., NeurIPS 2020: Dark Experience for General Continual Learning: a Strong, Simple Baseline (arXiv:2004.07211)",
 )
 method(
     "pod-er",
@@ -28,6 +30,7 @@ method(
     "ER plus pooled-output distillation of intermediate features on replayed samples",
     renate_name="POD-ER",
     components=("PooledOutputDistillation",),
+    paper="Douillard et al., ECCV 2020: PODNet: Pooled Outputs Distillation for Small-Tasks Incremental Learning (arXiv:2004.13513)",
 )
 method(
     "cls-er",
@@ -35,6 +38,7 @@ method(
     "memory cross-entropy plus consistency with the more confident of a fast and a slow EMA model",
     renate_name="CLS-ER",
     components=("CLSConsistency",),
+    paper="Arani, Sarfraz & Zonooz, ICLR 2022: Learning Fast, Learning Slow: A General Continual Learning Method based on Complementary Learning System (arXiv:2201.12604)",
 )
 method(
     "super-er",
