@@ -1,7 +1,8 @@
 """MkDocs hooks (mkdocs.yml ``hooks:``) for the retentive site.
 
-- A nav entry that is a glob (``Benchmarks: benchmarks/*.md``) becomes the pages it matches, an
-  ``index.md`` first, then by name: a new page in that folder needs no edit of mkdocs.yml. A glob
+- A nav entry that is a glob (``Benchmarks: benchmarks/*.md``, or ``how-to/*.md`` at the end of a
+  list of pages) becomes the pages it matches that the nav does not list elsewhere, an ``index.md``
+  first, then by name: a new page in that folder needs no edit of mkdocs.yml. A glob standing alone
   that matches nothing stays as it is, and the strict build fails on it like on any missing page.
 - The method catalogue (``methods/index.md``) and the updaters' API reference
   (``reference/updaters.md``) are generated from the method registry and the benchmark results
@@ -21,16 +22,35 @@ import method_catalogue  # noqa: E402  (a sibling module, found through the line
 _WATCHED = ("retentive/methods", "benchmarks/catalogue.yaml", "benchmarks/results")
 
 
-def _expand(entry: Any, docs: Path) -> Any:
+def _listed(entry: Any) -> set[str]:
     if isinstance(entry, list):
-        return [_expand(item, docs) for item in entry]
+        return set().union(*(_listed(item) for item in entry))
     if isinstance(entry, dict):
-        return {title: _expand(value, docs) for title, value in entry.items()}
+        return set().union(*(_listed(value) for value in entry.values()))
+    return {entry} if isinstance(entry, str) and "*" not in entry else set()
+
+
+def _glob(pattern: str, docs: Path, listed: set[str]) -> list[str]:
+    pages = sorted(p.relative_to(docs).as_posix() for p in docs.glob(pattern))
+    return sorted((p for p in pages if p not in listed), key=lambda page: not page.endswith("index.md"))
+
+
+def _expand(entry: Any, docs: Path, listed: set[str] | None = None) -> Any:
+    """The nav with each glob replaced by the pages it matches that the nav does not list elsewhere."""
+    listed = _listed(entry) if listed is None else listed
+    if isinstance(entry, dict):
+        return {title: _expand(value, docs, listed) for title, value in entry.items()}
     if isinstance(entry, str) and "*" in entry:
-        pages = sorted(path.relative_to(docs).as_posix() for path in docs.glob(entry))
-        pages.sort(key=lambda page: not page.endswith("index.md"))
-        return pages or entry
-    return entry
+        return _glob(entry, docs, listed) or entry
+    if not isinstance(entry, list):
+        return entry
+    expanded: list[Any] = []
+    for item in entry:
+        if isinstance(item, str) and "*" in item:  # a glob among pages: its pages join the list
+            expanded.extend(_glob(item, docs, listed))
+        else:
+            expanded.append(_expand(item, docs, listed))
+    return expanded
 
 
 def on_config(config: Any) -> Any:

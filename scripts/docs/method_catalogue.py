@@ -111,14 +111,23 @@ def _memory(spec: Any) -> str:
     return f"{spec.memory_policy}, filled {when}"
 
 
-def _figure_rows(figures: list[Figure], protocols: dict[str, str], repo: Path) -> list[str]:
+def _headline(measured: list[tuple[Figure, Measured]]) -> str:
+    """A method's first figure, for the overview table."""
+    if not measured:
+        return "not benchmarked yet"
+    figure, got = measured[0]
+    memory = "" if figure.memory is None else f", memory {figure.memory}"
+    paper = "" if figure.published is None else f" (paper {figure.published:.2f})"
+    return f"{figure.label}, {figure.setting}{memory}: **{got.mean:.2f}**{paper}"
+
+
+def _figure_rows(measured: list[tuple[Figure, Measured]], protocols: dict[str, str]) -> list[str]:
     keys = list(protocols)
     rows = [
         "| figure | protocol | setting | memory | measured ACC % (mean ± std, runs) | published | difference |",
         "|---|---|---|---|---|---|---|",
     ]
-    for figure in figures:
-        got = measure(figure, repo)
+    for figure, got in measured:
         published = "—" if figure.published is None else f"{figure.published:.2f}"
         difference = "—" if figure.published is None else f"{got.mean - figure.published:+.2f}"
         memory = "—" if figure.memory is None else str(figure.memory)
@@ -129,7 +138,7 @@ def _figure_rows(figures: list[Figure], protocols: dict[str, str], repo: Path) -
     return rows
 
 
-def _method_section(spec: Any, figures: list[Figure], protocols: dict[str, str], repo: Path) -> list[str]:
+def _method_section(spec: Any, measured: list[tuple[Figure, Measured]], protocols: dict[str, str]) -> list[str]:
     names = [name for name in spec.names if name not in (spec.name, spec.class_name, spec.renate_name)]
     configs = ", ".join(f"`configs/{config}.yaml`" for config in spec.configs) or "none"
     lines = [
@@ -145,8 +154,8 @@ def _method_section(spec: Any, figures: list[Figure], protocols: dict[str, str],
         f"- **Memory:** {_memory(spec)}",
         "",
     ]
-    if figures:
-        lines += _figure_rows(figures, protocols, repo)
+    if measured:
+        lines += _figure_rows(measured, protocols)
     else:
         lines.append("No benchmark run of this method is recorded in `benchmarks/results/` yet.")
     return [*lines, ""]
@@ -162,6 +171,7 @@ def catalogue_markdown(repo: Path = REPO) -> str:
     unknown = sorted({figure.method for figure in figures} - known)
     if unknown:
         raise CatalogueError(f"{FIGURES}: figures for methods the registry does not know: {unknown}")
+    measured = {spec.name: [(f, measure(f, repo)) for f in figures if f.method == spec.name] for spec in specs}
     lines = [
         "# Method catalogue",
         "",
@@ -169,23 +179,23 @@ def catalogue_markdown(repo: Path = REPO) -> str:
         "(`retentive/methods/`) when the site is built; `retentive benchmark --list-methods` prints the same "
         "registry. Each method's measured figures are read from the runs in `benchmarks/results/` and set "
         "beside the published figure where a paper reports the same protocol (`benchmarks/catalogue.yaml` "
-        "pairs them). A config is used as `retentive update --config configs/NAME.yaml`; a Renate name is "
-        "what `run_training_job(updater=...)` takes.",
+        "pairs them). A config `NAME` is used as `retentive update --config configs/NAME.yaml`; a Renate name "
+        "is what `run_training_job(updater=...)` takes. Below the table, one section per method.",
         "",
-        "| method | updater | paper | Renate name | config |",
+        "| method | paper | Renate name | config | measured ACC % (published) |",
         "|---|---|---|---|---|",
     ]
     for spec in specs:
-        config = f"`{spec.configs[0]}.yaml`" if spec.configs else "—"
+        config = f"`{spec.configs[0]}`" if spec.configs else "—"
         lines.append(
-            f"| [{spec.name}](#{spec.name.replace('+', '')}) | {_updater_ref(spec.updater)} "
-            f"| {_short_paper(spec.paper)} | {spec.renate_name or '—'} | {config} |"
+            f"| [{spec.name}](#{spec.name.replace('+', '')}) | {_short_paper(spec.paper)} "
+            f"| {spec.renate_name or '—'} | {config} | {_headline(measured[spec.name])} |"
         )
     lines += ["", "## Protocols", ""]
     lines += [f"{number}. {text}" for number, text in enumerate(protocols.values(), start=1)]
     lines.append("")
     for spec in specs:
-        lines += _method_section(spec, [f for f in figures if f.method == spec.name], protocols, repo)
+        lines += _method_section(spec, measured[spec.name], protocols)
     return "\n".join(lines)
 
 

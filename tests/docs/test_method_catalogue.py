@@ -122,3 +122,8 @@ def test_a_nav_glob_becomes_its_pages_index_first(tmp_path):
         {"Benchmarks": ["benchmarks/index.md", "benchmarks/accuracy.md", "benchmarks/speed.md"]},
         {"Other": "other/*.md"},  # nothing matched: left for the strict build to report
     ]
+    listed_first = [{"Speed": "benchmarks/speed.md"}, {"More": ["benchmarks/index.md", "benchmarks/*.md"]}]
+    assert hooks._expand(listed_first, tmp_path) == [
+        {"Speed": "benchmarks/speed.md"},
+        {"More": ["benchmarks/index.md", "benchmarks/accuracy.md"]},  # the pages listed nowhere else
+    ]
