@@ -109,21 +109,3 @@ def test_the_updaters_reference_lists_every_registered_updater():
 def test_a_paper_is_one_line():
     with pytest.raises(ValueError, match="paper must be one non-empty line"):
         MethodSpec("docs-probe", "docs_probe.ProbeModelUpdater", "a probe", paper="A\nB")
-
-
-def test_a_nav_glob_becomes_its_pages_index_first(tmp_path):
-    hooks = _load("hooks")
-    for name in ("speed.md", "index.md", "accuracy.md"):
-        (tmp_path / "benchmarks").mkdir(exist_ok=True)
-        (tmp_path / "benchmarks" / name).write_text("# x\n")
-    nav = [{"Home": "index.md"}, {"Benchmarks": "benchmarks/*.md"}, {"Other": "other/*.md"}]
-    assert hooks._expand(nav, tmp_path) == [
-        {"Home": "index.md"},
-        {"Benchmarks": ["benchmarks/index.md", "benchmarks/accuracy.md", "benchmarks/speed.md"]},
-        {"Other": "other/*.md"},  # nothing matched: left for the strict build to report
-    ]
-    listed_first = [{"Speed": "benchmarks/speed.md"}, {"More": ["benchmarks/index.md", "benchmarks/*.md"]}]
-    assert hooks._expand(listed_first, tmp_path) == [
-        {"Speed": "benchmarks/speed.md"},
-        {"More": ["benchmarks/index.md", "benchmarks/accuracy.md"]},  # the pages listed nowhere else
-    ]
