@@ -45,6 +45,7 @@ class Figure:
     field: str
     select: dict[str, Any] = field(default_factory=dict)
     scale: float = 1.0
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,17 @@ def _memory(spec: Any) -> str:
     return f"{spec.memory_policy}, filled {when}"
 
 
+def _name(figure: Figure) -> str:
+    return f"{figure.label}, {figure.setting}" + ("" if figure.memory is None else f", memory {figure.memory}")
+
+
 def _headline(measured: list[tuple[Figure, Measured]]) -> str:
     """A method's first figure, for the overview table."""
     if not measured:
         return "not benchmarked yet"
     figure, got = measured[0]
-    memory = "" if figure.memory is None else f", memory {figure.memory}"
     paper = "" if figure.published is None else f" (paper {figure.published:.2f})"
-    return f"{figure.label}, {figure.setting}{memory}: **{got.mean:.2f}**{paper}"
+    return f"{_name(figure)}: **{got.mean:.2f}**{paper}"
 
 
 def _figure_rows(measured: list[tuple[Figure, Measured]], protocols: dict[str, str]) -> list[str]:
@@ -155,7 +159,9 @@ def _method_section(spec: Any, measured: list[tuple[Figure, Measured]], protocol
         "",
     ]
     if measured:
-        lines += _figure_rows(measured, protocols)
+        sources = dict.fromkeys(f"`{RESULTS / figure.results}`" for figure, _ in measured)
+        notes = [f"- {_name(figure)}: {figure.note}." for figure, _ in measured if figure.note]
+        lines += [*_figure_rows(measured, protocols), "", f"Runs: {', '.join(sources)}.", "", *notes]
     else:
         lines.append("No benchmark run of this method is recorded in `benchmarks/results/` yet.")
     return [*lines, ""]
