@@ -131,11 +131,26 @@ def test_benchmark_command_lines_are_parsed_by_the_scripts_own_parser(tmp_path):
     with pytest.raises(BlockError, match="unrecognized arguments: --no-such-flag"):
         parse_script(script, ["--no-such-flag"], REPO)
     block = read_blocks(_page(tmp_path, "```bash\nPYTHONPATH=. python benchmarks/no_such_script.py --x\n```\n"))[0]
-    with pytest.raises(BlockError, match="no such script"):
+    with pytest.raises(BlockError, match=r"does not have: \['benchmarks/no_such_script.py'\]"):
         check_shell(block, REPO)
     block = read_blocks(_page(tmp_path, "```bash\npython benchmarks/er_family.py grid --bogus\n```\n"))[0]
     with pytest.raises(BlockError, match="unrecognized arguments: --bogus"):
         check_shell(block, REPO)
+
+
+def test_repository_files_named_by_commands_must_exist(tmp_path):
+    block = read_blocks(
+        _page(tmp_path, "```bash\nretentive update --config configs/dr.yaml --data d.npz --output-state s\n```\n")
+    )
+    with pytest.raises(BlockError, match=r"does not have: \['configs/dr.yaml'\]"):
+        check_shell(block[0], REPO)
+    block = read_blocks(
+        _page(
+            tmp_path,
+            "```bash\nretentive tune --config=configs/der.yaml --space configs/search/lr.yaml --data d.npz --val-data v.npz --output-state s\n```\n",
+        )
+    )
+    assert check_shell(block[0], REPO) == 1
 
 
 def test_data_blocks_must_parse(tmp_path):

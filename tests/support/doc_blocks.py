@@ -7,8 +7,9 @@
   parser, so an unknown command or flag fails. A ``python path/to/script.py ...`` line names a file
   of the repository that must exist; when the script has an argparse parser its arguments are parsed
   by it (the script runs as ``__main__`` until its ``parse_args`` returns, then stops). ``bash
-  path.sh`` names a script that must exist. In a ``console`` block only ``$ `` lines are commands
-  (the rest is their output), unless no line has a prompt.
+  path.sh`` names a script that must exist, and so must any ``configs/``, ``examples/``,
+  ``benchmarks/`` or ``scripts/`` file these commands name. In a ``console`` block only ``$ ``
+  lines are commands (the rest is their output), unless no line has a prompt.
 - ```yaml / ```json / ```toml blocks must parse. ```text, ```mermaid and the like are not code.
 - A block without a language fails: it is either code (say which) or output (```text).
 """
@@ -45,6 +46,7 @@ _REDIRECTS = re.compile(r"^[0-9]*(?:>>?|<<?|>&|<&|&>>?)$")
 _PREFIXES = {"nice", "time", "timeout", "env", "nohup", "exec", "command", "do", "then", "else", "{", "!"}
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SUBSTITUTION = re.compile(r"\$\([^()]*\)|`[^`]*`")
+_REPO_FILE = re.compile(r"^(?:configs|examples|benchmarks|scripts)/[^*?$]+\.(?:ya?ml|py|sh)$")
 
 
 class BlockError(AssertionError):
@@ -160,6 +162,8 @@ def _command(words: list[str]) -> Iterator[list[str]]:
 def check_command(words: list[str], repo: Path) -> bool:
     """Check one command; ``True`` when it was one this module knows how to check."""
     program = Path(words[0]).name
+    if program in ("retentive", "bash", "sh") or program.startswith("python"):
+        _check_repo_files(words, repo)
     if program == "retentive":
         parse_retentive(words[1:])
         return True
@@ -178,6 +182,14 @@ def check_command(words: list[str], repo: Path) -> bool:
             raise BlockError(f"`{' '.join(words)}`: no script {words[1]} in the repository")
         return True
     return False
+
+
+def _check_repo_files(words: list[str], repo: Path) -> None:
+    """Arguments naming the repository's configs, examples, benchmarks or scripts name files that exist."""
+    from_repo = [word.partition("=")[2] or word for word in words[1:]]
+    missing = [word for word in from_repo if _REPO_FILE.match(word) and not (repo / word).is_file()]
+    if missing:
+        raise BlockError(f"`{' '.join(words)}` names files the repository does not have: {missing}")
 
 
 def parse_retentive(argv: list[str]) -> argparse.Namespace | None:
