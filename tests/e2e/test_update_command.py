@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,26 @@ CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 PER_CHUNK = 96
 
 
-def run_update(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`retentive update ...` in a new Python process, importing this checkout's retentive."""
+def run_updates(jobs: list[tuple[list[str], Path]]) -> list[subprocess.CompletedProcess[str]]:
+    """`retentive update ARGS` in ``cwd`` for each job, one after another in one new Python process
+    (tests/support/update_batch_worker.py) importing this checkout's retentive."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "retentive.cli", "update", *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    with tempfile.TemporaryDirectory() as scratch:
+        requests, results = Path(scratch) / "jobs.json", Path(scratch) / "results.json"
+        requests.write_text(json.dumps([{"args": args, "cwd": str(cwd)} for args, cwd in jobs]))
+        worker = ROOT / "tests" / "support" / "update_batch_worker.py"
+        done = subprocess.run(
+            [sys.executable, str(worker), str(requests), str(results)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300 * max(1, len(jobs)),
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [
+            subprocess.CompletedProcess(["retentive", "update", *args], r["returncode"], r["stdout"], r["stderr"])
+            for (args, _), r in zip(jobs, json.loads(results.read_text()))
+        ]
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -73,7 +89,7 @@ class Chain:
 
 def update_here(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`retentive update ...` in this process (as a library user running several updates would),
-    its output captured; the result shaped like :func:`run_update`'s."""
+    its output captured; the result shaped like :func:`run_updates`'."""
     out, err, before = io.StringIO(), io.StringIO(), os.getcwd()
     os.chdir(cwd)
     try:
@@ -104,9 +120,11 @@ def first_update(config_path: Path, work: Path, chunk_files: Path) -> Chain:
     return chain
 
 
-def second_update(chain: Chain, config_path: Path, chunk_files: Path) -> Chain:
-    if chain.first.returncode == 0:
-        chain.second = run_update(
+def second_args(chain: Chain, config_path: Path, chunk_files: Path) -> list[str]:
+    """The arguments of the update on chunk 1, resuming from the state folder of chunk 0."""
+    return [
+        str(arg)
+        for arg in (
             "--config",
             config_path,
             "--data",
@@ -121,21 +139,35 @@ def second_update(chain: Chain, config_path: Path, chunk_files: Path) -> Chain:
             chain.work / "summary.json",
             "--threads",
             "1",
-            cwd=chain.work,
         )
-    return chain
+    ]
+
+
+def second_updates(chains: list[tuple[Path, Chain]], chunk_files: Path) -> None:
+    """Chunk 1 of each chain whose chunk 0 succeeded, all in one new process."""
+    todo = [(path, chain) for path, chain in chains if chain.first.returncode == 0]
+    done = run_updates([(second_args(chain, path, chunk_files), chain.work) for path, chain in todo])
+    for (_, chain), result in zip(todo, done):
+        chain.second = result
 
 
 @pytest.fixture(scope="module")
 def chains(chunk_files, tmp_path_factory) -> dict[Path, Chain]:
     """Every config's chain: chunk 0 in this process, one config after another, and chunk 1 in a
-    new process resuming from the state folder chunk 0 wrote (two at a time: they mostly import)."""
-    works = {path: tmp_path_factory.mktemp(path.stem) for path in CONFIGS}
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        futures = {}
-        for path in CONFIGS:  # the second updates start while the next first ones run
-            futures[path] = pool.submit(second_update, first_update(path, works[path], chunk_files), path, chunk_files)
-        return {path: future.result() for path, future in futures.items()}
+    new process resuming from the state folder chunk 0 wrote. The chunk-1 updates of each half of
+    the configs share one process (start-up is most of a small update's cost); the first half's
+    runs while this process does the second half's chunk 0."""
+    halves = [CONFIGS[: len(CONFIGS) // 2], CONFIGS[len(CONFIGS) // 2 :]]
+    chains: dict[Path, Chain] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = []
+        for half in halves:
+            for path in half:
+                chains[path] = first_update(path, tmp_path_factory.mktemp(path.stem), chunk_files)
+            futures.append(pool.submit(second_updates, [(path, chains[path]) for path in half], chunk_files))
+        for future in futures:
+            future.result()
+    return chains
 
 
 @pytest.mark.parametrize("config_path", CONFIGS, ids=[p.stem for p in CONFIGS])

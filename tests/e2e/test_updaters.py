@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -211,13 +212,21 @@ def test_split_batch_conventions():
 # ------------------------------------------------------------------ bad input
 
 
-@pytest.fixture()
-def first_state(split_small, tmp_path):
+@pytest.fixture(scope="module")
+def trained_state(split_small, tmp_path_factory):
     train, _ = split_small
     torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("trained") / "s0"
     ExperienceReplayModelUpdater(
-        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, output_state_folder=tmp_path / "s0", **QUIET
+        MLP(), nn.CrossEntropyLoss(), sgd(), memory_size=50, output_state_folder=folder, **QUIET
     ).update(train[0])
+    return folder
+
+
+@pytest.fixture()
+def first_state(trained_state, tmp_path):
+    """A copy of one ER state folder (trained once for the module) in this test's tmp_path."""
+    shutil.copytree(trained_state, tmp_path / "s0")
     return tmp_path / "s0"
 
 
