@@ -86,3 +86,20 @@ def state1(tmp_path_factory, chunks):
     folder = tmp_path_factory.mktemp("state1") / "s"
     der(folder).update(chunks[0], task_id=0)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The docs tests' summary: how many blocks the doc pages ran and checked (one line).
+
+    Here rather than in tests/docs/conftest.py: a second module named ``conftest`` would replace
+    this one in ``sys.modules``, and the tests that ``from conftest import ...`` would break."""
+    doc_blocks = sys.modules.get("test_doc_blocks")
+    counts = getattr(doc_blocks, "COUNTS", None)
+    if not counts or not counts["pages"]:
+        return
+    slowest = sorted(((v, k[8:]) for k, v in counts.items() if k.startswith("seconds ")), reverse=True)[:3]
+    terminalreporter.write_line(
+        f"doc blocks: {counts['python']} python blocks run, {counts['commands']} command lines parsed, "
+        f"{counts['data']} data blocks parsed, {counts['text']} text blocks, over {counts['pages']} pages; "
+        f"slowest: {', '.join(f'{page} {seconds} s' for seconds, page in slowest)}"
+    )

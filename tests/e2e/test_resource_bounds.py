@@ -278,7 +278,7 @@ def test_an_update_the_memory_could_not_hold_is_refused_before_training(tmp_path
     weights = {k: v.clone() for k, v in second.model.state_dict().items()}
     monkeypatch.setattr(budget, "available_bytes", lambda device: 1000)  # 1 KB left on the device
     fits: list[int] = []
-    monkeypatch.setattr(second, "_fit", lambda *args, **kwargs: fits.append(1))
+    monkeypatch.setattr(second, "run_fits", lambda *args, **kwargs: fits.append(1))
     with pytest.raises(MemoryBudgetError, match=r"needs [\d,]+ bytes on cpu .* but 1,000 bytes are available"):
         second.update(chunk, task_id=1)
     assert fits == [], "refused before training"
