@@ -11,6 +11,7 @@ fresh clone that can reach a mirror.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,11 @@ if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))
 
 torch.set_num_threads(1)
+# A suite started in the background (`nohup pytest &`, a CI step without job control) inherits
+# SIGINT ignored, and so would every process it starts: the interrupt tests send real SIGINTs, so
+# the suite takes Python's default handler back, as an interactive run has it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(name).setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
