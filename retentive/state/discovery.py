@@ -41,11 +41,15 @@ def _order(folder: Path) -> tuple[int, datetime, tuple[tuple[int, int | str], ..
         return None
     try:
         created = datetime.fromisoformat(str(manifest.get("created")))
-    except ValueError:
+    except (TypeError, ValueError):
         created = _EARLIEST
     if created.tzinfo is None:
         created = created.replace(tzinfo=timezone.utc)
-    return int(manifest.get("updates_done", 0)), created, natural_key(folder.name)
+    try:
+        updates_done = int(manifest.get("updates_done", 0))
+    except (TypeError, ValueError):  # a crafted or damaged manifest orders as the oldest
+        updates_done = -1
+    return updates_done, created, natural_key(folder.name)
 
 
 def earlier_states(output: str | os.PathLike[str]) -> list[Path]:

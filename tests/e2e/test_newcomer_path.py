@@ -106,6 +106,14 @@ def test_states_are_ordered_by_counter_then_time_then_natural_name(tmp_path):
     for name in ("chunk_9", "chunk_10", "chunk_8"):
         shutil.copytree(first, tmp_path / "copies" / name)
     assert [p.name for p in earlier_states(tmp_path / "copies" / "new")] == ["chunk_8", "chunk_9", "chunk_10"]
+    # a crafted manifest (a counter that is no number, a time that is no text) orders as the oldest
+    manifest = tmp_path / "copies" / "chunk_8" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "updates_done": "many", "created": [1]}))
+    assert [p.name for p in earlier_states(tmp_path / "copies" / "new")] == ["chunk_8", "chunk_9", "chunk_10"]
+    manifest = tmp_path / "copies" / "chunk_10" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "updates_done": None}))
+    assert [p.name for p in earlier_states(tmp_path / "copies" / "new")][0] in ("chunk_8", "chunk_10")
+    assert [p.name for p in earlier_states(tmp_path / "copies" / "new")][-1] == "chunk_9"
 
 
 # ------------------------------------------------------------------ 3. a Renate folder: the converter, by name
