@@ -46,7 +46,7 @@ def _run_single(
     from retentive.training.trial import STATE_NAME, run_trial
 
     record = TrialRecord(0, dict(space))
-    metric = settings.metric or "train_loss"
+    metric = settings.watched[0]
 
     def report(**result: Any) -> None:
         record.results.append({k: v for k, v in result.items() if k in (metric, "epoch")})
@@ -71,7 +71,7 @@ def execute(
 ) -> JobResult:
     """Run the trials under ``settings.working_directory`` and promote the winner to ``output``."""
     start = time.perf_counter()
-    metric, mode = settings.metric or "train_loss", settings.mode if settings.metric else "min"
+    metric, mode = settings.watched
     folder = Path(settings.working_directory) / "trials" / uuid.uuid4().hex[:12]
     folder.mkdir(parents=True)
     try:

@@ -144,9 +144,6 @@ def run_training_job(
     module = import_config_module(config_file)
     check_space_keys(list(space), module, updater_class(updater))
     printing = progress is None  # a caller's own progress replaces the lines printed here
-    watched = metric or "train_loss", mode if metric else "min"
-    if printing and is_search(space):
-        search = dataclasses.replace(search, progress=trial_lines(*watched))
     with job_working_directory(working_directory, keep=keep_trials) as working:
         settings = JobSettings(
             working_directory=str(working.resolve()),
@@ -170,6 +167,9 @@ def run_training_job(
             else max(1, (os.cpu_count() or 1) // n_workers),
         )
         check_metric(module, space, settings)
+        watched = settings.watched
+        if printing and is_search(space):
+            search = dataclasses.replace(search, progress=trial_lines(*watched))
         output = check_output_location(output_state_url, input_state_url)
         with localized_input(input_state_url, working) as local_input:
             settings.input_state = None if local_input is None else str(local_input.resolve())

@@ -42,6 +42,12 @@ class JobSettings:
     threads: int | None = None
 
     @property
+    def watched(self) -> tuple[str, str]:
+        """The metric the trials are judged and reported by, and its mode: the job's own, else the
+        training loss, minimised."""
+        return (self.metric, self.mode) if self.metric else ("train_loss", "min")
+
+    @property
     def data_path(self) -> Path:
         """The ``data_path`` a config module's ``data_module_fn`` gets (Renate's layout)."""
         return Path(self.working_directory) / "data"

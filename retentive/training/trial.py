@@ -46,7 +46,7 @@ def run_trial(settings: Any, values: Mapping[str, Any], output: str | Path, repo
 
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    metric = settings.metric or "train_loss"
+    metric = settings.watched[0]
     callbacks = [_reporter_callback(metric, report)]
     build = from_module if settings.config_file is not None else from_yaml
     job = build(settings, values, str(output), callbacks, log_name)
