@@ -18,6 +18,12 @@ DATA_HELP = (
 )
 
 
+def add_epilog(parser: argparse.ArgumentParser, epilog: str) -> None:
+    """Show ``epilog`` under the command's help as written: its examples and exit codes keep their lines."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = epilog
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from retentive.cli.arguments import add_chunk, add_threads, positive_int
+from retentive.cli.arguments import add_chunk, add_epilog, add_threads, positive_int
 
 if TYPE_CHECKING:  # imported when a command runs (startup time)
     from torch import nn
@@ -47,8 +47,7 @@ def probability(text: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EPILOG
+    add_epilog(parser, EPILOG)
     parser.add_argument(
         "--state", required=True, type=Path, metavar="DIR", help="the state folder; its replay memory is the reference"
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from retentive.cli.arguments import (
     add_chunk,
+    add_epilog,
     add_overrides,
     add_state_folders,
     add_threads,
@@ -49,8 +50,7 @@ FLAGS = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EPILOG
+    add_epilog(parser, EPILOG)
     parser.add_argument(
         "--config", required=True, type=Path, metavar="CONFIG", help="the YAML update config (see configs/)"
     )

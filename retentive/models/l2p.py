@@ -19,7 +19,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from retentive.models.vit import VisionTransformer, check_positive
+from retentive.models.vit import check_positive, frozen_backbone
 
 PROMPT_FEATURES = ("cls", "mean")
 POOLERS = ("prompt_mean", "cls", "mean")
@@ -105,20 +105,7 @@ class LearningToPromptTransformer(nn.Module):
         check_positive(pool_size=pool_size, pool_selection_size=pool_selection_size, prompt_size=prompt_size)
         if pool_selection_size > pool_size:
             raise ValueError(f"pool_selection_size {pool_selection_size} exceeds pool_size {pool_size}")
-        self.transformer = VisionTransformer(
-            pretrained_model_name_or_path,
-            image_size,
-            patch_size,
-            num_layers,
-            num_heads,
-            hidden_dim,
-            mlp_dim,
-            dropout,
-            attention_dropout,
-            num_outputs,
-            num_channels,
-        )
-        self.transformer.requires_grad_(False)
+        self.transformer = frozen_backbone(locals())
         d = self.transformer.embedding_size
         if prompt_key_dim is not None and prompt_key_dim != d:
             raise ValueError(

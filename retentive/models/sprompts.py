@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from retentive.models.kmeans import kmeans
-from retentive.models.vit import VisionTransformer, check_positive
+from retentive.models.vit import check_positive, frozen_backbone
 
 
 def nearest_task(features: Tensor, centers: Tensor, center_tasks: Tensor) -> Tensor:
@@ -67,20 +67,7 @@ class SPromptTransformer(nn.Module):
     ) -> None:
         super().__init__()
         check_positive(prompt_size=prompt_size, clusters_per_task=clusters_per_task)
-        self.transformer = VisionTransformer(
-            pretrained_model_name_or_path,
-            image_size,
-            patch_size,
-            num_layers,
-            num_heads,
-            hidden_dim,
-            mlp_dim,
-            dropout,
-            attention_dropout,
-            num_outputs,
-            num_channels,
-        )
-        self.transformer.requires_grad_(False)
+        self.transformer = frozen_backbone(locals())
         self.prompt_size = prompt_size
         self.clusters_per_task = clusters_per_task
         self.per_task_classifier = bool(per_task_classifier)

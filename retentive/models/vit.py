@@ -9,7 +9,9 @@ has 1). ``transformers`` is the optional extra ``retentive[transformers]``.
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -143,3 +145,16 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+
+def frozen_backbone(arguments: Mapping[str, Any]) -> VisionTransformer:
+    """A frozen :class:`VisionTransformer` built from the backbone arguments among ``arguments``.
+
+    The prompt models (L2P, S-Prompts) take Renate's flat backbone arguments next to their own;
+    they pass all of them here (``frozen_backbone(locals())``) and this picks the backbone's by
+    name, so the backbone's argument list is read from its one signature.
+    """
+    names = inspect.signature(VisionTransformer).parameters
+    backbone = VisionTransformer(**{name: arguments[name] for name in names})
+    backbone.requires_grad_(False)
+    return backbone

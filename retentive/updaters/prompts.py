@@ -8,11 +8,12 @@ k-means centers are buffers), so all of it is in ``model.pt`` of the state folde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 from torch.utils.data import Dataset
 
+from retentive.components.base import Component
 from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
 from retentive.errors import DataError
 from retentive.learner import Learner, OptimizerFactory
@@ -60,18 +61,47 @@ def _check_learner_kwargs(updater: str, learner_kwargs: Any) -> None:
         )
 
 
-class LearningToPromptModelUpdater(ModelUpdater):
+class _PromptTuning(ModelUpdater):
+    """What L2P and S-Prompts share: the model class they train (``model_class``), no memory, and
+    Renate's ``learner_kwargs`` refused; the method's loss terms come from :meth:`prompt_components`.
+
+    Args:
+        learner_kwargs: Renate's argument, which Renate ignores; only ``None`` or ``{}`` is accepted.
+        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
+    """
+
+    model_class: ClassVar[type[nn.Module]]
+    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFunction,
+        optimizer: OptimizerFactory,
+        learner_kwargs: dict[str, Any] | None = None,
+        **kwargs: Unpack[PromptSettings],
+    ) -> None:
+        name = type(self).__name__
+        _check_model(name, model, self.model_class)
+        _check_learner_kwargs(name, learner_kwargs)
+        super().__init__(model, loss_fn, optimizer, self.prompt_components(), **_NO_MEMORY, **kwargs)
+
+    def prompt_components(self) -> list[Component]:
+        """The method's loss terms (built in the constructor, after the model is checked)."""
+        raise NotImplementedError
+
+
+class LearningToPromptModelUpdater(_PromptTuning):
     """L2P (Wang et al., CVPR 2022): ``CE + prompt_sim_loss_weight * sum_i (1 - cos(q, k_i))``,
     no memory; only the prompt pool, its keys and the head of a
     :class:`~retentive.models.LearningToPromptTransformer` train.
 
     Args:
         prompt_sim_loss_weight: ``lambda`` of the key-query surrogate [0.5].
-        learner_kwargs: Renate's argument, which Renate ignores; only ``None`` or ``{}`` is accepted.
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
+        learner_kwargs, **kwargs: as in S-Prompts (Renate's ``learner_kwargs`` is refused unless empty).
     """
 
-    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+    model_class = LearningToPromptTransformer
 
     def __init__(
         self,
@@ -82,11 +112,12 @@ class LearningToPromptModelUpdater(ModelUpdater):
         learner_kwargs: dict[str, Any] | None = None,
         **kwargs: Unpack[PromptSettings],
     ) -> None:
-        name = type(self).__name__
-        _check_model(name, model, LearningToPromptTransformer)
-        _check_learner_kwargs(name, learner_kwargs)
-        self.key_query = PromptKeyQueryLoss(_check_weight(prompt_sim_loss_weight))
-        super().__init__(model, loss_fn, optimizer, [self.key_query], **_NO_MEMORY, **kwargs)
+        self._prompt_sim_loss_weight = prompt_sim_loss_weight
+        super().__init__(model, loss_fn, optimizer, learner_kwargs, **kwargs)
+
+    def prompt_components(self) -> list[Component]:
+        self.key_query = PromptKeyQueryLoss(_check_weight(self._prompt_sim_loss_weight))
+        return [self.key_query]
 
 
 class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
@@ -125,32 +156,19 @@ class LearningToPromptReplayModelUpdater(OfflineExperienceReplayModelUpdater):
         return super().build_learner(**settings)
 
 
-class SPeftModelUpdater(ModelUpdater):
+class SPeftModelUpdater(_PromptTuning):
     """S-Prompts (Wang et al., NeurIPS 2022) on an :class:`~retentive.models.SPromptTransformer`:
     each update adds and trains one prompt (and head, if per task) with the task loss, and
     clusters the chunk's backbone features into that task's k-means centers, which pick the
     prompt at inference. As in Renate, a task is an update: each ``update()`` grows a prompt,
     whatever its ``task_id``; ``clusters_per_task`` is the model's argument (Renate's place).
-
-    Args:
-        learner_kwargs: Renate's argument, which Renate ignores; only ``None`` or ``{}`` is accepted.
-        **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but the memory ones.
+    Its arguments are those of every prompt method (``learner_kwargs``, refused unless empty).
     """
 
-    refused_arguments = refusing(_MEMORY, "keeps no memory; drop the argument {name!r}")
+    model_class = SPromptTransformer
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFunction,
-        optimizer: OptimizerFactory,
-        learner_kwargs: dict[str, Any] | None = None,
-        **kwargs: Unpack[PromptSettings],
-    ) -> None:
-        name = type(self).__name__
-        _check_model(name, model, SPromptTransformer)
-        _check_learner_kwargs(name, learner_kwargs)
-        super().__init__(model, loss_fn, optimizer, [TaskPrototypes()], **_NO_MEMORY, **kwargs)
+    def prompt_components(self) -> list[Component]:
+        return [TaskPrototypes()]
 
     def adapt_model(self, tasks: Sequence[int | str]) -> None:
         # one prompt per update; restoring, the model grows from its own state dict instead
