@@ -9,6 +9,7 @@ follows is well defined.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping, Sized
 
 import torch
 from torch import Tensor
@@ -154,6 +155,18 @@ class _ClassSharePolicy(SlotPolicy):
         if self.num_classes is not None:
             _check_room(capacity, self.num_classes, self.label)
 
+    def offered_classes(self, offer: Offer) -> tuple[list[int], list[int]]:
+        """The offered samples' classes and the stored ones (slot order), as Python ints."""
+        labels = _check_labels(offer.targets, self.label)
+        stored = offer.stored_targets
+        return labels, [] if stored is None or offer.size == 0 else stored[: offer.size].detach().cpu().tolist()
+
+    def largest_count(self, capacity: int, classes: Mapping[int, Sized]) -> int:
+        """Once the memory is full: the largest class's count, which gives up a slot; a memory with
+        fewer slots than classes is refused."""
+        _check_room(capacity, len(classes), self.label)
+        return max(len(members) for members in classes.values())
+
 
 class ClassBalancedReservoirPolicy(_ClassSharePolicy):
     """Class-balancing reservoir sampling (CBRS; Chrysakis & Moens, ICML 2020, Algorithm 1).
@@ -201,9 +214,7 @@ class ClassBalancedReservoirPolicy(_ClassSharePolicy):
 
     def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
         n, size, capacity, generator = offer.n, offer.size, offer.capacity, offer.generator
-        targets, stored_targets = offer.targets, offer.stored_targets
-        labels = _check_labels(targets, self.label)
-        stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
+        labels, stored = self.offered_classes(offer)
         classes = max([len(self.seen_per_class) - 1, *labels, *stored]) + 1 if (labels or stored) else 0
         seen_c = self.seen_per_class.tolist() + [0] * (classes - len(self.seen_per_class))
         full = self.full.tolist() + [False] * (classes - len(self.full))
@@ -222,8 +233,7 @@ class ClassBalancedReservoirPolicy(_ClassSharePolicy):
                 slot = size
                 size += 1
             else:
-                _check_room(capacity, len(by_class), self.label)
-                largest = max(len(v) for v in by_class.values())
+                largest = self.largest_count(capacity, by_class)
                 candidates = [c for c, v in by_class.items() if len(v) == largest]
                 for c in candidates:
                     full[c] = True
@@ -280,9 +290,7 @@ class RingBufferPolicy(_ClassSharePolicy):
 
     def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
         seen, size, capacity = offer.seen, offer.size, offer.capacity
-        targets, stored_targets = offer.targets, offer.stored_targets
-        labels = _check_labels(targets, self.label)
-        stored = [] if stored_targets is None or size == 0 else stored_targets[:size].detach().cpu().tolist()
+        labels, stored = self.offered_classes(offer)
         arrival = self.arrival
         if arrival.numel() != capacity:  # first use, or a memory filled by another policy: slot order
             arrival = torch.cat([arrival, torch.full((max(0, capacity - arrival.numel()),), -1, dtype=torch.int64)])[
@@ -302,8 +310,7 @@ class RingBufferPolicy(_ClassSharePolicy):
                 slot = size
                 size += 1
             else:
-                _check_room(capacity, len(queues), self.label)
-                largest = max(len(q) for q in queues.values())
+                largest = self.largest_count(capacity, queues)
                 if len(own) >= largest - 1:  # moving a slot over would not balance anything
                     slot = own.popleft()
                 else:
