@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from retentive.components.base import Component, StepContext
+from retentive.components.base import Component, StepContext, positive
 from retentive.models.routing import forward_routed, takes_task_ids
 
 
@@ -107,8 +107,7 @@ class AdversarialReplay(Component):
         input_range: tuple[float, float] | None = (0.0, 1.0),
     ) -> None:
         super().__init__(weight)
-        if not epsilon_fgsm > 0:
-            raise ValueError(f"epsilon_fgsm must be > 0, got {epsilon_fgsm}")
+        positive("epsilon_fgsm", epsilon_fgsm)
         if not isinstance(iter_fgsm, int) or iter_fgsm < 1:
             raise ValueError(f"iter_fgsm must be an int >= 1, got {iter_fgsm!r}")
         self.epsilon_fgsm, self.iter_fgsm, self.decay_factor_fgsm = (
@@ -189,9 +188,7 @@ class MixupReplay(Component):
 
     def __init__(self, weight: float = 0.6, coef_lambda: float = 1.0) -> None:
         super().__init__(weight)
-        if not coef_lambda > 0:
-            raise ValueError(f"coef_lambda must be > 0, got {coef_lambda}")
-        self.coef_lambda = float(coef_lambda)
+        self.coef_lambda = positive("coef_lambda", coef_lambda)
 
     def loss(self, ctx: StepContext) -> Tensor | None:
         if ctx.memory is None or not torch.is_tensor(ctx.memory_inputs):

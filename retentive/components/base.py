@@ -54,6 +54,15 @@ def reduce_task_loss(values: Tensor, n: int, what: str = "loss_fn") -> tuple[Ten
     return values.mean(), values
 
 
+def positive(name: str, value: float, why: str = "") -> float:
+    """``value`` as a float if it is > 0, else a ValueError naming ``name`` (``why`` says what the
+    bound protects) -- the one check of a positive hyperparameter (a temperature, a step size, a
+    damping term)."""
+    if not float(value) > 0:
+        raise ValueError(f"{name} must be > 0{why}, got {value}")
+    return float(value)
+
+
 @dataclass
 class StepContext:
     """Everything one training step computed that a loss term or a gradient rule may read.

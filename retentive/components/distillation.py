@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retentive.components.base import Component, StepContext, UpdateContext
+from retentive.components.base import Component, StepContext, UpdateContext, positive
 from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.data import nested
 from retentive.memory.selection import herding
@@ -149,9 +149,7 @@ class LearningWithoutForgetting(_SeenClasses):
 
     def __init__(self, weight: float = 1.0, temperature: float = 2.0) -> None:
         super().__init__(weight)
-        if not float(temperature) > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = positive("temperature", temperature)
 
     def loss(self, ctx: StepContext) -> Tensor | None:
         old_logits = self.teacher_logits(ctx.inputs, ctx.task_ids)

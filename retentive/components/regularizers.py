@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
-from retentive.components.base import Batch, Component, StepContext, UpdateContext
+from retentive.components.base import Batch, Component, StepContext, UpdateContext, positive
 from retentive.data import nested
 from retentive.errors import NonFiniteLossError
 from retentive.models.modes import evaluating
@@ -89,15 +89,14 @@ def fisher_diagonal(
     """
     params = trainable_parameters(model, "the Fisher diagonal")
     linear = _linear_layers(model, params)
-    use_jacobians = linear is None or bool(exact_jacobians)
     total = {name: torch.zeros_like(p.detach()) for name, p in params.items()}
     count = 0
     with evaluating(model, no_grad=False):
         for batch in batches:
-            if use_jacobians:
+            if linear is None or exact_jacobians:
                 _fisher_by_jacobians(model, params, batch, forward, total)
             else:
-                _fisher_linear(model, linear, batch, forward, total)  # type: ignore[arg-type]
+                _fisher_linear(linear, batch, forward, total)
             count += int(batch.targets.shape[0])
     if count == 0:
         raise ValueError("the Fisher diagonal needs at least one sample; the chunk is empty")
@@ -118,7 +117,6 @@ def _linear_layers(model: nn.Module, params: Mapping[str, nn.Parameter]) -> dict
 
 
 def _fisher_linear(
-    model: nn.Module,
     layers: dict[str, nn.Linear],
     batch: Batch,
     forward: Callable[[object, Tensor], Tensor],
@@ -204,7 +202,29 @@ def _check_finite(values: Mapping[str, Tensor], what: str) -> None:
         )
 
 
-class ElasticWeightConsolidation(Component):
+class _QuadraticPenalty(Component):
+    """``weight Σ_i Ω_i (θ_i - θ*_i)²`` once an update has consolidated the importance ``Ω`` and the
+    anchor ``θ*`` (EWC: the Fisher diagonal; SI: the path integral). A subclass keeps both as its
+    state and, at update start, points ``_terms`` at them and sets ``_active``."""
+
+    #: buffers (add_state / register_buffer), declared for the type checker
+    consolidated: Tensor
+
+    normalized = False
+
+    def __init__(self, weight: float) -> None:
+        super().__init__(weight)
+        self._active = False  # a host copy of ``consolidated``: the step never reads a tensor
+        self._terms: tuple[dict[str, Tensor], dict[str, Tensor]] = ({}, {})  # (Ω, θ*) by parameter name
+
+    def loss(self, ctx: StepContext) -> Tensor | None:
+        if not self._active:
+            return None
+        params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
+        return quadratic_penalty(params, *self._terms)
+
+
+class ElasticWeightConsolidation(_QuadraticPenalty):
     """Online EWC: ``λ Σ F_i (θ_i - θ*_i)²`` with a Fisher diagonal decayed by ``gamma`` per update.
 
     Args:
@@ -213,11 +233,6 @@ class ElasticWeightConsolidation(Component):
             Mammoth's tuned Seq-MNIST value; 0: only the latest) [1].
         fisher_batch_size: chunk samples per Fisher pass (``None``: the update-level default).
     """
-
-    #: buffers (add_state / register_buffer), declared for the type checker
-    consolidated: Tensor
-
-    normalized = False
 
     def __init__(self, weight: float = 0.4, gamma: float = 1.0, fisher_batch_size: int | None = None) -> None:
         super().__init__(weight)
@@ -230,20 +245,12 @@ class ElasticWeightConsolidation(Component):
         self.add_state("fisher", per_parameter=True)
         self.add_state("anchor", per_parameter=True)
         self.add_state("consolidated", torch.tensor(False))
-        self._active = False  # a host copy of ``consolidated``: the step never reads a tensor
-        self._terms: tuple[dict[str, Tensor], dict[str, Tensor]] = ({}, {})
 
     def on_update_start(self, ctx: UpdateContext) -> None:
         trainable_parameters(ctx.model, "EWC")
         self._active = bool(self.consolidated)
         # looked up once per update: the step reads them through these lists (after .to(device))
         self._terms = (self.parameter_state("fisher", ctx.model), self.parameter_state("anchor", ctx.model))
-
-    def loss(self, ctx: StepContext) -> Tensor | None:
-        if not self._active:
-            return None
-        params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
-        return quadratic_penalty(params, *self._terms)
 
     def on_update_end(self, ctx: UpdateContext) -> None:
         fresh = fisher_diagonal(ctx.model, ctx.chunk_batches(self.fisher_batch_size), ctx.forward)
@@ -263,7 +270,7 @@ class ElasticWeightConsolidation(Component):
         return f"weight={self.weight}, gamma={self.gamma}"
 
 
-class SynapticIntelligence(Component):
+class SynapticIntelligence(_QuadraticPenalty):
     """SI: ``c Σ Ω_i (θ_i - θ*_i)²`` with Ω from the path integral of the loss along training.
 
     Args:
@@ -271,22 +278,13 @@ class SynapticIntelligence(Component):
         epsilon: ``ξ``, the damping of ``Δθ²`` (``si_epsilon``) [Mammoth's Seq-MNIST: 0.9].
     """
 
-    #: buffers (add_state / register_buffer), declared for the type checker
-    consolidated: Tensor
-
-    normalized = False
-
     def __init__(self, weight: float = 1.0, epsilon: float = 0.9) -> None:
         super().__init__(weight)
-        if not float(epsilon) > 0.0:
-            raise ValueError(f"si_epsilon must be > 0 (it keeps ω / (Δθ² + ξ) finite), got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.epsilon = positive("si_epsilon", epsilon, " (it keeps ω / (Δθ² + ξ) finite)")
         self.add_state("omega", per_parameter=True)  # ω, this update's path integral
         self.add_state("importance", per_parameter=True)  # Ω
         self.add_state("anchor", per_parameter=True)  # θ at the start of this update (θ*)
         self.add_state("consolidated", torch.tensor(False))
-        self._active = False
-        self._terms: tuple[dict[str, Tensor], dict[str, Tensor]] = ({}, {})
         self._omega: list[Tensor] = []
         self._grads: list[Tensor] = []
         self._before: list[Tensor] = []
@@ -305,12 +303,6 @@ class SynapticIntelligence(Component):
         self._active = bool(self.consolidated)
         self._terms = (self.parameter_state("importance", ctx.model), anchor)
         self._omega = list(omega.values())
-
-    def loss(self, ctx: StepContext) -> Tensor | None:
-        if not self._active:
-            return None
-        params = {n: p for n, p in ctx.model.named_parameters() if p.requires_grad}
-        return quadratic_penalty(params, *self._terms)
 
     def on_before_optimizer_step(self, ctx: StepContext) -> None:
         params = ctx.parameters()

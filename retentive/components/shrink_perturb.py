@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from retentive.components.base import Component, UpdateContext
+from retentive.components.base import Component, UpdateContext, positive
 
 
 @torch.no_grad()
@@ -41,8 +41,7 @@ class ShrinkAndPerturb(Component):
 
     def __init__(self, shrink_factor: float = 0.95, sigma: float = 0.001) -> None:
         super().__init__(weight=0.0)
-        if not float(shrink_factor) > 0.0:
-            raise ValueError(f"shrink_factor must be > 0, got {shrink_factor}")
+        positive("shrink_factor", shrink_factor)
         if not float(sigma) >= 0.0:
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         self.shrink_factor = float(shrink_factor)

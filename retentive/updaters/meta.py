@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.stateless import _reparametrize_module
 
-from retentive.components.base import Component, StepContext
+from retentive.components.base import Component, StepContext, positive
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.learner import Learner, OptimizerFactory
 from retentive.learner.transforms import apply_transform
@@ -121,11 +121,9 @@ class MetaExperienceReplayModelUpdater(ModelUpdater):
     ) -> None:
         if components:
             raise ValueError("MetaExperienceReplayModelUpdater computes its own loss; it takes no components")
-        for name, value in (("beta", beta), ("gamma", gamma)):
-            if not float(value) > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+        beta, gamma = positive("beta", beta), positive("gamma", gamma)
         batch_num = check_count("batch_num", batch_num, 1)
-        self._meta: dict[str, Any] = dict(beta=float(beta), gamma=float(gamma), batch_num=batch_num)
+        self._meta: dict[str, Any] = dict(beta=beta, gamma=gamma, batch_num=batch_num)
         super().__init__(model, loss_fn, optimizer, memory_size=memory_size, **kwargs)
 
     def build_learner(self, **settings: Any) -> Learner:
@@ -207,11 +205,8 @@ class OnlineMetaLearningModelUpdater(ModelUpdater):
     ) -> None:
         hint = " (with no inner step this is plain experience replay: use ExperienceReplayModelUpdater)"
         check_count("inner_steps", inner_steps, 1, hint)
-        if not float(inner_lr) > 0:
-            raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
-        self._meta: dict[str, Any] = dict(
-            inner_lr=float(inner_lr), inner_steps=inner_steps, first_order=bool(first_order)
-        )
+        inner_lr = positive("inner_lr", inner_lr)
+        self._meta: dict[str, Any] = dict(inner_lr=inner_lr, inner_steps=inner_steps, first_order=bool(first_order))
         own = [MemoryCrossEntropy(alpha), *components]
         super().__init__(model, loss_fn, optimizer, own, memory_size, **kwargs)
 
