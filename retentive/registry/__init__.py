@@ -1,7 +1,7 @@
 """The model registry: every update a tracked run, every candidate a registered version, and the
 aliases ``champion`` / ``challenger`` mirroring what the gates and the model home decided.
 
-The interface (stable; the gates, the home's ``promote`` / ``rollback`` and the CLI call it)::
+The interface (stable; the gates, the home's ``promote`` / ``rollback`` and the CLI call it):
 
     from retentive.registry import MlflowRegistry, UpdateRecord, open_registry, record_decision
 

@@ -139,6 +139,16 @@ class MlflowRegistry:
             found = self._client().search_model_versions(query)
         return max((str(v.version) for v in found), key=int, default=None)
 
+    def state_url(self, alias: str = CHAMPION) -> str | None:
+        """Where the state of the version under ``alias`` lies (what a serving process loads with
+        :func:`retentive.load_model`), or None if no version has that alias."""
+        version = self.aliases().get(alias)
+        if version is None:
+            return None
+        with self._request(f"read version {version}"):
+            found = self._client().get_model_version(self.model_name, version)
+        return found.tags.get(contents.STATE_TAG)
+
     # -- MLflow ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager

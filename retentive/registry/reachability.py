@@ -85,9 +85,9 @@ def probe(uri: str, timeout: float) -> None:
         }.get(error.code, f"it answered HTTP {error.code} {error.reason}")
         raise RegistryError(f"MLflow registry {uri!r}: {reason}") from None
     except (urllib.error.URLError, OSError) as error:
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        cause = error.reason if isinstance(error, urllib.error.URLError) else error
         raise RegistryError(
-            f"MLflow registry {uri!r} is unreachable ({reason}; waited at most {timeout:g} s); "
+            f"MLflow registry {uri!r} is unreachable ({cause}; waited at most {timeout:g} s); "
             "start the tracking server or pass another --registry"
         ) from None
     except ValueError:

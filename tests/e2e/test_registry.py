@@ -115,6 +115,7 @@ def test_the_aliases_follow_promotions_rejections_a_manual_promote_and_a_rollbac
     # `retentive rollback`: back to v0004
     registry.set_champion(registry.version_of("v0004"))
     assert registry.aliases() == {CHAMPION: fourth.version}
+    assert registry.state_url() == "/homes/digits/versions/v0004" and registry.state_url(CHALLENGER) is None
     versions = MlflowClient(mlflow_uri).search_model_versions("name = 'aliases-model'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
 
