@@ -100,7 +100,8 @@ class MlflowRegistry:
             try:
                 self._log(client, run_id, record)
             except BaseException:
-                client.set_terminated(run_id, status="FAILED")
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    client.set_terminated(run_id, status="FAILED")
                 raise
             client.set_terminated(run_id)
             return run_id

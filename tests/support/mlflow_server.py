@@ -7,35 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(uri: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    """The server answers /health (its app import alone takes tens of seconds on a busy 2-core machine)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with code {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.25)
-    raise RuntimeError(f"mlflow server did not answer at {uri} within {timeout} s:\n{log.read_text()[-3000:]}")
+from servers import free_port, wait_until_answers
 
 
 @contextlib.contextmanager
@@ -53,7 +31,7 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     with log.open("w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until_up(uri, process, log)
+        wait_until_answers(f"{uri}/health", process, "mlflow server", timeout=180, log=log)  # tens of s under load
         yield uri
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -61,7 +39,8 @@ def mlflow_server(folder: Path) -> Iterator[str]:
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 
