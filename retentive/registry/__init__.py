@@ -20,11 +20,6 @@ The interface (stable; the gates, the home's ``promote`` / ``rollback`` and the 
     registry.aliases()                                       # {"champion": "3", "challenger": "4"}
     registry.version_of("v0003")                             # the home's id -> the registry's version
 
-The command line's ``--registry URI`` / ``--registry-model NAME`` come from
-:func:`retentive.registry.options.add_registry_options` and
-:func:`~retentive.registry.options.registry_from_options` (the model's name defaults to the home's
-folder name).
-
 :class:`Registry` is a Protocol: another registry (a database, a web service) plugs in by
 implementing its seven methods. One update's run holds the hyperparameters as parameters, each
 chunk's accuracy as a series over updates (``accuracy/chunk_<j>``), ``average_accuracy``,

@@ -3,7 +3,6 @@ errors (nothing listening, a server that never answers, a server that is not MLf
 
 from __future__ import annotations
 
-import argparse
 import http.server
 import importlib.util
 import socket
@@ -17,7 +16,6 @@ import pytest
 from retentive.errors import RegistryError, RetentiveError
 from retentive.registry import CHALLENGER, CHAMPION, MlflowRegistry, Registry, UpdateRecord, open_registry
 from retentive.registry.contents import documents, flatten, metric_points, tags
-from retentive.registry.options import add_registry_options, default_model_name, registry_from_options
 
 
 def _record(**fields) -> UpdateRecord:
@@ -122,15 +120,3 @@ def test_the_registry_package_imports_neither_mlflow_nor_torch():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
-
-
-def test_the_command_line_options_name_a_registry_and_its_model(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    parser = argparse.ArgumentParser()
-    add_registry_options(parser)
-    assert registry_from_options(parser.parse_args([]), "homes/digits") is None
-    chosen = registry_from_options(parser.parse_args(["--registry", "http://h:5000"]), "s3://bucket/homes/digits/")
-    assert chosen.tracking_uri == "http://h:5000" and chosen.model_name == "digits"
-    named = registry_from_options(parser.parse_args(["--registry", "local", "--registry-model", "m"]), "x")
-    assert named.model_name == "m" and named.tracking_uri.endswith("/mlruns/mlflow.db")
-    assert default_model_name("/data/my home/") == "my-home" and default_model_name("s3://b") == "b"
