@@ -123,12 +123,12 @@ class UpdaterHooks(_Host):
     def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         """After the last fit, before the state is written: update-end work.
 
-        The default: with ``memory_insertion="update_end"`` the chunk goes to the memory
-        (:meth:`fill_memory`); with ``refresh_memory_metadata`` the metadata of the samples this
+        The default: with ``memory_insertion="update_end"`` the chunk goes to a memory that takes
+        samples (:meth:`fill_memory`; a generative memory learns it, although it stores no row); with ``refresh_memory_metadata`` the metadata of the samples this
         update inserted are recomputed by the trained model.
         """
         if self.memory_insertion == "update_end":
-            if self.memory.capacity:
+            if self.memory.takes_samples:
                 self.fill_memory(train_dataset, task_id)
         elif self.refresh_memory_metadata and self.learner.inserted_slots:
             refresh_metadata(self.learner, torch.cat([s.cpu() for s in self.learner.inserted_slots]))

@@ -30,15 +30,18 @@ def chunks():
 
 
 class Fits(pl.Callback):
-    """Per fit: the raw batches and the total losses of its steps."""
+    """Per fit: the raw batches and the total losses of its steps, and the samples the memory had
+    been offered when it started."""
 
     def __init__(self) -> None:
         self.batches: list[list[Any]] = []
         self.losses: list[list[torch.Tensor]] = []
+        self.seen: list[int] = []
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.batches.append([])
         self.losses.append([])
+        self.seen.append(pl_module.memory.seen)  # type: ignore[attr-defined]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int):
         self.batches[-1].append(batch)
@@ -146,14 +149,19 @@ def _shift(targets: torch.Tensor) -> torch.Tensor:
     return (targets + 1) % 10
 
 
-def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_replays_nothing(tmp_path, chunks):
+@pytest.mark.parametrize("insertion", ["step", "update_end"])
+def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_replays_nothing(
+    tmp_path, chunks, insertion
+):
     """The update's TensorBoard run holds the sleep's steps after the first fit's, on the one step
     axis; the sleep's generated inputs get the buffer transform, and its labels (the classifier's)
-    neither target transform; no replay is drawn and nothing offered to the generator."""
+    neither target transform; no replay is drawn and nothing offered to the generator, which has
+    learned the whole chunk before the sleep (also when it is offered at the update's end)."""
     logger, fits = Recording(), Fits()
     updater = make(
         tmp_path,
         "s0",
+        memory_insertion=insertion,
         logger=logger,
         log_every_n_steps=1,
         callbacks=[fits],
@@ -162,7 +170,6 @@ def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_rep
         buffer_target_transform=_shift,
         **SLEEP,
     )
-    seen_before_sleep = []
     sleep_ctx: list[Any] = []
     original = updater.replay.loss
 
@@ -172,22 +179,13 @@ def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_rep
         return original(ctx)
 
     updater.replay.loss = recording  # type: ignore[method-assign]
-    own_fits = updater.fits
-
-    def watching(*args: Any) -> Iterator[Any]:
-        own = own_fits(*args)
-        yield next(own)
-        seen_before_sleep.append(updater.memory.seen)
-        yield from own
-
-    updater.fits = watching  # type: ignore[method-assign]
     updater.update(chunks[0])
     first = len(fits.batches[0])  # 120 samples, 12 a step
     assert first == 10 and [len(b[0]) for b in fits.batches[1]] == [16, 16, 16]
     assert updater.learner.total_steps == first + 3
     logged = [step for step, metrics in logger.metrics if "loss/total" in metrics]
     assert logged == list(range(1, first + 4)), "the sleep's steps follow the fit's on one axis"
-    assert updater.memory.seen == seen_before_sleep[0] == 120, "the dreams are not offered to the generator"
+    assert fits.seen == [0, 120] and updater.memory.seen == 120, "the chunk learned before; the dreams not offered"
     assert len(sleep_ctx) == 3 and all(ctx.memory is None for ctx in sleep_ctx), "no replay drawn in the sleep"
     for ctx, batch in zip(sleep_ctx, fits.batches[1]):
         assert torch.equal(ctx.inputs, batch[0] * 0.5) and torch.equal(ctx.targets, batch[1])
