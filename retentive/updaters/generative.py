@@ -82,7 +82,8 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             ``(1, 28, 28)`` inputs, latent 32, hidden (400, 400)].
         replay_ratio: the replayed share of each step's samples, in [0, 1) [0.5].
         generator_lr: the generator's Adam learning rate [1e-3].
-        consolidation_steps: replay-only classifier steps after each update [0: none].
+        consolidation_steps: replay-only classifier steps after each update, a fit of their own
+            (:meth:`fits`) [0: none].
         consolidation_batch_size: generated samples per consolidation step [64].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but a memory.
     """
