@@ -1,5 +1,6 @@
-"""Deep generative replay: replay labelled by the previous classifier and mixed at the stated
-ratio, no real input anywhere in the state folder, consolidation, and the bad inputs."""
+"""Deep generative replay: replay labelled by the previous classifier (no target transform on its
+labels) and mixed at the stated ratio, no real input anywhere in the state folder, and the bad
+inputs. The sleep (``consolidation_steps``) is in test_generative_sleep.py."""
 
 from __future__ import annotations
 
@@ -159,12 +160,6 @@ def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
     drawn, redrawn = again.memory.sample(3), make(tmp_path, "s4", tmp_path / "s1").memory.sample(3)
     assert drawn is not None and redrawn is not None
     assert torch.equal(drawn.inputs, redrawn.inputs) and torch.equal(drawn.targets, redrawn.targets)
-
-
-def test_consolidation_takes_replay_only_steps(tmp_path, chunks):
-    plain = make(tmp_path, "a", consolidation_steps=0).update(chunks[0])
-    consolidated = make(tmp_path, "b", consolidation_steps=5, consolidation_batch_size=8).update(chunks[0])
-    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), consolidated.state_dict().values()))
 
 
 def test_bad_generative_inputs_are_refused_and_nothing_is_written(tmp_path, chunks):

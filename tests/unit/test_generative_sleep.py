@@ -30,13 +30,17 @@ def chunks():
 
 
 class Fits(pl.Callback):
-    """Per fit: the raw batches and the total losses of its steps, and the samples the memory had
-    been offered when it started."""
+    """Per fit: the raw batches and the total losses of its steps, the samples the memory had been
+    offered when it started, and the validation loss it ended with."""
 
     def __init__(self) -> None:
         self.batches: list[list[Any]] = []
         self.losses: list[list[torch.Tensor]] = []
         self.seen: list[int] = []
+        self.validated: list[float] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.validated.append(float(trainer.callback_metrics["val_loss"]))
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.batches.append([])
@@ -154,7 +158,7 @@ def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_rep
     tmp_path, chunks, insertion
 ):
     """The update's TensorBoard run holds the sleep's steps after the first fit's, on the one step
-    axis; the sleep's generated inputs get the buffer transform, and its labels (the classifier's)
+    axis, and both fits are validated; the sleep's generated inputs get the buffer transform, and its labels (the classifier's)
     neither target transform; no replay is drawn and nothing offered to the generator, which has
     learned the whole chunk before the sleep (also when it is offered at the update's end)."""
     logger, fits = Recording(), Fits()
@@ -179,9 +183,10 @@ def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_rep
         return original(ctx)
 
     updater.replay.loss = recording  # type: ignore[method-assign]
-    updater.update(chunks[0])
+    updater.update(chunks[0], chunks[1].subset(torch.arange(24)))
     first = len(fits.batches[0])  # 120 samples, 12 a step
     assert first == 10 and [len(b[0]) for b in fits.batches[1]] == [16, 16, 16]
+    assert len(fits.validated) == 2 and fits.validated[0] != fits.validated[1], "each fit validated"
     assert updater.learner.total_steps == first + 3
     logged = [step for step, metrics in logger.metrics if "loss/total" in metrics]
     assert logged == list(range(1, first + 4)), "the sleep's steps follow the fit's on one axis"
@@ -210,7 +215,6 @@ class CrashInSleep(pl.Callback):
             raise Interrupt("crash in the sleep")
 
 
-@pytest.mark.slow
 def test_an_interrupted_sleep_resumes_after_the_first_fit_and_ends_identical(tmp_path, chunks):
     settings = dict(resume=True, **SLEEP)
     make(tmp_path, "clean", **settings).update(chunks[0])
