@@ -3,7 +3,8 @@
 One step, in order (DESIGN.md's data flow):
 
 1. the new batch gets ``train_transform`` / ``train_target_transform``; a memory batch is drawn
-   and gets ``buffer_transform`` / ``buffer_target_transform``;
+   and gets ``buffer_transform`` / ``buffer_target_transform`` (generated replay, labelled by the
+   classifier itself, only the first);
 2. ONE forward pass over new and memory samples together;
 3. the task loss on the new samples (``loss_fn`` mean- or un-reduced), each component's raw term
    times its weight, combined by Renate's normaliser (components with ``normalized = False`` are
@@ -82,7 +83,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         update_memory_every_step: offer each new batch to the memory after its step (the online
             ER family); ``False`` leaves the memory to the updater (Offline-ER, GDumb, Joint).
         train_transform, train_target_transform: applied to each new batch.
-        buffer_transform, buffer_target_transform: applied to each replayed batch.
+        buffer_transform, buffer_target_transform: applied to each replayed batch (the second
+            not to labels a model predicted, ``MemoryBatch.model_targets``).
         test_transform, test_target_transform: applied to validation batches and to the batches
             update-level hooks iterate.
         learning_rate_scheduler_interval: ``"epoch"`` [Renate's default] steps the scheduler after
@@ -256,7 +258,9 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             raise DataError(f"new inputs have shape {_shapes(given)} but the memory holds {_shapes(stored)}")
         transform, target_transform = self.transforms["buffer"]
         inputs = apply_transform(transform, memory.inputs, "buffer_transform")
-        targets = apply_transform(target_transform, memory.targets, "buffer_target_transform")
+        targets = memory.targets
+        if not memory.model_targets:  # a generated batch is labelled in the model's label space already
+            targets = apply_transform(target_transform, targets, "buffer_target_transform")
         return memory, targets, inputs
 
     def step_loss(self, batch: Any) -> tuple[Tensor, StepContext]:

@@ -42,11 +42,15 @@ class MemoryBatch:
 
     ``data["inputs"]`` (also :attr:`inputs`) is in the structure the inputs were offered in: a
     tensor, or the same dict/tuple/list of tensors, each leaf ``(k, ...)``, in the offered dtype.
-    Every other key is one ``(k, ...)`` tensor.
+    Every other key is one ``(k, ...)`` tensor. ``model_targets``: the targets are a model's
+    predictions (a generative memory labels its replay with the classifier), so they are in the
+    label space the model trains in already and the Learner gives them no ``buffer_target_transform``;
+    stored targets are raw, as offered, and get it.
     """
 
     indices: Tensor
     data: dict[str, Any] = field(default_factory=dict)
+    model_targets: bool = False
 
     @property
     def inputs(self) -> Any:

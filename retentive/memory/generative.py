@@ -212,25 +212,20 @@ class GenerativeMemory:
         self.seen += int(real.shape[0])
         return torch.zeros(0, dtype=torch.int64)
 
-    @torch.no_grad()
     def sample(self, n: int, rank: int = 0, world_size: int = 1) -> MemoryBatch | None:
-        """``n`` generated inputs with the previous classifier's labels; ``None`` before any snapshot."""
+        """``n`` generated inputs with the previous classifier's labels; ``None`` before any snapshot.
+
+        The labels are the classifier's own predictions (``model_targets``): no target transform
+        applies to them."""
         if n <= 0 or not self.has_previous:
             return None
-        solver, modes = self.previous_solver, (self.previous_generator.training, self.previous_solver.training)
-        self.previous_generator.eval()
-        solver.eval()  # labels as the classifier infers (batch norm, dropout), then its mode back
-        try:
-            inputs = self.previous_generator.sample_inputs(n, self.sample_generator)
-            logits = forward_routed(solver, inputs, None)
-        finally:
-            self.previous_generator.train(modes[0])
-            solver.train(modes[1])
+        codes = torch.randn(n, self.previous_generator.latent_dim, generator=self.sample_generator)
+        inputs, targets = generate(self.previous_generator, self.previous_solver, codes)
         self._replayed = inputs
-        targets = logits.argmax(dim=1)
         return MemoryBatch(
             torch.arange(n, device=inputs.device),
             {"inputs": inputs, "targets": targets, "task_ids": torch.zeros_like(targets)},
+            model_targets=True,
         )
 
     def gather(self, indices: Tensor) -> MemoryBatch:
@@ -296,6 +291,22 @@ class GenerativeMemory:
         generators: dict[str, Tensor] = state["generators"]  # type: ignore[assignment]
         self.insert_generator.set_state(generators["insert"])
         self.sample_generator.set_state(generators["sample"])
+
+
+@torch.no_grad()
+def generate(generator: VariationalAutoencoder, solver: nn.Module, codes: Tensor) -> tuple[Tensor, Tensor]:
+    """Inputs decoded from the latent ``codes`` (on the generator's device) and ``solver``'s labels
+    for them: its argmax as it infers (eval mode: batch norm, dropout), both modes put back."""
+    modes = (generator.training, solver.training)
+    generator.eval()
+    solver.eval()
+    try:
+        inputs = generator.decode(codes.to(next(generator.parameters()).device))
+        targets = forward_routed(solver, inputs, None).argmax(dim=1)
+    finally:
+        generator.train(modes[0])
+        solver.train(modes[1])
+    return inputs, targets
 
 
 def state_from_component(component: Mapping[str, Any], memory: Mapping[str, Any], model: Mapping[str, Any]) -> dict:

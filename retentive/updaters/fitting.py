@@ -97,8 +97,12 @@ class FitWindow:
 class FittingMixin(_Host):
     """``run_fits``, the one fit path (``fit``), and the Trainer and loaders it builds."""
 
-    def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
-        return training_loader(dataset, self.new_batch_size, shuffle, seed, rank, world_size, self.num_workers)
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, size: int | None = None
+    ) -> DataLoader:
+        """The loader of one fit's data, ``size`` samples a step (``None``: the updater's new-sample batch)."""
+        size = self.new_batch_size if size is None else size
+        return training_loader(dataset, size, shuffle, seed, rank, world_size, self.num_workers)
 
     def _trainer(self, max_epochs: int | None = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
         kwargs = dict(self.trainer_kwargs)
@@ -174,7 +178,7 @@ class FittingMixin(_Host):
         # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
-        train_loader = self._loader(fit.data, shuffle=True, seed=seed, **ranks)
+        train_loader = self._loader(fit.data, shuffle=True, seed=seed, size=fit.batch_size, **ranks)
         val_loader = None if fit.val_data is None else self._loader(fit.val_data, shuffle=False, seed=seed, **ranks)
         if window is not None:
             window.attach_loader(train_loader)

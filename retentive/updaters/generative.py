@@ -11,31 +11,33 @@ stored: the state is the generator's weights.
 
 ``consolidation_steps`` adds a replay-only phase after each update (the "sleep" of dual-memory and
 brain-inspired replay): steps on inputs drawn from the generator just trained, labelled by the
-classifier as it ended the update.
+classifier as it ended the update. The sleep is a fit of its own (:meth:`fits`), so it resumes,
+keeps its best epoch and logs on the update's step axis like the update's first fit.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Component
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.learner import OptimizerFactory
-from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder, state_from_component
+from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder, generate, state_from_component
 from retentive.memory.policies import InsertionPolicy
-from retentive.models.routing import forward_routed
 from retentive.state.format import State
 from retentive.streams import Purpose
 from retentive.updaters.arguments import check_count
 from retentive.updaters.base import ModelUpdater
+from retentive.updaters.hooks import Fit
 from retentive.updaters.settings import LossFunction, OwnComponentsSettings
 
 if TYPE_CHECKING:
@@ -49,6 +51,29 @@ def replay_count(new: int, replay_ratio: float) -> int:
     return max(1, round(replay_ratio / (1.0 - replay_ratio) * new)) if replay_ratio > 0 else 0
 
 
+class Dreams(Dataset):
+    """The sleep's data: inputs decoded from fixed prior ``codes`` by a copy of the generator,
+    labelled by a copy of the classifier, both taken when the sleep starts (on the CPU, in eval
+    mode). Only the codes are held; each batch is decoded when the loader asks for it."""
+
+    supports_batch_indexing = True  # the loader asks for whole batches (retentive.data.loaders)
+
+    def __init__(self, generator: VariationalAutoencoder, solver: nn.Module, codes: Tensor) -> None:
+        self.generator = copy.deepcopy(generator).cpu().eval()
+        self.solver = copy.deepcopy(solver).cpu().eval()
+        self.codes = codes
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    def __getitem__(self, index: Any) -> tuple[Tensor, Tensor, Tensor]:
+        codes = self.codes[index]
+        inputs, targets = generate(self.generator, self.solver, codes if codes.dim() == 2 else codes[None])
+        if codes.dim() == 1:  # one sample, as a map-style dataset gives it
+            inputs, targets = inputs[0], targets[0]
+        return inputs, targets, torch.zeros_like(targets)
+
+
 class GenerativeReplayModelUpdater(ModelUpdater):
     """Deep generative replay: a VAE generator learned next to the classifier; no real sample kept.
 
@@ -57,7 +82,8 @@ class GenerativeReplayModelUpdater(ModelUpdater):
             ``(1, 28, 28)`` inputs, latent 32, hidden (400, 400)].
         replay_ratio: the replayed share of each step's samples, in [0, 1) [0.5].
         generator_lr: the generator's Adam learning rate [1e-3].
-        consolidation_steps: replay-only classifier steps after each update [0: none].
+        consolidation_steps: replay-only classifier steps after each update, a fit of their own
+            (:meth:`fits`) [0: none].
         consolidation_batch_size: generated samples per consolidation step [64].
         **kwargs: every :class:`~retentive.updaters.base.ModelUpdater` argument but a memory.
     """
@@ -110,28 +136,43 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         if sample is not None and torch.is_tensor(sample[0]):
             self.memory.generator.check_inputs(sample[0].unsqueeze(0))
 
-    def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
-        super().after_fit(train_dataset, task_id)
+    def fits(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int) -> Iterator[Fit]:
+        """The update's fit; then, with ``consolidation_steps``, the sleep: one epoch of that many
+        steps of ``consolidation_batch_size`` generated samples, validated like the first fit."""
+        yield from super().fits(train_dataset, val_dataset, task_id)
         if self.consolidation_steps:
-            self._consolidate()
+            super().after_fit(train_dataset, task_id)  # update-end insertion first: the generator learns the chunk
+            with self._sleeping():
+                yield Fit(self._dreams(), val_dataset, epochs=1, batch_size=self.consolidation_batch_size)
+
+    def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
+        if not self.consolidation_steps:  # with a sleep, its update-end work ran before it (fits)
+            super().after_fit(train_dataset, task_id)
         self.memory.snapshot(self.model)  # the next update replays what this one learned
 
-    def _consolidate(self) -> None:
-        """Replay-only steps: generated inputs labelled by the classifier as it ended the update."""
-        model, generator = self.model, self.memory.generator
-        teacher = copy.deepcopy(model).eval()
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = self.learner.optimizer_factory(params)
+    def _dreams(self) -> Dreams:
+        """The sleep's samples: prior codes from its own stream of this update (the same on every
+        rank and in a resumed run), decoded by the generator and labelled by the classifier as they
+        are now, when the update's fit has ended."""
         sequence = np.random.SeedSequence(self.seed, spawn_key=(self.updates_done, int(Purpose.COMPONENTS), 1))
         noise = torch.Generator().manual_seed(int(sequence.generate_state(1, np.uint64)[0]) >> 1)
-        was_training = model.training
-        model.train()
-        for _ in range(self.consolidation_steps):
-            inputs = generator.sample_inputs(self.consolidation_batch_size, noise)
-            with torch.no_grad():
-                targets = forward_routed(teacher, inputs, None).argmax(dim=1)
-            optimizer.zero_grad()
-            values = self.learner.loss_fn(forward_routed(model, inputs, None), targets)
-            (values if values.dim() == 0 else values.mean()).backward()
-            optimizer.step()
-        model.train(was_training)
+        generator = self.memory.generator
+        count = self.consolidation_steps * self.consolidation_batch_size
+        return Dreams(generator, self.model, torch.randn(count, generator.latent_dim, generator=noise))
+
+    @contextmanager
+    def _sleeping(self) -> Iterator[None]:
+        """The Learner replay-only for the sleep's fit: nothing drawn from the frozen pair or offered
+        to the generator, no logit masked (the dreams hold every class learned so far); generated
+        inputs get the buffer transform as replay does, their labels (the classifier's own) no
+        target transform. Everything is put back afterwards."""
+        learner = self.learner
+        saved = (learner.memory_batch_size, learner.update_memory_every_step, learner.chunk_classes)
+        train_transforms = learner.transforms["train"]
+        learner.memory_batch_size, learner.update_memory_every_step, learner.chunk_classes = 0, False, None
+        learner.transforms["train"] = (learner.transforms["buffer"][0], None)
+        try:
+            yield
+        finally:
+            learner.memory_batch_size, learner.update_memory_every_step, learner.chunk_classes = saved
+            learner.transforms["train"] = train_transforms

@@ -63,11 +63,13 @@ class Fit:
         data: what the fit iterates over.
         val_data: validation data: with ``metric``, the fit keeps its best epoch's state.
         epochs: the fit's epochs; ``None``: the updater's ``max_epochs``.
+        batch_size: the samples of ``data`` a step takes; ``None``: the updater's new-sample batch.
     """
 
     data: Dataset
     val_data: Dataset | None = None
     epochs: int | None = None
+    batch_size: int | None = None
 
 
 class UpdaterHooks(_Host):
@@ -110,7 +112,7 @@ class UpdaterHooks(_Host):
         """The update's fits, in order; the default is one over :meth:`training_data`.
 
         A method with more training (PackNet's retraining after pruning, Repeated Distillation's
-        expert) yields further :class:`Fit` s; the code between two yields runs between the fits
+        expert, generative replay's sleep) yields further :class:`Fit` s; the code between two yields runs between the fits
         (pruning, filling the memory). Each runs through the one fit path, so resume, the best
         epoch and logging hold for every fit. With ``resume=True`` a fit that an interrupted run
         completed is skipped and its state restored, then the code after its yield runs again:
@@ -121,12 +123,12 @@ class UpdaterHooks(_Host):
     def after_fit(self, train_dataset: Dataset, task_id: int) -> None:
         """After the last fit, before the state is written: update-end work.
 
-        The default: with ``memory_insertion="update_end"`` the chunk goes to the memory
-        (:meth:`fill_memory`); with ``refresh_memory_metadata`` the metadata of the samples this
+        The default: with ``memory_insertion="update_end"`` the chunk goes to a memory that takes
+        samples (:meth:`fill_memory`; a generative memory learns it, although it stores no row); with ``refresh_memory_metadata`` the metadata of the samples this
         update inserted are recomputed by the trained model.
         """
         if self.memory_insertion == "update_end":
-            if self.memory.capacity:
+            if self.memory.takes_samples:
                 self.fill_memory(train_dataset, task_id)
         elif self.refresh_memory_metadata and self.learner.inserted_slots:
             refresh_metadata(self.learner, torch.cat([s.cpu() for s in self.learner.inserted_slots]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 from retentive import DarkExperienceReplayModelUpdater, DataError, StateError
 from retentive.models import MLP
 from retentive.state import load_state
+from retentive.state.concurrency import manifest_digest
 from retentive.state.inplace import previous_path, rollback
 from retentive.state.staging import staging_folders
 
@@ -69,6 +71,29 @@ def test_two_in_place_updates_then_rollback_bit_for_bit(chunks, tmp_path):
     with pytest.raises(StateError, match="has no previous version to roll back to"):
         rollback(folder)
     assert digest(folder) == after_second  # the refused rollback changed nothing
+
+
+def test_rollback_syncs_the_folder_holding_the_swapped_entries_after_the_swap(chunks, tmp_path, monkeypatch):
+    """A rollback survives a power cut only once the directory entries it exchanged are on disk:
+    the folder holding the state and its rollback copy is fsynced after the exchange."""
+    folder = tmp_path / "state"
+    der(folder).update(chunks[0])
+    der(folder, folder).update(chunks[1])
+    rolled_back = manifest_digest(previous_path(folder))
+    parent = os.stat(tmp_path)
+    swapped_when_synced: list[bool] = []  # per fsync of the parent folder: was the swap made?
+    real_fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        stat = os.fstat(fd)
+        if (stat.st_dev, stat.st_ino) == (parent.st_dev, parent.st_ino):
+            swapped_when_synced.append(manifest_digest(folder) == rolled_back)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    rollback(folder)
+    assert manifest_digest(folder) == rolled_back
+    assert swapped_when_synced and swapped_when_synced[-1], "the parent folder is synced after the swap"
 
 
 def test_rollback_with_no_previous_version_is_refused_before_anything_changes(chunks, tmp_path):

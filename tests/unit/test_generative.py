@@ -1,44 +1,25 @@
-"""Deep generative replay: replay labelled by the previous classifier and mixed at the stated
-ratio, no real input anywhere in the state folder, consolidation, and the bad inputs."""
+"""Deep generative replay: replay labelled by the previous classifier (no target transform on its
+labels) and mixed at the stated ratio, no real input anywhere in the state folder, and the bad
+inputs. The sleep (``consolidation_steps``) is in test_generative_sleep.py."""
 
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from generative_support import QUIET, make, two_chunks
 
-from retentive import DataError, GenerativeReplayModelUpdater, VariationalAutoencoder
-from retentive.data import load_mnist, split_mnist
+from retentive import DataError, ExperienceReplayModelUpdater, GenerativeReplayModelUpdater, VariationalAutoencoder
 from retentive.memory import GenerativeMemory
 from retentive.models import MLP
 from retentive.state import load_state
-from retentive.streams import Purpose
 from retentive.updaters.generative import replay_count
-
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
 
 
 @pytest.fixture(scope="module")
 def chunks():
-    return [c.subset(torch.arange(120)) for c in split_mnist(load_mnist("train"))[:2]]
-
-
-def make(tmp: Path, name: str, previous: Path | None = None, **kwargs) -> GenerativeReplayModelUpdater:
-    torch.manual_seed(0)
-    generator = VariationalAutoencoder((1, 28, 28), latent_dim=8, hidden=(64,))
-    return GenerativeReplayModelUpdater(
-        MLP(hidden=(32,)),
-        torch.nn.CrossEntropyLoss(),
-        partial(torch.optim.SGD, lr=0.1),
-        generator=generator,
-        batch_size=12,
-        input_state_folder=previous,
-        output_state_folder=tmp / name,
-        **{**QUIET, **kwargs},
-    )
+    return two_chunks()
 
 
 def test_replay_count_makes_the_stated_share():
@@ -77,6 +58,56 @@ def test_replay_is_labelled_by_the_previous_classifier_at_the_stated_ratio(tmp_p
     assert seen and all(k == 4 for n, k in seen if n == 12), "12 new + 4 replayed: a replayed share of 0.25"
     assert replay.weight == pytest.approx(0.25 / 0.75)
     assert seen_inputs[-1].shape[1:] == (1, 28, 28) and float(seen_inputs[-1].min()) >= 0
+
+
+def _shift(targets: torch.Tensor) -> torch.Tensor:
+    return (targets + 1) % 10
+
+
+def _halve(inputs: torch.Tensor) -> torch.Tensor:
+    return inputs * 0.5
+
+
+def test_generated_replay_gets_the_buffer_transform_but_its_labels_no_target_transform(tmp_path, chunks):
+    """Generated labels are the previous classifier's predictions, in the label space the model
+    trains in already: a buffer target transform would map them a second time. The generated
+    inputs are raw, like stored ones, and get the buffer transform. Stored replay, whose targets
+    are raw, still gets both."""
+    make(tmp_path, "s0").update(chunks[0])
+    solver = MLP(hidden=(32,))
+    solver.load_state_dict(load_state(tmp_path / "s0").model)
+    transforms = dict(buffer_transform=_halve, buffer_target_transform=_shift)
+    updater = make(tmp_path, "s1", tmp_path / "s0", **transforms)
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    original = updater.replay.loss
+
+    def recording(ctx):
+        seen.append((ctx.memory.inputs, ctx.memory_inputs, ctx.memory.targets))
+        return original(ctx)
+
+    updater.replay.loss = recording  # type: ignore[method-assign]
+    updater.update(chunks[1])
+    assert seen
+    for raw, transformed, targets in seen:
+        assert torch.equal(transformed, raw * 0.5), "the buffer transform"
+        with torch.no_grad():
+            assert torch.equal(solver(raw).argmax(1), targets), "the classifier's labels, not shifted"
+    # a sample memory stores raw targets: its replay gets the buffer target transform
+    er = ExperienceReplayModelUpdater(
+        MLP(hidden=(32,)), torch.nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.1), 40, **transforms, **QUIET
+    )
+    stored: list[tuple[torch.Tensor, torch.Tensor]] = []
+    replay = er.learner.components[0]
+    original_er = replay.loss
+
+    def recording_er(ctx):
+        if ctx.memory is not None:
+            stored.append((ctx.memory.targets, er.memory.gather(ctx.memory.indices).targets))
+        return original_er(ctx)
+
+    replay.loss = recording_er  # type: ignore[method-assign]
+    er.update(chunks[0])
+    assert stored and all(torch.equal(replayed, _shift(raw)) for replayed, raw in stored)
 
 
 def test_the_generative_memory_is_the_updaters_replay_memory_and_learns_what_it_is_offered(tmp_path, chunks):
@@ -129,71 +160,6 @@ def test_no_real_input_is_in_the_state_folder(tmp_path, chunks):
     drawn, redrawn = again.memory.sample(3), make(tmp_path, "s4", tmp_path / "s1").memory.sample(3)
     assert drawn is not None and redrawn is not None
     assert torch.equal(drawn.inputs, redrawn.inputs) and torch.equal(drawn.targets, redrawn.targets)
-
-
-def test_consolidation_takes_replay_only_steps(tmp_path, chunks):
-    plain = make(tmp_path, "a", consolidation_steps=0).update(chunks[0])
-    consolidated = make(tmp_path, "b", consolidation_steps=5, consolidation_batch_size=8).update(chunks[0])
-    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), consolidated.state_dict().values()))
-
-
-def test_sleep_trains_on_the_pair_that_ended_the_update_and_the_next_update_replays_the_slept_pair(tmp_path, chunks):
-    """The sleep after update 1 learns, with the plain task loss, samples of the generator as update
-    1 left it, labelled by the classifier as update 1 ended - not by the pair frozen when update 0
-    ended, which update 1 itself replayed. The pair frozen for update 2 is that generator and the
-    slept classifier. The classifier that ends update 1 is made by hand to call everything a 3."""
-    settings = dict(consolidation_steps=3, consolidation_batch_size=16)
-    make(tmp_path, "s0", **settings).update(chunks[0])
-    updater = make(tmp_path, "s1", tmp_path / "s0", **settings)
-    replayed_during_update = {k: v.clone() for k, v in updater.memory.previous_solver.state_dict().items()}
-    steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    ended: dict[str, dict[str, torch.Tensor]] = {}
-    loss_fn, consolidate = updater.learner.loss_fn, updater._consolidate
-
-    class Recording(torch.nn.Module):
-        def forward(self, logits, targets):
-            value = loss_fn(logits, targets)
-            steps.append((logits.detach().clone(), targets.clone(), value.detach()))
-            return value
-
-    def sleeping() -> None:
-        head = [m for m in updater.model.modules() if isinstance(m, torch.nn.Linear)][-1]
-        with torch.no_grad():
-            head.bias[3] += 20.0  # the classifier as the update ended: class 3 for any input
-        ended["model"] = {k: v.clone() for k, v in updater.model.state_dict().items()}
-        ended["generator"] = {k: v.clone() for k, v in updater.memory.generator.state_dict().items()}
-        updater.learner.loss_fn = Recording()
-        try:
-            consolidate()
-        finally:
-            updater.learner.loss_fn = loss_fn
-
-    updater._consolidate = sleeping  # type: ignore[method-assign]
-    updater.update(chunks[1])
-    assert len(steps) == 3
-    for logits, targets, value in steps:
-        assert torch.equal(targets, torch.full((16,), 3)), "labelled by the classifier that ended the update"
-        assert float(value) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, targets)), rel=1e-6)
-    before, generator = MLP(hidden=(32,)), VariationalAutoencoder((1, 28, 28), latent_dim=8, hidden=(64,))
-    before.load_state_dict(replayed_during_update)
-    generator.load_state_dict(ended["generator"])
-    # the first draw, redrawn by hand from the sleep's own stream and the generator as the update ended
-    sequence = np.random.SeedSequence(0, spawn_key=(1, int(Purpose.COMPONENTS), 1))
-    inputs = generator.sample_inputs(
-        16, torch.Generator().manual_seed(int(sequence.generate_state(1, np.uint64)[0]) >> 1)
-    )
-    teacher = MLP(hidden=(32,))
-    teacher.load_state_dict(ended["model"])
-    with torch.no_grad():
-        assert torch.allclose(steps[0][0], teacher(inputs), atol=1e-5), "the generator that ended the update"
-        assert not bool((before(inputs).argmax(1) == 3).all()), "the pair update 1 replayed labels otherwise"
-    # what update 2 replays: the generator that slept and the classifier after sleeping
-    memory = updater.memory
-    for a, b in zip(memory.previous_generator.state_dict().values(), ended["generator"].values()):
-        assert torch.equal(a, b)
-    for a, b in zip(memory.previous_solver.state_dict().values(), updater.model.state_dict().values()):
-        assert torch.equal(a, b)
-    assert any(not torch.equal(a, ended["model"][k]) for k, a in updater.model.state_dict().items()), "it slept"
 
 
 def test_bad_generative_inputs_are_refused_and_nothing_is_written(tmp_path, chunks):
