@@ -2,7 +2,7 @@
 
 A local home holds version A (current) and a candidate B (also with a challenger kept, so the
 pointer carries every field). Each trial forks a worker that promotes B and is killed, cycling
-through: a random moment of the promote (uniform over a clean promote's duration), and a
+through: a random moment of the promote (uniform over a clean worker's time from fork to exit), and a
 self-kill right after each step of the commit (``verified``: B's checksums checked;
 ``written``: the new pointer written to its temporary file; ``renamed``: the temporary file
 renamed over ``current.json``; ``synced``: the folder synced). After each kill the home must
@@ -98,8 +98,10 @@ def run_promote_kill_test(kills: int, seed: int, workdir: Path, size: int = 200_
     first = home.promote(home.write_candidate(a), expect=None)
     candidate = home.write_candidate(b)
     home.mark_challenger(home.write_candidate(c), {"passed": False})
-    begun = time.perf_counter()  # a clean promote and back, timed
-    home.promote(candidate)
+    home.promote(candidate)  # recorded (rolled back, B is a rejected version): a worker promotes it by id
+    home.rollback()
+    begun = time.perf_counter()  # a clean promote in a worker, timed from the fork to its exit
+    os.waitpid(_fork_promote(home.location, candidate.id, None), 0)
     window = time.perf_counter() - begun
     home.rollback()
     counts: dict[str, Any] = {"old": 0, "new": 0, "problems": [], "steps": {}, "window_ms": round(1e3 * window, 2)}
