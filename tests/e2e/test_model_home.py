@@ -221,3 +221,18 @@ def test_single_folders_keep_their_layout_and_history_shows_the_rollback_copy(st
     assert main(["inspect", str(folder), "--history"]) == 0
     assert main(["rollback", str(folder)]) == 0
     capsys.readouterr()
+
+
+def test_an_updaters_output_can_be_kept_as_the_challenger_instead_of_promoted(tmp_path, states):
+    from retentive.state.remote.locations import StateLocations
+
+    home = ModelHome(tmp_path / "home").create()
+    served = home.promote(home.write_candidate(states[0]), expect=None)
+    locations = StateLocations(home.location, home.location)
+    assert locations.home.location == home.location and locations.expected_version == served.id
+    shutil.copytree(states[1], locations.output_folder)
+    locations.publish(challenger_report={"passed": False, "new_chunk_accuracy": 0.31})
+    assert home.current().id == served.id and not locations.output_folder.exists()
+    assert home.challenger().report == {"passed": False, "new_chunk_accuracy": 0.31}
+    assert home.manifest(home.challenger())["updates_done"] == 2
+    locations.close()
