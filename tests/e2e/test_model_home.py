@@ -236,3 +236,24 @@ def test_an_updaters_output_can_be_kept_as_the_challenger_instead_of_promoted(tm
     assert home.challenger().report == {"passed": False, "new_chunk_accuracy": 0.31}
     assert home.manifest(home.challenger())["updates_done"] == 2
     locations.close()
+
+
+def test_the_update_command_runs_a_pipeline_through_a_local_home(tmp_path, split_small, capsys):
+    from retentive.data.files import write_chunk
+
+    train, _ = split_small
+    for index in (0, 1):
+        write_chunk(tmp_path / f"train_{index}.npz", train[index].subset(torch.arange(40)))
+    home = ModelHome(tmp_path / "home").create()
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "er.yaml")
+    common = ["update", "--config", config, "--set", "trainer.max_epochs=1", "--threads", "1"]
+    assert main([*common, "--data", str(tmp_path / "train_0.npz"), "--output-state", home.location]) == 0
+    first = home.current()
+    states = ["--input-state", home.location, "--output-state", home.location]
+    assert main([*common, "--data", str(tmp_path / "train_1.npz"), *states]) == 0
+    assert [v.role for v in home.history()] == ["current", "previous"] and home.history()[1].id == first.id
+    assert read_lineage(home.manifest()).parent == first.manifest_sha256
+    capsys.readouterr()
+    assert main(["inspect", home.location, "--lineage"]) == 0
+    assert capsys.readouterr().out.count("parent    ") == 2
+    assert main(["rollback", home.location]) == 0 and home.current().id == first.id
