@@ -297,6 +297,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         task = self._check_update(train_dataset, val_dataset, task_id)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
+        self._begin_lineage(train_dataset, update, task)
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         session = self._resume_session(train_dataset, task, seed, lock)
         backup = self._snapshot()
