@@ -240,18 +240,20 @@ def cifar10(
     return dataset
 
 
-def archive_bytes(dataset: ImageDataset, split: str = "train") -> bytes:
-    """``dataset`` written as a CIFAR-10 binary archive (batch files of ``split`` only), the
-    format :func:`read_binary` reads: what tests serve, and a way to share a subset."""
-    records = np.concatenate(
-        [dataset.targets.numpy().astype(np.uint8)[:, None], dataset.images.reshape(len(dataset), -1).numpy()], axis=1
-    )
-    names = BATCHES[split]
+def archive_bytes(train: ImageDataset, test: ImageDataset) -> bytes:
+    """``train`` and ``test`` written as a CIFAR-10 binary archive, in the format
+    :func:`read_binary` reads: what tests serve, and a way to hand on a subset."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, part in zip(names, np.array_split(records, len(names)), strict=True):
-            data = part.tobytes()
-            info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        for split, dataset in (("train", train), ("test", test)):
+            if dataset.images.shape[1:] != (3, 32, 32):
+                raise ValueError(f"CIFAR-10 records hold 3x32x32 images, got {tuple(dataset.images.shape[1:])}")
+            labels = dataset.targets.numpy().astype(np.uint8)[:, None]
+            records = np.concatenate([labels, dataset.images.reshape(len(dataset), -1).numpy()], axis=1)
+            names = BATCHES[split]
+            for name, part in zip(names, np.array_split(records, len(names)), strict=True):
+                data = part.tobytes()
+                info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
