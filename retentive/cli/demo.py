@@ -185,12 +185,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and any((args.output / "state").glob("chunk_*")):
         print(f"retentive demo: error: {args.output} holds an earlier run; remove it or pass --output", file=sys.stderr)
         return 2
-    if args.dataset == "mnist":
-        from retentive.data.mnist import ensure_mnist as ensure
-    else:
-        from retentive.data.cifar import ensure_cifar10 as ensure
+    from retentive.benchmarking.scenarios import DATASETS
 
-    ensure(args.data)  # fetched once here, before any worker starts; offline: one line, exit 1
+    DATASETS[args.dataset][1](args.data)  # fetched once here, before any worker starts; offline: one line, exit 1
     import torch
 
     from retentive.evaluation import format_matrix, summarize
