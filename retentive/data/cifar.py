@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list
+from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list, search_path
 from retentive.data.images import ImageDataset, image_folder
 from retentive.errors import DataError
 
@@ -64,15 +64,7 @@ def cache_dir() -> Path:
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
     """The folders searched for CIFAR-10, in order."""
-    dirs: list[Path] = [Path(root)] if root is not None else []
-    env = os.environ.get("RETENTIVE_DATA")
-    if env:
-        dirs.extend([Path(env), Path(env) / "cifar10"])
-    project = Path(__file__).resolve().parents[2]
-    dirs.append(project.parent / "shared" / "data" / "cifar10")
-    dirs.append(Path.cwd().parent / "shared" / "data" / "cifar10")
-    dirs.append(cache_dir())
-    return list(dict.fromkeys(dirs))
+    return search_path("cifar10", root)
 
 
 def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ import pytest
 import torch
 from cifar_support import sample_folders
 from first_run_support import closed_port_url, serve
+from reader_support import search_nowhere
 
 from retentive.data import CIFAR10NotFoundError, cifar10, image_folder, seq_cifar10
 from retentive.data import cifar as cifar_module
@@ -148,12 +149,7 @@ def test_wrong_class_folders_are_a_clear_error(sample, tmp_path, monkeypatch):
 
 
 def test_missing_data_error_lists_every_place_searched(tmp_path, monkeypatch):
-    monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("RETENTIVE_DATA", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        "retentive.data.cifar.Path.resolve", lambda self: tmp_path / "pkg" / "retentive" / "data" / "cifar.py"
-    )
+    search_nowhere(tmp_path, monkeypatch)
     with pytest.raises(CIFAR10NotFoundError) as error:
         cifar10(tmp_path / "nowhere", train=False)
     for folder in (tmp_path / "nowhere", tmp_path / "data" / "cifar10", tmp_path / "cache" / "cifar10"):
