@@ -9,7 +9,8 @@ import pytest
 
 def search_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point every place on a reader's search path into ``tmp_path``, where nothing is: the cache
-    (``cache/``), ``$RETENTIVE_DATA`` (``data/``), the checkout's and the current folder's ``../shared``."""
+    (``cache/``), ``$RETENTIVE_DATA`` (``data/``), and the shared data folders beside the
+    checkout and beside the current folder."""
     monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RETENTIVE_DATA", str(tmp_path / "data"))
     monkeypatch.chdir(tmp_path)

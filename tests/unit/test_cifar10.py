@@ -130,13 +130,13 @@ def test_image_folder_fallback_and_binary_first(sample, archive, tmp_path, monke
 
 def test_an_images_archive_is_unpacked_into_the_cache_not_beside_it(sample, tmp_path, monkeypatch):
     cache = _isolate(tmp_path, monkeypatch)
-    (tmp_path / "shared").mkdir()
-    with tarfile.open(tmp_path / "shared" / "cifar10-images.tar.gz", "w:gz") as tar:
+    (tmp_path / "elsewhere").mkdir()
+    with tarfile.open(tmp_path / "elsewhere" / "cifar10-images.tar.gz", "w:gz") as tar:
         for split in ("train", "test"):
             tar.add(sample / split, arcname=split)
-    data = cifar10(tmp_path / "shared", train=False)
+    data = cifar10(tmp_path / "elsewhere", train=False)
     assert len(data) == 100 and torch.equal(data.images, image_folder(sample / "test", cache=False).images)
-    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["cifar10-images.tar.gz"]
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["cifar10-images.tar.gz"]
     assert [p.name.startswith("images-") for p in cache.iterdir()] == [True]
 
 
