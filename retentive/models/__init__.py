@@ -1,4 +1,4 @@
-"""Reference models, the model protocol and its helpers, the multi-head wrapper, feature taps and re-initialisation."""
+"""Reference models (MLP, SmallCNN, ResNet18, ViTs), the model protocol and its helpers, the multi-head wrapper, feature taps and re-initialisation."""
 
 from retentive.models.cnn import SmallCNN
 from retentive.models.kmeans import kmeans
@@ -19,6 +19,7 @@ from retentive.models.protocol import (
     takes_task_ids,
 )
 from retentive.models.reinit import check_reinitializable, reinitialize_
+from retentive.models.resnet import ResNet18
 from retentive.models.sprompts import SPromptTransformer
 from retentive.models.taps import FeatureTap, FeatureTaps
 from retentive.models.vit import VisionTransformer
@@ -37,6 +38,7 @@ __all__ = [
     "MultiHeadClassifier",
     "PackedNetwork",
     "ProgressiveNetwork",
+    "ResNet18",
     "SmallCNN",
     "check_reinitializable",
     "forward_routed",
