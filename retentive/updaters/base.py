@@ -22,6 +22,8 @@ from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
+from retentive.gates import Gate, GateRejected
+from retentive.gates.transaction import GatedUpdate
 from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
@@ -243,6 +245,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         train_dataset_collate_fn: Callable[[list[Any]], Any] | None = None,
         val_dataset_collate_fn: Callable[[list[Any]], Any] | None = None,
         task_id: int | str | None = None,
+        *,
+        gate: Gate | None = None,
     ) -> nn.Module:
         """Train on one chunk, save the new state, and return the updated model.
 
@@ -286,20 +290,29 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
                 keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call),
                 interrupts_at_step_boundaries(self.callbacks),
             ):
-                return self._update(train_dataset, val_dataset, task_id, lock)
+                return self._update(train_dataset, val_dataset, task_id, lock, gate)
         finally:
             if lock is not None:
                 lock.release()
 
     def _update(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: OutputLock | None
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        task_id: int | str | None,
+        lock: OutputLock | None,
+        gate: Gate | None = None,
     ) -> nn.Module:
         task = self._check_update(train_dataset, val_dataset, task_id)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
-        session = self._resume_session(train_dataset, task, seed, lock)
         backup = self._snapshot()
+        gated = None
+        if gate is not None:  # before training: its held-out share split off, the current model frozen
+            gated = GatedUpdate.begin(gate, train_dataset, self.model, self.heldout, update, self.seed, route)
+            train_dataset = gated.train_dataset
+        session = self._resume_session(train_dataset, task, seed, lock)
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
         self.learner.begin_update(self.seed, update, task, partial(self.batches, train_dataset, route))
@@ -314,8 +327,12 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self.task_order.append(task)
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
+            if gated is not None:
+                self.gate_report = gated.judge(self.model, self.heldout)
             if self.output_state_folder is not None:
                 self._save(lock)
+            if gated is not None and not gated.passed:
+                raise GateRejected(gated.report, self._challenger_where())
         except BaseException:
             if not self._committed_in_call():  # committed: the updater holds what the folder now holds
                 self._put_back(backup)

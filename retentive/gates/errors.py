@@ -1,0 +1,25 @@
+"""The gate's two exceptions: a gate stated wrongly (before training), a candidate rejected (after)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from retentive.errors import RetentiveError
+
+if TYPE_CHECKING:
+    from retentive.gates.report import GateReport
+
+
+class GateConfigError(RetentiveError, ValueError):
+    """A gate was stated wrongly: an unknown criterion, a limit out of range, no held-out data.
+    Raised before anything is trained."""
+
+
+class GateRejected(RetentiveError):
+    """The candidate failed its gate: the current version still serves, the candidate is kept as
+    the challenger, and :attr:`report` says which criteria failed and by how much."""
+
+    def __init__(self, report: GateReport, where: str = "") -> None:
+        self.report = report
+        self.where = where
+        super().__init__(report.summary() + (f"; challenger kept in {where}" if where else ""))
