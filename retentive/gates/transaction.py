@@ -11,6 +11,7 @@ passed, else kept as the challenger while the current version keeps serving.
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,13 @@ from retentive.gates.errors import GateConfigError
 from retentive.gates.gate import Gate
 from retentive.gates.heldout import split_chunk
 from retentive.gates.report import GateReport
+from retentive.state import save_state
 from retentive.streams import Purpose, stream_seed
 
 if TYPE_CHECKING:
     from retentive.gates.heldout import HeldOut
+    from retentive.state.locking import OutputLock
+    from retentive.updaters.host import UpdaterHost
 
 
 @dataclass
@@ -37,21 +41,24 @@ class GatedUpdate:
     report: GateReport | None = None
 
     @classmethod
-    def begin(
-        cls, gate: Gate, train_dataset: Dataset, model: nn.Module, heldout: HeldOut, update: int, seed: int, route: int
-    ) -> GatedUpdate:
+    def begin(cls, gate: Gate, updater: UpdaterHost, train_dataset: Dataset, update: int, route: int) -> GatedUpdate:
         """Check the gate against this update, split off the held-out share, freeze the current model.
 
         ``update`` counts the updates done before this one (0: there is no current model yet).
         """
         if not isinstance(gate, Gate):
             raise GateConfigError(f"gate= takes a retentive.gates.Gate, got {type(gate).__name__}")
-        if gate.holdout is not None:
-            train_dataset, held = split_chunk(
-                train_dataset, gate.holdout, stream_seed(seed, update, Purpose.HOLDOUT), route
+        if updater.output_state_folder is not None and updater.state_locations.output_url is None:
+            raise GateConfigError(
+                f"a gated update keeps a rejected candidate beside the serving version, which a single state folder "
+                f"cannot: write output_state_folder to a model home (a URL, or a local folder made one with "
+                f"retentive.state.home.ModelHome(path).create()), not {str(updater.output_state_folder)!r}"
             )
-            heldout.add(str(update), held)
-        current = copy.deepcopy(model).eval() if update > 0 else None
+        current = copy.deepcopy(updater.model).eval() if update > 0 else None
+        if gate.holdout is not None:
+            seed = stream_seed(updater.seed, update, Purpose.HOLDOUT)
+            train_dataset, held = split_chunk(train_dataset, gate.holdout, seed, route)
+            updater.heldout.add(str(update), held)
         return cls(gate, train_dataset, current)
 
     @property
@@ -64,3 +71,29 @@ class GatedUpdate:
         self.report = self.gate.evaluate(candidate, self.current, heldout)
         self.current = None  # the copy is no longer needed
         return self.report
+
+
+def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock | None) -> str:
+    """Keep the rejected candidate in the model home as the challenger, with its report; the
+    current version keeps serving. Returns where it is kept (``""``: no output, nothing kept).
+
+    The candidate is written whole as a new version first; only then does one pointer commit
+    record it as the challenger, and only while the current version is still the one this update
+    read (else :class:`~retentive.errors.StateConflictError`). A kill at any moment leaves the
+    current version serving.
+    """
+    folder, locations = updater.output_state_folder, updater.state_locations
+    if folder is None or lock is None:
+        return ""
+    home = locations.home
+    assert home is not None  # begin() refused a gated update into a single folder
+    if home.current() is None:  # a challenger is kept beside a serving version; there is none yet
+        return ""
+    try:
+        with locations.naming_urls():
+            save_state(folder, updater._state(), lock=lock)
+            candidate = home.write_candidate(folder)
+            kept = home.mark_challenger(candidate, report.as_dict(), expect=locations.expected_version)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return f"{home.location} (version {kept.id})"

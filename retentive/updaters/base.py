@@ -23,7 +23,8 @@ from torch.utils.data import Dataset
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
 from retentive.gates import Gate, GateRejected
-from retentive.gates.transaction import GatedUpdate
+from retentive.gates.report import GateReport
+from retentive.gates.transaction import GatedUpdate, keep_challenger
 from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
@@ -265,6 +266,13 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         next attempt. Ctrl-C raises :class:`~retentive.state.interrupts.UpdateInterrupted` (a
         ``KeyboardInterrupt``) whose ``committed`` says whether the new state is in place: it is
         False unless the signal arrived during the commit, which is never split.
+
+        ``gate`` (a :class:`retentive.gates.Gate`) makes the update a transaction: the new state
+        is a candidate, measured against the current model on the held-out data of every chunk
+        seen so far, and promoted only if it passes (its report then in :attr:`gate_report` and
+        the manifest). A rejected candidate is kept in the model home as the challenger with its
+        report, the updater holds the current version again, and
+        :class:`~retentive.gates.GateRejected` says why (docs/how-to/gates-and-registry.md).
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
@@ -308,9 +316,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         update = self.updates_done
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         backup = self._snapshot()
+        self.gate_report: GateReport | None = None
         gated = None
         if gate is not None:  # before training: its held-out share split off, the current model frozen
-            gated = GatedUpdate.begin(gate, train_dataset, self.model, self.heldout, update, self.seed, route)
+            gated = GatedUpdate.begin(gate, self, train_dataset, update, route)
             train_dataset = gated.train_dataset
         session = self._resume_session(train_dataset, task, seed, lock)
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
@@ -329,10 +338,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self._log_memory()
             if gated is not None:
                 self.gate_report = gated.judge(self.model, self.heldout)
+                if not gated.passed:  # kept as the challenger; the current version keeps serving
+                    raise GateRejected(gated.report, keep_challenger(self, gated.report, lock))
             if self.output_state_folder is not None:
                 self._save(lock)
-            if gated is not None and not gated.passed:
-                raise GateRejected(gated.report, self._challenger_where())
         except BaseException:
             if not self._committed_in_call():  # committed: the updater holds what the folder now holds
                 self._put_back(backup)

@@ -153,6 +153,7 @@ class PersistenceMixin(_Host):
                 "random_streams": STREAMS_SCHEME,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
                 **self.manifest_entries(),
+                **({"gate": report.as_dict()} if (report := getattr(self, "gate_report", None)) else {}),
             },
         )
 
