@@ -40,7 +40,15 @@ from retentive.state.format import _sha256 as _sha256_file
 from retentive.state.interrupts import CommitGuard
 from retentive.state.remote.filesystem import explain, open_url
 from retentive.state.remote.names import POINTER, VERSIONS, extra_name
-from retentive.state.remote.pointer import POINTER_FORMAT, Pointer, PointerMoved, commit_pointer, read_pointer, same
+from retentive.state.remote.pointer import (
+    POINTER_FORMAT,
+    Pointer,
+    PointerMoved,
+    _is_local,
+    commit_pointer,
+    read_pointer,
+    same,
+)
 from retentive.state.remote.versions import COMMIT_DEADLINE_SECONDS, remove_stale_versions
 from retentive.state.staging import new_staging_folder
 
@@ -124,67 +132,121 @@ def publish_state(
     extras = extra_files(folder)
     fs, root = open_url(url, storage_options)
     expected = read_pointer(fs, root, url) if expect is AT_START else expect
-    version, started = _new_version(), time.monotonic()
-    prefix = f"{root}/{VERSIONS}/{version}"
-    guard = CommitGuard()
-    committing = False  # from the pointer's PUT on, the new version may be the committed one
-    try:
-        _upload(fs, folder, prefix, extras, manifest, f"{url}/{VERSIONS}/{version}")
-        if time.monotonic() - started > COMMIT_DEADLINE_SECONDS:
-            raise StateError(
-                f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
-                "its upload may be removed as debris; nothing was committed"
-            )
-        pointer = _pointer_document(folder, version, extras, expected, keep_previous)
-        committing = True
-        with guard:  # SIGINT/SIGTERM held for the one conditional PUT: it commits whole or not at all
-            committed = commit_pointer(fs, root, url, pointer, expected)  # the commit point
+    started = time.monotonic()
+    entry = upload_version(fs, root, url, folder, manifest, extras)
+    prefix = f"{root}/{VERSIONS}/{entry['version']}"
+    if time.monotonic() - started > COMMIT_DEADLINE_SECONDS:
+        with contextlib.suppress(Exception):
+            fs.rm(prefix, recursive=True)
+        raise StateError(
+            f"publishing to {url!r} took longer than {COMMIT_DEADLINE_SECONDS:.0f} s, after which "
+            "its upload may be removed as debris; nothing was committed"
+        )
+    try:  # from the pointer's write on, the new version may be the committed one: kept unless refused
+        committed = commit_guarded(fs, root, url, pointer_document(entry, expected, keep_previous), expected)
     except PointerMoved as moved:  # refused: the upload was never committed, so it goes
         with contextlib.suppress(Exception):
             fs.rm(prefix, recursive=True)
-        guard.deliver(False, f"interrupted; nothing was committed to {url!r} (it had changed meanwhile)")
         raise StateConflictError(
             f"{url!r} changed while this publish ran: it expected {describe(expected)}, but "
-            f"{describe(moved.current)} is committed now; nothing was committed and the upload {VERSIONS}/{version} "
-            "was removed"
+            f"{describe(moved.current)} is committed now; nothing was committed and the upload "
+            f"{VERSIONS}/{entry['version']} was removed"
         ) from None
-    except BaseException as error:
-        if not committing:  # best effort: otherwise garbage collection removes it after the grace period
-            with contextlib.suppress(Exception):
-                fs.rm(prefix, recursive=True)
-        if isinstance(error, StateError) or not isinstance(error, Exception):
-            raise
-        state = "may be the new one or the previous one" if committing else "is unchanged"
-        raise StateError(
-            f"publishing the state to {url!r} failed ({explain(error)}); its committed state {state}"
-        ) from error
-    guard.deliver(True, f"interrupted after the new state was committed to {url!r}; the publish is complete", committed)
     remove_stale_versions(fs, root, url)
     return committed
 
 
-def _pointer_document(
-    folder: Path, version: str, extras: list[str], expected: Pointer | None, keep_previous: int
+def upload_version(
+    fs: Any, root: str, url: str, folder: Path, manifest: dict[str, Any], extras: list[str]
 ) -> dict[str, Any]:
-    """The pointer that commits ``version``: the manifest's and extra files' checksums, and the
-    ``keep_previous`` versions committed before it (newest first)."""
-    previous = [] if expected is None else [expected.entry(), *expected.previous]
+    """Upload the verified local state ``folder`` as a new immutable version under ``versions/``,
+    committing nothing; return its pointer entry (id, manifest sha256, extra files' checksums).
+    On any failure, interrupts included, the partial upload is removed and nothing else changed."""
+    version = _new_version()
+    prefix = f"{root}/{VERSIONS}/{version}"
+    try:
+        _upload(fs, folder, prefix, extras, manifest, f"{url}/{VERSIONS}/{version}")
+        sync_local(fs, prefix)
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            fs.rm(prefix, recursive=True)
+        if isinstance(error, StateError) or not isinstance(error, Exception):
+            raise
+        raise StateError(
+            f"publishing the state to {url!r} failed ({explain(error)}); its committed state is unchanged"
+        ) from error
     return {
-        "format": POINTER_FORMAT,
         "version": version,
         "manifest_sha256": _sha256_file(folder / MANIFEST),
-        "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": uuid.uuid4().hex,
         "extra": {
             name: {"sha256": _sha256_file(folder / name), "bytes": (folder / name).stat().st_size} for name in extras
         },
+    }
+
+
+def sync_local(fs: Any, prefix: str) -> None:
+    """On a local file system, flush a version's files and folders to disk before a pointer names it
+    (object stores persist each object before answering its PUT)."""
+    if not _is_local(fs):
+        return
+    from retentive.state.format import _fsync_dir
+
+    folder = Path(prefix)
+    for path in folder.iterdir():
+        with open(path, "rb+") as handle:
+            os.fsync(handle.fileno())
+    for where in (folder, folder.parent, folder.parent.parent):
+        _fsync_dir(where)
+
+
+def commit_guarded(
+    fs: Any, root: str, url: str, data: dict[str, Any], expected: Pointer | None, what: str = "the publish"
+) -> Pointer:
+    """Commit the pointer ``data`` over ``expected`` with SIGINT/SIGTERM held for the one write, so it
+    commits whole or not at all. :class:`PointerMoved` when another commit came first (nothing
+    written); :class:`StateError` when the outcome of the write is unknown."""
+    guard = CommitGuard()
+    try:
+        with guard:
+            committed = commit_pointer(fs, root, url, data, expected)  # the commit point
+    except PointerMoved:
+        guard.deliver(False, f"interrupted; nothing was committed to {url!r} (it had changed meanwhile)")
+        raise
+    except BaseException as error:
+        if isinstance(error, StateError) or not isinstance(error, Exception):
+            raise
+        raise StateError(
+            f"{what} of {url!r} failed ({explain(error)}); its committed state may be the new one or the previous one"
+        ) from error
+    guard.deliver(True, f"interrupted after the new state was committed to {url!r}; {what} is complete", committed)
+    return committed
+
+
+def pointer_document(entry: dict[str, Any], expected: Pointer | None, keep_previous: int) -> dict[str, Any]:
+    """The pointer that commits the version ``entry`` over ``expected``: the ``keep_previous``
+    versions committed before it (newest first), and the home's kept candidates carried over."""
+    previous = [] if expected is None else [expected.entry(), *expected.previous]
+    document: dict[str, Any] = {
+        "format": POINTER_FORMAT,
+        **{key: entry[key] for key in ("version", "manifest_sha256", "extra")},
+        "committed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": uuid.uuid4().hex,
         "previous": previous[:keep_previous],
     }
+    if expected is not None:
+        if expected.challenger is not None and expected.challenger["version"] != entry["version"]:
+            document["challenger"] = expected.challenger
+        rejected = [kept for kept in expected.rejected if kept["version"] != entry["version"]]
+        if rejected:
+            document["rejected"] = rejected
+    return document
 
 
 def _upload(fs: Any, folder: Path, prefix: str, extras: list[str], manifest: dict[str, Any], shown: str) -> None:
     """Upload the folder's files under ``prefix``, the manifest last (a version without one is
     unfinished), and check the payloads' sizes there."""
+    if _is_local(fs):  # object stores have no folders; a local file system needs them first
+        fs.makedirs(prefix, exist_ok=True)
     for name in (*PAYLOADS, *extras, MANIFEST):
         fs.put_file(str(folder / name), f"{prefix}/{name}")
     for name in PAYLOADS:

@@ -1,4 +1,7 @@
-"""An updater's state locations: local folders as they are, URLs through local stand-ins.
+"""An updater's state locations: local folders as they are, URLs and model homes through local stand-ins.
+
+A local model home (:mod:`retentive.state.home`) is read and written exactly as a URL is, through
+fsspec's local file system: below, "URL" means either.
 
 An input URL is probed and fetched (verified) into a temporary folder when the updater is built;
 an output URL is probed for writing and must not hold a committed state yet (unless it is also the
@@ -21,6 +24,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retentive.errors import StateConflictError, StateError
 from retentive.state.interrupts import UpdateInterrupted
@@ -29,11 +33,22 @@ from retentive.state.remote.layout import describe, fetch_committed, holds_state
 from retentive.state.remote.pointer import Pointer, read_pointer, same
 from retentive.state.remote.probe import check_reachable
 
+if TYPE_CHECKING:
+    from retentive.state.home import ModelHome
+
 Location = str | os.PathLike[str] | None
 
 
 def _url(location: Location) -> str | None:
-    return os.fspath(location).rstrip("/") if location is not None and is_url(location) else None
+    """The location read and written through the versioned layout: a URL, or a local model home
+    (:func:`retentive.state.home.is_home`); ``None`` for a single local state folder."""
+    if location is None:
+        return None
+    if is_url(location):
+        return os.fspath(location).rstrip("/")
+    from retentive.state.home import is_home
+
+    return str(local_path(location).absolute()) if is_home(location) else None
 
 
 class StateLocations:
@@ -102,6 +117,19 @@ class StateLocations:
                 f"output_state_folder {self.output_url!r} already holds a committed state; a state is never "
                 "overwritten (pass the same URL as input_state_folder for an in-place update)"
             )
+
+    @property
+    def home(self) -> ModelHome | None:
+        """The output as a model home (a URL or a local home); ``None`` for a single local folder."""
+        from retentive.state.home import ModelHome
+
+        return None if self.output_url is None else ModelHome(self.output_url)
+
+    @property
+    def expected_version(self) -> str | None:
+        """The current version id the output's commit must still find (in place: the one fetched;
+        a fresh output: ``None``, no current version)."""
+        return None if self.expected is None else self.expected.version
 
     def publish(self) -> None:
         """Upload the saved local stand-in to the output URL, then remove the stand-in."""

@@ -1,7 +1,8 @@
 """Which versions at a URL may be removed: never one that is, was just, or may yet become committed.
 
 A publish removes, after its commit, only the versions that are neither the committed one nor one
-of the pointer's ``previous`` (the last ``keep_previous`` committed before it) and whose id says
+of the pointer's ``previous`` (the last ``keep_previous`` committed before it), ``challenger`` or
+``rejected`` (a model home's kept candidates), and whose id says
 they were begun more than :data:`GRACE_SECONDS` ago. The grace period protects another writer's
 upload in flight: a publish refuses to commit an upload begun more than :data:`COMMIT_DEADLINE_SECONDS`
 ago (half the grace period), so no version old enough to be removed can still become committed.
@@ -25,8 +26,13 @@ COMMIT_DEADLINE_SECONDS = GRACE_SECONDS / 2
 
 
 def kept_versions(pointer: Any) -> set[str]:
-    """The committed version and the previous ones its pointer records."""
-    return set() if pointer is None else {pointer.version, *(entry["version"] for entry in pointer.previous)}
+    """The committed version and the others its pointer records: the previous ones, and a home's
+    challenger and rejected candidates."""
+    if pointer is None:
+        return set()
+    challenger = [] if pointer.challenger is None else [pointer.challenger]
+    entries = [*pointer.previous, *challenger, *pointer.rejected]
+    return {pointer.version, *(entry["version"] for entry in entries)}
 
 
 def remove_stale_versions(fs: Any, root: str, url: str, now: datetime | None = None) -> list[str]:
