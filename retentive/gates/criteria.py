@@ -43,7 +43,8 @@ class Verdict:
 class Criterion(Protocol):
     """Anything with a ``name`` and ``check(measures) -> Verdict`` is a criterion."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def check(self, measures: Measures) -> Verdict: ...
 
@@ -136,7 +137,7 @@ def import_callable(path: str) -> Callable[[Measures], Any]:
         raise GateConfigError(f"custom gate criterion {path!r} cannot be imported: {error}") from None
     if not callable(function):
         raise GateConfigError(f"custom gate criterion {path!r} does not name a function (module:function)")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 #: the criteria a configuration names, by name -> how its value builds one

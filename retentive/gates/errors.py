@@ -19,7 +19,8 @@ class GateRejected(RetentiveError):
     """The candidate failed its gate: the current version still serves, the candidate is kept as
     the challenger, and :attr:`report` says which criteria failed and by how much."""
 
-    def __init__(self, report: GateReport, where: str = "") -> None:
+    def __init__(self, report: GateReport, outcome: str = "") -> None:
         self.report = report
-        self.where = where
-        super().__init__(report.summary() + (f"; challenger kept in {where}" if where else ""))
+        #: what became of the candidate (where it is kept as the challenger, or why nowhere)
+        self.outcome = outcome
+        super().__init__(report.summary() + (f"; {outcome}" if outcome else ""))

@@ -64,7 +64,7 @@ class GateReport:
         head = f"gate: {self.decision} (new chunk accuracy {100 * new.candidate:.2f}%"
         if self.measures.negative_flip_rate is not None:
             head += f", negative flip rate {100 * self.measures.negative_flip_rate:.2f}%"
-        head += f", {self.seconds:.2f} s)"
+        head += f", evaluated in {self.seconds:.3f} s)"
         failed = [_shown(v) for v in self.failed]
         return head + (f"; failed: {', '.join(failed)}" if failed else "")
 

@@ -61,11 +61,6 @@ class GatedUpdate:
             updater.heldout.add(str(update), held)
         return cls(gate, train_dataset, current)
 
-    @property
-    def passed(self) -> bool:
-        """Whether the candidate passed (False until judged)."""
-        return self.report is not None and self.report.passed
-
     def judge(self, candidate: nn.Module, heldout: HeldOut) -> GateReport:
         """Measure the trained candidate against the current model; the report is kept here too."""
         self.report = self.gate.evaluate(candidate, self.current, heldout)
@@ -75,7 +70,7 @@ class GatedUpdate:
 
 def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock | None) -> str:
     """Keep the rejected candidate in the model home as the challenger, with its report; the
-    current version keeps serving. Returns where it is kept (``""``: no output, nothing kept).
+    current version keeps serving. Returns what became of it, in words.
 
     The candidate is written whole as a new version first; only then does one pointer commit
     record it as the challenger, and only while the current version is still the one this update
@@ -84,11 +79,13 @@ def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock |
     """
     folder, locations = updater.output_state_folder, updater.state_locations
     if folder is None or lock is None:
-        return ""
+        return "nothing was written (no output_state_folder)"
     home = locations.home
     assert home is not None  # begin() refused a gated update into a single folder
-    if home.current() is None:  # a challenger is kept beside a serving version; there is none yet
-        return ""
+    current = home.current()
+    if current is None:  # a challenger is kept beside a serving version; there is none yet
+        shutil.rmtree(folder, ignore_errors=True)
+        return f"nothing was kept: {home.location} has no serving version yet"
     try:
         with locations.naming_urls():
             save_state(folder, updater._state(), lock=lock)
@@ -96,4 +93,4 @@ def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock |
             kept = home.mark_challenger(candidate, report.as_dict(), expect=locations.expected_version)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return f"{home.location} (version {kept.id})"
+    return f"kept as the challenger (version {kept.id}) in {home.location}, which still serves version {current.id}"

@@ -337,9 +337,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
             if gated is not None:
-                self.gate_report = gated.judge(self.model, self.heldout)
-                if not gated.passed:  # kept as the challenger; the current version keeps serving
-                    raise GateRejected(gated.report, keep_challenger(self, gated.report, lock))
+                self.gate_report = report = gated.judge(self.model, self.heldout)
+                if not report.passed:  # kept as the challenger; the current version keeps serving
+                    raise GateRejected(report, keep_challenger(self, report, lock))
             if self.output_state_folder is not None:
                 self._save(lock)
         except BaseException:
