@@ -60,7 +60,7 @@ def build_gate(args: argparse.Namespace, config: Any) -> Any:
     from retentive.gates import Gate
     from retentive.gates.errors import GateConfigError
 
-    spec = {**config.gate, **parse_gate(_entries(args.gate), Source("the command line"), "--gate")}
+    spec = {**config.gate, **parse_gate(_entries(args.gate), Source("--gate"), "")}
     holdout = spec.pop(HOLDOUT, None)
     if not spec:
         if args.gate_data or holdout is not None:

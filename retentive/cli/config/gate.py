@@ -34,8 +34,9 @@ def parse_gate(value: Any, source: Source, key: str = "gate") -> dict[str, Any]:
         raise source.error(key, f"expected a mapping of gate criteria and holdout, got {describe_value(value)}")
     known = sorted([*NAMED, HOLDOUT])
     for name, limit in value.items():
+        where = f"{key}.{name}" if key else str(name)
         if name not in known:
-            raise source.error(f"{key}.{name}", f"unknown gate criterion {name!r}; known: {', '.join(known)}")
+            raise source.error(where, f"unknown gate criterion {name!r}; known: {', '.join(known)}")
         try:
             if name == HOLDOUT:
                 if not isinstance(limit, (int, float)) or isinstance(limit, bool) or not 0 < limit < 1:
@@ -43,5 +44,5 @@ def parse_gate(value: Any, source: Source, key: str = "gate") -> dict[str, Any]:
             else:
                 criteria_from({name: limit})
         except GateConfigError as error:
-            raise source.error(f"{key}.{name}", str(error)) from None
+            raise source.error(where, str(error)) from None
     return dict(value)
