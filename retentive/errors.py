@@ -37,3 +37,9 @@ class StateConflictError(StateError):
     """The target changed since this writer read it (another update, a rollback or a publish
     committed in between); this writer committed nothing, and the message names both versions
     and where the new state was kept, if anywhere."""
+
+
+class RegistryError(RetentiveError):
+    """The model registry cannot be used: its tracking server is unreachable, it refused a request,
+    or its optional extra (``retentive[mlflow]``) is not installed. Raised before any training when
+    the registry is checked up front."""

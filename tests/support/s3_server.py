@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from servers import free_port, wait_until_answers
 
 REGION = "us-east-1"
 _POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}'
@@ -56,31 +54,12 @@ class S3Server:
         return s3fs.S3FileSystem(key=self.key, secret=self.secret, endpoint_url=self.endpoint, skip_instance_cache=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(endpoint: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto's server exited with code {process.returncode}")
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"moto's server did not answer at {endpoint} within {timeout} s")
-
-
 @contextlib.contextmanager
 def s3_server() -> Iterator[S3Server]:
     """Start the server with its user, key and an empty bucket; yield it; kill it at the end."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -95,7 +74,7 @@ def s3_server() -> Iterator[S3Server]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_until_up(endpoint, process)
+        wait_until_answers(f"{endpoint}/moto-api/", process, "moto's server", timeout=60)
         iam = boto3.client(
             "iam", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="setup", aws_secret_access_key="setup"
         )
