@@ -32,6 +32,10 @@ state staged; the exchange; the older rollback copy renamed to debris; its remov
 state renamed to the rollback copy), cycling through them. After each kill the folder must load
 and equal either the state before the update or the uninterrupted in-place run's, bit for bit,
 never a mix; when it holds the new state, ``rollback`` must restore the old one byte for byte.
+
+``--promote`` kills the promote of a model home's candidate instead, at random moments and right
+after each step of its commit (``benchmarks/promote_kill.py``): the home must hold exactly the old
+or the new current version, whole, every time.
 """
 
 from __future__ import annotations
@@ -682,8 +686,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="instead: send this signal to an in-place update after each step of its swap",
     )
+    parser.add_argument("--promote", action="store_true", help="kill the promote of a model home's candidate")
     args = parser.parse_args(argv)
     begun = time.perf_counter()
+    if args.promote:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from promote_kill import run_promote_kill_test
+
+        with tempfile.TemporaryDirectory(prefix="retentive-kill-") as workdir:
+            counts = run_promote_kill_test(args.kills, args.seed, Path(workdir))
+        print(json.dumps(counts, indent=2))
+        return 0 if not counts["problems"] else 1
     with tempfile.TemporaryDirectory(prefix="retentive-kill-") as workdir:
         if args.signal is not None:
             counts = run_inplace_signal_test(

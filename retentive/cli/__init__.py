@@ -30,14 +30,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("retentive.cli.update", "update a model on one data chunk, configured by a YAML file"),
     "inspect": (
         "retentive.cli.inspect",
-        "show a state folder's manifest, files, memory classes and verification result",
+        "show a state's manifest, files, memory classes and verification; --history, --lineage",
     ),
     "benchmark": ("retentive.cli.benchmark", "benchmark methods x scenarios x seeds through state folders"),
     "evaluate": ("retentive.cli.evaluate", "evaluate saved state folders on a scenario's test data"),
     "import-renate": ("retentive.cli.import_renate", "convert a Renate 0.5.2 state folder into a retentive one"),
     "rollback": (
         "retentive.cli.rollback",
-        "put back the version the last in-place update of a state folder or URL replaced",
+        "serve the previous version again: of a model home, a state URL, or a folder updated in place",
+    ),
+    "promote": (
+        "retentive.cli.promote",
+        "make a version of a model home (e.g. the challenger a gate kept) the one served",
     ),
     "shift": (
         "retentive.cli.shift",

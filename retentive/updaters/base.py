@@ -23,7 +23,6 @@ from torch.utils.data import Dataset
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
 from retentive.gates import Gate, GateRejected
-from retentive.gates.report import GateReport
 from retentive.gates.transaction import GatedUpdate, keep_challenger
 from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
@@ -314,9 +313,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         task = self._check_update(train_dataset, val_dataset, task_id)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
+        self._begin_lineage(train_dataset, update, task)
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         backup = self._snapshot()
-        self.gate_report: GateReport | None = None
         gated = None
         if gate is not None:  # before training: its held-out share split off, the current model frozen
             gated = GatedUpdate.begin(gate, self, train_dataset, update, route)

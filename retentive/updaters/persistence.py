@@ -17,10 +17,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from retentive.distributed import broadcast_object
 from retentive.errors import StateConflictError, StateError
 from retentive.gates.heldout import HeldOut
+from retentive.gates.report import GateReport
 from retentive.state import State, check_output_folder, save_state
 from retentive.state.concurrency import check_unchanged, manifest_digest, read_versioned
 from retentive.state.inplace import is_in_place, swap_in
 from retentive.state.interrupts import CommitGuard, UpdateInterrupted
+from retentive.state.lineage import ancestors_of, chunk_fingerprint, lineage_record
 from retentive.state.locking import OutputLock
 from retentive.state.remote.locations import StateLocations
 from retentive.state.resume import discard_checkpoints
@@ -72,6 +74,7 @@ class PersistenceMixin(_Host):
             with self.state_locations.naming_urls():
                 state, self.state_version = read_versioned(self.input_state_folder)
                 self._restore(state)
+                self._held_lineage = state.manifest.get("lineage")
 
     def _restore(self, state: State) -> None:
         """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
@@ -153,9 +156,44 @@ class PersistenceMixin(_Host):
                 "random_streams": STREAMS_SCHEME,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
                 **self.manifest_entries(),
-                **({"gate": report.as_dict()} if (report := getattr(self, "gate_report", None)) else {}),
+                "lineage": self._lineage(),
             },
         )
+
+    def _begin_lineage(self, train_dataset: Any, update: int, task: int | str) -> None:
+        """What this update's manifest records as its lineage (:mod:`retentive.state.lineage`): the
+        version it builds on and that version's ancestry, its index and task, the chunk's
+        fingerprint; the gate's slot, :attr:`gate_report`, starts empty (a gate fills it before the
+        state is written)."""
+        previous = getattr(self, "_lineage_inputs", None)
+        if previous is not None and previous["parent"] != self.state_version:  # the last update committed
+            self._held_lineage = getattr(self, "_written_lineage", None)
+        self._lineage_inputs: dict[str, Any] = {
+            "parent": self.state_version,
+            "ancestors": ancestors_of(getattr(self, "_held_lineage", None), self.state_version),
+            "update": update,
+            "task_id": task,
+            "data": chunk_fingerprint(train_dataset),
+        }
+        self.gate_report: GateReport | None = None
+
+    def _lineage(self) -> dict[str, Any]:
+        inputs = getattr(self, "_lineage_inputs", None) or {
+            "parent": self.state_version,
+            "ancestors": ancestors_of(getattr(self, "_held_lineage", None), self.state_version),
+            "update": self.updates_done,
+            "task_id": self.updates_done,
+            "data": None,
+        }
+        record = lineage_record(
+            **inputs,
+            updater=type(self).__name__,
+            config=self.hyperparameters,
+            seed=self.seed,
+            gate=None if (report := getattr(self, "gate_report", None)) is None else report.as_dict(),
+        )
+        self._written_lineage = record
+        return record
 
     def _check_unchanged(self, fate: str) -> None:
         """Raise StateConflictError if the in-place folder no longer holds :attr:`state_version`."""

@@ -83,13 +83,13 @@ def _check(records: list[dict], home: ModelHome) -> None:
     challenger = home.challenger()
     assert challenger is not None and challenger.report["decision"] == "reject"
     assert challenger.report == bad["report"].as_dict()  # the report travels with the kept candidate
-    assert home.manifest(challenger)["gate"]["decision"] == "reject"
+    assert home.manifest(challenger)["lineage"]["gate"]["decision"] == "reject"
     good = records[HARMFUL + 1]  # the next chunk updates from the champion: two updates done, not three
     assert good["before"] == bad["before"] and good["updates_done"] == 2
     assert [c.chunk for c in good["report"].measures.chunks] == ["0", "1", "2"]  # the harmful one's held-out dropped
     assert good["after"] != good["before"]
     final = home.manifest()
-    assert final["updates_done"] == 4 and final["gate"]["decision"] == "promote"
+    assert final["updates_done"] == 4 and final["lineage"]["gate"]["decision"] == "promote"
     assert [v.role for v in home.history()][:2] == ["current", "previous"]
     json.dumps([r["report"].as_dict() for r in records])  # every report is plain JSON
 

@@ -66,3 +66,16 @@ def test_sigint_and_sigterm_after_each_step_of_an_in_place_swap_never_split_the_
         assert counts["rolled_back_identical"] == len(kill_test.SWAP_STEPS) - 1  # the old state was kept
         if signum == signal.SIGINT:
             assert counts["said_committed"] == 4 and counts["said_not_committed"] == 1 and counts["debris"] == 0
+
+
+def test_sigkill_at_any_moment_of_a_promote_leaves_the_old_or_the_new_current_version(tmp_path):
+    """Random moments of a model home's promote, and a self-kill after each step of its commit."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from promote_kill import PROMOTE_STEPS, run_promote_kill_test
+
+    kills = 4 * len(PROMOTE_STEPS)
+    counts = run_promote_kill_test(kills, seed=3, workdir=tmp_path, size=50_000)
+    assert counts["problems"] == [] and counts["old"] + counts["new"] == kills, counts
+    # before the rename: the old version; from the rename on: the new one, whole
+    assert set(counts["steps"]["verified"]) == set(counts["steps"]["written"]) == {"old"}
+    assert set(counts["steps"]["renamed"]) == set(counts["steps"]["synced"]) == {"new"}
