@@ -68,9 +68,10 @@ class GatedUpdate:
         return self.report
 
 
-def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock | None) -> str:
+def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock | None) -> tuple[str, str | None]:
     """Keep the rejected candidate in the model home as the challenger, with its report; the
-    current version keeps serving. Returns what became of it, in words.
+    current version keeps serving. Returns what became of it, in words, and the version id it
+    is kept as (``None``: not kept).
 
     The candidate is written whole as a new version first; only then does one pointer commit
     record it as the challenger, and only while the current version is still the one this update
@@ -79,13 +80,13 @@ def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock |
     """
     folder, locations = updater.output_state_folder, updater.state_locations
     if folder is None or lock is None:
-        return "nothing was written (no output_state_folder)"
+        return "nothing was written (no output_state_folder)", None
     home = locations.home
     assert home is not None  # begin() refused a gated update into a single folder
     current = home.current()
     if current is None:  # a challenger is kept beside a serving version; there is none yet
         shutil.rmtree(folder, ignore_errors=True)
-        return f"nothing was kept: {home.location} has no serving version yet"
+        return f"nothing was kept: {home.location} has no serving version yet", None
     try:
         with locations.naming_urls():
             save_state(folder, updater._state(), lock=lock)
@@ -93,4 +94,5 @@ def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock |
             kept = home.mark_challenger(candidate, report.as_dict(), expect=locations.expected_version)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return f"kept as the challenger (version {kept.id}) in {home.location}, which still serves version {current.id}"
+    outcome = f"kept as the challenger (version {kept.id}) in {home.location}, which still serves version {current.id}"
+    return outcome, kept.id

@@ -23,12 +23,14 @@ from torch.utils.data import Dataset
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
 from retentive.gates import Gate, GateRejected
+from retentive.gates.recording import RegistryRecording
 from retentive.gates.transaction import GatedUpdate, keep_challenger
 from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
 from retentive.memory.policies import InsertionPolicy
 from retentive.quiet import quiet_lightning
+from retentive.registry import Registry
 from retentive.state import MANIFEST, check_output_folder
 from retentive.state.discovery import warn_if_starting_over
 from retentive.state.interrupts import keyboard_interrupts
@@ -247,6 +249,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         task_id: int | str | None = None,
         *,
         gate: Gate | None = None,
+        registry: Registry | None = None,
     ) -> nn.Module:
         """Train on one chunk, save the new state, and return the updated model.
 
@@ -272,6 +275,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         the manifest). A rejected candidate is kept in the model home as the challenger with its
         report, the updater holds the current version again, and
         :class:`~retentive.gates.GateRejected` says why (docs/how-to/gates-and-registry.md).
+        ``registry`` (a :class:`retentive.registry.Registry`, e.g. ``MlflowRegistry``) is checked
+        before training and records the decision once the home committed it: one run, one
+        registered version, aliased ``champion`` or ``challenger``.
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
@@ -297,7 +303,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
                 keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call),
                 interrupts_at_step_boundaries(self.callbacks),
             ):
-                return self._update(train_dataset, val_dataset, task_id, lock, gate)
+                return self._update(train_dataset, val_dataset, task_id, lock, gate, registry)
         finally:
             if lock is not None:
                 lock.release()
@@ -309,8 +315,11 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         task_id: int | str | None,
         lock: OutputLock | None,
         gate: Gate | None = None,
+        registry: Registry | None = None,
     ) -> nn.Module:
         task = self._check_update(train_dataset, val_dataset, task_id)
+        # checked before training: an unreachable registry costs seconds, not an update
+        recording = None if registry is None or lock is None else RegistryRecording.begin(registry, self)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
         self._begin_lineage(train_dataset, update, task)
@@ -338,9 +347,14 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             if gated is not None:
                 self.gate_report = report = gated.judge(self.model, self.heldout)
                 if not report.passed:  # kept as the challenger; the current version keeps serving
-                    raise GateRejected(report, keep_challenger(self, report, lock))
+                    outcome, kept = keep_challenger(self, report, lock)
+                    if recording is not None and kept is not None:
+                        recording.record(self, kept, report)
+                    raise GateRejected(report, outcome)
             if self.output_state_folder is not None:
                 self._save(lock)
+                if recording is not None:  # the registry follows the home: champion
+                    recording.record(self, None, self.gate_report)
         except BaseException:
             if not self._committed_in_call():  # committed: the updater holds what the folder now holds
                 self._put_back(backup)

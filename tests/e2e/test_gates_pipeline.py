@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow_server import mlflow_uri  # noqa: F401 - the fixture
 from s3_server import s3  # noqa: F401 - the fixture
 
 from retentive.cli import main
 from retentive.data.files import write_chunk
 from retentive.gates import Gate, GateRejected
+from retentive.registry import CHALLENGER, CHAMPION, MlflowRegistry
 from retentive.state import load_state
 from retentive.state.home import ModelHome
 
@@ -43,7 +45,7 @@ def _served_weights(home: ModelHome, scratch: Path) -> dict[str, torch.Tensor]:
     return load_state(home.fetch(scratch)).model
 
 
-def _run(bench, chunks, home: ModelHome, scratch: Path) -> list[dict]:
+def _run(bench, chunks, home: ModelHome, scratch: Path, registry=None) -> list[dict]:
     """Each chunk in a fresh updater built from the home's serving version, as a pipeline runs."""
     gate = Gate(bench.CRITERIA, holdout=0.2)
     records = []
@@ -58,7 +60,7 @@ def _run(bench, chunks, home: ModelHome, scratch: Path) -> list[dict]:
         )
         record = {"before": before, "updates_done": updater.updates_done}
         try:
-            updater.update(chunk, gate=gate)
+            updater.update(chunk, gate=gate, registry=registry)
             record["report"] = updater.gate_report
         except GateRejected as rejected:
             record["report"], record["rejected"] = rejected.report, rejected
@@ -94,13 +96,25 @@ def _check(records: list[dict], home: ModelHome) -> None:
     json.dumps([r["report"].as_dict() for r in records])  # every report is plain JSON
 
 
-def test_five_chunk_pipeline_in_a_local_home(pipeline, tmp_path):
+def _check_registry(registry: MlflowRegistry, home: ModelHome) -> None:
+    """The aliases mirror the home: champion on its current version, challenger on the rejected one."""
+    aliases = registry.aliases()
+    assert aliases[CHAMPION] == registry.version_of(home.current().id)
+    assert aliases[CHALLENGER] == registry.version_of(home.challenger().id)
+    assert registry.version_of(home.history()[1].id) is not None  # every candidate is a version
+
+
+def test_five_chunk_pipeline_in_a_local_home_with_a_registry(pipeline, tmp_path, mlflow_uri):  # noqa: F811
     bench, chunks = pipeline
     home = ModelHome(tmp_path / "home").create()
-    _check(_run(bench, chunks, home, tmp_path), home)
+    registry = MlflowRegistry(mlflow_uri, model_name="gated-local")
+    _check(_run(bench, chunks, home, tmp_path, registry), home)
+    _check_registry(registry, home)
 
 
-def test_five_chunk_pipeline_in_a_home_at_s3(pipeline, tmp_path, s3):  # noqa: F811 - the fixture
+def test_five_chunk_pipeline_in_a_home_at_s3_with_a_registry(pipeline, tmp_path, s3, mlflow_uri):  # noqa: F811
     bench, chunks = pipeline
     home = ModelHome(f"s3://{s3.bucket}/gated")
-    _check(_run(bench, chunks, home, tmp_path), home)
+    registry = MlflowRegistry(mlflow_uri, model_name="gated-s3")
+    _check(_run(bench, chunks, home, tmp_path, registry), home)
+    _check_registry(registry, home)
