@@ -1,4 +1,5 @@
-"""``retentive update``'s gate: ``--gate NAME=VALUE`` and ``--gate-data`` over the config's ``gate:``.
+"""``retentive update``'s gate and registry: ``--gate NAME=VALUE`` and ``--gate-data`` over the
+config's ``gate:``, and ``--registry URI``.
 
 The gate is built, and every held-out file read, before the updater is built, so an unknown
 criterion, a limit out of range or a gate without held-out data costs nothing. A candidate the
@@ -37,6 +38,33 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         help="held-out data for the gate instead of holdout= (repeatable): one chunk file per chunk seen so far, "
         "the new chunk's last",
     )
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        default=None,
+        metavar="URI",
+        help="record the decision in an MLflow model registry (pip install 'retentive[mlflow]'): a tracking URI "
+        "(http://host:5000, sqlite:///path.db) or 'local' (./mlruns); checked before training",
+    )
+    parser.add_argument(
+        "--registry-model",
+        default="retentive",
+        metavar="NAME",
+        help="the registered model's name [retentive]",
+    )
+
+
+def open_registry(args: argparse.Namespace) -> Any:
+    """The registry ``--registry`` names, checked now (an unreachable one fails before training), or ``None``."""
+    if args.registry is None:
+        return None
+    from retentive.registry import open_registry as open_named
+
+    registry = open_named(args.registry, model_name=args.registry_model)
+    registry.check()
+    return registry
 
 
 def _entries(items: list[str]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from retentive.cli.arguments import add_chunk, add_overrides, add_state_folders, add_threads, non_negative_int
-from retentive.cli.gating import add_gate_options, build_gate, report_rejection
+from retentive.cli.gating import add_gate_options, add_registry_options, build_gate, open_registry, report_rejection
 from retentive.cli.locations import is_local
 
 EPILOG = """\
@@ -74,6 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_threads(parser)
     add_gate_options(parser)
+    add_registry_options(parser)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -259,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
     check_pipeline(args)
     config = load_config(args.config, args.overrides)
     gate = build_gate(args, config)  # an unknown criterion or a gate without held-out data: refused now
+    registry = open_registry(args)  # an unreachable registry: refused now
     updater = build_updater(config, **runtime_arguments(args))  # checks the state folders first
     train = read_chunk(args.data)
     check_fits(updater.model, train, args.data)
@@ -273,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():  # check_pipeline refused a fresh start beside earlier states unless asked
             warnings.simplefilter("ignore", StartsFreshWarning)
-            return _update_and_report(args, config, updater, train, val, gate)
+            return _update_and_report(args, config, updater, train, val, gate, registry)
     except KeyboardInterrupt as error:  # after update() returned: it committed, and nothing undoes that
         if getattr(error, "committed", False) or updater.state_version == before:
             raise
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _update_and_report(
-    args: argparse.Namespace, config: Any, updater: Any, train: Any, val: Any, gate: Any = None
+    args: argparse.Namespace, config: Any, updater: Any, train: Any, val: Any, gate: Any = None, registry: Any = None
 ) -> int:
     import torch
 
@@ -298,7 +300,7 @@ def _update_and_report(
     start = time.perf_counter()
     try:
         with _report_resume():
-            model = updater.update(train, val_dataset=val, task_id=args.task_id, gate=gate)
+            model = updater.update(train, val_dataset=val, task_id=args.task_id, gate=gate, registry=registry)
         # committed: a Ctrl-C from here to the process's exit must not make the exit status say otherwise
         args.restore_sigint = ignore_sigint()
     except GateRejected as rejected:  # the challenger is kept; the current version still serves
