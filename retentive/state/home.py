@@ -30,6 +30,13 @@ The API (stable: gates and the registry build on it)::
     home.fetch(local_dir, version=None) -> Path   # a verified local copy (default: current)
     home.manifest(version=None) -> dict       # a version's verified manifest
 
+An updater writing to a home goes through :class:`~retentive.state.remote.locations.StateLocations`
+(``updater.state_locations``): ``.home`` is the output as a :class:`ModelHome`, ``.expected_version``
+the current version id it read, and ``.publish(challenger_report=report)`` writes the saved state as
+a new version kept as the challenger instead of promoting it (a refused gate); a manifest's
+``lineage["gate"]`` is the updater's ``gate_report`` when its state is written
+(:mod:`~retentive.state.lineage`).
+
 ``version`` is a :class:`Version` or a version id. Every writer compares and swaps against the
 *current version id* it read: ``expect`` is that id (``None``: the home must have no current
 version yet; :data:`AT_START`: the one read when the call begins); if another writer changed the

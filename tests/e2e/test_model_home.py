@@ -221,3 +221,39 @@ def test_single_folders_keep_their_layout_and_history_shows_the_rollback_copy(st
     assert main(["inspect", str(folder), "--history"]) == 0
     assert main(["rollback", str(folder)]) == 0
     capsys.readouterr()
+
+
+def test_an_updaters_output_can_be_kept_as_the_challenger_instead_of_promoted(tmp_path, states):
+    from retentive.state.remote.locations import StateLocations
+
+    home = ModelHome(tmp_path / "home").create()
+    served = home.promote(home.write_candidate(states[0]), expect=None)
+    locations = StateLocations(home.location, home.location)
+    assert locations.home.location == home.location and locations.expected_version == served.id
+    shutil.copytree(states[1], locations.output_folder)
+    locations.publish(challenger_report={"passed": False, "new_chunk_accuracy": 0.31})
+    assert home.current().id == served.id and not locations.output_folder.exists()
+    assert home.challenger().report == {"passed": False, "new_chunk_accuracy": 0.31}
+    assert home.manifest(home.challenger())["updates_done"] == 2
+    locations.close()
+
+
+def test_the_update_command_runs_a_pipeline_through_a_local_home(tmp_path, split_small, capsys):
+    from retentive.data.files import write_chunk
+
+    train, _ = split_small
+    for index in (0, 1):
+        write_chunk(tmp_path / f"train_{index}.npz", train[index].subset(torch.arange(40)))
+    home = ModelHome(tmp_path / "home").create()
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "er.yaml")
+    common = ["update", "--config", config, "--set", "trainer.max_epochs=1", "--threads", "1"]
+    assert main([*common, "--data", str(tmp_path / "train_0.npz"), "--output-state", home.location]) == 0
+    first = home.current()
+    states = ["--input-state", home.location, "--output-state", home.location]
+    assert main([*common, "--data", str(tmp_path / "train_1.npz"), *states]) == 0
+    assert [v.role for v in home.history()] == ["current", "previous"] and home.history()[1].id == first.id
+    assert read_lineage(home.manifest()).parent == first.manifest_sha256
+    capsys.readouterr()
+    assert main(["inspect", home.location, "--lineage"]) == 0
+    assert capsys.readouterr().out.count("parent    ") == 2
+    assert main(["rollback", home.location]) == 0 and home.current().id == first.id

@@ -24,7 +24,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from retentive.errors import StateConflictError, StateError
 from retentive.state.interrupts import UpdateInterrupted
@@ -131,13 +131,25 @@ class StateLocations:
         a fresh output: ``None``, no current version)."""
         return None if self.expected is None else self.expected.version
 
-    def publish(self) -> None:
-        """Upload the saved local stand-in to the output URL, then remove the stand-in."""
+    def publish(self, challenger_report: dict[str, Any] | None = None) -> None:
+        """Upload the saved local stand-in to the output URL, then remove the stand-in.
+
+        By default the upload becomes the current version. With ``challenger_report`` (a gate
+        refused it) it is written as a new version and kept as the home's challenger with that
+        report instead, while the current version, still the one expected, keeps serving
+        (:meth:`~retentive.state.home.ModelHome.mark_challenger`).
+        """
         if self.output_url is None:
             return
         assert self.output_folder is not None
         try:
             with self.naming_urls():
+                if challenger_report is not None:
+                    home = self.home
+                    assert home is not None
+                    candidate = home.write_candidate(self.output_folder)
+                    home.mark_challenger(candidate, challenger_report, expect=self.expected_version)
+                    return
                 self.expected = publish_state(self.output_folder, self.output_url, expect=self.expected)
         except StateConflictError as error:
             raise StateConflictError(
