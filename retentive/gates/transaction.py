@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from retentive.gates.heldout import HeldOut
     from retentive.state.locking import OutputLock
     from retentive.updaters.host import UpdaterHost
+
+
+class UnguardedChunks(UserWarning):
+    """Earlier chunks were trained without a held-out share: a ``holdout=`` gate cannot measure them."""
 
 
 @dataclass
@@ -56,6 +61,14 @@ class GatedUpdate:
             )
         current = copy.deepcopy(updater.model).eval() if update > 0 else None
         if gate.holdout is not None:
+            if len(updater.heldout) < update:
+                warnings.warn(
+                    f"the gate measures {len(updater.heldout)} earlier chunk(s) but the state has {update} update(s): "
+                    "chunks trained without a held-out share are not protected by it (gate every update from the "
+                    "first, or name the held-out data with data=)",
+                    UnguardedChunks,
+                    stacklevel=3,
+                )
             seed = stream_seed(updater.seed, update, Purpose.HOLDOUT)
             train_dataset, held = split_chunk(train_dataset, gate.holdout, seed, route)
             updater.heldout.add(str(update), held)

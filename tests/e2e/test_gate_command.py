@@ -62,7 +62,7 @@ def test_a_rejected_candidate_exits_4_with_one_line_and_its_report(chunk_files, 
     report = json.loads(summary.read_text())["gate"]
     criteria = [c["criterion"] for c in report["criteria"]]  # the config's (--set) first, then --gate's
     assert report["decision"] == "reject" and criteria == ["min_new_accuracy", "max_drop"]
-    assert home.current() == champion and home.challenger().report == report
+    assert home.current().id == champion.id and home.challenger().report == report
 
 
 @pytest.mark.parametrize(

@@ -74,22 +74,20 @@ def _run(bench, chunks, home: ModelHome, scratch: Path, registry=None) -> list[d
 
 def _check(records: list[dict], home: ModelHome) -> None:
     decisions = [r["report"].decision for r in records]
-    assert decisions == ["promote", "promote", "reject", "promote", "promote"], [
-        r["report"].summary() for r in records
-    ]
+    assert decisions == ["promote", "promote", "reject", "promote", "promote"], [r["report"].summary() for r in records]
     bad = records[HARMFUL]
     failed = {v.criterion for v in bad["report"].failed}
     assert "max_drop" in failed and bad["report"].as_dict()["criteria"][0]["value"] > 20  # points lost on chunk 0/1
-    assert bad["after"] == bad["before"]  # the champion still serves
+    assert bad["after"].id == bad["before"].id  # the champion still serves
     assert bad["holds_champion"] and "kept as the challenger" in str(bad["rejected"])
     challenger = home.challenger()
     assert challenger is not None and challenger.report["decision"] == "reject"
     assert challenger.report == bad["report"].as_dict()  # the report travels with the kept candidate
     assert home.manifest(challenger)["lineage"]["gate"]["decision"] == "reject"
     good = records[HARMFUL + 1]  # the next chunk updates from the champion: two updates done, not three
-    assert good["before"] == bad["before"] and good["updates_done"] == 2
+    assert good["before"].id == bad["before"].id and good["updates_done"] == 2
     assert [c.chunk for c in good["report"].measures.chunks] == ["0", "1", "2"]  # the harmful one's held-out dropped
-    assert good["after"] != good["before"]
+    assert good["after"].id != good["before"].id
     final = home.manifest()
     assert final["updates_done"] == 4 and final["lineage"]["gate"]["decision"] == "promote"
     assert [v.role for v in home.history()][:2] == ["current", "previous"]
