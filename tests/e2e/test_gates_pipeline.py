@@ -14,8 +14,6 @@ import torch
 from mlflow_server import mlflow_uri  # noqa: F401 - the fixture
 from s3_server import s3  # noqa: F401 - the fixture
 
-from retentive.cli import main
-from retentive.data.files import write_chunk
 from retentive.gates import Gate, GateRejected
 from retentive.registry import CHALLENGER, CHAMPION, MlflowRegistry
 from retentive.state import load_state
