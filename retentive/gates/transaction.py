@@ -1,4 +1,4 @@
-"""A gated update, from the updater's side: prepare before training, judge after it.
+"""An update as a transaction, from the updater's side: prepare before training, decide after it.
 
 :meth:`GatedUpdate.begin` runs before anything trains: it checks that the gate has held-out data
 for this chunk, holds back the chunk's share (``holdout=``, seeded per update) and keeps a frozen
@@ -6,6 +6,8 @@ copy of the current model. :meth:`GatedUpdate.judge` runs after the fit, before 
 written: it measures the candidate against that copy on every held-out chunk, and the report goes
 into the candidate's manifest. What happens to the candidate then is the home's: promoted if it
 passed, else kept as the challenger while the current version keeps serving.
+:class:`Transaction` puts the gate and the registry (:mod:`~retentive.gates.recording`) together
+around one update.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from typing import TYPE_CHECKING
 from torch import nn
 from torch.utils.data import Dataset
 
-from retentive.gates.errors import GateConfigError
+from retentive.gates.errors import GateConfigError, GateRejected
 from retentive.gates.gate import Gate
 from retentive.gates.heldout import split_chunk
+from retentive.gates.recording import RegistryRecording
 from retentive.gates.report import GateReport
 from retentive.state import save_state
 from retentive.streams import Purpose, stream_seed
 
 if TYPE_CHECKING:
     from retentive.gates.heldout import HeldOut
+    from retentive.registry import Registry
     from retentive.state.locking import OutputLock
     from retentive.updaters.host import UpdaterHost
 
@@ -109,3 +113,50 @@ def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock |
         shutil.rmtree(folder, ignore_errors=True)
     outcome = f"kept as the challenger (version {kept.id}) in {home.location}, which still serves version {current.id}"
     return outcome, kept.id
+
+
+@dataclass
+class Transaction:
+    """One update as a transaction: its gate (if any) and its registry (if any), decided once.
+
+    :meth:`begin` runs before training (the registry checked, the gate prepared), :meth:`decide`
+    after the fit and before the write, :meth:`promoted` once the new state is committed.
+    """
+
+    gated: GatedUpdate | None
+    recording: RegistryRecording | None
+    train_dataset: Dataset
+
+    @classmethod
+    def begin(
+        cls,
+        updater: UpdaterHost,
+        gate: Gate | None,
+        registry: Registry | None,
+        train_dataset: Dataset,
+        update: int,
+        route: int,
+        lock: OutputLock | None,
+    ) -> Transaction:
+        # an unreachable registry costs seconds, not an update; only the writing rank records
+        recording = None if registry is None or lock is None else RegistryRecording.begin(registry, updater)
+        gated = None if gate is None else GatedUpdate.begin(gate, updater, train_dataset, update, route)
+        return cls(gated, recording, train_dataset if gated is None else gated.train_dataset)
+
+    def decide(self, updater: UpdaterHost, lock: OutputLock | None) -> None:
+        """Judge the candidate; a rejected one is kept as the challenger (and recorded), and
+        :class:`~retentive.gates.errors.GateRejected` raised: the current version keeps serving."""
+        if self.gated is None:
+            return
+        updater.gate_report = report = self.gated.judge(updater.model, updater.heldout)
+        if report.passed:
+            return
+        outcome, kept = keep_challenger(updater, report, lock)
+        if self.recording is not None and kept is not None:
+            self.recording.record(updater, kept, report)
+        raise GateRejected(report, outcome)
+
+    def promoted(self, updater: UpdaterHost) -> None:
+        """The new state is committed: the registry follows the home (``champion``)."""
+        if self.recording is not None:
+            self.recording.record(updater, None, updater.gate_report)

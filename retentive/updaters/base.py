@@ -22,9 +22,8 @@ from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
-from retentive.gates import Gate, GateRejected
-from retentive.gates.recording import RegistryRecording
-from retentive.gates.transaction import GatedUpdate, keep_challenger
+from retentive.gates import Gate
+from retentive.gates.transaction import Transaction
 from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
@@ -269,15 +268,11 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         ``KeyboardInterrupt``) whose ``committed`` says whether the new state is in place: it is
         False unless the signal arrived during the commit, which is never split.
 
-        ``gate`` (a :class:`retentive.gates.Gate`) makes the update a transaction: the new state
-        is a candidate, measured against the current model on the held-out data of every chunk
-        seen so far, and promoted only if it passes (its report then in :attr:`gate_report` and
-        the manifest). A rejected candidate is kept in the model home as the challenger with its
-        report, the updater holds the current version again, and
-        :class:`~retentive.gates.GateRejected` says why (docs/how-to/gates-and-registry.md).
-        ``registry`` (a :class:`retentive.registry.Registry`, e.g. ``MlflowRegistry``) is checked
-        before training and records the decision once the home committed it: one run, one
-        registered version, aliased ``champion`` or ``challenger``.
+        ``gate`` (:class:`retentive.gates.Gate`): the new state is a candidate, promoted only if it
+        passes on held-out data (report: :attr:`gate_report`); else it is kept as the model home's
+        challenger, the updater holds the current version again, and ``GateRejected`` says why.
+        ``registry`` (:class:`retentive.registry.Registry`) is checked before training and mirrors
+        the decision (docs/how-to/gates-and-registry.md).
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
@@ -318,17 +313,13 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         registry: Registry | None = None,
     ) -> nn.Module:
         task = self._check_update(train_dataset, val_dataset, task_id)
-        # checked before training: an unreachable registry costs seconds, not an update
-        recording = None if registry is None or lock is None else RegistryRecording.begin(registry, self)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
         self._begin_lineage(train_dataset, update, task)
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         backup = self._snapshot()
-        gated = None
-        if gate is not None:  # before training: its held-out share split off, the current model frozen
-            gated = GatedUpdate.begin(gate, self, train_dataset, update, route)
-            train_dataset = gated.train_dataset
+        transaction = Transaction.begin(self, gate, registry, train_dataset, update, route, lock)
+        train_dataset = transaction.train_dataset  # less the gate's held-out share
         session = self._resume_session(train_dataset, task, seed, lock)
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
@@ -344,17 +335,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self.task_order.append(task)
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
-            if gated is not None:
-                self.gate_report = report = gated.judge(self.model, self.heldout)
-                if not report.passed:  # kept as the challenger; the current version keeps serving
-                    outcome, kept = keep_challenger(self, report, lock)
-                    if recording is not None and kept is not None:
-                        recording.record(self, kept, report)
-                    raise GateRejected(report, outcome)
+            transaction.decide(self, lock)  # a rejected candidate: kept as the challenger, GateRejected
             if self.output_state_folder is not None:
                 self._save(lock)
-                if recording is not None:  # the registry follows the home: champion
-                    recording.record(self, None, self.gate_report)
+                transaction.promoted(self)
         except BaseException:
             if not self._committed_in_call():  # committed: the updater holds what the folder now holds
                 self._put_back(backup)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from retentive.gates.heldout import HeldOut
+    from retentive.gates.report import GateReport
     from retentive.learner import Learner
     from retentive.memory.protocol import ReplayMemory
     from retentive.state import State
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         memory_input_dtype: str | None
         refresh_memory_metadata: bool
         heldout: HeldOut
+        gate_report: GateReport | None
 
         def _put_back(self, backup: tuple[Any, ...]) -> None: ...
         def _snapshot(self) -> tuple[Any, ...]: ...
