@@ -1,7 +1,8 @@
 """The model registry: every update a tracked run, every candidate a registered version, and the
 aliases ``champion`` / ``challenger`` mirroring what the gates and the model home decided.
 
-The interface (stable; the gates, the home's ``promote`` / ``rollback`` and the CLI call it):
+The interface (stable: the gates call it on each decision; a promotion or a rollback moves the
+aliases with ``set_champion``):
 
     from retentive.registry import MlflowRegistry, UpdateRecord, open_registry, record_decision
 

@@ -33,15 +33,10 @@ def mlflow_server(folder: Path) -> Iterator[str]:
     try:
         wait_until_answers(f"{uri}/health", process, "mlflow server", timeout=180, log=log)  # tens of s under load
         yield uri
-    finally:
+    finally:  # the store is thrown away with the folder: no graceful shutdown to wait for
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture(scope="module")

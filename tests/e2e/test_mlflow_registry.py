@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 from mlflow_server import mlflow_uri  # noqa: F401 - the fixture
 
 from retentive.errors import RegistryError
@@ -28,7 +27,15 @@ def _record(candidate: str, promoted: bool, state_url: str = "", **fields) -> Up
     )
 
 
-def _read_json(client: MlflowClient, run_id: str, path: str, folder) -> object:
+def _mlflow(uri: str):
+    """MLflow's own client, to read back what retentive wrote (imported here: the import alone
+    takes seconds, and every pytest run collects this module)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def _read_json(client, run_id: str, path: str, folder) -> object:
     return json.loads(Path(client.download_artifacts(run_id, path, str(folder))).read_text())
 
 
@@ -48,7 +55,7 @@ def test_a_run_holds_the_update_and_its_version_points_at_the_state(mlflow_uri, 
         metrics={"gate_seconds": 1.5},
     )
     landed = record_decision(registry, record)
-    client = MlflowClient(mlflow_uri)
+    client = _mlflow(mlflow_uri)
     run = client.get_run(landed.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "v0003"
     assert run.data.params == {
@@ -83,7 +90,7 @@ def test_a_run_holds_the_update_and_its_version_points_at_the_state(mlflow_uri, 
 def test_a_state_at_a_url_is_the_version_source_and_a_copied_state_is_in_the_run(mlflow_uri, tmp_path):
     remote = MlflowRegistry(mlflow_uri, model_name="sources-model")
     landed = record_decision(remote, _record("v0001", True, state_url="s3://states/digits/versions/v0001"))
-    client = MlflowClient(mlflow_uri)
+    client = _mlflow(mlflow_uri)
     assert client.get_model_version("sources-model", landed.version).source == "s3://states/digits/versions/v0001"
     state = tmp_path / "v0002"
     (state / "memory").mkdir(parents=True)
@@ -116,7 +123,7 @@ def test_the_aliases_follow_promotions_rejections_a_manual_promote_and_a_rollbac
     registry.set_champion(registry.version_of("v0004"))
     assert registry.aliases() == {CHAMPION: fourth.version}
     assert registry.state_url() == "/homes/digits/versions/v0004" and registry.state_url(CHALLENGER) is None
-    versions = MlflowClient(mlflow_uri).search_model_versions("name = 'aliases-model'")
+    versions = _mlflow(mlflow_uri).search_model_versions("name = 'aliases-model'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]
 
 
