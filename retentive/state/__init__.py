@@ -5,8 +5,11 @@ write, verified read), :mod:`~retentive.state.staging` (staging folders beside t
 :mod:`~retentive.state.locking` (the output lock), :mod:`~retentive.state.resume` (per-epoch
 checkpoints of an interrupted update), :mod:`~retentive.state.housekeeping` (leftovers),
 :mod:`~retentive.state.inspection` (``retentive inspect``), :mod:`~retentive.state.loading`
-(``load_model``) and :mod:`~retentive.state.remote` (state at URLs: ``s3://``, any fsspec
-filesystem). Importing this package imports only the format (no Lightning).
+(``load_model``), :mod:`~retentive.state.remote` (state at URLs: ``s3://``, any fsspec
+filesystem), :mod:`~retentive.state.home` (a model home: versions plus a pointer, local and remote
+alike; promote, challenger, rollback), :mod:`~retentive.state.lineage` (what every manifest
+records of how its state was made) and :mod:`~retentive.state.ancestry` (``inspect --history``,
+``--lineage``). Importing this package imports only the format (no Lightning).
 """
 
 from retentive.state.format import (

@@ -245,7 +245,7 @@ class ModelHome:
             document["previous"] = [e for e in document["previous"] if e["version"] != target.id]
             return document
 
-        return self._commit(version, expect, "promote", change, "current")
+        return self._commit(version, expect, "promotion", change, "current")
 
     def mark_challenger(self, version: Version | str, report: dict[str, Any], expect: Any = AT_START) -> Version:
         """Keep ``version`` beside the current one as the challenger, with its gate ``report`` (a JSON
@@ -270,7 +270,7 @@ class ModelHome:
             document.pop("rolled_back_from", None)
             return document
 
-        return self._commit(version, expect, "mark as challenger", change, "challenger")
+        return self._commit(version, expect, "challenger's record", change, "challenger")
 
     def rollback(self, expect: Any = AT_START) -> Version:
         """The previous version serves again (verified first); the rolled-back one is kept as rejected."""
@@ -317,7 +317,7 @@ class ModelHome:
             if now != expect:
                 raise StateConflictError(
                     f"{self.location!r} changed: {_describe(expect)} was expected to be current, but "
-                    f"{_describe(now)} is current now; nothing was committed ({verb} refused)"
+                    f"{_describe(now)} is current now; nothing was committed (the {verb} was refused)"
                 )
             target = self._resolve(pointer, version)
             if role == "current" and target.id == now:
@@ -330,12 +330,13 @@ class ModelHome:
                 self._verify(replace(target, verified=getattr(version, "verified", False)))
                 verified = target.id
             try:
-                committed = commit_guarded(self._fs, self._root, self.location, change(pointer, target), pointer, verb)
+                document = change(pointer, target)
+                committed = commit_guarded(self._fs, self._root, self.location, document, pointer, f"the {verb}")
             except PointerMoved:
                 continue
             remove_stale_versions(self._fs, self._root, self.location)
             return _version(committed.data if role == "current" else committed.data["challenger"], role)
-        raise StateConflictError(f"{self.location!r} kept changing while trying to {verb}; nothing was committed")
+        raise StateConflictError(f"{self.location!r} kept changing during the {verb}; nothing was committed")
 
 
 def _recorded(pointer: Pointer | None) -> list[Version]:

@@ -257,3 +257,31 @@ def test_the_update_command_runs_a_pipeline_through_a_local_home(tmp_path, split
     assert main(["inspect", home.location, "--lineage"]) == 0
     assert capsys.readouterr().out.count("parent    ") == 2
     assert main(["rollback", home.location]) == 0 and home.current().id == first.id
+
+
+def test_concurrent_promotes_on_a_local_home_commit_exactly_one(tmp_path, states):
+    """Four threads promote four candidates over the same current version: the lock and the
+    compare under it let exactly one commit; the others get StateConflictError, nothing written."""
+    import threading
+
+    home = ModelHome(tmp_path / "home").create()
+    served = home.promote(home.write_candidate(states[0]), expect=None)
+    candidates = [home.write_candidate(states[1 + i % 2]) for i in range(4)]
+    barrier, results = threading.Barrier(4), []
+
+    def promote(candidate):
+        barrier.wait()
+        try:
+            results.append(("committed", ModelHome(home.location).promote(candidate, expect=served.id).id))
+        except StateConflictError:
+            results.append(("conflict", candidate.id))
+
+    threads = [threading.Thread(target=promote, args=(c,)) for c in candidates]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    committed = [version for outcome, version in results if outcome == "committed"]
+    assert len(committed) == 1 and len(results) == 4, results
+    assert home.current().id == committed[0] and home.history()[1].id == served.id
+    assert not list(Path(home.location).glob(".current.json.*"))  # no temporary pointer left
