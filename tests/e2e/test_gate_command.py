@@ -93,3 +93,16 @@ def test_a_gate_into_a_single_state_folder_is_refused_before_training(chunk_file
     err = capsys.readouterr().err
     assert code == 1 and "a gated update keeps a rejected candidate beside the serving version" in err
     assert not (tmp_path / "s0").exists()
+
+
+def test_named_held_out_data_instead_of_a_holdout_share(chunk_files, tmp_path, capsys):
+    home = ModelHome(tmp_path / "home").create()
+    summary = tmp_path / "summary.json"
+    held = ["--gate", "min_new_accuracy=0.5", "--gate-data", str(chunk_files / "chunk_1.npz")]
+    assert _update(home, chunk_files / "chunk_0.npz", *held, "--summary", str(summary), first=True) == 0
+    report = json.loads(summary.read_text())["gate"]
+    assert [(c["chunk"], c["samples"]) for c in report["chunks"]] == [("0", 1000)]  # all of it, nothing held back
+    assert json.loads(summary.read_text())["samples"] == 1000
+    both = ["--gate-data", str(chunk_files / "chunk_1.npz"), "--gate", "holdout=0.1", "--gate", "max_drop=1"]
+    assert _update(home, chunk_files / "chunk_1.npz", *both) == 1
+    assert "named twice" in capsys.readouterr().err
