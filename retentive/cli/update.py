@@ -40,7 +40,7 @@ gates: in a model home (a URL, or a folder made one with retentive.state.home.Mo
 --gate max_drop=2 --gate holdout=0.1 (or the config's gate: section) promotes the new state only if
 it passes on held-out data; else the current version keeps serving and exit code 4 says so.
 --registry URI mirrors each decision into an MLflow registry (docs/how-to/gates-and-registry.md):
-  retentive update --config configs/er.yaml --data chunks/day3.npz --input-state home \
+  retentive update --config configs/er.yaml --data chunks/day3.npz --input-state home \\
       --output-state home --gate max_drop=2 --gate holdout=0.1 --registry http://127.0.0.1:5000
 
 state at URLs: --input-state and --output-state also take s3://bucket/prefix (pip install
