@@ -218,7 +218,7 @@ def predictions(
         for dataset in datasets:
             for batch in dataset_batches(dataset, batch_size):
                 task_ids = batch[2].to(device) if len(batch) > 2 else None
-                predicted.append(forward_routed(model, batch[0].to(device), task_ids).argmax(dim=-1).cpu())
+                predicted.append(forward_routed(model, nested.to(batch[0], device), task_ids).argmax(dim=-1).cpu())
                 labels.append(batch[1].long().cpu())
     if not labels:
         raise ValueError("flip metrics need at least one test sample")

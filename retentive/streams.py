@@ -31,6 +31,7 @@ class Purpose(enum.IntEnum):
     GLOBAL = 5  #: torch's global RNG: model initialisation in the update, dropout
     SHARED = 6  #: the stream every data-parallel rank shares
     COMPONENT_COINS = 7  #: component hooks' Python-level coin flips (no tensor read back per step)
+    HOLDOUT = 8  #: which samples of a chunk a gate holds out of training
 
 
 def stream_seed(seed: int, update: int, purpose: Purpose, bits: int = 63) -> int:

@@ -55,7 +55,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DESCRIPTION = "retentive: update a PyTorch model on each new chunk of data without forgetting the earlier ones."
 EPILOG = (
     "exit codes: 0 success; 1 an error you can fix (bad config, data, state folder, missing MNIST, Trainer "
-    "settings this machine cannot run), one line on stderr; 2 bad usage; 3 (`retentive shift`) shift detected; "
+    "settings this machine cannot run), one line on stderr; 2 bad usage; 3 (`retentive shift`) shift detected; 4 (`retentive update --gate`) "
+    "the gate rejected the candidate: the current version still serves, the candidate is the challenger; "
     "75 another run holds or changed the state, nothing written: run again; 130 interrupted, nothing committed "
     "(a Ctrl-C during a commit lets it finish: exit 0); 141 the output's reader went away. "
     "`retentive COMMAND --help` explains a command."

@@ -70,9 +70,14 @@ RETRY = 75
 def exit_code(error: BaseException) -> int:
     """The exit code for a reported error: 130 for an interrupt that committed nothing, 0 for one
     that arrived during a commit (the commit completed), 75 when another writer holds or changed
-    the state (nothing written; a retry builds on the other writer's state), 1 otherwise."""
+    the state (nothing written; a retry builds on the other writer's state), 4 when a gate rejected
+    the candidate (the current version still serves), 1 otherwise."""
+    from retentive.cli.gating import GATE_REJECTED
     from retentive.errors import StateConflictError, StateLockedError
+    from retentive.gates.errors import GateRejected
 
+    if isinstance(error, GateRejected):
+        return GATE_REJECTED
     if isinstance(error, KeyboardInterrupt):
         return 0 if getattr(error, "committed", False) else 130
     if isinstance(error, (StateConflictError, StateLockedError)):

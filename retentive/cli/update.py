@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from retentive.cli.arguments import add_chunk, add_overrides, add_state_folders, add_threads, non_negative_int
+from retentive.cli.gating import add_gate_options, add_registry_options, build_gate, open_registry, report_rejection
 from retentive.cli.locations import is_local
 
 EPILOG = """\
@@ -24,8 +25,9 @@ exit codes: 0 the update finished and the new state folder is written (also when
 during the commit: the commit completes first and one line says so); 1 a retentive error (bad
 config, data or state folder, Trainer settings this machine cannot run, or an in-place update whose
 folder another update or a rollback changed since it was read; one line on stderr, nothing is
-written); 2 bad usage of the command line; 130 interrupted (Ctrl-C) before the commit: one line,
-nothing was written.
+written); 2 bad usage of the command line; 4 the gate rejected the candidate (one line on stdout:
+the current version still serves, the candidate is kept as the challenger with its gate report);
+130 interrupted (Ctrl-C) before the commit: one line, nothing was written.
 
 the first chunk of a pipeline: omit --input-state. If the folder of --output-state already holds
 other state folders (a pipeline's earlier chunks), a missing --input-state is almost always a
@@ -33,6 +35,13 @@ mistake and is refused; pass --from-scratch to start a new model there on purpos
 
 an interrupted update run with --resume leaves a checkpoint beside --output-state: rerun the same
 command with --resume to continue from its last completed epoch, or with --fresh to discard it.
+
+gates: in a model home (a URL, or a folder made one with retentive.state.home.ModelHome(path).create()),
+--gate max_drop=2 --gate holdout=0.1 (or the config's gate: section) promotes the new state only if
+it passes on held-out data; else the current version keeps serving and exit code 4 says so.
+--registry URI mirrors each decision into an MLflow registry (docs/how-to/gates-and-registry.md):
+  retentive update --config configs/er.yaml --data chunks/day3.npz --input-state home \\
+      --output-state home --gate max_drop=2 --gate holdout=0.1 --registry http://127.0.0.1:5000
 
 state at URLs: --input-state and --output-state also take s3://bucket/prefix (pip install
 'retentive[s3]'; credentials and AWS_ENDPOINT_URL from the environment) and other fsspec URLs.
@@ -71,6 +80,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
     add_threads(parser)
+    add_gate_options(parser)
+    add_registry_options(parser)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -255,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     check_pipeline(args)
     config = load_config(args.config, args.overrides)
+    gate = build_gate(args, config)  # an unknown criterion or a gate without held-out data: refused now
+    registry = open_registry(args)  # an unreachable registry: refused now
     updater = build_updater(config, **runtime_arguments(args))  # checks the state folders first
     train = read_chunk(args.data)
     check_fits(updater.model, train, args.data)
@@ -262,12 +275,14 @@ def run(args: argparse.Namespace) -> int:
     if args.val_data is not None:
         val = read_chunk(args.val_data)
         check_fits(updater.model, val, args.val_data)
+    for path, chunk in zip(args.gate_data, [] if gate is None or gate.data is None else gate.data):
+        check_fits(updater.model, chunk, path)
     _announce_resume(args)
     before = updater.state_version
     try:
         with warnings.catch_warnings():  # check_pipeline refused a fresh start beside earlier states unless asked
             warnings.simplefilter("ignore", StartsFreshWarning)
-            return _update_and_report(args, config, updater, train, val)
+            return _update_and_report(args, config, updater, train, val, gate, registry)
     except KeyboardInterrupt as error:  # after update() returned: it committed, and nothing undoes that
         if getattr(error, "committed", False) or updater.state_version == before:
             raise
@@ -279,19 +294,25 @@ def run(args: argparse.Namespace) -> int:
         ) from None
 
 
-def _update_and_report(args: argparse.Namespace, config: Any, updater: Any, train: Any, val: Any) -> int:
+def _update_and_report(
+    args: argparse.Namespace, config: Any, updater: Any, train: Any, val: Any, gate: Any = None, registry: Any = None
+) -> int:
     import torch
 
     from retentive.errors import DataError
     from retentive.evaluation import accuracy
+    from retentive.gates import GateRejected
     from retentive.state.interrupts import ignore_sigint
 
     start = time.perf_counter()
     try:
         with _report_resume():
-            model = updater.update(train, val_dataset=val, task_id=args.task_id)
+            model = updater.update(train, val_dataset=val, task_id=args.task_id, gate=gate, registry=registry)
         # committed: a Ctrl-C from here to the process's exit must not make the exit status say otherwise
         args.restore_sigint = ignore_sigint()
+    except GateRejected as rejected:  # the challenger is kept; the current version still serves
+        args.restore_sigint = ignore_sigint()
+        return report_rejection(args, rejected, _summary(args, updater, train, time.perf_counter() - start, None))
     except DataError as error:  # the chunk checks speak of "training" and "validation": name the file
         text = str(error)
         path = args.val_data if text.startswith("validation") and args.val_data is not None else args.data
@@ -306,7 +327,28 @@ def _update_and_report(args: argparse.Namespace, config: Any, updater: Any, trai
     if val is not None:
         device = next(iter(model.parameters()), torch.empty(0)).device
         val_accuracy = accuracy(model, val, device=device)
-    summary = {
+    summary = _summary(args, updater, train, seconds, val_accuracy)
+    line = f"retentive update: {summary['updater']}, update {updater.updates_done}, {len(train)} samples in {seconds:.1f} s"
+    if val_accuracy is not None:
+        line += f"; validation accuracy {100 * val_accuracy:.2f}% on {len(val)} samples"
+    report = getattr(updater, "gate_report", None)
+    if report is not None:
+        line += f"; {report.summary()}"
+        summary["gate"] = report.as_dict()
+    if updater.global_rank != 0:  # under DDP every rank runs this command; rank 0 reports
+        return 0
+    print(f"{line}; state -> {args.output_state}", flush=True)
+    if args.summary is not None:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _summary(
+    args: argparse.Namespace, updater: Any, train: Any, seconds: float, val_accuracy: float | None
+) -> dict[str, Any]:
+    """The result as ``--summary`` writes it."""
+    return {
         "config": str(args.config),
         "updater": type(updater).__name__,
         "data": str(args.data),
@@ -319,13 +361,3 @@ def _update_and_report(args: argparse.Namespace, config: Any, updater: Any, trai
         "input_state": None if args.input_state is None else str(args.input_state),
         "output_state": str(args.output_state),
     }
-    line = f"retentive update: {summary['updater']}, update {updater.updates_done}, {len(train)} samples in {seconds:.1f} s"
-    if val_accuracy is not None:
-        line += f"; validation accuracy {100 * val_accuracy:.2f}% on {len(val)} samples"
-    if updater.global_rank != 0:  # under DDP every rank runs this command; rank 0 reports
-        return 0
-    print(f"{line}; state -> {args.output_state}", flush=True)
-    if args.summary is not None:
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        args.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return 0

@@ -22,11 +22,14 @@ from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
 from retentive.errors import DataError
+from retentive.gates import Gate
+from retentive.gates.transaction import Transaction
 from retentive.learner import OptimizerFactory, SchedulerFactory
 from retentive.learner.runs import default_logger, name_run
 from retentive.learner.transforms import Transform
 from retentive.memory.policies import InsertionPolicy
 from retentive.quiet import quiet_lightning
+from retentive.registry import Registry
 from retentive.state import MANIFEST, check_output_folder
 from retentive.state.discovery import warn_if_starting_over
 from retentive.state.interrupts import keyboard_interrupts
@@ -243,6 +246,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         train_dataset_collate_fn: Callable[[list[Any]], Any] | None = None,
         val_dataset_collate_fn: Callable[[list[Any]], Any] | None = None,
         task_id: int | str | None = None,
+        *,
+        gate: Gate | None = None,
+        registry: Registry | None = None,
     ) -> nn.Module:
         """Train on one chunk, save the new state, and return the updated model.
 
@@ -261,6 +267,12 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         next attempt. Ctrl-C raises :class:`~retentive.state.interrupts.UpdateInterrupted` (a
         ``KeyboardInterrupt``) whose ``committed`` says whether the new state is in place: it is
         False unless the signal arrived during the commit, which is never split.
+
+        ``gate`` (:class:`retentive.gates.Gate`): the new state is a candidate, promoted only if it
+        passes on held-out data (report: :attr:`gate_report`); else it is kept as the model home's
+        challenger, the updater holds the current version again, and ``GateRejected`` says why.
+        ``registry`` (:class:`retentive.registry.Registry`) is checked before training and mirrors
+        the decision (docs/how-to/gates-and-registry.md).
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
@@ -286,21 +298,29 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
                 keyboard_interrupts(*self._interrupt_messages(), self._committed_in_call),
                 interrupts_at_step_boundaries(self.callbacks),
             ):
-                return self._update(train_dataset, val_dataset, task_id, lock)
+                return self._update(train_dataset, val_dataset, task_id, lock, gate, registry)
         finally:
             if lock is not None:
                 lock.release()
 
     def _update(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: int | str | None, lock: OutputLock | None
+        self,
+        train_dataset: Dataset,
+        val_dataset: Dataset | None,
+        task_id: int | str | None,
+        lock: OutputLock | None,
+        gate: Gate | None = None,
+        registry: Registry | None = None,
     ) -> nn.Module:
         task = self._check_update(train_dataset, val_dataset, task_id)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
         self._begin_lineage(train_dataset, update, task)
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
-        session = self._resume_session(train_dataset, task, seed, lock)
         backup = self._snapshot()
+        transaction = Transaction.begin(self, gate, registry, train_dataset, update, route, lock)
+        train_dataset = transaction.train_dataset  # less the gate's held-out share
+        session = self._resume_session(train_dataset, task, seed, lock)
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))
         self.learner.begin_update(self.seed, update, task, partial(self.batches, train_dataset, route))
@@ -315,8 +335,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self.task_order.append(task)
             self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
             self._log_memory()
+            transaction.decide(self, lock)  # a rejected candidate: kept as the challenger, GateRejected
             if self.output_state_folder is not None:
                 self._save(lock)
+                transaction.promoted(self)
         except BaseException:
             if not self._committed_in_call():  # committed: the updater holds what the folder now holds
                 self._put_back(backup)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import Dataset
 
+    from retentive.gates.heldout import HeldOut
+    from retentive.gates.report import GateReport
     from retentive.learner import Learner
     from retentive.memory.protocol import ReplayMemory
     from retentive.state import State
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
         memory_insertion: str
         memory_input_dtype: str | None
         refresh_memory_metadata: bool
+        heldout: HeldOut
+        gate_report: GateReport | None
 
         def _put_back(self, backup: tuple[Any, ...]) -> None: ...
         def _snapshot(self) -> tuple[Any, ...]: ...

@@ -16,6 +16,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from retentive.distributed import broadcast_object
 from retentive.errors import StateConflictError, StateError
+from retentive.gates.heldout import HeldOut
+from retentive.gates.report import GateReport
 from retentive.state import State, check_output_folder, save_state
 from retentive.state.concurrency import check_unchanged, manifest_digest, read_versioned
 from retentive.state.inplace import is_in_place, swap_in
@@ -67,6 +69,7 @@ class PersistenceMixin(_Host):
         self.chunk_size = 0  # samples in the chunk of the update under way
         self.world_size = 1  # the data-parallel ranks of the last update (recorded in the manifest)
         self.global_rank = 0  # this process's rank in the last update
+        self.heldout = HeldOut()  # the held-out share of each chunk a gate held back (retentive.gates)
         if self.input_state_folder is not None:
             with self.state_locations.naming_urls():
                 state, self.state_version = read_versioned(self.input_state_folder)
@@ -110,6 +113,7 @@ class PersistenceMixin(_Host):
                 f"the memory in {str(folder)!r} lacks the metadata {sorted(missing)} that this updater's components need"
             )
         self.updates_done, self.tasks_seen, self.task_order = updates_done, tasks_seen, task_order
+        self.heldout.load_state_dict(state.learner.get("heldout", {}))
 
     def _snapshot(self) -> tuple[Any, ...]:
         """Everything an update changes, copied, so that a failure can put it back with :meth:`_put_back`."""
@@ -118,6 +122,7 @@ class PersistenceMixin(_Host):
             self.memory.state_dict(),
             copy.deepcopy(self.learner.extra_state()),
             (self.updates_done, dict(self.tasks_seen), list(self.task_order)),
+            self.heldout.copy(),
         )
 
     def _put_back(self, backup: tuple[Any, ...]) -> None:
@@ -125,6 +130,7 @@ class PersistenceMixin(_Host):
         self.memory.load_state_dict(backup[1])
         self.learner.load_extra_state(backup[2])
         self.updates_done, self.tasks_seen, self.task_order = backup[3]
+        self.heldout = backup[4]
 
     def _state(self) -> State:
         return State(
@@ -136,6 +142,7 @@ class PersistenceMixin(_Host):
                     "tasks_seen": dict(self.tasks_seen),
                     "task_order": list(self.task_order),
                 },
+                **({"heldout": self.heldout.state_dict()} if len(self.heldout) else {}),
             },
             memory=self.memory.state_dict(),
             manifest={
@@ -168,7 +175,7 @@ class PersistenceMixin(_Host):
             "task_id": task,
             "data": chunk_fingerprint(train_dataset),
         }
-        self.gate_report: dict[str, Any] | None = None
+        self.gate_report: GateReport | None = None
 
     def _lineage(self) -> dict[str, Any]:
         inputs = getattr(self, "_lineage_inputs", None) or {
@@ -183,7 +190,7 @@ class PersistenceMixin(_Host):
             updater=type(self).__name__,
             config=self.hyperparameters,
             seed=self.seed,
-            gate=getattr(self, "gate_report", None),
+            gate=None if (report := getattr(self, "gate_report", None)) is None else report.as_dict(),
         )
         self._written_lineage = record
         return record

@@ -55,7 +55,7 @@ def test_the_choices_mirror_the_registries():
 def test_the_config_code_is_split_by_stage_and_the_old_import_still_works():
     folder = ROOT / "retentive" / "cli" / "config"
     modules = sorted(p.stem for p in folder.glob("*.py"))
-    assert modules == ["__init__", "building", "checking", "hints", "parsing", "schema", "signatures"]
+    assert modules == ["__init__", "building", "checking", "gate", "hints", "parsing", "schema", "signatures"]
     assert all(len(p.read_text().splitlines()) <= 400 for p in folder.glob("*.py"))
     import retentive.cli.config as new
     import retentive.config as old

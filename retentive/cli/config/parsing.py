@@ -22,6 +22,7 @@ from retentive.cli.config.checking import (
     parse_spec,
     refuse_unknown,
 )
+from retentive.cli.config.gate import parse_gate
 from retentive.cli.config.hints import describe_value, matches, suggest
 from retentive.cli.config.schema import SECTIONS, TRAINER_KEYS, ConfigError, Source, Spec, UpdateConfig
 from retentive.cli.config.signatures import Signature, signature_of
@@ -175,6 +176,7 @@ def parse_config(raw: Any, source: Source) -> UpdateConfig:
         trainer=dict(trainer),
         logger=logger,
         seed=int(seed),
+        gate=parse_gate(raw.get("gate"), source),
     )
 
 

@@ -17,6 +17,7 @@ SECTIONS: dict[str, bool] = {
     "trainer": False,
     "logger": False,
     "seed": False,
+    "gate": False,
 }
 #: the updater arguments that belong under ``trainer:``
 TRAINER_KEYS = (
@@ -81,3 +82,5 @@ class UpdateConfig:
     trainer: dict[str, Any]
     logger: Spec | bool | None
     seed: int
+    #: the ``gate:`` section (criteria by name, ``holdout``); empty: no gate
+    gate: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,81 @@
+"""Held-out data per chunk: a seeded share of each chunk, kept with the state it was split for.
+
+A gate compares the candidate with the current model on data neither trained on. When a pipeline
+names no such data, each update holds back a seeded share of its chunk before training
+(:func:`split_chunk`) and keeps it in its state (:class:`HeldOut`), so that every later gate
+evaluates on all earlier chunks too: a candidate that forgets an old chunk is caught even though
+that chunk's data is long gone. The sets are tensors only, stored in the state's learner payload.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from retentive.data import nested
+from retentive.data.tensors import TensorChunk
+
+
+def _as_tensors(dataset: Dataset, task_id: int) -> TensorChunk:
+    from retentive.updaters.chunks import chunk_batches  # the updaters package imports this one
+
+    rows = list(chunk_batches(dataset, task_id))
+    return TensorChunk(
+        nested.cat([r["inputs"] for r in rows]),
+        torch.cat([r["targets"] for r in rows]),
+        torch.cat([r["task_ids"] for r in rows]),
+    )
+
+
+def split_chunk(dataset: Dataset, fraction: float, seed: int, task_id: int) -> tuple[Dataset, TensorChunk]:
+    """``(the part to train on, the held-out part)``: a share ``fraction`` of the samples drawn by
+    ``seed``, at least one, and at least one left to train on."""
+    n = len(dataset)  # type: ignore[arg-type]
+    held = min(max(1, math.ceil(fraction * n)), n - 1)
+    if held < 1:
+        raise ValueError(f"cannot hold out part of a chunk of {n} sample(s); it needs at least 2")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held_index, train_index = order[:held].sort().values, order[held:].sort().values
+    if isinstance(dataset, TensorChunk):
+        train: Dataset = dataset.subset(train_index)
+        heldout = dataset.subset(held_index)
+        if heldout.task_ids is None:
+            heldout.task_ids = torch.full_like(heldout.targets, task_id)
+        return train, heldout
+    return Subset(dataset, train_index.tolist()), _as_tensors(Subset(dataset, held_index.tolist()), task_id)
+
+
+class HeldOut:
+    """The held-out sets of the chunks seen so far, by chunk name, in the order they were added."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, TensorChunk] = {}
+
+    def __len__(self) -> int:
+        return len(self.sets)
+
+    def __iter__(self) -> Iterator[tuple[str, TensorChunk]]:
+        return iter(self.sets.items())
+
+    def add(self, name: str, chunk: TensorChunk) -> None:
+        self.sets[name] = chunk
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            name: {"inputs": c.inputs, "targets": c.targets, "task_ids": c.task_ids} for name, c in self.sets.items()
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.sets = {
+            str(name): TensorChunk(entry["inputs"], entry["targets"], entry.get("task_ids"))
+            for name, entry in state.items()
+        }
+
+    def copy(self) -> HeldOut:
+        other = HeldOut()
+        other.sets = dict(self.sets)  # the sets themselves are never changed, only replaced
+        return other
