@@ -5,6 +5,11 @@ The gate is built, and every held-out file read, before the updater is built, so
 criterion, a limit out of range or a gate without held-out data costs nothing. A candidate the
 gate rejects is not an error: the current version keeps serving, the candidate is kept as the
 challenger, one line says why, and the command exits with :data:`GATE_REJECTED`.
+
+A gated update keeps a rejected candidate beside the serving version, so it writes to a model
+home: ``--output-state DIR`` with a gate makes an absent or empty local ``DIR`` a home (one line
+says so), the first step of a pipeline. Without a gate, ``--output-state`` is a single state
+folder exactly as before.
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         "--registry",
         default=None,
         metavar="URI",
-        help="record the decision in an MLflow model registry (pip install 'retentive[mlflow]'): a tracking URI "
-        "(http://host:5000, sqlite:///path.db) or 'local' (./mlruns); checked before training",
+        help="mirror the decision in an MLflow model registry (pip install 'retentive[mlflow]'): a tracking URI "
+        "(http://host:5000, sqlite:///path.db) or 'local' (./mlruns); checked before anything trains or changes",
     )
     parser.add_argument(
         "--registry-model",
@@ -65,6 +70,22 @@ def open_registry(args: argparse.Namespace) -> Any:
     registry = open_named(args.registry, model_name=args.registry_model)
     registry.check()
     return registry
+
+
+def prepare_home(args: argparse.Namespace, gate: Any) -> None:
+    """A gated update into an absent or empty local ``--output-state`` folder: make it a model home."""
+    from retentive.cli.locations import is_local
+
+    folder = args.output_state
+    if gate is None or folder is None or not is_local(folder):
+        return
+    path = Path(folder)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        return  # a home already, or not one: the update says which it is
+    from retentive.state.home import ModelHome
+
+    ModelHome(path).create()
+    print(f"retentive update: created the model home {path} (a gated update keeps its versions there)", flush=True)
 
 
 def _entries(items: list[str]) -> dict[str, Any]:

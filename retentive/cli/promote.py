@@ -5,12 +5,15 @@ kept) is verified, then committed as current only while the home's current versi
 one read (or ``--expect``'s). Exit codes say whether a commit happened: 0 committed (or the
 version was already current: nothing to do), 1 refused with nothing committed (no such version,
 it does not verify), 75 another writer changed the current version first: nothing committed.
+``--registry URI`` moves the registry's ``champion`` to the promoted version (and clears
+``challenger`` if it pointed there); the registry is checked before the home changes.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from retentive.cli.gating import add_registry_options, open_registry
 from retentive.cli.locations import state_location
 
 
@@ -22,16 +25,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--expect", metavar="VERSION", help="commit only if this is still the current version (compare-and-swap)"
     )
+    add_registry_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from retentive.errors import StateError
+    from retentive.registry.serving import promote
     from retentive.state.home import AT_START, ModelHome, is_home
 
     if not is_home(args.home):
         raise StateError(
             f"{str(args.home)!r} is not a model home (no current.json or versions/ there); promote works on homes"
         )
+    registry = open_registry(args)  # an unreachable registry: refused before the home changes
     home = ModelHome(args.home)
     before = home.current()
     version = args.version
@@ -40,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if challenger is None:
             raise StateError(f"{home.location!r} has no challenger to promote")
         version = challenger.id
-    promoted = home.promote(version, expect=args.expect if args.expect is not None else AT_START)
+    expect = args.expect if args.expect is not None else AT_START
+    promoted = promote(home, version, registry=registry, expect=expect)
     if before is not None and before.id == promoted.id:
         print(f"{home.location}: version {promoted.id} is already current; nothing to do")
     else:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from retentive.cli.arguments import add_chunk, add_overrides, add_state_folders, add_threads, non_negative_int
-from retentive.cli.gating import add_gate_options, add_registry_options, build_gate, open_registry, report_rejection
+from retentive.cli.gating import (
+    add_gate_options,
+    add_registry_options,
+    build_gate,
+    open_registry,
+    prepare_home,
+    report_rejection,
+)
 from retentive.cli.locations import is_local
 
 EPILOG = """\
@@ -36,9 +43,10 @@ mistake and is refused; pass --from-scratch to start a new model there on purpos
 an interrupted update run with --resume leaves a checkpoint beside --output-state: rerun the same
 command with --resume to continue from its last completed epoch, or with --fresh to discard it.
 
-gates: in a model home (a URL, or a folder made one with retentive.state.home.ModelHome(path).create()),
---gate max_drop=2 --gate holdout=0.1 (or the config's gate: section) promotes the new state only if
-it passes on held-out data; else the current version keeps serving and exit code 4 says so.
+gates: in a model home (a URL, or a local folder: a gated update into an absent or empty
+--output-state folder makes it one), --gate max_drop=2 --gate holdout=0.1 (or the config's gate:
+section) promotes the new state only if it passes on held-out data; else the current version keeps
+serving and exit code 4 says so.
 --registry URI mirrors each decision into an MLflow registry (docs/how-to/gates-and-registry.md):
   retentive update --config configs/er.yaml --data chunks/day3.npz --input-state home \\
       --output-state home --gate max_drop=2 --gate holdout=0.1 --registry http://127.0.0.1:5000
@@ -268,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     gate = build_gate(args, config)  # an unknown criterion or a gate without held-out data: refused now
     registry = open_registry(args)  # an unreachable registry: refused now
+    prepare_home(args, gate)  # a gated update into an absent or empty folder: a new model home
     updater = build_updater(config, **runtime_arguments(args))  # checks the state folders first
     train = read_chunk(args.data)
     check_fits(updater.model, train, args.data)

@@ -5,12 +5,16 @@ names no such data, each update holds back a seeded share of its chunk before tr
 (:func:`split_chunk`) and keeps it in its state (:class:`HeldOut`), so that every later gate
 evaluates on all earlier chunks too: a candidate that forgets an old chunk is caught even though
 that chunk's data is long gone. The sets are tensors only, stored in the state's learner payload.
+
+The record also keeps the candidate's accuracies of every gate along the served chain (one row
+per gated update, the chunks it measured, the new one last): the accuracy matrix that the
+registry logs with each update, carried by the state itself so that it needs no earlier version.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +22,9 @@ from torch.utils.data import Dataset, Subset
 
 from retentive.data import nested
 from retentive.data.tensors import TensorChunk
+
+#: the key of the accuracy rows in the stored record (beside the sets, which are named by update)
+ROWS = "accuracy_rows"
 
 
 def _as_tensors(dataset: Dataset, task_id: int) -> TensorChunk:
@@ -54,6 +61,7 @@ class HeldOut:
 
     def __init__(self) -> None:
         self.sets: dict[str, TensorChunk] = {}
+        self.rows: list[list[float]] = []  # the accuracy matrix of the gates so far (see the module)
 
     def __len__(self) -> int:
         return len(self.sets)
@@ -64,18 +72,32 @@ class HeldOut:
     def add(self, name: str, chunk: TensorChunk) -> None:
         self.sets[name] = chunk
 
+    def add_row(self, accuracies: Sequence[float]) -> None:
+        """Record a gate's measure of its candidate: one accuracy per chunk measured, the new one last."""
+        self.rows.append([float(value) for value in accuracies])
+
+    def stored(self) -> bool:
+        """Whether there is anything to keep in the state (held-out sets or accuracy rows)."""
+        return bool(self.sets or self.rows)
+
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             name: {"inputs": c.inputs, "targets": c.targets, "task_ids": c.task_ids} for name, c in self.sets.items()
         }
+        if self.rows:  # set names are update indices, so this key names no set
+            state[ROWS] = [list(row) for row in self.rows]
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rows = [[float(value) for value in row] for row in state.get(ROWS, [])]
         self.sets = {
             str(name): TensorChunk(entry["inputs"], entry["targets"], entry.get("task_ids"))
             for name, entry in state.items()
+            if name != ROWS
         }
 
     def copy(self) -> HeldOut:
         other = HeldOut()
         other.sets = dict(self.sets)  # the sets themselves are never changed, only replaced
+        other.rows = [list(row) for row in self.rows]
         return other

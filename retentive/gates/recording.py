@@ -11,11 +11,15 @@ naming the version it could not record.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from retentive.errors import RegistryError
+from retentive.evaluation import forgetting
 from retentive.registry import Registry, UpdateRecord, record_decision
 
 if TYPE_CHECKING:
@@ -71,12 +75,15 @@ class RegistryRecording:
             metrics = {"gate/seconds": report.seconds, "gate/new_chunk_accuracy": report.measures.new_chunk.candidate}
             if report.measures.negative_flip_rate is not None:
                 flips["nfr"] = report.measures.negative_flip_rate
+        matrix, forgetting = accuracy_matrix(updater.heldout.rows if report is not None else [])
         record = UpdateRecord(
             candidate=version,
             state_url=state_url,
             promoted=promoted,
             parent=self.parent,
             hyperparameters={"updater": type(updater).__name__, "seed": updater.seed, **updater.hyperparameters},
+            accuracy_matrix=matrix,
+            forgetting=forgetting,
             flip_rates=flips,
             gate_report=None if report is None else report.as_dict(),
             lineage=_lineage(updater),
@@ -92,6 +99,20 @@ class RegistryRecording:
                 stacklevel=2,
             )
             return None
+
+
+def accuracy_matrix(rows: Sequence[Sequence[float]]) -> tuple[list[list[float]], float | None]:
+    """The gates' rows (one per gated update of the served chain, this update's last) and the
+    forgetting read off them by :func:`retentive.evaluation.forgetting`; the chunks not yet seen
+    when a row was measured count as 0, which no maximum over earlier rows can pick. ``None``
+    when the rows do not make a square (e.g. gating began after the first update)."""
+    matrix = [[float(value) for value in row] for row in rows]
+    if not matrix or len(matrix) != max(len(row) for row in matrix):
+        return matrix, None
+    square = torch.zeros(len(matrix), len(matrix), dtype=torch.float64)
+    for index, row in enumerate(matrix):
+        square[index, : len(row)] = torch.tensor(row, dtype=torch.float64)
+    return matrix, forgetting(square)
 
 
 def _lineage(updater: Any) -> dict[str, Any]:

@@ -81,6 +81,7 @@ class GatedUpdate:
     def judge(self, candidate: nn.Module, heldout: HeldOut) -> GateReport:
         """Measure the trained candidate against the current model; the report is kept here too."""
         self.report = self.gate.evaluate(candidate, self.current, heldout)
+        heldout.add_row([chunk.candidate for chunk in self.report.measures.chunks])  # the accuracy matrix's row
         self.current = None  # the copy is no longer needed
         return self.report
 

@@ -142,7 +142,7 @@ class PersistenceMixin(_Host):
                     "tasks_seen": dict(self.tasks_seen),
                     "task_order": list(self.task_order),
                 },
-                **({"heldout": self.heldout.state_dict()} if len(self.heldout) else {}),
+                **({"heldout": self.heldout.state_dict()} if self.heldout.stored() else {}),
             },
             memory=self.memory.state_dict(),
             manifest={

@@ -100,12 +100,36 @@ def _check_registry(registry: MlflowRegistry, home: ModelHome) -> None:
     assert registry.version_of(home.history()[1].id) is not None  # every candidate is a version
 
 
+def _check_matrix(uri: str, registry: MlflowRegistry, records: list[dict], folder: Path) -> None:
+    """The run of the fourth update holds the accuracy matrix of the served chain: its rows are the
+    candidate accuracies of the gate reports of updates 1, 2 and 4 (the rejected third is no
+    ancestor), and its forgetting is the one read off that matrix."""
+    from mlflow import MlflowClient
+
+    from retentive.evaluation import forgetting
+
+    client = MlflowClient(uri)
+    fourth = records[HARMFUL + 1]
+    run_id = client.get_model_version(registry.model_name, registry.version_of(fourth["after"].id)).run_id
+    matrix = json.loads(Path(client.download_artifacts(run_id, "accuracy_matrix.json", str(folder))).read_text())
+    chain = [records[0], records[1], fourth]
+    assert matrix == [[c["candidate_accuracy"] for c in r["report"].as_dict()["chunks"]] for r in chain]
+    assert [len(row) for row in matrix] == [1, 2, 3]
+    square = torch.tensor([row + [0.0] * (3 - len(row)) for row in matrix], dtype=torch.float64)
+    logged = client.get_run(run_id).data.metrics
+    by_hand = sum(max(matrix[k][j] for k in range(j, 2)) - matrix[2][j] for j in range(2)) / 2
+    assert logged["forgetting"] == pytest.approx(forgetting(square)) == pytest.approx(by_hand)
+    assert logged["accuracy/chunk_2"] == matrix[2][2]
+
+
 def test_five_chunk_pipeline_in_a_local_home_with_a_registry(pipeline, tmp_path, mlflow_uri):  # noqa: F811
     bench, chunks = pipeline
     home = ModelHome(tmp_path / "home").create()
     registry = MlflowRegistry(mlflow_uri, model_name="gated-local")
-    _check(_run(bench, chunks, home, tmp_path, registry), home)
+    records = _run(bench, chunks, home, tmp_path, registry)
+    _check(records, home)
     _check_registry(registry, home)
+    _check_matrix(mlflow_uri, registry, records, tmp_path / "artifacts")
 
 
 def test_five_chunk_pipeline_in_a_home_at_s3_with_a_registry(pipeline, tmp_path, s3, mlflow_uri):  # noqa: F811
