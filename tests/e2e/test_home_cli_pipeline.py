@@ -99,7 +99,7 @@ def test_an_unreachable_registry_leaves_the_home_unchanged_and_single_folders_st
     assert main(["update", *COMMON, "--data", str(chunk_files / "chunk_0.npz"), "--output-state", str(folder)]) == 0
     assert "created the model home" not in capsys.readouterr().out
     assert (folder / "manifest.json").is_file() and not is_home(folder)  # no gate: a single state folder
-    home_folder = tmp_path / "home"
+    home_folder = tmp_path / "homes" / "home"  # not beside the single folder (that would continue it)
     later = ["--output-state", str(home_folder), *GATE]
     assert main(["update", *COMMON, "--data", str(chunk_files / "chunk_0.npz"), *later]) == 0
     in_home = ["--input-state", str(home_folder), *later]
