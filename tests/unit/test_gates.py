@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from retentive.data.tensors import TensorChunk
+from retentive.gates.recording import accuracy_matrix
 from retentive.gates import (
     ChunkMeasure,
     Custom,
@@ -119,6 +120,34 @@ def test_held_out_sets_round_trip_through_a_state_dict():
     copy.load_state_dict(store.state_dict())
     assert [name for name, _ in copy] == ["0", "1"]
     assert torch.equal(copy.sets["1"].inputs, store.sets["1"].inputs)
+
+
+def test_accuracy_rows_travel_with_the_held_out_record_and_old_records_still_load():
+    store = HeldOut()
+    assert not store.stored()
+    store.add_row([0.9])  # a data= gate stores no set, but its rows are kept
+    assert store.stored() and store.state_dict() == {"accuracy_rows": [[0.9]]}
+    store.add("0", _chunk(3))
+    store.add_row([0.8, 0.95])
+    back = HeldOut()
+    back.load_state_dict(store.state_dict())
+    assert back.rows == [[0.9], [0.8, 0.95]] and [name for name, _ in back] == ["0"]
+    copied = back.copy()
+    copied.add_row([0.5, 0.5, 0.5])  # a rejected update's row goes with its copy, not the original
+    assert len(back.rows) == 2
+    old = HeldOut()
+    old.load_state_dict({"0": {"inputs": torch.zeros(2, 1), "targets": torch.zeros(2).long()}})  # before rows
+    assert old.rows == [] and len(old) == 1
+
+
+def test_the_accuracy_matrix_and_its_forgetting_by_hand():
+    matrix, forgetting = accuracy_matrix([[0.9], [0.7, 0.8], [0.6, 0.85, 0.95]])
+    assert matrix == [[0.9], [0.7, 0.8], [0.6, 0.85, 0.95]]
+    # chunk 0: best 0.9, now 0.6 -> 0.3; chunk 1: best 0.8, now 0.85 -> -0.05; mean 0.125
+    assert forgetting == pytest.approx(0.125)
+    assert accuracy_matrix([[0.9]]) == ([[0.9]], 0.0)
+    assert accuracy_matrix([]) == ([], None)
+    assert accuracy_matrix([[0.9, 0.8, 0.7]])[1] is None  # gating began late: no square to read it off
 
 
 class _Threshold(nn.Module):
