@@ -85,14 +85,23 @@ def test_bad_gates_and_an_unreachable_registry_fail_before_training(chunk_files,
     assert home.current() is None and not any((Path(home.location) / "versions").iterdir())  # nothing written
 
 
-def test_a_gate_into_a_single_state_folder_is_refused_before_training(chunk_files, tmp_path, capsys):
+def test_a_gate_makes_an_absent_folder_a_home_but_never_a_folder_holding_something_else(chunk_files, tmp_path, capsys):
+    occupied = tmp_path / "s0"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("not a state")
     code = main(
-        ["update", *COMMON, "--data", str(chunk_files / "chunk_0.npz"), "--output-state", str(tmp_path / "s0"),
+        ["update", *COMMON, "--data", str(chunk_files / "chunk_0.npz"), "--output-state", str(occupied),
          "--gate", "max_drop=5", "--gate", "holdout=0.1"]
     )  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 1 and "a gated update keeps a rejected candidate beside the serving version" in err
-    assert not (tmp_path / "s0").exists()
+    out, err = capsys.readouterr()
+    assert code == 1 and err.startswith("retentive update: error: ") and "created the model home" not in out
+    assert sorted(p.name for p in occupied.iterdir()) == ["notes.txt"]  # refused before training, nothing written
+    code = main(
+        ["update", *COMMON, "--data", str(chunk_files / "chunk_0.npz"), "--output-state", str(tmp_path / "s1"),
+         "--gate", "max_drop=5", "--gate", "holdout=0.1"]
+    )  # fmt: skip
+    assert code == 0 and f"created the model home {tmp_path / 's1'}" in capsys.readouterr().out
+    assert ModelHome(tmp_path / "s1").current() is not None
 
 
 def test_named_held_out_data_instead_of_a_holdout_share(chunk_files, tmp_path, capsys):
