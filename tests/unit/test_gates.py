@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from retentive.data.tensors import TensorChunk
-from retentive.gates.recording import accuracy_matrix
 from retentive.gates import (
     ChunkMeasure,
     Custom,
@@ -25,6 +24,7 @@ from retentive.gates import (
     measure,
     split_chunk,
 )
+from retentive.gates.recording import accuracy_matrix
 
 
 def _measures(current: float | None = 0.9) -> Measures:
