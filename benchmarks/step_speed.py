@@ -71,7 +71,7 @@ def resnet_workload(steps: int, nf: int) -> Workload:
             torch.randint(0, 10, (n,), generator=g),
         )
 
-    fill = max(steps, CAPACITY // NEW + 2) * NEW  # the fill update leaves the memory full
+    fill = (CAPACITY // NEW + 2) * NEW  # the fill update leaves the memory full
     return Workload(
         f"ResNet-18 nf={nf}", partial(ResNet18, nf=nf), chunk(fill), chunk(steps * NEW), cifar10_train_transform()
     )
