@@ -36,7 +36,7 @@ def prepare_model(model: nn.Module, channels_last: bool = False, compile: bool |
     if not isinstance(compile, (bool, dict)):
         raise TypeError(f"compile must be a bool or a dict of torch.compile options, got {type(compile).__name__}")
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # nn.Module.to takes it at run time
     if compile is not False:
         model.compile(**({} if compile is True else compile))
     return model
