@@ -6,10 +6,10 @@ keys (the model is compiled in place, :meth:`torch.nn.Module.compile`, not wrapp
 prepared model loads into a plain one and back. Forward hooks still fire, so the feature taps
 (iCaRL, selection, shift detection, POD) work on a compiled model.
 
-Neither is on by default: on this project's CPU runs they cost more than they give (compilation
-takes minutes on two cores, and the CPU convolutions are not faster in channels-last); on a GPU
-the convolutions of a ResNet run on tensor cores in channels-last under bf16 autocast, and
-compilation fuses the batch-norm and activation kernels. See docs/how-to/ddp-and-gpus.md.
+Neither is on by default, because neither has been measured on a GPU yet, where they are meant
+to pay (a ResNet's convolutions on tensor cores in channels-last under bf16 autocast; compilation
+fusing the batch-norm and activation kernels). What was measured, on this project's CPU, is in
+docs/how-to/ddp-and-gpus.md.
 """
 
 from __future__ import annotations
