@@ -20,6 +20,8 @@ bytes: the step's cost does not depend on their content, and the readers are not
 The bare-Lightning split is measured on the MNIST workload only. Each round also reports the
 ratio of the two sides' fastest steps: on a shared machine other processes lengthen some steps
 of either side at random, and the fastest step is the least disturbed estimate of each.
+``--compare-layouts --nf N --rounds R`` times ResNet-18's forward and backward in NCHW against
+channels-last instead (R repetitions each, alternating).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
 from retentive.data.transforms import cifar10_train_transform
-from retentive.models import MLP, ResNet18
+from retentive.models import MLP, ResNet18, prepare_model
 
 NEW, MEM, CAPACITY, LR = 32, 32, 500, 0.03
 
@@ -283,6 +285,20 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
     }
 
 
+def compare_layouts(nf: int, repetitions: int) -> None:
+    """A forward and backward of ResNet-18 on 64 images, NCHW against channels-last, alternating."""
+    x, y = torch.rand(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    models = {"contiguous": ResNet18(nf=nf), "channels_last": prepare_model(ResNet18(nf=nf), channels_last=True)}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repetitions + 1):  # the first repetition warms up
+        for name, net in models.items():
+            t0 = time.perf_counter()
+            F.cross_entropy(net(x), y).backward()
+            times[name].append(time.perf_counter() - t0)
+    for name, kept in times.items():
+        print(f"{name:14s} fastest {1e3 * min(kept[1:]):.1f} ms, median {1e3 * statistics.median(kept[1:]):.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -291,8 +307,12 @@ def main() -> None:
     parser.add_argument("--nf", type=int, default=64, help="ResNet-18's width (--model resnet18)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--methods", nargs="+", choices=("er", "der++"), default=["er", "der++"])
+    parser.add_argument("--compare-layouts", action="store_true", help="time NCHW against channels-last instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare_layouts:
+        compare_layouts(args.nf, args.rounds)
+        return
     work = mnist_workload(args.steps) if args.model == "mlp" else resnet_workload(args.steps, args.nf)
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, {work.name}, "
