@@ -17,7 +17,11 @@ as a bare LightningModule, to split the gap into Lightning's share and retentive
 3x32x32 uint8 images, the DER paper's augmentation (crop 32 padding 4, flip, normalise) applied to
 the new and the replayed samples on both sides, memory 500, SGD lr 0.03. The images are random
 bytes: the step's cost does not depend on their content, and the readers are not what is timed.
-The bare-Lightning split is measured on the MNIST workload only.
+The bare-Lightning split is measured on the MNIST workload only. Each round also reports the
+ratio of the two sides' fastest steps: on a shared machine other processes lengthen some steps
+of either side at random, and the fastest step is the least disturbed estimate of each.
+``--compare-layouts --nf N --rounds R`` times ResNet-18's forward and backward in NCHW against
+channels-last instead (R repetitions each, alternating).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
 from retentive.data.transforms import cifar10_train_transform
-from retentive.models import MLP, ResNet18
+from retentive.models import MLP, ResNet18, prepare_model
 
 NEW, MEM, CAPACITY, LR = 32, 32, 500, 0.03
 
@@ -71,7 +75,7 @@ def resnet_workload(steps: int, nf: int) -> Workload:
             torch.randint(0, 10, (n,), generator=g),
         )
 
-    fill = max(steps, CAPACITY // NEW + 2) * NEW  # the fill update leaves the memory full
+    fill = (CAPACITY // NEW + 2) * NEW  # the fill update leaves the memory full
     return Workload(
         f"ResNet-18 nf={nf}", partial(ResNet18, nf=nf), chunk(fill), chunk(steps * NEW), cifar10_train_transform()
     )
@@ -94,58 +98,96 @@ class StepClock(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         self.starts.append(time.perf_counter())
 
-    def median_step(self) -> float:
+    def gaps(self) -> list[float]:
         skip = warm_up(len(self.starts))
-        gaps = [b - a for a, b in zip(self.starts[skip:-1], self.starts[skip + 1 :])]  # skip warm-up, last partial
-        return statistics.median(gaps)
+        return [b - a for a, b in zip(self.starts[skip:-1], self.starts[skip + 1 :])]  # skip warm-up, last partial
+
+    def median_step(self) -> float:
+        return statistics.median(self.gaps())
 
 
-def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> float:
+class PlainLoop:
     """The same math by hand: shuffled batches by indexing, the augmentation on new and replayed
     samples, one forward over new+memory, reservoir insert of the raw samples."""
-    x_all, y_all, augment = work.measured.inputs, work.measured.targets, work.transform or (lambda x: x)
-    torch.manual_seed(seed)
-    model = work.make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    g = torch.Generator().manual_seed(seed)
-    mem_x = torch.zeros(CAPACITY, *x_all.shape[1:], dtype=x_all.dtype)
-    mem_y = torch.zeros(CAPACITY, dtype=torch.long)
-    mem_z = torch.zeros(CAPACITY, 10)
-    size = seen = 0
-    order = torch.randperm(len(y_all), generator=g)
-    times = []
-    for step in range(steps):
+
+    def __init__(self, work: Workload, der: bool, seed: int) -> None:
+        self.x_all, self.y_all = work.measured.inputs, work.measured.targets
+        self.augment = work.transform or (lambda x: x)
+        self.der = der
+        torch.manual_seed(seed)
+        self.model = work.make_model()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.g = torch.Generator().manual_seed(seed)
+        self.mem_x = torch.zeros(CAPACITY, *self.x_all.shape[1:], dtype=self.x_all.dtype)
+        self.mem_y = torch.zeros(CAPACITY, dtype=torch.long)
+        self.mem_z = torch.zeros(CAPACITY, 10)
+        self.size = self.seen = self.steps = 0
+        self.order = torch.randperm(len(self.y_all), generator=self.g)
+
+    def step(self) -> float:
+        """One step; its wall time in seconds."""
         t0 = time.perf_counter()
-        idx = order[(step * NEW) % (len(order) - NEW) :][:NEW]
-        x, y = x_all[idx], y_all[idx]
-        if size:
-            m = torch.rand(size, generator=g).topk(min(MEM, size)).indices
-            out = model(torch.cat([augment(x), augment(mem_x[m])]))
+        g, model, augment = self.g, self.model, self.augment
+        idx = self.order[(self.steps * NEW) % (len(self.order) - NEW) :][:NEW]
+        x, y = self.x_all[idx], self.y_all[idx]
+        if self.size:
+            m = torch.rand(self.size, generator=g).topk(min(MEM, self.size)).indices
+            out = model(torch.cat([augment(x), augment(self.mem_x[m])]))
             new_out, mem_out = out[:NEW], out[NEW:]
-            if der:
+            mem_y, mem_z = self.mem_y[m], self.mem_z[m]
+            if self.der:
                 loss = (
                     F.cross_entropy(new_out, y)
-                    + 0.5 * F.mse_loss(mem_out, mem_z[m])
-                    + 0.5 * F.cross_entropy(mem_out, mem_y[m])
+                    + 0.5 * F.mse_loss(mem_out, mem_z)
+                    + 0.5 * F.cross_entropy(mem_out, mem_y)
                 ) / 2.0
             else:
-                loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y[m])) / 2.0
+                loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y)) / 2.0
         else:
             new_out = model(augment(x))
             loss = F.cross_entropy(new_out, y)
-        opt.zero_grad()
+        self.opt.zero_grad()
         loss.backward()
-        opt.step()
-        pos = torch.arange(seen, seen + NEW)
+        self.opt.step()
+        pos = torch.arange(self.seen, self.seen + NEW)
         slots = torch.where(pos < CAPACITY, pos, (torch.rand(NEW, generator=g, dtype=torch.float64) * (pos + 1)).long())
         keep = slots < CAPACITY
-        mem_x[slots[keep]] = x[keep]
-        mem_y[slots[keep]] = y[keep]
-        mem_z[slots[keep]] = new_out.detach()[keep]
-        size = min(CAPACITY, seen + NEW)
-        seen += NEW
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times[warm_up(len(times)) :])
+        self.mem_x[slots[keep]] = x[keep]
+        self.mem_y[slots[keep]] = y[keep]
+        self.mem_z[slots[keep]] = new_out.detach()[keep]
+        self.size = min(CAPACITY, self.seen + NEW)
+        self.seen += NEW
+        self.steps += 1
+        return time.perf_counter() - t0
+
+
+def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> tuple[float, float]:
+    """(median, fastest) step of the plain loop run alone for ``steps`` steps."""
+    loop = PlainLoop(work, der, seed)
+    kept = [loop.step() for _ in range(steps)][warm_up(steps) :]
+    return statistics.median(kept), min(kept)
+
+
+class Interleaved(pl.Callback):
+    """One plain-loop step right before each retentive step, both timed: each pair is measured
+    within a second, so a busy machine slows both sides of a pair alike."""
+
+    def __init__(self, loop: PlainLoop) -> None:
+        self.loop = loop
+        self.pairs: list[tuple[float, float]] = []
+        self._plain = self._start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self._plain = self.loop.step()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.pairs.append((self._plain, time.perf_counter() - self._start))
+
+    def ratio(self) -> float:
+        """The median over the pairs of retentive's step over the plain loop's."""
+        kept = self.pairs[warm_up(len(self.pairs)) :]
+        return statistics.median(ret / plain for plain, ret in kept)
 
 
 class BareLightning(pl.LightningModule):
@@ -259,10 +301,14 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         make_updater(work, der, r, clock, output_state=state).update(work.fill)  # a state with a full memory
         in_process = make_updater(work, der, r, clock)
         in_process.update(work.fill)  # fills the memory: every step measured below replays
-        plain = plain_loop(work, steps, der, r)
+        plain, plain_min = plain_loop(work, steps, der, r)
         bare = bare_lightning(work.measured, r) if not der and work.transform is None else float("nan")
         steady, per_update = timed_update(in_process, clock, work.measured)
+        steady_min = min(clock.gaps())
         reload_steady, _ = timed_update(make_updater(work, der, r, clock, input_state=state), clock, work.measured)
+        pairs = Interleaved(PlainLoop(work, der, r + 1000))
+        in_process.callbacks.append(pairs)  # the next update's Trainer runs it
+        in_process.update(work.measured)  # the plain loop replays from its second step (warm-up skips it)
     return {
         "plain": plain,
         "bare": bare,
@@ -273,7 +319,23 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         "r_steady": steady / plain,
         "r_update": per_update / plain,
         "r_reload": reload_steady / plain,
+        "r_min": steady_min / plain_min,
+        "r_pairs": pairs.ratio(),
     }
+
+
+def compare_layouts(nf: int, repetitions: int) -> None:
+    """A forward and backward of ResNet-18 on 64 images, NCHW against channels-last, alternating."""
+    x, y = torch.rand(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    models = {"contiguous": ResNet18(nf=nf), "channels_last": prepare_model(ResNet18(nf=nf), channels_last=True)}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repetitions + 1):  # the first repetition warms up
+        for name, net in models.items():
+            t0 = time.perf_counter()
+            F.cross_entropy(net(x), y).backward()
+            times[name].append(time.perf_counter() - t0)
+    for name, kept in times.items():
+        print(f"{name:14s} fastest {1e3 * min(kept[1:]):.1f} ms, median {1e3 * statistics.median(kept[1:]):.1f} ms")
 
 
 def main() -> None:
@@ -284,8 +346,12 @@ def main() -> None:
     parser.add_argument("--nf", type=int, default=64, help="ResNet-18's width (--model resnet18)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--methods", nargs="+", choices=("er", "der++"), default=["er", "der++"])
+    parser.add_argument("--compare-layouts", action="store_true", help="time NCHW against channels-last instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare_layouts:
+        compare_layouts(args.nf, args.rounds)
+        return
     work = mnist_workload(args.steps) if args.model == "mlp" else resnet_workload(args.steps, args.nf)
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, {work.name}, "
@@ -302,6 +368,10 @@ def main() -> None:
         )
         ratios = ", ".join(f"{row['r_steady']:.3f}" for row in rounds)
         print(f"       per-round steady ratios: {ratios}")
+        paired = ", ".join(f"{row['r_pairs']:.3f}" for row in rounds)
+        print(f"       interleaved, each retentive step right after a plain step, median per round: {paired}")
+        fastest = ", ".join(f"{row['r_min']:.3f}" for row in rounds)
+        print(f"       fastest step over fastest step, per round (robust to a busy machine): {fastest}")
         if med["bare"] == med["bare"]:  # measured (not NaN)
             print(
                 f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "
