@@ -1,10 +1,13 @@
-"""Data: the MNIST idx reader, tensor chunks, and continual-learning scenarios."""
+"""Data: the MNIST and CIFAR-10 readers, image folders, tensor chunks, and continual-learning scenarios."""
 
+from retentive.data.cifar import CIFAR10NotFoundError, cifar10
 from retentive.data.domains import LazyChunks, domain_incremental, permuted_mnist, rotated_mnist
+from retentive.data.images import ImageDataset, image_folder
 from retentive.data.mnist import MNISTNotFoundError, load_mnist, load_mnist_arrays
 from retentive.data.permutations import permute_pixels, random_permutations
 from retentive.data.rotations import random_angles, rotate
 from retentive.data.scenarios import (
+    SEQ_CIFAR10_CLASSES,
     SPLIT_MNIST_CLASSES,
     class_incremental,
     concatenate,
@@ -12,6 +15,7 @@ from retentive.data.scenarios import (
     group_classes,
     iid_chunks,
     rank_bins,
+    seq_cifar10,
     split_mnist,
     subsample,
     task_incremental,
@@ -19,16 +23,21 @@ from retentive.data.scenarios import (
 from retentive.data.tensors import TensorChunk
 
 __all__ = [
+    "CIFAR10NotFoundError",
+    "ImageDataset",
     "LazyChunks",
     "MNISTNotFoundError",
+    "SEQ_CIFAR10_CLASSES",
     "SPLIT_MNIST_CLASSES",
     "TensorChunk",
+    "cifar10",
     "class_incremental",
     "concatenate",
     "data_incremental",
     "domain_incremental",
     "group_classes",
     "iid_chunks",
+    "image_folder",
     "load_mnist",
     "load_mnist_arrays",
     "permute_pixels",
@@ -38,6 +47,7 @@ __all__ = [
     "rank_bins",
     "rotate",
     "rotated_mnist",
+    "seq_cifar10",
     "split_mnist",
     "subsample",
     "task_incremental",

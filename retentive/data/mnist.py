@@ -20,16 +20,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import struct
-import tempfile
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list
 from retentive.data.tensors import TensorChunk
 from retentive.errors import DataError
 
@@ -58,14 +56,12 @@ class MNISTNotFoundError(DataError, FileNotFoundError):
 
 def mirrors() -> tuple[str, ...]:
     """The base URLs to fetch from, in order: ``$RETENTIVE_MNIST_MIRROR`` (comma-separated) or the defaults."""
-    configured = [url.strip() for url in os.environ.get(MIRROR_ENV, "").split(",") if url.strip()]
-    return tuple(configured) or DEFAULT_MIRRORS
+    return mirror_list(MIRROR_ENV, DEFAULT_MIRRORS)
 
 
 def cache_dir() -> Path:
     """The download cache: ``$RETENTIVE_CACHE/mnist`` or ``~/.cache/retentive/mnist``."""
-    base = os.environ.get("RETENTIVE_CACHE") or Path.home() / ".cache" / "retentive"
-    return Path(base) / "mnist"
+    return cache_base() / "mnist"
 
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -110,29 +106,6 @@ def _find(name: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def _fetch(url: str, timeout: float, progress: bool) -> bytes:
-    """The body at ``url``; with ``progress``, a progress bar on stderr while it arrives."""
-    import sys
-
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) mirrors only
-        total = int(response.headers.get("Content-Length") or 0)
-        chunks, received = [], 0
-        while block := response.read(1 << 16):
-            chunks.append(block)
-            received += len(block)
-            if progress and total:
-                done = received * 30 // total
-                print(
-                    f"\r  {url.rsplit('/', 1)[-1]:<28} [{'#' * done}{'.' * (30 - done)}] {received / 2**20:5.1f} MB",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        if progress and total:
-            print(file=sys.stderr, flush=True)
-    return b"".join(chunks)
-
-
 def download(
     name: str,
     mirror: str = DEFAULT_MIRROR,
@@ -147,12 +120,11 @@ def download(
     """
     if name not in FILES:
         raise ValueError(f"unknown MNIST file {name!r}; expected one of {sorted(FILES)}")
-    if not mirror.startswith(("http://", "https://", "file://")):
-        raise ValueError(f"MNIST mirror {mirror!r} is not an http(s) or file URL")
+    check_mirror(mirror, "MNIST")
     folder = target_dir or cache_dir()
     url = mirror.rstrip("/") + f"/{name}.gz"
     try:
-        payload = _fetch(url, timeout, progress)
+        payload = fetch_bytes(url, timeout, progress)
     except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, refused connections
         raise MNISTNotFoundError(f"could not download {url}: {getattr(error, 'reason', error)}") from error
     try:
@@ -162,12 +134,7 @@ def download(
     digest = hashlib.md5(raw).hexdigest()
     if digest != FILES[name]:
         raise ValueError(f"{url} has MD5 {digest} (uncompressed), expected {FILES[name]}; refusing it")
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as handle:
-        handle.write(payload)
-    final = folder / f"{name}.gz"
-    shutil.move(handle.name, final)
-    return final
+    return atomic_write(folder / f"{name}.gz", payload)
 
 
 def file_names(split: str) -> tuple[str, str]:

@@ -15,6 +15,8 @@ from torch import Tensor
 from retentive.data.tensors import TensorChunk
 
 SPLIT_MNIST_CLASSES: tuple[tuple[int, ...], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+#: Seq-CIFAR-10's tasks (the DER paper's): airplane/automobile, bird/cat, deer/dog, frog/horse, ship/truck.
+SEQ_CIFAR10_CLASSES: tuple[tuple[int, ...], ...] = SPLIT_MNIST_CLASSES
 
 
 def _with_task(chunk: TensorChunk, task: int) -> TensorChunk:
@@ -97,6 +99,12 @@ def task_incremental(
 def split_mnist(dataset: TensorChunk, with_task_ids: bool = False) -> list[TensorChunk]:
     """Split-MNIST: five chunks of two digits each, (0, 1), (2, 3), ..., (8, 9)."""
     return class_incremental(dataset, SPLIT_MNIST_CLASSES, with_task_ids=with_task_ids)
+
+
+def seq_cifar10(dataset: TensorChunk, with_task_ids: bool = False) -> list[TensorChunk]:
+    """Seq-CIFAR-10: five chunks of two classes each, (0, 1), (2, 3), ..., (8, 9), as in the DER
+    paper; with ``with_task_ids`` each chunk carries its task id (task-IL)."""
+    return class_incremental(dataset, SEQ_CIFAR10_CLASSES, with_task_ids=with_task_ids)
 
 
 def iid_chunks(dataset: TensorChunk, num_chunks: int, seed: int = 0, with_task_ids: bool = False) -> list[TensorChunk]:
