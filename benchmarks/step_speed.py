@@ -12,6 +12,12 @@ steps after a reload are as fast as before it. A fourth measurement runs the pla
 as a bare LightningModule, to split the gap into Lightning's share and retentive's.
 
     python benchmarks/step_speed.py [--rounds 5] [--steps 300]
+
+``--model resnet18 --nf N`` runs the CIFAR workload instead: ResNet-18 (CIFAR stem, width ``N``) on
+3x32x32 uint8 images, the DER paper's augmentation (crop 32 padding 4, flip, normalise) applied to
+the new and the replayed samples on both sides, memory 500, SGD lr 0.03. The images are random
+bytes: the step's cost does not depend on their content, and the readers are not what is timed.
+The bare-Lightning split is measured on the MNIST workload only.
 """
 
 from __future__ import annotations
@@ -20,19 +26,60 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
-from retentive.data import load_mnist, split_mnist
-from retentive.models import MLP
+from retentive.data import TensorChunk, load_mnist, split_mnist
+from retentive.data.transforms import cifar10_train_transform
+from retentive.models import MLP, ResNet18
 
 NEW, MEM, CAPACITY, LR = 32, 32, 500, 0.03
+
+
+@dataclass
+class Workload:
+    """What both sides train: the model, the two chunks (memory fill, measured) and the augmentation."""
+
+    name: str
+    make_model: Callable[[], nn.Module]
+    fill: TensorChunk
+    measured: TensorChunk
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def mnist_workload(steps: int) -> Workload:
+    chunks = split_mnist(load_mnist("train"))
+    n = torch.arange(steps * NEW)
+    return Workload("MNIST MLP", MLP, chunks[0].subset(n), chunks[1].subset(n))
+
+
+def resnet_workload(steps: int, nf: int) -> Workload:
+    g = torch.Generator().manual_seed(0)
+
+    def chunk(n: int) -> TensorChunk:
+        return TensorChunk(
+            torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (n,), generator=g),
+        )
+
+    fill = (CAPACITY // NEW + 2) * NEW  # the fill update leaves the memory full
+    return Workload(
+        f"ResNet-18 nf={nf}", partial(ResNet18, nf=nf), chunk(fill), chunk(steps * NEW), cifar10_train_transform()
+    )
+
+
+def warm_up(n: int) -> int:
+    """Steps left out of a median as warm-up: 10, or a quarter of a short run."""
+    return min(10, max(1, n // 4))
 
 
 class StepClock(pl.Callback):
@@ -48,17 +95,20 @@ class StepClock(pl.Callback):
         self.starts.append(time.perf_counter())
 
     def median_step(self) -> float:
-        gaps = [b - a for a, b in zip(self.starts[10:-1], self.starts[11:])]  # skip warm-up, last partial
+        skip = warm_up(len(self.starts))
+        gaps = [b - a for a, b in zip(self.starts[skip:-1], self.starts[skip + 1 :])]  # skip warm-up, last partial
         return statistics.median(gaps)
 
 
-def plain_loop(x_all: torch.Tensor, y_all: torch.Tensor, steps: int, der: bool, seed: int) -> float:
-    """The same math by hand: shuffled batches by indexing, one forward over new+memory, reservoir insert."""
+def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> float:
+    """The same math by hand: shuffled batches by indexing, the augmentation on new and replayed
+    samples, one forward over new+memory, reservoir insert of the raw samples."""
+    x_all, y_all, augment = work.measured.inputs, work.measured.targets, work.transform or (lambda x: x)
     torch.manual_seed(seed)
-    model = MLP()
+    model = work.make_model()
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     g = torch.Generator().manual_seed(seed)
-    mem_x = torch.zeros(CAPACITY, *x_all.shape[1:])
+    mem_x = torch.zeros(CAPACITY, *x_all.shape[1:], dtype=x_all.dtype)
     mem_y = torch.zeros(CAPACITY, dtype=torch.long)
     mem_z = torch.zeros(CAPACITY, 10)
     size = seen = 0
@@ -70,7 +120,7 @@ def plain_loop(x_all: torch.Tensor, y_all: torch.Tensor, steps: int, der: bool, 
         x, y = x_all[idx], y_all[idx]
         if size:
             m = torch.rand(size, generator=g).topk(min(MEM, size)).indices
-            out = model(torch.cat([x, mem_x[m]]))
+            out = model(torch.cat([augment(x), augment(mem_x[m])]))
             new_out, mem_out = out[:NEW], out[NEW:]
             if der:
                 loss = (
@@ -81,7 +131,7 @@ def plain_loop(x_all: torch.Tensor, y_all: torch.Tensor, steps: int, der: bool, 
             else:
                 loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y[m])) / 2.0
         else:
-            new_out = model(x)
+            new_out = model(augment(x))
             loss = F.cross_entropy(new_out, y)
         opt.zero_grad()
         loss.backward()
@@ -95,7 +145,7 @@ def plain_loop(x_all: torch.Tensor, y_all: torch.Tensor, steps: int, der: bool, 
         size = min(CAPACITY, seen + NEW)
         seen += NEW
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[10:])
+    return statistics.median(times[warm_up(len(times)) :])
 
 
 class BareLightning(pl.LightningModule):
@@ -162,7 +212,12 @@ def bare_lightning(chunk, seed: int) -> float:
 
 
 def make_updater(
-    der: bool, seed: int, clock: StepClock, input_state: Path | None = None, output_state: Path | None = None
+    work: Workload,
+    der: bool,
+    seed: int,
+    clock: StepClock,
+    input_state: Path | None = None,
+    output_state: Path | None = None,
 ):
     torch.manual_seed(seed)
     common = dict(
@@ -179,10 +234,11 @@ def make_updater(
         seed=seed,
         input_state_folder=input_state,
         output_state_folder=output_state,
+        train_transform=work.transform,  # buffer_transform: the same (Renate's default)
     )
     if der:
-        return DarkExperienceReplayModelUpdater(MLP(), alpha=0.5, beta=0.5, **common)
-    return ExperienceReplayModelUpdater(MLP(), **common)
+        return DarkExperienceReplayModelUpdater(work.make_model(), alpha=0.5, beta=0.5, **common)
+    return ExperienceReplayModelUpdater(work.make_model(), **common)
 
 
 def timed_update(updater, clock: StepClock, chunk) -> tuple[float, float]:
@@ -195,52 +251,58 @@ def timed_update(updater, clock: StepClock, chunk) -> tuple[float, float]:
     return clock.median_step(), total / (updater.learner.total_steps - steps_before)
 
 
+def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]:
+    """One round side by side: the plain loop, retentive in process, after a reload (and the bare module)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "s0"
+        clock = StepClock()
+        make_updater(work, der, r, clock, output_state=state).update(work.fill)  # a state with a full memory
+        in_process = make_updater(work, der, r, clock)
+        in_process.update(work.fill)  # fills the memory: every step measured below replays
+        plain = plain_loop(work, steps, der, r)
+        bare = bare_lightning(work.measured, r) if not der and work.transform is None else float("nan")
+        steady, per_update = timed_update(in_process, clock, work.measured)
+        reload_steady, _ = timed_update(make_updater(work, der, r, clock, input_state=state), clock, work.measured)
+    return {
+        "plain": plain,
+        "bare": bare,
+        "steady": steady,
+        "update": per_update,
+        "reload": reload_steady,
+        "r_bare": bare / plain,
+        "r_steady": steady / plain,
+        "r_update": per_update / plain,
+        "r_reload": reload_steady / plain,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--model", choices=("mlp", "resnet18"), default="mlp")
+    parser.add_argument("--nf", type=int, default=64, help="ResNet-18's width (--model resnet18)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
+    parser.add_argument("--methods", nargs="+", choices=("er", "der++"), default=["er", "der++"])
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    chunks = split_mnist(load_mnist("train"))
-    x_all, y_all = chunks[1].inputs, chunks[1].targets
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.rounds} rounds of {args.steps} steps")
-    for der in (False, True):
+    torch.set_num_threads(args.threads)
+    work = mnist_workload(args.steps) if args.model == "mlp" else resnet_workload(args.steps, args.nf)
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {work.name}, "
+        f"{args.rounds} rounds of {args.steps} steps"
+    )
+    for der in [method == "der++" for method in args.methods]:
         name = "DER++" if der else "ER"
-        rows: dict[str, list[float]] = {
-            k: [] for k in ("plain", "bare", "steady", "update", "reload", "r_bare", "r_steady", "r_update", "r_reload")
-        }
-        for r in range(args.rounds):
-            first, second = (
-                chunks[0].subset(torch.arange(args.steps * NEW)),
-                chunks[1].subset(torch.arange(args.steps * NEW)),
-            )
-            with tempfile.TemporaryDirectory() as tmp:
-                state = Path(tmp) / "s0"
-                clock = StepClock()
-                make_updater(der, r, clock, output_state=state).update(first)  # writes a state with a full memory
-                in_process = make_updater(der, r, clock)
-                in_process.update(first)  # fills the memory: every step measured below replays
-                plain = plain_loop(x_all, y_all, args.steps, der, r)
-                bare = bare_lightning(second, r) if not der else float("nan")
-                steady, per_update = timed_update(in_process, clock, second)
-                reload_steady, _ = timed_update(make_updater(der, r, clock, input_state=state), clock, second)
-            rows["plain"].append(plain)
-            rows["bare"].append(bare)
-            rows["r_bare"].append(bare / plain)
-            rows["steady"].append(steady)
-            rows["update"].append(per_update)
-            rows["reload"].append(reload_steady)
-            rows["r_steady"].append(steady / plain)
-            rows["r_update"].append(per_update / plain)
-            rows["r_reload"].append(reload_steady / plain)
-        med = {k: statistics.median(v) for k, v in rows.items()}
+        rounds = [one_round(work, der, r, args.steps) for r in range(args.rounds)]
+        med = {k: statistics.median(row[k] for row in rounds) for k in rounds[0]}
         print(
             f"{name:6s} plain loop {1e3 * med['plain']:.2f} ms | retentive steady step {1e3 * med['steady']:.2f} ms "
-            f"({med['r_steady']:.2f}x) | whole update / steps {1e3 * med['update']:.2f} ms ({med['r_update']:.2f}x) | "
-            f"after reload {1e3 * med['reload']:.2f} ms ({med['r_reload']:.2f}x)"
+            f"({med['r_steady']:.3f}x) | whole update / steps {1e3 * med['update']:.2f} ms ({med['r_update']:.3f}x) | "
+            f"after reload {1e3 * med['reload']:.2f} ms ({med['r_reload']:.3f}x)"
         )
-        print(f"       per-round steady ratios: {', '.join(f'{v:.2f}' for v in rows['r_steady'])}")
-        if not der:
+        ratios = ", ".join(f"{row['r_steady']:.3f}" for row in rounds)
+        print(f"       per-round steady ratios: {ratios}")
+        if med["bare"] == med["bare"]:  # measured (not NaN)
             print(
                 f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "
                 f"({med['r_bare']:.2f}x the plain loop)"

@@ -20,6 +20,7 @@ def training_loader(
     world_size: int = 1,
     num_workers: int = 0,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """The loader of one update's chunk: ``batch_size`` new samples a step, shuffled by ``seed``.
 
@@ -28,7 +29,8 @@ def training_loader(
     one indexing operation per batch instead of per-sample fetches and a collate; under data
     parallelism each rank gets its own share of every step, no sample repeated. A ``collate_fn``
     (Renate's ``train_dataset_collate_fn``) merges the samples of each batch, so it turns the
-    batch-indexing fast path off.
+    batch-indexing fast path off. ``pin_memory`` pins each batch so that its copy to a GPU runs
+    without a host sync (:func:`retentive.data.transfer.pins_batches` says when).
     """
     generator = torch.Generator().manual_seed(seed)
     if world_size > 1:
@@ -43,6 +45,7 @@ def training_loader(
             generator=generator,  # the sampler's: a resume checkpoint saves and restores it
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            pin_memory=pin_memory,
             collate_fn=collate_fn,  # None: DataLoader's default collate
         )
     if getattr(dataset, "supports_batch_indexing", False) and collate_fn is None:
@@ -56,6 +59,7 @@ def training_loader(
             generator=generator,  # the sampler's: a resume checkpoint saves and restores it
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            pin_memory=pin_memory,
         )
     return DataLoader(
         dataset,
@@ -64,5 +68,6 @@ def training_loader(
         generator=generator,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
         collate_fn=collate_fn,  # None: DataLoader's default collate
     )

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
+from retentive.data.transfer import to_device
 
 
 class TensorChunk(Dataset):
@@ -41,6 +42,8 @@ class TensorChunk(Dataset):
         return int(self.targets.shape[0])
 
     def __getitem__(self, index: int | list[int] | Tensor | slice) -> tuple[Any, ...]:
+        if isinstance(index, list) and self.targets.device.type == "cuda":  # a chunk held on the GPU
+            index = to_device(torch.as_tensor(index), self.targets.device)
         inputs = self.inputs[index] if torch.is_tensor(self.inputs) else nested.index(self.inputs, index)
         if self.task_ids is None:
             return inputs, self.targets[index]

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from retentive.data.transfer import to_device
 from retentive.errors import MemoryShapeError
 from retentive.memory.compact import decode
 from retentive.memory.layout import INPUTS, batch_size, flat_rows, is_input_key
@@ -164,7 +165,7 @@ class ReplayBuffer(TensorStorage):
             self.allocate(batch)
         source, slots = self.choose_slots(n, flat.get("targets"))
         if slots.numel():
-            src = source.to(self.device)
+            src = to_device(source, self.device)  # no host sync on a GPU (retentive.data.transfer)
             # a policy that fills free slots first (all built in) leaves min(capacity, size + n) filled
             size = min(self.capacity, self.size + n) if self.policy.fills_free_slots_first else None
             self.write(
@@ -201,7 +202,7 @@ class ReplayBuffer(TensorStorage):
             ]
         else:
             idx = torch.rand(world_size, self.size, generator=self.sample_generator).topk(k, dim=1).indices[rank]
-        idx = idx.to(self.device)
+        idx = to_device(idx, self.device)
         return MemoryBatch(indices=idx, data=self._gather(idx))
 
     def gather(self, indices: Tensor) -> MemoryBatch:

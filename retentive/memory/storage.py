@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11+
 
 from retentive.data import nested
+from retentive.data.transfer import to_device
 from retentive.errors import MemoryShapeError
 from retentive.memory.budget import check_growth, grown_storage
 from retentive.memory.compact import decode, encode, parse_input_dtype
@@ -175,7 +176,7 @@ class TensorStorage:
             size = max(self.size, int(slots.max()) + 1)
         if size is not None:
             self.reserve(size)
-        dst = slots.to(self.device)
+        dst = to_device(slots, self.device)  # no host sync on a GPU (retentive.data.transfer)
         for key, value in rows.items():
             self.storage[key][dst] = value
         if size is not None:

@@ -1,6 +1,7 @@
 """Reference models (MLP, SmallCNN, ResNet18, ViTs), the model protocol and its helpers, the multi-head wrapper, feature taps and re-initialisation."""
 
 from retentive.models.cnn import SmallCNN
+from retentive.models.device import prepare_model
 from retentive.models.kmeans import kmeans
 from retentive.models.l2p import LearningToPromptTransformer
 from retentive.models.masks import PackedNetwork
@@ -48,4 +49,5 @@ __all__ = [
     "SPromptTransformer",
     "VisionTransformer",
     "kmeans",
+    "prepare_model",
 ]

@@ -5,7 +5,8 @@ carries the number of the task that owns it: ``0`` while free, ``k`` once task `
 training order) kept it after pruning. Task ``s`` sees the weights owned by tasks ``0..s``
 (``1 <= owner <= s + 1``): later tasks only ever train weights that were free, so the function
 an earlier task computes is unchanged, bit for bit. Biases and other one-dimensional parameters
-are trained with the first task and fixed afterwards, as in the authors' code.
+are trained with the first task and fixed afterwards, as in the authors' code, and so are the
+running statistics of batch norms (a ResNet's): later tasks train with them in eval mode.
 
 The ownership lives in the model's buffers (``model.pt`` of the state folder), so task-incremental
 inference from a state folder (:func:`retentive.load_model`) applies the right mask by task id.
@@ -228,7 +229,20 @@ class PackedNetwork(nn.Module):
         args = (x, task_ids) if takes_task_ids(self.model) else (x,)
         return functional_call(self.model, weights, args, strict=False)
 
+    def _freeze_statistics(self) -> None:
+        """Normalisation layers in eval mode while a task after the first trains (as the authors'
+        code does): their affine parameters are fixed after the first task, and so must be their
+        running statistics, or every later task's batches would shift an earlier task's function.
+        Set lazily at the first training forward (Lightning warns of modules found in eval mode
+        when a fit starts); :class:`~retentive.updaters.architectures.PackNetMasking` puts the
+        mode back at the end of each fit."""
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._NormBase) and module.training:
+                module.eval()
+
     def forward(self, x: Any, task_ids: Tensor | None = None) -> Tensor:
+        if self.training and self.num_tasks > 1:
+            self._freeze_statistics()
         if self.num_tasks == 0:
             return self._call(x, task_ids)
         if task_ids is None:  # no task given: the newest task's mask (every weight packed so far)

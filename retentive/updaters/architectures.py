@@ -58,6 +58,10 @@ class PackNetMasking(Component):
         self._trainable = {name: mask.to(ctx.device) for name, mask in model.trainable().items()}
         self._frozen_values = {name: p.detach().clone() for name, p, _ in model.prunable()}
 
+    def on_update_end(self, ctx: UpdateContext) -> None:
+        model = ctx.model
+        model.train(model.training)  # the batch norms the network froze for this fit (PackedNetwork)
+
     def on_before_optimizer_step(self, ctx: StepContext) -> None:
         model = ctx.model
         assert isinstance(model, PackedNetwork)

@@ -347,10 +347,11 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         # the memory can hold no more than its rows plus the chunk after this update: refuse now,
         # before training, what the device could not hold then (MemoryBudgetError)
         self.memory.check_room(len(self.memory) + len(train_dataset))  # type: ignore[arg-type]
-        check_chunk(self.model, train_dataset, "training", task_id if isinstance(task_id, int) else None, route)
+        given = task_id if isinstance(task_id, int) else None
+        check_chunk(self.model, train_dataset, "training", given, route, self.learner.transforms["train"][0])
         if val_dataset is not None:
             check_dataset(val_dataset, "validation", self.memory)
-            check_chunk(self.model, val_dataset, "validation", None, route)
+            check_chunk(self.model, val_dataset, "validation", None, route, self.learner.transforms["test"][0])
         check_transforms(self.model, self.learner.transforms, train_dataset, task)
         self.check_data(train_dataset)
         return task

@@ -19,6 +19,7 @@ from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data.loaders import training_loader
+from retentive.data.transfer import pins_batches
 from retentive.evaluation import chunk_classes
 from retentive.learner.runs import log_hyperparameters, run_callbacks
 from retentive.state.resume import (
@@ -97,8 +98,12 @@ class FitWindow:
 class FittingMixin(_Host):
     """``run_fits``, the one fit path (``fit``), and the Trainer and loaders it builds."""
 
-    def _loader(self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1) -> DataLoader:
-        return training_loader(dataset, self.new_batch_size, shuffle, seed, rank, world_size, self.num_workers)
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, pin: bool = False
+    ) -> DataLoader:
+        return training_loader(
+            dataset, self.new_batch_size, shuffle, seed, rank, world_size, self.num_workers, pin_memory=pin
+        )
 
     def _trainer(self, max_epochs: int | None = None, callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
         kwargs = dict(self.trainer_kwargs)
@@ -174,8 +179,11 @@ class FittingMixin(_Host):
         # the data-parallel ranks are known once the Trainer is built; the loaders shard by them
         self.world_size, self.global_rank = trainer.world_size, trainer.global_rank
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
-        train_loader = self._loader(fit.data, shuffle=True, seed=seed, **ranks)
-        val_loader = None if fit.val_data is None else self._loader(fit.val_data, shuffle=False, seed=seed, **ranks)
+        device = trainer.strategy.root_device
+        train_loader = self._loader(fit.data, True, seed, **ranks, pin=pins_batches(fit.data, device))
+        val_loader = None
+        if fit.val_data is not None:
+            val_loader = self._loader(fit.val_data, False, seed, **ranks, pin=pins_batches(fit.val_data, device))
         if window is not None:
             window.attach_loader(train_loader)
         trainer.fit(self.learner, train_dataloaders=train_loader, val_dataloaders=val_loader)

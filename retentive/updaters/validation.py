@@ -203,17 +203,28 @@ def _check_task_ids(t: Tensor, task_id: int | None, role: str) -> None:
         )
 
 
-def check_chunk(model: nn.Module, dataset: Dataset, role: str, task_id: int | None, default_task: int) -> None:
+def check_chunk(
+    model: nn.Module, dataset: Dataset, role: str, task_id: int | None, default_task: int, transform: Any = None
+) -> None:
     """Refuse a chunk the model cannot train on: names the first bad value and what was expected.
 
     Called after the basic shape checks (:func:`check_dataset`); ``task_id`` is the
     task passed to ``update`` (``None`` when not given), ``default_task`` the one used instead.
+    The model is probed with the first sample as the step feeds it, through ``transform`` (the
+    role's input transform): raw inputs the model cannot take itself (uint8 images a transform
+    normalises) are fine.
     """
     n = len(dataset)  # type: ignore[arg-type]
     sample: Any = dataset[0]
     x = sample[0]
     t0 = sample[2] if len(sample) == 3 else None
     route = default_task if t0 is None else int(torch.as_tensor(t0))
+    if transform is not None:  # a failing transform is reported by check_transforms, naming it
+        try:
+            one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), x)
+            x = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, f"{role} transform"))
+        except Exception:  # noqa: BLE001
+            x = sample[0]
     num_outputs = probe_model(model, x, route, role)
 
     targets = _tensor_attr(dataset, "targets", n)

@@ -19,9 +19,15 @@ from torch import nn
 import retentive as R
 from retentive.components.base import Component, StepContext
 from retentive.data import TensorChunk
-from retentive.data.transforms import Compose, RandomCrop, RandomHorizontalFlip
+from retentive.data.transforms import (
+    Compose,
+    RandomCrop,
+    RandomHorizontalFlip,
+    cifar10_test_transform,
+    cifar10_train_transform,
+)
 from retentive.errors import DataError
-from retentive.models import MLP, SmallCNN
+from retentive.models import MLP, ResNet18, SmallCNN
 from retentive.state import load_state
 
 pytestmark = pytest.mark.slow
@@ -310,21 +316,32 @@ def test_the_training_step_reads_no_tensor_back_to_python(monkeypatch):
             inside["step"] = False
 
     monkeypatch.setattr(R.Learner, "training_step", step)
-    for cls, extra in ((R.ExperienceReplayModelUpdater, {}), (R.DarkExperienceReplayModelUpdater, {})):
-        torch.manual_seed(0)
-        updater = cls(
-            MLP(hidden=(16,)),
-            nn.CrossEntropyLoss(),
-            _sgd(),
-            memory_size=40,
-            batch_size=16,
-            log_every_n_steps=10_000,
-            **extra,
-            **QUIET,
+    g = torch.Generator().manual_seed(0)
+    images = [  # CIFAR-sized uint8 images for ResNet-18 under the paper's augmentation
+        TensorChunk(
+            torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(48) % 2 + 2 * i
         )
-        for i, chunk in enumerate(chunks()):
-            updater.update(chunk, task_id=i)
-        assert updater.learner.total_steps > 10
+        for i in range(2)
+    ]
+    cifar = {"train_transform": cifar10_train_transform(), "test_transform": cifar10_test_transform()}
+    workloads = [(lambda: MLP(hidden=(16,)), chunks(), {}), (lambda: ResNet18(nf=4), images, cifar)]
+    for cls, extra in ((R.ExperienceReplayModelUpdater, {}), (R.DarkExperienceReplayModelUpdater, {})):
+        for make_model, data, transforms in workloads:
+            torch.manual_seed(0)
+            updater = cls(
+                make_model(),
+                nn.CrossEntropyLoss(),
+                _sgd(),
+                memory_size=40,
+                batch_size=16,
+                log_every_n_steps=10_000,
+                **extra,
+                **transforms,
+                **QUIET,
+            )
+            for i, chunk in enumerate(data):
+                updater.update(chunk, task_id=i)
+            assert updater.learner.total_steps > 10
     assert reads == []
 
 
