@@ -12,11 +12,11 @@ ER uses the normalised loss, which for equal new and memory batches is Mammoth's
 cross-entropy over the concatenated batch; DER and DER++ use the plain sum, as Mammoth does.
 The data here is the shared JPEG re-encoding of CIFAR-10 (quality ~75): expect small differences
 from the published figures. ``--epochs`` and ``--nf`` reduce the protocol (say so beside any
-figure); ``--subset`` keeps that many training and test samples per class, for quick checks.
+figure); ``--subset`` and ``--test-subset`` keep that many training and test samples per class.
 
     python benchmarks/der_cifar.py [--seeds 0] [--methods sgd joint er der derpp] [--memory 200 500] \
         [--epochs 50] [--nf 64] [--device cpu|cuda] [--precision 32|bf16-mixed] [--subset N] \
-        [--threads 1] [--out benchmarks/results/der_cifar.json]
+        [--test-subset N] [--threads 1] [--out benchmarks/results/der_cifar.json]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import json
 import platform
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -84,7 +83,11 @@ def benchmark_method(name: str, memory: int | None, epochs: int, device: str, pr
     args = {**trainer, "memory_size": memory, "memory_batch_size": BATCH, "buffer_transform": augment}
     if name == "er":
         return BenchmarkMethod(
-            name, "ExperienceReplayModelUpdater", "SGD", {"lr": lr}, {**args, "alpha": alpha, "loss_normalization": True}
+            name,
+            "ExperienceReplayModelUpdater",
+            "SGD",
+            {"lr": lr},
+            {**args, "alpha": alpha, "loss_normalization": True},
         )
     return BenchmarkMethod(
         name,
@@ -146,19 +149,21 @@ def per_class(chunk: TensorChunk, n: int | None, seed: int) -> TensorChunk:
     return chunk.subset(torch.cat([p[torch.randperm(len(p), generator=g)[:n]] for p in picks]).sort().values)
 
 
-def cifar_scenario(seed: int, nf: int, subset: int | None, data: tuple[TensorChunk, TensorChunk]) -> Scenario:
-    """Seq-CIFAR-10 for the harness: training chunks in [0, 1] (the updater's transforms crop, flip
-    and normalise them, new and replayed alike) and test chunks normalised once, as the test
-    transform would."""
+def cifar_scenario(
+    seed: int, nf: int, subsets: tuple[int | None, int | None], data: tuple[TensorChunk, TensorChunk]
+) -> Scenario:
+    """Seq-CIFAR-10 for the harness: uint8 training chunks (the updater's transforms crop, flip and
+    normalise them, new and replayed alike; the memory keeps uint8) and test chunks normalised once,
+    as the test transform would."""
     train, test = data
     normalize = cifar10_test_transform()
     test_chunks = [
         TensorChunk(normalize(c.inputs), c.targets, c.task_ids)
-        for c in seq_cifar10(per_class(test, subset, seed + 1), with_task_ids=True)
+        for c in seq_cifar10(per_class(test, subsets[1], seed + 1), with_task_ids=True)
     ]
     return Scenario(
         name="seq-cifar10",
-        train=seq_cifar10(per_class(train, subset, seed), with_task_ids=True),
+        train=seq_cifar10(per_class(train, subsets[0], seed), with_task_ids=True),
         test=test_chunks,
         model_factory=partial(ResNet18, 10, nf),
         views={"class-il": False, "task-il": True},
@@ -207,11 +212,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nf", type=int, default=64, help="ResNet-18 base filters (the paper: 64)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="32", help="Lightning precision: 32, bf16-mixed, 16-mixed")
-    parser.add_argument("--subset", type=int, default=None, help="train and test samples per class (quick checks)")
+    parser.add_argument("--subset", type=int, default=None, help="training samples per class (default: all 5,000)")
+    parser.add_argument(
+        "--test-subset", type=int, default=None, help="test samples per class (default: --subset, else all 1,000)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/der_cifar.json"))
     args = parser.parse_args(argv)
-    for name in ("epochs", "nf", "threads", "subset"):
+    if args.test_subset is None:
+        args.test_subset = args.subset
+    for name in ("epochs", "nf", "threads", "subset", "test_subset"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name} must be >= 1, got {value}")
@@ -224,6 +234,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "nf": args.nf,
         "subset": args.subset,
+        "test_subset": args.test_subset,
         "precision": args.precision,
         "device": args.device,
         "device_name": device_name(args.device),
@@ -236,13 +247,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     common = settings(args)
-    data = (cifar10(train=True).as_float(), cifar10(train=False).as_float())
+    data = (cifar10(train=True), cifar10(train=False))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
-    keys = ("method", "memory", "seed", "epochs", "nf", "subset", "precision", "device")
+    keys = ("method", "memory", "seed", "epochs", "nf", "subset", "test_subset", "precision", "device")
     done = {tuple(r.get(k) for k in keys) for r in results}
     for seed in args.seeds:
-        scenario = cifar_scenario(seed, args.nf, args.subset, data)
+        scenario = cifar_scenario(seed, args.nf, (args.subset, args.test_subset), data)
         for name in args.methods:
             for memory in [None] if name in ("sgd", "joint") else args.memory:
                 run_settings = {"method": name, "memory": memory, "seed": seed, **common}
@@ -257,7 +268,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"task-IL {result['task_il']:.2f} in {result['seconds']:.0f} s",
                     flush=True,
                 )
-    mine = [r for r in results if all(r.get(k) == common[k] for k in ("epochs", "nf", "subset", "device"))]
+    mine = [
+        r for r in results if all(r.get(k) == common[k] for k in ("epochs", "nf", "subset", "test_subset", "device"))
+    ]
     print(table(mine))
 
 
