@@ -38,7 +38,7 @@ from retentive.benchmarking.scenarios import Scenario
 from retentive.data import TensorChunk, cifar10, concatenate, seq_cifar10
 from retentive.data.transforms import cifar10_test_transform, cifar10_train_transform
 from retentive.evaluation import accuracy_row
-from retentive.models import ResNet18
+from retentive.models import ResNet18, prepare_model
 from retentive.state.loading import load_model
 
 # (lr, alpha, beta) per method and memory size: Mammoth's best_args for seq-cifar10 (REFERENCE.md).
@@ -149,8 +149,17 @@ def per_class(chunk: TensorChunk, n: int | None, seed: int) -> TensorChunk:
     return chunk.subset(torch.cat([p[torch.randperm(len(p), generator=g)[:n]] for p in picks]).sort().values)
 
 
+def resnet(nf: int, channels_last: bool) -> torch.nn.Module:
+    """The protocol's ResNet-18 for 10 classes (its kernels channels-last on request)."""
+    return prepare_model(ResNet18(10, nf), channels_last=channels_last)
+
+
 def cifar_scenario(
-    seed: int, nf: int, subsets: tuple[int | None, int | None], data: tuple[TensorChunk, TensorChunk]
+    seed: int,
+    nf: int,
+    subsets: tuple[int | None, int | None],
+    data: tuple[TensorChunk, TensorChunk],
+    channels_last: bool = False,
 ) -> Scenario:
     """Seq-CIFAR-10 for the harness: uint8 training chunks (the updater's transforms crop, flip and
     normalise them, new and replayed alike; the memory keeps uint8) and test chunks normalised once,
@@ -165,7 +174,7 @@ def cifar_scenario(
         name="seq-cifar10",
         train=seq_cifar10(per_class(train, subsets[0], seed), with_task_ids=True),
         test=test_chunks,
-        model_factory=partial(ResNet18, 10, nf),
+        model_factory=partial(resnet, nf, channels_last),
         views={"class-il": False, "task-il": True},
         protocol="seq-cifar10",
         chunk_names=tuple(f"classes {2 * i},{2 * i + 1}" for i in range(5)),
@@ -217,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--test-subset", type=int, default=None, help="test samples per class (default: --subset, else all 1,000)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--channels-last", action="store_true", help="ResNet-18's kernels channels-last (GPU)")
+    parser.add_argument("--report", action="store_true", help="print the table of --out's runs and exit")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/der_cifar.json"))
     args = parser.parse_args(argv)
     if args.test_subset is None:
@@ -239,25 +250,21 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "device_name": device_name(args.device),
         "threads": args.threads,
+        "channels_last": args.channels_last,
         "torch": torch.__version__,
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    common = settings(args)
+def run_missing(args: argparse.Namespace, common: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """Run every (seed, method, memory) of ``args`` not yet in ``results``, saving after each run."""
     data = (cifar10(train=True), cifar10(train=False))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(args.out.read_text()) if args.out.exists() else []
     keys = ("method", "memory", "seed", "epochs", "nf", "subset", "test_subset", "precision", "device")
     done = {tuple(r.get(k) for k in keys) for r in results}
     for seed in args.seeds:
-        scenario = cifar_scenario(seed, args.nf, (args.subset, args.test_subset), data)
+        scenario = cifar_scenario(seed, args.nf, (args.subset, args.test_subset), data, args.channels_last)
         for name in args.methods:
             for memory in [None] if name in ("sgd", "joint") else args.memory:
-                run_settings = {"method": name, "memory": memory, "seed": seed, **common}
-                if tuple(run_settings.get(k) for k in keys) in done:
+                if tuple({"method": name, "memory": memory, "seed": seed, **common}.get(k) for k in keys) in done:
                     continue
                 method = benchmark_method(name, memory, args.epochs, args.device, args.precision)
                 result = {**run(method, memory, seed, scenario, args.device), **common}
@@ -268,10 +275,20 @@ def main(argv: list[str] | None = None) -> None:
                     f"task-IL {result['task_il']:.2f} in {result['seconds']:.0f} s",
                     flush=True,
                 )
-    mine = [
-        r for r in results if all(r.get(k) == common[k] for k in ("epochs", "nf", "subset", "test_subset", "device"))
-    ]
-    print(table(mine))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    results = json.loads(args.out.read_text()) if args.out.exists() else []
+    if args.report:
+        print(table(results) if results else f"no runs in {args.out}")
+        return
+    torch.set_num_threads(args.threads)
+    common = settings(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    run_missing(args, common, results)
+    same = ("epochs", "nf", "subset", "test_subset", "precision", "device")
+    print(table([r for r in results if all(r.get(k) == common[k] for k in same)]))
 
 
 if __name__ == "__main__":
