@@ -17,7 +17,11 @@ as a bare LightningModule, to split the gap into Lightning's share and retentive
 3x32x32 uint8 images, the DER paper's augmentation (crop 32 padding 4, flip, normalise) applied to
 the new and the replayed samples on both sides, memory 500, SGD lr 0.03. The images are random
 bytes: the step's cost does not depend on their content, and the readers are not what is timed.
-The bare-Lightning split is measured on the MNIST workload only.
+The bare-Lightning split is measured on the MNIST workload only. Each round also reports the
+ratio of the two sides' fastest steps: on a shared machine other processes lengthen some steps
+of either side at random, and the fastest step is the least disturbed estimate of each.
+``--compare-layouts --nf N --rounds R`` times ResNet-18's forward and backward in NCHW against
+channels-last instead (R repetitions each, alternating).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
 from retentive.data.transforms import cifar10_train_transform
-from retentive.models import MLP, ResNet18
+from retentive.models import MLP, ResNet18, prepare_model
 
 NEW, MEM, CAPACITY, LR = 32, 32, 500, 0.03
 
@@ -94,13 +98,15 @@ class StepClock(pl.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         self.starts.append(time.perf_counter())
 
-    def median_step(self) -> float:
+    def gaps(self) -> list[float]:
         skip = warm_up(len(self.starts))
-        gaps = [b - a for a, b in zip(self.starts[skip:-1], self.starts[skip + 1 :])]  # skip warm-up, last partial
-        return statistics.median(gaps)
+        return [b - a for a, b in zip(self.starts[skip:-1], self.starts[skip + 1 :])]  # skip warm-up, last partial
+
+    def median_step(self) -> float:
+        return statistics.median(self.gaps())
 
 
-def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> float:
+def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> tuple[float, float]:
     """The same math by hand: shuffled batches by indexing, the augmentation on new and replayed
     samples, one forward over new+memory, reservoir insert of the raw samples."""
     x_all, y_all, augment = work.measured.inputs, work.measured.targets, work.transform or (lambda x: x)
@@ -145,7 +151,8 @@ def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> float:
         size = min(CAPACITY, seen + NEW)
         seen += NEW
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[warm_up(len(times)) :])
+    kept = times[warm_up(len(times)) :]
+    return statistics.median(kept), min(kept)
 
 
 class BareLightning(pl.LightningModule):
@@ -259,9 +266,10 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         make_updater(work, der, r, clock, output_state=state).update(work.fill)  # a state with a full memory
         in_process = make_updater(work, der, r, clock)
         in_process.update(work.fill)  # fills the memory: every step measured below replays
-        plain = plain_loop(work, steps, der, r)
+        plain, plain_min = plain_loop(work, steps, der, r)
         bare = bare_lightning(work.measured, r) if not der and work.transform is None else float("nan")
         steady, per_update = timed_update(in_process, clock, work.measured)
+        steady_min = min(clock.gaps())
         reload_steady, _ = timed_update(make_updater(work, der, r, clock, input_state=state), clock, work.measured)
     return {
         "plain": plain,
@@ -273,7 +281,22 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         "r_steady": steady / plain,
         "r_update": per_update / plain,
         "r_reload": reload_steady / plain,
+        "r_min": steady_min / plain_min,
     }
+
+
+def compare_layouts(nf: int, repetitions: int) -> None:
+    """A forward and backward of ResNet-18 on 64 images, NCHW against channels-last, alternating."""
+    x, y = torch.rand(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    models = {"contiguous": ResNet18(nf=nf), "channels_last": prepare_model(ResNet18(nf=nf), channels_last=True)}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repetitions + 1):  # the first repetition warms up
+        for name, net in models.items():
+            t0 = time.perf_counter()
+            F.cross_entropy(net(x), y).backward()
+            times[name].append(time.perf_counter() - t0)
+    for name, kept in times.items():
+        print(f"{name:14s} fastest {1e3 * min(kept[1:]):.1f} ms, median {1e3 * statistics.median(kept[1:]):.1f} ms")
 
 
 def main() -> None:
@@ -284,8 +307,12 @@ def main() -> None:
     parser.add_argument("--nf", type=int, default=64, help="ResNet-18's width (--model resnet18)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--methods", nargs="+", choices=("er", "der++"), default=["er", "der++"])
+    parser.add_argument("--compare-layouts", action="store_true", help="time NCHW against channels-last instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare_layouts:
+        compare_layouts(args.nf, args.rounds)
+        return
     work = mnist_workload(args.steps) if args.model == "mlp" else resnet_workload(args.steps, args.nf)
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, {work.name}, "
@@ -302,6 +329,8 @@ def main() -> None:
         )
         ratios = ", ".join(f"{row['r_steady']:.3f}" for row in rounds)
         print(f"       per-round steady ratios: {ratios}")
+        fastest = ", ".join(f"{row['r_min']:.3f}" for row in rounds)
+        print(f"       fastest step over fastest step, per round (robust to a busy machine): {fastest}")
         if med["bare"] == med["bare"]:  # measured (not NaN)
             print(
                 f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "

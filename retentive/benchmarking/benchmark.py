@@ -38,7 +38,7 @@ from retentive.benchmarking.report import (
 )
 from retentive.benchmarking.results import RunResult
 from retentive.benchmarking.runner import run_scenario
-from retentive.benchmarking.scenarios import SCENARIOS, Scenario, ScenarioOptions, build_scenario, load_mnist_pair
+from retentive.benchmarking.scenarios import SCENARIOS, Scenario, ScenarioOptions, build_scenario, scenario_data
 from retentive.benchmarking.tensorboard import write_run
 from retentive.data.tensors import TensorChunk
 
@@ -102,9 +102,9 @@ def run_benchmark(
     if (out / "results.json").exists():
         raise FileExistsError(f"{str(out)!r} already holds benchmark results; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
-    data = data if data is not None else load_mnist_pair(options.data_root)
+    pairs = {name: data for name in scenarios} if data is not None else scenario_data(scenarios, options.data_root)
 
-    first = {name: build_scenario(name, seeds[0], options, data) for name in scenarios}
+    first = {name: build_scenario(name, seeds[0], options, pairs[name]) for name in scenarios}
     plan = {name: [resolve_method(m, first[name].protocol, custom) for m in methods] for name in scenarios}
     total = sum(first[n].num_chunks * len(plan[n]) for n in scenarios) * len(seeds) * len(orders)
     display = progress if isinstance(progress, Progress) else Progress(total, enabled=bool(progress))
@@ -113,7 +113,7 @@ def run_benchmark(
     runs: list[RunResult] = []
     for name in scenarios:
         for seed in seeds:
-            scenario = build_scenario(name, seed, options, data)
+            scenario = build_scenario(name, seed, options, pairs[name])
             for order, arranged in _arrangements(scenario, seed, orders, display):
                 for spec in plan[name]:
                     run_dir = Path(name) / spec.name / order / f"seed_{seed}"

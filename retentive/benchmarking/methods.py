@@ -305,6 +305,17 @@ PROTOCOLS: Mapping[str, Mapping[str, BenchmarkMethod]] = MappingProxyType(
                 "der++": _der("DarkExperienceReplayModelUpdater", 0.2, 128, 128, alpha=1.0, beta=0.5),
             }
         ),
+        # Seq-CIFAR-10: 50 epochs of 32 new + 32 memory samples (Mammoth's best_args at memory 500).
+        "seq-cifar10": _protocol(
+            {
+                "fine-tuning": _der("FineTuningModelUpdater", 0.1, 32, max_epochs=50),
+                "er": _der(
+                    "ExperienceReplayModelUpdater", 0.1, 32, 32, alpha=1.0, loss_normalization=True, max_epochs=50
+                ),
+                "der": _der("DarkExperienceReplayModelUpdater", 0.03, 32, 32, alpha=0.3, beta=0.0, max_epochs=50),
+                "der++": _der("DarkExperienceReplayModelUpdater", 0.03, 32, 32, alpha=0.2, beta=0.5, max_epochs=50),
+            }
+        ),
         "rot-mnist": _protocol(
             {
                 "fine-tuning": _der("FineTuningModelUpdater", 0.2, 128),

@@ -18,9 +18,12 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from retentive.data.cifar import CLASSES as CIFAR10_CLASSES
+from retentive.data.cifar import cifar10, ensure_cifar10
 from retentive.data.domains import LazyChunks, permuted_mnist, rotated_mnist
-from retentive.data.mnist import load_mnist
+from retentive.data.mnist import ensure_mnist, load_mnist
 from retentive.data.scenarios import (
+    SEQ_CIFAR10_CLASSES,
     SPLIT_MNIST_CLASSES,
     class_incremental,
     data_incremental,
@@ -32,6 +35,7 @@ from retentive.data.scenarios import (
 from retentive.data.tensors import TensorChunk
 from retentive.models.mlp import MLP
 from retentive.models.multihead import MultiHeadClassifier
+from retentive.models.resnet import ResNet18
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class ScenarioInfo:
     builder: Builder
     description: str
     views: tuple[str, ...] = field(default=())
+    dataset: str = "mnist"  # the key of DATASETS that the builder's train and test come from
 
 
 def _subsampled(chunks: Sequence[TensorChunk], n: int | None, seed: int) -> list[TensorChunk]:
@@ -136,6 +141,22 @@ def _seq_mnist_til(train: TensorChunk, test: TensorChunk, seed: int, options: Sc
         name="seq-mnist-til",
         model_factory=partial(MultiHeadClassifier.mlp, groups, num_classes=10),
         views=MappingProxyType({"task-il": False}),
+    )
+
+
+def _seq_cifar10(train: TensorChunk, test: TensorChunk, seed: int, options: ScenarioOptions) -> Scenario:
+    groups = [list(g) for g in SEQ_CIFAR10_CLASSES]
+    if options.num_tasks is not None and options.num_tasks != len(groups):
+        groups = group_classes(range(10), options.num_tasks)
+    return Scenario(
+        name="seq-cifar10",
+        train=_subsampled(class_incremental(train, groups, with_task_ids=True), options.train_per_chunk, seed),
+        test=_subsampled(class_incremental(test, groups, with_task_ids=True), options.test_per_chunk, seed + 1),
+        model_factory=ResNet18,  # the paper's: CIFAR stem, nf=64
+        views=MappingProxyType({"class-il": False, "task-il": True}),
+        protocol="seq-cifar10",
+        chunk_names=tuple(" and ".join(CIFAR10_CLASSES[c] for c in g) for g in groups),
+        seed=seed,
     )
 
 
@@ -217,6 +238,12 @@ SCENARIOS: Mapping[str, ScenarioInfo] = MappingProxyType(
         "mnist-data-inc": ScenarioInfo(
             _data_incremental, "MNIST data-incremental: 5 chunks by stroke ink, faint to heavy", ("data-il",)
         ),
+        "seq-cifar10": ScenarioInfo(
+            _seq_cifar10,
+            "Seq-CIFAR-10 class-IL: 5 chunks of 2 classes, single-head ResNet-18; also read task-aware (Task-IL)",
+            ("class-il", "task-il"),
+            dataset="cifar10",
+        ),
     }
 )
 
@@ -226,13 +253,43 @@ def load_mnist_pair(data_root: str | os.PathLike[str] | None = None) -> tuple[Te
     return load_mnist("train", root=data_root), load_mnist("test", root=data_root)
 
 
+def load_cifar10_pair(data_root: str | os.PathLike[str] | None = None) -> tuple[TensorChunk, TensorChunk]:
+    """CIFAR-10 train and test as float32 images in [0, 1], read once and shared by every scenario."""
+    return cifar10(data_root, train=True).as_float(), cifar10(data_root, train=False).as_float()
+
+
+#: Each dataset a scenario may be built from: how to load its train and test, and how a command
+#: makes sure it is on the machine (fetching it when missing) before any work starts.
+DATASETS: Mapping[str, tuple[Callable[..., tuple[TensorChunk, TensorChunk]], Callable[..., None]]] = MappingProxyType(
+    {"mnist": (load_mnist_pair, ensure_mnist), "cifar10": (load_cifar10_pair, ensure_cifar10)}
+)
+
+
+def ensure_data(names: Sequence[str], data_root: str | os.PathLike[str] | None = None) -> None:
+    """Make sure the data of every scenario in ``names`` can be read (what commands call first)."""
+    for dataset in dict.fromkeys(SCENARIOS[name].dataset for name in names if name in SCENARIOS):
+        DATASETS[dataset][1](data_root)
+
+
+def scenario_data(
+    names: Sequence[str], data_root: str | os.PathLike[str] | None = None
+) -> dict[str, tuple[TensorChunk, TensorChunk]]:
+    """Train and test of each scenario in ``names``, every dataset loaded once."""
+    loaded: dict[str, tuple[TensorChunk, TensorChunk]] = {}
+    for name in names:
+        dataset = SCENARIOS[name].dataset
+        if dataset not in loaded:
+            loaded[dataset] = DATASETS[dataset][0](data_root)
+    return {name: loaded[SCENARIOS[name].dataset] for name in names}
+
+
 def build_scenario(
     name: str,
     seed: int = 0,
     options: ScenarioOptions | None = None,
     data: tuple[TensorChunk, TensorChunk] | None = None,
 ) -> Scenario:
-    """Build scenario ``name`` for ``seed`` (``data``: MNIST train/test already loaded)."""
+    """Build scenario ``name`` for ``seed`` (``data``: its dataset's train/test already loaded)."""
     info = SCENARIOS.get(name)
     if info is None:
         raise ValueError(f"unknown scenario {name!r}; expected one of {sorted(SCENARIOS)}")
@@ -244,5 +301,5 @@ def build_scenario(
     ):
         if value is not None and value < 1:
             raise ValueError(f"{label} must be >= 1, got {value}")
-    train, test = data if data is not None else load_mnist_pair(options.data_root)
+    train, test = data if data is not None else DATASETS[info.dataset][0](options.data_root)
     return info.builder(train, test, int(seed), options)

@@ -26,7 +26,7 @@ from retentive._version import __version__
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("retentive.cli.demo", "Split-MNIST demo: one update per chunk, each in a fresh process"),
+    "demo": ("retentive.cli.demo", "Split-MNIST (or Seq-CIFAR-10) demo: one update per chunk, each in a fresh process"),
     "update": ("retentive.cli.update", "update a model on one data chunk, configured by a YAML file"),
     "inspect": (
         "retentive.cli.inspect",

@@ -69,4 +69,6 @@ def add_mnist_options(parser: argparse.ArgumentParser, tasks_help: str, test_hel
     """The scenario options of the MNIST commands: ``--tasks``, ``--test-per-chunk`` and ``--data``."""
     parser.add_argument("--tasks", type=int, default=None, help=tasks_help)
     parser.add_argument("--test-per-chunk", type=int, default=None, metavar="N", help=test_help)
-    parser.add_argument("--data", type=Path, default=None, help="folder with the MNIST idx files")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="folder with the data: the MNIST idx files or CIFAR-10 [searched]"
+    )

@@ -96,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from retentive.benchmarking import ScenarioOptions, load_methods, run_benchmark
-    from retentive.data.mnist import ensure_mnist
+    from retentive.benchmarking.scenarios import ensure_data
 
     torch.set_num_threads(args.threads)
     custom = load_methods(args.methods_file) if args.methods_file is not None else {}  # a ConfigError: exit 1
-    ensure_mnist(args.data)  # missing data: fetched, or one line and exit 1
+    ensure_data(args.scenario, args.data)  # missing data: fetched, or one line and exit 1
     try:
         report = run_benchmark(
             scenarios=args.scenario,

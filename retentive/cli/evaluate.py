@@ -89,12 +89,11 @@ def check_order(folders: list[Path], manifests: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from retentive.benchmarking.scenarios import ScenarioOptions, build_scenario
-    from retentive.data.mnist import ensure_mnist
+    from retentive.benchmarking.scenarios import ScenarioOptions, build_scenario, ensure_data
     from retentive.state import read_manifest
 
     torch.set_num_threads(args.threads)
-    ensure_mnist(args.data)
+    ensure_data([args.scenario], args.data)
     try:
         options = ScenarioOptions(num_tasks=args.tasks, test_per_chunk=args.test_per_chunk, data_root=args.data)
         scenario = build_scenario(args.scenario, args.seed, options)

@@ -8,6 +8,6 @@ read these lists; ``tests/unit/test_cli_layout.py`` checks that they equal the r
 
 from __future__ import annotations
 
-SCENARIOS = ("mnist-data-inc", "mnist-iid", "perm-mnist", "rot-mnist", "seq-mnist", "seq-mnist-til")
+SCENARIOS = ("mnist-data-inc", "mnist-iid", "perm-mnist", "rot-mnist", "seq-cifar10", "seq-mnist", "seq-mnist-til")
 ORDERS = ("given", "easy-hard", "hard-easy", "random")
 KEEP_STATES = ("all", "last", "none")

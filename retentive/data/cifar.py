@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list
+from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list, search_path
 from retentive.data.images import ImageDataset, image_folder
 from retentive.errors import DataError
 
@@ -64,15 +64,7 @@ def cache_dir() -> Path:
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
     """The folders searched for CIFAR-10, in order."""
-    dirs: list[Path] = [Path(root)] if root is not None else []
-    env = os.environ.get("RETENTIVE_DATA")
-    if env:
-        dirs.extend([Path(env), Path(env) / "cifar10"])
-    project = Path(__file__).resolve().parents[2]
-    dirs.append(project.parent / "shared" / "data" / "cifar10")
-    dirs.append(Path.cwd().parent / "shared" / "data" / "cifar10")
-    dirs.append(cache_dir())
-    return list(dict.fromkeys(dirs))
+    return search_path("cifar10", root)
 
 
 def parse_batch(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -240,18 +232,20 @@ def cifar10(
     return dataset
 
 
-def archive_bytes(dataset: ImageDataset, split: str = "train") -> bytes:
-    """``dataset`` written as a CIFAR-10 binary archive (batch files of ``split`` only), the
-    format :func:`read_binary` reads: what tests serve, and a way to share a subset."""
-    records = np.concatenate(
-        [dataset.targets.numpy().astype(np.uint8)[:, None], dataset.images.reshape(len(dataset), -1).numpy()], axis=1
-    )
-    names = BATCHES[split]
+def archive_bytes(train: ImageDataset, test: ImageDataset) -> bytes:
+    """``train`` and ``test`` written as a CIFAR-10 binary archive, in the format
+    :func:`read_binary` reads: what tests serve, and a way to hand on a subset."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, part in zip(names, np.array_split(records, len(names)), strict=True):
-            data = part.tobytes()
-            info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+        for split, dataset in (("train", train), ("test", test)):
+            if dataset.images.shape[1:] != (3, 32, 32):
+                raise ValueError(f"CIFAR-10 records hold 3x32x32 images, got {tuple(dataset.images.shape[1:])}")
+            labels = dataset.targets.numpy().astype(np.uint8)[:, None]
+            records = np.concatenate([labels, dataset.images.reshape(len(dataset), -1).numpy()], axis=1)
+            names = BATCHES[split]
+            for name, part in zip(names, np.array_split(records, len(names)), strict=True):
+                data = part.tobytes()
+                info = tarfile.TarInfo(f"{BATCH_DIR}/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()

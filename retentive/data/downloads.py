@@ -19,6 +19,21 @@ def cache_base() -> Path:
     return Path(os.environ.get("RETENTIVE_CACHE") or Path.home() / ".cache" / "retentive")
 
 
+def search_path(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where a reader looks for dataset ``name``, in order: ``root`` (``--data``);
+    ``$RETENTIVE_DATA`` and ``$RETENTIVE_DATA/<name>``; the project's ``../shared/data/<name>``
+    (beside the package's checkout, then beside the current folder); the cache's ``<name>``."""
+    dirs: list[Path] = [Path(root)] if root is not None else []
+    env = os.environ.get("RETENTIVE_DATA")
+    if env:
+        dirs.extend([Path(env), Path(env) / name])
+    project = Path(__file__).resolve().parents[2]
+    dirs.append(project.parent / "shared" / "data" / name)
+    dirs.append(Path.cwd().parent / "shared" / "data" / name)
+    dirs.append(cache_base() / name)
+    return list(dict.fromkeys(dirs))
+
+
 def mirror_list(env: str, defaults: tuple[str, ...]) -> tuple[str, ...]:
     """The base URLs to fetch from, in order: ``$env`` (comma-separated) or ``defaults``."""
     configured = [url.strip() for url in os.environ.get(env, "").split(",") if url.strip()]

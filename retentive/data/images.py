@@ -50,7 +50,7 @@ class ImageDataset(TensorChunk):
 
     @property
     def images(self) -> Tensor:
-        return self.inputs  # type: ignore[no-any-return]
+        return self.inputs
 
     def __getitem__(self, index: int | list[int] | Tensor | slice) -> tuple[object, ...]:
         if isinstance(index, int):

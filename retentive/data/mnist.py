@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list
+from retentive.data.downloads import atomic_write, cache_base, check_mirror, fetch_bytes, mirror_list, search_path
 from retentive.data.tensors import TensorChunk
 from retentive.errors import DataError
 
@@ -66,17 +66,7 @@ def cache_dir() -> Path:
 
 def search_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
     """The folders searched for the idx files, in order."""
-    dirs: list[Path] = []
-    if root is not None:
-        dirs.append(Path(root))
-    env = os.environ.get("RETENTIVE_DATA")
-    if env:
-        dirs.extend([Path(env), Path(env) / "mnist"])
-    project = Path(__file__).resolve().parents[2]
-    dirs.append(project.parent / "shared" / "data" / "mnist")
-    dirs.append(Path.cwd().parent / "shared" / "data" / "mnist")
-    dirs.append(cache_dir())
-    return list(dict.fromkeys(dirs))
+    return search_path("mnist", root)
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:

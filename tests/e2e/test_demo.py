@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from retentive.state import load_state
 
@@ -38,3 +39,22 @@ def test_demo_runs_five_processes_through_state_folders(tmp_path):
         [sys.executable, "-m", "retentive.cli", "demo", "--output", str(out)], capture_output=True, text=True
     )
     assert again.returncode == 2 and "earlier run" in again.stderr
+
+
+def test_cifar10_demo_runs_seq_cifar10_through_state_folders(tmp_path):
+    """Seq-CIFAR-10 on the shared copy (JPEG re-encoded, quality ~75): uint8 images all the way
+    into the memory, the class pairs named, a narrow ResNet-18."""
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "retentive.cli", "demo", "--dataset", "cifar10", "--output", str(out)]
+    command += ["--samples-per-chunk", "48", "--test-per-chunk", "20", "--nf", "4", "--memory-size", "100"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "chunk 0 (airplane and automobile)" in result.stdout and "chunk 4 (ship and truck)" in result.stdout
+    assert "test images after each update" in result.stdout and "average_accuracy" in result.stdout
+    final = load_state(out / "state" / "chunk_004")
+    assert final.manifest["updates_done"] == 5 and final.manifest["tasks_seen"] == {str(i): 48 for i in range(5)}
+    stored = final.memory["storage"]
+    assert final.memory["size"] == 100 and stored["inputs"].dtype == torch.uint8
+    assert stored["inputs"].shape[1:] == (3, 32, 32) and len(set(stored["targets"].tolist())) >= 8
+    rows = [json.loads((out / f"row_{i:03d}.json").read_text())["row"] for i in range(5)]
+    assert all(len(row) == 5 and all(0 <= a <= 1 for a in row) for row in rows)

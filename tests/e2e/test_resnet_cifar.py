@@ -39,6 +39,12 @@ def model(nf: int = 4) -> ResNet18:
     return ResNet18(nf=nf)
 
 
+def build(cls: type, net: nn.Module | None = None, **kwargs) -> R.ModelUpdater:
+    """``cls`` on ``net`` (a fresh ResNet-18 by default), cross-entropy, SGD lr 0.05, quiet, on the CPU."""
+    net = model() if net is None else net
+    return cls(net, nn.CrossEntropyLoss(), partial(torch.optim.SGD, lr=0.05), **kwargs, **QUIET)
+
+
 class Recorded:
     """A batched transform that records what it was given and what it gave."""
 
@@ -75,16 +81,14 @@ def test_the_augmentation_reaches_new_and_replayed_samples_only_and_the_memory_k
         Recorded(cifar10_test_transform()),
     )
     net = Watched()
-    updater = R.ExperienceReplayModelUpdater(
+    updater = build(
+        R.ExperienceReplayModelUpdater,
         net,
-        nn.CrossEntropyLoss(),
-        partial(torch.optim.SGD, lr=0.05),
         memory_size=40,
         batch_size=32,
         train_transform=train,
         buffer_transform=buffer,
         test_transform=test,
-        **QUIET,
     )
     updater.update(first, task_id=0)
     for recorder in (train, buffer, test):
@@ -126,27 +130,14 @@ def test_resnet18_trains_through_er_and_derpp_and_reloads_from_its_state_folder(
             train_transform=cifar10_train_transform(),
             test_transform=cifar10_test_transform(),
             **extra,
-            **QUIET,
         )
         net = model()
         before = {k: v.clone() for k, v in net.state_dict().items()}
-        updater = cls(
-            net,
-            nn.CrossEntropyLoss(),
-            partial(torch.optim.SGD, lr=0.05),
-            output_state_folder=tmp_path / name / "s0",
-            **common,
-        )
+        updater = build(cls, net, output_state_folder=tmp_path / name / "s0", **common)
         updater.update(first, task_id=0)
         assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items() if "weight" in k)
-        again = cls(
-            model(),
-            nn.CrossEntropyLoss(),
-            partial(torch.optim.SGD, lr=0.05),
-            input_state_folder=tmp_path / name / "s0",
-            output_state_folder=tmp_path / name / "s1",
-            **common,
-        )
+        folders = {"input_state_folder": tmp_path / name / "s0", "output_state_folder": tmp_path / name / "s1"}
+        again = build(cls, **folders, **common)
         x = cifar10_test_transform()(second.inputs[:8])
         with torch.no_grad():
             assert torch.equal(again.model.eval()(x), net.eval()(x))
@@ -159,27 +150,17 @@ def test_resnet18_trains_through_er_and_derpp_and_reloads_from_its_state_folder(
 
 def test_icarl_selection_and_shift_detection_find_resnet18_features(tmp_path):
     first, second = cifar_chunks(dtype=torch.float32)
-    icarl = R.ICaRLModelUpdater(
-        model(),
-        nn.CrossEntropyLoss(),
-        partial(torch.optim.SGD, lr=0.05),
-        memory_size=20,
-        batch_size=16,
-        **QUIET,
-    )
+    icarl = build(R.ICaRLModelUpdater, memory_size=20, batch_size=16)
     assert icarl.hyperparameters["feature_layer"] is None  # the default rule: the classifier's input
     icarl.update(first, task_id=0)
     icarl.update(second, task_id=1)
     assert len(icarl.memory) == 20
-    herding = R.ExperienceReplayModelUpdater(
-        model(),
-        nn.CrossEntropyLoss(),
-        partial(torch.optim.SGD, lr=0.05),
+    herding = build(
+        R.ExperienceReplayModelUpdater,
         memory_size=10,
         batch_size=16,
         memory_policy=HerdingPolicy(),
         output_state_folder=tmp_path / "herding",
-        **QUIET,
     )
     herding.update(first, task_id=0)
     assert len(herding.memory) == 10 and set(herding.memory.decoded("targets").tolist()) == {0, 1}
@@ -193,15 +174,7 @@ def test_icarl_selection_and_shift_detection_find_resnet18_features(tmp_path):
 
 def test_packnet_keeps_an_earlier_tasks_function_on_resnet18():
     first, second = cifar_chunks(dtype=torch.float32)
-    updater = R.PackNetModelUpdater(
-        model(),
-        nn.CrossEntropyLoss(),
-        partial(torch.optim.SGD, lr=0.05),
-        prune_ratio=0.5,
-        post_prune_epochs=1,
-        batch_size=16,
-        **QUIET,
-    )
+    updater = build(R.PackNetModelUpdater, prune_ratio=0.5, post_prune_epochs=1, batch_size=16)
     packed = updater.update(first, task_id=0)
     x, task0 = first.inputs[:8], torch.zeros(8, dtype=torch.long)
     with torch.no_grad():
@@ -216,10 +189,9 @@ def test_bf16_channels_last_and_compile_train_and_save_plain_weights(tmp_path):
     first, second = cifar_chunks()
     net = prepare_model(model(), channels_last=True, compile={"backend": "eager"})
     assert net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    updater = R.DarkExperienceReplayModelUpdater(
+    updater = build(
+        R.DarkExperienceReplayModelUpdater,
         net,
-        nn.CrossEntropyLoss(),
-        partial(torch.optim.SGD, lr=0.05),
         alpha=0.2,
         beta=0.5,
         memory_size=40,
@@ -228,7 +200,6 @@ def test_bf16_channels_last_and_compile_train_and_save_plain_weights(tmp_path):
         train_transform=cifar10_train_transform(),
         test_transform=cifar10_test_transform(),
         output_state_folder=tmp_path / "s0",
-        **QUIET,
     )
     updater.update(first, task_id=0)
     assert updater.effective_precision == "bf16-mixed"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from first_run_support import serve
+from reader_support import search_nowhere
 
 from retentive.data import MNISTNotFoundError, load_mnist, load_mnist_arrays, split_mnist
 from retentive.data.mnist import FILES, ensure_mnist, locate_mnist, mirrors, parse_idx, search_dirs
@@ -63,12 +64,7 @@ def test_parse_idx_rejects_bad_files():
 
 
 def test_missing_files_error_lists_every_place_searched(tmp_path, monkeypatch):
-    monkeypatch.setenv("RETENTIVE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("RETENTIVE_DATA", str(tmp_path / "data"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(
-        "retentive.data.mnist.Path.resolve", lambda self: tmp_path / "pkg" / "retentive" / "data" / "mnist.py"
-    )
+    search_nowhere(tmp_path, monkeypatch)
     with pytest.raises(MNISTNotFoundError) as error:
         load_mnist("test", root=tmp_path / "nowhere")
     message = str(error.value)
