@@ -33,9 +33,9 @@ from typing import Any
 
 import torch
 
-from retentive.benchmarking import BenchmarkMethod, run_scenario
+from retentive.benchmarking import BenchmarkMethod, build_scenario, run_scenario
 from retentive.benchmarking.scenarios import Scenario
-from retentive.data import TensorChunk, cifar10, concatenate, seq_cifar10
+from retentive.data import TensorChunk, cifar10, concatenate
 from retentive.data.transforms import cifar10_test_transform, cifar10_train_transform
 from retentive.evaluation import accuracy_row
 from retentive.models import ResNet18, prepare_model
@@ -161,25 +161,13 @@ def cifar_scenario(
     data: tuple[TensorChunk, TensorChunk],
     channels_last: bool = False,
 ) -> Scenario:
-    """Seq-CIFAR-10 for the harness: uint8 training chunks (the updater's transforms crop, flip and
-    normalise them, new and replayed alike; the memory keeps uint8) and test chunks normalised once,
-    as the test transform would."""
-    train, test = data
-    normalize = cifar10_test_transform()
-    test_chunks = [
-        TensorChunk(normalize(c.inputs), c.targets, c.task_ids)
-        for c in seq_cifar10(per_class(test, subsets[1], seed + 1), with_task_ids=True)
-    ]
-    return Scenario(
-        name="seq-cifar10",
-        train=seq_cifar10(per_class(train, subsets[0], seed), with_task_ids=True),
-        test=test_chunks,
-        model_factory=partial(resnet, nf, channels_last),
-        views={"class-il": False, "task-il": True},
-        protocol="seq-cifar10",
-        chunk_names=tuple(f"classes {2 * i},{2 * i + 1}" for i in range(5)),
-        seed=seed,
-    )
+    """The harness's Seq-CIFAR-10 on uint8 training images (the updater's transforms crop, flip and
+    normalise them, new and replayed alike; the memory keeps uint8) and test images normalised
+    once, as the test transform would; ``subsets``: (train, test) samples per class."""
+    train, test = per_class(data[0], subsets[0], seed), per_class(data[1], subsets[1], seed + 1)
+    normalized = TensorChunk(cifar10_test_transform()(test.inputs), test.targets)
+    scenario = build_scenario("seq-cifar10", seed, data=(train, normalized))
+    return replace(scenario, model_factory=partial(resnet, nf, channels_last))
 
 
 def device_name(device: str) -> str:
