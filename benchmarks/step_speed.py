@@ -106,53 +106,88 @@ class StepClock(pl.Callback):
         return statistics.median(self.gaps())
 
 
-def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> tuple[float, float]:
+class PlainLoop:
     """The same math by hand: shuffled batches by indexing, the augmentation on new and replayed
     samples, one forward over new+memory, reservoir insert of the raw samples."""
-    x_all, y_all, augment = work.measured.inputs, work.measured.targets, work.transform or (lambda x: x)
-    torch.manual_seed(seed)
-    model = work.make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
-    g = torch.Generator().manual_seed(seed)
-    mem_x = torch.zeros(CAPACITY, *x_all.shape[1:], dtype=x_all.dtype)
-    mem_y = torch.zeros(CAPACITY, dtype=torch.long)
-    mem_z = torch.zeros(CAPACITY, 10)
-    size = seen = 0
-    order = torch.randperm(len(y_all), generator=g)
-    times = []
-    for step in range(steps):
+
+    def __init__(self, work: Workload, der: bool, seed: int) -> None:
+        self.x_all, self.y_all = work.measured.inputs, work.measured.targets
+        self.augment = work.transform or (lambda x: x)
+        self.der = der
+        torch.manual_seed(seed)
+        self.model = work.make_model()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.g = torch.Generator().manual_seed(seed)
+        self.mem_x = torch.zeros(CAPACITY, *self.x_all.shape[1:], dtype=self.x_all.dtype)
+        self.mem_y = torch.zeros(CAPACITY, dtype=torch.long)
+        self.mem_z = torch.zeros(CAPACITY, 10)
+        self.size = self.seen = self.steps = 0
+        self.order = torch.randperm(len(self.y_all), generator=self.g)
+
+    def step(self) -> float:
+        """One step; its wall time in seconds."""
         t0 = time.perf_counter()
-        idx = order[(step * NEW) % (len(order) - NEW) :][:NEW]
-        x, y = x_all[idx], y_all[idx]
-        if size:
-            m = torch.rand(size, generator=g).topk(min(MEM, size)).indices
-            out = model(torch.cat([augment(x), augment(mem_x[m])]))
+        g, model, augment = self.g, self.model, self.augment
+        idx = self.order[(self.steps * NEW) % (len(self.order) - NEW) :][:NEW]
+        x, y = self.x_all[idx], self.y_all[idx]
+        if self.size:
+            m = torch.rand(self.size, generator=g).topk(min(MEM, self.size)).indices
+            out = model(torch.cat([augment(x), augment(self.mem_x[m])]))
             new_out, mem_out = out[:NEW], out[NEW:]
-            if der:
+            mem_y, mem_z = self.mem_y[m], self.mem_z[m]
+            if self.der:
                 loss = (
                     F.cross_entropy(new_out, y)
-                    + 0.5 * F.mse_loss(mem_out, mem_z[m])
-                    + 0.5 * F.cross_entropy(mem_out, mem_y[m])
+                    + 0.5 * F.mse_loss(mem_out, mem_z)
+                    + 0.5 * F.cross_entropy(mem_out, mem_y)
                 ) / 2.0
             else:
-                loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y[m])) / 2.0
+                loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y)) / 2.0
         else:
             new_out = model(augment(x))
             loss = F.cross_entropy(new_out, y)
-        opt.zero_grad()
+        self.opt.zero_grad()
         loss.backward()
-        opt.step()
-        pos = torch.arange(seen, seen + NEW)
+        self.opt.step()
+        pos = torch.arange(self.seen, self.seen + NEW)
         slots = torch.where(pos < CAPACITY, pos, (torch.rand(NEW, generator=g, dtype=torch.float64) * (pos + 1)).long())
         keep = slots < CAPACITY
-        mem_x[slots[keep]] = x[keep]
-        mem_y[slots[keep]] = y[keep]
-        mem_z[slots[keep]] = new_out.detach()[keep]
-        size = min(CAPACITY, seen + NEW)
-        seen += NEW
-        times.append(time.perf_counter() - t0)
-    kept = times[warm_up(len(times)) :]
+        self.mem_x[slots[keep]] = x[keep]
+        self.mem_y[slots[keep]] = y[keep]
+        self.mem_z[slots[keep]] = new_out.detach()[keep]
+        self.size = min(CAPACITY, self.seen + NEW)
+        self.seen += NEW
+        self.steps += 1
+        return time.perf_counter() - t0
+
+
+def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> tuple[float, float]:
+    """(median, fastest) step of the plain loop run alone for ``steps`` steps."""
+    loop = PlainLoop(work, der, seed)
+    kept = [loop.step() for _ in range(steps)][warm_up(steps) :]
     return statistics.median(kept), min(kept)
+
+
+class Interleaved(pl.Callback):
+    """One plain-loop step right before each retentive step, both timed: each pair is measured
+    within a second, so a busy machine slows both sides of a pair alike."""
+
+    def __init__(self, loop: PlainLoop) -> None:
+        self.loop = loop
+        self.pairs: list[tuple[float, float]] = []
+        self._plain = self._start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self._plain = self.loop.step()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.pairs.append((self._plain, time.perf_counter() - self._start))
+
+    def ratio(self) -> float:
+        """The median over the pairs of retentive's step over the plain loop's."""
+        kept = self.pairs[warm_up(len(self.pairs)) :]
+        return statistics.median(ret / plain for plain, ret in kept)
 
 
 class BareLightning(pl.LightningModule):
@@ -271,6 +306,9 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         steady, per_update = timed_update(in_process, clock, work.measured)
         steady_min = min(clock.gaps())
         reload_steady, _ = timed_update(make_updater(work, der, r, clock, input_state=state), clock, work.measured)
+        pairs = Interleaved(PlainLoop(work, der, r + 1000))
+        in_process.callbacks.append(pairs)  # the next update's Trainer runs it
+        in_process.update(work.measured)  # the plain loop replays from its second step (warm-up skips it)
     return {
         "plain": plain,
         "bare": bare,
@@ -282,6 +320,7 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         "r_update": per_update / plain,
         "r_reload": reload_steady / plain,
         "r_min": steady_min / plain_min,
+        "r_pairs": pairs.ratio(),
     }
 
 
@@ -329,6 +368,8 @@ def main() -> None:
         )
         ratios = ", ".join(f"{row['r_steady']:.3f}" for row in rounds)
         print(f"       per-round steady ratios: {ratios}")
+        paired = ", ".join(f"{row['r_pairs']:.3f}" for row in rounds)
+        print(f"       interleaved, each retentive step right after a plain step, median per round: {paired}")
         fastest = ", ".join(f"{row['r_min']:.3f}" for row in rounds)
         print(f"       fastest step over fastest step, per round (robust to a busy machine): {fastest}")
         if med["bare"] == med["bare"]:  # measured (not NaN)

@@ -203,6 +203,21 @@ def _check_task_ids(t: Tensor, task_id: int | None, role: str) -> None:
         )
 
 
+def _probe_outputs(model: nn.Module, x: Any, transform: Any, route: int, role: str) -> int:
+    """The model's output count, probed with ``x`` through ``transform``, else with ``x`` itself
+    (a transform whose output the model cannot take is reported by :func:`check_transforms`,
+    which names it)."""
+    if transform is not None:
+        try:
+            one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), x)
+            return probe_model(
+                model, nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, role)), route, role
+            )
+        except Exception:  # noqa: BLE001, S110 - the raw probe below reports what the data itself lacks
+            pass
+    return probe_model(model, x, route, role)
+
+
 def check_chunk(
     model: nn.Module, dataset: Dataset, role: str, task_id: int | None, default_task: int, transform: Any = None
 ) -> None:
@@ -219,13 +234,7 @@ def check_chunk(
     x = sample[0]
     t0 = sample[2] if len(sample) == 3 else None
     route = default_task if t0 is None else int(torch.as_tensor(t0))
-    if transform is not None:  # a failing transform is reported by check_transforms, naming it
-        try:
-            one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), x)
-            x = nested.tree_map(lambda leaf: leaf[0], apply_transform(transform, one, f"{role} transform"))
-        except Exception:  # noqa: BLE001
-            x = sample[0]
-    num_outputs = probe_model(model, x, route, role)
+    num_outputs = _probe_outputs(model, x, transform, route, role)
 
     targets = _tensor_attr(dataset, "targets", n)
     if targets is not None:
