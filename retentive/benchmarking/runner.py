@@ -63,13 +63,15 @@ def run_scenario(
     tensorboard_dir: str | Path | None = None,
     keep_states: str = "last",
     progress: Progress | None = None,
+    device: str | torch.device = "cpu",
 ) -> RunResult:
     """Train ``method`` on every chunk of ``scenario`` in order and return the measurements.
 
     State folders go to ``workdir/chunk_NNN``; ``keep_states`` keeps ``all`` of them, the
     ``last`` one (default) or ``none``. With ``tensorboard_dir`` the updates log their training
     curves under ``training/`` and the evaluation is written by the caller
-    (:func:`retentive.benchmarking.tensorboard.write_run`).
+    (:func:`retentive.benchmarking.tensorboard.write_run`). ``device`` is where the accuracy rows
+    are measured (a GPU run evaluates on its card rather than on the host's cores).
     """
     if keep_states not in KEEP_STATES:
         raise ValueError(f"keep_states must be one of {KEEP_STATES}, got {keep_states!r}")
@@ -77,7 +79,10 @@ def run_scenario(
     started = time.perf_counter()
     torch.manual_seed(int(seed))
     model = scenario.model_factory()
-    random_init = {view: accuracy_row(model, scenario.test, task_aware=aware) for view, aware in scenario.views.items()}
+    random_init = {
+        view: accuracy_row(model.to(device), scenario.test, task_aware=aware, device=device)
+        for view, aware in scenario.views.items()
+    }
     rows: dict[str, list[torch.Tensor]] = {view: [] for view in scenario.views}
     costs = _Costs()
     previous: Path | None = None
@@ -91,7 +96,7 @@ def run_scenario(
                 model = scenario.model_factory()  # a pipeline rebuilds the model; the state restores it
             measure = _update(method, model, train, i, previous, folder, seed, tensorboard_dir)
             costs.record(measure, len(train))
-            costs.evaluation_seconds.append(_evaluate(scenario, folder, rows))
+            costs.evaluation_seconds.append(_evaluate(scenario, folder, rows, device))
             if previous is not None and keep_states != "all":
                 shutil.rmtree(previous)
             previous = folder
@@ -140,10 +145,12 @@ def _update(
     return measure
 
 
-def _evaluate(scenario: Scenario, folder: Path, rows: dict[str, list[torch.Tensor]]) -> float:
+def _evaluate(
+    scenario: Scenario, folder: Path, rows: dict[str, list[torch.Tensor]], device: str | torch.device
+) -> float:
     """Append each view's accuracy row of the model loaded back from ``folder``; the seconds it took."""
     begun = time.perf_counter()
-    evaluated = load_model(scenario.model_factory(), folder)
+    evaluated = load_model(scenario.model_factory(), folder).to(device)
     for view, aware in scenario.views.items():
-        rows[view].append(accuracy_row(evaluated, scenario.test, task_aware=aware))
+        rows[view].append(accuracy_row(evaluated, scenario.test, task_aware=aware, device=device))
     return time.perf_counter() - begun
