@@ -20,6 +20,12 @@ bytes: the step's cost does not depend on their content, and the readers are not
 The bare-Lightning split is measured on the MNIST workload only. Each round also reports the
 ratio of the two sides' fastest steps: on a shared machine other processes lengthen some steps
 of either side at random, and the fastest step is the least disturbed estimate of each.
+``--device cuda[:N]`` (ResNet-18 only) runs both sides on that device: the model, the replay memory
+and each batch (moved there from the host, as Lightning moves retentive's) on the device, the
+random draws made there, ``--precision bf16-mixed`` as autocast on the plain side and as the
+Trainer's precision on retentive's. CUDA runs asynchronously, so on a GPU each side is timed over
+a window of steps closed by a synchronisation (``--window-timing`` does the same on the CPU); the
+per-step figures (fastest step, interleaved pairs) need a sync in every step and are left out.
 ``--compare-layouts --nf N --rounds R`` times ResNet-18's forward and backward in NCHW against
 channels-last instead (R repetitions each, alternating).
 """
@@ -28,74 +34,53 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
-from retentive.data import TensorChunk, load_mnist, split_mnist
-from retentive.data.transforms import cifar10_train_transform
 from retentive.models import MLP, ResNet18, prepare_model
 
-NEW, MEM, CAPACITY, LR = 32, 32, 500, 0.03
-
-
-@dataclass
-class Workload:
-    """What both sides train: the model, the two chunks (memory fill, measured) and the augmentation."""
-
-    name: str
-    make_model: Callable[[], nn.Module]
-    fill: TensorChunk
-    measured: TensorChunk
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
-
-
-def mnist_workload(steps: int) -> Workload:
-    chunks = split_mnist(load_mnist("train"))
-    n = torch.arange(steps * NEW)
-    return Workload("MNIST MLP", MLP, chunks[0].subset(n), chunks[1].subset(n))
-
-
-def resnet_workload(steps: int, nf: int) -> Workload:
-    g = torch.Generator().manual_seed(0)
-
-    def chunk(n: int) -> TensorChunk:
-        return TensorChunk(
-            torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-            torch.randint(0, 10, (n,), generator=g),
-        )
-
-    fill = (CAPACITY // NEW + 2) * NEW  # the fill update leaves the memory full
-    return Workload(
-        f"ResNet-18 nf={nf}", partial(ResNet18, nf=nf), chunk(fill), chunk(steps * NEW), cifar10_train_transform()
-    )
-
-
-def warm_up(n: int) -> int:
-    """Steps left out of a median as warm-up: 10, or a quarter of a short run."""
-    return min(10, max(1, n // 4))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_plain import (  # noqa: E402  (the plain side and the workloads, beside this script)
+    CAPACITY,
+    LR,
+    MEM,
+    NEW,
+    PlainLoop,
+    Workload,
+    mnist_workload,
+    plain_loop,
+    resnet_workload,
+    warm_up,
+)
 
 
 class StepClock(pl.Callback):
-    """Records the time at the start of every training batch."""
+    """Records the time at the start of every training batch. With ``work.window`` the clock is read
+    after a synchronisation at the first batch past the warm-up and at the epoch's end, so the
+    window between them covers the device's work; the steps inside it are not synchronised."""
 
-    def __init__(self) -> None:
+    def __init__(self, work: Workload) -> None:
+        self.work = work
         self.starts: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        if self.work.window and batch_idx == warm_up(trainer.num_training_batches + 1):
+            self.work.sync()
         self.starts.append(time.perf_counter())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        if self.work.window:
+            self.work.sync()
         self.starts.append(time.perf_counter())
 
     def gaps(self) -> list[float]:
@@ -103,69 +88,11 @@ class StepClock(pl.Callback):
         return [b - a for a, b in zip(self.starts[skip:-1], self.starts[skip + 1 :])]  # skip warm-up, last partial
 
     def median_step(self) -> float:
+        """The median step; in window mode the mean step over the synchronised window."""
+        if self.work.window:
+            skip = warm_up(len(self.starts))
+            return (self.starts[-1] - self.starts[skip]) / (len(self.starts) - 1 - skip)
         return statistics.median(self.gaps())
-
-
-class PlainLoop:
-    """The same math by hand: shuffled batches by indexing, the augmentation on new and replayed
-    samples, one forward over new+memory, reservoir insert of the raw samples."""
-
-    def __init__(self, work: Workload, der: bool, seed: int) -> None:
-        self.x_all, self.y_all = work.measured.inputs, work.measured.targets
-        self.augment = work.transform or (lambda x: x)
-        self.der = der
-        torch.manual_seed(seed)
-        self.model = work.make_model()
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
-        self.g = torch.Generator().manual_seed(seed)
-        self.mem_x = torch.zeros(CAPACITY, *self.x_all.shape[1:], dtype=self.x_all.dtype)
-        self.mem_y = torch.zeros(CAPACITY, dtype=torch.long)
-        self.mem_z = torch.zeros(CAPACITY, 10)
-        self.size = self.seen = self.steps = 0
-        self.order = torch.randperm(len(self.y_all), generator=self.g)
-
-    def step(self) -> float:
-        """One step; its wall time in seconds."""
-        t0 = time.perf_counter()
-        g, model, augment = self.g, self.model, self.augment
-        idx = self.order[(self.steps * NEW) % (len(self.order) - NEW) :][:NEW]
-        x, y = self.x_all[idx], self.y_all[idx]
-        if self.size:
-            m = torch.rand(self.size, generator=g).topk(min(MEM, self.size)).indices
-            out = model(torch.cat([augment(x), augment(self.mem_x[m])]))
-            new_out, mem_out = out[:NEW], out[NEW:]
-            mem_y, mem_z = self.mem_y[m], self.mem_z[m]
-            if self.der:
-                loss = (
-                    F.cross_entropy(new_out, y)
-                    + 0.5 * F.mse_loss(mem_out, mem_z)
-                    + 0.5 * F.cross_entropy(mem_out, mem_y)
-                ) / 2.0
-            else:
-                loss = (F.cross_entropy(new_out, y) + F.cross_entropy(mem_out, mem_y)) / 2.0
-        else:
-            new_out = model(augment(x))
-            loss = F.cross_entropy(new_out, y)
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        pos = torch.arange(self.seen, self.seen + NEW)
-        slots = torch.where(pos < CAPACITY, pos, (torch.rand(NEW, generator=g, dtype=torch.float64) * (pos + 1)).long())
-        keep = slots < CAPACITY
-        self.mem_x[slots[keep]] = x[keep]
-        self.mem_y[slots[keep]] = y[keep]
-        self.mem_z[slots[keep]] = new_out.detach()[keep]
-        self.size = min(CAPACITY, self.seen + NEW)
-        self.seen += NEW
-        self.steps += 1
-        return time.perf_counter() - t0
-
-
-def plain_loop(work: Workload, steps: int, der: bool, seed: int) -> tuple[float, float]:
-    """(median, fastest) step of the plain loop run alone for ``steps`` steps."""
-    loop = PlainLoop(work, der, seed)
-    kept = [loop.step() for _ in range(steps)][warm_up(steps) :]
-    return statistics.median(kept), min(kept)
 
 
 class Interleaved(pl.Callback):
@@ -230,9 +157,9 @@ class BareLightning(pl.LightningModule):
         self.seen += n
 
 
-def bare_lightning(chunk, seed: int) -> float:
+def bare_lightning(work: Workload, seed: int) -> float:
     torch.manual_seed(seed)
-    clock = StepClock()
+    chunk, clock = work.measured, StepClock(work)
     module = BareLightning()
     loader = DataLoader(
         chunk, sampler=BatchSampler(RandomSampler(chunk), batch_size=NEW, drop_last=False), batch_size=None
@@ -268,7 +195,9 @@ def make_updater(
         memory_size=CAPACITY,
         batch_size=NEW + MEM,
         batch_memory_frac=0.5,
-        accelerator="cpu",
+        accelerator="cpu" if work.device.type == "cpu" else "gpu",
+        devices=[work.device.index] if work.device.index is not None else 1,
+        precision=work.precision,
         logger=False,
         enable_progress_bar=False,
         callbacks=[clock],
@@ -287,8 +216,10 @@ def timed_update(updater, clock: StepClock, chunk) -> tuple[float, float]:
     """(median steady-state step, whole update / steps) of one update."""
     clock.starts.clear()
     steps_before = updater.learner.total_steps
+    clock.work.sync()
     t0 = time.perf_counter()
     updater.update(chunk)
+    clock.work.sync()  # the update's last queued device work belongs to it
     total = time.perf_counter() - t0
     return clock.median_step(), total / (updater.learner.total_steps - steps_before)
 
@@ -297,18 +228,16 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
     """One round side by side: the plain loop, retentive in process, after a reload (and the bare module)."""
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "s0"
-        clock = StepClock()
+        clock = StepClock(work)
         make_updater(work, der, r, clock, output_state=state).update(work.fill)  # a state with a full memory
         in_process = make_updater(work, der, r, clock)
         in_process.update(work.fill)  # fills the memory: every step measured below replays
         plain, plain_min = plain_loop(work, steps, der, r)
-        bare = bare_lightning(work.measured, r) if not der and work.transform is None else float("nan")
+        bare = bare_lightning(work, r) if not der and work.transform is None else float("nan")
         steady, per_update = timed_update(in_process, clock, work.measured)
-        steady_min = min(clock.gaps())
+        steady_min = float("nan") if work.window else min(clock.gaps())
         reload_steady, _ = timed_update(make_updater(work, der, r, clock, input_state=state), clock, work.measured)
-        pairs = Interleaved(PlainLoop(work, der, r + 1000))
-        in_process.callbacks.append(pairs)  # the next update's Trainer runs it
-        in_process.update(work.measured)  # the plain loop replays from its second step (warm-up skips it)
+        r_pairs = float("nan") if work.window else interleaved_ratio(work, der, r, in_process)
     return {
         "plain": plain,
         "bare": bare,
@@ -320,8 +249,16 @@ def one_round(work: Workload, der: bool, r: int, steps: int) -> dict[str, float]
         "r_update": per_update / plain,
         "r_reload": reload_steady / plain,
         "r_min": steady_min / plain_min,
-        "r_pairs": pairs.ratio(),
+        "r_pairs": r_pairs,
     }
+
+
+def interleaved_ratio(work: Workload, der: bool, r: int, updater) -> float:  # noqa: ANN001
+    """The median ratio of one more update of ``updater`` with a plain step before each of its steps."""
+    pairs = Interleaved(PlainLoop(work, der, r + 1000))
+    updater.callbacks.append(pairs)  # the next update's Trainer runs it
+    updater.update(work.measured)  # the plain loop replays from its second step (warm-up skips it)
+    return pairs.ratio()
 
 
 def compare_layouts(nf: int, repetitions: int) -> None:
@@ -338,7 +275,7 @@ def compare_layouts(nf: int, repetitions: int) -> None:
         print(f"{name:14s} fastest {1e3 * min(kept[1:]):.1f} ms, median {1e3 * statistics.median(kept[1:]):.1f} ms")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)
@@ -347,15 +284,37 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both sides")
     parser.add_argument("--methods", nargs="+", choices=("er", "der++"), default=["er", "der++"])
     parser.add_argument("--compare-layouts", action="store_true", help="time NCHW against channels-last instead")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (--model resnet18), both sides")
+    parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32", help="both sides (resnet18)")
+    parser.add_argument("--window-timing", action="store_true", help="time synchronised windows (always on a GPU)")
     args = parser.parse_args()
+    try:
+        args.device = torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device {args.device!r}: {error}")
+    if args.device.type not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu, cuda or cuda:N, not {args.device}")
+    if (args.model == "mlp" or args.compare_layouts) and (args.device.type != "cpu" or args.precision != "32"):
+        parser.error("--device and --precision apply to the --model resnet18 step comparison only")
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch sees no CUDA device")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     if args.compare_layouts:
         compare_layouts(args.nf, args.rounds)
         return
     work = mnist_workload(args.steps) if args.model == "mlp" else resnet_workload(args.steps, args.nf)
+    window = args.window_timing or args.device.type != "cpu"
+    work = replace(work, device=args.device, precision=args.precision, window=window)
+    timing = "synchronised windows" if window else "step by step"
     print(
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, {work.name}, "
-        f"{args.rounds} rounds of {args.steps} steps"
+        f"{args.rounds} rounds of {args.steps} steps, device {work.device}, precision {work.precision}, "
+        f"timed in {timing}"
     )
     for der in [method == "der++" for method in args.methods]:
         name = "DER++" if der else "ER"
@@ -368,10 +327,13 @@ def main() -> None:
         )
         ratios = ", ".join(f"{row['r_steady']:.3f}" for row in rounds)
         print(f"       per-round steady ratios: {ratios}")
-        paired = ", ".join(f"{row['r_pairs']:.3f}" for row in rounds)
-        print(f"       interleaved, each retentive step right after a plain step, median per round: {paired}")
-        fastest = ", ".join(f"{row['r_min']:.3f}" for row in rounds)
-        print(f"       fastest step over fastest step, per round (robust to a busy machine): {fastest}")
+        if window:
+            print("       (per-step figures left out: they need a sync in every step)")
+        else:
+            paired = ", ".join(f"{row['r_pairs']:.3f}" for row in rounds)
+            print(f"       interleaved, each retentive step right after a plain step, median per round: {paired}")
+            fastest = ", ".join(f"{row['r_min']:.3f}" for row in rounds)
+            print(f"       fastest step over fastest step, per round (robust to a busy machine): {fastest}")
         if med["bare"] == med["bare"]:  # measured (not NaN)
             print(
                 f"       the same ER math as a bare LightningModule (Lightning's loop alone): {1e3 * med['bare']:.2f} ms "

@@ -38,6 +38,7 @@ def test_gpu_sh_smoke_prints_every_figure_on_the_cpu(tmp_path):
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert "card: none (device cpu" in out
+    assert "device cpu, precision 32, timed in step by step" in out  # gpu.sh's --device reached step_speed.py
     for method in ("ER", "DER++"):
         assert re.search(
             rf"^{re.escape(method)}\s+plain loop [\d.]+ ms \| retentive steady step [\d.]+ ms \([\d.]+x\)", out, re.M
