@@ -32,6 +32,7 @@ done
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-$(command -v python || command -v python3 || echo python)}
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the scripts import this checkout's retentive, installed or not
 if [ -z "${RETENTIVE_DATA:-}" ] && [ -d shared/data ]; then
     export RETENTIVE_DATA=$PWD/shared/data  # retentive.data also looks in $RETENTIVE_DATA/cifar10
 fi
