@@ -3,14 +3,13 @@ results: every registered method is on it, a plug-in's method too, and its figur
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 from retentive.methods import MethodSpec, all_methods, register, unregister
 
@@ -18,11 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / "docs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"scripts/docs/{name}.py", name)
 
 
 catalogue = _load("method_catalogue")

@@ -3,15 +3,13 @@ and its report in ``--summary``; a wrong gate or an unreachable registry fails b
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import write_gate_pipeline_chunks
 
 from retentive.cli import main
-from retentive.data.files import write_chunk
 from retentive.state.home import ModelHome
 
 pytestmark = pytest.mark.slow
@@ -25,14 +23,7 @@ COMMON = [
 
 @pytest.fixture(scope="module")
 def chunk_files(tmp_path_factory, mnist_train) -> Path:
-    spec = importlib.util.spec_from_file_location("retentive_gate_cost_cli", ROOT / "benchmarks" / "gate_cost.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
-    folder = tmp_path_factory.mktemp("gate_chunks")
-    for index, chunk in enumerate(bench.pipeline_chunks(mnist_train, chunks=3, per_chunk=1000, harmful=2)):
-        write_chunk(folder / f"chunk_{index}.npz", chunk)
-    return folder
+    return write_gate_pipeline_chunks(tmp_path_factory.mktemp("gate_chunks"), mnist_train, "retentive_gate_cost_cli")
 
 
 def _update(home: ModelHome, chunk: Path, *extra: str, first: bool = False) -> int:

@@ -4,15 +4,14 @@ and the next good chunk updates from that champion; in a local model home and at
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from mlflow_server import mlflow_uri  # noqa: F401 - the fixture
 from s3_server import s3  # noqa: F401 - the fixture
+from script_modules import load_script
 
 from retentive.gates import Gate, GateRejected
 from retentive.registry import CHALLENGER, CHAMPION, MlflowRegistry
@@ -20,17 +19,12 @@ from retentive.state import load_state
 from retentive.state.home import ModelHome
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 HARMFUL = 2
 
 
 def _benchmark():
     """The pipeline the gate's cost is measured on (benchmarks/gate_cost.py): its chunks and updater."""
-    spec = importlib.util.spec_from_file_location("retentive_gate_cost", ROOT / "benchmarks" / "gate_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gate_cost.py", "retentive_gate_cost")
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,13 @@ with the home; the Python API (``retentive.registry.serving``) does the same. Wi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow_server import mlflow_uri  # noqa: F401 - the fixture
+from script_modules import write_gate_pipeline_chunks
 
 from retentive.cli import main
-from retentive.data.files import write_chunk
 from retentive.gates.recording import RegistryNotRecorded
 from retentive.registry import CHALLENGER, CHAMPION, open_registry
 from retentive.registry.serving import promote, rollback
@@ -31,14 +29,8 @@ GATE = ["--gate", "max_drop=5", "--gate", "holdout=0.2"]
 
 @pytest.fixture(scope="module")
 def chunk_files(tmp_path_factory, mnist_train) -> Path:
-    spec = importlib.util.spec_from_file_location("retentive_gate_cost_home_cli", ROOT / "benchmarks" / "gate_cost.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
     folder = tmp_path_factory.mktemp("home_cli_chunks")
-    for index, chunk in enumerate(bench.pipeline_chunks(mnist_train, chunks=3, per_chunk=1000, harmful=2)):
-        write_chunk(folder / f"chunk_{index}.npz", chunk)
-    return folder
+    return write_gate_pipeline_chunks(folder, mnist_train, "retentive_gate_cost_home_cli")
 
 
 def test_create_update_inspect_promote_rollback_with_the_registry_following(

@@ -4,22 +4,17 @@ The full 30-kill run is ``python benchmarks/kill_test.py`` (docs/benchmarks/reli
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 pytestmark = pytest.mark.slow
 
 
 def _kill_test_module():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_test.py"
-    spec = importlib.util.spec_from_file_location("retentive_kill_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/kill_test.py", "retentive_kill_test")
 
 
 def test_sigkill_during_training_and_save_never_corrupts(tmp_path, mnist_train):

@@ -3,24 +3,17 @@ and memory size, the paper's augmentation on new and replayed samples, and its s
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from script_modules import load_script
 
 from retentive.data import TensorChunk
 from retentive.data.transforms import Normalize, RandomCrop, RandomHorizontalFlip
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def der_cifar():
-    spec = importlib.util.spec_from_file_location("der_cifar", ROOT / "benchmarks" / "der_cifar.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/der_cifar.py", "der_cifar")
 
 
 @pytest.mark.parametrize(

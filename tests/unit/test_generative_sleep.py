@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from generative_support import make, two_chunks
-from pytorch_lightning.loggers import Logger
+from recording_logger import RecordingLogger
 from state_helpers import same_snapshot
 
 from retentive import VariationalAutoencoder
@@ -50,26 +50,6 @@ class Fits(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int):
         self.batches[-1].append(batch)
         self.losses[-1].append(outputs["loss"])
-
-
-class Recording(Logger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.metrics: list[tuple[int | None, dict]] = []
-
-    @property
-    def name(self) -> str:
-        return "recording"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        self.metrics.append((step, dict(metrics)))
-
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def test_consolidation_takes_replay_only_steps(tmp_path, chunks):
@@ -161,7 +141,7 @@ def test_the_sleep_is_logged_on_the_updates_step_axis_with_its_own_batch_and_rep
     axis, and both fits are validated; the sleep's generated inputs get the buffer transform, and its labels (the classifier's)
     neither target transform; no replay is drawn and nothing offered to the generator, which has
     learned the whole chunk before the sleep (also when it is offered at the update's end)."""
-    logger, fits = Recording(), Fits()
+    logger, fits = RecordingLogger(), Fits()
     updater = make(
         tmp_path,
         "s0",

@@ -3,14 +3,12 @@ gpu.sh passes ``--device`` and ``--precision`` on every run, so both must work a
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--model", "resnet18", "--nf", "4", "--rounds", "1", "--steps", "4"]
 
 
@@ -18,9 +16,7 @@ TINY = ["--model", "resnet18", "--nf", "4", "--rounds", "1", "--steps", "4"]
 def step_speed():
     saved = list(sys.path)  # the script puts its own folder on the path to import step_plain
     try:
-        spec = importlib.util.spec_from_file_location("step_speed", ROOT / "benchmarks" / "step_speed.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_script("benchmarks/step_speed.py", "step_speed")
     finally:
         sys.path[:] = saved
     return module

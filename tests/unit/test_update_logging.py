@@ -6,33 +6,12 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from pytorch_lightning.loggers import Logger
+from recording_logger import RecordingLogger as Recording
 from third_party import chunks
 
 import retentive as R
 from retentive.models import MLP
 from retentive.state import load_state
-
-
-class Recording(Logger):
-    def __init__(self) -> None:
-        super().__init__()
-        self.metrics: list[tuple[int, dict]] = []
-        self.hparams: list[dict] = []
-
-    @property
-    def name(self) -> str:
-        return "recording"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.metrics.append((step, dict(metrics)))
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        self.hparams.append(dict(params))
 
 
 def _updater(logger, **kwargs):
