@@ -17,6 +17,7 @@ what DDP does not cover:
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -33,6 +34,35 @@ def mix_seed(*values: int) -> int:
     """A 63-bit seed from integers, the same in every process (no salted hashing)."""
     digest = hashlib.sha256(b"".join(int(v).to_bytes(16, "little", signed=True) for v in values)).digest()
     return int.from_bytes(digest[:8], "little") & _MASK_63
+
+
+def launched_as_global_zero() -> bool:
+    """Whether this process is global rank 0, as its launcher says, before any process group exists.
+
+    Decided before the Trainer is built (the updater takes the output lock then): an initialised
+    process group's rank; else torchrun's or MPI's ``RANK``; else the node and local rank
+    (``NODE_RANK``/``GROUP_RANK`` and ``LOCAL_RANK``: Lightning's own launcher on node 1 starts
+    its local rank 0 with ``NODE_RANK=1`` and no ``RANK``, and that process must not write); else
+    SLURM's ``SLURM_PROCID``. Nothing set: a single process, rank 0.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    node = env.get("NODE_RANK", env.get("GROUP_RANK"))
+    if node is not None or "LOCAL_RANK" in env:
+        return int(node or 0) == 0 and int(env.get("LOCAL_RANK", 0)) == 0
+    return int(env.get("SLURM_PROCID", env.get("JSM_NAMESPACE_RANK", 0))) == 0
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order (``[obj]`` without a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
@@ -109,8 +139,15 @@ def fingerprint(state: Any) -> bytes:
     return digest.digest()
 
 
-def check_identical(parts: Mapping[str, Any], gather: Callable[[Tensor], Tensor], device: torch.device) -> None:
-    """Raise :class:`ReplicaMismatchError` naming each part whose fingerprint differs across ranks."""
+def check_identical(
+    parts: Mapping[str, Any],
+    gather: Callable[[Tensor], Tensor],
+    device: torch.device,
+    when: str = "after the update",
+    consequence: str = "the update is not saved",
+) -> None:
+    """Raise :class:`ReplicaMismatchError` naming each part whose fingerprint differs across ranks
+    (``when`` and ``consequence`` word the error: at the end of a fit, or before it starts)."""
     names = sorted(parts)
     local = torch.tensor([list(fingerprint(parts[name])[:8]) for name in names], dtype=torch.uint8, device=device).to(
         torch.int64
@@ -119,7 +156,7 @@ def check_identical(parts: Mapping[str, Any], gather: Callable[[Tensor], Tensor]
     differing = [name for i, name in enumerate(names) if not bool((everyone[:, i] == everyone[0, i]).all())]
     if differing:
         raise ReplicaMismatchError(
-            f"after the update the ranks hold different {', '.join(differing)} (compared by sha256); "
-            "the update is not saved. Every rank must build the same model, components and memory "
-            "and start from the same state folder"
+            f"{when} the ranks hold different {', '.join(differing)} (compared by sha256); "
+            f"{consequence}. Every rank must build the same model, components and memory "
+            "and start from the same state folder (on several nodes: a path every node sees, or a URL)"
         )

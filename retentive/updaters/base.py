@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
+from retentive.distributed import launched_as_global_zero
 from retentive.errors import DataError
 from retentive.gates import Gate
 from retentive.gates.transaction import Transaction
@@ -276,7 +277,13 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         """
         # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
         # launcher the other ranks run this same call and must not contend for the lock.
-        writer = self.output_state_folder is not None and rank_zero_only.rank == 0  # type: ignore[attr-defined]  # Lightning sets .rank on the function
+        # On several nodes Lightning's own launcher starts node 1's local rank 0 with rank_zero_only.rank
+        # 0 until its Trainer exists: the launcher's environment says it is not global rank 0.
+        writer = (
+            self.output_state_folder is not None
+            and rank_zero_only.rank == 0  # type: ignore[attr-defined]  # Lightning sets .rank on the function
+            and launched_as_global_zero()
+        )
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:

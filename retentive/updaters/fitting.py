@@ -11,7 +11,8 @@ also written at the end of each fit, so that a crash between two fits loses neit
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
@@ -31,6 +32,7 @@ from retentive.state.resume import (
 )
 from retentive.updaters.hooks import Fit
 from retentive.updaters.monitoring import BestEpoch
+from retentive.updaters.shared_state import StartAgreement
 
 if TYPE_CHECKING:
     from retentive.updaters.host import UpdaterHost as _Host
@@ -174,6 +176,7 @@ class FittingMixin(_Host):
                 from pytorch_lightning.callbacks import EarlyStopping
 
                 callbacks.append(EarlyStopping(monitor=self.metric, mode=self.mode))
+        callbacks.append(StartAgreement(partial(self._start, window)))  # under DDP: the ranks start alike
         self.learner.check_labels_per_step = not exposes_targets(fit.data)
         trainer = self._trainer(max_epochs=epochs, callbacks=callbacks)
         self._check_launcher(trainer)
@@ -199,6 +202,15 @@ class FittingMixin(_Host):
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
         if window is not None:
             window.finish(trainer)
+
+    def _start(self, window: FitWindow | None) -> dict[str, Any]:
+        """What every data-parallel rank must hold alike when a fit starts (:class:`StartAgreement`)."""
+        return {
+            "input state version": self.state_version,
+            "resume checkpoint": None if window is None else (window.offset, window.done),
+            "memory": self.memory.state_dict(),
+            "component state": self.learner.extra_state(),
+        }
 
     def _check_launcher(self, trainer: pl.Trainer) -> None:
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):

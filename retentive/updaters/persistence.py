@@ -27,6 +27,7 @@ from retentive.state.locking import OutputLock
 from retentive.state.remote.locations import StateLocations
 from retentive.state.resume import discard_checkpoints
 from retentive.streams import STREAMS_SCHEME
+from retentive.updaters.shared_state import check_visible
 from retentive.updaters.validation import check_memory_labels
 
 if TYPE_CHECKING:
@@ -263,9 +264,14 @@ class PersistenceMixin(_Host):
             except Exception as error:  # reported to the other ranks below, then re-raised here
                 failure = error
         if self.world_size > 1:
-            message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}")
+            outcome = None if failure is None else f"{type(failure).__name__}: {failure}"
+            message, version = broadcast_object((outcome, self.state_version))  # rank 0's new version
             if failure is None and message is not None:
                 raise StateError(f"rank 0 could not write the state folder {str(folder)!r}: {message}")
+            if message is None:  # every replica now holds the version rank 0 committed
+                if self.state_locations.output_url is None:
+                    check_visible(folder, version)  # which every rank must see (several nodes: a shared path)
+                self.state_version = version
         where = self.state_locations.output_url or str(folder)
         guard.deliver(
             committed,

@@ -79,12 +79,10 @@ def make_updater(input_state: Path | None, output_state: Path | None, devices: i
         output_state_folder=output_state,
         accelerator="cpu",
         devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
         logger=False,
         enable_progress_bar=False,
-        max_epochs=1,
         seed=0,
-        **extra,
+        **{"strategy": "ddp" if devices > 1 else "auto", "max_epochs": 1, **extra},
     )
 
 
