@@ -158,5 +158,6 @@ def check_identical(
         raise ReplicaMismatchError(
             f"{when} the ranks hold different {', '.join(differing)} (compared by sha256); "
             f"{consequence}. Every rank must build the same model, components and memory "
-            "and start from the same state folder (on several nodes: a path every node sees, or a URL)"
+            "and start from the same state folder (on several nodes: a path every node sees, or a URL; "
+            "see docs/how-to/multi-node.md)"
         )

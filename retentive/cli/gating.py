@@ -84,8 +84,11 @@ def prepare_home(args: argparse.Namespace, gate: Any) -> None:
         return  # a home already, or not one: the update says which it is
     from retentive.state.home import ModelHome
 
-    ModelHome(path).create()
-    print(f"retentive update: created the model home {path} (a gated update keeps its versions there)", flush=True)
+    ModelHome(path).create()  # idempotent: under DDP every rank may make it, global rank 0 says so
+    from retentive.distributed import launched_as_global_zero
+
+    if launched_as_global_zero():
+        print(f"retentive update: created the model home {path} (a gated update keeps its versions there)", flush=True)
 
 
 def _entries(items: list[str]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class StartAgreement(pl.Callback):
                 all_gather_stacked,
                 trainer.strategy.root_device,
                 when="before the update",
-                consequence=f"nothing was trained; {SHARED_LOCATION}",
+                consequence="nothing was trained",
             )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from ddp_worker import CHUNK_SIZES, build_model, chunks, fingerprints, make_updater
+from helpers import assert_same_tree as _assert_equal
 
 from retentive.memory.compact import decode, dtype_from_name
 from retentive.state import load_state
@@ -58,26 +59,6 @@ def run(tmp_path_factory):
 
 def _dumps(out: Path, name: str) -> list[dict]:
     return [torch.load(out / f"{name}.rank{r}.pt", weights_only=True) for r in range(2)]
-
-
-def _assert_equal(a, b, where: str) -> None:
-    """Bitwise equality of nested tensors and values; a failure names the path that differs."""
-    if torch.is_tensor(a):
-        same = torch.is_tensor(b) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-    elif isinstance(a, dict):
-        same = isinstance(b, dict) and set(a) == set(b)
-        if same:
-            for key in a:
-                _assert_equal(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        same = isinstance(b, (list, tuple)) and len(a) == len(b)
-        if same:
-            for i, (x, y) in enumerate(zip(a, b)):
-                _assert_equal(x, y, f"{where}[{i}]")
-    else:
-        same = a == b
-    if not same:
-        pytest.fail(f"{where} differs")
 
 
 @pytest.mark.parametrize("name", ["ddp0", "ddp1", "from1_loaded", "from1", "super0", "super1"])
