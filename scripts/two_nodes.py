@@ -4,7 +4,9 @@ Each node is its own ``torchrun --nnodes 2 --nproc_per_node N --node_rank i --ma
 127.0.0.1 --master_port P`` (static rendezvous), as on two real machines, so Lightning sees
 torchelastic's environment with ``num_nodes=2`` and the global ranks span both launches. Each node
 gets its own working directory (``--workdir``/node0, node1) and ``RETENTIVE_NODE_DIR``, so that a
-script can also play two machines that do *not* share a filesystem.
+script can also play two machines that do *not* share a filesystem. ``--launcher lightning``
+starts ``python SCRIPT`` on each node with ``NODE_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``
+instead, as Lightning's own launcher runs on a cluster without torchrun.
 
 A node that fails early leaves the other waiting for it in the rendezvous or in a collective, so
 neither is waited for forever: once one node has exited with an error the other gets ``--grace``
@@ -28,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+LAUNCHERS = ("torchrun", "lightning")
 #: a killed node's return code: -9, as subprocess reports a SIGKILL
 KILLED = -signal.SIGKILL
 
@@ -69,6 +72,11 @@ def torchrun_command(node_rank: int, port: int, command: list[str], nproc_per_no
     ]
 
 
+def lightning_command(command: list[str]) -> list[str]:
+    """One node under Lightning's own launcher: the script alone, the node's rank in ``NODE_RANK``."""
+    return [sys.executable, *command]
+
+
 def _stop(process: subprocess.Popen[str]) -> None:
     """Kill a node's whole process group (torchrun's agent and its workers)."""
     with contextlib.suppress(ProcessLookupError):
@@ -84,12 +92,18 @@ def run_two_nodes(
     grace: float = 30.0,
     env: dict[str, str] | None = None,
     nproc_per_node: int = 1,
+    launcher: str = "torchrun",
 ) -> list[NodeResult]:
     """Launch both nodes, wait for them within ``timeout`` (``grace`` after a node failed), return both results.
 
-    ``command`` is what torchrun runs (a script and its arguments, or ``-m module ...``). Each
-    node's stdout and stderr go to ``workdir/node<i>.log`` and come back in its result.
+    ``command`` is what torchrun runs (a script and its arguments, or ``-m module ...``). With
+    ``launcher="lightning"`` each node runs ``python command`` with ``MASTER_ADDR``,
+    ``MASTER_PORT`` and ``NODE_RANK`` set, as Lightning's own launcher is started on a cluster
+    without torchrun (the script's Trainer must say ``num_nodes=2``). Each node's stdout and
+    stderr go to ``workdir/node<i>.log`` and come back in its result.
     """
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     port = free_port() if port is None else port
     processes: list[subprocess.Popen[str]] = []
     logs = []
@@ -99,9 +113,16 @@ def run_two_nodes(
         log = open(workdir / f"node{node}.log", "w+", encoding="utf-8")  # noqa: SIM115  # closed below
         logs.append(log)
         node_env = {**os.environ, **(env or {}), "RETENTIVE_NODE_DIR": str(folder)}
+        if launcher == "lightning":
+            node_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node))
+        line = (
+            lightning_command(command)
+            if launcher == "lightning"
+            else torchrun_command(node, port, command, nproc_per_node)
+        )
         processes.append(
             subprocess.Popen(
-                torchrun_command(node, port, command, nproc_per_node),
+                line,
                 cwd=folder,
                 env=node_env,
                 stdout=log,
@@ -152,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="the master's port (default: a free one)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds for both nodes in all")
     parser.add_argument("--grace", type=float, default=30.0, help="seconds the other node gets after one failed")
-    parser.add_argument("--nproc-per-node", type=int, default=1)
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="torchrun's processes per node")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="torchrun", help="torchrun, or Lightning's own")
     parser.add_argument("--workdir", type=Path, default=Path("two_nodes"), help="node0/, node1/ and the logs")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then what torchrun runs on each node")
     args = parser.parse_args(argv)
@@ -166,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         grace=args.grace,
         nproc_per_node=args.nproc_per_node,
+        launcher=args.launcher,
     )
     for result in results:
         if result.returncode != 0:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -33,12 +32,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(ROOT / "tests" / "support" / "multinode_worker.py")
 UPDATES = ("mn0", "mn1", "mn2")
+EPOCHS = (1, 1, 3)  # mn2: three epochs with resume=True
 launcher = load_script("scripts/two_nodes.py", "retentive_two_nodes")
 
 
-def _launch(command: list[str], workdir: Path, timeout: float = 400.0):
+def _launch(command: list[str], workdir: Path, timeout: float = 400.0, how: str = "torchrun"):
     env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return launcher.run_two_nodes(command, workdir, timeout=timeout, grace=20.0, env={**os.environ, **env})
+    return launcher.run_two_nodes(command, workdir, timeout=timeout, grace=20.0, env=env, launcher=how)
 
 
 def _assert_both_succeeded(results) -> None:
@@ -68,7 +68,8 @@ def test_both_nodes_hold_identical_replicas_and_rank_0_wrote_them(nodes, name):
         assert_same_tree(rank0[part], rank1[part], f"{name}.{part}")
     assert rank0["returned_is_model"] and rank1["returned_is_model"]
     update = UPDATES.index(name)
-    assert rank0["memory"]["size"] == 500 and rank0["memory"]["seen"] == sum(CHUNK_SIZES[: update + 1])
+    offered = sum(size * epochs for size, epochs in zip(CHUNK_SIZES[: update + 1], EPOCHS))
+    assert rank0["memory"]["size"] == 500 and rank0["memory"]["seen"] == offered
     state = load_state(out / name)
     assert_same_tree(state.memory, rank0["memory"], f"{name} folder memory")
     assert_same_tree(state.model, rank0["model"], f"{name} folder model")
@@ -119,12 +120,14 @@ def test_the_state_two_nodes_wrote_loads_in_one_process_and_goes_on(nodes, tmp_p
 
 
 def test_node_local_state_folders_are_refused_on_every_rank(nodes, tmp_path):
-    """Each node gets its own folders, as two machines without a shared filesystem."""
+    """Each node gets its own folders, as two machines without a shared filesystem. Lightning's
+    own launcher starts the nodes (``NODE_RANK``, no ``RANK``): node 1's process, its local rank 0,
+    must still not write (it did before the launch rank was read from the environment)."""
     out, _ = nodes
     shutil.copytree(out / "mn0", tmp_path / "mn0")
     shutil.copytree(out / "mn0", tmp_path / "node0" / "input")  # "the" input state: a stale copy on node 1
     shutil.copytree(out / "mn1", tmp_path / "node1" / "input")
-    _assert_both_succeeded(_launch([WORKER, "--out", str(tmp_path), "--phase", "local"], tmp_path))
+    _assert_both_succeeded(_launch([WORKER, "--out", str(tmp_path), "--phase", "local"], tmp_path, how="lightning"))
     said = [json.loads((tmp_path / f"local.rank{rank}.json").read_text()) for rank in (0, 1)]
     for rank in (0, 1):
         assert said[rank]["visible"].startswith("StateError: rank 0 wrote the state to"), said[rank]
@@ -171,7 +174,10 @@ def test_the_launcher_stops_a_node_whose_peer_failed(tmp_path):
     assert results[1].returncode != 0 and not results[1].killed
     assert results[0].killed and results[0].returncode == launcher.KILLED
     assert "node 0: rc -9 (killed: timed out waiting)" in launcher.describe(results)
-    assert launcher.main(["--workdir", str(tmp_path / "again"), "--timeout", "120", "--grace", "3", "--", str(script)]) == 1
+    assert (
+        launcher.main(["--workdir", str(tmp_path / "again"), "--timeout", "120", "--grace", "3", "--", str(script)])
+        == 1
+    )
 
 
 def test_the_launcher_needs_a_command():

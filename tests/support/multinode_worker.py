@@ -80,7 +80,7 @@ def crash_and_resume(out: Path, chunk) -> None:
 
 def local_folders(out: Path, data) -> None:
     """Node-local state folders (each node's own ``$RETENTIVE_NODE_DIR``): what each check says."""
-    rank, node_dir = int(os.environ["RANK"]), Path(os.environ["RETENTIVE_NODE_DIR"])
+    node_dir = Path(os.environ["RETENTIVE_NODE_DIR"])
     said = {}
     try:  # rank 0 writes into its node's folder; rank 1 does not see it there
         node_updater(out / "mn0", node_dir / "local").update(data[1], task_id=1)
@@ -91,7 +91,7 @@ def local_folders(out: Path, data) -> None:
     except Exception as error:
         said["start"] = f"{type(error).__name__}: {error}"
     said["wrote"] = sorted(p.name for p in node_dir.iterdir())
-    (out / f"local.rank{rank}.json").write_text(json.dumps(said), encoding="utf-8")
+    (out / f"local.rank{torch.distributed.get_rank()}.json").write_text(json.dumps(said), encoding="utf-8")
 
 
 def main() -> None:
