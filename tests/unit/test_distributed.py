@@ -6,7 +6,14 @@ import pytest
 import torch
 from rank_threads import run_ranks
 
-from retentive.distributed import check_identical, fingerprint, mix_seed, shared_rng
+from retentive.distributed import (
+    all_gather_objects,
+    check_identical,
+    fingerprint,
+    launched_as_global_zero,
+    mix_seed,
+    shared_rng,
+)
 from retentive.errors import ReplicaMismatchError
 
 
@@ -56,3 +63,29 @@ def test_check_identical_names_the_parts_that_differ():
 
     with pytest.raises(ReplicaMismatchError, match=r"different memory \(compared by sha256\)"):
         run_ranks(3, drifted)
+
+
+@pytest.mark.parametrize(
+    ("env", "zero"),
+    [
+        ({}, True),  # one process
+        ({"RANK": "0", "LOCAL_RANK": "0", "NODE_RANK": "1"}, True),  # torchrun's RANK decides
+        ({"RANK": "1", "LOCAL_RANK": "0", "GROUP_RANK": "1"}, False),  # torchrun, node 1's first process
+        ({"NODE_RANK": "1"}, False),  # Lightning's launcher: node 1's local rank 0 is global rank 1
+        ({"NODE_RANK": "0", "LOCAL_RANK": "1"}, False),  # a process Lightning started on node 0
+        ({"NODE_RANK": "0"}, True),
+        ({"GROUP_RANK": "1", "LOCAL_RANK": "0"}, False),
+        ({"SLURM_PROCID": "3"}, False),  # srun
+        ({"SLURM_PROCID": "0"}, True),
+    ],
+)
+def test_the_writer_is_global_rank_0_as_the_launcher_says(monkeypatch, env, zero):
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launched_as_global_zero() is zero
+
+
+def test_without_a_process_group_objects_stay_local():
+    assert all_gather_objects({"a": 1}) == [{"a": 1}]
