@@ -130,7 +130,12 @@ def build_gate(args: argparse.Namespace, config: Any) -> Any:
 
 
 def report_rejection(args: argparse.Namespace, rejected: Any, summary: dict[str, Any]) -> int:
-    """One line on stdout for a rejected candidate, its report in ``--summary``; the exit code."""
+    """One line on stdout for a rejected candidate, its report in ``--summary``; the exit code.
+    Under DDP every rank is rejected alike and global rank 0 alone reports."""
+    from retentive.distributed import launched_as_global_zero
+
+    if not launched_as_global_zero():
+        return GATE_REJECTED
     print(f"retentive update: {rejected}", flush=True)
     if args.summary is not None:
         args.summary.parent.mkdir(parents=True, exist_ok=True)

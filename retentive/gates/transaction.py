@@ -97,8 +97,10 @@ def keep_challenger(updater: UpdaterHost, report: GateReport, lock: OutputLock |
     current version serving.
     """
     folder, locations = updater.output_state_folder, updater.state_locations
-    if folder is None or lock is None:
+    if folder is None:
         return "nothing was written (no output_state_folder)", None
+    if lock is None:  # a data-parallel rank other than 0: rank 0 keeps it
+        return "kept by global rank 0 (this rank writes nothing)", None
     home = locations.home
     assert home is not None  # begin() refused a gated update into a single folder
     current = home.current()

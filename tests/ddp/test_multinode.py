@@ -140,27 +140,47 @@ def test_node_local_state_folders_are_refused_on_every_rank(nodes, tmp_path):
     assert said[1]["wrote"] == ["input"]  # node 1's local rank 0 wrote nothing: it is global rank 1
 
 
-def test_the_command_line_runs_a_gated_update_into_a_home_on_two_nodes(tmp_path):
-    from retentive.data.files import write_chunk
-
-    write_chunk(tmp_path / "chunk.npz", chunks()[0])
-    home = tmp_path / "home"
+def _cli_update(tmp_path: Path, chunk: str, *extra: str):
     command = [
         "-m", "retentive.cli", "update", "--config", str(ROOT / "configs" / "er.yaml"), "--threads", "1",
         "--set", "logger=false", "--set", "trainer.num_nodes=2", "--set", "trainer.strategy=ddp",
-        "--data", str(tmp_path / "chunk.npz"), "--output-state", str(home),
-        "--gate", "max_drop=5", "--gate", "holdout=0.2", "--summary", str(tmp_path / "summary.json"),
+        "--data", str(tmp_path / chunk), "--gate", "holdout=0.2", *extra,
     ]  # fmt: skip
-    results = _launch(command, tmp_path)
-    _assert_both_succeeded(results)
+    results = _launch(command, tmp_path / chunk.replace(".npz", ""))
     printed = [[line for line in r.output.splitlines() if line.startswith("retentive update")] for r in results]
+    assert printed[1] == [], printed[1]  # rank 1 says nothing
+    return results, printed[0]
+
+
+def test_the_command_line_runs_gated_updates_into_a_home_on_two_nodes(tmp_path):
+    """Promoted, then rejected (labels shuffled): global rank 0 commits, keeps the challenger, reports."""
+    from retentive.data import TensorChunk
+    from retentive.data.files import write_chunk
+
+    first, second = chunks()[:2]
+    write_chunk(tmp_path / "good.npz", first)
+    shuffled = second.targets[torch.randperm(len(second), generator=torch.Generator().manual_seed(0))]
+    write_chunk(tmp_path / "noise.npz", TensorChunk(second.inputs, shuffled))
+    home, summary = tmp_path / "home", tmp_path / "summary.json"
+
+    results, printed = _cli_update(tmp_path, "good.npz", "--output-state", str(home), "--gate", "max_drop=5")
+    _assert_both_succeeded(results)
     # the update's line (and "created the model home" before it, if node 0 made the home before node 1 did)
-    assert len(printed[0]) in (1, 2) and "gate: promote" in printed[0][-1], printed[0]
-    assert printed[1] == []  # rank 1 says nothing
+    assert len(printed) in (1, 2) and "gate: promote" in printed[-1], printed
     current = ModelHome(home).current()
-    assert current is not None and len(ModelHome(home).history()) == 1
-    assert ModelHome(home).manifest()["world_size"] == 2
-    assert json.loads((tmp_path / "summary.json").read_text())["updates_done"] == 1
+    assert current is not None and ModelHome(home).manifest()["world_size"] == 2
+
+    gate = ["--gate", "min_new_accuracy=0.9", "--summary", str(summary)]
+    results, printed = _cli_update(
+        tmp_path, "noise.npz", "--input-state", str(home), "--output-state", str(home), *gate
+    )
+    # each worker exits with the gate's code 4; torchrun reports any worker's failure as 1
+    assert [r.returncode for r in results] == [1, 1], launcher.describe(results)
+    assert all("failed (exitcode: 4)" in r.output for r in results)
+    assert len(printed) == 1 and "kept as the challenger" in printed[0], printed
+    assert ModelHome(home).current() == current  # still serving
+    assert ModelHome(home).challenger() is not None
+    assert json.loads(summary.read_text())["gate"]["passed"] is False
 
 
 def test_the_launcher_stops_a_node_whose_peer_failed(tmp_path):
