@@ -181,15 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give what each node runs after --, e.g. -- train.py or -- -m retentive.cli update ...")
-    results = run_two_nodes(
-        command,
-        args.workdir,
-        port=args.port,
-        timeout=args.timeout,
-        grace=args.grace,
-        nproc_per_node=args.nproc_per_node,
-        launcher=args.launcher,
-    )
+    settings = {name: getattr(args, name) for name in ("port", "timeout", "grace", "nproc_per_node", "launcher")}
+    results = run_two_nodes(command, args.workdir, **settings)
     for result in results:
         if result.returncode != 0:
             print(f"--- node {result.node_rank} (last lines of {args.workdir / f'node{result.node_rank}.log'})")
