@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
-from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -275,15 +274,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         ``registry`` (:class:`retentive.registry.Registry`) is checked before training and mirrors
         the decision (docs/how-to/gates-and-registry.md).
         """
-        # Only the global-zero process writes (lock, checkpoints, output); with DDP's subprocess
-        # launcher the other ranks run this same call and must not contend for the lock.
-        # On several nodes Lightning's own launcher starts node 1's local rank 0 with rank_zero_only.rank
-        # 0 until its Trainer exists: the launcher's environment says it is not global rank 0.
-        writer = (
-            self.output_state_folder is not None
-            and rank_zero_only.rank == 0  # type: ignore[attr-defined]  # Lightning sets .rank on the function
-            and launched_as_global_zero()
-        )
+        # Only global rank 0 writes (lock, checkpoints, output): under DDP the other ranks run this same
+        # call and must not contend for the lock. Its Trainer does not exist yet: the launcher's
+        # environment says which rank this is (on node 1, Lightning's own launcher's local rank 0 is not).
+        writer = self.output_state_folder is not None and launched_as_global_zero()
         lock = OutputLock(self.output_state_folder).acquire() if writer else None  # type: ignore[arg-type]
         self._version_at_call = self.state_version  # changed by the commit, while signals are held
         try:
