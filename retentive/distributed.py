@@ -39,12 +39,18 @@ def mix_seed(*values: int) -> int:
 def launched_as_global_zero() -> bool:
     """Whether this process is global rank 0, as its launcher says, before any process group exists.
 
-    Decided before the Trainer is built (the updater takes the output lock then): an initialised
-    process group's rank; else torchrun's or MPI's ``RANK``; else the node and local rank
-    (``NODE_RANK``/``GROUP_RANK`` and ``LOCAL_RANK``: Lightning's own launcher on node 1 starts
-    its local rank 0 with ``NODE_RANK=1`` and no ``RANK``, and that process must not write); else
-    SLURM's ``SLURM_PROCID``. Nothing set: a single process, rank 0.
+    Decided before the Trainer is built (the updater takes the output lock then): Lightning's
+    ``rank_zero_only.rank`` must be 0 (read from ``RANK`` or ``LOCAL_RANK`` when Lightning is
+    imported), and so must an initialised process group's rank; else torchrun's or MPI's
+    ``RANK``; else the node and local rank (``NODE_RANK``/``GROUP_RANK`` and ``LOCAL_RANK``:
+    Lightning's own launcher on node 1 starts its local rank 0 with ``NODE_RANK=1`` and no
+    ``RANK``, which Lightning takes for rank 0 until a Trainer exists, and that process must not
+    write); else SLURM's ``SLURM_PROCID``. Nothing set: a single process, rank 0.
     """
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return False
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank() == 0
     env = os.environ

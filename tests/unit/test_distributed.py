@@ -89,3 +89,12 @@ def test_the_writer_is_global_rank_0_as_the_launcher_says(monkeypatch, env, zero
 
 def test_without_a_process_group_objects_stay_local():
     assert all_gather_objects({"a": 1}) == [{"a": 1}]
+
+
+def test_a_process_lightning_ranks_non_zero_never_writes(monkeypatch):
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert launched_as_global_zero() is False
