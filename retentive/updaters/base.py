@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
+from retentive.data.streaming import declared_length, refuse_stream
 from retentive.errors import DataError
 from retentive.gates import Gate
 from retentive.gates.transaction import Transaction
@@ -288,8 +289,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
                     "current state to update it)."
                 )
             if train_dataset_collate_fn is not None:
+                refuse_stream(train_dataset, "train_dataset_collate_fn", "map the stream's samples instead")
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
+                refuse_stream(val_dataset, "val_dataset_collate_fn", "map the stream's samples instead")
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
             # Lightning's chatter quieted; its SystemExit for Ctrl-C made a KeyboardInterrupt again,
             # raised at a step boundary (never inside a logger's writer)
@@ -312,7 +315,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         gate: Gate | None = None,
         registry: Registry | None = None,
     ) -> nn.Module:
-        task = self._check_update(train_dataset, val_dataset, task_id)
+        task = self._check_update(train_dataset, val_dataset, task_id, gate)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
         self._begin_lineage(train_dataset, update, task)
@@ -325,7 +328,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         self.memory.reseed(*memory_seeds(self.seed, update))
         self.learner.begin_update(self.seed, update, task, partial(self.batches, train_dataset, route))
         try:
-            self.chunk_size = len(train_dataset)  # type: ignore[arg-type]
+            self.chunk_size = declared_length(train_dataset)  # None: a stream of unstated length
+            self.streamed_samples = 0  # such a stream's samples, counted as they are trained on
             if session is not None and session.trained:
                 self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
             else:
@@ -333,7 +337,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self.after_fit(train_dataset, route)
             self.updates_done += 1
             self.task_order.append(task)
-            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
+            seen = self.chunk_size if self.chunk_size is not None else self.streamed_samples
+            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + seen
             self._log_memory()
             transaction.decide(self, lock)  # a rejected candidate: kept as the challenger, GateRejected
             if self.output_state_folder is not None:
@@ -345,7 +350,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             raise
         return self.model
 
-    def _check_update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: Any) -> int | str:
+    def _check_update(
+        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: Any, gate: Gate | None = None
+    ) -> int | str:
         """Refuse, before any training, what this update could not train on or write; returns its task.
 
         A growing model grows for the task first (idempotent per task): the checks probe it, and
@@ -358,6 +365,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             task_id = check_task_id(task_id)
         except ValueError as error:
             raise DataError(str(error)) from None
+        if gate is not None:
+            refuse_stream(train_dataset, "a gate (its held-out split of the chunk)")
         if self.early_stopping_enabled and val_dataset is None:
             raise ValueError(
                 f"early_stopping_enabled=True monitors {self.metric!r} on the validation set, but no val_dataset "
@@ -369,7 +378,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         check_dataset(train_dataset, "training", self.memory)
         # the memory can hold no more than its rows plus the chunk after this update: refuse now,
         # before training, what the device could not hold then (MemoryBudgetError)
-        self.memory.check_room(len(self.memory) + len(train_dataset))  # type: ignore[arg-type]
+        chunk = declared_length(train_dataset)  # a stream of unstated length may fill the whole memory
+        self.memory.check_room(len(self.memory) + (self.memory.capacity if chunk is None else chunk))
         given = task_id if isinstance(task_id, int) else None
         check_chunk(self.model, train_dataset, "training", given, route, self.learner.transforms["train"][0])
         if val_dataset is not None:
