@@ -24,9 +24,12 @@ from torch.utils.data import IterableDataset
 
 
 def as_tensor(value: Any) -> Tensor:
-    """A sample's field as a tensor: arrays, PIL images (H x W [x C], uint8) and numbers alike."""
+    """A sample's field as a tensor: arrays, PIL images (H x W [x C], uint8) and numbers alike;
+    raw bytes (a field no decoder knows, e.g. ``.u8``) as a flat uint8 tensor."""
     if torch.is_tensor(value):
         return value
+    if isinstance(value, bytes):
+        return torch.frombuffer(bytearray(value), dtype=torch.uint8)
     return torch.from_numpy(np.array(value))
 
 
@@ -67,8 +70,9 @@ class WebDatasetChunk(_FormatChunk):
     Args:
         urls: shard paths or URLs, or a brace pattern (``"data/shard-{000000..000099}.tar"``).
         x, y, task_id: the extensions holding the input (``.npy`` decodes to an array, ``.png`` or
-            ``.jpg`` to a uint8 H x W x C image), the label (``.cls``: an integer) and optionally
-            the task id.
+            ``.jpg`` to a uint8 H x W x C image, an unknown one such as ``.u8`` stays raw bytes, read
+            as a flat uint8 tensor: the cheapest to read), the label (``.cls``: an integer) and
+            optionally the task id.
         length: the samples the shards hold, if known: the update then shows its progress and
             refuses shards that end early.
         transform: applied to each input tensor (e.g. ``lambda x: x.permute(2, 0, 1)``).
