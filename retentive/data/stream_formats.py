@@ -91,7 +91,7 @@ class WebDatasetChunk(_FormatChunk):
         self.source = urls if isinstance(urls, str) else list(urls)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        import webdataset as wds
+        import webdataset as wds  # type: ignore[import-untyped]
 
         pipeline = wds.WebDataset(
             self.source,
@@ -124,7 +124,11 @@ class HFStreamChunk(_FormatChunk):
     ) -> None:
         super().__init__(x, y, task_id, length, transform)
         self.dataset = dataset
-        self.source = (type(dataset).__name__, getattr(dataset, "config_name", None), str(getattr(dataset, "split", "")))
+        self.source = (
+            type(dataset).__name__,
+            getattr(dataset, "config_name", None),
+            str(getattr(dataset, "split", "")),
+        )
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         # iterated in batches, not through its own ``__iter__``: that one splits by DataLoader

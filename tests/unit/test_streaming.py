@@ -164,3 +164,17 @@ def test_a_streamed_validation_set_is_read_in_order(chunk, tmp_path):
     updater = make(tmp_path / "a" / "state", metric="val_loss")
     updater.update(Stream(chunk), val_dataset=Stream(chunk.subset(torch.arange(100))))
     assert updater.tasks_seen == {"0": 300}
+
+
+def test_shift_detection_reads_a_stream_as_it_reads_the_chunk(chunk):
+    from retentive import KolmogorovSmirnovCovariateShiftDetector
+
+    results = []
+    for reference, query, workers in [
+        (chunk.subset(torch.arange(150)), chunk.subset(torch.arange(150, 300)), 0),
+        (Stream(chunk.subset(torch.arange(150)), length=None), Stream(chunk.subset(torch.arange(150, 300))), 2),
+    ]:
+        detector = KolmogorovSmirnovCovariateShiftDetector(num_preprocessing_workers=workers)
+        detector.fit(reference)
+        results.append(detector.test(query))
+    assert results[0].p_value == pytest.approx(results[1].p_value) and results[1].n_reference == results[1].n_query == 150
