@@ -177,4 +177,34 @@ def test_shift_detection_reads_a_stream_as_it_reads_the_chunk(chunk):
         detector = KolmogorovSmirnovCovariateShiftDetector(num_preprocessing_workers=workers)
         detector.fit(reference)
         results.append(detector.test(query))
-    assert results[0].p_value == pytest.approx(results[1].p_value) and results[1].n_reference == results[1].n_query == 150
+    assert (
+        results[0].p_value == pytest.approx(results[1].p_value) and results[1].n_reference == results[1].n_query == 150
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ElasticWeightConsolidation", "ICaRL", "PackNet"])
+def test_methods_that_read_the_chunk_again_at_update_end_take_a_stream(chunk, tmp_path, method):
+    import retentive.updaters as updaters
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    memory = {"memory_size": 32} if method == "ICaRL" else {}
+    updater = getattr(updaters, f"{method}ModelUpdater")(
+        model=model, loss_fn=nn.CrossEntropyLoss(), optimizer=sgd(), batch_size=16,
+        output_state_folder=tmp_path / "state", **memory, **QUIET,
+    )  # fmt: skip
+    updater.update(Stream(chunk.subset(torch.arange(120)), length=None))  # Fisher, herding, pruning: one more pass
+    assert updater.tasks_seen == {"0": 120}
+
+
+def test_an_epoch_sized_by_the_chunk_needs_a_declared_length(chunk, tmp_path):
+    from retentive.updaters import GDumbModelUpdater
+
+    updater = GDumbModelUpdater(
+        model=nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), loss_fn=nn.CrossEntropyLoss(), optimizer=sgd(),
+        memory_size=32, batch_size=16, output_state_folder=tmp_path / "state", **QUIET,
+    )  # fmt: skip
+    with pytest.raises(DataError, match="needs the chunk's number of samples"):
+        updater.update(Stream(chunk, length=None))
+    assert not (tmp_path / "state").exists()
