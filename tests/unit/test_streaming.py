@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.helpers import QUIET, sgd
 from torch import nn
 from torch.utils.data import IterableDataset
 
@@ -16,7 +17,6 @@ from retentive.errors import DataError
 from retentive.gates import Gate
 from retentive.state import load_state
 from retentive.updaters import ExperienceReplayModelUpdater
-from support.helpers import QUIET, sgd
 
 pytestmark = pytest.mark.usefixtures("mnist_available")
 
