@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
-from retentive.data.streaming import declared_length, refuse_stream
+from retentive.data.streaming import declared_length
 from retentive.errors import DataError
 from retentive.gates import Gate
 from retentive.gates.transaction import Transaction
@@ -289,10 +289,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
                     "current state to update it)."
                 )
             if train_dataset_collate_fn is not None:
-                refuse_stream(train_dataset, "train_dataset_collate_fn", "map the stream's samples instead")
                 train_dataset = CollatedView(train_dataset, train_dataset_collate_fn, "training")
             if val_dataset is not None and val_dataset_collate_fn is not None:
-                refuse_stream(val_dataset, "val_dataset_collate_fn", "map the stream's samples instead")
                 val_dataset = CollatedView(val_dataset, val_dataset_collate_fn, "validation")
             # Lightning's chatter quieted; its SystemExit for Ctrl-C made a KeyboardInterrupt again,
             # raised at a step boundary (never inside a logger's writer)
@@ -315,7 +313,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         gate: Gate | None = None,
         registry: Registry | None = None,
     ) -> nn.Module:
-        task = self._check_update(train_dataset, val_dataset, task_id, gate)
+        task = self._check_update(train_dataset, val_dataset, task_id)
         route = task if isinstance(task, int) else 0  # string task ids share the model's one head
         update = self.updates_done
         self._begin_lineage(train_dataset, update, task)
@@ -350,9 +348,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             raise
         return self.model
 
-    def _check_update(
-        self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: Any, gate: Gate | None = None
-    ) -> int | str:
+    def _check_update(self, train_dataset: Dataset, val_dataset: Dataset | None, task_id: Any) -> int | str:
         """Refuse, before any training, what this update could not train on or write; returns its task.
 
         A growing model grows for the task first (idempotent per task): the checks probe it, and
@@ -365,8 +361,6 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             task_id = check_task_id(task_id)
         except ValueError as error:
             raise DataError(str(error)) from None
-        if gate is not None:
-            refuse_stream(train_dataset, "a gate (its held-out split of the chunk)")
         if self.early_stopping_enabled and val_dataset is None:
             raise ValueError(
                 f"early_stopping_enabled=True monitors {self.metric!r} on the validation set, but no val_dataset "
@@ -378,8 +372,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         check_dataset(train_dataset, "training", self.memory)
         # the memory can hold no more than its rows plus the chunk after this update: refuse now,
         # before training, what the device could not hold then (MemoryBudgetError)
-        chunk = declared_length(train_dataset)  # a stream of unstated length may fill the whole memory
-        self.memory.check_room(len(self.memory) + (self.memory.capacity if chunk is None else chunk))
+        self.memory.check_room(len(self.memory) + (declared_length(train_dataset) or self.memory.capacity))
         given = task_id if isinstance(task_id, int) else None
         check_chunk(self.model, train_dataset, "training", given, route, self.learner.transforms["train"][0])
         if val_dataset is not None:

@@ -16,6 +16,7 @@ from retentive.data.streaming import StreamChunk, stream_loader
 from retentive.errors import DataError
 from retentive.gates import Gate
 from retentive.state import load_state
+from retentive.state.home import ModelHome
 from retentive.updaters import ExperienceReplayModelUpdater
 
 pytestmark = pytest.mark.usefixtures("mnist_available")
@@ -154,9 +155,10 @@ def test_a_stream_that_ends_early_or_is_empty_is_refused_and_nothing_is_lost(chu
 
 
 def test_features_that_index_the_chunk_refuse_a_stream_by_name(chunk, tmp_path):
-    with pytest.raises(DataError, match="a gate .* needs a map-style chunk"):
-        make(tmp_path / "a" / "state").update(Stream(chunk), gate=Gate({"max_drop": 0.05}, holdout=0.1))
-    with pytest.raises(DataError, match="train_dataset_collate_fn needs a map-style chunk"):
+    with pytest.raises(DataError, match=r"a gate's held-out split \(holdout=\) needs a map-style chunk"):
+        home = ModelHome(tmp_path / "home").create()
+        make(Path(home.location)).update(Stream(chunk), gate=Gate({"max_drop": 0.05}, holdout=0.1))
+    with pytest.raises(DataError, match="the training collate_fn needs a map-style chunk"):
         make(tmp_path / "b" / "state").update(Stream(chunk), train_dataset_collate_fn=lambda rows: rows)
 
 
