@@ -1,10 +1,11 @@
 """A 5 GB chunk streamed from WebDataset tar shards through one update, in bounded memory.
 
-The real CIFAR-10 training images (uint8 3x32x32, /work/shared/data or RETENTIVE_DATA) are tiled
-into shards on disk until they hold ``--gigabytes`` (each sample its raw 3,072 bytes and a ``.cls``
-label, 4.6 KB in the tar), in a seeded random order. One Experience Replay update (memory 1,000 samples, a linear model,
-one epoch, torch threads 1) streams them through :class:`retentive.data.stream_formats.WebDatasetChunk`
-in a subprocess whose peak resident size (``VmHWM``) is the figure; then the shards are deleted.
+The real CIFAR-10 training images (uint8 3x32x32, /work/shared/data or RETENTIVE_DATA), in a
+seeded random order, are written once as shards (each sample its raw 3,072 bytes and a ``.cls``
+label, about 6.7 KB in the tar) and the shards copied whole until they hold ``--gigabytes``. One
+Experience Replay update (memory 1,000 samples, a linear model, one epoch, torch threads 1) streams
+them through :class:`retentive.data.stream_formats.WebDatasetChunk` in a subprocess whose peak
+resident size (``VmHWM``) is the figure; then the shards are deleted.
 
 Accuracy against the same data held as a map-style chunk: the 50,000 untiled training images,
 written as shards and streamed, against the same images as a ``TensorChunk``, seeds 0-2, one epoch
