@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from retentive.data.sharding import ShardedBatchSampler
-from retentive.data.streaming import is_stream, stream_loader
+from retentive.data.streaming import StreamChunk, StreamLoader, is_stream
 from retentive.errors import DataError
 
 
@@ -39,7 +39,10 @@ def training_loader(
     if is_stream(dataset):
         if collate_fn is not None:
             raise DataError("a collate_fn needs a map-style chunk, not a stream; map the stream's samples instead")
-        return stream_loader(dataset, batch_size, shuffle, seed, rank, world_size, num_workers, pin_memory)
+        # workers are not kept between epochs: each epoch's seed (StreamLoader) reaches them as they start
+        chunk = StreamChunk(dataset, shuffle, rank, world_size)
+        generator = torch.Generator().manual_seed(seed)
+        return StreamLoader(chunk, batch_size, generator=generator, num_workers=num_workers, pin_memory=pin_memory)
     generator = torch.Generator().manual_seed(seed)
     if world_size > 1:
         # each rank its own share of every step, no sample repeated (retentive.data.sharding)

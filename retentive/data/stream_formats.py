@@ -34,17 +34,20 @@ def as_tensor(value: Any) -> Tensor:
 
 
 class _FormatChunk(IterableDataset):
-    """What the adapters share: the declared length, and the mapping of one record to a sample."""
+    """What the adapters share: the fields read, the declared length, and the mapping of one record
+    to a sample (the arguments of both adapters; the field names default to the format's own)."""
+
+    default_x = default_y = ""
 
     def __init__(
         self,
-        x: str,
-        y: str,
-        task_id: str | None,
-        length: int | None,
-        transform: Callable[[Tensor], Any] | None,
+        x: str | None = None,
+        y: str | None = None,
+        task_id: str | None = None,
+        length: int | None = None,
+        transform: Callable[[Tensor], Any] | None = None,
     ) -> None:
-        self.x, self.y, self.task_id_key = x, y, task_id
+        self.x, self.y, self.task_id_key = x or self.default_x, y or self.default_y, task_id
         self.length, self.transform = length, transform
 
     def __len__(self) -> int:
@@ -69,7 +72,7 @@ class WebDatasetChunk(_FormatChunk):
 
     Args:
         urls: shard paths or URLs, or a brace pattern (``"data/shard-{000000..000099}.tar"``).
-        x, y, task_id: the extensions holding the input (``.npy`` decodes to an array, ``.png`` or
+        x, y, task_id (keyword-only, as are the rest): the extensions holding the input (``.npy`` decodes to an array, ``.png`` or
             ``.jpg`` to a uint8 H x W x C image, an unknown one such as ``.u8`` stays raw bytes, read
             as a flat uint8 tensor: the cheapest to read), the label (``.cls``: an integer) and
             optionally the task id.
@@ -78,16 +81,10 @@ class WebDatasetChunk(_FormatChunk):
         transform: applied to each input tensor (e.g. ``lambda x: x.permute(2, 0, 1)``).
     """
 
-    def __init__(
-        self,
-        urls: str | Sequence[str],
-        x: str = "input.npy",
-        y: str = "cls",
-        task_id: str | None = None,
-        length: int | None = None,
-        transform: Callable[[Tensor], Any] | None = None,
-    ) -> None:
-        super().__init__(x, y, task_id, length, transform)
+    default_x, default_y = "input.npy", "cls"
+
+    def __init__(self, urls: str | Sequence[str], **fields: Any) -> None:
+        super().__init__(**fields)
         self.source = urls if isinstance(urls, str) else list(urls)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
@@ -108,21 +105,16 @@ class HFStreamChunk(_FormatChunk):
     """Samples from a Hugging Face ``datasets.IterableDataset`` (``load_dataset(..., streaming=True)``).
 
     Args:
-        dataset: the streaming dataset; its ``x`` and ``y`` columns (and ``task_id``'s) are read.
+        dataset: the streaming dataset.
+        x, y, task_id (keyword-only, as are the rest): the columns read (``image`` and ``label`` by default).
         length: the samples it holds, if known (a streaming dataset's ``info.splits`` may say).
         transform: applied to each input tensor.
     """
 
-    def __init__(
-        self,
-        dataset: Any,
-        x: str = "image",
-        y: str = "label",
-        task_id: str | None = None,
-        length: int | None = None,
-        transform: Callable[[Tensor], Any] | None = None,
-    ) -> None:
-        super().__init__(x, y, task_id, length, transform)
+    default_x, default_y = "image", "label"
+
+    def __init__(self, dataset: Any, **fields: Any) -> None:
+        super().__init__(**fields)
         self.dataset = dataset
         self.source = (
             type(dataset).__name__,

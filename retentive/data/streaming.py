@@ -192,27 +192,3 @@ class StreamLoader(DataLoader):
         workers = max(1, self.num_workers)
         # worker k reads the share's samples j with j % workers == k, and batches them on its own
         return sum(-(-((share - k + workers - 1) // workers) // batch) for k in range(workers))
-
-
-def stream_loader(
-    dataset: Dataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    rank: int = 0,
-    world_size: int = 1,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> StreamLoader:
-    """The loader of a streamed chunk (see :func:`retentive.data.loaders.training_loader`).
-
-    Workers are not kept between epochs: each epoch's seed reaches them as they start.
-    """
-    chunk = StreamChunk(dataset, shuffle, rank, world_size)
-    return StreamLoader(
-        chunk,
-        batch_size=batch_size,
-        generator=torch.Generator().manual_seed(seed),
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-    )

@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import IterableDataset
 
 from retentive.data import TensorChunk
-from retentive.data.streaming import StreamChunk, stream_loader
+from retentive.data.loaders import training_loader
+from retentive.data.streaming import StreamChunk
 from retentive.errors import DataError
 from retentive.gates import Gate
 from retentive.state import load_state
@@ -98,12 +99,12 @@ def test_each_reader_keeps_its_share_once_per_epoch_with_padding_across_ranks(ch
     shares = [list(StreamChunk(odd, shuffle=False, rank=r, world_size=2)) for r in range(2)]
     assert len(shares[0]) == len(shares[1]) == 150  # rank 1 repeats the stream's first sample for rank 0's last
     assert torch.equal(shares[1][-1][0], chunk[0][0])
-    loader = stream_loader(Stream(chunk), 32, shuffle=True, seed=3, num_workers=2)
+    loader = training_loader(Stream(chunk), 32, shuffle=True, seed=3, num_workers=2)
     batches = list(loader)
     assert len(batches) == len(loader) == 10 and sum(len(b[1]) for b in batches) == 300
     seen = sorted(float(x.sum()) for b in batches for x in b[0])
     assert seen == sorted(float(x.sum()) for x in chunk.inputs)  # every sample once across both workers
-    again = [b[1] for b in stream_loader(Stream(chunk), 32, shuffle=True, seed=3, num_workers=2)]
+    again = [b[1] for b in training_loader(Stream(chunk), 32, shuffle=True, seed=3, num_workers=2)]
     assert all(torch.equal(a, b[1]) for a, b in zip(again, batches, strict=True))
     next_epoch = [b[1] for b in loader]  # the loader draws a new order for each epoch
     assert not all(torch.equal(a, b[1]) for a, b in zip(next_epoch, batches, strict=True))
