@@ -42,6 +42,7 @@ IRRELEVANT_WARNINGS = (
     r".*GPU available but not used.*",  # the config chose the accelerator
     r"`torch\.distributed\.[^`]*` (is deprecated|will be deprecated|is a private function).*",  # under DDP
     r"You are using a Backend .* as a ProcessGroup.*",
+    r"Your `IterableDataset` has `__len__` defined.*",  # a stream's reader shares its length per worker exactly
 )
 
 

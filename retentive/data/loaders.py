@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from retentive.data.sharding import ShardedBatchSampler
+from retentive.data.streaming import StreamChunk, StreamLoader, is_stream
+from retentive.errors import DataError
 
 
 def training_loader(
@@ -30,8 +32,17 @@ def training_loader(
     parallelism each rank gets its own share of every step, no sample repeated. A ``collate_fn``
     (Renate's ``train_dataset_collate_fn``) merges the samples of each batch, so it turns the
     batch-indexing fast path off. ``pin_memory`` pins each batch so that its copy to a GPU runs
-    without a host sync (:func:`retentive.data.transfer.pins_batches` says when).
+    without a host sync (:func:`retentive.data.transfer.pins_batches` says when). A stream (an
+    ``IterableDataset``) is read once per epoch, sharded by rank and worker
+    (:mod:`retentive.data.streaming`).
     """
+    if is_stream(dataset):
+        if collate_fn is not None:
+            raise DataError("a collate_fn needs a map-style chunk, not a stream; map the stream's samples instead")
+        # workers are not kept between epochs: each epoch's seed (StreamLoader) reaches them as they start
+        chunk = StreamChunk(dataset, shuffle, rank, world_size)
+        generator = torch.Generator().manual_seed(seed)
+        return StreamLoader(chunk, batch_size, generator=generator, num_workers=num_workers, pin_memory=pin_memory)
     generator = torch.Generator().manual_seed(seed)
     if world_size > 1:
         # each rank its own share of every step, no sample repeated (retentive.data.sharding)

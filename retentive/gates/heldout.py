@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from retentive.data import nested
+from retentive.data.streaming import refuse_stream
 from retentive.data.tensors import TensorChunk
 
 #: the key of the accuracy rows in the stored record (beside the sets, which are named by update)
@@ -41,6 +42,7 @@ def _as_tensors(dataset: Dataset, task_id: int) -> TensorChunk:
 def split_chunk(dataset: Dataset, fraction: float, seed: int, task_id: int) -> tuple[Dataset, TensorChunk]:
     """``(the part to train on, the held-out part)``: a share ``fraction`` of the samples drawn by
     ``seed``, at least one, and at least one left to train on."""
+    refuse_stream(dataset, "a gate's held-out split (holdout=)")
     n = len(dataset)  # type: ignore[arg-type]
     held = min(max(1, math.ceil(fraction * n)), n - 1)
     if held < 1:

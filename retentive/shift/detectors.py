@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from retentive.data.streaming import declared_length
 from retentive.errors import DataError
 from retentive.shift.features import Predictions, RawInputs, extract, labels_of
 from retentive.shift.ks import ks_test
@@ -61,10 +62,13 @@ class ShiftDetector:
         raise NotImplementedError
 
     def _checked(self, dataset: Dataset, role: str) -> Tensor:
-        n = len(dataset)  # type: ignore[arg-type]
+        n, values = declared_length(dataset), None
+        if n is None:  # a stream of unstated length: counted as read
+            values = self._values(dataset)
+            n = int(values.shape[0])
         if n < self.min_samples:
             raise DataError(f"the {self.name} test needs at least {self.min_samples} {role} samples, got {n}")
-        return self._values(dataset)
+        return self._values(dataset) if values is None else values
 
     def fit(self, dataset: Dataset) -> None:
         """Fit the detector to a reference dataset (keeps its features, or labels)."""

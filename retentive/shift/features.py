@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
+from retentive.data.streaming import StreamChunk, is_stream
 from retentive.errors import DataError
 from retentive.models.modes import evaluating
 from retentive.models.protocol import takes_task_ids
@@ -89,6 +90,8 @@ def _batches(dataset: Dataset, batch_size: int, num_workers: int) -> Iterator[tu
             items = dataset[torch.arange(start, min(start + batch_size, len(dataset)))]  # type: ignore[arg-type]
             yield items[0], items[1]
         return
+    if is_stream(dataset) and num_workers > 0:  # each worker reads its share, not the whole stream
+        dataset = StreamChunk(dataset, shuffle=False, role="shift detection")
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         if torch.is_tensor(batch) or isinstance(batch, dict):
             yield batch, None

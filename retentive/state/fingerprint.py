@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from retentive.data import nested
 
@@ -24,17 +24,36 @@ def _tensor_bytes(value: Any) -> bytes:
     return tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
 
 
+def _hash_sample(digest: Any, sample: Any) -> None:
+    for part in sample:  # nested inputs: every leaf, in flatten's order, with its path
+        for path, leaf in nested.flatten(part).items() if nested.is_nested(part) else [("", part)]:
+            digest.update(path.encode() + _tensor_bytes(leaf))
+
+
+def stream_fingerprint(dataset: IterableDataset) -> dict[str, Any]:
+    """A stream's fingerprint: its declared length (``None`` if none), and a hash of its first sample
+    and of its ``source`` description (the shard URLs of :mod:`retentive.data.stream_formats`) —
+    the rest of a stream cannot be read without reading all of it."""
+    try:
+        n: int | None = len(dataset)  # type: ignore[arg-type]
+    except (TypeError, NotImplementedError):
+        n = None
+    digest = hashlib.sha256(repr(getattr(dataset, "source", type(dataset).__qualname__)).encode())
+    _hash_sample(digest, next(iter(dataset)))
+    return {"samples": n, "sha256": digest.hexdigest(), "stream": "first sample and source only"}
+
+
 def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
     """Length plus a hash of the labels (when exposed as a tensor) and of three samples: O(1) reads."""
+    if isinstance(dataset, IterableDataset):
+        return stream_fingerprint(dataset)
     n = len(dataset)  # type: ignore[arg-type]
     digest = hashlib.sha256()
     targets = getattr(dataset, "targets", None)
     if torch.is_tensor(targets):
         digest.update(_tensor_bytes(targets))
     for index in sorted({0, n // 2, n - 1}):
-        for part in dataset[index]:  # nested inputs: every leaf, in flatten's order, with its path
-            for path, leaf in nested.flatten(part).items() if nested.is_nested(part) else [("", part)]:
-                digest.update(path.encode() + _tensor_bytes(leaf))
+        _hash_sample(digest, dataset[index])
     return {"samples": n, "sha256": digest.hexdigest()}
 
 

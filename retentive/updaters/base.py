@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from retentive.components.base import Batch, Component
+from retentive.data.streaming import declared_length
 from retentive.distributed import launched_as_global_zero
 from retentive.errors import DataError
 from retentive.gates import Gate
@@ -326,7 +327,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         self.memory.reseed(*memory_seeds(self.seed, update))
         self.learner.begin_update(self.seed, update, task, partial(self.batches, train_dataset, route))
         try:
-            self.chunk_size = len(train_dataset)  # type: ignore[arg-type]
+            self.chunk_size = declared_length(train_dataset)  # None: a stream of unstated length
+            self.streamed_samples = 0  # such a stream's samples, counted as they are trained on
             if session is not None and session.trained:
                 self._apply_state(session.checkpoint.state, session.checkpoint.folder)  # type: ignore[union-attr]
             else:
@@ -334,7 +336,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
             self.after_fit(train_dataset, route)
             self.updates_done += 1
             self.task_order.append(task)
-            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + len(train_dataset)  # type: ignore[arg-type]
+            seen = self.chunk_size if self.chunk_size is not None else self.streamed_samples
+            self.tasks_seen[str(task)] = self.tasks_seen.get(str(task), 0) + seen
             self._log_memory()
             transaction.decide(self, lock)  # a rejected candidate: kept as the challenger, GateRejected
             if self.output_state_folder is not None:
@@ -370,7 +373,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         check_dataset(train_dataset, "training", self.memory)
         # the memory can hold no more than its rows plus the chunk after this update: refuse now,
         # before training, what the device could not hold then (MemoryBudgetError)
-        self.memory.check_room(len(self.memory) + len(train_dataset))  # type: ignore[arg-type]
+        self.memory.check_room(len(self.memory) + (declared_length(train_dataset) or self.memory.capacity))
         given = task_id if isinstance(task_id, int) else None
         check_chunk(self.model, train_dataset, "training", given, route, self.learner.transforms["train"][0])
         if val_dataset is not None:

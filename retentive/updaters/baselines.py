@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from retentive.errors import DataError
 from retentive.learner import OptimizerFactory
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.policies import GreedyClassBalancedPolicy, InsertionPolicy
@@ -36,10 +37,14 @@ class _FineTuningEquivalentEpochs:
     ``max_epochs`` costs the same whatever the memory holds; a memory shorter than that is
     passed over once."""
 
-    chunk_size: int
+    chunk_size: int | None
     new_batch_size: int
 
     def steps_per_epoch(self, world_size: int) -> int | None:
+        if self.chunk_size is None:
+            raise DataError(
+                "an epoch as long as fine-tuning's needs the chunk's number of samples; give the stream a len()"
+            )
         return max(1, math.ceil(self.chunk_size / (self.new_batch_size * max(1, world_size))))
 
 

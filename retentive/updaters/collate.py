@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from retentive.data import nested
+from retentive.data.streaming import refuse_stream
 from retentive.errors import DataError
 
 
@@ -24,6 +25,7 @@ class CollatedView(Dataset):
     def __init__(self, dataset: Dataset, collate_fn: Callable[[list[Any]], Any], role: str) -> None:
         if not callable(collate_fn):
             raise TypeError(f"the {role} collate_fn must be callable, got {type(collate_fn).__name__}")
+        refuse_stream(dataset, f"the {role} collate_fn", "map the stream's samples instead")
         self.dataset, self.collate_fn, self.role = dataset, collate_fn, role
 
     def __len__(self) -> int:

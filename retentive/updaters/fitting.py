@@ -20,6 +20,7 @@ from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch.utils.data import DataLoader, Dataset
 
 from retentive.data.loaders import training_loader
+from retentive.data.streaming import is_stream
 from retentive.data.transfer import pins_batches
 from retentive.evaluation import chunk_classes
 from retentive.learner.runs import log_hyperparameters, run_callbacks
@@ -31,7 +32,7 @@ from retentive.state.resume import (
     write_checkpoint,
 )
 from retentive.updaters.hooks import Fit
-from retentive.updaters.monitoring import BestEpoch
+from retentive.updaters.monitoring import BestEpoch, StreamCounter
 from retentive.updaters.shared_state import StartAgreement
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ else:
 def exposes_targets(dataset: Dataset) -> bool:
     """Whether the data's labels were all checked before training (a ``targets`` tensor)."""
     targets = getattr(dataset, "targets", None)
-    return torch.is_tensor(targets) and targets.dim() == 1 and targets.shape[0] == len(dataset)  # type: ignore[arg-type]
+    if is_stream(dataset) or not torch.is_tensor(targets):
+        return False
+    return targets.dim() == 1 and targets.shape[0] == len(dataset)  # type: ignore[arg-type]
 
 
 class FitWindow:
@@ -178,6 +181,8 @@ class FittingMixin(_Host):
                 callbacks.append(EarlyStopping(monitor=self.metric, mode=self.mode))
         callbacks.append(StartAgreement(partial(self._start, window)))  # under DDP: the ranks start alike
         self.learner.check_labels_per_step = not exposes_targets(fit.data)
+        if is_stream(fit.data):  # its samples are counted as they are trained on (tasks_seen)
+            callbacks.append(StreamCounter(self))
         trainer = self._trainer(max_epochs=epochs, callbacks=callbacks)
         self._check_launcher(trainer)
         steps = self.steps_per_epoch(trainer.world_size)

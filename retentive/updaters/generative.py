@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from retentive.components.base import Component
 from retentive.components.replay import MemoryCrossEntropy
+from retentive.data.streaming import declared_length, first_sample
 from retentive.learner import OptimizerFactory
 from retentive.memory.generative import GenerativeMemory, VariationalAutoencoder, generate, state_from_component
 from retentive.memory.policies import InsertionPolicy
@@ -132,7 +133,7 @@ class GenerativeReplayModelUpdater(ModelUpdater):
         return state
 
     def check_data(self, train_dataset: Dataset) -> None:
-        sample = train_dataset[0] if len(train_dataset) else None  # type: ignore[arg-type]
+        sample = first_sample(train_dataset) if declared_length(train_dataset) != 0 else None
         if sample is not None and torch.is_tensor(sample[0]):
             self.memory.generator.check_inputs(sample[0].unsqueeze(0))
 

@@ -60,7 +60,8 @@ if TYPE_CHECKING:
         updates_done: int
         tasks_seen: dict[str, int]
         task_order: list[int | str]
-        chunk_size: int
+        chunk_size: int | None
+        streamed_samples: int
         state_version: str | None
         memory_insertion: str
         memory_input_dtype: str | None

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from retentive.learner.metrics import best
 
@@ -58,3 +59,24 @@ class BestEpoch(pl.Callback):
         if self._state is not None and self.best_epoch != self.last_epoch:
             self.restore(self._state)
         self._state = None
+
+
+class StreamCounter(pl.Callback):
+    """The samples of a streamed chunk's first epoch, summed over the ranks, as ``host.streamed_samples``
+    (what ``tasks_seen`` records for a stream that does not declare its length; under data
+    parallelism it includes the at most ``world_size - 1`` samples repeated to even the ranks)."""
+
+    def __init__(self, host: Any) -> None:
+        self.host, self.count, self.epoch = host, 0, -1
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any, index: int
+    ) -> None:
+        if self.epoch < 0:  # the first epoch this fit runs (a resumed fit starts later): every epoch is one pass
+            self.epoch = trainer.current_epoch
+        if trainer.current_epoch == self.epoch:
+            self.count += int(torch.as_tensor(batch[1]).shape[0])
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        local = torch.tensor(self.count, dtype=torch.int64, device=module.device)
+        self.host.streamed_samples = int(trainer.strategy.reduce(local, reduce_op="sum"))

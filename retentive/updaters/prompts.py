@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from retentive.components.base import Component
 from retentive.components.prompts import PromptKeyQueryLoss, TaskPrototypes
+from retentive.data.streaming import chunk_length
 from retentive.errors import DataError
 from retentive.learner import Learner, OptimizerFactory
 from retentive.models.l2p import LearningToPromptTransformer
@@ -176,8 +177,9 @@ class SPeftModelUpdater(_PromptTuning):
 
     def check_data(self, train_dataset: Dataset) -> None:
         clusters = clusters_per_task(self.model)
-        if len(train_dataset) < clusters:  # type: ignore[arg-type]
+        samples = chunk_length(train_dataset, "S-Prompts' clustering")
+        if samples < clusters:
             raise DataError(
                 f"S-Prompts clusters each chunk into clusters_per_task={clusters} centers, but the chunk holds "
-                f"only {len(train_dataset)} samples"  # type: ignore[arg-type]
+                f"only {samples} samples"
             )

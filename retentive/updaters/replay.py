@@ -14,6 +14,7 @@ from retentive.components.cls import CLSConsistency
 from retentive.components.pod import PooledOutputDistillation
 from retentive.components.replay import LogitMSE, MemoryCrossEntropy
 from retentive.components.shrink_perturb import ShrinkAndPerturb
+from retentive.data.streaming import chunk_length
 from retentive.learner import OptimizerFactory
 from retentive.models.protocol import hidden_layers
 from retentive.updaters.base import ModelUpdater
@@ -269,7 +270,7 @@ class OfflineExperienceReplayModelUpdater(ModelUpdater):
     def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         # With a + (1 - a) = 1 in the normalised total, the step loss is exactly a*L_new + (1-a)*L_mem;
         # with an empty memory the memory term is absent and the loss is L_new.
-        a = self.new_data_weight(len(train_dataset)) if len(self.memory) else 1.0  # type: ignore[arg-type]
+        a = self.new_data_weight(chunk_length(train_dataset, "Offline-ER's loss weight")) if len(self.memory) else 1.0
         self.learner.loss_weight = a
         self._memory_loss.weight = 1.0 - a
         return train_dataset

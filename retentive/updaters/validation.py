@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
 from retentive.data import nested
+from retentive.data.streaming import declared_length, first_sample, is_stream
 from retentive.errors import DataError, MemoryShapeError, StateError
 from retentive.learner.transforms import apply_transform
 from retentive.memory.layout import INPUTS, is_input_key, leaves_mismatch, spec_mismatch
@@ -89,13 +90,12 @@ def check_dataset(dataset: Dataset, role: str, memory: ReplayMemory) -> None:
     :class:`MemoryShapeError` (naming the leaf, its shape or length and the stored one) before
     anything is trained or written. ``role`` names the dataset in messages ("training").
     """
-    try:
-        n = len(dataset)  # type: ignore[arg-type]
-    except TypeError as error:
-        raise DataError(f"the {role} dataset must be a map-style Dataset with a length") from error
+    n = declared_length(dataset)
+    if n is None and not is_stream(dataset):
+        raise DataError(f"the {role} dataset must be a map-style Dataset with a length, or an IterableDataset")
     if n == 0:
         raise DataError(f"the {role} dataset is empty; an update needs at least one sample")
-    sample = dataset[0]
+    sample = first_sample(dataset, role)  # a stream: the first sample it yields
     if not isinstance(sample, (tuple, list)) or len(sample) not in (2, 3):
         raise DataError(f"{role} samples must be (x, y) or (x, y, task_id) tuples, got {type(sample).__name__}")
     leaves = _sample_leaves(sample[0], role)  # a TensorChunk's samples all share these shapes
@@ -229,8 +229,8 @@ def check_chunk(
     role's input transform): raw inputs the model cannot take itself (uint8 images a transform
     normalises) are fine.
     """
-    n = len(dataset)  # type: ignore[arg-type]
-    sample: Any = dataset[0]
+    n = -1 if is_stream(dataset) else len(dataset)  # type: ignore[arg-type]  # a stream's labels: checked per step
+    sample: Any = first_sample(dataset, role)
     x = sample[0]
     t0 = sample[2] if len(sample) == 3 else None
     route = default_task if t0 is None else int(torch.as_tensor(t0))
@@ -266,7 +266,7 @@ def check_transforms(
     as the Learner holds them; each input transform is run on the chunk's first sample and the
     model probed with the result.
     """
-    sample = dataset[0][0]
+    sample = first_sample(dataset)[0]
     one = nested.tree_map(lambda leaf: leaf.unsqueeze(0), sample)
     route = task if isinstance(task, int) else 0
     for role, (transform, _) in transforms.items():
