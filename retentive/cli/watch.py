@@ -40,27 +40,41 @@ FLAGS = {"output_state_folder": "--home", "input_state_folder": "--home"}
 def configure(parser: argparse.ArgumentParser) -> None:
     add_epilog(parser, EPILOG)
     parser.add_argument(
-        "source", nargs="?", type=state_location, metavar="SOURCE", help="the folder or URL (s3://bucket/prefix) chunks arrive in"
+        "source",
+        nargs="?",
+        type=state_location,
+        metavar="SOURCE",
+        help="the folder or URL (s3://bucket/prefix) chunks arrive in",
     )
     parser.add_argument(
         "--home", required=True, type=state_location, metavar="HOME", help="the model home to update (a folder or URL)"
     )
-    parser.add_argument("--config", type=Path, default=None, metavar="CONFIG", help="the YAML config of `retentive update`")
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="CONFIG", help="the YAML config of `retentive update`"
+    )
     add_overrides(parser, "override one config value, by dotted key (repeatable)")
     parser.add_argument(
-        "--gate", action="append", default=[], metavar="NAME=VALUE", help="a gate criterion, as `retentive update --gate`"
+        "--gate",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gate criterion, as `retentive update --gate`",
     )
     parser.add_argument(
         "--shift", choices=("mmd", "ks", "labels"), default=None, help="update only when this test detects a shift"
     )
-    parser.add_argument("--shift-alpha", type=float, default=0.05, metavar="ALPHA", help="the shift test's level [0.05]")
+    parser.add_argument(
+        "--shift-alpha", type=float, default=0.05, metavar="ALPHA", help="the shift test's level [0.05]"
+    )
     parser.add_argument("--shift-seed", type=int, default=0, metavar="N", help="seeds the shift test [0]")
     parser.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="look for new chunks this often [5]")
     parser.add_argument(
         "--settle", type=float, default=1.0, metavar="SECONDS", help="take a local file once it is this old [1]"
     )
     parser.add_argument("--once", action="store_true", help="process the chunks there now, then exit")
-    parser.add_argument("--reconfigure", action="store_true", help="accept settings other than the home was watched with")
+    parser.add_argument(
+        "--reconfigure", action="store_true", help="accept settings other than the home was watched with"
+    )
     parser.add_argument("--status", action="store_true", help="print what the service of --home has done, then exit")
     parser.add_argument("--json", action="store_true", help="with --status: print it as JSON")
     add_threads(parser)
@@ -86,7 +100,13 @@ def run(args: argparse.Namespace) -> int:
         args.config, tuple(args.overrides), tuple(args.gate), args.shift, args.shift_alpha, args.shift_seed
     )
     service = WatchService(
-        str(args.source), home, settings, poll=args.poll, once=args.once, settle=args.settle, reconfigure=args.reconfigure
+        str(args.source),
+        home,
+        settings,
+        poll=args.poll,
+        once=args.once,
+        settle=args.settle,
+        reconfigure=args.reconfigure,
     )
     stopped = service.run()
     if stopped is None:

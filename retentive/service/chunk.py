@@ -40,8 +40,15 @@ class WatchSettings:
             config_sha256 = hashlib.sha256(self.config.read_bytes()).hexdigest()
         except OSError as error:
             raise DataError(f"--config {str(self.config)!r} cannot be read: {error.strerror or error}") from error
-        shift = None if self.shift is None else {"detector": self.shift, "alpha": self.shift_alpha, "seed": self.shift_seed}
-        return {"config_sha256": config_sha256, "overrides": list(self.overrides), "gate": list(self.gate), "shift": shift}
+        shift = (
+            None if self.shift is None else {"detector": self.shift, "alpha": self.shift_alpha, "seed": self.shift_seed}
+        )
+        return {
+            "config_sha256": config_sha256,
+            "overrides": list(self.overrides),
+            "gate": list(self.gate),
+            "shift": shift,
+        }
 
 
 class ChunkUpdater:
@@ -93,13 +100,17 @@ class ChunkUpdater:
 
 
 def read_checked(path: Path, shown: str) -> Any:
-    """The chunk in ``path`` (a :class:`DataError` naming ``shown`` when it is not one)."""
+    """The chunk in ``path``, or a :class:`DataError` naming ``shown``. The file is untrusted data:
+    whatever its reader raises means the file is bad, and a service must quarantine it and go on
+    rather than stop on it at every restart."""
     from retentive.data.files import read_chunk_file
 
     try:
         return read_chunk_file(path)
     except DataError as error:
         raise DataError(str(error).replace(str(path), shown)) from error
+    except Exception as error:
+        raise DataError(f"{shown}: cannot be read as a chunk ({type(error).__name__}: {error})") from error
 
 
 def fits(updater: Any, chunk: Any, shown: str) -> None:

@@ -8,7 +8,8 @@
      "pending": null | {"name", "sha256", "data", "base", "started"}}
 
 ``outcome`` is ``promoted`` (the chunk's version serves), ``challenger`` (the gate kept it beside
-the serving one), ``skipped`` (the shift detector saw no shift: no update) or ``quarantined`` (the
+the serving one), ``rejected`` (the gate refused the first candidate: no version serves yet, so
+none is kept), ``skipped`` (the shift detector saw no shift: no update) or ``quarantined`` (the
 file could not be used; ``error`` says why). Every change is one compare-and-swap write
 (:mod:`~retentive.service.store`).
 
@@ -37,7 +38,7 @@ from retentive.state.lineage import read_lineage
 
 LEDGER = "watch-ledger.json"
 LEDGER_FORMAT = "retentive-watch-ledger"
-OUTCOMES = ("promoted", "challenger", "skipped", "quarantined")
+OUTCOMES = ("promoted", "challenger", "rejected", "skipped", "quarantined")
 
 
 def now() -> str:
@@ -146,7 +147,11 @@ def _checked(data: dict[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(data.get(key), kind):
             raise StateError(f"{where} has {key} {data.get(key)!r}; expected a {kind.__name__}")
     for index, entry in enumerate(data["chunks"]):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("outcome") not in OUTCOMES:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or entry.get("outcome") not in OUTCOMES
+        ):
             raise StateError(f"{where}: chunks[{index}] is not a chunk record (name, outcome)")
     pending = data.get("pending")
     if pending is not None and (not isinstance(pending, dict) or not isinstance(pending.get("name"), str)):

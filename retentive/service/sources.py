@@ -49,9 +49,7 @@ class ChunkSource:
             cutoff = time.time() - self.settle
             entries = os.scandir(self.location)
             return sorted(
-                e.name
-                for e in entries
-                if not e.name.startswith(".") and e.is_file() and e.stat().st_mtime <= cutoff
+                e.name for e in entries if not e.name.startswith(".") and e.is_file() and e.stat().st_mtime <= cutoff
             )
         self._fs.invalidate_cache(self._root)
         try:

@@ -98,6 +98,8 @@ def describe(entry: dict[str, Any]) -> str:
     if outcome == "skipped":
         shift = entry.get("shift") or {}
         return f"{name}: skipped, no shift ({shift.get('detector')} p-value {shift.get('p_value', float('nan')):.3g})"
+    if outcome == "rejected":
+        return f"{name}: refused by the gate; nothing kept (no version serves yet)"
     where = "serves" if outcome == "promoted" else "kept as the challenger (the gate refused it)"
     seconds = entry.get("seconds")
     took = "" if seconds is None else f" in {seconds:.1f} s"

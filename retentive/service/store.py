@@ -63,7 +63,9 @@ class JsonStore:
         except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
-            raise StateError(f"{self.location}/{name} is not a JSON object; it was damaged or written by another program")
+            raise StateError(
+                f"{self.location}/{name} is not a JSON object; it was damaged or written by another program"
+            )
         return Document(data, raw, etag)
 
     def replace(self, name: str, data: dict[str, Any], expected: Document | None) -> Document:
@@ -105,7 +107,9 @@ class JsonStore:
 
     def _check_unchanged(self, name: str, expected: Document | None, *now_read: Document | None) -> None:
         now = now_read[0] if now_read else self.read(name)
-        if (now is None) != (expected is None) or (now is not None and expected is not None and now.raw != expected.raw):
+        if (now is None) != (expected is None) or (
+            now is not None and expected is not None and now.raw != expected.raw
+        ):
             raise StateConflictError(
                 f"{self.location}/{name} changed since it was read: another watch service writes this home; "
                 "nothing was written (stop the other service, then start this one again)"

@@ -166,6 +166,8 @@ class WatchService:
         finally:
             updater.state_locations.close()
         version = self.home.current() if outcome == "promoted" else self.home.challenger()
+        if outcome == "challenger" and self.home.current() is None:  # nothing serves yet: nothing is kept
+            return {**entry, "outcome": "rejected", "version": None, "seconds": seconds_since(start)}
         assert version is not None
         update = self._update_index(version)
         return {**entry, "outcome": outcome, "version": version.id, "update": update, "seconds": seconds_since(start)}
