@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ class Dropper(threading.Thread):
     def run(self) -> None:
         for index, (name, data) in enumerate(self.files):
             with self.changed:
-                self.changed.wait_for(lambda: self.allowed > index)
+                self.changed.wait_for(lambda index=index: self.allowed > index)
             time.sleep(self.interval)
             self.source.put(name, data)
             self.dropped += 1
@@ -218,6 +219,61 @@ def reference_run(files: list[tuple[str, bytes]], workdir: Path, config: Path) -
     return {name: entry["sha256"] for name, entry in ModelHome(home).manifest()["files"].items()}
 
 
+@dataclass
+class Run:
+    """One kill test's service: where it reads and writes, and how it is started."""
+
+    source: str
+    home: str
+    config: Path
+    env: dict[str, str]
+    log: Any
+
+    def start(self) -> subprocess.Popen[bytes]:
+        return _service(self.source, self.home, self.config, self.log, self.env)
+
+    def ours(self, status: dict[str, Any], process: subprocess.Popen[bytes]) -> bool:
+        """Whether ``status`` was written by ``process`` (not left by a killed one)."""
+        return _pid(status) == process.pid
+
+
+def _kill_once(run: Run, mode: str, rng: random.Random, window: float, update_window: float) -> dict[str, Any]:
+    """Start the service, SIGKILL it at a random moment of ``mode``; what it was doing then."""
+    process = run.start()
+    if mode == "while updating":
+        if _wait_for(run.home, lambda s: run.ours(s, process) and _updating(s), 15, process):
+            time.sleep(rng.uniform(0, update_window))
+    elif _wait_for(run.home, lambda s: run.ours(s, process), 60, process):
+        time.sleep(rng.uniform(0, window))
+    seen = _status(run.home)
+    process.kill()
+    process.wait()
+    service = seen.get("service") or {}
+    return {
+        "mode": mode,
+        "state": service.get("state"),
+        "chunk": service.get("chunk"),
+        "done": len(seen.get("chunks", [])),
+    }
+
+
+def _finish(run: Run, results: dict[str, Any]) -> None:
+    """Start the service once more, let it record every chunk, stop it with SIGTERM (exit 143)."""
+    process = run.start()
+    results["starts"] += 1
+
+    def idle_and_done(status: dict[str, Any]) -> bool:
+        state = (status.get("service") or {}).get("state")
+        return run.ours(status, process) and state == "idle" and len(status.get("chunks", [])) == CHUNKS
+
+    if not _wait_for(run.home, idle_and_done, 600, process):
+        results["problems"].append("the service did not record every chunk within 600 s (see service.log)")
+    process.send_signal(signal.SIGTERM)
+    results["sigterm_exit"] = process.wait(timeout=120)
+    if results["sigterm_exit"] != 143:
+        results["problems"].append(f"SIGTERM ended the service with exit {results['sigterm_exit']}, not 143")
+
+
 def run_watch_kill_test(
     kills: int,
     seed: int,
@@ -231,60 +287,29 @@ def run_watch_kill_test(
 ) -> dict[str, Any]:
     """``kills`` SIGKILLs of a watch service (see the module docstring); ``problems`` lists any violation."""
     rng = random.Random(seed)
-    env = dict(os.environ if env is None else env)
     config = workdir / "watch.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     files = chunk_files(seed)
     names = [name for name, _ in files]
     began = time.perf_counter()
     reference = reference_run(files, workdir, config)
-    source = source or str(workdir / "source")
-    home = home or str(workdir / "home")
+    source, home = source or str(workdir / "source"), home or str(workdir / "home")
     dropper = Dropper(Location(source), files, interval)
     results: dict[str, Any] = {"kills": [], "problems": [], "starts": 0, "interval_s": interval}
     with open(workdir / "service.log", "a", encoding="utf-8") as log:
+        run = Run(source, home, config, dict(os.environ if env is None else env), log)
         dropper.start()
         for kill in range(kills):
             dropper.release(-(-(kill + 1) * CHUNKS // kills))  # the chunks arrive across the kills
-            process = _service(source, home, config, log, env)
-            results["starts"] += 1
             mode = "while updating" if kill % 2 else "after start"
-            ours = lambda s, pid=process.pid: _pid(s) == pid  # noqa: E731 - the status of this start
-            if mode == "while updating" and _wait_for(home, lambda s: ours(s) and _updating(s), 15, process):
-                time.sleep(rng.uniform(0, update_window))
-            elif mode == "after start" and _wait_for(home, ours, 60, process):
-                time.sleep(rng.uniform(0, window))
-            seen = _status(home)
-            process.kill()
-            process.wait()
-            service = seen.get("service") or {}
-            results["kills"].append(
-                {
-                    "mode": mode,
-                    "state": service.get("state"),
-                    "chunk": service.get("chunk"),
-                    "done": len(seen.get("chunks", [])),
-                }
-            )
+            results["kills"].append(_kill_once(run, mode, rng, window, update_window))
+            results["starts"] += 1
             problem = check_home(home, names)
             if problem:
                 results["problems"].append(f"kill {kill} ({mode}): {problem}")
         dropper.release(CHUNKS)
-        process = _service(source, home, config, log, env)
-        results["starts"] += 1
         dropper.join()
-
-        def idle_and_done(status: dict[str, Any], pid: int = process.pid) -> bool:
-            state = (status.get("service") or {}).get("state")
-            return _pid(status) == pid and state == "idle" and len(status.get("chunks", [])) == CHUNKS
-
-        finished = _wait_for(home, idle_and_done, 600, process)
-        process.send_signal(signal.SIGTERM)
-        results["sigterm_exit"] = process.wait(timeout=120)
-    if not finished:
-        results["problems"].append("the service did not record every chunk within 600 s (see service.log)")
-    if results["sigterm_exit"] != 143:
-        results["problems"].append(f"SIGTERM ended the service with exit {results['sigterm_exit']}, not 143")
+        _finish(run, results)
     results["problems"] += final_problems(home, files, reference)
     ledger = (_status(home) or {}).get("chunks", [])
     results["recovered_after_commit"] = sum(bool(entry.get("recovered")) for entry in ledger)
