@@ -78,7 +78,7 @@ def test_once_takes_each_chunk_once_in_order_quarantines_and_reports(tmp_path, f
 
     assert main(["watch", "--status", "--home", str(home)]) == 0
     text = capsys.readouterr().out
-    assert "4 promoted, 0 challenger, 0 skipped, 1 quarantined" in text and "day3.npz: quarantined" in text
+    assert "4 promoted, 0 challenger, 0 rejected, 0 skipped, 1 quarantined" in text and "day3.npz: quarantined" in text
     assert "service: finished" in text
     assert main(["watch", "--status", "--home", str(home), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
