@@ -62,11 +62,14 @@ class ChunkSource:
         return sorted(name for name in names if not name.startswith("."))
 
     def fetch(self, name: str, workdir: Path) -> tuple[Path, str]:
-        """A local path holding chunk ``name`` and the sha256 of its bytes (a URL's is downloaded)."""
+        """A local path holding chunk ``name`` and the sha256 of its bytes (a URL's is downloaded);
+        FileNotFoundError when it has gone since it was listed."""
         if self.url:
             path = workdir / name
             try:
                 self._fs.get_file(f"{self._root}/{name}", str(path))
+            except FileNotFoundError:
+                raise
             except Exception as error:
                 raise StateError(f"{self.location}/{name} cannot be downloaded: {explain(error)}") from error
         else:

@@ -63,11 +63,15 @@ def reference(tmp_path_factory, files, config) -> dict[str, str]:
 
 def test_once_takes_each_chunk_once_in_order_quarantines_and_reports(tmp_path, files, config, capsys):
     source, home = _drop(tmp_path / "incoming", files[:4]), tmp_path / "home"
+    (source / "day1x.csv").write_text("a,b,target\n0.5,1.5,3\n")  # readable, but not what the model takes
     command = ["watch", str(source), "--home", str(home), "--config", str(config), "--once", "--settle", "0"]
     assert main(command) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[1].strip() for line in lines] == ["day0.npz", "day1.npz", "day2.npz", "day3.npz"]
-    assert all("serves" in line for line in lines[:3]) and "quarantined" in lines[3] and "zip" in lines[3]
+    names = ["day0.npz", "day1.npz", "day1x.csv", "day2.npz", "day3.npz"]
+    assert [line.split(":")[1].strip() for line in lines] == names
+    assert "serves" in lines[0] and "serves" in lines[1] and "serves" in lines[3]
+    assert "day1x.csv: quarantined" in lines[2] and "do not fit the model MLP" in lines[2]
+    assert "day3.npz: quarantined" in lines[4] and "zip" in lines[4]
 
     assert main(command) == 0  # nothing new: nothing taken again
     assert capsys.readouterr().out == ""
@@ -78,13 +82,13 @@ def test_once_takes_each_chunk_once_in_order_quarantines_and_reports(tmp_path, f
 
     assert main(["watch", "--status", "--home", str(home)]) == 0
     text = capsys.readouterr().out
-    assert "4 promoted, 0 challenger, 0 rejected, 0 skipped, 1 quarantined" in text and "day3.npz: quarantined" in text
+    assert "4 promoted, 0 challenger, 0 rejected, 0 skipped, 2 quarantined" in text and "day3.npz: quarantined" in text
     assert "service: finished" in text
     assert main(["watch", "--status", "--home", str(home), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert [c["name"] for c in status["chunks"]] == [name for name, _ in files[:5]]
+    assert [c["name"] for c in status["chunks"]] == [*names, "day4.npz"]
     assert [c["update"] for c in status["chunks"] if c["outcome"] == "promoted"] == [0, 1, 2, 3]
-    assert status["quarantined"][0]["name"] == "day3.npz" and status["pending"] is None
+    assert [c["name"] for c in status["quarantined"]] == ["day1x.csv", "day3.npz"] and status["pending"] is None
     assert json.loads((home / "watch-status.json").read_text())["state"] == "finished"
 
 
