@@ -3,19 +3,22 @@ every good chunk is processed exactly once, in order, the corrupt one quarantine
 state equals an uninterrupted run's bit for bit.
 
 Six chunk files of real MNIST (64 samples each; the fourth a truncated, corrupt ``.npz``) are
-dropped into the source one at a time by a thread while the service runs, spread over the kills
-(written beside and renamed into place locally; one PUT each at an ``s3://`` prefix). The service runs as its own
-process (``python -m retentive.cli watch SOURCE --home HOME --config ...``) with a tiny MLP and ER.
-It is SIGKILLed ``--kills`` times and started again each time; kills alternate between a moment
-uniform over the first 3 seconds after the new process writes its status (recovery, listing,
-ledger writes, building, training) and a moment uniform over 1.5 seconds after it says it is
-updating a chunk (training, commit, ledger). After each kill the home must read and verify, and the ledger
-must list a prefix of the chunks in name order, each once. After the last kill the service runs
-until every chunk is recorded and is then stopped with SIGTERM (exit 143). Finally: the ledger
-lists the six chunks in order, the corrupt one quarantined with its error, the others promoted;
-the serving version's lineage shows updates 0-4 built from the five good chunks in order, each
-once; and its weights, memory and learner files equal those of an uninterrupted ``--once`` run
-(same sha256). Run (about two minutes on 2 busy cores)::
+dropped into the source one at a time by a thread while the service runs, the next one whenever the
+service has done every chunk there (written beside and renamed into place locally; one PUT each at
+an ``s3://`` prefix). The service runs as its own process (``python -m retentive.cli watch SOURCE
+--home HOME --config ...``) with a tiny MLP and ER. It is SIGKILLed ``--kills`` times and started
+again each time; the kills cycle through three moments: uniform over the first 3 seconds after the
+new process writes its status (recovery, listing, ledger writes, building, training); uniform over
+1.2 times an update's measured duration after it says it is updating a chunk (reading, building,
+training, commit, ledger); and right after an update's commit, before the ledger records it (the
+service's process kills itself there: the window a restart must recover from the home's lineage).
+After each kill the home must read and verify, and the ledger must list a prefix of the chunks in
+name order, each once. After the last kill the service runs until every chunk is recorded and is
+then stopped with SIGTERM (exit 143). Finally: the ledger lists the six chunks in order, the
+corrupt one quarantined with its error, the others promoted; the serving version's lineage shows
+updates 0-4 built from the five good chunks in order, each once; and its weights, memory and
+learner files equal those of an uninterrupted ``--once`` run (same sha256).
+Run (a few minutes on 2 busy cores)::
 
     python benchmarks/watch_kill.py --kills 12 --seed 0 --out benchmarks/results/watch_kill.json
 """
@@ -120,8 +123,26 @@ class Dropper(threading.Thread):
             self.dropped += 1
 
 
-def _service(source: str, home: str, config: Path, log: io.TextIOBase, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "retentive.cli", "watch", source, "--home", home, "--config", str(config)]
+#: a service that SIGKILLs itself right after an update's commit, before the ledger records it
+DIE_AFTER_COMMIT = """
+import os, signal, sys
+from retentive.service.ledger import Ledger
+finish = Ledger.finish
+def finish_or_die(self, entry):
+    if entry.get("outcome") in ("promoted", "challenger") and not entry.get("recovered"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    finish(self, entry)
+Ledger.finish = finish_or_die
+from retentive.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _service(
+    source: str, home: str, config: Path, log: io.TextIOBase, env: dict[str, str], die_after_commit: bool = False
+) -> subprocess.Popen[bytes]:
+    program = ["-c", DIE_AFTER_COMMIT] if die_after_commit else ["-m", "retentive.cli"]
+    command = [sys.executable, *program, "watch", source, "--home", home, "--config", str(config)]
     command += ["--poll", "0.2", "--settle", "0", "--threads", "1"]
     path = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return subprocess.Popen(command, env={**env, "PYTHONPATH": path}, stdout=log, stderr=subprocess.STDOUT)
@@ -150,8 +171,12 @@ def _pid(status: dict[str, Any]) -> int | None:
     return (status.get("service") or {}).get("pid")
 
 
+def _state(status: dict[str, Any]) -> str | None:
+    return (status.get("service") or {}).get("state")
+
+
 def _updating(status: dict[str, Any]) -> bool:
-    return (status.get("service") or {}).get("state") == "updating"
+    return _state(status) == "updating"
 
 
 def check_home(home: str, names: list[str]) -> str | None:
@@ -206,9 +231,10 @@ def final_problems(home: str, files: list[tuple[str, bytes]], reference: dict[st
     return problems
 
 
-def reference_run(files: list[tuple[str, bytes]], workdir: Path, config: Path) -> dict[str, str]:
-    """An uninterrupted run (in this process, ``--once`` on every chunk): the served files' sha256."""
-    from retentive.service import WatchService, WatchSettings
+def reference_run(files: list[tuple[str, bytes]], workdir: Path, config: Path) -> tuple[dict[str, str], list[float]]:
+    """An uninterrupted run (in this process, ``--once`` on every chunk): the served files' sha256
+    and each update's seconds."""
+    from retentive.service import WatchService, WatchSettings, read_status
     from retentive.state.home import ModelHome
 
     source = Location(str(workdir / "reference-source"))
@@ -216,35 +242,53 @@ def reference_run(files: list[tuple[str, bytes]], workdir: Path, config: Path) -
         source.put(name, data)
     home = str(workdir / "reference-home")
     WatchService(source.where, home, WatchSettings(config), once=True, settle=0, log=lambda line: None).run()
-    return {name: entry["sha256"] for name, entry in ModelHome(home).manifest()["files"].items()}
+    seconds = [entry["seconds"] for entry in read_status(home)["chunks"] if entry["outcome"] == "promoted"]
+    return {name: entry["sha256"] for name, entry in ModelHome(home).manifest()["files"].items()}, seconds
 
 
 @dataclass
 class Run:
-    """One kill test's service: where it reads and writes, and how it is started."""
+    """One kill test's service: where it reads and writes, how it is started, who drops the chunks."""
 
     source: str
     home: str
     config: Path
     env: dict[str, str]
     log: Any
+    dropper: Dropper
 
-    def start(self) -> subprocess.Popen[bytes]:
-        return _service(self.source, self.home, self.config, self.log, self.env)
+    def start(self, die_after_commit: bool = False) -> subprocess.Popen[bytes]:
+        return _service(self.source, self.home, self.config, self.log, self.env, die_after_commit)
 
     def ours(self, status: dict[str, Any], process: subprocess.Popen[bytes]) -> bool:
         """Whether ``status`` was written by ``process`` (not left by a killed one)."""
         return _pid(status) == process.pid
 
+    def more_work(self) -> None:
+        """Let one more chunk arrive if every chunk dropped so far is done."""
+        done = len(_status(self.home).get("chunks", []))
+        self.dropper.release(done + 1)
+
+
+#: how a kill is timed: a moment after the start, during an update, right after a commit
+MODES = ("after start", "while updating", "after commit")
+
 
 def _kill_once(run: Run, mode: str, rng: random.Random, window: float, update_window: float) -> dict[str, Any]:
     """Start the service, SIGKILL it at a random moment of ``mode``; what it was doing then."""
-    process = run.start()
-    if mode == "while updating":
-        if _wait_for(run.home, lambda s: run.ours(s, process) and _updating(s), 15, process):
+    process = run.start(die_after_commit=mode == "after commit")
+    if mode == "after start":
+        run.more_work()  # arrives while the service starts
+        if _wait_for(run.home, lambda s: run.ours(s, process), 180, process):
+            time.sleep(rng.uniform(0, window))
+    elif _wait_for(run.home, lambda s: run.ours(s, process), 180, process):
+        run.more_work()  # arrives while the service runs
+        if mode == "while updating" and _wait_for(
+            run.home, lambda s: run.ours(s, process) and _updating(s), 60, process
+        ):
             time.sleep(rng.uniform(0, update_window))
-    elif _wait_for(run.home, lambda s: run.ours(s, process), 60, process):
-        time.sleep(rng.uniform(0, window))
+        elif mode == "after commit":  # it kills itself once a commit is done (none: it goes idle)
+            _wait_for(run.home, lambda s: run.ours(s, process) and _state(s) == "idle", 180, process)
     seen = _status(run.home)
     process.kill()
     process.wait()
@@ -283,7 +327,7 @@ def run_watch_kill_test(
     env: dict[str, str] | None = None,
     interval: float = 1.0,
     window: float = 3.0,
-    update_window: float = 1.5,
+    update_window: float | None = None,
 ) -> dict[str, Any]:
     """``kills`` SIGKILLs of a watch service (see the module docstring); ``problems`` lists any violation."""
     rng = random.Random(seed)
@@ -292,16 +336,16 @@ def run_watch_kill_test(
     files = chunk_files(seed)
     names = [name for name, _ in files]
     began = time.perf_counter()
-    reference = reference_run(files, workdir, config)
+    reference, seconds = reference_run(files, workdir, config)
+    update_window = update_window or 1.2 * max(seconds)  # an update's time, measured under this load
     source, home = source or str(workdir / "source"), home or str(workdir / "home")
     dropper = Dropper(Location(source), files, interval)
-    results: dict[str, Any] = {"kills": [], "problems": [], "starts": 0, "interval_s": interval}
+    results: dict[str, Any] = {"kills": [], "problems": [], "starts": 0, "update_window_s": round(update_window, 2)}
     with open(workdir / "service.log", "a", encoding="utf-8") as log:
-        run = Run(source, home, config, dict(os.environ if env is None else env), log)
+        run = Run(source, home, config, dict(os.environ if env is None else env), log, dropper)
         dropper.start()
         for kill in range(kills):
-            dropper.release(-(-(kill + 1) * CHUNKS // kills))  # the chunks arrive across the kills
-            mode = "while updating" if kill % 2 else "after start"
+            mode = MODES[kill % len(MODES)]
             results["kills"].append(_kill_once(run, mode, rng, window, update_window))
             results["starts"] += 1
             problem = check_home(home, names)

@@ -75,6 +75,7 @@ class WatchService:
     # ---------------------------------------------------------------- the loop
     def run(self) -> int | None:
         """Process chunks until stopped; ``None`` when ``once`` finished, else the signal it stopped on."""
+        state = "finished"
         with self._signals(), tempfile.TemporaryDirectory(prefix="retentive-watch-") as scratch:
             try:
                 self.status.set(state="starting")
@@ -82,9 +83,12 @@ class WatchService:
                 self._loop(Path(scratch))
             except KeyboardInterrupt:
                 self.stopped_by = self.stopped_by or signal.SIGINT
+                state = f"stopped ({signal.Signals(self.stopped_by).name})"
                 self._recover()  # the update in flight: committed (recorded now) or abandoned
+            except BaseException as error:
+                state = f"failed: {type(error).__name__}: {' '.join(str(error).split())[:500]}"
+                raise
             finally:
-                state = "finished" if self.stopped_by is None else f"stopped ({signal.Signals(self.stopped_by).name})"
                 self.status.set(state=state, chunk=None)
         return self.stopped_by
 
@@ -94,7 +98,10 @@ class WatchService:
             if not todo:
                 if self.once:
                     return
-                self.status.heartbeat() if self.status.fields["state"] == "idle" else self.status.set(state="idle")
+                if self.status.fields["state"] == "idle":
+                    self.status.heartbeat()
+                else:
+                    self.status.set(state="idle")
                 time.sleep(self.poll)
                 continue
             for name in todo:
