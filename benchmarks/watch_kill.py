@@ -264,6 +264,10 @@ class Run:
         """Whether ``status`` was written by ``process`` (not left by a killed one)."""
         return _pid(status) == process.pid
 
+    def all_done(self, status: dict[str, Any]) -> bool:
+        """Idle with every chunk let in recorded (nothing left to commit)."""
+        return _state(status) == "idle" and len(status.get("chunks", [])) >= self.dropper.allowed
+
     def more_work(self) -> None:
         """Let one more chunk arrive if every chunk dropped so far is done."""
         done = len(_status(self.home).get("chunks", []))
@@ -288,7 +292,7 @@ def _kill_once(run: Run, mode: str, rng: random.Random, window: float, update_wi
         ):
             time.sleep(rng.uniform(0, update_window))
         elif mode == "after commit":  # it kills itself once a commit is done (none: it goes idle)
-            _wait_for(run.home, lambda s: run.ours(s, process) and _state(s) == "idle", 180, process)
+            _wait_for(run.home, lambda s: run.ours(s, process) and run.all_done(s), 180, process)
     seen = _status(run.home)
     process.kill()
     process.wait()
