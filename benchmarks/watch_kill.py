@@ -8,13 +8,13 @@ service has done every chunk there (written beside and renamed into place locall
 an ``s3://`` prefix). The service runs as its own process (``python -m retentive.cli watch SOURCE
 --home HOME --config ...``) with a tiny MLP and ER. It is SIGKILLed ``--kills`` times and started
 again each time; the kills cycle through three moments: uniform over the first 3 seconds after the
-new process writes its status (recovery, listing, ledger writes, building, training); uniform over
-1.2 times an update's measured duration after it says it is updating a chunk (reading, building,
-training, commit, ledger); and right after an update's commit, before the ledger records it (the
-service's process kills itself there: the window a restart must recover from the home's lineage).
-After each kill the home must read and verify, and the ledger must list a prefix of the chunks in
-name order, each once. After the last kill the service runs until every chunk is recorded and is
-then stopped with SIGTERM (exit 143). Finally: the ledger lists the six chunks in order, the
+new process writes its status (recovery, listing, ledger writes, building, training); right after
+an update's commit, before the ledger records it (the service's process kills itself there: the
+window a restart must recover from the home's lineage); and uniform over 1.2 times an update's
+measured duration after it says it is updating a chunk (reading, building, training, commit,
+ledger). After each kill the home must read and verify, and the ledger must list a prefix of the
+chunks in name order, each once. After the last kill the service runs until every chunk is recorded
+and is then stopped with SIGTERM (exit 143). Finally: the ledger lists the six chunks in order, the
 corrupt one quarantined with its error, the others promoted; the serving version's lineage shows
 updates 0-4 built from the five good chunks in order, each once; and its weights, memory and
 learner files equal those of an uninterrupted ``--once`` run (same sha256).
@@ -275,7 +275,7 @@ class Run:
 
 
 #: how a kill is timed: a moment after the start, during an update, right after a commit
-MODES = ("after start", "while updating", "after commit")
+MODES = ("after start", "after commit", "while updating")
 
 
 def _kill_once(run: Run, mode: str, rng: random.Random, window: float, update_window: float) -> dict[str, Any]:

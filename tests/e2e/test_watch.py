@@ -194,11 +194,12 @@ def test_sigterm_during_an_update_stops_cleanly_and_the_chunk_is_taken_again(tmp
 
 
 def test_sigkill_at_random_moments_local(tmp_path, mnist_available, capsys):
-    """benchmarks/watch_kill.py's command line at a tiny setting (2 kills; the full run has 12)."""
+    """benchmarks/watch_kill.py's command line at a tiny setting (3 kills, one of each kind; the full run has 12)."""
     out = tmp_path / "watch_kill.json"
-    assert bench.main(["--kills", "2", "--seed", "3", "--interval", "0.3", "--out", str(out)]) == 0, capsys.readouterr()
+    assert bench.main(["--kills", "3", "--seed", "3", "--interval", "0.3", "--out", str(out)]) == 0, capsys.readouterr()
     results = json.loads(out.read_text())
-    assert results["problems"] == [] and len(results["kills"]) == 2 and results["sigterm_exit"] == 143
+    assert results["problems"] == [] and [k["mode"] for k in results["kills"]] == list(bench.MODES)
+    assert results["sigterm_exit"] == 143 and results["recovered_after_commit"] >= 1
 
 
 def test_sigkill_at_random_moments_s3(tmp_path, s3, mnist_available):  # noqa: F811 - the fixture
@@ -212,4 +213,4 @@ def test_sigkill_at_random_moments_s3(tmp_path, s3, mnist_available):  # noqa: F
         interval=0.3,
     )
     assert results["problems"] == [], results
-    assert len(results["kills"]) == 2 and results["sigterm_exit"] == 143
+    assert len(results["kills"]) == 2 and results["sigterm_exit"] == 143 and results["recovered_after_commit"] >= 1
