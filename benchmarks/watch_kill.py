@@ -365,21 +365,35 @@ def run_watch_kill_test(
     return results
 
 
+def _local_s3(stack: contextlib.ExitStack) -> tuple[str, str, dict[str, str]]:
+    """moto's server on 127.0.0.1 (the tests' one), its credentials in this process's environment:
+    a source and a home in its bucket, and the service's environment."""
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    from s3_server import forget_s3_clients, s3_server
+
+    server = stack.enter_context(s3_server())
+    os.environ.update({k: v for k, v in server.env().items() if k.startswith("AWS_")})
+    forget_s3_clients()
+    return f"s3://{server.bucket}/watch/incoming", f"s3://{server.bucket}/watch/home", server.env()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between two chunk drops [1]")
-    parser.add_argument("--source", default=None, help="a URL prefix for the chunks (s3://...) [a local folder]")
-    parser.add_argument("--home", default=None, help="a URL for the model home (s3://...) [a local folder]")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds from letting a chunk in to its drop [1]")
+    parser.add_argument("--s3", action="store_true", help="source and home on a local S3 server (moto) [local folders]")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory(prefix="retentive-watch-kill-") as workdir:
-        results = run_watch_kill_test(args.kills, args.seed, Path(workdir), args.source, args.home, None, args.interval)
-    text = json.dumps({"kills_requested": args.kills, "seed": args.seed, **results}, indent=2)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="retentive-watch-kill-")))
+        source, home, env = _local_s3(stack) if args.s3 else (None, None, None)
+        results = run_watch_kill_test(args.kills, args.seed, workdir, source, home, env, args.interval)
+    where = {"where": "s3 (moto, 127.0.0.1)" if args.s3 else "local folders", "load_average": os.getloadavg()[0]}
+    text = json.dumps({"kills_requested": args.kills, "seed": args.seed, **where, **results}, indent=2)
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
