@@ -296,12 +296,13 @@ def _kill_once(run: Run, mode: str, rng: random.Random, window: float, update_wi
     seen = _status(run.home)
     process.kill()
     process.wait()
-    service = seen.get("service") or {}
+    service, left = seen.get("service") or {}, _status(run.home).get("pending") or {}
     return {
         "mode": mode,
         "state": service.get("state"),
         "chunk": service.get("chunk"),
         "done": len(seen.get("chunks", [])),
+        "left_pending": left.get("name"),  # a chunk begun and not recorded: recovered or redone next
     }
 
 
