@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "retentive.cli.shift",
         "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)",
     ),
+    "watch": (
+        "retentive.cli.watch",
+        "update a model home on every chunk that arrives in a folder or s3:// prefix, exactly once each",
+    ),
     "tune": (
         "retentive.cli.tune",
         "search hyperparameters for one update (Syne Tune trials in parallel); keep the best",
@@ -58,7 +62,8 @@ EPILOG = (
     "settings this machine cannot run), one line on stderr; 2 bad usage; 3 (`retentive shift`) shift detected; 4 (`retentive update --gate`) "
     "the gate rejected the candidate: the current version still serves, the candidate is the challenger; "
     "75 another run holds or changed the state, nothing written: run again; 130 interrupted, nothing committed "
-    "(a Ctrl-C during a commit lets it finish: exit 0); 141 the output's reader went away. "
+    "(a Ctrl-C during a commit lets it finish: exit 0); 141 the output's reader went away; 143 (`retentive watch`) "
+    "stopped by SIGTERM, every finished chunk recorded. "
     "`retentive COMMAND --help` explains a command."
 )
 _DEBUG_HELP = "on an error, show the full traceback instead of one line"

@@ -66,6 +66,11 @@ def one_line(error: BaseException, flags: Mapping[str, str] = {}) -> str | None:
 #: running the same command again, once the other writer is done, may succeed.
 RETRY = 75
 
+#: ``retentive watch`` stopped by SIGTERM (128 + 15, the shell's convention): every chunk it
+#: finished is recorded, an update in flight was abandoned before its commit (or committed and
+#: recorded); the next start takes that chunk again first. Ctrl-C stops it the same way, with 130.
+TERMINATED = 143
+
 
 def exit_code(error: BaseException) -> int:
     """The exit code for a reported error: 130 for an interrupt that committed nothing, 0 for one

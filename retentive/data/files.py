@@ -31,6 +31,7 @@ import csv
 import io
 import os
 import uuid
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def _read_npz(path: Path) -> dict[str, Tensor]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: torch.from_numpy(np.ascontiguousarray(archive[key])) for key in archive.files}
-    except (OSError, ValueError, EOFError) as error:  # not a zip, truncated, or object arrays refused
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # not a zip, truncated, object arrays
         raise DataError(f"{path}: not a readable .npz of numeric arrays: {error}") from error
 
 

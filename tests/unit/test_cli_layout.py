@@ -32,6 +32,7 @@ def test_one_module_per_command_and_the_entry_point():
         "shift",
         "tune",
         "update",
+        "watch",
     ]
     for name, (module, _) in COMMANDS.items():
         assert module == f"retentive.cli.{name.replace('-', '_')}"
