@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from retentive.data import nested
 from retentive.memory.buffer import CORE_KEYS
-from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.context import ChunkContext, UpdateContext, chunk_context
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.layout import is_input_key
 from retentive.memory.protocol import Offer, ReplayMemory, SlotPolicy
 from retentive.models.modes import evaluating
