@@ -134,7 +134,7 @@ def test_in_place_then_an_interrupted_update_resumes_and_matches(states, split_s
 def test_export_writes_an_index_arrays_and_images(states, tmp_path, capsys):
     root, home, _ = states
     assert main(["memory", "export", home.location, str(tmp_path / "out")]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "out" / "index.csv")))
+    rows = list(csv.DictReader((tmp_path / "out" / "index.csv").read_text().splitlines()))
     arrays = np.load(tmp_path / "out" / "samples.npz")
     assert len(rows) == len(arrays["sample_ids"]) == len(list_memory(home.location))
     assert [int(r["sample_id"]) for r in rows] == arrays["sample_ids"].tolist()
