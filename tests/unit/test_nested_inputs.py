@@ -87,6 +87,7 @@ def test_memory_stores_one_tensor_per_leaf_and_samples_the_structure_back():
         "targets",
         "task_ids",
         "logits",
+        *IDENTITY_KEYS,
     }
     assert memory.storage["inputs.input_ids"].shape == (12, 8)
     batch = memory.sample(7)
@@ -152,8 +153,8 @@ def test_plain_tensor_memory_state_keeps_its_format():
     batch = text_batch(0, 9)
     memory.add({**batch, "inputs": batch["inputs"]["extra"][0]})
     state = memory.state_dict()
-    assert set(state) == {"capacity", "policy", "size", "seen", "generators", "storage", "dtypes"}
-    assert set(state["storage"]) == {"inputs", "targets", "task_ids", "logits"}
+    assert set(state) == {"capacity", "policy", "size", "seen", "generators", "storage", "dtypes", "sources"}
+    assert set(state["storage"]) == {"inputs", "targets", "task_ids", "logits", *IDENTITY_KEYS}
     assert state["dtypes"]["inputs"] == "float32"
     legacy = {k: v for k, v in state.items() if k != "generators"}
     legacy["generator"] = memory.insert_generator.get_state()  # one generator, as the oldest states have
