@@ -27,6 +27,7 @@ from retentive.data.files import read_chunk, write_chunk
 from retentive.errors import DataError, MemoryShapeError
 from retentive.memory import ReplayBuffer, UnboundedBuffer
 from retentive.memory.exchange import distributed_add
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.state.inspection import StateReport, format_report
 from retentive.updaters.validation import check_chunk, check_dataset
 
