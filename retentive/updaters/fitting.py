@@ -205,7 +205,7 @@ class FittingMixin(_Host):
         """The update's chunk read with its samples' rows and ids (:mod:`retentive.updaters.identified`);
         any other fit's data (the memory itself, logits) as it is."""
         identified = getattr(self, "_identified", None)
-        if identified is None or data is not identified[0]:
+        if identified is None or data is not identified[0] or identified[2] is None:
             return data
         return IdentifiedView(data, identified[1], identified[2])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from retentive.memory.identity import IdentifiedBatch, derive_ids, provided_ids
 from retentive.memory.protocol import ReplayMemory
@@ -42,16 +42,21 @@ class IdentifiedView(Dataset):
         return IdentifiedBatch(item[0], item[1], tasks, rows, self.ids[rows])
 
 
-def chunk_ids(memory: ReplayMemory, dataset: Dataset, update: int, fingerprint: dict[str, Any] | None) -> Tensor:
+def chunk_ids(memory: ReplayMemory, dataset: Dataset, update: int, fingerprint: dict[str, Any] | None) -> Tensor | None:
     """Make ``dataset`` the memory's current source and return its samples' ids (one per row).
 
     ``fingerprint`` is the chunk's data fingerprint when already computed (the lineage's); a chunk
-    without a hashable fingerprint is named by the update index instead.
+    without a hashable fingerprint is named by the update index instead. A dataset without a
+    length (a stream) returns ``None``: it is read in order, so the memory numbers its rows as
+    they are offered.
     """
     record = chunk_fingerprint(dataset) if fingerprint is None else fingerprint
-    name = record.get("sha256") or f"unhashed-update-{update}"
+    name = str(record.get("sha256") or f"unhashed-update-{update}")
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+        memory.begin_source(name, update)
+        return None
     provided = provided_ids(dataset)
-    memory.begin_source(str(name), update, provided)
+    memory.begin_source(name, update, provided)
     if provided is not None:
         return provided
-    return derive_ids(str(name), torch.arange(len(dataset), dtype=torch.int64))  # type: ignore[arg-type]
+    return derive_ids(name, torch.arange(len(dataset), dtype=torch.int64))
