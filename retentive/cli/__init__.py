@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "retentive.cli.shift",
         "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)",
     ),
+    "memory": (
+        "retentive.cli.memory",
+        "list the samples a state's replay memory holds, delete some (a new version), or export them",
+    ),
     "watch": (
         "retentive.cli.watch",
         "update a model home on every chunk that arrives in a folder or s3:// prefix, exactly once each",

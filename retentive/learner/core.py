@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from retentive.components.base import Component, StepContext, reduce_task_loss
 from retentive.data import nested
 from retentive.errors import DataError
+from retentive.learner.batches import unpack_batch
 from retentive.learner.checks import StepChecks, check_settings
 from retentive.learner.host import ComponentList
 from retentive.learner.lifecycle import ChunkBatches, LifecycleMixin
@@ -166,6 +167,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         """What the updates fill in as they run: counters, the current task, randomness, checks, fit-time hooks."""
         self.total_steps = 0
         self.task_id: int | str = 0
+        self._identity: tuple[Tensor, ...] | None = None  # the step's rows and ids, when the loader gives them
         self.update_index = 0
         self.seed = 0
         self.chunk_classes: Tensor | None = None
@@ -209,19 +211,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
 
     # ---------------------------------------------------------------- the step
     def _unpack(self, batch: Any) -> tuple[Any, Tensor, Tensor]:
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise DataError(
-                f"a training batch must be (inputs, targets) or (inputs, targets, task_ids), got {type(batch).__name__}"
-                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-            )
-        x, y = batch[0], batch[1]
-        if not torch.is_tensor(y) or y.dtype.is_floating_point or y.dim() != 1:
-            raise DataError(
-                f"targets must be a 1-d integer tensor of class indices, got "
-                f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}"
-            )
-        t = batch[2] if len(batch) == 3 else torch.full_like(y, self.task_id if isinstance(self.task_id, int) else 0)
-        return x, y.long(), t.long()
+        x, y, t, self._identity = unpack_batch(batch, self.task_id)  # identity: for the memory (_store)
+        return x, y, t
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
@@ -364,6 +355,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             self.memory.seen += int(ctx.targets.shape[0])
             return
         batch = {"inputs": nested.detach(ctx.raw_inputs), "targets": ctx.raw_targets, "task_ids": ctx.task_ids}
+        if self._identity is not None:  # else the memory credits the rows to its current source itself
+            batch.update(sample_rows=self._identity[0], sample_ids=self._identity[1])
         batch.update(self.metadata(ctx.outputs, ctx.features))
         refresh = None
         if ctx.memory is not None and self.ema_memory_update_gamma < 1.0 and ctx.memory_outputs is not None:
