@@ -54,11 +54,12 @@ from retentive.updaters.fitting import FittingMixin
 from retentive.updaters.hooks import UpdaterHooks
 from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
+from retentive.updaters.refit import RefitMixin
 from retentive.updaters.signature import bind_arguments, define_signature
 from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
 
-class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
+class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin, RefitMixin):
     """Updates a model on one data chunk per :meth:`update` call without forgetting the earlier ones.
 
     Args:
