@@ -8,6 +8,7 @@ import pytest
 import torch
 from state_helpers import der, tree_digest
 
+from retentive.cli import main
 from retentive.state import load_state
 from retentive.state.home import ModelHome
 from retentive.updaters.chunks import memory_dataset
@@ -29,7 +30,7 @@ def memory_loss(updater) -> float:
         return float(torch.nn.functional.cross_entropy(updater.model(data.inputs), data.targets))
 
 
-def test_a_refit_is_a_new_version_that_leaves_the_old_one_intact(home, tmp_path):
+def test_a_refit_is_a_new_version_that_leaves_the_old_one_intact(home, tmp_path, capsys):
     served = home.current()
     old = home.fetch(tmp_path / "old", served.id)
     before = tree_digest(old)
@@ -50,6 +51,8 @@ def test_a_refit_is_a_new_version_that_leaves_the_old_one_intact(home, tmp_path)
     assert all(torch.equal(state.memory["storage"][k], v) for k, v in memory["storage"].items())
     assert any(not torch.equal(state.model[k], parent.model[k]) for k in state.model)
     assert refit_record(parent.manifest) is None
+    assert main(["inspect", str(home.location), "--lineage"]) == 0
+    assert "refit     {'epochs': 5, 'samples': 50, 'batch_size': 32}" in capsys.readouterr().out
     home.rollback()  # the home's rules hold for a refit's version too
 
 
