@@ -144,6 +144,7 @@ class Lineage:
     seed: int | None = None
     packages: dict[str, str] | None = None
     gate: dict[str, Any] | None = None
+    refit: dict[str, Any] | None = None
     ancestors: list[dict[str, Any]] = field(default_factory=list)
     recorded: bool = True
     problems: list[str] = field(default_factory=list)
@@ -163,6 +164,7 @@ _CHECKS: dict[str, Any] = {
     "seed": _is_int,
     "packages": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
     "gate": lambda v: isinstance(v, dict),
+    "refit": lambda v: isinstance(v, dict),
 }
 
 

@@ -52,7 +52,7 @@ def test_a_refit_is_a_new_version_that_leaves_the_old_one_intact(home, tmp_path,
     assert any(not torch.equal(state.model[k], parent.model[k]) for k in state.model)
     assert refit_record(parent.manifest) is None
     assert main(["inspect", str(home.location), "--lineage"]) == 0
-    assert "refit     {'epochs': 5, 'samples': 50, 'batch_size': 32}" in capsys.readouterr().out
+    assert 'refit     {"batch_size": 32, "epochs": 5, "samples": 50}' in capsys.readouterr().out
     home.rollback()  # the home's rules hold for a refit's version too
 
 
