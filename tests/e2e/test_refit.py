@@ -11,6 +11,7 @@ from state_helpers import der, tree_digest
 from retentive.cli import main
 from retentive.state import load_state
 from retentive.state.home import ModelHome
+from retentive.state.lineage import read_lineage
 from retentive.updaters.chunks import memory_dataset
 from retentive.updaters.refit import refit_record
 
@@ -80,3 +81,17 @@ def test_an_empty_memory_is_refused_with_a_clear_error(tmp_path: Path):
     with pytest.raises(ValueError, match="cannot refit: the memory holds no samples"):
         der(tmp_path / "out").refit(1)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_in_place_refit_of_a_single_folder_can_be_rolled_back(home, tmp_path):
+    folder = home.fetch(tmp_path / "single")  # a plain state folder, updated in place
+    before = tree_digest(folder)
+    der(folder, folder).refit(1)
+    assert refit_record(load_state(folder).manifest) == {"epochs": 1, "samples": 50, "batch_size": 32}
+    assert main(["rollback", str(folder)]) == 0
+    assert tree_digest(folder) == before
+
+
+def test_a_crafted_refit_record_is_reported_not_raised():
+    assert read_lineage({"lineage": {"refit": 3}}).problems == ["refit is 3"]
+    assert refit_record({"lineage": {"refit": [1]}}) is None and refit_record({"lineage": "x"}) is None
