@@ -166,7 +166,12 @@ def legacy_identity(storage: Mapping[str, Tensor], size: int) -> tuple[dict[str,
     for key in sorted(storage):
         digest.update(key.encode())
         digest.update(storage[key].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    fingerprint = "legacy-" + digest.hexdigest()
+    return whole_source_identity("legacy-" + digest.hexdigest(), size)
+
+
+def whole_source_identity(fingerprint: str, size: int) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Identity keys for ``size`` rows that are rows ``0..size-1`` of one source ``fingerprint``
+    (source index 0), and that source's table entry (update ``-1``: stored before any update)."""
     rows = torch.arange(size, dtype=torch.int64)
     keys = {ID_KEY: derive_ids(fingerprint, rows), SOURCE_KEY: torch.zeros(size, dtype=torch.int64), ROW_KEY: rows}
     return keys, {"fingerprint": fingerprint, "update": -1, "provided_ids": False}
