@@ -31,11 +31,11 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from torch import Tensor
 
 from retentive import ExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist
+from retentive.governance import delete_samples, read_memory
 from retentive.models import MLP
 from retentive.state import load_state
 
@@ -148,21 +149,31 @@ def without(chunk: TensorChunk, keys: set[str]) -> TensorChunk:
     return chunk.subset(torch.tensor(keep, dtype=torch.long))
 
 
-def memory_rows(settings: dict[str, Any], folder: Path) -> tuple[TensorChunk, list[str]]:
-    """The samples a state's memory holds, and their keys."""
-    memory = er(settings, folder, None).memory
+def memory_rows(folder: Path) -> tuple[TensorChunk, list[str], list[int]]:
+    """The samples a state's memory holds, their keys, and their sample ids (``retentive memory list``)."""
+    memory = read_memory(str(folder)).memory
     rows = TensorChunk(memory.decoded("inputs").cpu(), memory.decoded("targets").cpu().long())
-    return rows, row_keys(rows.inputs)
+    return rows, row_keys(rows.inputs), [int(i) for i in memory.sample_ids()]
 
 
-def run_seed(settings: dict[str, Any], seed: int, root: Path, delete: Callable[[Path, Path, set[str]], None]) -> dict:
-    """Every condition for one seed; ``delete(state, output, keys)`` writes ``state`` less the
-    memory rows whose keys are given."""
+def delete_rows(state: Path, output: Path, keys: set[str]) -> None:
+    """``state`` less the memory rows whose keys are given, written to ``output`` through the
+    governance API (``retentive memory delete --ids``); a copy when it holds none of them."""
+    _, held, ids = memory_rows(state)
+    chosen = [sample_id for key, sample_id in zip(held, ids) if key in keys]
+    if chosen:
+        delete_samples(str(state), ids=chosen, output=str(output))
+    else:
+        shutil.copytree(state, output)
+
+
+def run_seed(settings: dict[str, Any], seed: int, root: Path) -> dict:
+    """Every condition for one seed (state folders under ``root``)."""
     settings = {**settings, "seed": seed}
     chunks, pool = scenario(settings["per_class"], settings["heldout_per_class"], seed)
     start = time.perf_counter()
     folders = pipeline(settings, chunks, root / "pipeline")
-    rows, keys = memory_rows(settings, folders[-1])
+    rows, keys, _ = memory_rows(folders[-1])
     g = torch.Generator().manual_seed(10_000 + seed)
     chosen = torch.randperm(len(rows), generator=g)[: settings["delete"]]
     deleted_keys = {keys[int(i)] for i in chosen}
@@ -186,7 +197,7 @@ def run_seed(settings: dict[str, Any], seed: int, root: Path, delete: Callable[[
         "conditions": {"before": measure(folders[-1], sets)},
     }
     deleted_state = root / "deleted"
-    delete(folders[-1], deleted_state, deleted_keys)
+    delete_rows(folders[-1], deleted_state, deleted_keys)
     out["conditions"]["deleted"] = measure(deleted_state, sets)
     for epochs in settings["refit_epochs"]:
         folder, begin = root / f"refit_{epochs}", time.perf_counter()
@@ -194,7 +205,7 @@ def run_seed(settings: dict[str, Any], seed: int, root: Path, delete: Callable[[
         out["conditions"][f"refit_{epochs}"] = measure(folder, sets)
         out[f"refit_{epochs}_seconds"] = round(time.perf_counter() - begin, 2)
     parent = root / "rerun_parent"
-    delete(folders[-2], parent, deleted_keys)  # those of the deleted samples it held, if any
+    delete_rows(folders[-2], parent, deleted_keys)  # those of the deleted samples it held, if any
     begin = time.perf_counter()
     er(settings, parent, root / "rerun").update(without(chunks[-1], deleted_keys), task_id=len(chunks) - 1)
     out["conditions"]["rerun"] = measure(root / "rerun", sets)
@@ -257,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, start = [], time.perf_counter()
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="deletion-influence-") as tmp:
-            runs.append(run_seed(settings, seed, Path(tmp), delete_rows))
+            runs.append(run_seed(settings, seed, Path(tmp)))
         print(
             f"seed {seed}: {json.dumps({k: round(v['gap'], 3) for k, v in runs[-1]['conditions'].items()})}", flush=True
         )
