@@ -241,6 +241,24 @@ def summarize(runs: list[dict]) -> dict[str, Any]:
     return summary
 
 
+def table(summary: dict[str, Any]) -> str:
+    """The summary as the Markdown table of docs/benchmarks/deletion.md (mean ± sd over seeds)."""
+
+    def cell(entry: dict[str, float], digits: int = 3) -> str:
+        return f"{entry['mean']:.{digits}f} ± {entry['sd']:.{digits}f}"
+
+    lines = [
+        "| condition | loss: deleted | never seen | trained on, not kept | still in memory "
+        "| gap (deleted - never seen) | membership AUC | accuracy: deleted | never seen |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for condition, entry in summary.items():
+        losses = " | ".join(cell(entry[name]["loss"]) for name in SETS)
+        accuracy = f"{cell(entry['deleted']['accuracy'], 2)} | {cell(entry['never_seen']['accuracy'], 2)}"
+        lines.append(f"| {condition} | {losses} | {cell(entry['gap'])} | {cell(entry['auc'])} | {accuracy} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -284,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(table(result["summary"]))
     print(f"wrote {args.out} in {result['seconds']} s")
     return 0
 
