@@ -44,25 +44,33 @@ def check_epochs(epochs: object) -> int:
     return epochs
 
 
+#: the Learner's settings a refit keeps: its argument -> the Learner attribute holding it
+_KEPT = {
+    "lr_scheduler": "lr_scheduler_factory",
+    "mask_unused_classes": "mask_unused_classes",
+    "log_every_n_steps": "log_every_n_steps",
+    "learning_rate_scheduler_interval": "scheduler_interval",
+    "gradient_clip_val": "gradient_clip_val",
+    "gradient_clip_algorithm": "gradient_clip_algorithm",
+}
+
+
 def refit_learner(learner: Learner) -> Learner:
     """A plain Learner over the same model, loss, optimizer and schedule: no components, no memory
     of its own (nothing drawn, nothing inserted, no update-end selection), and the memory's samples
     seen as replayed samples are (the buffer transforms)."""
+    kept = {name: getattr(learner, attribute) for name, attribute in _KEPT.items()}
+    buffer, test = learner.transforms["buffer"], learner.transforms["test"]
     plain = Learner(
-        model=learner.model,
-        loss_fn=learner.loss_fn,
-        optimizer=learner.optimizer_factory,
-        lr_scheduler=learner.lr_scheduler_factory,
-        mask_unused_classes=learner.mask_unused_classes,
-        log_every_n_steps=learner.log_every_n_steps,
+        learner.model,
+        learner.loss_fn,
+        learner.optimizer_factory,
         update_memory_every_step=False,
-        train_transform=learner.transforms["buffer"][0],
-        train_target_transform=learner.transforms["buffer"][1],
-        test_transform=learner.transforms["test"][0],
-        test_target_transform=learner.transforms["test"][1],
-        learning_rate_scheduler_interval=learner.scheduler_interval,
-        gradient_clip_val=learner.gradient_clip_val,
-        gradient_clip_algorithm=learner.gradient_clip_algorithm,
+        train_transform=buffer[0],
+        train_target_transform=buffer[1],
+        test_transform=test[0],
+        test_target_transform=test[1],
+        **kept,
     )
     plain.epoch_metrics = learner.epoch_metrics  # the metrics the updater logs (train_<name>)
     plain.total_steps = learner.total_steps  # TensorBoard's steps go on from the update's
