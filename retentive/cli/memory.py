@@ -19,8 +19,8 @@ from retentive.cli.refit import REFIT_NOTE, add_refit_options, check_refit_argum
 DOES_NOT = (
     "what a deletion does NOT do: the model's weights (and statistics such as class means) still reflect what "
     "they learned from a removed sample; earlier versions in a home's history, resume checkpoints and a gate's "
-    "held-out rows keep their own copies until removed. Re-train without the samples to reduce what the weights "
-    "keep (see docs/how-to/memory.md)."
+    "held-out rows keep their own copies until removed. --refit EPOCHS re-trains on the remaining memory, which "
+    "reduces little of it (measured: docs/how-to/refit.md)."
 )
 EPILOG = f"""examples:
   retentive memory list HOME --json
