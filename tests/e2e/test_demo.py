@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.state import load_state
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,13 @@ def test_demo_runs_five_processes_through_state_folders(tmp_path):
     final = load_state(out / "state" / "chunk_004")
     assert final.manifest["updates_done"] == 5
     assert final.manifest["tasks_seen"] == {str(i): 400 for i in range(5)}
-    assert final.memory["size"] == 500 and set(final.memory["storage"]) == {"inputs", "targets", "task_ids", "logits"}
+    assert final.memory["size"] == 500 and set(final.memory["storage"]) == {
+        "inputs",
+        "targets",
+        "task_ids",
+        "logits",
+        *IDENTITY_KEYS,
+    }
     # the memory holds every chunk's digits, and the last row was measured on all ten
     assert sorted(final.memory["storage"]["targets"].unique().tolist()) == list(range(10))
     row = json.loads((out / "row_004.json").read_text())["row"]

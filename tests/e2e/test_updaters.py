@@ -25,6 +25,7 @@ from retentive.data import TensorChunk
 from retentive.errors import DataError, MemoryShapeError, NonFiniteLossError, StateError
 from retentive.evaluation import accuracy_row, average_accuracy
 from retentive.learner import Learner
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.models import MLP
 from retentive.updaters import split_batch
 
@@ -109,7 +110,7 @@ def test_state_folder_restores_weights_memory_and_logits(split_small, tmp_path):
     )
     for key, value in model.state_dict().items():
         assert torch.equal(second.model.state_dict()[key], value)
-    assert set(second.memory.keys) == {"inputs", "targets", "task_ids", "logits"}
+    assert set(second.memory.keys) == {"inputs", "targets", "task_ids", "logits", *IDENTITY_KEYS}
     for key in first.memory.keys:
         assert torch.equal(second.memory.storage[key], first.memory.storage[key])
     assert second.memory.seen == len(train[0]) and second.learner.total_steps == first.learner.total_steps
