@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -80,6 +80,9 @@ def refit_learner(learner: Learner) -> Learner:
 class RefitMixin(_Host):
     """:meth:`refit`: ``epochs`` of training on the memory, written as a new version."""
 
+    #: why this method cannot be refit (a method whose structure a plain fit would break), or None
+    refit_refusal: ClassVar[str | None] = None
+
     def refit(self, epochs: int) -> nn.Module:
         """Re-train the model on the samples its memory holds for ``epochs`` epochs; write the result.
 
@@ -90,10 +93,13 @@ class RefitMixin(_Host):
         buffer transforms; components, replay and insertion are off, the memory is unchanged. The
         counters (``updates_done``, ``tasks_seen``) stay: a refit is a new version of the last
         update, not an update. Two refits of the same state with the same seed are equal bit for
-        bit. Raises ``ValueError`` for ``epochs`` < 1 or a memory without samples (empty, or a
-        generator); the locking, conflict and rollback rules are :meth:`update`'s.
+        bit. Raises ``ValueError`` for ``epochs`` < 1, a memory without samples (empty, or a
+        generator) or a method that declares a ``refit_refusal`` (PackNet); the locking, conflict
+        and rollback rules are :meth:`update`'s.
         """
         epochs = check_epochs(epochs)
+        if self.refit_refusal is not None:
+            raise ValueError(f"cannot refit a {type(self).__name__}: {self.refit_refusal}")
         if not self.memory.takes_samples or len(self.memory) == 0:
             what = "holds no samples" if self.memory.takes_samples else "stores no samples (it generates them)"
             raise ValueError(f"cannot refit: the memory {what}, so there is nothing to re-train on")

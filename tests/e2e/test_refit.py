@@ -95,3 +95,14 @@ def test_an_in_place_refit_of_a_single_folder_can_be_rolled_back(home, tmp_path)
 def test_a_crafted_refit_record_is_reported_not_raised():
     assert read_lineage({"lineage": {"refit": 3}}).problems == ["refit is 3"]
     assert refit_record({"lineage": {"refit": [1]}}) is None and refit_record({"lineage": "x"}) is None
+
+
+def test_packnet_refuses_a_refit_that_would_move_its_frozen_weights(tmp_path):
+    from helpers import QUIET, sgd
+
+    from retentive import PackNetModelUpdater
+    from retentive.models import MLP, PackedNetwork
+
+    updater = PackNetModelUpdater(PackedNetwork(MLP()), torch.nn.CrossEntropyLoss(), sgd(), memory_size=10, **QUIET)
+    with pytest.raises(ValueError, match="cannot refit a PackNetModelUpdater: its gradient mask keeps earlier"):
+        updater.refit(1)
