@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from retentive.governance.reading import MemoryView, read_memory
@@ -54,8 +55,6 @@ def _selected(
     if len(given) != 1:
         raise ValueError(f"name the samples to delete one way: ids, source or where (got {given or 'none'})")
     if ids:
-        import torch
-
         return torch.tensor(parse_ids(ids), dtype=torch.int64)
     if source:
         return ids_from_source(view.memory, source)

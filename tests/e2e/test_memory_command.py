@@ -142,3 +142,16 @@ def test_export_writes_an_index_arrays_and_images(states, tmp_path, capsys):
     with pytest.raises(FileExistsError):
         export_memory(home.location, tmp_path / "out")
     capsys.readouterr()
+
+
+def test_import_renate_gives_the_same_ids_on_every_import(tmp_path):
+    from test_renate_import import renate_folder
+
+    from retentive.state.renate import import_renate
+
+    source, *_ = renate_folder(tmp_path)
+    import_renate(source, tmp_path / "a")
+    import_renate(source, tmp_path / "b")
+    a, b = list_memory(str(tmp_path / "a")), list_memory(str(tmp_path / "b"))
+    assert a == b and [r["row"] for r in a] == list(range(30)) and len({r["sample_id"] for r in a}) == 30
+    assert a[0]["source"].startswith("renate-") and {r["stored_in_update"] for r in a} == {-1}
