@@ -32,6 +32,8 @@ class Purpose(enum.IntEnum):
     SHARED = 6  #: the stream every data-parallel rank shares
     COMPONENT_COINS = 7  #: component hooks' Python-level coin flips (no tensor read back per step)
     HOLDOUT = 8  #: which samples of a chunk a gate holds out of training
+    REFIT_ORDER = 9  #: a refit's loader shuffle over the memory (retentive.updaters.refit)
+    REFIT = 10  #: torch's global RNG during a refit (dropout)
 
 
 def stream_seed(seed: int, update: int, purpose: Purpose, bits: int = 63) -> int:

@@ -250,6 +250,8 @@ def format_chain(location: str, chain: list[Link]) -> str:
             lines.append("       packages  " + _short(", ".join(f"{k} {v}" for k, v in packages.items()), 100))
             gate = lineage.get("gate")
             lines.append(f"       gate      {'none' if gate is None else _short(gate, 100)}")
+            if lineage.get("refit") is not None:  # a refit's version (retentive.updaters.refit)
+                lines.append(f"       refit     {_short(lineage['refit'], 100)}")
             parent = lineage.get("parent")
             lines.append(f"       parent    {'none: the first update' if parent is None else parent[:12]}")
         for problem in link.problems:

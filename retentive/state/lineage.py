@@ -10,7 +10,9 @@
      "data": {"samples": N, "sha256": ..., "method": DATA_FINGERPRINT},
      "updater": <class name>, "config": {<every hyperparameter>}, "seed": <the updater's seed>,
      "packages": {"python": ..., "retentive": ..., "torch": ..., "pytorch_lightning": ..., "numpy": ...},
-     "gate": null | {<the gate's report>}}
+     "gate": null | {<the gate's report>},
+     "refit": {"epochs", "samples", "batch_size"}   only in a refit's version: the state re-trained
+              on its memory (the parent), with "update" and "task_id" those of the update refit}
 
 The parent is named by its manifest digest, the same name :mod:`~retentive.state.concurrency`
 and a home's pointer use (``manifest_sha256``), so the chain can be followed through a home's
@@ -108,8 +110,10 @@ def lineage_record(
     config: dict[str, Any],
     seed: int,
     gate: dict[str, Any] | None = None,
+    refit: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``lineage`` entry of a manifest (see the module docstring)."""
+    """The ``lineage`` entry of a manifest (see the module docstring); ``refit`` only for a
+    refit's version (:mod:`retentive.updaters.refit`)."""
     return {
         "format": LINEAGE_FORMAT,
         "parent": parent,
@@ -122,6 +126,7 @@ def lineage_record(
         "seed": seed,
         "packages": package_versions(),
         "gate": gate,
+        **({"refit": refit} if refit is not None else {}),
     }
 
 
@@ -139,6 +144,7 @@ class Lineage:
     seed: int | None = None
     packages: dict[str, str] | None = None
     gate: dict[str, Any] | None = None
+    refit: dict[str, Any] | None = None
     ancestors: list[dict[str, Any]] = field(default_factory=list)
     recorded: bool = True
     problems: list[str] = field(default_factory=list)
@@ -158,6 +164,7 @@ _CHECKS: dict[str, Any] = {
     "seed": _is_int,
     "packages": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()),
     "gate": lambda v: isinstance(v, dict),
+    "refit": lambda v: isinstance(v, dict),
 }
 
 

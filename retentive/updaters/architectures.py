@@ -113,6 +113,7 @@ class PackNetModelUpdater(ModelUpdater):
     refused_arguments = refusing(
         ("components",), "masks the gradients with its own component; drop the argument {name!r}"
     )
+    refit_refusal = "its gradient mask keeps earlier tasks' weights frozen, and a refit trains without it"
 
     def __init__(
         self,

@@ -1,10 +1,9 @@
 """ModelUpdater: the life cycle of one update — load state, fit with Lightning, save state.
 
 Subclasses choose the loss components (and the memory), and override only the extension points
-declared in :mod:`~retentive.updaters.hooks`; everything else — batching, seeding, the Trainer,
-validation of the input, and the state folder — lives here once: the update itself here, its
-arguments in :mod:`~retentive.updaters.arguments`, the state in
-:mod:`~retentive.updaters.persistence`, the fits in :mod:`~retentive.updaters.fitting`.
+declared in :mod:`~retentive.updaters.hooks`; everything else (batching, seeding, the Trainer, input
+checks, the state folder) lives once in :mod:`retentive.updaters`: the update here, its arguments in
+``arguments``, the state in ``persistence``, the fits in ``fitting``, a refit in ``refit``.
 """
 
 from __future__ import annotations
@@ -56,11 +55,12 @@ from retentive.updaters.hooks import UpdaterHooks
 from retentive.updaters.identified import chunk_ids
 from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
+from retentive.updaters.refit import RefitMixin
 from retentive.updaters.signature import bind_arguments, define_signature
 from retentive.updaters.validation import check_chunk, check_dataset, check_transforms
 
 
-class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
+class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin, RefitMixin):
     """Updates a model on one data chunk per :meth:`update` call without forgetting the earlier ones.
 
     Args:

@@ -30,6 +30,10 @@ from retentive.streams import STREAMS_SCHEME
 from retentive.updaters.shared_state import check_visible
 from retentive.updaters.validation import check_memory_labels
 
+#: manifest entries a state passes on to every state built on it: the record of the samples deleted
+#: from its memory (retentive.governance), which neither an update nor a refit undoes
+CARRIED_ENTRIES = ("memory_deletions",)
+
 if TYPE_CHECKING:
     from retentive.updaters.host import UpdaterHost as _Host
 else:
@@ -76,6 +80,7 @@ class PersistenceMixin(_Host):
                 state, self.state_version = read_versioned(self.input_state_folder)
                 self._restore(state)
                 self._held_lineage = state.manifest.get("lineage")
+                self._carried = {key: state.manifest[key] for key in CARRIED_ENTRIES if key in state.manifest}
 
     def _restore(self, state: State) -> None:
         """Apply a loaded state; if it does not fit, raise StateError and leave everything as it was."""
@@ -157,6 +162,7 @@ class PersistenceMixin(_Host):
                 "random_streams": STREAMS_SCHEME,
                 "memory": {"size": len(self.memory), "seen": self.memory.seen, "keys": list(self.memory.keys)},
                 **self.manifest_entries(),
+                **getattr(self, "_carried", {}),
                 "lineage": self._lineage(),
             },
         )
