@@ -30,11 +30,10 @@ from retentive.learner.transforms import Transform
 from retentive.memory.policies import InsertionPolicy
 from retentive.quiet import quiet_lightning
 from retentive.registry import Registry
-from retentive.state import MANIFEST, check_output_folder
+from retentive.state import check_output_folder
 from retentive.state.discovery import warn_if_starting_over
 from retentive.state.interrupts import keyboard_interrupts
 from retentive.state.locking import OutputLock
-from retentive.state.resume import ResumeSession, update_fingerprint
 from retentive.streams import Purpose, memory_seeds, stream_seed
 from retentive.updaters.arguments import (
     NOT_HYPERPARAMETERS,
@@ -385,20 +384,6 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin, RefitMixin):
         check_transforms(self.model, self.learner.transforms, train_dataset, task)
         self.check_data(train_dataset)
         return task
-
-    def _resume_session(
-        self, train_dataset: Dataset, task: int | str, seed: int, lock: OutputLock | None
-    ) -> ResumeSession | None:
-        """With ``resume=True``: the session that finds and writes this update's checkpoints."""
-        if not self.resume:
-            return None
-        assert self.output_state_folder is not None
-        input_manifest = None if self.input_state_folder is None else self.input_state_folder / MANIFEST
-        fingerprint = update_fingerprint(
-            type(self).__name__, self.hyperparameters, input_manifest, task, seed, train_dataset
-        )
-        max_epochs = self.trainer_kwargs["max_epochs"]
-        return ResumeSession(self.output_state_folder, fingerprint, lock, self._state, self._apply_state, max_epochs)
 
 
 define_signature(ModelUpdater)  # the root of every updater's signature (subclasses: __init_subclass__)

@@ -18,14 +18,14 @@ from retentive.distributed import broadcast_object
 from retentive.errors import StateConflictError, StateError
 from retentive.gates.heldout import HeldOut
 from retentive.gates.report import GateReport
-from retentive.state import State, check_output_folder, save_state
+from retentive.state import MANIFEST, State, check_output_folder, save_state
 from retentive.state.concurrency import check_unchanged, manifest_digest, read_versioned
 from retentive.state.inplace import is_in_place, swap_in
 from retentive.state.interrupts import CommitGuard, UpdateInterrupted
 from retentive.state.lineage import ancestors_of, chunk_fingerprint, lineage_record
 from retentive.state.locking import OutputLock
 from retentive.state.remote.locations import StateLocations
-from retentive.state.resume import discard_checkpoints
+from retentive.state.resume import ResumeSession, discard_checkpoints, update_fingerprint
 from retentive.streams import STREAMS_SCHEME
 from retentive.updaters.shared_state import check_visible
 from retentive.updaters.validation import check_memory_labels
@@ -35,6 +35,8 @@ from retentive.updaters.validation import check_memory_labels
 CARRIED_ENTRIES = ("memory_deletions",)
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from retentive.updaters.host import UpdaterHost as _Host
 else:
     _Host = object
@@ -305,3 +307,17 @@ class PersistenceMixin(_Host):
             targets = self.memory.decoded("targets").cpu()
             self.logger.experiment.add_histogram("memory/classes", targets, self.learner.total_steps)
             self.logger.experiment.flush()
+
+    def _resume_session(
+        self, train_dataset: Dataset, task: int | str, seed: int, lock: OutputLock | None
+    ) -> ResumeSession | None:
+        """With ``resume=True``: the session that finds and writes this update's checkpoints."""
+        if not self.resume:
+            return None
+        assert self.output_state_folder is not None
+        input_manifest = None if self.input_state_folder is None else self.input_state_folder / MANIFEST
+        fingerprint = update_fingerprint(
+            type(self).__name__, self.hyperparameters, input_manifest, task, seed, train_dataset
+        )
+        max_epochs = self.trainer_kwargs["max_epochs"]
+        return ResumeSession(self.output_state_folder, fingerprint, lock, self._state, self._apply_state, max_epochs)
