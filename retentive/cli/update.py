@@ -87,6 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
+    add_memory_options(parser)
     add_threads(parser)
     add_gate_options(parser)
     add_registry_options(parser)
@@ -106,6 +107,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start a new model although the folder of --output-state holds other state folders (see below)",
     )
+
+
+#: retentive.memory.backends.BACKENDS, named here so that ``--help`` imports no torch (a test keeps them equal)
+MEMORY_BACKENDS = ("grown", "tensor", "disk")
+
+
+def add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """``--memory-backend`` and ``--memory-dir``: where the replay memory's rows reside."""
+    parser.add_argument(
+        "--memory-backend",
+        choices=MEMORY_BACKENDS,
+        default=None,
+        help="where the replay memory's rows reside: grown (on the device, allocated as it fills), tensor (the "
+        "whole capacity at once) or disk (memory-mapped files, resident size bounded) [the config's, else grown]",
+    )
+    parser.add_argument(
+        "--memory-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the disk backend's scratch folder [the config's, else the system's temporary folder]",
+    )
+
+
+def memory_overrides(args: argparse.Namespace) -> list[str]:
+    """The config overrides ``--memory-backend`` and ``--memory-dir`` stand for."""
+    overrides = []
+    if args.memory_backend is not None:
+        overrides.append(f"updater.init_args.memory_backend={args.memory_backend}")
+    if args.memory_dir is not None:
+        overrides.append(f"updater.init_args.memory_dir={json.dumps(str(args.memory_dir))}")
+    return overrides
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
@@ -273,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     check_pipeline(args)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, [*args.overrides, *memory_overrides(args)])
     gate = build_gate(args, config)  # an unknown criterion or a gate without held-out data: refused now
     registry = open_registry(args)  # an unreachable registry: refused now
     prepare_home(args, gate)  # a gated update into an absent or empty folder: a new model home
