@@ -71,6 +71,8 @@ class MappedFile:
     def __init__(self, folder: Path, shape: tuple[int, ...], dtype: torch.dtype, rows: int, what: str) -> None:
         self.folder, self.shape, self.dtype, self.what = folder, tuple(shape), dtype, what
         self.row_bytes = math.prod(self.shape) * torch.empty((), dtype=dtype).element_size()
+        #: the most bytes of pages one row read or written at random makes resident
+        self.row_pages = (-(-self.row_bytes // PAGE) + 1) * PAGE
         fd, path = tempfile.mkstemp(prefix="retentive-memory-", suffix=".rows", dir=folder)
         os.unlink(path)  # private from now on: nothing else can change or truncate it by name
         self.fd = fd
@@ -96,6 +98,7 @@ class MappedFile:
                 raise disk_budget_error(needed, self.folder, self.what, free) from None
             raise
         self._map = _register(mmap.mmap(self.fd, max(needed, 1)))
+        self._map.madvise(mmap.MADV_RANDOM)  # rows are read at random: no read-ahead or fault-around
         flat = torch.frombuffer(self._map, dtype=torch.uint8, count=needed)
         self.tensor = flat.view(self.dtype).view(rows, *self.shape)
         self.rows = rows

@@ -98,6 +98,7 @@ class DiskRows(GrownRows):
         self.files: dict[str, MappedFile] = {}
         self._touched = 0
         self._row_bytes = 0
+        self._row_pages = 0
 
     @property
     def folder(self) -> Path:
@@ -109,6 +110,7 @@ class DiskRows(GrownRows):
     def new(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
         self.files[key] = MappedFile(self.folder, shape, dtype, 0, f"the memory key {key!r}")
         self._row_bytes = sum(file.row_bytes for file in self.files.values())
+        self._row_pages = sum(file.row_pages for file in self.files.values())
         return self.files[key].tensor
 
     def grow(self, storage: Mapping[str, Tensor], rows: int, capacity: int, device: torch.device) -> dict[str, Tensor]:
@@ -134,7 +136,7 @@ class DiskRows(GrownRows):
         return needed <= free, free, str(self.folder)
 
     def accessed(self, rows: int) -> None:
-        self._touched += rows * self._row_bytes
+        self._touched += rows * self._row_pages
         if self._touched >= RESIDENT_WINDOW:
             self.release()
 
