@@ -103,6 +103,23 @@ class MappedFile:
         self.tensor = flat.view(self.dtype).view(rows, *self.shape)
         self.rows = rows
 
+    def read_rows(self, at: Tensor, pin: bool = False) -> Tensor:
+        """The rows ``at`` (a CPU index tensor), read with one positioned read each: no page of the
+        file becomes resident here; ``pin``: into pinned memory, for a non-blocking copy to a GPU."""
+        rows = torch.empty((int(at.numel()), *self.shape), dtype=self.dtype, pin_memory=pin)
+        view, size = memoryview(rows.view(-1).view(torch.uint8).numpy()), self.row_bytes
+        for i, row in enumerate(at.tolist()):
+            if os.preadv(self.fd, [view[i * size : (i + 1) * size]], row * size) != size:
+                raise OSError(errno.EIO, f"the memory file ended before row {row}")
+        return rows
+
+    def write_rows(self, at: Tensor, rows: Tensor) -> None:
+        """Store ``rows`` in the slots ``at`` (in order: a slot written twice keeps the last row)."""
+        data = rows.to(self.dtype).contiguous()
+        view, size = memoryview(data.view(-1).view(torch.uint8).numpy()), self.row_bytes
+        for i, row in enumerate(at.tolist()):
+            os.pwrite(self.fd, view[i * size : (i + 1) * size], row * size)
+
     def release(self) -> None:
         """Hand every resident page back to the kernel (the data stays in the file)."""
         if self._map is not None:

@@ -69,6 +69,14 @@ class GrownRows:
     def accessed(self, rows: int) -> None:
         """``rows`` rows were read or written (a disk-backed memory bounds its resident pages)."""
 
+    def read(self, key: str, stored: Tensor, at: Tensor | slice, pin: bool = False) -> Tensor:
+        """The rows ``at`` of ``key``, whose storage is ``stored`` (``pin``: for a GPU, in pinned memory)."""
+        return stored[at]
+
+    def write(self, key: str, stored: Tensor, at: Tensor, rows: Tensor) -> None:
+        """Store ``rows`` (encoded) in the slots ``at`` of ``key``."""
+        stored[at] = rows
+
     def snapshot(self, key: str, stored: Tensor, rows: int) -> Tensor:
         """An independent copy of the first ``rows`` rows, on the CPU (a state's)."""
         return stored[:rows].detach().cpu().contiguous().clone()
@@ -134,6 +142,17 @@ class DiskRows(GrownRows):
     def fits(self, needed: int, device: torch.device) -> tuple[bool, int | None, str]:
         free = shutil.disk_usage(self.folder).free
         return needed <= free, free, str(self.folder)
+
+    def read(self, key: str, stored: Tensor, at: Tensor | slice, pin: bool = False) -> Tensor:
+        """Rows drawn at random are read with positioned reads (a page fault per row costs far
+        more, and leaves the page resident); a range of rows through the mapping."""
+        if isinstance(at, slice):
+            self.accessed(len(range(*at.indices(int(stored.shape[0])))))
+            return stored[at]
+        return self.files[key].read_rows(at, pin)
+
+    def write(self, key: str, stored: Tensor, at: Tensor, rows: Tensor) -> None:
+        self.files[key].write_rows(at, rows)
 
     def accessed(self, rows: int) -> None:
         self._touched += rows * self._row_pages

@@ -206,10 +206,9 @@ class TensorStorage:
             self.reserve(size)
         dst = to_device(slots, self.storage_device)  # no host sync on a GPU (retentive.data.transfer)
         for key, value in rows.items():
-            self.storage[key][dst] = value.to(self.storage_device)
+            self.backend.write(key, self.storage[key], dst, value.to(self.storage_device))
         if size is not None:
             self.size = size
-        self.backend.accessed(int(slots.numel()))
 
     def _gather(self, idx: Tensor | slice) -> dict[str, Any]:
         """The rows ``idx`` of every key on the training device, inputs decoded and rebuilt in
@@ -219,14 +218,14 @@ class TensorStorage:
         self.specs()  # the input keys, once per layout
         where = self.storage_device
         at = to_device(idx, where) if isinstance(idx, Tensor) else idx
+        pin = where.type == "cpu" and self.device.type == "cuda"  # staged in pinned memory for the copy
         for key, value in self.storage.items():
-            rows = value[at] if where == self.device else to_device(value[at], self.device)
+            rows = self.backend.read(key, value, at, pin)
+            rows = rows if where == self.device else to_device(rows, self.device)
             if key in self._input_keys:
                 leaves[key] = decode(rows, self.dtypes[key])
             else:
                 data[key] = rows
-        count = int(at.numel()) if isinstance(at, Tensor) else len(range(*at.indices(self.size)))
-        self.backend.accessed(count)
         if leaves:
             data[INPUTS] = nested.unflatten(leaves, self.input_structure, INPUTS)
         return data
