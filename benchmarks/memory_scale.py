@@ -211,7 +211,11 @@ def tiny_phase(folder: Path, samples: int) -> dict[str, Any]:
 def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     folder = args.dir
-    result = tiny_phase(folder, args.tiny_samples) if args.phase == "tiny" else update_phase(args.phase, args.samples, folder)
+    result = (
+        tiny_phase(folder, args.tiny_samples)
+        if args.phase == "tiny"
+        else update_phase(args.phase, args.samples, folder)
+    )
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -70,7 +70,9 @@ class CrashAtEpoch(pl.Callback):
 def test_an_interrupted_disk_backed_update_resumes_bit_identical(pipeline, tmp_path):
     root, chunks = pipeline
     settings = dict(memory_size=120, max_epochs=3, memory_backend="disk", memory_dir=tmp_path / "scratch")
-    der(tmp_path / "clean", root / "disk" / "s0", **{**settings, "memory_backend": "grown"}).update(chunks[1], task_id=1)
+    der(tmp_path / "clean", root / "disk" / "s0", **{**settings, "memory_backend": "grown"}).update(
+        chunks[1], task_id=1
+    )
     crashed = der(tmp_path / "s1", root / "disk" / "s0", resume=True, callbacks=[CrashAtEpoch()], **settings)
     before = snapshot(crashed)
     with pytest.raises(Interrupt):

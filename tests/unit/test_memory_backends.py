@@ -149,14 +149,12 @@ def _resident_file_bytes() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident size from /proc")
-def test_the_resident_size_of_a_disk_backed_memory_stays_bounded_while_its_files_are_far_larger(
-    monkeypatch, tmp_path
-):
+def test_the_resident_size_of_a_disk_backed_memory_stays_bounded_while_its_files_are_far_larger(monkeypatch, tmp_path):
     monkeypatch.setattr(backends_module, "RESIDENT_WINDOW", 4 << 20)
     memory = ReplayBuffer(12_000, seed=0, policy=ClassBalancedReservoirPolicy(), backend="disk", directory=tmp_path)
     start = _resident_file_bytes()
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8)
-    for step in range(12):  # 12,000 images of 3 KiB: 37 MB written
+    for _ in range(12):  # 12,000 images of 3 KiB: 37 MB written
         memory.add({"inputs": images, "targets": torch.arange(1000) % 10, "task_ids": torch.zeros(1000).long()})
     for _ in range(50):  # and 50 x 256 drawn back (38 MB read)
         memory.sample(256)
