@@ -43,3 +43,15 @@ class RegistryError(RetentiveError):
     """The model registry cannot be used: its tracking server is unreachable, it refused a request,
     or its optional extra (``retentive[mlflow]``) is not installed. Raised before any training when
     the registry is checked up front."""
+
+
+class SampleNotFoundError(RetentiveError, KeyError):
+    """A deletion named sample ids (or a source, or a predicate) the memory does not hold; nothing
+    was removed. ``missing`` lists the ids not found."""
+
+    def __init__(self, message: str, missing: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

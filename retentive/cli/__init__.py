@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "retentive.cli.shift",
         "test whether a new chunk differs from a state folder's replay memory (exit 3: shift)",
     ),
+    "memory": (
+        "retentive.cli.memory",
+        "list the samples a state's replay memory holds, delete some (a new version), or export them",
+    ),
     "tune": (
         "retentive.cli.tune",
         "search hyperparameters for one update (Syne Tune trials in parallel); keep the best",

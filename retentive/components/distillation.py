@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from retentive.components.base import Component, StepContext, UpdateContext, positive
 from retentive.components.exemplars import balanced_quotas, replace_memory
 from retentive.data import nested
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.selection import herding
 from retentive.models.modes import evaluating
 from retentive.models.protocol import forward_routed, takes_task_ids
@@ -232,6 +233,8 @@ class ICaRL(_SeenClasses):
             "targets": torch.cat([b.targets.long() for b in chunk]),
             "task_ids": torch.cat([b.task_ids.long() for b in chunk]),
         }
+        rows = torch.arange(int(data["targets"].shape[0]))
+        data.update({k: v.to(data["targets"].device) for k, v in memory.chunk_identity(rows).items()})
         new = [c for c in classes.tolist() if not (held and bool((held["targets"].cpu() == c).any()))]
         picks = self._herd(ctx, data, new, [quotas[classes.tolist().index(c)] for c in new], taps)
         parts: list[dict[str, Tensor]] = []
@@ -242,7 +245,11 @@ class ICaRL(_SeenClasses):
             else:
                 idx = (held["targets"].cpu() == c).nonzero().flatten()[:quota]
                 parts.append(
-                    {k: v[idx.to(v.device)].cpu() for k, v in held.items() if k in ("inputs", "targets", "task_ids")}
+                    {
+                        k: v[idx.to(v.device)].cpu()
+                        for k, v in held.items()
+                        if k in ("inputs", "targets", "task_ids", *IDENTITY_KEYS)
+                    }
                 )
         return {
             k: nested.cat([p[k] for p in parts]) if k == "inputs" else torch.cat([p[k] for p in parts])

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from retentive.memory.buffer import CORE_KEYS
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.layout import is_input_key
 from retentive.memory.protocol import ReplayMemory
 from retentive.memory.selection import class_quotas, herding
@@ -68,7 +69,7 @@ def replace_memory(memory: ReplayMemory, rows: Mapping[str, Any], offered: int) 
     Only the core keys can be rebuilt from data; a memory holding component metadata (DER's
     logits, POD's features) is refused, since those rows would have none.
     """
-    extra = {key for key in memory.keys if not is_input_key(key)} - set(CORE_KEYS)
+    extra = {key for key in memory.keys if not is_input_key(key)} - {*CORE_KEYS, *IDENTITY_KEYS}
     if extra:
         raise ValueError(
             f"this memory is rebuilt from samples at the end of each update, but it also stores {sorted(extra)} "

@@ -16,6 +16,10 @@ from retentive.data.transfer import to_device
 class TensorChunk(Dataset):
     """``(inputs[i], targets[i])`` — or with ``task_ids``, ``(inputs[i], targets[i], task_ids[i])``.
 
+    ``sample_ids`` (optional, one int64 per sample) are the samples' own ids, which the replay
+    memory keeps with each sample it stores; they are not part of a sample (the third item is the
+    task id), so the loader reads them beside it.
+
     ``inputs`` is a tensor or a nested dict/tuple/list of tensors (tokenised text:
     ``{"input_ids": (N, L), "attention_mask": (N, L)}``), every leaf with the same leading size
     ``N``; a sample's ``x`` has the same structure, each leaf indexed.
@@ -28,15 +32,22 @@ class TensorChunk(Dataset):
 
     supports_batch_indexing = True
 
-    def __init__(self, inputs: Any, targets: Tensor, task_ids: Tensor | None = None) -> None:
+    def __init__(
+        self, inputs: Any, targets: Tensor, task_ids: Tensor | None = None, sample_ids: Tensor | None = None
+    ) -> None:
         n = nested.batch_size(inputs) if nested.is_nested(inputs) else int(inputs.shape[0])
         if n != targets.shape[0]:
             raise ValueError(f"{n} inputs but {targets.shape[0]} targets")
         if task_ids is not None and task_ids.shape[0] != targets.shape[0]:
             raise ValueError(f"{task_ids.shape[0]} task ids for {targets.shape[0]} samples")
+        if sample_ids is not None and (sample_ids.dim() != 1 or sample_ids.shape[0] != targets.shape[0]):
+            raise ValueError(f"sample_ids must be 1-d with one id per sample, got shape {tuple(sample_ids.shape)}")
         self.inputs = inputs
         self.targets = targets
         self.task_ids = task_ids
+        #: the samples' own stable ids, if the data has them (else the memory derives them from
+        #: the chunk's fingerprint and the row index: retentive.memory.identity)
+        self.sample_ids = sample_ids
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -53,7 +64,8 @@ class TensorChunk(Dataset):
         """The samples at ``index``, as a new chunk with its own (contiguous) storage."""
         index = torch.as_tensor(index, dtype=torch.long)
         task_ids = None if self.task_ids is None else self.task_ids[index]
-        return TensorChunk(nested.index(self.inputs, index), self.targets[index], task_ids)
+        sample_ids = None if self.sample_ids is None else self.sample_ids[index]
+        return TensorChunk(nested.index(self.inputs, index), self.targets[index], task_ids, sample_ids)
 
 
 def dataset_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[Any, ...]]:

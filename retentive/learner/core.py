@@ -53,6 +53,7 @@ from retentive.learner.transforms import Transform, apply_transform
 from retentive.learner.validation import ValidationMixin
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
+from retentive.memory.identity import IdentifiedBatch
 from retentive.memory.protocol import ReplayMemory
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
@@ -166,6 +167,7 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
         """What the updates fill in as they run: counters, the current task, randomness, checks, fit-time hooks."""
         self.total_steps = 0
         self.task_id: int | str = 0
+        self._identity: tuple[Tensor, ...] | None = None  # the step's rows and ids, when the loader gives them
         self.update_index = 0
         self.seed = 0
         self.chunk_classes: Tensor | None = None
@@ -209,6 +211,10 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
 
     # ---------------------------------------------------------------- the step
     def _unpack(self, batch: Any) -> tuple[Any, Tensor, Tensor]:
+        # the update's chunk carries its rows' identity for the memory (retentive.updaters.identified)
+        self._identity = tuple(batch[3:]) if isinstance(batch, IdentifiedBatch) else None
+        if self._identity is not None:
+            batch = tuple(batch[:3])
         if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
             raise DataError(
                 f"a training batch must be (inputs, targets) or (inputs, targets, task_ids), got {type(batch).__name__}"
@@ -364,6 +370,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
             self.memory.seen += int(ctx.targets.shape[0])
             return
         batch = {"inputs": nested.detach(ctx.raw_inputs), "targets": ctx.raw_targets, "task_ids": ctx.task_ids}
+        if self._identity is not None:  # else the memory credits the rows to its current source itself
+            batch.update(sample_rows=self._identity[0], sample_ids=self._identity[1])
         batch.update(self.metadata(ctx.outputs, ctx.features))
         refresh = None
         if ctx.memory is not None and self.ema_memory_update_gamma < 1.0 and ctx.memory_outputs is not None:

@@ -81,6 +81,11 @@ class GrownRows:
         """An independent copy of the first ``rows`` rows, on the CPU (a state's)."""
         return stored[:rows].detach().cpu().contiguous().clone()
 
+    def compact(self, storage: Mapping[str, Tensor], where: Tensor, size: int) -> dict[str, Tensor]:
+        """Only the filled rows ``where`` (ascending) of the first ``size``, in slots ``0..kept-1``,
+        with nothing of the others left in the storage: copied anew."""
+        return {key: value[:size][where].clone() for key, value in storage.items()}
+
 
 class PreallocatedRows(GrownRows):
     """Rows on the training device, the whole capacity allocated at layout (``"tensor"``)."""
@@ -89,6 +94,10 @@ class PreallocatedRows(GrownRows):
 
     def first_rows(self, capacity: int) -> int:
         return capacity
+
+    def compact(self, storage: Mapping[str, Tensor], where: Tensor, size: int) -> dict[str, Tensor]:
+        """In place (the capacity stays allocated): :func:`compact_in_place`."""
+        return compact_in_place(storage, where, size, self)
 
 
 class DiskRows(GrownRows):
@@ -165,6 +174,10 @@ class DiskRows(GrownRows):
         for file in self.files.values():
             file.release()
 
+    def compact(self, storage: Mapping[str, Tensor], where: Tensor, size: int) -> dict[str, Tensor]:
+        """In the files themselves: :func:`compact_in_place`."""
+        return compact_in_place(storage, where, size, self)
+
     def snapshot(self, key: str, stored: Tensor, rows: int) -> Tensor:
         """A copy in a new scratch file, made by the kernel: no row passes through this process."""
         return self.files[key].copy(rows, f"a snapshot of the memory key {key!r}").tensor
@@ -179,6 +192,25 @@ def make_backend(name: str, directory: str | os.PathLike[str] | None = None) -> 
     if name == "disk":
         return DiskRows(directory)
     raise ValueError(f"memory_backend must be one of {list(BACKENDS)}, got {name!r}")
+
+
+def compact_in_place(
+    storage: Mapping[str, Tensor], where: Tensor, size: int, backend: GrownRows
+) -> dict[str, Tensor]:
+    """Move the rows ``where`` (ascending) of the first ``size`` up to slots ``0..kept-1``, block by
+    block (a row only ever moves to a lower slot, so no block overwrites a row a later one reads),
+    then zero the slots ``kept..size-1``: nothing of a removed row is left in the storage."""
+    kept = int(where.numel())
+    for key, stored in storage.items():
+        row_bytes = max(1, stored[:1].numel() * stored.element_size())
+        step = max(1, COPY_BLOCK // row_bytes)
+        for start in range(0, kept, step):
+            block = where[start : start + step]
+            stored[start : start + int(block.numel())] = stored[block]  # gathered whole before the write
+            backend.accessed(2 * int(block.numel()))
+        stored[kept:size] = 0
+        backend.accessed(size - kept)
+    return dict(storage)
 
 
 def copy_rows(target: Tensor, saved: Tensor, convert: Callable[[Tensor], Tensor], backend: GrownRows) -> None:

@@ -17,7 +17,7 @@ this package reads and rewrites it only through the protocol.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +25,10 @@ import torch
 from torch import Tensor
 
 from retentive.data.transfer import to_device
-from retentive.errors import MemoryShapeError
+from retentive.errors import MemoryShapeError, SampleNotFoundError
 from retentive.memory.backends import DEFAULT_BACKEND
 from retentive.memory.compact import decode
+from retentive.memory.identity import ID_KEY, SourceTable
 from retentive.memory.layout import INPUTS, batch_size, flat_rows, is_input_key
 from retentive.memory.persistence import buffer_state, load_buffer_state
 from retentive.memory.policies import ReservoirPolicy
@@ -116,6 +117,8 @@ class ReplayBuffer(TensorStorage):
         self.sample_generator = torch.Generator()
         self.reseed(*memory_seeds(seed, 0))
         self.seen = 0
+        #: the chunks the rows came from (:mod:`retentive.memory.identity`), saved with the memory
+        self.sources = SourceTable()
 
     def __len__(self) -> int:
         return self.size
@@ -146,6 +149,8 @@ class ReplayBuffer(TensorStorage):
         each cast to the dtype that key was first offered in. Raises ``ValueError`` (more rows
         than the capacity) or :class:`MemoryShapeError` (other keys), the memory unchanged.
         """
+        if rows:
+            rows = self.identify(rows)
         flat = flat_rows(rows)
         n = batch_size(flat) if flat else 0
         if n > self.capacity:
@@ -169,10 +174,11 @@ class ReplayBuffer(TensorStorage):
         leaf must have the same leading batch size; on the first insert the storage is allocated
         from these shapes and dtypes, afterwards they must match (nothing is written otherwise).
         """
-        flat, n = self.prepare(batch)
         if self.capacity == 0:
-            self.seen += n
+            self.seen += self.prepare(batch)[1]
             return torch.empty(0, dtype=torch.int64)
+        batch = self.identify(batch)
+        flat, n = self.prepare(batch)
         if not self.storage:
             self.allocate(batch)
         source, slots = self.choose_slots(n, flat.get("targets"))
@@ -185,6 +191,53 @@ class ReplayBuffer(TensorStorage):
             )
         self.seen += n
         return slots
+
+    def identify(self, batch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``batch`` with its sample identity keys (:meth:`SourceTable.complete`)."""
+        return self.sources.complete(batch, self.seen)
+
+    def begin_source(self, fingerprint: str, update: int, provided: Tensor | None = None) -> None:
+        """Credit the rows offered from now on to chunk ``fingerprint`` of update ``update``
+        (``provided``: the chunk's own sample ids, one per row)."""
+        self.sources.begin(fingerprint, update, provided)
+
+    def chunk_identity(self, rows: Tensor) -> dict[str, Tensor]:
+        """The identity keys of rows ``rows`` of the current chunk (for a rewrite holding them)."""
+        return self.sources.chunk_identity(rows)
+
+    def sample_ids(self) -> Tensor:
+        """The id of the sample in each filled slot (int64, slot order)."""
+        if ID_KEY not in self.storage:
+            return torch.zeros(0, dtype=torch.int64)
+        return self.storage[ID_KEY][: self.size]
+
+    def source_entries(self) -> list[dict[str, Any]]:
+        """The sources rows point to (``sample_sources`` indexes this list)."""
+        return self.sources.state_dict()
+
+    def delete(self, ids: Tensor | Sequence[int]) -> int:
+        """Remove every row holding one of the sample ``ids``; return the rows removed.
+
+        The storage is compacted (the rows after a removed one move up), so nothing of a removed
+        sample stays in the tensors or in a state saved from them. An id the memory does not hold
+        raises :class:`~retentive.errors.SampleNotFoundError` naming it, and nothing is removed.
+        """
+        wanted = torch.as_tensor(ids if torch.is_tensor(ids) else list(ids), dtype=torch.int64).flatten().cpu()
+        held = self.sample_ids().cpu()
+        missing = wanted[~torch.isin(wanted, held)].unique()
+        if missing.numel():
+            shown = ", ".join(str(int(i)) for i in missing[:10]) + (" ..." if missing.numel() > 10 else "")
+            raise SampleNotFoundError(
+                f"the memory holds no sample with id {shown} ({missing.numel()} of {wanted.unique().numel()} "
+                "ids not found); nothing was deleted",
+                tuple(int(i) for i in missing),
+            )
+        keep = ~torch.isin(held, wanted)
+        removed = int((~keep).sum())
+        if removed:
+            self.compact(keep)
+            self.policy.rows_removed(keep, self.capacity)  # a policy's per-slot state follows the rows
+        return removed
 
     def sample(self, n: int, rank: int = 0, world_size: int = 1) -> MemoryBatch | None:
         """Draw ``min(n, len(self))`` distinct samples uniformly; ``None`` when empty or ``n == 0``.

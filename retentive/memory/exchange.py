@@ -45,6 +45,7 @@ from torch import Tensor
 
 from retentive.errors import MemoryShapeError
 from retentive.memory.buffer import ReplayBuffer
+from retentive.memory.identity import ID_KEY, ROW_KEY
 from retentive.memory.protocol import ReplayMemory
 
 Gather = Callable[[Tensor], Tensor]
@@ -180,6 +181,11 @@ def _agree(
     leave the others waiting in the next all-gather.
     """
     problem: MemoryShapeError | None = None
+    numbered = ROW_KEY not in batch and memory.capacity > 0  # rows numbered here, in union order below
+    given_ids = ID_KEY in batch
+    start = memory.sources.next_row(memory.seen)
+    if memory.capacity:
+        batch = memory.identify(batch)  # every rank's rows carry their own ids into the union
     try:
         flat, n = memory.prepare(batch)
     except MemoryShapeError as error:
@@ -198,6 +204,10 @@ def _agree(
         raise MemoryShapeError(
             f"rank(s) {ranks} offered samples that do not fit the memory (their error names the key)"
         )
+    if numbered:  # this rank's samples take their place in the union's order
+        rows = memory.sources.offered_rows(start, sum(counts[: exchange.rank]), n, sum(counts))
+        identity = memory.chunk_identity(rows)
+        flat.update({k: v.to(flat[k].device) for k, v in identity.items() if not (k == ID_KEY and given_ids)})
     if memory.capacity and (len(set(widths)) != 1 or len(set(layouts)) != 1):
         raise MemoryShapeError(
             f"the ranks' memories store rows of different sizes or layouts ({widths} bytes per rank, layout checksums "

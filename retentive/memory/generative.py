@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from retentive.errors import DataError, MemoryShapeError
+from retentive.errors import DataError, MemoryShapeError, SampleNotFoundError
 from retentive.memory.buffer import MemoryBatch
 from retentive.memory.layout import Spec, batch_size, flat_rows
 from retentive.memory.protocol import InsertionPolicy, Offer, SlotPolicy
@@ -254,6 +254,32 @@ class GenerativeMemory:
 
     def class_counts(self, num_classes: int | None = None) -> Tensor:
         return torch.zeros(num_classes or 0, dtype=torch.int64)
+
+    # sample identity: a generator holds no sample, so there is no id to list or delete; what it
+    # learned from a sample lives in its weights, like the model's (docs/how-to/memory.md)
+    def begin_source(self, fingerprint: str, update: int, provided: Tensor | None = None) -> None:
+        """Nothing to credit: no row is stored."""
+
+    def chunk_identity(self, rows: Tensor) -> dict[str, Tensor]:
+        raise KeyError("a generative memory stores no samples, so its rows have no identity")
+
+    def sample_ids(self) -> Tensor:
+        """No sample is stored: no id."""
+        return torch.zeros(0, dtype=torch.int64)
+
+    def source_entries(self) -> list[dict[str, Any]]:
+        return []
+
+    def delete(self, ids: Tensor | Sequence[int]) -> int:
+        """Refused for any id: a generator stores no sample to remove."""
+        wanted = torch.as_tensor(ids if torch.is_tensor(ids) else list(ids), dtype=torch.int64).flatten()
+        if wanted.numel() == 0:
+            return 0
+        raise SampleNotFoundError(
+            f"a generative memory stores no samples (it keeps a generator), so it holds no sample with id "
+            f"{int(wanted[0])}; nothing was deleted (what the generator learned stays in its weights)",
+            tuple(int(i) for i in wanted.unique()),
+        )
 
     def nbytes(self) -> int:
         """The bytes of stored rows: none."""

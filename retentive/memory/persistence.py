@@ -5,7 +5,9 @@ tensor backend (:class:`~retentive.memory.buffer.ReplayBuffer`,
 Only the filled rows are saved, contiguous, on the CPU (a disk-backed memory's as a copy in a
 scratch file, never whole in RAM); a restore allocates only those rows (the storage grows as it
 fills again), after checking that they fit the backend's budget (the device's, or the disk's).
-Every backend reads every other's state: the format does not name the backend.
+Every backend reads every other's state: the format does not name the backend. The rows'
+identity keys are saved like any key, their source table as ``sources``; a memory saved without
+them is given deterministic ones on load (:func:`~retentive.memory.identity.legacy_identity`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from retentive.data import nested
 from retentive.errors import MemoryShapeError
 from retentive.memory.budget import budget_error, nbytes
 from retentive.memory.compact import dtype_from_name, dtype_name
+from retentive.memory.identity import ID_KEY, SOURCE_KEY, legacy_identity
 from retentive.memory.layout import INPUTS, is_input_key
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ def buffer_state(buffer: ReplayBuffer) -> dict[str, object]:
         state["policy_state"] = policy_state
     if buffer.input_structure is not None:
         state["input_structure"] = buffer.input_structure
+    state["sources"] = buffer.sources.state_dict()
     return state
 
 
@@ -78,6 +82,13 @@ def load_buffer_state(buffer: ReplayBuffer, state: dict[str, object]) -> None:
     offered: dict[str, str] = state.get("dtypes") or {k: dtype_name(v.dtype) for k, v in storage.items()}  # type: ignore[assignment]
     structure = state.get("input_structure")
     _check_saved_inputs(list(storage), structure)
+    buffer.sources.load_state_dict(state.get("sources"))  # type: ignore[arg-type]
+    if storage and ID_KEY not in storage:  # saved before sample identity: deterministic ids, one legacy source
+        keys, entry = legacy_identity(storage, size)
+        keys[SOURCE_KEY] += len(buffer.sources.entries)
+        buffer.sources.entries.append(entry)
+        storage = {**storage, **keys}
+        offered = {**offered, **{key: "int64" for key in keys}}
     buffer.restore_rows(storage, {key: dtype_from_name(name) for key, name in offered.items()}, structure)
 
 

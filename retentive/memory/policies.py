@@ -288,6 +288,12 @@ class RingBufferPolicy(_ClassSharePolicy):
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.arrival = state.get("arrival", torch.zeros(0, dtype=torch.int64)).to("cpu", torch.int64).clone()
 
+    def rows_removed(self, keep: Tensor, capacity: int) -> None:
+        """The memory deleted the filled rows not in ``keep`` and moved the rest up: so do the arrivals."""
+        if self.arrival.numel():
+            kept = self.arrival[: keep.numel()][keep.cpu()]
+            self.arrival = torch.cat([kept, torch.full((capacity - kept.numel(),), -1, dtype=torch.int64)])
+
     def place(self, offer: Offer) -> tuple[Tensor, Tensor]:
         seen, size, capacity = offer.seen, offer.size, offer.capacity
         labels, stored = self.offered_classes(offer)

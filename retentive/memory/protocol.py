@@ -19,7 +19,7 @@ probing for it at every use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -84,10 +84,15 @@ class InsertionPolicy(Protocol):
         """After the last step of an update (update-end selection rewrites the memory here)."""
         ...
 
+    def rows_removed(self, keep: Tensor, capacity: int) -> None:
+        """After a deletion: the memory kept the filled rows where the mask ``keep`` is set and
+        moved them up to slots ``0..kept-1``; a policy with per-slot state remaps it."""
+        ...
+
 
 class PolicyDefaults:
     """The defaults of every optional :class:`InsertionPolicy` member: targets read, no promise
-    about free slots, no checks, no state, no update-level work. Subclass it and write ``select``."""
+    about free slots, no checks, no state, no update-level work, no per-slot state to remap. Subclass it and write ``select``."""
 
     name = "policy"
     uses_targets = True
@@ -110,6 +115,9 @@ class PolicyDefaults:
 
     def on_update_end(self, ctx: UpdateContext) -> None:
         """Nothing at update end."""
+
+    def rows_removed(self, keep: Tensor, capacity: int) -> None:
+        """No per-slot state to remap after a deletion."""
 
 
 class Offer(NamedTuple):
@@ -158,6 +166,7 @@ def missing_policy_members(policy: object) -> list[str]:
         "load_state_dict",
         "on_train_epoch_end",
         "on_update_end",
+        "rows_removed",
     )
     return [m for m in members if not hasattr(policy, m)]
 
@@ -171,6 +180,10 @@ class ReplayMemory(Protocol):
     writing is by :meth:`add` (the policy decides), :meth:`refresh` (metadata of rows replayed)
     and :meth:`replace` (an update-end rewrite of the whole content). ``state_dict`` holds
     tensors and plain values only, and one format serves every backend.
+
+    Every row carries its sample identity as three ordinary int64 keys (``sample_ids``,
+    ``sample_sources``, ``sample_rows``; :mod:`retentive.memory.identity`), filled in by
+    :meth:`add` and :meth:`replace` when a batch lacks them; :meth:`delete` removes rows by id.
     """
 
     #: the most rows stored
@@ -236,6 +249,33 @@ class ReplayMemory(Protocol):
     def class_counts(self, num_classes: int | None = None) -> Tensor: ...
 
     def nbytes(self) -> int: ...
+
+    # ------------------------------------------------------------ sample identity (retentive.memory.identity)
+    def begin_source(self, fingerprint: str, update: int, provided: Tensor | None = None) -> None:
+        """Credit the rows offered from now on to chunk ``fingerprint`` of update ``update``;
+        ``provided``: the chunk's own sample ids, one per row (``None``: ids derived from the
+        fingerprint and the row index). An updater calls it at the start of every update."""
+        ...
+
+    def chunk_identity(self, rows: Tensor) -> dict[str, Tensor]:
+        """The identity keys (``sample_ids``, ``sample_sources``, ``sample_rows``) of rows
+        ``rows`` of the current chunk, for a rewrite (:meth:`replace`) that keeps chunk samples."""
+        ...
+
+    def sample_ids(self) -> Tensor:
+        """The stable id of the sample in each filled slot (int64, slot order; empty for a memory
+        that stores no samples)."""
+        ...
+
+    def source_entries(self) -> list[dict[str, Any]]:
+        """The chunks rows came from, ``{"fingerprint", "update", "provided_ids"}`` each; a row's
+        ``sample_sources`` value indexes this list."""
+        ...
+
+    def delete(self, ids: Tensor | Sequence[int]) -> int:
+        """Remove every row holding one of ``ids`` and compact the storage; return the rows removed.
+        An id not held raises :class:`~retentive.errors.SampleNotFoundError` naming it, nothing removed."""
+        ...
 
     def state_dict(self) -> dict[str, object]: ...
 

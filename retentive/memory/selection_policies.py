@@ -245,6 +245,11 @@ class ForgettingPolicy(UpdateEndPolicy):
         self.chunk = {k: state["chunk"][k].cpu().clone() for k in self._KEYS} if "chunk" in state else self._empty(0)
         self.chunk_update = int(state.get("chunk_update", torch.tensor(-1)))
 
+    def rows_removed(self, keep: Tensor, capacity: int) -> None:
+        """The memory deleted the filled rows not in ``keep`` and moved the rest up: so do the counters."""
+        if self.slots["ids"].numel() == keep.numel():
+            self.slots = {k: v[keep.cpu()] for k, v in self.slots.items()}
+
     def _evaluate(self, ctx: UpdateContext) -> tuple[Tensor, int]:
         """Update the counters from one evaluation of memory then chunk; return all targets."""
         correct, targets, m = [], [], 0

@@ -230,6 +230,14 @@ class TensorStorage:
             data[INPUTS] = nested.unflatten(leaves, self.input_structure, INPUTS)
         return data
 
+    def compact(self, keep: Tensor) -> None:
+        """Keep only the filled rows where the bool mask ``keep`` (one per row) is set, moved up to
+        slots ``0..kept-1``: every key's storage is copied anew, so nothing removed survives in it
+        (a removed sample is gone from the tensors and from whatever is saved from them)."""
+        where = keep.to(self.storage_device, torch.bool).nonzero().squeeze(1)
+        self.storage = self.backend.compact(self.storage, where, self.size)
+        self.size = int(where.numel())
+
     def nbytes(self) -> int:
         return sum(v.numel() * v.element_size() for v in self.storage.values())
 

@@ -57,6 +57,7 @@ class UnboundedBuffer(ReplayBuffer):
         self.capacity = max(needed, 2 * self.capacity)
 
     def add(self, batch: Mapping[str, Any]) -> Tensor:
+        batch = self.identify(batch)
         n = self.prepare(batch)[1]
         if n == 0:
             return torch.empty(0, dtype=torch.int64)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from retentive.data import nested
 from retentive.memory.buffer import CORE_KEYS
 from retentive.memory.context import ChunkContext, UpdateContext, chunk_context
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.layout import is_input_key
 from retentive.memory.protocol import Offer, ReplayMemory, SlotPolicy
 from retentive.models.modes import evaluating
@@ -180,7 +181,8 @@ def rewrite_memory(ctx: UpdateContext, chosen: Tensor, memory_rows: int, batch_s
     mem_slots = chosen[from_memory]
     chunk_rows, order = torch.sort(chosen[~from_memory] - memory_rows)  # read in chunk order
     # metadata keys (not the input leaves ``inputs.<path>`` of nested inputs)
-    extra = [k for k in memory.keys if k not in CORE_KEYS and not is_input_key(k)] or list(ctx.memory_keys)
+    known = (*CORE_KEYS, *IDENTITY_KEYS)
+    extra = [k for k in memory.keys if k not in known and not is_input_key(k)] or list(ctx.memory_keys)
     parts: list[dict[str, Any]] = [memory.gather(mem_slots).data] if mem_slots.numel() else []
     offset, pointer = 0, 0
     with evaluating(ctx.model):
@@ -191,6 +193,7 @@ def rewrite_memory(ctx: UpdateContext, chosen: Tensor, memory_rows: int, batch_s
                 local = (chunk_rows[pointer:stop] - offset).to(y.device)
                 xs, ts = nested.index(x, local), t[local]
                 rows = {"inputs": xs, "targets": y[local], "task_ids": ts, **_metadata(ctx, extra, xs, ts)}
+                rows.update(memory.chunk_identity(chunk_rows[pointer:stop]))
                 parts.append({k: nested.to(v, memory.device) for k, v in rows.items()})
                 pointer = stop
             offset += b

@@ -10,7 +10,9 @@ pickled class, a lambda) is refused, naming it. What is converted:
   arguments packed into a tensor: decoding it would run the pickle, so it is dropped unread);
 - the buffer's samples and metadata, in slot order (Renate's ``outputs`` metadata become DER's
   ``logits``), with the count of samples seen; the buffer must be a reservoir or greedy
-  class-balanced one, the two retentive keeps alike.
+  class-balanced one, the two retentive keeps alike; slot ``i`` gets the sample id of row ``i``
+  of a source named by ``learner.ckpt``'s sha256 (:mod:`retentive.memory.identity`), the same
+  on every import;
 
 The result is a format-v1 state folder for the named updater (its component list, so the next
 update with that updater and ``memory_size`` equal to the buffer's capacity continues from it),
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 
 from retentive.errors import StateError
+from retentive.memory.identity import whole_source_identity
 from retentive.methods.registry import renate_importable
 from retentive.state.format import State, check_output_folder, save_state
 
@@ -103,6 +106,9 @@ def _memory(folder: Path, buffer: dict[str, Any]) -> tuple[dict[str, Any], str]:
         if not torch.is_tensor(values) or values.shape[0] < size:
             raise StateError(f"the Renate buffer's metadata {key!r} does not hold one row per sample")
         storage[key] = values[:size].clone()
+    # sample identity: slot i is row i of the Renate buffer, named by its checkpoint's sha256
+    identity, source = whole_source_identity("renate-" + _sha256(folder / LEARNER_FILE), size)
+    storage.update(identity)
     generator = torch.Generator().manual_seed(int(buffer.get("seed", 0)))
     state = {
         "capacity": capacity,
@@ -112,6 +118,7 @@ def _memory(folder: Path, buffer: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "generators": {"insert": generator.get_state(), "sample": generator.get_state()},
         "storage": storage,
         "dtypes": {k: str(v.dtype).replace("torch.", "") for k, v in storage.items()},
+        "sources": [source],
     }
     return state, kind
 

@@ -52,6 +52,7 @@ from retentive.updaters.chunks import chunk_batches
 from retentive.updaters.collate import CollatedView
 from retentive.updaters.fitting import FittingMixin
 from retentive.updaters.hooks import UpdaterHooks
+from retentive.updaters.identified import chunk_ids
 from retentive.updaters.interruption import interrupts_at_step_boundaries
 from retentive.updaters.persistence import PersistenceMixin
 from retentive.updaters.signature import bind_arguments, define_signature
@@ -328,8 +329,10 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         self._begin_lineage(train_dataset, update, task)
         seed = stream_seed(self.seed, update, Purpose.DATA_ORDER)  # the loader's shuffle
         backup = self._snapshot()
-        transaction = Transaction.begin(self, gate, registry, train_dataset, update, route, lock)
+        chunk, transaction = train_dataset, Transaction.begin(self, gate, registry, train_dataset, update, route, lock)
         train_dataset = transaction.train_dataset  # less the gate's held-out share
+        lineage = self._lineage_inputs["data"] if train_dataset is chunk else None
+        self._identified = (train_dataset, route, chunk_ids(self.memory, train_dataset, update, lineage))
         session = self._resume_session(train_dataset, task, seed, lock)
         pl.seed_everything(stream_seed(self.seed, update, Purpose.GLOBAL, bits=32), workers=True, verbose=False)
         self.memory.reseed(*memory_seeds(self.seed, update))

@@ -23,6 +23,7 @@ from retentive.components.projection import AveragedGradientEpisodicMemory, Grad
 from retentive.components.replay import MemoryCrossEntropy
 from retentive.data import nested
 from retentive.learner import OptimizerFactory
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.protocol import ReplayMemory
 from retentive.updaters.base import ModelUpdater, split_batch
 from retentive.updaters.settings import AvalancheSettings, LossFunction, OwnMemorySettings
@@ -42,10 +43,11 @@ def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: 
         "inputs": nested.cat([b.inputs for b in chunk]),
         "targets": torch.cat([b.targets.long() for b in chunk]),
         "task_ids": torch.cat([b.task_ids.long() for b in chunk]),
+        **{k: v.to(chunk[0].targets.device) for k, v in memory.chunk_identity(torch.arange(offered)).items()},
     }
     held: dict[str, Tensor] = {}
     if len(memory):
-        held = {k: memory.decoded(k).cpu() for k in ("targets", "task_ids")}
+        held = {k: memory.decoded(k).cpu() for k in ("targets", "task_ids", *IDENTITY_KEYS)}
         held["inputs"] = memory.decoded("inputs").cpu()
     tasks = sorted(set(held["task_ids"].tolist() if held else []) | {int(task_id)})
     quotas = balanced_quotas(memory.capacity, len(tasks), "tasks")
@@ -62,7 +64,7 @@ def task_balanced_rows(memory: ReplayMemory, batches: Iterable[Batch], task_id: 
         else:
             mine = (held["task_ids"] == task).nonzero().flatten()[:quota]
             parts.append({k: nested.index(v, mine) for k, v in held.items()})
-    return {k: nested.cat([p[k] for p in parts]) for k in ("inputs", "targets", "task_ids")}, offered
+    return {k: nested.cat([p[k] for p in parts]) for k in rows}, offered
 
 
 class _TaskBalancedMemory(ModelUpdater):

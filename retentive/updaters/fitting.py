@@ -30,6 +30,7 @@ from retentive.state.resume import (
     write_checkpoint,
 )
 from retentive.updaters.hooks import Fit
+from retentive.updaters.identified import IdentifiedView
 from retentive.updaters.monitoring import BestEpoch
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ class FittingMixin(_Host):
         ranks = {"rank": trainer.global_rank, "world_size": trainer.world_size}
         device = trainer.strategy.root_device
         pin = pins_batches(fit.data, device)
-        train_loader = self._loader(fit.data, True, seed, **ranks, size=fit.batch_size, pin=pin)
+        train_loader = self._loader(self._with_identity(fit.data), True, seed, **ranks, size=fit.batch_size, pin=pin)
         val_loader = None
         if fit.val_data is not None:
             val_loader = self._loader(fit.val_data, False, seed, **ranks, pin=pins_batches(fit.val_data, device))
@@ -199,6 +200,14 @@ class FittingMixin(_Host):
             raise RuntimeError("the update was interrupted before it finished; nothing was written")
         if window is not None:
             window.finish(trainer)
+
+    def _with_identity(self, data: Dataset) -> Dataset:
+        """The update's chunk read with its samples' rows and ids (:mod:`retentive.updaters.identified`);
+        any other fit's data (the memory itself, logits) as it is."""
+        identified = getattr(self, "_identified", None)
+        if identified is None or data is not identified[0]:
+            return data
+        return IdentifiedView(data, identified[1], identified[2])
 
     def _check_launcher(self, trainer: pl.Trainer) -> None:
         if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):

@@ -27,6 +27,7 @@ def test_one_module_per_command_and_the_entry_point():
         "evaluate",
         "import-renate",
         "inspect",
+        "memory",
         "promote",
         "rollback",
         "shift",

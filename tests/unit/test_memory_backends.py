@@ -194,3 +194,22 @@ def test_the_state_writer_hands_back_mapped_pages_and_leaves_ordinary_memory_alo
     assert _resident_file_bytes() < before - (1 << 20)  # 2 MiB of the file's pages left
     assert int(file.tensor.sum()) == 7 * 2048 * 1024 and int(ordinary.sum()) == 5 << 21  # no value changed
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+def test_deleting_samples_compacts_every_backend_as_the_grown_one_leaving_nothing_of_them(backend, tmp_path):
+    memories = [ReplayBuffer(40, seed=5), ReplayBuffer(40, seed=5, backend=backend, directory=tmp_path)]
+    for memory in memories:
+        for step in range(5):
+            memory.add(_batch(step * 10, 10))
+    ids = memories[0].sample_ids()[[0, 7, 8, 30]]
+    assert [memory.delete(ids) for memory in memories] == [4, 4]
+    grown, other = memories
+    assert len(other) == 36 and _equal(other.state_dict(), grown.state_dict())
+    assert not bool(torch.isin(other.sample_ids(), ids).any())
+    tail = {key: value[36:40] for key, value in other.storage.items()}  # the slots the compaction emptied
+    assert all(int(value.count_nonzero()) == 0 for value in tail.values()), backend
+    assert _equal(other.sample(9).data, grown.sample(9).data)  # type: ignore[union-attr]
+    for memory in memories:
+        memory.add(_batch(900, 10))
+    assert _equal(other.state_dict(), grown.state_dict())

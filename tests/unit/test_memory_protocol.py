@@ -37,6 +37,7 @@ from retentive.memory import (
     run_update_end,
 )
 from retentive.memory.generative import GeneratorPolicy
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.selection import class_quotas, herding
 from retentive.memory.unbounded import AppendPolicy
 
@@ -297,7 +298,7 @@ def test_the_learners_update_context_names_the_metadata_its_components_store():
     ctx = learner.update_context()
     assert ctx.memory_keys == ("logits",)
     run_update_end(memory, ctx)
-    assert set(memory.keys) == {"inputs", "targets", "task_ids", "logits"}
+    assert set(memory.keys) == {"inputs", "targets", "task_ids", "logits", *IDENTITY_KEYS}
     with torch.no_grad():
         assert torch.allclose(memory.decoded("logits"), model(memory.decoded("inputs")))
 

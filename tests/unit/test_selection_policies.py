@@ -22,6 +22,7 @@ from retentive.memory import (
     ReplayBuffer,
     run_update_end,
 )
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.memory.selection import (
     class_quotas,
     covering_radius,
@@ -429,7 +430,13 @@ def test_nested_dict_inputs(name):
     memory = ReplayBuffer(6, policy=POLICIES[name]())
     memory.policy.attach(model, 6)
     run_update_end(memory, ChunkContext(model, memory, Chunk()))
-    assert len(memory) == 6 and set(memory.keys) == {"inputs.input_ids", "inputs.attention_mask", "targets", "task_ids"}
+    assert len(memory) == 6 and set(memory.keys) == {
+        "inputs.input_ids",
+        "inputs.attention_mask",
+        "targets",
+        "task_ids",
+        *IDENTITY_KEYS,
+    }
     ids = memory.decoded("inputs")["input_ids"]
     assert bool((ids[:, None] == x["input_ids"][None]).all(2).any(1).all())
     assert torch.equal(
