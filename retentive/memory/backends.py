@@ -194,14 +194,12 @@ def make_backend(name: str, directory: str | os.PathLike[str] | None = None) -> 
     raise ValueError(f"memory_backend must be one of {list(BACKENDS)}, got {name!r}")
 
 
-def compact_in_place(
-    storage: Mapping[str, Tensor], where: Tensor, size: int, backend: GrownRows
-) -> dict[str, Tensor]:
+def compact_in_place(storage: Mapping[str, Tensor], where: Tensor, size: int, backend: GrownRows) -> dict[str, Tensor]:
     """Move the rows ``where`` (ascending) of the first ``size`` up to slots ``0..kept-1``, block by
     block (a row only ever moves to a lower slot, so no block overwrites a row a later one reads),
     then zero the slots ``kept..size-1``: nothing of a removed row is left in the storage."""
     kept = int(where.numel())
-    for key, stored in storage.items():
+    for stored in storage.values():
         row_bytes = max(1, stored[:1].numel() * stored.element_size())
         step = max(1, COPY_BLOCK // row_bytes)
         for start in range(0, kept, step):
