@@ -117,6 +117,11 @@ class MappedFile:
         """Store ``rows`` in the slots ``at`` (in order: a slot written twice keeps the last row)."""
         data = rows.to(self.dtype).contiguous()
         view, size = memoryview(data.view(-1).view(torch.uint8).numpy()), self.row_bytes
+        first, n = (int(at[0]), int(at.numel())) if at.numel() else (0, 0)
+        if n > 1 and torch.equal(at, torch.arange(first, first + n, dtype=at.dtype)):  # a run of slots (filling)
+            if os.pwrite(self.fd, view, first * size) != n * size:
+                raise OSError(errno.EIO, f"the memory file took fewer than {n} rows at row {first}")
+            return
         for i, row in enumerate(at.tolist()):
             os.pwrite(self.fd, view[i * size : (i + 1) * size], row * size)
 
