@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from retentive.components.base import Component, StepContext, reduce_task_loss
 from retentive.data import nested
 from retentive.errors import DataError
+from retentive.learner.batches import unpack_batch
 from retentive.learner.checks import StepChecks, check_settings
 from retentive.learner.host import ComponentList
 from retentive.learner.lifecycle import ChunkBatches, LifecycleMixin
@@ -53,7 +54,6 @@ from retentive.learner.transforms import Transform, apply_transform
 from retentive.learner.validation import ValidationMixin
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.exchange import Exchange, Refresh, distributed_add
-from retentive.memory.identity import IdentifiedBatch
 from retentive.memory.protocol import ReplayMemory
 from retentive.models.routing import forward_routed, takes_task_ids
 from retentive.models.taps import FeatureTaps
@@ -211,23 +211,8 @@ class Learner(LifecycleMixin, ReplicaMixin, ValidationMixin, StateMixin, pl.Ligh
 
     # ---------------------------------------------------------------- the step
     def _unpack(self, batch: Any) -> tuple[Any, Tensor, Tensor]:
-        # the update's chunk carries its rows' identity for the memory (retentive.updaters.identified)
-        self._identity = tuple(batch[3:]) if isinstance(batch, IdentifiedBatch) else None
-        if self._identity is not None:
-            batch = tuple(batch[:3])
-        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-            raise DataError(
-                f"a training batch must be (inputs, targets) or (inputs, targets, task_ids), got {type(batch).__name__}"
-                + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-            )
-        x, y = batch[0], batch[1]
-        if not torch.is_tensor(y) or y.dtype.is_floating_point or y.dim() != 1:
-            raise DataError(
-                f"targets must be a 1-d integer tensor of class indices, got "
-                f"{getattr(y, 'dtype', type(y).__name__)} of shape {tuple(getattr(y, 'shape', ()))}"
-            )
-        t = batch[2] if len(batch) == 3 else torch.full_like(y, self.task_id if isinstance(self.task_id, int) else 0)
-        return x, y.long(), t.long()
+        x, y, t, self._identity = unpack_batch(batch, self.task_id)  # identity: for the memory (_store)
+        return x, y, t
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one

@@ -27,6 +27,7 @@ from retentive.data.files import read_chunk, write_chunk
 from retentive.errors import DataError, MemoryShapeError
 from retentive.memory import ReplayBuffer, UnboundedBuffer
 from retentive.memory.exchange import distributed_add
+from retentive.memory.identity import IDENTITY_KEYS
 from retentive.state.inspection import StateReport, format_report
 from retentive.updaters.validation import check_chunk, check_dataset
 
@@ -87,6 +88,7 @@ def test_memory_stores_one_tensor_per_leaf_and_samples_the_structure_back():
         "targets",
         "task_ids",
         "logits",
+        *IDENTITY_KEYS,
     }
     assert memory.storage["inputs.input_ids"].shape == (12, 8)
     batch = memory.sample(7)
@@ -152,8 +154,8 @@ def test_plain_tensor_memory_state_keeps_its_format():
     batch = text_batch(0, 9)
     memory.add({**batch, "inputs": batch["inputs"]["extra"][0]})
     state = memory.state_dict()
-    assert set(state) == {"capacity", "policy", "size", "seen", "generators", "storage", "dtypes"}
-    assert set(state["storage"]) == {"inputs", "targets", "task_ids", "logits"}
+    assert set(state) == {"capacity", "policy", "size", "seen", "generators", "storage", "dtypes", "sources"}
+    assert set(state["storage"]) == {"inputs", "targets", "task_ids", "logits", *IDENTITY_KEYS}
     assert state["dtypes"]["inputs"] == "float32"
     legacy = {k: v for k, v in state.items() if k != "generators"}
     legacy["generator"] = memory.insert_generator.get_state()  # one generator, as the oldest states have
