@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retentive.cli.arguments import add_chunk, add_overrides, add_state_folders, add_threads, non_negative_int
+from retentive.cli.arguments import (
+    add_chunk,
+    add_memory_options,
+    add_overrides,
+    add_state_folders,
+    add_threads,
+    memory_overrides,
+    non_negative_int,
+)
 from retentive.cli.gating import (
     add_gate_options,
     add_registry_options,
@@ -107,38 +115,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start a new model although the folder of --output-state holds other state folders (see below)",
     )
-
-
-#: retentive.memory.backends.BACKENDS, named here so that ``--help`` imports no torch (a test keeps them equal)
-MEMORY_BACKENDS = ("grown", "tensor", "disk")
-
-
-def add_memory_options(parser: argparse.ArgumentParser) -> None:
-    """``--memory-backend`` and ``--memory-dir``: where the replay memory's rows reside."""
-    parser.add_argument(
-        "--memory-backend",
-        choices=MEMORY_BACKENDS,
-        default=None,
-        help="where the replay memory's rows reside: grown (on the device, allocated as it fills), tensor (the "
-        "whole capacity at once) or disk (memory-mapped files, resident size bounded) [the config's, else grown]",
-    )
-    parser.add_argument(
-        "--memory-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="the disk backend's scratch folder [the config's, else the system's temporary folder]",
-    )
-
-
-def memory_overrides(args: argparse.Namespace) -> list[str]:
-    """The config overrides ``--memory-backend`` and ``--memory-dir`` stand for."""
-    overrides = []
-    if args.memory_backend is not None:
-        overrides.append(f"updater.init_args.memory_backend={args.memory_backend}")
-    if args.memory_dir is not None:
-        overrides.append(f"updater.init_args.memory_dir={json.dumps(str(args.memory_dir))}")
-    return overrides
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:

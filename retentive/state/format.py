@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import mmap
 import os
 import shlex
 from collections.abc import Callable
@@ -31,7 +30,7 @@ import torch
 
 from retentive._version import __version__
 from retentive.errors import StateError
-from retentive.mapped import release_pages
+from retentive.state import streaming
 from retentive.state.budget import check_archive, check_declared
 from retentive.state.interrupts import CommitGuard
 from retentive.state.locking import OutputLock
@@ -49,10 +48,6 @@ FORMAT = "retentive-state"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PAYLOADS = ("model.pt", "learner.pt", "memory.pt")
-#: the bytes hashed and written at a time
-STREAM_BLOCK = 16 << 20
-#: payloads larger than this are hashed from their file and loaded memory-mapped (see :func:`_mapped_payload`)
-MAPPED_PAYLOAD = 256 << 20
 #: ``manifest["kind"]``: a finished update's state, or a resume checkpoint of an unfinished one.
 KIND_STATE = "state"
 KIND_CHECKPOINT = "checkpoint"
@@ -91,38 +86,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class _DigestingFile:
-    """A file that hashes what ``torch.save`` streams into it, block by block: a payload is never
-    whole in memory twice, and the blocks of a memory-mapped tensor (a disk-backed memory's rows)
-    are handed back as they are written (:func:`retentive.mapped.release_pages`)."""
-
-    def __init__(self, handle: io.BufferedWriter) -> None:
-        self.handle, self.digest, self.bytes = handle, hashlib.sha256(), 0
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        for start in range(0, len(view), STREAM_BLOCK):
-            block = view[start : start + STREAM_BLOCK]
-            self.digest.update(block)
-            self.handle.write(block)
-            release_pages(block)
-        self.bytes += len(view)
-        return len(view)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-def _write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
-    """Write and flush one payload, streamed; return its manifest entry (hashed as written, not re-read)."""
-    with open(path, "wb") as handle:
-        stream = _DigestingFile(handle)
-        torch.save(payload, stream)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return {"sha256": stream.digest.hexdigest(), "bytes": stream.bytes}
 
 
 def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.PathLike[str] | None) -> Path:
@@ -206,7 +169,7 @@ def write_staging(target: Path, state: State) -> Path:
         staging.mkdir()
         files: dict[str, dict[str, Any]] = {}
         for name, payload in zip(PAYLOADS, (state.model, state.learner, state.memory)):
-            files[name] = _write_payload(staging / name, payload)
+            files[name] = streaming.write_payload(staging / name, payload)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -353,47 +316,6 @@ def _load_version(
     )
 
 
-_FD_PATHS = "/proc/self/fd"
-
-
-def _mismatch(file_path: Path, size: int, entry: Any) -> StateError:
-    expected = entry.get("bytes") if isinstance(entry, dict) else "?"
-    return StateError(
-        f"state file {str(file_path)!r} does not match its manifest checksum "
-        f"({size} bytes on disk, {expected} expected): it was modified or truncated"
-    )
-
-
-def _mapped_payload(
-    version: FolderVersion, file_path: Path, entry: Any, map_location: str | torch.device
-) -> dict[str, Any]:
-    """A large payload (a big memory's rows): hashed from its pinned descriptor block by block,
-    then loaded memory-mapped from that same descriptor, so it is never whole in RAM. The bytes
-    hashed are the bytes loaded as long as nobody writes into a committed version's file, which
-    no writer does (every writer builds a new folder); the checks are those of a small payload."""
-    fd = version.descriptor(file_path.name)
-    size = os.fstat(fd).st_size
-    digest, offset = hashlib.sha256(), 0
-    while offset < size:
-        block = os.pread(fd, min(STREAM_BLOCK, size - offset), offset)
-        if not block:
-            break
-        digest.update(block)
-        offset += len(block)
-    if not isinstance(entry, dict) or entry.get("bytes") != size or digest.hexdigest() != entry.get("sha256"):
-        raise _mismatch(file_path, size, entry)
-    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
-        check_archive(mapped, str(file_path))
-    try:
-        payload = torch.load(f"{_FD_PATHS}/{fd}", map_location=map_location, weights_only=True, mmap=True)
-    except Exception as error:  # an unpickler refusal or a corrupt archive
-        raise StateError(f"state file {str(file_path)!r} could not be read safely: {error}") from error
-    if not isinstance(payload, dict):
-        raise StateError(f"state file {str(file_path)!r} holds {type(payload).__name__}, expected a dict")
-    check_declared(payload, size, str(file_path), memory=file_path.name == "memory.pt")
-    return payload
-
-
 def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: str | torch.device) -> dict[str, Any]:
     """One payload: read once, checked against its manifest entry, its archive checked, then loaded."""
     name = file_path.name
@@ -402,13 +324,13 @@ def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: 
     expected = entry.get("bytes") if isinstance(entry, dict) else None
     try:
         size = version.size(name)
-        if size > MAPPED_PAYLOAD and os.path.isdir(_FD_PATHS):
-            return _mapped_payload(version, file_path, entry, map_location)
+        if streaming.maps(size):
+            return streaming.mapped_payload(version, file_path, entry, map_location)
         data = version.read(name) if isinstance(expected, int) and size == expected else None
     except OSError as error:
         raise StateError(f"state file {str(file_path)!r} cannot be read: {error}") from error
     if data is None or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise _mismatch(file_path, size, entry)
+        raise streaming.mismatch(file_path, size, entry)
     check_archive(data, str(file_path))
     try:
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)

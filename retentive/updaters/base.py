@@ -82,13 +82,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin):
         memory_input_dtype: store the memory's inputs compactly: ``"uint8"`` (exact for images
             with values ``k/255``, 4x smaller than float32), ``"float16"`` or ``"bfloat16"``
             (lossy); ``None`` stores them as given. The model always sees them as given.
-        memory_backend: where the memory's rows reside: ``"grown"`` (default: on the training
-            device, allocated as it fills), ``"tensor"`` (on the device, the whole capacity at
-            once) or ``"disk"`` (memory-mapped scratch files, resident size bounded however large
-            ``memory_size`` is). Results are bit-identical on each; a state saved with one loads
-            with any other (see docs/how-to/memory-backends.md).
-        memory_dir: the ``"disk"`` backend's scratch folder (``None``: the system's temporary
-            folder); its files are private to the process and gone when it ends.
+        memory_backend, memory_dir: where the memory's rows reside: ``"grown"`` (default, on the device,
+            allocated as it fills), ``"tensor"`` (the whole capacity at once) or ``"disk"`` (memory-mapped
+            files under ``memory_dir``, resident size bounded); see docs/how-to/memory-backends.md.
         input_state_folder: the previous update's output; ``None`` for the first chunk. Either
             state folder may also be a URL (``s3://bucket/prefix``, any fsspec filesystem), fetched
             and published crash-safely by :mod:`retentive.state.remote`. The folder's weights are

@@ -14,8 +14,8 @@ import torch
 from state_helpers import der, same_snapshot, snapshot
 
 from retentive import StateError
-from retentive.state import format as state_format
 from retentive.state import load_state
+from retentive.state import streaming as state_streaming
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_a_changed_or_truncated_memory_file_is_one_clear_error_and_nothing_is_lo
 ):
     root, chunks = pipeline
     if mapped:  # the path a large memory takes: hashed from its descriptor, loaded memory-mapped
-        monkeypatch.setattr(state_format, "MAPPED_PAYLOAD", 0)
+        monkeypatch.setattr(state_streaming, "MAPPED_PAYLOAD", 0)
     folder = tmp_path / "damaged"
     shutil.copytree(root / "disk" / "s1", folder)
     memory_file = folder / "memory.pt"

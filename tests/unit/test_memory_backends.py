@@ -179,7 +179,7 @@ def test_an_unknown_backend_is_refused_naming_the_choices():
 
 
 def test_the_command_line_names_the_backends_the_memory_has():
-    from retentive.cli.update import MEMORY_BACKENDS
+    from retentive.cli.arguments import MEMORY_BACKENDS
 
     assert MEMORY_BACKENDS == BACKENDS
 
