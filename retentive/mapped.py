@@ -107,7 +107,7 @@ class MappedFile:
         """The rows ``at`` (a CPU index tensor), read with one positioned read each: no page of the
         file becomes resident here; ``pin``: into pinned memory, for a non-blocking copy to a GPU."""
         rows = torch.empty((int(at.numel()), *self.shape), dtype=self.dtype, pin_memory=pin)
-        view, size = memoryview(rows.view(-1).view(torch.uint8).numpy()), self.row_bytes
+        view, size = memoryview(rows.view(-1).view(torch.uint8).numpy()), self.row_bytes  # type: ignore[arg-type]
         for i, row in enumerate(at.tolist()):
             if os.preadv(self.fd, [view[i * size : (i + 1) * size]], row * size) != size:
                 raise OSError(errno.EIO, f"the memory file ended before row {row}")
@@ -116,7 +116,7 @@ class MappedFile:
     def write_rows(self, at: Tensor, rows: Tensor) -> None:
         """Store ``rows`` in the slots ``at`` (in order: a slot written twice keeps the last row)."""
         data = rows.to(self.dtype).contiguous()
-        view, size = memoryview(data.view(-1).view(torch.uint8).numpy()), self.row_bytes
+        view, size = memoryview(data.view(-1).view(torch.uint8).numpy()), self.row_bytes  # type: ignore[arg-type]
         first, n = (int(at[0]), int(at.numel())) if at.numel() else (0, 0)
         if n > 1 and torch.equal(at, torch.arange(first, first + n, dtype=at.dtype)):  # a run of slots (filling)
             if os.pwrite(self.fd, view, first * size) != n * size:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -257,8 +258,15 @@ class TensorStorage:
         self.reserve(max(self.size, self.backend.first_rows(self.capacity)))
         for key, saved in rows.items():
             stored, dtype = self.storage[key].dtype, offered[key]
-            if is_input_key(key) and saved.dtype != stored:  # saved with another input_dtype
-                convert = lambda block, d=dtype, s=stored: encode(decode(block, d), s)  # noqa: E731
-            else:
-                convert = lambda block: block  # noqa: E731
+            recode = is_input_key(key) and saved.dtype != stored  # saved with another input_dtype
+            convert = partial(_recode, offered=dtype, stored=stored) if recode else _same
             copy_rows(self.storage[key], saved, convert, self.backend)
+
+
+def _recode(block: Tensor, offered: torch.dtype, stored: torch.dtype) -> Tensor:
+    """Saved input rows in this memory's encoding (they were saved with another ``input_dtype``)."""
+    return encode(decode(block, offered), stored)
+
+
+def _same(block: Tensor) -> Tensor:
+    return block

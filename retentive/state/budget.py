@@ -37,7 +37,7 @@ def check_archive(data: bytes | mmap.mmap, where: str) -> None:
     Raises :class:`StateError` naming ``where`` (the file) and the offending entry.
     """
     try:
-        infos = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data).infolist()
+        infos = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data).infolist()  # type: ignore[arg-type]  # an mmap reads like a file
     except Exception as error:  # BadZipFile, or any malformed directory field
         raise StateError(f"state file {where!r} could not be read safely: not a torch zip archive ({error})") from error
     names: set[str] = set()

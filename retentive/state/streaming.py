@@ -40,7 +40,7 @@ def write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     """Write and flush one payload, streamed; return its manifest entry (hashed as written, not re-read)."""
     with open(path, "wb") as handle:
         stream = DigestingFile(handle)
-        torch.save(payload, stream)
+        torch.save(payload, stream)  # type: ignore[arg-type]  # a writable file-like object
         handle.flush()
         os.fsync(handle.fileno())
     return {"sha256": stream.digest.hexdigest(), "bytes": stream.bytes}
