@@ -43,6 +43,7 @@ from retentive.state.staging import (
     remove_stale_staging,
     rename_noreplace,
 )
+from retentive.state.streaming import write_payload as _write_payload
 
 FORMAT = "retentive-state"
 FORMAT_VERSION = 1
@@ -169,7 +170,7 @@ def write_staging(target: Path, state: State) -> Path:
         staging.mkdir()
         files: dict[str, dict[str, Any]] = {}
         for name, payload in zip(PAYLOADS, (state.model, state.learner, state.memory)):
-            files[name] = streaming.write_payload(staging / name, payload)
+            files[name] = _write_payload(staging / name, payload)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
