@@ -186,3 +186,18 @@ def _madvise(address: int, length: int, advice: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), ctypes.c_int(advice))  # a hint: errors ignored
+
+
+def holds_mapped_rows(value: object) -> bool:
+    """Whether ``value`` (a payload: nested dicts, lists and tensors) holds a tensor whose data lies
+    in a live :class:`MappedFile` mapping."""
+    if torch.is_tensor(value):
+        if value.device.type != "cpu" or value.numel() == 0:
+            return False
+        address = value.data_ptr()
+        return any((m := ref()) is not None and base <= address < base + len(m) for base, ref in list(_LIVE.items()))
+    if isinstance(value, dict):
+        return any(holds_mapped_rows(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_mapped_rows(item) for item in value)
+    return False

@@ -10,17 +10,19 @@ its pinned descriptor block by block and loaded memory-mapped from that same des
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import mmap
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from retentive.errors import StateError
-from retentive.mapped import release_pages
+from retentive.mapped import holds_mapped_rows, release_pages
 from retentive.state.budget import check_archive, check_declared
 from retentive.state.reading import FolderVersion
 
@@ -36,9 +38,29 @@ def maps(size: int) -> bool:
     return size > MAPPED_PAYLOAD and os.path.isdir(_FD_PATHS)
 
 
+@contextlib.contextmanager
+def _zip_checksums(on: bool) -> Iterator[None]:
+    """torch's zip writer reads a whole record for its CRC32 before writing it, which would make a
+    memory-mapped record resident whole; for those the CRC is left out (the file's sha256 in the
+    manifest is what verifies it, and torch reads such files alike). Other payloads keep it."""
+    serialization: Any = None
+    with contextlib.suppress(ImportError):
+        from torch.utils.serialization import config as serialization  # torch >= 2.5
+    config = getattr(serialization, "save", None)
+    if on or config is None:
+        yield
+        return
+    before = config.compute_crc32
+    config.compute_crc32 = False
+    try:
+        yield
+    finally:
+        config.compute_crc32 = before
+
+
 def write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     """Write and flush one payload, streamed; return its manifest entry (hashed as written, not re-read)."""
-    with open(path, "wb") as handle:
+    with open(path, "wb") as handle, _zip_checksums(not holds_mapped_rows(payload)):
         stream = DigestingFile(handle)
         torch.save(payload, stream)  # type: ignore[arg-type]  # a writable file-like object
         handle.flush()
