@@ -22,6 +22,7 @@ import math
 import mmap
 import os
 import shutil
+import sys
 import tempfile
 import weakref
 from pathlib import Path
@@ -35,6 +36,8 @@ from retentive.errors import MemoryBudgetError
 #: The live mappings by the address of their first byte (weak: a mapping leaves as it is freed).
 _LIVE: dict[int, weakref.ref[mmap.mmap]] = {}
 PAGE = mmap.PAGESIZE
+#: Linux's MADV_PAGEOUT (5.4+), which Python's mmap module does not always name
+_MADV_PAGEOUT = 21
 
 
 def scratch_folder(directory: str | os.PathLike[str] | None) -> Path:
@@ -171,13 +174,13 @@ def release_pages(view: memoryview) -> None:
 def hint_release(tensor: Tensor) -> None:
     """Ask the kernel to reclaim ``tensor``'s whole pages (``MADV_PAGEOUT``): read-once rows from a
     memory-mapped state file leave the resident size; a hint only, never a change of content."""
-    if tensor.numel() == 0 or tensor.device.type != "cpu" or not hasattr(mmap, "MADV_PAGEOUT"):
+    if tensor.numel() == 0 or tensor.device.type != "cpu" or not sys.platform.startswith("linux"):
         return
     address, length = tensor.data_ptr(), tensor.numel() * tensor.element_size()
     start = -(-address // PAGE) * PAGE
     stop = (address + length) // PAGE * PAGE
     if stop > start:
-        _madvise(start, stop - start, mmap.MADV_PAGEOUT)
+        _madvise(start, stop - start, getattr(mmap, "MADV_PAGEOUT", _MADV_PAGEOUT))
 
 
 def _madvise(address: int, length: int, advice: int) -> None:
