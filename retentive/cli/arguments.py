@@ -6,6 +6,7 @@ Importing this must stay cheap (no torch, no Lightning): every parser is built f
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from retentive.cli.locations import state_location
@@ -78,3 +79,35 @@ def add_mnist_options(parser: argparse.ArgumentParser, tasks_help: str, test_hel
     parser.add_argument(
         "--data", type=Path, default=None, help="folder with the data: the MNIST idx files or CIFAR-10 [searched]"
     )
+
+
+#: retentive.memory.backends.BACKENDS, named here so that ``--help`` imports no torch (a test keeps them equal)
+MEMORY_BACKENDS = ("grown", "tensor", "disk")
+
+
+def add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """``--memory-backend`` and ``--memory-dir``: where the replay memory's rows reside."""
+    parser.add_argument(
+        "--memory-backend",
+        choices=MEMORY_BACKENDS,
+        default=None,
+        help="where the replay memory's rows reside: grown (on the device, allocated as it fills), tensor (the "
+        "whole capacity at once) or disk (memory-mapped files, resident size bounded) [the config's, else grown]",
+    )
+    parser.add_argument(
+        "--memory-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the disk backend's scratch folder [the config's, else the system's temporary folder]",
+    )
+
+
+def memory_overrides(args: argparse.Namespace) -> list[str]:
+    """The config overrides ``--memory-backend`` and ``--memory-dir`` stand for."""
+    overrides = []
+    if args.memory_backend is not None:
+        overrides.append(f"updater.init_args.memory_backend={args.memory_backend}")
+    if args.memory_dir is not None:
+        overrides.append(f"updater.init_args.memory_dir={json.dumps(str(args.memory_dir))}")
+    return overrides

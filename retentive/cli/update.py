@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retentive.cli.arguments import add_chunk, add_overrides, add_state_folders, add_threads, non_negative_int
+from retentive.cli.arguments import (
+    add_chunk,
+    add_memory_options,
+    add_overrides,
+    add_state_folders,
+    add_threads,
+    memory_overrides,
+    non_negative_int,
+)
 from retentive.cli.gating import (
     add_gate_options,
     add_registry_options,
@@ -87,6 +95,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write the result as JSON (updater, samples, seconds, validation accuracy, output state)",
     )
+    add_memory_options(parser)
     add_threads(parser)
     add_gate_options(parser)
     add_registry_options(parser)
@@ -273,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     check_pipeline(args)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, [*args.overrides, *memory_overrides(args)])
     gate = build_gate(args, config)  # an unknown criterion or a gate without held-out data: refused now
     registry = open_registry(args)  # an unreachable registry: refused now
     prepare_home(args, gate)  # a gated update into an absent or empty folder: a new model home

@@ -1,6 +1,7 @@
 """Replay memory: the declared interface (:mod:`~retentive.memory.protocol`), its backends (tensor
-storage: :class:`ReplayBuffer`, :class:`UnboundedBuffer`; a generator: :class:`GenerativeMemory`),
-and the policies that fill them."""
+storage: :class:`ReplayBuffer`, :class:`UnboundedBuffer`, whose rows reside on the device, grown or
+whole, or in memory-mapped files, see :mod:`~retentive.memory.backends`; a generator:
+:class:`GenerativeMemory`), and the policies that fill them."""
 
 from retentive.memory.buffer import CORE_KEYS, MemoryBatch, ReplayBuffer
 from retentive.memory.context import Batch, ChunkContext, UpdateContext, chunk_context

@@ -62,7 +62,7 @@ def available_bytes(device: torch.device | str) -> int | None:
     return min(known) if known else None
 
 
-def budget_error(needed: int, available: int | None, device: torch.device, what: str) -> MemoryBudgetError:
+def budget_error(needed: int, available: int | None, device: torch.device | str, what: str) -> MemoryBudgetError:
     """The one error for a memory that does not fit: ``what`` says what the bytes were for."""
     have = "an unknown number of" if available is None else f"{available:,}"
     return MemoryBudgetError(

@@ -16,6 +16,7 @@ this package reads and rewrites it only through the protocol.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from retentive.data.transfer import to_device
 from retentive.errors import MemoryShapeError, SampleNotFoundError
+from retentive.memory.backends import DEFAULT_BACKEND
 from retentive.memory.compact import decode
 from retentive.memory.identity import ID_KEY, SourceTable
 from retentive.memory.layout import INPUTS, batch_size, flat_rows, is_input_key
@@ -85,6 +87,10 @@ class ReplayBuffer(TensorStorage):
             :meth:`sample` returns them in the dtype they were offered in. For nested inputs
             this applies to each floating leaf; integer leaves (token ids, masks) are stored as
             given.
+        backend: where the rows reside (:mod:`retentive.memory.backends`): ``"grown"`` (default,
+            on the device, allocated as it fills), ``"tensor"`` (on the device, the whole
+            capacity at once) or ``"disk"`` (memory-mapped files, resident size bounded).
+        directory: the ``"disk"`` backend's scratch folder (``None``: the system's temporary folder).
     """
 
     def __init__(
@@ -93,10 +99,12 @@ class ReplayBuffer(TensorStorage):
         policy: InsertionPolicy | None = None,
         seed: int = 0,
         input_dtype: str | torch.dtype | None = None,
+        backend: str = DEFAULT_BACKEND,
+        directory: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
             raise ValueError(f"memory capacity must be an int >= 0, got {capacity!r}")
-        super().__init__(capacity, input_dtype)
+        super().__init__(capacity, input_dtype, backend, directory)
         chosen = ReservoirPolicy() if policy is None else policy
         if not isinstance(chosen, InsertionPolicy):
             raise TypeError(
@@ -259,8 +267,8 @@ class ReplayBuffer(TensorStorage):
             ]
         else:
             idx = torch.rand(world_size, self.size, generator=self.sample_generator).topk(k, dim=1).indices[rank]
-        idx = to_device(idx, self.device)
-        return MemoryBatch(indices=idx, data=self._gather(idx))
+        data = self._gather(idx)  # from the CPU indices: a disk-backed memory reads its rows there
+        return MemoryBatch(indices=to_device(idx, self.device), data=data)
 
     def gather(self, indices: Tensor) -> MemoryBatch:
         """The samples in slots ``indices``, inputs decoded (in their offered structure)."""
@@ -290,8 +298,10 @@ class ReplayBuffer(TensorStorage):
             raise ValueError(f"ema gamma must lie in [0, 1], got {gamma}")
         if gamma == 1.0 or indices.numel() == 0:
             return
-        stored = self.storage[key]
-        stored[indices] = (gamma * stored[indices] + (1.0 - gamma) * new.detach().to(stored.dtype)).to(stored.dtype)
+        stored, at = self.storage[key], to_device(indices, self.storage_device)
+        fresh = new.detach().to(self.storage_device, stored.dtype)
+        stored[at] = (gamma * stored[at] + (1.0 - gamma) * fresh).to(stored.dtype)
+        self.backend.accessed(2 * int(at.numel()))
 
     def class_counts(self, num_classes: int | None = None) -> Tensor:
         """How many stored samples carry each target (for the TensorBoard histogram and inspect)."""

@@ -2,8 +2,10 @@
 tensor backend (:class:`~retentive.memory.buffer.ReplayBuffer`,
 :class:`~retentive.memory.unbounded.UnboundedBuffer`), read back by older and newer versions alike.
 
-Only the filled rows are saved, contiguous, on the CPU; a restore allocates only those rows (the
-storage grows as it fills again), after checking that they fit the device's budget. The rows'
+Only the filled rows are saved, contiguous, on the CPU (a disk-backed memory's as a copy in a
+scratch file, never whole in RAM); a restore allocates only those rows (the storage grows as it
+fills again), after checking that they fit the backend's budget (the device's, or the disk's).
+Every backend reads every other's state: the format does not name the backend. The rows'
 identity keys are saved like any key, their source table as ``sources``; a memory saved without
 them is given deterministic ones on load (:func:`~retentive.memory.identity.legacy_identity`).
 """
@@ -16,7 +18,7 @@ from torch import Tensor
 
 from retentive.data import nested
 from retentive.errors import MemoryShapeError
-from retentive.memory.budget import budget_error, fits, nbytes
+from retentive.memory.budget import budget_error, nbytes
 from retentive.memory.compact import dtype_from_name, dtype_name
 from retentive.memory.identity import ID_KEY, SOURCE_KEY, legacy_identity
 from retentive.memory.layout import INPUTS, is_input_key
@@ -40,7 +42,7 @@ def buffer_state(buffer: ReplayBuffer) -> dict[str, object]:
         "size": buffer.size,
         "seen": buffer.seen,
         "generators": {"insert": buffer.insert_generator.get_state(), "sample": buffer.sample_generator.get_state()},
-        "storage": {k: v[: buffer.size].detach().cpu().contiguous().clone() for k, v in buffer.storage.items()},
+        "storage": {k: buffer.backend.snapshot(k, v, buffer.size) for k, v in buffer.storage.items()},
         "dtypes": {k: dtype_name(v) for k, v in buffer.dtypes.items()},
     }
     policy_state = buffer.policy.state_dict()
@@ -65,9 +67,9 @@ def load_buffer_state(buffer: ReplayBuffer, state: dict[str, object]) -> None:
         raise MemoryShapeError(f"the saved memory holds {size} samples, outside [0, its capacity {capacity}]")
     storage: dict[str, Tensor] = state["storage"]  # type: ignore[assignment]
     needed = sum(nbytes(rows) for rows in storage.values())
-    ok, available = fits(needed, buffer.device)
+    ok, available, where = buffer.backend.fits(needed, buffer.storage_device)
     if not ok:
-        raise budget_error(needed, available, buffer.device, f"the {size:,} saved samples")
+        raise budget_error(needed, available, where, f"the {size:,} saved samples")
     buffer.size = size
     buffer.seen = int(state["seen"])  # type: ignore[call-overload]
     generators = state.get("generators")

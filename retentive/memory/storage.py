@@ -2,11 +2,13 @@
 grown as it fills.
 
 Storage is one tensor per key (``inputs``, ``targets``, ``task_ids``, and metadata such as
-``logits`` or ``features.layer3``), laid out on first insert from the sample shapes and kept on
-the training device. It is allocated as the memory fills: each key's tensor holds
-:attr:`TensorStorage.allocated` rows, grown geometrically (doubling, capped at the capacity) when
-a write needs more, each growth checked first against the device's budget
-(:mod:`retentive.memory.budget`), so ``memory_size=10**7`` costs only the rows filled.
+``logits`` or ``features.layer3``), laid out on first insert from the sample shapes. Where the
+rows reside is the backend's (:mod:`retentive.memory.backends`): by default on the training
+device, allocated as the memory fills: each key's tensor holds :attr:`TensorStorage.allocated`
+rows, grown geometrically (doubling, capped at the capacity) when a write needs more, each growth
+checked first against the device's budget (:mod:`retentive.memory.budget`), so
+``memory_size=10**7`` costs only the rows filled; or the whole capacity at once (``"tensor"``);
+or memory-mapped files on disk (``"disk"``).
 
 Nested inputs (a dict/tuple/list of tensors, e.g. tokenised text) are stored as one tensor per
 leaf, ``inputs.input_ids`` and ``inputs.attention_mask`` (see :mod:`retentive.memory.layout`), and
@@ -16,7 +18,9 @@ read back in the structure they were offered in. Floating input leaves may be st
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
 from retentive.data import nested
 from retentive.data.transfer import to_device
 from retentive.errors import MemoryShapeError
-from retentive.memory.budget import check_growth, grown_storage
+from retentive.memory.backends import DEFAULT_BACKEND, copy_rows, make_backend
 from retentive.memory.compact import decode, encode, parse_input_dtype
 from retentive.memory.layout import INPUTS, Spec, batch_size, check_rows, flat_rows, is_input_key
 
@@ -40,10 +44,20 @@ class TensorStorage:
     Args:
         capacity: the most rows held.
         input_dtype: the compact dtype of floating input leaves (``None``: as offered).
+        backend: where the rows reside: ``"grown"``, ``"tensor"`` or ``"disk"``
+            (:mod:`retentive.memory.backends`).
+        directory: the scratch folder of the ``"disk"`` backend (``None``: the system's temporary folder).
     """
 
-    def __init__(self, capacity: int, input_dtype: str | torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        input_dtype: str | torch.dtype | None = None,
+        backend: str = DEFAULT_BACKEND,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.capacity = capacity
+        self.backend = make_backend(backend, directory)
         self.input_dtype = parse_input_dtype(input_dtype)
         self.storage: dict[str, Tensor] = {}
         #: the dtype each key is offered and sampled in (the storage differs for compact inputs)
@@ -60,10 +74,16 @@ class TensorStorage:
     def keys(self) -> tuple[str, ...]:
         return tuple(self.storage)
 
+    @property
+    def storage_device(self) -> torch.device:
+        """Where the rows reside: the training device, or the CPU for a disk-backed memory."""
+        return self.backend.storage_device(self.device)
+
     def to(self, device: torch.device | str) -> Self:
-        """Move the storage to ``device`` (the training device); the generator stays on the CPU."""
+        """Move the storage to ``device`` (the training device; a disk-backed memory's rows stay
+        in their files and reach the device as they are sampled); the generator stays on the CPU."""
         self.device = torch.device(device)
-        self.storage = {k: v.to(self.device) for k, v in self.storage.items()}
+        self.storage = {k: v.to(self.storage_device) for k, v in self.storage.items()}
         return self
 
     def spec(self, key: str) -> Spec | None:
@@ -123,15 +143,23 @@ class TensorStorage:
     def allocate(self, batch: Mapping[str, Any]) -> None:
         """Lay the storage out from a batch's shapes and dtypes (done by the first insert).
 
-        No row is allocated yet: :meth:`write` grows the storage as slots are filled.
+        Only the backend's first rows are allocated (none but for ``"tensor"``, the whole
+        capacity): :meth:`write` grows the storage as slots are filled.
         """
         self.input_structure = nested.structure(batch[INPUTS]) if INPUTS in batch else None
         self._specs = None
         for key, value in flat_rows(batch).items():
             self.dtypes[key] = value.dtype
-            self.storage[key] = torch.zeros(
-                (0, *value.shape[1:]), dtype=self._stored_dtype(key, value.dtype), device=self.device
-            )
+            shape, stored = tuple(value.shape[1:]), self._stored_dtype(key, value.dtype)
+            self.storage[key] = self.backend.new(key, shape, stored, self.storage_device)
+        self._reserve_first_rows()
+
+    def _reserve_first_rows(self) -> None:
+        try:
+            self.reserve(self.backend.first_rows(self.capacity))
+        except BaseException:
+            self.storage, self.dtypes, self._specs = {}, {}, None  # refused: the memory stays empty
+            raise
 
     @property
     def allocated(self) -> int:
@@ -145,7 +173,7 @@ class TensorStorage:
         An updater can call it before training with ``len(memory) + len(chunk)``: the memory can hold
         no more rows after the update than that.
         """
-        check_growth(self.storage, min(rows, self.capacity), self.capacity, self.device)
+        self.backend.check_room(self.storage, min(rows, self.capacity), self.capacity, self.storage_device)
 
     def reserve(self, rows: int) -> None:
         """Make room for ``rows`` filled slots: every key's storage grows on its device and dtype to
@@ -155,12 +183,13 @@ class TensorStorage:
         available, the memory unchanged, when even ``rows`` rows do not fit the device's budget.
         """
         if rows > self.allocated and self.storage:
-            self.storage.update(grown_storage(self.storage, min(rows, self.capacity), self.capacity, self.device))
+            grown = self.backend.grow(self.storage, min(rows, self.capacity), self.capacity, self.storage_device)
+            self.storage.update(grown)
 
     def encode(self, rows: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Flat rows (storage keys) as they are stored (compact inputs), on the memory's device."""
+        """Flat rows (storage keys) as they are stored (compact inputs), where the rows reside."""
         return {
-            key: encode(value.detach().to(self.device), self._stored_dtype(key, value.dtype))
+            key: encode(value.detach().to(self.storage_device), self._stored_dtype(key, value.dtype))
             for key, value in rows.items()
         }
 
@@ -176,22 +205,28 @@ class TensorStorage:
             size = max(self.size, int(slots.max()) + 1)
         if size is not None:
             self.reserve(size)
-        dst = to_device(slots, self.device)  # no host sync on a GPU (retentive.data.transfer)
+        dst = to_device(slots, self.storage_device)  # no host sync on a GPU (retentive.data.transfer)
         for key, value in rows.items():
-            self.storage[key][dst] = value
+            self.backend.write(key, self.storage[key], dst, value.to(self.storage_device))
         if size is not None:
             self.size = size
 
     def _gather(self, idx: Tensor | slice) -> dict[str, Any]:
-        """The rows ``idx`` of every key, inputs decoded and rebuilt in their offered structure."""
+        """The rows ``idx`` of every key on the training device, inputs decoded and rebuilt in
+        their offered structure (rows read from disk reach a GPU through pinned memory)."""
         data: dict[str, Any] = {}
         leaves: dict[str, Tensor] = {}
         self.specs()  # the input keys, once per layout
+        where = self.storage_device
+        at = to_device(idx, where) if isinstance(idx, Tensor) else idx
+        pin = where.type == "cpu" and self.device.type == "cuda"  # staged in pinned memory for the copy
         for key, value in self.storage.items():
+            rows = self.backend.read(key, value, at, pin)
+            rows = rows if where == self.device else to_device(rows, self.device)
             if key in self._input_keys:
-                leaves[key] = decode(value[idx], self.dtypes[key])
+                leaves[key] = decode(rows, self.dtypes[key])
             else:
-                data[key] = value[idx]
+                data[key] = rows
         if leaves:
             data[INPUTS] = nested.unflatten(leaves, self.input_structure, INPUTS)
         return data
@@ -200,8 +235,8 @@ class TensorStorage:
         """Keep only the filled rows where the bool mask ``keep`` (one per row) is set, moved up to
         slots ``0..kept-1``: every key's storage is copied anew, so nothing removed survives in it
         (a removed sample is gone from the tensors and from whatever is saved from them)."""
-        where = keep.to(self.device, torch.bool).nonzero().squeeze(1)
-        self.storage = {key: value[: self.size][where].clone() for key, value in self.storage.items()}
+        where = keep.to(self.storage_device, torch.bool).nonzero().squeeze(1)
+        self.storage = self.backend.compact(self.storage, where, self.size)
         self.size = int(where.numel())
 
     def nbytes(self) -> int:
@@ -209,14 +244,29 @@ class TensorStorage:
 
     def restore_rows(self, rows: Mapping[str, Tensor], offered: Mapping[str, torch.dtype], structure: Any) -> None:
         """Lay the storage out anew holding exactly ``rows`` (``size`` of each key, saved in their
-        stored encoding) that were offered in the dtypes ``offered``; copies, never aliases."""
-        self.storage, self.dtypes, self._specs, self.input_structure = {}, {}, None, structure
+        stored encoding) that were offered in the dtypes ``offered``; copies, never aliases, block
+        by block (a saved memory may be larger than the RAM it is restored beside)."""
         for key, saved in rows.items():
             if saved.shape[0] != self.size:
                 raise MemoryShapeError(f"saved memory key {key!r} has {saved.shape[0]} rows, expected {self.size}")
+        self.storage, self.dtypes, self._specs, self.input_structure = {}, {}, None, structure
+        for key, saved in rows.items():
             dtype = offered[key]
-            if is_input_key(key):  # the saved encoding may differ from this memory's input_dtype
-                saved = encode(decode(saved, dtype), self._stored_dtype(key, dtype))
             self.dtypes[key] = dtype
-            held = torch.empty((self.size, *saved.shape[1:]), dtype=self._stored_dtype(key, dtype), device=self.device)
-            self.storage[key] = held.copy_(saved)
+            shape, stored = tuple(saved.shape[1:]), self._stored_dtype(key, dtype)
+            self.storage[key] = self.backend.new(key, shape, stored, self.storage_device)
+        self.reserve(max(self.size, self.backend.first_rows(self.capacity)))
+        for key, saved in rows.items():
+            stored, dtype = self.storage[key].dtype, offered[key]
+            recode = is_input_key(key) and saved.dtype != stored  # saved with another input_dtype
+            convert = partial(_recode, offered=dtype, stored=stored) if recode else _same
+            copy_rows(self.storage[key], saved, convert, self.backend)
+
+
+def _recode(block: Tensor, offered: torch.dtype, stored: torch.dtype) -> Tensor:
+    """Saved input rows in this memory's encoding (they were saved with another ``input_dtype``)."""
+    return encode(decode(block, offered), stored)
+
+
+def _same(block: Tensor) -> Tensor:
+    return block

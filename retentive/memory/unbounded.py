@@ -7,12 +7,14 @@ appending stays amortised O(1) per sample.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from retentive.memory.backends import DEFAULT_BACKEND
 from retentive.memory.buffer import ReplayBuffer
 from retentive.memory.protocol import Offer, SlotPolicy
 
@@ -34,10 +36,13 @@ class UnboundedBuffer(ReplayBuffer):
 
     Args:
         seed: seeds the sampler, as for :class:`ReplayBuffer`.
+        backend, directory: where the rows reside, as for :class:`ReplayBuffer`.
     """
 
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(0, policy=AppendPolicy(), seed=seed)
+    def __init__(
+        self, seed: int = 0, backend: str = DEFAULT_BACKEND, directory: str | os.PathLike[str] | None = None
+    ) -> None:
+        super().__init__(0, policy=AppendPolicy(), seed=seed, backend=backend, directory=directory)
 
     @property
     def takes_samples(self) -> bool:

@@ -16,6 +16,7 @@ float32).
 from __future__ import annotations
 
 import io
+import mmap
 import struct
 import zipfile
 from typing import Any
@@ -28,14 +29,15 @@ _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 
 
-def check_archive(data: bytes, where: str) -> None:
+def check_archive(data: bytes | mmap.mmap, where: str) -> None:
     """Refuse a payload that is not a zip of stored entries declaring at most ``len(data)`` bytes.
 
-    Reads only the zip directory and the entries' local headers (no entry is decompressed).
+    Reads only the zip directory and the entries' local headers (no entry is decompressed);
+    ``data`` may be a read-only map of the file, of which only those pages are read.
     Raises :class:`StateError` naming ``where`` (the file) and the offending entry.
     """
     try:
-        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        infos = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data).infolist()  # type: ignore[arg-type]  # an mmap reads like a file
     except Exception as error:  # BadZipFile, or any malformed directory field
         raise StateError(f"state file {where!r} could not be read safely: not a torch zip archive ({error})") from error
     names: set[str] = set()
@@ -66,7 +68,7 @@ def check_archive(data: bytes, where: str) -> None:
         )
 
 
-def _local_method(data: bytes, info: zipfile.ZipInfo, where: str) -> int:
+def _local_method(data: bytes | mmap.mmap, info: zipfile.ZipInfo, where: str) -> int:
     """The compression method in an entry's local header (the one a zip reader may trust instead)."""
     start = info.header_offset
     header = data[start : start + _LOCAL_HEADER.size]

@@ -30,6 +30,7 @@ import torch
 
 from retentive._version import __version__
 from retentive.errors import StateError
+from retentive.state import streaming
 from retentive.state.budget import check_archive, check_declared
 from retentive.state.interrupts import CommitGuard
 from retentive.state.locking import OutputLock
@@ -42,6 +43,7 @@ from retentive.state.staging import (
     remove_stale_staging,
     rename_noreplace,
 )
+from retentive.state.streaming import write_payload as _write_payload
 
 FORMAT = "retentive-state"
 FORMAT_VERSION = 1
@@ -85,18 +87,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
-    """Write and flush one payload; return its manifest entry (hashed from memory, not re-read)."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getbuffer()
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def check_output_folder(output: str | os.PathLike[str], input_folder: str | os.PathLike[str] | None) -> Path:
@@ -335,15 +325,13 @@ def _payload(version: FolderVersion, file_path: Path, entry: Any, map_location: 
     expected = entry.get("bytes") if isinstance(entry, dict) else None
     try:
         size = version.size(name)
+        if streaming.maps(size):
+            return streaming.mapped_payload(version, file_path, entry, map_location)
         data = version.read(name) if isinstance(expected, int) and size == expected else None
     except OSError as error:
         raise StateError(f"state file {str(file_path)!r} cannot be read: {error}") from error
     if data is None or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise StateError(
-            f"state file {str(file_path)!r} does not match its manifest checksum "
-            f"({size} bytes on disk, {expected if isinstance(entry, dict) else '?'} expected): "
-            "it was modified or truncated"
-        )
+        raise streaming.mismatch(file_path, size, entry)
     check_archive(data, str(file_path))
     try:
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)

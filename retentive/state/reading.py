@@ -91,6 +91,11 @@ class FolderVersion:
         self.open(name)
         return os.fstat(self._files[name]).st_size
 
+    def descriptor(self, name: str) -> int:
+        """The open descriptor of ``name`` (opened first if it is not yet); closed with the version."""
+        self.open(name)
+        return self._files[name]
+
     def read(self, name: str) -> bytes:
         """The whole content of ``name``, read once (opened first if it is not yet)."""
         self.open(name)

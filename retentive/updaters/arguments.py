@@ -13,6 +13,7 @@ from torch import nn
 
 from retentive.components.base import Component
 from retentive.learner.metrics import check_logged_metrics, logged_metric_names
+from retentive.memory.backends import BACKENDS
 
 DEFAULT_BATCH_MEMORY_FRAC = 0.5
 
@@ -27,6 +28,8 @@ NOT_HYPERPARAMETERS = frozenset(
         "enable_progress_bar",
         "resume",
         "logged_metrics",
+        "memory_backend",
+        "memory_dir",
     }
 )
 
@@ -190,6 +193,8 @@ def check_arguments(arguments: Mapping[str, Any]) -> bool:
         raise ValueError("resume=True needs an output_state_folder: the checkpoints are kept beside it")
     if insertion not in MEMORY_INSERTION:
         raise ValueError(f"memory_insertion must be one of {MEMORY_INSERTION}, got {insertion!r}")
+    if arguments["memory_backend"] not in BACKENDS:
+        raise ValueError(f"memory_backend must be one of {list(BACKENDS)}, got {arguments['memory_backend']!r}")
     if arguments["early_stopping_enabled"] and metric is None:
         warnings.warn(
             "early_stopping_enabled=True without a metric to monitor: early stopping is off (as in Renate)",

@@ -82,6 +82,9 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin, RefitMixin):
         memory_input_dtype: store the memory's inputs compactly: ``"uint8"`` (exact for images
             with values ``k/255``, 4x smaller than float32), ``"float16"`` or ``"bfloat16"``
             (lossy); ``None`` stores them as given. The model always sees them as given.
+        memory_backend, memory_dir: where the memory's rows reside: ``"grown"`` (default, on the device,
+            allocated as it fills), ``"tensor"`` (the whole capacity at once) or ``"disk"`` (memory-mapped
+            files under ``memory_dir``, resident size bounded); see docs/how-to/memory-backends.md.
         input_state_folder: the previous update's output; ``None`` for the first chunk. Either
             state folder may also be a URL (``s3://bucket/prefix``, any fsspec filesystem), fetched
             and published crash-safely by :mod:`retentive.state.remote`. The folder's weights are
@@ -171,6 +174,8 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin, RefitMixin):
         learning_rate_scheduler: SchedulerFactory | None = None,
         memory_policy: InsertionPolicy | None = None,
         memory_input_dtype: str | None = None,
+        memory_backend: str = "grown",
+        memory_dir: str | os.PathLike[str] | None = None,
         input_state_folder: str | os.PathLike[str] | None = None,
         output_state_folder: str | os.PathLike[str] | None = None,
         max_epochs: int = RENATE_MAX_EPOCHS,
@@ -212,6 +217,7 @@ class ModelUpdater(UpdaterHooks, PersistenceMixin, FittingMixin, RefitMixin):
         )
         self._locate_state(input_state_folder, output_state_folder, resume)
         self.memory_insertion, self.memory_input_dtype = memory_insertion, memory_input_dtype
+        self.memory_backend, self.memory_dir = memory_backend, memory_dir
         self.refresh_memory_metadata = bool(refresh_memory_metadata)
         self.memory = self.build_memory(memory_size, memory_policy, seed)
         self.memory.policy.attach(self.model, self.memory.capacity)  # an update-end policy checks the model now

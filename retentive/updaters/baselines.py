@@ -141,7 +141,7 @@ class JointModelUpdater(_FineTuningEquivalentEpochs, ModelUpdater):
         super().__init__(model, loss_fn, optimizer, memory_size=0, **_ON_MEMORY, **kwargs)
 
     def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayBuffer:
-        return UnboundedBuffer(seed=seed)
+        return UnboundedBuffer(seed=seed, backend=self.memory_backend, directory=self.memory_dir)
 
     def training_data(self, train_dataset: Dataset, task_id: int) -> Dataset:
         add_chunk(self.memory, train_dataset, task_id)

@@ -78,7 +78,14 @@ class UpdaterHooks(_Host):
     def build_memory(self, memory_size: int, policy: InsertionPolicy | None, seed: int) -> ReplayMemory:
         """In the constructor: the memory this updater keeps (Joint keeps an unbounded one,
         generative replay a generator)."""
-        return ReplayBuffer(memory_size, policy=policy, seed=seed, input_dtype=self.memory_input_dtype)
+        return ReplayBuffer(
+            memory_size,
+            policy=policy,
+            seed=seed,
+            input_dtype=self.memory_input_dtype,
+            backend=self.memory_backend,
+            directory=self.memory_dir,
+        )
 
     def build_learner(self, **settings: Any) -> Learner:
         """In the constructor: the Learner (the LightningModule that steps). A method that changes

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Iterator, Sequence
     from pathlib import Path
     from typing import Any
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
         state_version: str | None
         memory_insertion: str
         memory_input_dtype: str | None
+        memory_backend: str
+        memory_dir: str | os.PathLike[str] | None
         refresh_memory_metadata: bool
         heldout: HeldOut
         gate_report: GateReport | None

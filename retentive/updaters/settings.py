@@ -33,6 +33,8 @@ class UpdaterSettings(TypedDict, total=False):
     mask_unused_classes: bool
     learning_rate_scheduler: SchedulerFactory | None
     memory_input_dtype: str | None
+    memory_backend: str
+    memory_dir: str | os.PathLike[str] | None
     input_state_folder: str | os.PathLike[str] | None
     output_state_folder: str | os.PathLike[str] | None
     max_epochs: int
