@@ -62,7 +62,12 @@ def write_payload(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     """Write and flush one payload, streamed; return its manifest entry (hashed as written, not re-read)."""
     with open(path, "wb") as handle, _zip_checksums(not holds_mapped_rows(payload)):
         stream = DigestingFile(handle)
-        torch.save(payload, stream)  # type: ignore[arg-type]  # a writable file-like object
+        try:
+            torch.save(payload, stream)  # type: ignore[arg-type]  # a writable file-like object
+        except RuntimeError:
+            if stream.error is not None:  # torch's zip writer reports a failed write as a bare RuntimeError
+                raise stream.error from None  # the OSError (a full disk) the caller turns into a StateError
+            raise
         handle.flush()
         os.fsync(handle.fileno())
     return {"sha256": stream.digest.hexdigest(), "bytes": stream.bytes}
@@ -73,13 +78,18 @@ class DigestingFile:
 
     def __init__(self, handle: io.BufferedWriter) -> None:
         self.handle, self.digest, self.bytes = handle, hashlib.sha256(), 0
+        self.error: OSError | None = None  # the first write that failed (torch replaces it with its own error)
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         for start in range(0, len(view), STREAM_BLOCK):
             block = view[start : start + STREAM_BLOCK]
             self.digest.update(block)
-            self.handle.write(block)
+            try:
+                self.handle.write(block)
+            except OSError as error:
+                self.error = self.error or error
+                raise
             release_pages(block)
         self.bytes += len(view)
         return len(view)

@@ -16,7 +16,7 @@ import torch
 from helpers import QUIET, sgd
 from state_helpers import der, hidden_entries, same_snapshot, snapshot, tree_digest
 from torch import nn
-from torch.utils.data import Dataset, IterableDataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from retentive import (
     DataError,
@@ -46,9 +46,11 @@ class Plain(Dataset):
         return self.items[index]
 
 
-class Stream(IterableDataset):
-    def __iter__(self):
-        yield torch.zeros(1, 28, 28), 0
+class NoLength(Dataset):
+    """Indexable but without ``__len__``, and not an ``IterableDataset`` either: neither kind of chunk."""
+
+    def __getitem__(self, index):
+        return torch.zeros(1, 28, 28), 0
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +93,12 @@ def test_01_empty_chunk(world, refused, tmp_path):
 
 
 def test_02_dataset_without_a_length(world, refused, tmp_path):
+    # an IterableDataset is a stream now (tests/unit/test_streaming.py); an indexable dataset without
+    # a length is still neither kind of chunk
     state0, _ = world
-    refused(der(tmp_path / "s1", state0), Stream(), DataError, "map-style Dataset with a length")
+    refused(
+        der(tmp_path / "s1", state0), NoLength(), DataError, "map-style Dataset with a length, or an IterableDataset"
+    )
 
 
 def test_03_samples_that_are_not_tuples(world, refused, tmp_path):
