@@ -18,8 +18,7 @@ MAX_BODY_LINES = 60
 MAX_MODULE_LINES = 400
 
 #: "path relative to retentive/" for a module, "path:qualified.name" for a function -> why it may be longer
-ALLOWED: dict[str, str] = {
-}
+ALLOWED: dict[str, str] = {}
 
 
 def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
