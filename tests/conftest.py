@@ -94,6 +94,16 @@ def state1(tmp_path_factory, chunks):
     return folder
 
 
+@pytest.fixture(scope="session")
+def mlflow_session_uri(tmp_path_factory):
+    """One MLflow tracking server for the session (tests/support/mlflow_server.py's ``mlflow_uri``
+    hands it to a module), started when a test first needs it."""
+    from mlflow_server import mlflow_server
+
+    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The docs tests' summary: how many blocks the doc pages ran and checked (one line).
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from arch_worker import GROUPS, build_model
+from side_by_side import side_by_side
 
 from retentive import PackNetModelUpdater, ProgressiveNetworkModelUpdater, StateError, load_model
 from retentive.data import TensorChunk, load_mnist, split_mnist
@@ -53,6 +54,27 @@ def chain(method: str, root: Path, tasks: int = 3) -> list[Path]:
         states.append(root / f"{method}_{task}")
         run_worker(method, task, states[-2] if task else None, states[-1])
     return states
+
+
+#: each chain's method, its number of tasks, and the test that checks it
+CHAINS = {
+    "packnet": (3, "test_packnet_earlier_tasks_are_bit_identical_across_updates_in_new_processes"),
+    "pnn": (3, "test_progressive_columns_are_frozen_bit_identical_in_new_processes[pnn]"),
+    "pnn-cnn": (2, "test_progressive_columns_are_frozen_bit_identical_in_new_processes[pnn-cnn]"),
+}
+
+
+@pytest.fixture(scope="module")
+def chains(request, tmp_path_factory):
+    """The selected tests' chains, started together (tests/support/side_by_side.py): each is a
+    sequence of single-threaded, seeded processes, independent of the others, so running them side
+    by side changes no weight. ``{method: future of its state folders}``."""
+    jobs = {
+        method: (partial(chain, method, tmp_path_factory.mktemp(method), tasks), (test,))
+        for method, (tasks, test) in CHAINS.items()
+    }
+    with side_by_side(request, jobs) as futures:
+        yield futures
 
 
 def logits(model: torch.nn.Module, chunk: TensorChunk) -> torch.Tensor:
@@ -106,8 +128,8 @@ def test_packnet_masks_route_by_task_and_free_weights_start_at_zero():
     assert fresh.task_slots.tolist() == [0, 1] and torch.equal(fresh(x, torch.tensor([0, 1, 0, 1, 1])), mixed)
 
 
-def test_packnet_earlier_tasks_are_bit_identical_across_updates_in_new_processes(tmp_path, test_inputs):
-    states = chain("packnet", tmp_path)
+def test_packnet_earlier_tasks_are_bit_identical_across_updates_in_new_processes(chains, test_inputs):
+    states = chains["packnet"].result()
     models = [load_model(build_model("packnet"), s) for s in states]  # fresh models, no adapt: buffers suffice
     owners = {name: owner for name, _, owner in models[-1].prunable()}
     for name in owners:
@@ -197,8 +219,8 @@ def test_packnet_needs_a_packed_network():
 
 
 @pytest.mark.parametrize("method", ["pnn", "pnn-cnn"])
-def test_progressive_columns_are_frozen_bit_identical_in_new_processes(method, tmp_path, test_inputs):
-    states = chain(method, tmp_path, tasks=3 if method == "pnn" else 2)
+def test_progressive_columns_are_frozen_bit_identical_in_new_processes(method, chains, test_inputs):
+    states = chains[method].result()
     models = [load_model(build_model(method), s) for s in states]  # load_state_dict grows the columns
     assert [m.num_columns for m in models] == list(range(1, len(states) + 1))
     for k, model in enumerate(models):

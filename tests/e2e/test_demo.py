@@ -8,21 +8,46 @@ import sys
 
 import pytest
 import torch
+from side_by_side import side_by_side
 
 from retentive.memory.identity import IDENTITY_KEYS
 from retentive.state import load_state
 
 pytestmark = pytest.mark.slow
 
+DEMO = [sys.executable, "-m", "retentive.cli", "demo"]
+#: each demo's options after ``--output``, its time limit in seconds, and the test that checks it
+DEMOS = {
+    "mnist": (["--samples-per-chunk", "400"], 300, "test_demo_runs_five_processes_through_state_folders"),
+    "cifar10": (
+        ["--dataset", "cifar10", "--samples-per-chunk", "48", "--test-per-chunk", "20", "--nf", "4"]
+        + ["--memory-size", "100"],
+        600,
+        "test_cifar10_demo_runs_seq_cifar10_through_state_folders",
+    ),
+}
 
-def test_demo_runs_five_processes_through_state_folders(tmp_path):
-    out = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "retentive.cli", "demo", "--output", str(out), "--samples-per-chunk", "400"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+@pytest.fixture(scope="module")
+def demos(request, tmp_path_factory):
+    """The selected tests' demos, started together (tests/support/side_by_side.py): ``{name:
+    (output folder, future of the finished process)}``. The demos are single-threaded and seeded,
+    so running them side by side changes no figure."""
+    outputs = {name: tmp_path_factory.mktemp(name) / "demo" for name in DEMOS}
+
+    def job(name: str):
+        options, timeout, _ = DEMOS[name]
+        command = [*DEMO, "--output", str(outputs[name]), *options]
+        return lambda: subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+    jobs = {name: (job(name), (test,)) for name, (_, _, test) in DEMOS.items()}
+    with side_by_side(request, jobs) as futures:
+        yield {name: (outputs[name], future) for name, future in futures.items()}
+
+
+def test_demo_runs_five_processes_through_state_folders(demos):
+    out, running = demos["mnist"]
+    result = running.result()
     assert result.returncode == 0, result.stderr[-2000:]
     assert "average_accuracy" in result.stdout and "forgetting" in result.stdout
     final = load_state(out / "state" / "chunk_004")
@@ -42,19 +67,15 @@ def test_demo_runs_five_processes_through_state_folders(tmp_path):
     assert len(row) == 5 and row[0] > 0.3 and row[4] > 0.5
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
     # a second run refuses to mix with the first
-    again = subprocess.run(
-        [sys.executable, "-m", "retentive.cli", "demo", "--output", str(out)], capture_output=True, text=True
-    )
+    again = subprocess.run([*DEMO, "--output", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "earlier run" in again.stderr
 
 
-def test_cifar10_demo_runs_seq_cifar10_through_state_folders(tmp_path):
+def test_cifar10_demo_runs_seq_cifar10_through_state_folders(demos):
     """Seq-CIFAR-10 on the shared copy (JPEG re-encoded, quality ~75): uint8 images all the way
     into the memory, the class pairs named, a narrow ResNet-18."""
-    out = tmp_path / "demo"
-    command = [sys.executable, "-m", "retentive.cli", "demo", "--dataset", "cifar10", "--output", str(out)]
-    command += ["--samples-per-chunk", "48", "--test-per-chunk", "20", "--nf", "4", "--memory-size", "100"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    out, running = demos["cifar10"]
+    result = running.result()
     assert result.returncode == 0, result.stderr[-2000:]
     assert "chunk 0 (airplane and automobile)" in result.stdout and "chunk 4 (ship and truck)" in result.stdout
     assert "test images after each update" in result.stdout and "average_accuracy" in result.stdout

@@ -362,6 +362,7 @@ def test_tensorboard_logs_losses_accuracy_and_memory_histogram(split_small, tmp_
         batch_size=20,
         logger=logger,
         log_every_n_steps=10,
+        max_epochs=2,  # 100 steps an update: the second's steps must continue past the first's
         accelerator="cpu",
         enable_progress_bar=False,
     )

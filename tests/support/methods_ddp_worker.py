@@ -2,8 +2,9 @@
 updaters, for tests/ddp/test_regularisation_updaters_ddp.py (which starts it in a subprocess).
 
 Lightning's ``strategy="ddp"`` runs this script again for rank 1. Each method runs two updates
-(chunk 0 from scratch, chunk 1 resuming its state folder) on a batch-norm MLP; after each, every
-rank dumps its model, learner state and memory to ``OUT/<method><update>.rank<r>.pt``.
+of two epochs (chunk 0 from scratch, chunk 1 resuming its state folder) on a batch-norm MLP;
+after each, every rank dumps its model, learner state and memory to
+``OUT/<method><update>.rank<r>.pt``.
 
     python tests/support/methods_ddp_worker.py --out DIR
 """
@@ -40,6 +41,7 @@ def make(method: str, input_state: Path | None, output_state: Path):
         strategy="ddp",
         logger=False,
         enable_progress_bar=False,
+        max_epochs=2,  # an epoch boundary (the sampler reshuffles, epoch hooks run again), not Renate's 50
         seed=0,
     )
     optimizer = partial(torch.optim.SGD, lr=0.05)

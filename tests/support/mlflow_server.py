@@ -40,7 +40,7 @@ def mlflow_server(folder: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory) -> Iterator[str]:
-    """The URI of a fresh tracking server, one per test module."""
-    with mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
-        yield uri
+def mlflow_uri(mlflow_session_uri: str) -> str:
+    """The URI of the session's tracking server (tests/conftest.py starts it once: its start-up
+    takes seconds). Each test registers models under names of its own, never assuming an empty store."""
+    return mlflow_session_uri
