@@ -10,22 +10,19 @@ class histogram one process keeps; state folders move between world sizes 2 -> 1
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from ddp_worker import CHUNK_SIZES, build_model, chunks, fingerprints, make_updater
 from helpers import assert_same_tree as _assert_equal
+from helpers import run_support_script
 
 from retentive.memory.compact import decode, dtype_from_name
 from retentive.state import load_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
-ROOT = Path(__file__).resolve().parents[2]
 MEMORY = 500
 
 
@@ -37,23 +34,7 @@ def run(tmp_path_factory):
     single = make_updater(None, out / "single0", devices=1)
     single.update(data[0], task_id=0)
     make_updater(out / "single0", out / "single1", devices=1).update(data[1], task_id=1)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "support" / "ddp_worker.py"),
-            "--out",
-            str(out),
-            "--single-state",
-            str(out / "single0"),
-        ],
-        cwd=out,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run_support_script("ddp_worker.py", "--out", str(out), "--single-state", str(out / "single0"), cwd=out, timeout=300)
     return out
 
 

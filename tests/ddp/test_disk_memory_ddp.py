@@ -4,34 +4,19 @@ default backend, and that process keeps what the two ranks kept."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from ddp_worker import chunks, make_updater
+from helpers import run_support_script
 from state_helpers import same_snapshot
 
 from retentive.state import load_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_disk_backed_replicas_are_identical_and_their_state_loads_in_one_process(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "support" / "disk_ddp_worker.py"), "--out", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run_support_script("disk_ddp_worker.py", "--out", str(tmp_path), cwd=tmp_path, timeout=600)
     for name in ("disk0", "disk1"):
         ranks = [torch.load(tmp_path / f"{name}.rank{r}.pt", weights_only=True) for r in (0, 1)]
         assert ranks[0]["world_size"] == 2 and len(ranks[0]["memory"]["storage"]["inputs"]) == 500

@@ -3,28 +3,23 @@ after a deletion, a DDP update from the new state keeps identical replicas witho
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_support_script
 
 from retentive.governance import delete_samples, list_memory
 from retentive.memory.identity import derive_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _ddp_update(out: Path, output: str, chunk: int, source: str | None = None) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, str(ROOT / "tests/support/memory_ddp_worker.py"), "--output", str(out / output)]
-    command += ["--chunk", str(chunk)] + (["--input", str(out / source)] if source else [])
-    proc = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    source_args = ["--input", str(out / source)] if source else []
+    run_support_script(
+        "memory_ddp_worker.py", "--output", str(out / output), "--chunk", str(chunk), *source_args, cwd=out, timeout=300
+    )
     return [torch.load(out / f"{output}.rank{r}.pt", weights_only=True) for r in range(2)]
 
 

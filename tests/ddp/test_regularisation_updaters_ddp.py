@@ -5,34 +5,19 @@ computed alike on every rank)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import run_support_script
 from methods_ddp_worker import METHODS
 from test_ddp_update import _assert_equal, _dumps
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("methods_ddp")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "support" / "methods_ddp_worker.py"), "--out", str(out)],
-        cwd=out,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run_support_script("methods_ddp_worker.py", "--out", str(out), cwd=out, timeout=600)
     return out
 
 

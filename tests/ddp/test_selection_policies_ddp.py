@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import run_support_script
 from selection_ddp_worker import MEMORY, POLICIES
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _equal(a, b) -> bool:
@@ -25,16 +19,7 @@ def _equal(a, b) -> bool:
 
 
 def test_replicas_identical_under_two_process_ddp(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "support" / "selection_ddp_worker.py"), "--out", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run_support_script("selection_ddp_worker.py", "--out", str(tmp_path), cwd=tmp_path, timeout=600)
     for policy in POLICIES:
         for update in (0, 1):
             ranks = [torch.load(tmp_path / f"{policy}_{update}.rank{r}.pt", weights_only=True) for r in (0, 1)]

@@ -3,27 +3,15 @@ the ranks, the ranks' steps evened by one repeated sample, and the replicas iden
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from helpers import run_support_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def test_a_stream_is_sharded_by_rank_and_the_replicas_agree(tmp_path, mnist_available):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    worker = ROOT / "tests" / "support" / "stream_ddp_worker.py"
-    proc = subprocess.run(
-        [sys.executable, str(worker), "--out", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run_support_script("stream_ddp_worker.py", "--out", str(tmp_path), cwd=tmp_path, timeout=300)
     ranks = [torch.load(tmp_path / f"stream.rank{r}.pt", weights_only=True) for r in range(2)]
     from retentive.data import load_mnist
 

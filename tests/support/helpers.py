@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_support_script(script: str, *args: str, cwd: Path, timeout: float) -> None:
+    """Run ``tests/support/<script>`` (a multi-process job: DDP ranks it starts itself) in a fresh
+    Python with one torch thread per process, and fail with the tail of its output unless it exits 0."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, str(ROOT / "tests" / "support" / script), *args]
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
 
 def sgd(lr: float = 0.05):

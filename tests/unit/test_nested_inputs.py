@@ -12,13 +12,11 @@ random weights) with DER++ on tokenised dict inputs, in one process and in two D
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_support_script
 from rank_threads import run_ranks
 from torch import nn
 
@@ -30,8 +28,6 @@ from retentive.memory.exchange import distributed_add
 from retentive.memory.identity import IDENTITY_KEYS
 from retentive.state.inspection import StateReport, format_report
 from retentive.updaters.validation import check_chunk, check_dataset
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def text_batch(start: int, n: int, length: int = 8) -> dict:
@@ -617,16 +613,7 @@ def test_the_text_classifier_under_two_process_ddp(tmp_path):
     from retentive import load_model
     from retentive.evaluation import accuracy
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "support" / "text_worker.py"), "--out", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    run_support_script("text_worker.py", "--out", str(tmp_path), cwd=tmp_path, timeout=400)
     for name in ("ddp0", "ddp1"):
         rank0, rank1 = _ddp_dumps(tmp_path, name)
         assert rank0["world_size"] == rank1["world_size"] == 2
