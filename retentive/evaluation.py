@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from retentive.data import nested
+from retentive.data.streaming import is_stream
 from retentive.data.tensors import dataset_batches
 from retentive.models.modes import evaluating
 from retentive.models.routing import forward_routed
@@ -21,7 +22,7 @@ from retentive.models.routing import forward_routed
 def chunk_classes(dataset: Dataset) -> Tensor:
     """The labels present in ``dataset`` (from ``targets`` when it has them)."""
     targets = getattr(dataset, "targets", None)
-    if isinstance(dataset, IterableDataset):  # a stream: one pass over its labels
+    if is_stream(dataset):  # a stream: one pass over its labels
         targets = torch.cat([torch.as_tensor(batch[1]).reshape(-1) for batch in DataLoader(dataset, batch_size=1024)])
     elif not torch.is_tensor(targets):
         targets = torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))])  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
@@ -32,7 +32,7 @@ from retentive.errors import DataError
 SHUFFLE_BUFFER = 10_000
 
 
-def is_stream(dataset: object) -> bool:
+def is_stream(dataset: object) -> TypeGuard[IterableDataset]:
     """Whether ``dataset`` is read as a stream (an ``IterableDataset``), not indexed."""
     return isinstance(dataset, IterableDataset)
 

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from retentive.data import nested
+from retentive.data.streaming import is_stream
 
 
 def _tensor_bytes(value: Any) -> bytes:
@@ -45,7 +46,7 @@ def stream_fingerprint(dataset: IterableDataset) -> dict[str, Any]:
 
 def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
     """Length plus a hash of the labels (when exposed as a tensor) and of three samples: O(1) reads."""
-    if isinstance(dataset, IterableDataset):
+    if is_stream(dataset):
         return stream_fingerprint(dataset)
     n = len(dataset)  # type: ignore[arg-type]
     digest = hashlib.sha256()

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import Dataset
 
+from retentive.data.streaming import is_stream
 from retentive.memory.identity import IdentifiedBatch, derive_ids, provided_ids
 from retentive.memory.protocol import ReplayMemory
 from retentive.state.lineage import chunk_fingerprint
@@ -52,11 +53,11 @@ def chunk_ids(memory: ReplayMemory, dataset: Dataset, update: int, fingerprint: 
     """
     record = chunk_fingerprint(dataset) if fingerprint is None else fingerprint
     name = str(record.get("sha256") or f"unhashed-update-{update}")
-    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+    if is_stream(dataset):  # (a map-style dataset without a length was refused before: check_dataset)
         memory.begin_source(name, update)
         return None
     provided = provided_ids(dataset)
     memory.begin_source(name, update, provided)
     if provided is not None:
         return provided
-    return derive_ids(name, torch.arange(len(dataset), dtype=torch.int64))
+    return derive_ids(name, torch.arange(len(dataset), dtype=torch.int64))  # type: ignore[arg-type]
