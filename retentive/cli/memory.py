@@ -3,8 +3,8 @@ samples from it on request, and exporting it for a person to read (:mod:`retenti
 
 ``STATE`` is a model home (a folder with ``current.json``/``versions/``, or a URL) or a single
 state folder. ``delete`` writes a new state whole or not at all: a home gets a new current version
-(compare-and-swap; the old one stays in its history); a state folder is written to ``--output`` or,
-without it, replaced in place (``retentive rollback`` brings the old one back). Exit 0: listed,
+(compare-and-swap; the old one stays in its history); a state folder is written to ``--output`` (a
+new folder or URL) or, without it, replaced in place (``retentive rollback`` brings the old one back). Exit 0: listed,
 exported, or the deletion committed; 1: refused (an id not held, a bad selector), nothing written;
 75: another writer changed the state first, nothing written.
 """
@@ -52,7 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--ids", nargs="+", metavar="ID", help="sample ids (spaces or commas between them)")
     chosen.add_argument("--source", metavar="CHUNK", help="every sample of one chunk (its fingerprint, 6+ chars)")
     chosen.add_argument("--where", nargs="+", metavar="FIELD=VALUE", help="label=3, task=0, update=2 (all hold)")
-    delete.add_argument("--output", metavar="FOLDER", help="a state folder: write the new state here, not in place")
+    delete.add_argument(
+        "--output", metavar="FOLDER", help="a state folder: write the new state to this new folder or URL, not in place"
+    )
     delete.add_argument(
         "--refit",
         type=positive_int,
@@ -113,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def outputs(args: argparse.Namespace) -> list[str]:
-    """The folder ``export`` or ``delete --output`` creates (removed again if the command fails)."""
+    """The local folder ``export`` or ``delete --output`` creates (removed again if the command fails)."""
+    from retentive.state.remote.filesystem import is_url
+
     folder = getattr(args, "output", None)
-    return [folder] if folder else []
+    return [folder] if folder and not is_url(folder) else []

@@ -26,11 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from retentive.errors import StateError
 from retentive.governance.reading import MemoryView, read_memory
 from retentive.governance.selection import ids_from_source, ids_matching, parse_ids
 from retentive.state.format import State, save_state
 from retentive.state.inplace import swap_in
 from retentive.state.locking import OutputLock
+from retentive.state.remote import publish_state
+from retentive.state.remote.filesystem import is_url, open_url
+from retentive.state.remote.layout import holds_state
 
 #: manifest entries a new state gets afresh (written by the state format itself)
 _FRESH = ("format", "format_version", "kind", "retentive_version", "torch_version", "created", "files", "replaces")
@@ -88,9 +92,10 @@ def delete_samples(
 
     Name them one way: ``ids`` (sample ids), ``source`` (a chunk fingerprint or its first 6+
     characters) or ``where`` (predicates ``label=3``, ``task=0``, ``update=2``, all must hold).
-    A model home gets a new current version; a state folder is written to ``output`` (a new
-    folder) or, without one, replaced in place. Any id or selector naming nothing held raises
-    :class:`~retentive.errors.SampleNotFoundError` and nothing is written.
+    A model home (a state URL is one) gets a new current version; a state folder is written to
+    ``output`` (a new folder, or a URL holding no state yet) or, without one, replaced in place (a
+    plain folder at a URL, without ``current.json``, needs ``output``). Any id or selector naming
+    nothing held raises :class:`~retentive.errors.SampleNotFoundError` and nothing is written.
     """
     view = read_memory(location)
     if view.home is not None and output is not None:
@@ -104,13 +109,38 @@ def delete_samples(
     state = State(
         view.state.model, view.state.learner, view.memory.state_dict(), _manifest(view, removed, rows, selector)
     )
+    return _write(view, state, removed, rows, location, output)
+
+
+def _write(
+    view: MemoryView,
+    state: State,
+    removed: list[int],
+    rows: int,
+    location: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None,
+) -> Deletion:
+    """Commit ``state``: a home's new version, a new output folder or URL, or the folder in place."""
     if view.home is not None:
         with tempfile.TemporaryDirectory(prefix="retentive-delete-") as scratch:
             candidate = view.home.write_candidate(save_state(Path(scratch) / "state", state))
             promoted = view.home.promote(candidate, expect=view.version)
         return Deletion(removed, rows, str(location), promoted.id)
+    if output is not None and is_url(output):  # published as the URL's first version
+        url = os.fspath(output)
+        fs, root = open_url(url)
+        if holds_state(fs, root, url):
+            raise StateError(f"the output {url!r} already holds a state; choose a new one")
+        with tempfile.TemporaryDirectory(prefix="retentive-delete-") as scratch:
+            pointer = publish_state(save_state(Path(scratch) / "state", state), url, expect=None)
+        return Deletion(removed, rows, url, pointer.version)
     if output is not None:
         return Deletion(removed, rows, str(save_state(output, state)))
+    if view.url is not None:
+        raise ValueError(
+            f"{view.url!r} is a plain state folder at a URL (no current.json): it cannot be replaced in place; "
+            "give an output folder or URL"
+        )
     target = Path(location)
     lock = OutputLock(target).acquire()
     try:

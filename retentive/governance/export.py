@@ -79,7 +79,8 @@ def export_view(view: MemoryView, output: str | os.PathLike[str]) -> Path:
             writer = csv.DictWriter(handle, fieldnames=INDEX_FIELDS)
             writer.writeheader()
             writer.writerows({field: record.get(field, "") for field in INDEX_FIELDS} for record in records)
-        about = {"location": str(view.home.location if view.home else view.folder), "version": view.version}
+        shown = view.home.location if view.home else view.url or view.folder
+        about = {"location": str(shown), "version": view.version}
         about["state_version"] = view.state.version
         with open(staging / "index.json", "w", encoding="utf-8") as handle:
             json.dump({"state": about, "samples": records}, handle, indent=2)

@@ -25,6 +25,7 @@ from retentive.memory.policies import policy_from_name
 from retentive.memory.unbounded import AppendPolicy, UnboundedBuffer
 from retentive.state.format import State, load_state
 from retentive.state.home import ModelHome, is_home
+from retentive.state.remote import fetch_state
 from retentive.state.remote.filesystem import is_url
 
 
@@ -33,7 +34,8 @@ class MemoryView:
     """A state's memory, rebuilt: ``memory`` is the backend, ``state`` the whole state it came from.
 
     ``home`` and ``version`` are set when it was read from a model home (``version``: the version
-    id); ``folder`` when it was read from a single state folder.
+    id); ``folder`` when it was read from a single state folder; ``url`` when it was read from a
+    plain state folder at a URL (one copied there, without ``current.json``).
     """
 
     memory: ReplayBuffer
@@ -41,6 +43,7 @@ class MemoryView:
     home: ModelHome | None = None
     version: str | None = None
     folder: Path | None = None
+    url: str | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One record per stored sample, in slot order: its id, label, task, source chunk and update."""
@@ -105,6 +108,10 @@ def read_memory(location: str | os.PathLike[str], version: str | None = None) ->
     if is_url(where) or is_home(where):
         home = ModelHome(where)
         target = home.current() if version is None else version
+        if target is None and is_url(where):  # no pointer: a plain state folder there, or nothing
+            with tempfile.TemporaryDirectory(prefix="retentive-memory-") as scratch:
+                state = load_state(fetch_state(where, Path(scratch) / "state"))
+            return MemoryView(rebuild_memory(state.memory), state, url=where)
         if target is None:
             raise StateError(f"the model home {where!r} has no current version yet; nothing to read")
         version_id = target if isinstance(target, str) else target.id
