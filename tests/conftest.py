@@ -14,7 +14,9 @@ import logging
 import signal
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -32,6 +34,23 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(name).setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (the suite's addopts) with the tests/ddp files as one unit: each DDP run
+    is two processes that keep both cores busy, so they run one after another on one worker
+    instead of two at a time stretching each other's collectives."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class DDPTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tests/ddp" if scope.startswith("tests/ddp/") else scope
+
+    return DDPTogether(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -104,14 +123,35 @@ def mlflow_session_uri(tmp_path_factory):
         yield uri
 
 
+# the docs tests' block counts, summed over the pytest-xdist workers that ran doc pages
+_WORKER_COUNTS: Counter[str] = Counter()
+
+
+def _doc_block_counts() -> dict[str, Any]:
+    doc_blocks = sys.modules.get("test_doc_blocks")
+    return dict(getattr(doc_blocks, "COUNTS", None) or {})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's doc-block counts to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["doc_blocks"] = _doc_block_counts()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the pytest-xdist controller: add up what each worker's doc pages counted."""
+    _WORKER_COUNTS.update(getattr(node, "workeroutput", {}).get("doc_blocks", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The docs tests' summary: how many blocks the doc pages ran and checked (one line).
 
     Here rather than in tests/docs/conftest.py: a second module named ``conftest`` would replace
     this one in ``sys.modules``, and the tests that ``from conftest import ...`` would break."""
-    doc_blocks = sys.modules.get("test_doc_blocks")
-    counts = getattr(doc_blocks, "COUNTS", None)
-    if not counts or not counts["pages"]:
+    counts = _doc_block_counts() or dict(_WORKER_COUNTS)
+    if not counts or not counts.get("pages"):
         return
     slowest = sorted(((v, k[8:]) for k, v in counts.items() if k.startswith("seconds ")), reverse=True)[:3]
     terminalreporter.write_line(
