@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import tracemalloc
+
 import pytest
 import torch
 from rank_threads import run_ranks
@@ -49,6 +52,22 @@ def test_fingerprint_tells_apart_values_dtypes_and_structure():
     ):
         assert fingerprint(changed) != fingerprint(a)
     assert fingerprint(torch.tensor(1.5, dtype=torch.bfloat16)) != fingerprint(torch.tensor(1.5))
+
+
+def test_fingerprint_hashes_a_tensor_in_place_without_a_copy_of_its_bytes():
+    """A disk-backed memory of millions of rows is hashed when a DDP fit starts and ends: a copy
+    of each key's bytes would put the whole memory in RAM, which the disk backend exists to avoid."""
+    big = torch.arange(8 * 2**20, dtype=torch.float32)  # 32 MiB
+    tracemalloc.start()
+    try:
+        digest = fingerprint({"inputs": big})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, f"hashing a 32 MiB tensor allocated {peak} bytes"
+    expected = hashlib.sha256(repr("inputs").encode())
+    expected.update(hashlib.sha256(big.numpy().tobytes()).digest() + str((torch.float32, (8 * 2**20,))).encode())
+    assert digest == expected.digest()  # the same fingerprint as before: the same bytes hashed
 
 
 def test_check_identical_names_the_parts_that_differ():
