@@ -121,7 +121,7 @@ def broadcast_buffers(modules: Iterable[nn.Module], src: int = 0) -> None:
 def _digest(tensor: Tensor) -> bytes:
     """sha256 of the tensor's bytes, read where they are (a memory-mapped memory is not copied to RAM)."""
     data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-    return hashlib.sha256(memoryview(data.numpy())).digest() + str((tensor.dtype, tuple(tensor.shape))).encode()
+    return hashlib.sha256(data.numpy().data).digest() + str((tensor.dtype, tuple(tensor.shape))).encode()
 
 
 def fingerprint(state: Any) -> bytes:
