@@ -165,7 +165,7 @@ def legacy_identity(storage: Mapping[str, Tensor], size: int) -> tuple[dict[str,
     digest = hashlib.sha256()
     for key in sorted(storage):
         digest.update(key.encode())
-        digest.update(storage[key].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(storage[key].detach().cpu().contiguous().view(torch.uint8).numpy().data)  # hashed in place
     return whole_source_identity("legacy-" + digest.hexdigest(), size)
 
 
