@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from state_helpers import der, same_snapshot
+from state_helpers import der, memory_bytes_hold, same_snapshot
 
 from retentive.cli import main
 from retentive.errors import SampleNotFoundError
@@ -47,11 +47,6 @@ def states(split_small, tmp_path_factory):
     return root, home, (chunk0, chunk1)
 
 
-def _bytes_hold(folder, ids) -> list[bool]:
-    raw = (folder / "memory.pt").read_bytes()
-    return [np.int64(i).tobytes() in raw for i in ids]
-
-
 def test_list_names_each_sample_its_chunk_row_and_update(states, capsys):
     root, home, _ = states
     rows = list_memory(str(root / "s1"))
@@ -71,13 +66,13 @@ def test_delete_by_ids_in_a_home_is_a_new_version_and_gone_from_the_bytes(states
     before = home.current()
     rows = list_memory(home.location)
     doomed = [rows[0]["sample_id"], rows[5]["sample_id"]]
-    assert all(_bytes_hold(root / "s1", doomed))
+    assert all(memory_bytes_hold(root / "s1", doomed))
     assert main(["memory", "delete", home.location, "--ids", f"{doomed[0]},{doomed[1]}"]) == 0
     assert "may still reflect" in capsys.readouterr().out
     after = home.current()
     assert after.id != before.id and before.id in [v.id for v in home.history()]
     folder = home.fetch(root / "fetched", after.id)
-    assert not any(_bytes_hold(folder, doomed))
+    assert not any(memory_bytes_hold(folder, doomed))
     remaining = list_memory(home.location)
     assert [r["sample_id"] for r in remaining] == [r["sample_id"] for r in rows if r["sample_id"] not in doomed]
     record = load_state(folder).manifest["memory_deletions"][-1]
@@ -99,7 +94,7 @@ def test_delete_by_source_and_by_predicate_into_new_folders(states, tmp_path):
     first_chunk = rows[[r["stored_in_update"] for r in rows].index(0)]["source"]
     done = delete_samples(root / "s1", source=first_chunk[:12], output=tmp_path / "no0")
     from0 = [r["sample_id"] for r in rows if r["source"] == first_chunk]
-    assert sorted(done.removed_ids) == sorted(from0) and not any(_bytes_hold(tmp_path / "no0", from0))
+    assert sorted(done.removed_ids) == sorted(from0) and not any(memory_bytes_hold(tmp_path / "no0", from0))
     assert {r["stored_in_update"] for r in list_memory(str(tmp_path / "no0"))} == {1}
     done = delete_samples(root / "s1", where=["label=3"], output=tmp_path / "no3")
     assert done.rows_removed == sum(r["label"] == 3 for r in rows) > 0
@@ -117,7 +112,7 @@ def test_in_place_then_an_interrupted_update_resumes_and_matches(states, split_s
     der(folder, memory_size=40).update(chunk0, task_id=0)
     doomed = [r["sample_id"] for r in list_memory(str(folder))[:3]]
     assert main(["memory", "delete", str(folder), "--ids", *map(str, doomed)]) == 0
-    assert not any(_bytes_hold(folder, doomed)) and len(list_memory(str(folder))) == 37
+    assert not any(memory_bytes_hold(folder, doomed)) and len(list_memory(str(folder))) == 37
     settings = dict(memory_size=40, max_epochs=2, optimizer=partial(torch.optim.SGD, lr=0.03, momentum=0.9))
     der(tmp_path / "clean", folder, **settings).update(chunk2, task_id=2)
     with pytest.raises(Interrupt):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from s3_server import s3  # noqa: F401 - the fixture
-from state_helpers import der
+from state_helpers import der, memory_bytes_hold
 
 from retentive.cli import main
 from retentive.errors import SampleNotFoundError, StateError
@@ -47,11 +47,6 @@ def _home(s3, trained, name: str) -> ModelHome:
     return home
 
 
-def _bytes_hold(folder: Path, ids: list[int]) -> list[bool]:
-    raw = (folder / "memory.pt").read_bytes()
-    return [np.int64(i).tobytes() in raw for i in ids]
-
-
 def _objects(s3, prefix: str) -> list[str]:
     return sorted(s3.filesystem().find(f"{s3.bucket}/{prefix}"))
 
@@ -62,7 +57,7 @@ def _assert_deleted(home: ModelHome, before, doomed: list[int], tmp_path: Path) 
     assert after is not None and after.id != before.id
     assert before.id in [v.id for v in home.history() if v.role == "previous"]
     new, old = home.fetch(tmp_path / "new", after.id), home.fetch(tmp_path / "old", before.id)
-    assert not any(_bytes_hold(new, doomed)) and all(_bytes_hold(old, doomed))
+    assert not any(memory_bytes_hold(new, doomed)) and all(memory_bytes_hold(old, doomed))
     record = load_state(new).manifest["memory_deletions"][-1]
     assert record["removed_ids"] == sorted(doomed) and record["rows_removed"] == len(doomed)
     assert record["from_version"] == load_state(old).version
@@ -131,7 +126,7 @@ def test_a_local_folder_deleted_into_an_output_url(s3, trained, tmp_path, monkey
     done = delete_samples(local, ids=doomed, output=output)
     assert not list(tmp_path.iterdir()), "the output URL is not a local folder"
     assert ModelHome(output).current().id == done.version and len(list_memory(output)) == 39
-    assert not any(_bytes_hold(fetch_state(output, tmp_path / "clean"), doomed))
+    assert not any(memory_bytes_hold(fetch_state(output, tmp_path / "clean"), doomed))
     objects = _objects(s3, "clean")
     with pytest.raises(StateError, match="already holds a state"):
         delete_samples(local, ids=[rows[5]["sample_id"]], output=output)
@@ -155,7 +150,7 @@ def test_a_plain_folder_at_a_url_is_listed_and_deleted_into_an_output_url(s3, tr
     assert [r["sample_id"] for r in list_memory(output)] == [
         r["sample_id"] for r in rows if r["sample_id"] not in doomed
     ]
-    assert not any(_bytes_hold(fetch_state(output, tmp_path / "clean"), doomed))
+    assert not any(memory_bytes_hold(fetch_state(output, tmp_path / "clean"), doomed))
     assert _objects(s3, "plain/") == objects and not [p for p in tmp_path.iterdir() if p.name != "clean"]
     assert main(["memory", "list", f"s3://{s3.bucket}/nothing-here"]) == 1  # neither a pointer nor a folder
     assert "holds no retentive state" in capsys.readouterr().err

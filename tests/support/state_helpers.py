@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from helpers import QUIET, sgd
 
@@ -84,3 +85,10 @@ def hidden_entries(parent: Path) -> list[str]:
     if not Path(parent).is_dir():
         return []
     return sorted(p.name for p in Path(parent).iterdir() if p.name.startswith(".retentive-"))
+
+
+def memory_bytes_hold(folder: Path, ids: list[int]) -> list[bool]:
+    """For each sample id, whether its int64 bytes occur anywhere in ``folder``'s memory.pt (a
+    deleted sample's id must be absent from the bytes, not merely hidden)."""
+    raw = (folder / "memory.pt").read_bytes()
+    return [np.int64(i).tobytes() in raw for i in ids]
