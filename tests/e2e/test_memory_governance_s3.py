@@ -174,3 +174,34 @@ def test_list_json_and_export_at_an_s3_home(s3, trained, tmp_path, capsys):
         "state_version": load_state(trained[1]).version,
     }
     assert (tmp_path / "out" / index[0]["image"]).is_file()
+
+
+def test_a_deletion_into_an_output_url_with_refit_publishes_the_deletion_then_the_refit(
+    s3, trained, tmp_path, monkeypatch, capsys
+):
+    """``delete --output s3://... --refit``: two versions at the URL, the refit's parent the deletion."""
+    monkeypatch.chdir(tmp_path)
+    _, local = trained
+    rows = list_memory(str(local))
+    doomed = [rows[8]["sample_id"], rows[9]["sample_id"]]
+    output = f"s3://{s3.bucket}/refit-out"
+    config = [
+        "--config", str(ROOT / "configs" / "der.yaml"), "--threads", "1", "--set", "logger=false",
+        "--set", "updater.init_args.memory_size=40",
+    ]  # fmt: skip
+    ids = ",".join(map(str, doomed))
+    assert main(["memory", "delete", str(local), "--ids", ids, "--output", output, "--refit", "2", *config]) == 0
+    out = capsys.readouterr().out
+    assert "deleted 2 stored samples" in out and "refit for 2 epochs on the 38 samples the memory holds" in out
+    assert not list(tmp_path.iterdir()), "neither the deletion nor the refit wrote a local folder"
+    home = ModelHome(output)
+    refit, deletion = home.history()[:2]
+    assert [v.role for v in home.history()] == ["current", "previous"]
+    refit_state = load_state(home.fetch(tmp_path / "refit", refit.id))
+    deleted_state = load_state(home.fetch(tmp_path / "deleted", deletion.id))
+    assert refit_state.manifest["lineage"]["parent"] == deletion.manifest_sha256
+    assert refit_state.manifest["lineage"]["refit"]["epochs"] == 2
+    assert refit_state.manifest["memory_deletions"][-1]["removed_ids"] == sorted(doomed)
+    assert torch.equal(refit_state.memory["storage"]["sample_ids"], deleted_state.memory["storage"]["sample_ids"])
+    assert any(not torch.equal(refit_state.model[k], deleted_state.model[k]) for k in refit_state.model)
+    assert not any(memory_bytes_hold(tmp_path / "refit", doomed))
