@@ -25,6 +25,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from quiet_cpu import QUIET_CPU
 
 from retentive import (
     ExperienceReplayModelUpdater,
@@ -44,7 +45,7 @@ GROUPS = [list(g) for g in SPLIT_MNIST_CLASSES]
 #: the DER paper's table (REFERENCE.md): class-IL unless marked task-IL
 PUBLISHED = {"pnn": 99.23, "er200": 80.43, "mer200": 81.47, "mer500": 88.35}
 TASK_IL = {"packnet", "pnn"}
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+QUIET = dict(QUIET_CPU, max_epochs=1)
 
 
 class StepTimer(pl.Callback):

@@ -34,6 +34,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from concurrency_checks import error_text, fingerprint, inspect_read, is_false_tamper  # noqa: E402
+from quiet_cpu import QUIET_CPU  # noqa: E402
 
 from retentive import DarkExperienceReplayModelUpdater, errors  # noqa: E402
 from retentive.models import MLP  # noqa: E402
@@ -58,10 +59,7 @@ def build_updater(output: Any, input_state: Any) -> DarkExperienceReplayModelUpd
         alpha=0.5,
         beta=0.5,
         seed=0,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
+        **QUIET_CPU,
         max_epochs=1,
     )
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from quiet_cpu import QUIET_CPU
 from torch import Tensor
 
 from retentive import ExperienceReplayModelUpdater
@@ -88,10 +89,7 @@ def er(settings: dict[str, Any], input_state: Path | None, output: Path) -> Expe
         seed=settings["seed"],
         input_state_folder=input_state,
         output_state_folder=output,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
+        **QUIET_CPU,
     )
 
 

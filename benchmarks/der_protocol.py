@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from quiet_cpu import QUIET_CPU
 
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater, FineTuningModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
@@ -45,7 +46,7 @@ PUBLISHED = {
     "joint": {None: 95.57},
     "sgd": {None: 19.60},
 }
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+QUIET = dict(QUIET_CPU, max_epochs=1)
 
 
 def make_updater(method: str, memory: int | None, seed: int, input_state: Path | None, output_state: Path):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from quiet_cpu import QUIET_CPU
 from torch import nn
 
 import retentive as R
@@ -40,7 +41,7 @@ from retentive.models import MLP, SmallCNN
 RESULTS = Path(__file__).resolve().parent / "results" / "er_family"
 SECTION_START = "<!-- er-family:start -->"
 SECTION_END = "<!-- er-family:end -->"
-QUIET: dict[str, Any] = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+QUIET: dict[str, Any] = dict(QUIET_CPU, max_epochs=1)
 
 # The DER paper's best arguments for Seq-MNIST (REFERENCE.md): lr, memory batch, alpha, beta.
 DER_BEST = {

@@ -24,6 +24,7 @@ import warnings
 from functools import partial
 
 import torch
+from quiet_cpu import QUIET_CPU
 from torch import nn
 
 from retentive import ExperienceReplayModelUpdater
@@ -59,9 +60,7 @@ def make_updater(seed: int = 0, **overrides: object) -> ExperienceReplayModelUpd
         "memory_size": 500,
         "batch_size": 64,
         "max_epochs": 1,
-        "accelerator": "cpu",
-        "logger": False,
-        "enable_progress_bar": False,
+        **QUIET_CPU,
         "seed": seed,
         **overrides,
     }

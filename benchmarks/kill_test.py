@@ -61,6 +61,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from quiet_cpu import QUIET_CPU
 
 from retentive import DarkExperienceReplayModelUpdater, StateError
 from retentive.data import TensorChunk, load_mnist, split_mnist
@@ -120,10 +121,7 @@ def make_updater(
         max_epochs=setup.epochs,
         input_state_folder=input_state,
         output_state_folder=output,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
+        **QUIET_CPU,
         seed=0,
         callbacks=callbacks,
         resume=resume and output is not None,

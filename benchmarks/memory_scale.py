@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from quiet_cpu import QUIET_CPU
 from torch import nn
 
 ROWS_PER_FILL = 2_000
@@ -115,10 +116,7 @@ def updater(backend: str, samples: int, folder: Path, **extra: Any) -> Any:
         batch_memory_frac=FRAC,
         memory_backend=backend,
         memory_dir=folder / "scratch",
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
+        **QUIET_CPU,
         max_epochs=1,
         seed=0,
         callbacks=[callback],

@@ -31,6 +31,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from quiet_cpu import QUIET_CPU
 
 import retentive.memory as memory_module
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
@@ -38,7 +39,7 @@ from retentive.data import load_mnist, split_mnist
 from retentive.evaluation import accuracy_row
 from retentive.models import MLP
 
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+QUIET = dict(QUIET_CPU, max_epochs=1)
 
 
 def options(variant: str) -> dict:

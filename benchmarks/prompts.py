@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from quiet_cpu import QUIET_CPU
 
 import retentive as R
 from retentive.data import TensorChunk, load_mnist, split_mnist
@@ -45,7 +46,7 @@ ARCH = dict(
     dropout=0.0,
     attention_dropout=0.0,
 )
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, batch_size=32)
+QUIET = dict(QUIET_CPU, batch_size=32)
 MEMORY = 500
 #: name -> (model class, updater class, its arguments)
 METHODS: dict[str, tuple[Any, Any, dict[str, Any]]] = {

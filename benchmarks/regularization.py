@@ -28,13 +28,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from quiet_cpu import QUIET_CPU
 
 import retentive as R
 from retentive.components.distillation import icarl_classifier
 from retentive.data import TensorChunk, load_mnist, split_mnist
 from retentive.models import MLP
 
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+QUIET = dict(QUIET_CPU, max_epochs=1)
 #: name -> (memory, lr, updater class, its arguments, published (class-IL, task-IL))
 #: Mammoth's tuned settings (REFERENCE.md); EWC's lambda is discussed in docs/benchmarks/accuracy.md.
 METHODS: dict[str, tuple[int | None, float, Any, dict[str, Any], tuple[float, float] | None]] = {

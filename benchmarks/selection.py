@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from quiet_cpu import QUIET_CPU
 
 from retentive import DarkExperienceReplayModelUpdater, ExperienceReplayModelUpdater
 from retentive.data import TensorChunk, load_mnist, split_mnist
@@ -112,7 +113,7 @@ BEST = {  # the DER paper's best (lr, memory minibatch, alpha, beta), as in der_
     "er": {200: (0.01, 10), 500: (0.1, 10)},
     "derpp": {200: (0.03, 128, 0.2, 1.0), 500: (0.03, 10, 1.0, 0.5)},
 }
-QUIET = dict(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1)
+QUIET = dict(QUIET_CPU, max_epochs=1)
 
 
 def make_updater(method: str, policy: str, memory: int, seed: int, input_state: Path | None, output_state: Path):

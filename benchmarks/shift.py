@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from quiet_cpu import QUIET_CPU
 
 from retentive import DarkExperienceReplayModelUpdater, detect_shift, load_model
 from retentive.data import TensorChunk, load_mnist
@@ -60,10 +61,7 @@ def train_state(train: TensorChunk, folder: Path) -> torch.nn.Module:
         output_state_folder=folder,
         seed=0,
         max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
+        **QUIET_CPU,
     )
     with quiet_lightning():
         updater.update(train)

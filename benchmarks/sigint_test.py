@@ -42,6 +42,7 @@ def _digest(folder: Path) -> dict[str, str]:
 def _prepare(work: Path) -> None:
     """The state after a first update (the config's model, memory 50), and a chunk of 1000 digits."""
     import torch
+    from quiet_cpu import QUIET_CPU
 
     from retentive import DarkExperienceReplayModelUpdater
     from retentive.data import load_mnist, split_mnist
@@ -57,10 +58,7 @@ def _prepare(work: Path) -> None:
         memory_size=50,
         batch_size=64,
         output_state_folder=work / "state",
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
+        **QUIET_CPU,
         max_epochs=1,
     )
     updater.update(chunks[0].subset(torch.arange(200)), task_id=0)

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from quiet_cpu import QUIET_CPU
 from torch.utils.data import Dataset
 
 from retentive import DarkExperienceReplayModelUpdater
@@ -48,9 +49,7 @@ def main() -> None:
             memory_size=500,
             batch_size=64,
             output_state_folder=folder,
-            accelerator="cpu",
-            logger=False,
-            enable_progress_bar=False,
+            **QUIET_CPU,
             max_epochs=1,
         )
         updater.update(dataset)

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from quiet_cpu import QUIET_CPU
 from torch import nn
 
 SHARD_SAMPLES = 10_000
@@ -87,8 +88,7 @@ def train(data: object, seed: int) -> tuple[float, float]:
     model = Scaled()
     updater = ExperienceReplayModelUpdater(
         model=model, loss_fn=nn.CrossEntropyLoss(), optimizer=lambda p: torch.optim.SGD(p, lr=0.01),
-        memory_size=MEMORY, batch_size=BATCH, max_epochs=1, accelerator="cpu", devices=1, logger=False,
-        enable_progress_bar=False, seed=seed,
+        memory_size=MEMORY, batch_size=BATCH, max_epochs=1, seed=seed, **QUIET_CPU,
     )  # fmt: skip
     start = time.perf_counter()
     updater.update(data)  # type: ignore[arg-type]

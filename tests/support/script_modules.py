@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def load_script(relative: str, name: str) -> ModuleType:
     """``ROOT/relative`` imported as module ``name``: registered in ``sys.modules`` before it runs,
-    because dataclasses look their module up while it loads."""
+    because dataclasses look their module up while it loads, and with the script's folder on
+    ``sys.path``, as ``python relative`` has it (benchmarks import their shared ``quiet_cpu``)."""
+    folder = str((ROOT / relative).parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, ROOT / relative)
     assert spec is not None and spec.loader is not None, relative
     module = importlib.util.module_from_spec(spec)
