@@ -26,19 +26,17 @@ import argparse
 import copy
 import json
 import tempfile
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from der_cifar import benchmark_method, cifar_scenario
-from quiet_cpu import QUIET_CPU
 
-from retentive import FineTuningModelUpdater
 from retentive.benchmarking import run_scenario
 from retentive.benchmarking.scenarios import Scenario
 from retentive.data import TensorChunk, cifar10, concatenate
-from retentive.data.transforms import cifar10_test_transform, cifar10_train_transform
+from retentive.data.transforms import cifar10_test_transform
 from retentive.evaluation import accuracy_row
 from retentive.state import load_state
 from retentive.state.loading import load_model
@@ -85,6 +83,8 @@ def evaluation(model: torch.nn.Module, test: list[TensorChunk]) -> dict[str, Any
 
 def joint_trace(args: argparse.Namespace, scenario: Scenario) -> list[dict[str, Any]]:
     """JOINT's class-IL and task-IL after every epoch, as saved and with BatchNorm recomputed."""
+    joint = benchmark_method("joint", None, 1, "cpu", "32")  # der_cifar.py's JOINT, one epoch an update
+    joint = replace(joint, optimizer_args={**joint.optimizer_args, "lr": args.lr})
     train, test = concatenate(list(scenario.train)), list(scenario.test)
     images = cifar10_test_transform()(train.inputs)  # normalised, not augmented
     trace, previous = [], None
@@ -92,18 +92,11 @@ def joint_trace(args: argparse.Namespace, scenario: Scenario) -> list[dict[str, 
         for epoch in range(1, args.epochs + 1):
             torch.manual_seed(args.seed)  # the model built here is replaced by the saved one from epoch 2 on
             state = Path(tmp) / f"epoch_{epoch}"
-            updater = FineTuningModelUpdater(
+            updater = joint.build(
                 scenario.model_factory(),
-                torch.nn.CrossEntropyLoss(),
-                partial(torch.optim.SGD, lr=args.lr),
-                batch_size=32,
-                max_epochs=1,
-                train_transform=cifar10_train_transform(),
-                test_transform=cifar10_test_transform(),
                 input_state_folder=previous,
                 output_state_folder=state,
                 seed=args.seed + 1000 * (epoch - 1),  # a new shuffle order each epoch
-                **QUIET_CPU,
             )
             model = updater.update(train, task_id=0)
             previous = state
@@ -124,21 +117,21 @@ def memory_targets(args: argparse.Namespace, scenario: Scenario) -> dict[str, An
     targets = storage["targets"].long()
     with torch.no_grad():
         outputs = model(cifar10_test_transform()(storage["inputs"])).float()
-    tasks = storage["task_ids"].long()
+    tasks, count = storage["task_ids"].long(), len(scenario.train)
     correct = outputs.argmax(1) == targets
     report: dict[str, Any] = {
         "class_il_per_task": [percent(v) for v in result.views["class-il"].matrix[-1]],
-        "samples_per_task": torch.bincount(tasks, minlength=5).tolist(),
+        "samples_per_task": torch.bincount(tasks, minlength=count).tolist(),
         "final_model_correct": percent(correct.float().mean()),
-        "final_model_correct_per_task": [percent(correct[tasks == t].float().mean()) for t in range(5)],
+        "final_model_correct_per_task": [percent(correct[tasks == t].float().mean()) for t in range(count)],
     }
-    report["class_il"] = round(sum(report["class_il_per_task"]) / 5, 2)
+    report["class_il"] = round(sum(report["class_il_per_task"]) / count, 2)
     if "logits" in storage:
         stored = storage["logits"].float()
         right = stored.argmax(1) == targets
         report |= {
             "stored_logits_correct": percent(right.float().mean()),
-            "stored_logits_correct_per_task": [percent(right[tasks == t].float().mean()) for t in range(5)],
+            "stored_logits_correct_per_task": [percent(right[tasks == t].float().mean()) for t in range(count)],
             "final_model_agrees_with_stored": percent((outputs.argmax(1) == stored.argmax(1)).float().mean()),
             "final_model_mse_to_stored": round(float(torch.nn.functional.mse_loss(outputs, stored)), 4),
         }
